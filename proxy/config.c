@@ -1,0 +1,677 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Option table and parsing; see config.h. Every option is one row of opts[]:
+ * the flag, its environment variable, how to parse it and its help line. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define MAX_DURATION_MS (24u * 3600u * 1000u)
+
+enum opt_type {
+    OPT_LISTEN = 0, /* repeatable numeric ADDR:PORT */
+    OPT_SEED,       /* repeatable HOST:PORT */
+    OPT_STRING,
+    OPT_BOOL,       /* flag without value; env takes true/false */
+    OPT_DURATION,
+    OPT_DURATION0,  /* duration, 0 allowed (= off) */
+    OPT_UINT,
+    OPT_ENUM,
+    OPT_ADMIN,      /* ADDR:PORT or "off" */
+    OPT_LOGLEVEL,
+    OPT_LOGFORMAT,
+};
+
+struct opt {
+    const char *name; /* without the leading "--" */
+    const char *env;  /* environment variable, or NULL */
+    enum opt_type type;
+    size_t off;
+    unsigned min, max;
+    const char *const *choices; /* OPT_ENUM: NULL-terminated, index = value */
+    const char *arg;            /* placeholder in --help */
+    const char *def;            /* default as text, NULL for none */
+    const char *help;
+};
+
+static const char *const balance_names[] = {"least-conn", "round-robin", "random", NULL};
+static const char *const health_names[] = {"readyz", "tls", "tcp", "none", NULL};
+static const char *const discovery_names[] = {"auto", "endpointslices", "endpoints", "off", NULL};
+
+#define O(field) offsetof(struct config, field)
+
+static const struct opt opts[] = {
+    {"listen", "APILB_LISTEN", OPT_LISTEN, O(listen), 0, 0, NULL, "ADDR:PORT", "127.0.0.1:443",
+     "address to accept clients on; repeatable; IPv6 as [::1]:443"},
+    {"upstream", "APILB_UPSTREAMS", OPT_SEED, O(seeds), 0, 0, NULL, "HOST:PORT", NULL,
+     "seed/static apiserver; repeatable; env is comma-separated"},
+    {"upstreams-file", "APILB_UPSTREAMS_FILE", OPT_STRING, O(upstreams_file), 0, 0, NULL, "PATH",
+     NULL, "one HOST:PORT per line, '#' comments; re-read when it changes and on SIGHUP"},
+    {"kubeconfig", "APILB_KUBECONFIG", OPT_STRING, O(kubeconfig), 0, 0, NULL, "PATH", NULL,
+     "watch the cluster's apiservers with these credentials"},
+    {"in-cluster", "APILB_IN_CLUSTER", OPT_BOOL, O(in_cluster), 0, 0, NULL, NULL,
+     "when the token exists", "use the pod's service account"},
+    {"service-account-dir", "APILB_SERVICE_ACCOUNT_DIR", OPT_STRING, O(sa_dir), 0, 0, NULL, "DIR",
+     DEFAULT_SA_DIR, "where --in-cluster finds token, ca.crt and namespace"},
+    {"discovery", "APILB_DISCOVERY", OPT_ENUM, O(discovery), 0, 0, discovery_names, "MODE", "auto",
+     "auto | endpointslices | endpoints | off"},
+    {"state-file", "APILB_STATE_FILE", OPT_STRING, O(state_file), 0, 0, NULL, "PATH", NULL,
+     "last known good upstream set, written atomically, read at start"},
+    {"admin-listen", "APILB_ADMIN_LISTEN", OPT_ADMIN, O(admin_listen), 0, 0, NULL, "ADDR:PORT",
+     "127.0.0.1:9444", "GET /healthz /readyz /metrics /upstreams; 'off' disables"},
+    {"connect-timeout", "APILB_CONNECT_TIMEOUT", OPT_DURATION, O(connect_timeout_ms), 10, 60000,
+     NULL, "DUR", "1s", "upstream connect timeout; on failure the next upstream is tried"},
+    {"health-check", "APILB_HEALTH_CHECK", OPT_ENUM, O(health_check), 0, 0, health_names, "KIND",
+     "readyz", "readyz | tls | tcp | none"},
+    {"health-interval", "APILB_HEALTH_INTERVAL", OPT_DURATION, O(health_interval_ms), 100,
+     3600000, NULL, "DUR", "2s", "time between active checks of one upstream (jittered)"},
+    {"health-timeout", "APILB_HEALTH_TIMEOUT", OPT_DURATION, O(health_timeout_ms), 50, 60000, NULL,
+     "DUR", "1s", "one active check's deadline"},
+    {"rise", "APILB_RISE", OPT_UINT, O(rise), 1, 100, NULL, "N", "2",
+     "consecutive passed checks that make an upstream healthy"},
+    {"fall", "APILB_FALL", OPT_UINT, O(fall), 1, 100, NULL, "N", "3",
+     "consecutive failed checks that make an upstream unhealthy"},
+    {"health-ca", "APILB_HEALTH_CA", OPT_STRING, O(health_ca), 0, 0, NULL, "PATH", NULL,
+     "CA bundle to verify apiserver certificates in readyz/tls checks"},
+    {"drain-timeout", "APILB_DRAIN_TIMEOUT", OPT_DURATION0, O(drain_timeout_ms), 0,
+     MAX_DURATION_MS, NULL, "DUR", "5m",
+     "how long connections to a removed upstream may live"},
+    {"shutdown-timeout", "APILB_SHUTDOWN_TIMEOUT", OPT_DURATION0, O(shutdown_timeout_ms), 0,
+     MAX_DURATION_MS, NULL, "DUR", "30s",
+     "on SIGTERM: stop accepting, drain this long, then close"},
+    {"max-connection-age", "APILB_MAX_CONNECTION_AGE", OPT_DURATION0, O(max_connection_age_ms),
+     0, MAX_DURATION_MS, NULL, "DUR", "0",
+     "close connections older than this (with jitter) to rebalance; 0 = off"},
+    {"balance", "APILB_BALANCE", OPT_ENUM, O(balance), 0, 0, balance_names, "ALGO", "least-conn",
+     "least-conn | round-robin | random"},
+    {"workers", "APILB_WORKERS", OPT_UINT, O(workers), 1, 64, NULL, "N", NULL,
+     "event-loop threads (default: CPUs, at most 4)"},
+    {"max-connections", "APILB_MAX_CONNECTIONS", OPT_UINT, O(max_connections), 1, 10000000, NULL,
+     "N", "100000", "client connections beyond this are refused"},
+    {"log-level", "APILB_LOG_LEVEL", OPT_LOGLEVEL, O(log_level), 0, 0, NULL, "LEVEL", "info",
+     "error | warn | info | debug"},
+    {"log-format", "APILB_LOG_FORMAT", OPT_LOGFORMAT, O(log_format), 0, 0, NULL, "FORMAT", "text",
+     "text (logfmt) | json"},
+    {"check-config", NULL, OPT_BOOL, O(check_config), 0, 0, NULL, NULL, NULL,
+     "print the effective configuration and exit 0, or exit 1 with why"},
+    {"version", NULL, OPT_BOOL, O(show_version), 0, 0, NULL, NULL, NULL, "print the version"},
+    {"help", NULL, OPT_BOOL, O(show_help), 0, 0, NULL, NULL, NULL, "print this help"},
+};
+
+#define N_OPTS (sizeof(opts) / sizeof(opts[0]))
+
+static void errf(char err[CONFIG_ERR_BYTES], const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void errf(char err[CONFIG_ERR_BYTES], const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, CONFIG_ERR_BYTES, fmt, ap);
+    va_end(ap);
+}
+
+int config_duration_parse(const char *s, unsigned max_ms, bool allow_zero, unsigned *ms)
+{
+    unsigned long long v = 0, mult;
+    const char *p = s;
+
+    if (s == NULL || *s == '\0')
+        return -EINVAL;
+    if (strcmp(s, "0") == 0) {
+        if (!allow_zero)
+            return -ERANGE;
+        *ms = 0;
+        return 0;
+    }
+    if (!isdigit((unsigned char)*p))
+        return -EINVAL;
+    while (isdigit((unsigned char)*p)) {
+        v = v * 10 + (unsigned)(*p - '0');
+        if (v > MAX_DURATION_MS)
+            return -ERANGE;
+        p++;
+    }
+    if (strcmp(p, "ms") == 0)
+        mult = 1;
+    else if (strcmp(p, "s") == 0)
+        mult = 1000;
+    else if (strcmp(p, "m") == 0)
+        mult = 60000;
+    else if (strcmp(p, "h") == 0)
+        mult = 3600000;
+    else
+        return -EINVAL;
+    v *= mult;
+    if (v > max_ms || (v == 0 && !allow_zero))
+        return -ERANGE;
+    *ms = (unsigned)v;
+    return 0;
+}
+
+void config_duration_format(unsigned ms, char *buf, size_t len)
+{
+    if (ms == 0)
+        snprintf(buf, len, "0");
+    else if (ms % 3600000 == 0)
+        snprintf(buf, len, "%uh", ms / 3600000);
+    else if (ms % 60000 == 0)
+        snprintf(buf, len, "%um", ms / 60000);
+    else if (ms % 1000 == 0)
+        snprintf(buf, len, "%us", ms / 1000);
+    else
+        snprintf(buf, len, "%ums", ms);
+}
+
+static const struct opt *find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+static bool parse_bool(const char *v, bool *out)
+{
+    if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0) {
+        *out = true;
+        return true;
+    }
+    if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0 || strcmp(v, "no") == 0) {
+        *out = false;
+        return true;
+    }
+    return false;
+}
+
+/* Where a value came from, for error messages: "--name" or "ENV". */
+static void origin(const struct opt *o, bool from_env, char *buf, size_t len)
+{
+    if (from_env)
+        snprintf(buf, len, "%s", o->env);
+    else
+        snprintf(buf, len, "--%s", o->name);
+}
+
+static int add_seed(struct config *cfg, const char *who, const char *v, int default_port,
+                    char err[CONFIG_ERR_BYTES])
+{
+    struct config_seed *sd;
+    const char *why;
+
+    if (cfg->n_seeds == CONFIG_MAX_SEEDS) {
+        errf(err, "%s=%s: at most %d upstreams may be given", who, v, CONFIG_MAX_SEEDS);
+        return -EINVAL;
+    }
+    sd = &cfg->seeds[cfg->n_seeds];
+    if (addr_split(v, default_port, sd->host, &sd->port, &why) < 0) {
+        errf(err, "%s=%s: %s", who, v, why);
+        return -EINVAL;
+    }
+    cfg->n_seeds++;
+    return 0;
+}
+
+/* Splits a comma-separated list and calls add_seed() for each element. */
+static int add_seed_list(struct config *cfg, const char *who, const char *list, int default_port,
+                         char err[CONFIG_ERR_BYTES])
+{
+    char item[ADDR_HOST_MAX + 16];
+    const char *p = list;
+
+    while (*p != '\0') {
+        const char *e = strchr(p, ',');
+        size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+
+        while (n > 0 && isspace((unsigned char)*p)) {
+            p++;
+            n--;
+        }
+        while (n > 0 && isspace((unsigned char)p[n - 1]))
+            n--;
+        if (n >= sizeof(item)) {
+            errf(err, "%s: element '%.40s...' is too long", who, p);
+            return -EINVAL;
+        }
+        if (n > 0) {
+            memcpy(item, p, n);
+            item[n] = '\0';
+            if (add_seed(cfg, who, item, default_port, err) < 0)
+                return -EINVAL;
+        }
+        if (e == NULL)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static int set_value(struct config *cfg, const struct opt *o, const char *v, bool from_env,
+                     char err[CONFIG_ERR_BYTES])
+{
+    char *field = (char *)cfg + o->off;
+    char who[64];
+    const char *why;
+    unsigned ms;
+    int rc;
+
+    origin(o, from_env, who, sizeof(who));
+    switch (o->type) {
+    case OPT_LISTEN: {
+        const char *p = v;
+        char item[ADDR_HOST_MAX + 16];
+
+        /* The environment variable may list several, comma-separated. */
+        while (*p != '\0') {
+            const char *e = from_env ? strchr(p, ',') : NULL;
+            size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+
+            if (n >= sizeof(item)) {
+                errf(err, "%s=%s: address is too long", who, v);
+                return -EINVAL;
+            }
+            memcpy(item, p, n);
+            item[n] = '\0';
+            if (cfg->n_listen == CONFIG_MAX_LISTEN) {
+                errf(err, "%s=%s: at most %d listen addresses", who, v, CONFIG_MAX_LISTEN);
+                return -EINVAL;
+            }
+            if (addr_parse(item, -1, &cfg->listen[cfg->n_listen], &why) < 0) {
+                errf(err, "%s=%s: %s", who, item, why);
+                return -EINVAL;
+            }
+            cfg->n_listen++;
+            if (e == NULL)
+                break;
+            p = e + 1;
+        }
+        return 0;
+    }
+    case OPT_SEED:
+        if (from_env)
+            return add_seed_list(cfg, who, v, -1, err);
+        return add_seed(cfg, who, v, -1, err);
+    case OPT_STRING: {
+        char **sp = (char **)field;
+
+        if (*v == '\0') {
+            errf(err, "%s: must not be empty", who);
+            return -EINVAL;
+        }
+        free(*sp);
+        *sp = strdup(v);
+        return *sp == NULL ? -ENOMEM : 0;
+    }
+    case OPT_BOOL: {
+        bool b;
+
+        if (!parse_bool(v, &b)) {
+            errf(err, "%s=%s: must be true or false", who, v);
+            return -EINVAL;
+        }
+        *(bool *)field = b;
+        return 0;
+    }
+    case OPT_DURATION:
+    case OPT_DURATION0: {
+        char lo[16], hi[16];
+
+        rc = config_duration_parse(v, o->max, o->type == OPT_DURATION0, &ms);
+        if (rc == 0 && ms < o->min && !(o->type == OPT_DURATION0 && ms == 0))
+            rc = -ERANGE;
+        if (rc == -EINVAL) {
+            errf(err, "%s=%s: must be a duration like 500ms, 2s, 5m", who, v);
+            return rc;
+        }
+        if (rc < 0) {
+            config_duration_format(o->min, lo, sizeof(lo));
+            config_duration_format(o->max, hi, sizeof(hi));
+            errf(err, "%s=%s: must be %s%s..%s", who, v, o->type == OPT_DURATION0 ? "0 or " : "",
+                 o->type == OPT_DURATION0 && o->min == 0 ? "1ms" : lo, hi);
+            return rc;
+        }
+        *(unsigned *)field = ms;
+        return 0;
+    }
+    case OPT_UINT: {
+        unsigned long long n = 0;
+        const char *p = v;
+
+        if (*p == '\0')
+            rc = -EINVAL;
+        else
+            rc = 0;
+        for (; *p != '\0' && rc == 0; p++) {
+            if (!isdigit((unsigned char)*p) || n > 100000000ull)
+                rc = -EINVAL;
+            else
+                n = n * 10 + (unsigned)(*p - '0');
+        }
+        if (rc < 0 || n < o->min || n > o->max) {
+            errf(err, "%s=%s: must be a whole number %u..%u", who, v, o->min, o->max);
+            return -EINVAL;
+        }
+        *(unsigned *)field = (unsigned)n;
+        return 0;
+    }
+    case OPT_ENUM:
+        for (int i = 0; o->choices[i] != NULL; i++) {
+            if (strcmp(v, o->choices[i]) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        errf(err, "%s=%s: must be one of %s", who, v, o->help);
+        return -EINVAL;
+    case OPT_ADMIN:
+        if (strcmp(v, "off") == 0) {
+            cfg->admin_enabled = false;
+            return 0;
+        }
+        if (addr_parse(v, -1, &cfg->admin_listen, &why) < 0) {
+            errf(err, "%s=%s: %s (or 'off')", who, v, why);
+            return -EINVAL;
+        }
+        cfg->admin_enabled = true;
+        return 0;
+    case OPT_LOGLEVEL:
+        if (log_level_parse(v, &cfg->log_level) < 0) {
+            errf(err, "%s=%s: must be one of error, warn, info, debug", who, v);
+            return -EINVAL;
+        }
+        return 0;
+    case OPT_LOGFORMAT:
+        if (log_format_parse(v, &cfg->log_format) < 0) {
+            errf(err, "%s=%s: must be text or json", who, v);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static const char *env_get(char *const env[], const char *name)
+{
+    size_t n = strlen(name);
+
+    for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+        if (strncmp(env[i], name, n) == 0 && env[i][n] == '=')
+            return env[i] + n + 1;
+    return NULL;
+}
+
+/* Sets the defaults that are not zero. */
+static int set_defaults(struct config *cfg, unsigned n_cpus, char err[CONFIG_ERR_BYTES])
+{
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+
+        if (o->def == NULL || o->type == OPT_BOOL || o->type == OPT_SEED)
+            continue;
+        if (set_value(cfg, o, o->def, false, err) < 0)
+            return -EINVAL;
+    }
+    cfg->n_listen = 0; /* The default listener applies only if none is given. */
+    cfg->workers = n_cpus < 1 ? 1 : n_cpus > 4 ? 4 : n_cpus;
+    return 0;
+}
+
+int config_parse(struct config *cfg, int argc, char *const argv[], char *const env[],
+                 unsigned n_cpus, char err[CONFIG_ERR_BYTES])
+{
+    bool given[N_OPTS] = {false};
+    bool in_cluster_given = false;
+    const char *v;
+    int rc;
+
+    memset(cfg, 0, sizeof(*cfg));
+    err[0] = '\0';
+    cfg->seeds_from = "";
+    rc = set_defaults(cfg, n_cpus, err);
+    if (rc < 0)
+        return rc;
+
+    /* Flags first: they win over the environment. */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *eq;
+        const struct opt *o;
+        size_t idx;
+
+        if (strncmp(a, "--", 2) != 0) {
+            errf(err, "%s: unexpected argument (options start with --; see --help)", a);
+            return -EINVAL;
+        }
+        eq = strchr(a + 2, '=');
+        o = find_opt(a + 2, eq != NULL ? (size_t)(eq - a - 2) : strlen(a + 2));
+        if (o == NULL) {
+            errf(err, "%.*s: unknown option (see --help)",
+                 (int)(eq != NULL ? (size_t)(eq - a) : strlen(a)), a);
+            return -EINVAL;
+        }
+        idx = (size_t)(o - opts);
+        if (o->type == OPT_BOOL && eq == NULL) {
+            v = "true";
+        } else if (eq != NULL) {
+            v = eq + 1;
+        } else if (i + 1 < argc) {
+            v = argv[++i];
+        } else {
+            errf(err, "--%s: needs a value (%s)", o->name, o->arg != NULL ? o->arg : "");
+            return -EINVAL;
+        }
+        if (given[idx] && o->type != OPT_LISTEN && o->type != OPT_SEED) {
+            errf(err, "--%s=%s: given more than once (only --listen and --upstream repeat)",
+                 o->name, v);
+            return -EINVAL;
+        }
+        given[idx] = true;
+        if (o->type == OPT_SEED)
+            cfg->seeds_from = "--upstream";
+        if (o->off == O(in_cluster))
+            in_cluster_given = true;
+        rc = set_value(cfg, o, v, false, err);
+        if (rc < 0)
+            return rc;
+    }
+
+    /* Then the environment, for what no flag set. */
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+
+        if (given[i] || o->env == NULL)
+            continue;
+        v = env_get(env, o->env);
+        if (v == NULL && o->type == OPT_SEED)
+            v = env_get(env, "APILB_UPSTREAM");
+        if (v == NULL || *v == '\0')
+            continue;
+        if (o->type == OPT_SEED)
+            cfg->seeds_from = "APILB_UPSTREAMS";
+        if (o->off == O(in_cluster))
+            in_cluster_given = true;
+        rc = set_value(cfg, o, v, true, err);
+        if (rc < 0)
+            return rc;
+    }
+    /* RKE's nginx-proxy compatibility: CP_HOSTS=host1,host2 on port 6443. */
+    if (cfg->n_seeds == 0 && (v = env_get(env, "CP_HOSTS")) != NULL && *v != '\0') {
+        cfg->seeds_from = "CP_HOSTS";
+        rc = add_seed_list(cfg, "CP_HOSTS", v, 6443, err);
+        if (rc < 0)
+            return rc;
+    }
+
+    if (cfg->show_help || cfg->show_version)
+        return 0;
+
+    /* Defaults that depend on other fields, then cross-field rules. */
+    if (cfg->n_listen == 0) {
+        if (addr_parse("127.0.0.1:443", -1, &cfg->listen[0], &v) < 0)
+            return -EINVAL;
+        cfg->n_listen = 1;
+    }
+    if (!in_cluster_given && cfg->kubeconfig == NULL && cfg->discovery != CONFIG_DISCOVERY_OFF &&
+        cfg->sa_dir != NULL) {
+        char tok[4096];
+        FILE *f;
+
+        snprintf(tok, sizeof(tok), "%s/token", cfg->sa_dir);
+        f = fopen(tok, "r");
+        if (f != NULL) {
+            cfg->in_cluster = true;
+            fclose(f);
+        }
+    }
+    if (cfg->kubeconfig != NULL && cfg->in_cluster && in_cluster_given) {
+        errf(err, "--in-cluster: cannot be combined with --kubeconfig=%s (choose one)",
+             cfg->kubeconfig);
+        return -EINVAL;
+    }
+    if (cfg->kubeconfig != NULL)
+        cfg->in_cluster = false;
+    if (cfg->discovery == CONFIG_DISCOVERY_OFF) {
+        cfg->in_cluster = false;
+    } else if (cfg->kubeconfig == NULL && !cfg->in_cluster) {
+        cfg->discovery = CONFIG_DISCOVERY_OFF;
+    }
+    if (cfg->n_seeds == 0 && cfg->upstreams_file == NULL && cfg->state_file == NULL &&
+        cfg->discovery == CONFIG_DISCOVERY_OFF) {
+        errf(err, "no upstreams: give --upstream, --upstreams-file, --kubeconfig or "
+                  "--in-cluster");
+        return -EINVAL;
+    }
+    if (cfg->health_timeout_ms > cfg->health_interval_ms && cfg->health_check != CONFIG_HEALTH_NONE) {
+        char a[16], b[16];
+
+        config_duration_format(cfg->health_timeout_ms, a, sizeof(a));
+        config_duration_format(cfg->health_interval_ms, b, sizeof(b));
+        errf(err, "--health-timeout=%s: must not exceed --health-interval=%s", a, b);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (addr_cmp(&cfg->listen[i], &cfg->listen[j]) == 0) {
+                char buf[ADDR_STRLEN];
+
+                errf(err, "--listen=%s: given twice",
+                     addr_format(&cfg->listen[i], buf, sizeof(buf)));
+                return -EINVAL;
+            }
+        }
+        if (cfg->admin_enabled && addr_cmp(&cfg->listen[i], &cfg->admin_listen) == 0) {
+            char buf[ADDR_STRLEN];
+
+            errf(err, "--admin-listen=%s: is also a --listen address",
+                 addr_format(&cfg->admin_listen, buf, sizeof(buf)));
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+void config_free(struct config *cfg)
+{
+    for (size_t i = 0; i < N_OPTS; i++) {
+        if (opts[i].type == OPT_STRING) {
+            char **sp = (char **)((char *)cfg + opts[i].off);
+            free(*sp);
+            *sp = NULL;
+        }
+    }
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+    char buf[ADDR_STRLEN], d[16];
+
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        const char *field = (const char *)cfg + o->off;
+
+        switch (o->type) {
+        case OPT_LISTEN:
+            for (size_t j = 0; j < cfg->n_listen; j++)
+                fprintf(out, "listen = %s\n", addr_format(&cfg->listen[j], buf, sizeof(buf)));
+            break;
+        case OPT_SEED:
+            for (size_t j = 0; j < cfg->n_seeds; j++) {
+                const struct config_seed *sd = &cfg->seeds[j];
+                bool v6 = strchr(sd->host, ':') != NULL;
+
+                fprintf(out, "upstream = %s%s%s:%u (from %s)\n", v6 ? "[" : "", sd->host,
+                        v6 ? "]" : "", sd->port, cfg->seeds_from);
+            }
+            if (cfg->n_seeds == 0)
+                fprintf(out, "upstream = (none)\n");
+            break;
+        case OPT_STRING: {
+            const char *s = *(char *const *)field;
+            fprintf(out, "%s = %s\n", o->name, s != NULL ? s : "(none)");
+            break;
+        }
+        case OPT_BOOL:
+            if (o->env != NULL)
+                fprintf(out, "%s = %s\n", o->name, *(const bool *)field ? "true" : "false");
+            break;
+        case OPT_DURATION:
+        case OPT_DURATION0:
+            config_duration_format(*(const unsigned *)field, d, sizeof(d));
+            fprintf(out, "%s = %s\n", o->name, d);
+            break;
+        case OPT_UINT:
+            fprintf(out, "%s = %u\n", o->name, *(const unsigned *)field);
+            break;
+        case OPT_ENUM:
+            fprintf(out, "%s = %s\n", o->name, o->choices[*(const int *)field]);
+            break;
+        case OPT_ADMIN:
+            fprintf(out, "%s = %s\n", o->name,
+                    cfg->admin_enabled ? addr_format(&cfg->admin_listen, buf, sizeof(buf))
+                                       : "off");
+            break;
+        case OPT_LOGLEVEL:
+            fprintf(out, "%s = %s\n", o->name, log_level_name(cfg->log_level));
+            break;
+        case OPT_LOGFORMAT:
+            fprintf(out, "%s = %s\n", o->name, cfg->log_format == LOG_FORMAT_JSON ? "json" : "text");
+            break;
+        }
+    }
+}
+
+void config_usage(FILE *out)
+{
+    fprintf(out, "usage: apilb [options]\n\n"
+                 "Node-local TCP load balancer for the Kubernetes API.\n\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct opt *o = &opts[i];
+        char left[64];
+
+        snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg != NULL ? " " : "",
+                 o->arg != NULL ? o->arg : "");
+        fprintf(out, "  %-30s %s", left, o->help);
+        if (o->def != NULL)
+            fprintf(out, " (default %s)", o->def);
+        if (o->env != NULL)
+            fprintf(out, " [%s]", o->env);
+        fprintf(out, "\n");
+    }
+    fprintf(out, "\nCP_HOSTS=host1,host2 (port 6443) is accepted for RKE nginx-proxy "
+                 "compatibility.\nDurations are written like 500ms, 2s, 5m.\n");
+}
+
+const char *const *config_option_names(void)
+{
+    static const char *names[N_OPTS + 1];
+
+    for (size_t i = 0; i < N_OPTS; i++)
+        names[i] = opts[i].name;
+    names[N_OPTS] = NULL;
+    return names;
+}

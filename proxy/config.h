@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Configuration: one table of options (flag, environment variable, type,
+ * bounds, default, help) parsed once in main() from argv and the environment
+ * into a struct config. Pure: no sockets, no DNS, no file reads (the upstreams
+ * file is read by upfile.c). Main thread only. */
+#ifndef PROXY_CONFIG_H
+#define PROXY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "addr.h"
+#include "log.h"
+
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_SEEDS 64
+#define CONFIG_ERR_BYTES 512
+
+enum config_balance {
+    CONFIG_BALANCE_LEAST_CONN = 0,
+    CONFIG_BALANCE_ROUND_ROBIN,
+    CONFIG_BALANCE_RANDOM,
+};
+
+enum config_health {
+    CONFIG_HEALTH_READYZ = 0,
+    CONFIG_HEALTH_TLS,
+    CONFIG_HEALTH_TCP,
+    CONFIG_HEALTH_NONE,
+};
+
+enum config_discovery {
+    CONFIG_DISCOVERY_AUTO = 0,
+    CONFIG_DISCOVERY_SLICES,
+    CONFIG_DISCOVERY_ENDPOINTS,
+    CONFIG_DISCOVERY_OFF,
+};
+
+/* A seed as the user wrote it: host may be a name (resolved by the caller). */
+struct config_seed {
+    char host[ADDR_HOST_MAX];
+    unsigned port;
+};
+
+struct config {
+    struct addr listen[CONFIG_MAX_LISTEN];
+    size_t n_listen;
+    struct config_seed seeds[CONFIG_MAX_SEEDS];
+    size_t n_seeds;
+    const char *seeds_from; /* "--upstream", "APILB_UPSTREAMS", "CP_HOSTS" or "" */
+    char *upstreams_file;
+    char *kubeconfig;
+    bool in_cluster;
+    char *sa_dir; /* service-account directory (tests override it) */
+    enum config_discovery discovery;
+    char *state_file;
+    struct addr admin_listen;
+    bool admin_enabled; /* false with --admin-listen off */
+    unsigned connect_timeout_ms;
+    enum config_health health_check;
+    unsigned health_interval_ms;
+    unsigned health_timeout_ms;
+    unsigned rise;
+    unsigned fall;
+    char *health_ca;
+    unsigned drain_timeout_ms;
+    unsigned shutdown_timeout_ms;
+    unsigned max_connection_age_ms; /* 0 = off */
+    enum config_balance balance;
+    unsigned workers;
+    unsigned max_connections;
+    enum log_level log_level;
+    enum log_format log_format;
+    bool check_config;
+    bool show_version;
+    bool show_help;
+};
+
+/* Parses argv (argv[0] skipped) and then environ-style variables from env
+ * (NULL-terminated "NAME=value" array; flags win over the environment), fills
+ * defaults, validates across fields. n_cpus is the CPU count for the default
+ * of --workers; sa_present says whether the service-account token exists
+ * (--in-cluster is the default then). On error returns -EINVAL and writes one
+ * line naming the option, the value and the rule into err. The caller owns
+ * *cfg and releases it with config_free(). */
+int config_parse(struct config *cfg, int argc, char *const argv[], char *const env[],
+                 unsigned n_cpus, char err[CONFIG_ERR_BYTES]) __attribute__((warn_unused_result));
+
+/* Frees the strings config_parse() allocated; *cfg is zeroed. */
+void config_free(struct config *cfg);
+
+/* Parses a duration: "500ms", "2s", "5m", "1h", or "0" (when allow_zero).
+ * Returns 0 with *ms set, or -EINVAL / -ERANGE (over max_ms). */
+int config_duration_parse(const char *s, unsigned max_ms, bool allow_zero, unsigned *ms)
+    __attribute__((warn_unused_result));
+
+/* Writes a duration the way config_duration_parse() reads it. */
+void config_duration_format(unsigned ms, char *buf, size_t len);
+
+/* Prints the effective configuration, one "name = value" line per option. */
+void config_print(const struct config *cfg, FILE *out);
+
+/* Prints --help text, generated from the option table. */
+void config_usage(FILE *out);
+
+/* The option names in the table, NULL-terminated (for the test that checks
+ * every option is documented in README.md). */
+const char *const *config_option_names(void);
+
+#endif

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A session: one client connection relayed to one upstream.
+ *
+ *   ACCEPTED --session_start--> CONNECTING --connect_done--> SPLICING
+ *   CONNECTING --attempt_failed (refused, timeout)--> CONNECTING (next upstream)
+ *   CONNECTING --attempt_failed, none left--> CLOSING
+ *   SPLICING --both directions shut down--> CLOSING
+ *   SPLICING --error, drain/age/shutdown deadline, upstream failed--> CLOSING
+ *   CLOSING --last close callback--> freed
+ *
+ * Bytes move with splice(2) through a pipe borrowed from the worker's pool
+ * while they are in flight (or a small heap buffer when no pipe can be had).
+ * Backpressure: a direction stops reading while its pipe holds unsent bytes
+ * beyond what the destination takes. Half-close: EOF from one side becomes
+ * shutdown(SHUT_WR) on the other once everything before it was delivered; the
+ * other direction keeps flowing. Loop thread of the owning worker only. */
+#ifndef PROXY_SESSION_H
+#define PROXY_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct worker;
+struct upstream;
+
+/* Takes ownership of the accepted, non-blocking client fd and starts
+ * connecting it to an upstream from the worker's table. Never fails visibly:
+ * on any error the client fd is closed. */
+void session_start(struct worker *w, int client_fd);
+
+/* Connecting sessions whose deadline passed are failed over. Returns the
+ * deadline (ms) of the oldest one left, or 0 when none is connecting. */
+uint64_t session_expire_connects(struct worker *w, uint64_t now_ms);
+
+/* Applies the shared state to every session of w: closes those whose
+ * upstream turned unhealthy, whose drain or maximum-age deadline passed, or
+ * all of them in the CLOSING phase. Returns the earliest future deadline (ms)
+ * that needs another sweep, or 0 for none. */
+uint64_t session_sweep(struct worker *w, uint64_t now_ms);
+
+/* Closes every session now (loop shutdown). */
+void session_close_all(struct worker *w);
+
+#endif

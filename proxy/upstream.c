@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Upstreams, tables and the balancing algorithms; see upstream.h. */
+#include "upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const double upstream_latency_bounds_s[UPSTREAM_LATENCY_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+
+struct upstream *upstream_new(const struct addr *addr)
+{
+    struct upstream *up = calloc(1, sizeof(*up));
+
+    if (up == NULL)
+        return NULL;
+    up->addr = *addr;
+    addr_format(addr, up->name, sizeof(up->name));
+    atomic_init(&up->refs, 1);
+    return up;
+}
+
+void upstream_ref(struct upstream *up)
+{
+    atomic_fetch_add_explicit(&up->refs, 1, memory_order_relaxed);
+}
+
+void upstream_unref(struct upstream *up)
+{
+    if (up != NULL && atomic_fetch_sub_explicit(&up->refs, 1, memory_order_acq_rel) == 1)
+        free(up);
+}
+
+bool upstream_usable(const struct upstream *up, uint64_t now_ms)
+{
+    return atomic_load_explicit(&up->health, memory_order_relaxed) != UPSTREAM_UNHEALTHY &&
+           atomic_load_explicit(&up->passive_down_until_ms, memory_order_relaxed) <= now_ms &&
+           atomic_load_explicit(&up->draining_since_ms, memory_order_relaxed) == 0;
+}
+
+void upstream_dial_failed(struct upstream *up, enum upstream_fail why, uint64_t now_ms,
+                          unsigned hold_ms)
+{
+    atomic_fetch_add_explicit(&up->connect_fail[why], 1, memory_order_relaxed);
+    atomic_store_explicit(&up->passive_down_until_ms, now_ms + hold_ms, memory_order_relaxed);
+}
+
+void upstream_dial_ok(struct upstream *up, uint64_t latency_us)
+{
+    size_t b = 0;
+    double s = (double)latency_us / 1e6;
+
+    while (b < UPSTREAM_LATENCY_BUCKETS && s > upstream_latency_bounds_s[b])
+        b++;
+    atomic_fetch_add_explicit(&up->connect_latency[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&up->connect_latency_sum_us, latency_us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&up->conns_total, 1, memory_order_relaxed);
+    /* A successful dial ends a passive hold early. */
+    if (atomic_load_explicit(&up->passive_down_until_ms, memory_order_relaxed) != 0)
+        atomic_store_explicit(&up->passive_down_until_ms, 0, memory_order_relaxed);
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const struct upstream_entry *x = a, *y = b;
+    return addr_cmp(&x->up->addr, &y->up->addr);
+}
+
+struct upstream_table *upstream_table_new(const struct upstream_entry *e, size_t n,
+                                          uint64_t generation)
+{
+    struct upstream_table *t;
+
+    if (n > UPSTREAM_MAX)
+        n = UPSTREAM_MAX;
+    t = malloc(sizeof(*t) + n * sizeof(t->e[0]));
+    if (t == NULL)
+        return NULL;
+    atomic_init(&t->refs, 1);
+    t->generation = generation;
+    t->n = n;
+    if (n > 0)
+        memcpy(t->e, e, n * sizeof(t->e[0]));
+    qsort(t->e, n, sizeof(t->e[0]), entry_cmp);
+    for (size_t i = 0; i < n; i++)
+        upstream_ref(t->e[i].up);
+    return t;
+}
+
+void upstream_table_ref(struct upstream_table *t)
+{
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+}
+
+void upstream_table_unref(struct upstream_table *t)
+{
+    if (t == NULL || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        upstream_unref(t->e[i].up);
+    free(t);
+}
+
+long upstream_table_find(const struct upstream_table *t, const struct addr *addr)
+{
+    size_t lo = 0, hi = t->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = addr_cmp(&t->e[mid].up->addr, addr);
+
+        if (c == 0)
+            return (long)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+void upstream_picker_init(struct upstream_picker *p, enum upstream_balance algo, uint64_t seed)
+{
+    p->algo = algo;
+    p->rng = seed != 0 ? seed : 0x9e3779b97f4a7c15ull;
+    p->rr_next = (unsigned)(seed % 64);
+}
+
+static uint64_t next_rand(struct upstream_picker *p)
+{
+    uint64_t x = p->rng;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    p->rng = x;
+    return x;
+}
+
+static bool is_tried(const struct upstream_tried *tried, size_t i)
+{
+    return i < 64 && (tried->mask & (1ull << i)) != 0;
+}
+
+enum pass {
+    PASS_PRIMARY = 0,
+    PASS_FALLBACK,
+    PASS_ANY,
+};
+
+static bool eligible(const struct upstream_table *t, size_t i, enum pass pass,
+                     const struct upstream_tried *tried, uint64_t now_ms)
+{
+    const struct upstream_entry *e = &t->e[i];
+
+    if (is_tried(tried, i))
+        return false;
+    switch (pass) {
+    case PASS_PRIMARY:
+        return !e->fallback && upstream_usable(e->up, now_ms);
+    case PASS_FALLBACK:
+        return e->fallback && upstream_usable(e->up, now_ms);
+    case PASS_ANY:
+        return true;
+    }
+    return false;
+}
+
+/* One pass of the configured algorithm over the eligible entries. */
+static long pick_pass(struct upstream_picker *p, const struct upstream_table *t, enum pass pass,
+                      const struct upstream_tried *tried, uint64_t now_ms)
+{
+    long best = -1;
+    unsigned best_active = 0, ties = 0, n_elig = 0;
+
+    switch (p->algo) {
+    case UPSTREAM_BALANCE_LEAST_CONN:
+        /* Least active connections; ties broken uniformly at random
+         * (reservoir sampling), so equal upstreams share new connections. */
+        for (size_t i = 0; i < t->n; i++) {
+            unsigned a;
+
+            if (!eligible(t, i, pass, tried, now_ms))
+                continue;
+            a = atomic_load_explicit(&t->e[i].up->active, memory_order_relaxed);
+            if (best < 0 || a < best_active) {
+                best = (long)i;
+                best_active = a;
+                ties = 1;
+            } else if (a == best_active && next_rand(p) % ++ties == 0) {
+                best = (long)i;
+            }
+        }
+        return best;
+    case UPSTREAM_BALANCE_ROUND_ROBIN:
+        for (size_t k = 0; k < t->n; k++) {
+            size_t i = (p->rr_next + k) % t->n;
+
+            if (eligible(t, i, pass, tried, now_ms)) {
+                p->rr_next = (unsigned)((i + 1) % t->n);
+                return (long)i;
+            }
+        }
+        return -1;
+    case UPSTREAM_BALANCE_RANDOM:
+        for (size_t i = 0; i < t->n; i++)
+            if (eligible(t, i, pass, tried, now_ms) && next_rand(p) % ++n_elig == 0)
+                best = (long)i;
+        return best;
+    }
+    return -1;
+}
+
+long upstream_pick(struct upstream_picker *p, const struct upstream_table *t,
+                   struct upstream_tried *tried, uint64_t now_ms)
+{
+    long i = -1;
+
+    if (t == NULL || t->n == 0)
+        return -1;
+    for (int pass = PASS_PRIMARY; pass <= PASS_ANY && i < 0; pass++)
+        i = pick_pass(p, t, (enum pass)pass, tried, now_ms);
+    if (i >= 0) {
+        if (i < 64)
+            tried->mask |= 1ull << i;
+        tried->count++;
+    }
+    return i;
+}
+
+size_t upstream_table_usable(const struct upstream_table *t, uint64_t now_ms)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; t != NULL && i < t->n; i++)
+        if (upstream_usable(t->e[i].up, now_ms))
+            n++;
+    return n;
+}
+
+const char *upstream_health_name(enum upstream_health h)
+{
+    switch (h) {
+    case UPSTREAM_UNKNOWN:
+        return "unknown";
+    case UPSTREAM_HEALTHY:
+        return "healthy";
+    case UPSTREAM_UNHEALTHY:
+        return "unhealthy";
+    }
+    return "?";
+}
+
+void upstream_sources_format(unsigned sources, char *buf, size_t len)
+{
+    static const char *const names[] = {"seed", "file", "discovered", "state"};
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (unsigned b = 0; b < 4; b++) {
+        if ((sources & (1u << b)) == 0)
+            continue;
+        off += (size_t)snprintf(buf + off, off < len ? len - off : 0, "%s%s", off > 0 ? "," : "",
+                                names[b]);
+    }
+}

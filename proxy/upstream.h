@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Upstreams and the upstream table.
+ *
+ * A struct upstream is one apiserver address with its live state: health,
+ * active connections, counters. It is shared by every thread that uses it and
+ * refcounted atomically; its mutable fields are atomics written without locks
+ * (health by the control thread, counters by the workers).
+ *
+ * A struct upstream_table is an immutable, whole set of entries (upstream +
+ * where it came from) with a generation number. The control thread builds a
+ * new table for every change and hands one reference to each worker
+ * (handoff.h); a worker picks from the table it holds. An address that stays
+ * in the next table keeps the same struct upstream, so its state and its open
+ * connections survive the swap.
+ *
+ * Invariants:
+ * - A table never changes after upstream_table_new() returns.
+ * - A table holds one reference on each of its upstreams.
+ * - upstream->draining_since_ms != 0 only while the upstream is in no current
+ *   table; it is set and cleared by the control thread. */
+#ifndef PROXY_UPSTREAM_H
+#define PROXY_UPSTREAM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+
+#define UPSTREAM_MAX 1024
+#define UPSTREAM_LATENCY_BUCKETS 12
+
+/* Bit flags: an address may come from several sources at once. */
+enum upstream_source {
+    UPSTREAM_SRC_SEED = 1 << 0,
+    UPSTREAM_SRC_FILE = 1 << 1,
+    UPSTREAM_SRC_DISCOVERED = 1 << 2,
+    UPSTREAM_SRC_STATE = 1 << 3,
+};
+
+enum upstream_health {
+    UPSTREAM_UNKNOWN = 0, /* no check has concluded yet: usable */
+    UPSTREAM_HEALTHY,
+    UPSTREAM_UNHEALTHY,
+};
+
+enum upstream_fail {
+    UPSTREAM_FAIL_REFUSED = 0,
+    UPSTREAM_FAIL_TIMEOUT,
+    UPSTREAM_FAIL_UNREACHABLE,
+    UPSTREAM_FAIL_OTHER,
+    UPSTREAM_FAIL_COUNT
+};
+
+struct upstream {
+    struct addr addr;
+    char name[ADDR_STRLEN];
+    _Atomic unsigned refs;
+    _Atomic int health;                /* enum upstream_health; control thread writes */
+    _Atomic uint64_t passive_down_until_ms; /* dial failed: avoid until then */
+    _Atomic uint64_t draining_since_ms;     /* removed from the table at this time */
+    _Atomic unsigned active;           /* open proxied connections, all workers */
+    _Atomic uint64_t conns_total;
+    _Atomic uint64_t connect_fail[UPSTREAM_FAIL_COUNT];
+    _Atomic uint64_t connect_latency[UPSTREAM_LATENCY_BUCKETS + 1]; /* histogram, +Inf last */
+    _Atomic uint64_t connect_latency_sum_us;
+    _Atomic uint64_t bytes_to;         /* client -> upstream */
+    _Atomic uint64_t bytes_from;       /* upstream -> client */
+    _Atomic uint64_t health_checks[2]; /* [0] failed, [1] passed */
+    _Atomic uint64_t health_latency_sum_us;
+    _Atomic uint64_t closed_by_health; /* connections closed because it failed */
+    _Atomic uint64_t closed_by_drain;
+};
+
+struct upstream_entry {
+    struct upstream *up; /* one reference held by the table */
+    unsigned sources;    /* enum upstream_source bits */
+    bool fallback;       /* seed kept only as the last resort */
+};
+
+struct upstream_table {
+    _Atomic unsigned refs;
+    uint64_t generation;
+    size_t n;
+    struct upstream_entry e[]; /* sorted by address */
+};
+
+/* Upper bounds (milliseconds) of the connect-latency histogram buckets. */
+extern const double upstream_latency_bounds_s[UPSTREAM_LATENCY_BUCKETS];
+
+/* Returns a new upstream (refcount 1) for addr, or NULL on ENOMEM. Any thread;
+ * the caller owns the reference. */
+struct upstream *upstream_new(const struct addr *addr);
+
+/* Any thread. upstream_unref() frees at zero. */
+void upstream_ref(struct upstream *up);
+void upstream_unref(struct upstream *up);
+
+/* Is it usable for new connections at now_ms (not unhealthy, not passively
+ * down, not draining)? Any thread. */
+bool upstream_usable(const struct upstream *up, uint64_t now_ms);
+
+/* Records a connect failure of the data path: counts it and keeps new
+ * connections away for hold_ms. Any thread. */
+void upstream_dial_failed(struct upstream *up, enum upstream_fail why, uint64_t now_ms,
+                          unsigned hold_ms);
+
+/* Records a connect success and its latency. Any thread. */
+void upstream_dial_ok(struct upstream *up, uint64_t latency_us);
+
+/* Returns a new table (refcount 1) holding a reference on each entry's
+ * upstream; entries are copied and sorted by address; n <= UPSTREAM_MAX.
+ * NULL on ENOMEM. Any thread; the caller owns the result. */
+struct upstream_table *upstream_table_new(const struct upstream_entry *e, size_t n,
+                                          uint64_t generation);
+
+/* Any thread; the last unref frees the table and drops its references. */
+void upstream_table_ref(struct upstream_table *t);
+void upstream_table_unref(struct upstream_table *t);
+
+/* Index of addr in t, or -1. */
+long upstream_table_find(const struct upstream_table *t, const struct addr *addr);
+
+/* Balancing algorithms. */
+enum upstream_balance {
+    UPSTREAM_BALANCE_LEAST_CONN = 0,
+    UPSTREAM_BALANCE_ROUND_ROBIN,
+    UPSTREAM_BALANCE_RANDOM,
+};
+
+/* Per-worker balancer state. */
+struct upstream_picker {
+    enum upstream_balance algo;
+    uint64_t rng;       /* xorshift state, never 0 */
+    unsigned rr_next;   /* round-robin cursor */
+};
+
+/* The set of entries a connection has already tried, by table index. Entries
+ * at index >= 64 are not tracked; the caller bounds its tries instead. */
+struct upstream_tried {
+    uint64_t mask;
+    unsigned count;
+};
+
+void upstream_picker_init(struct upstream_picker *p, enum upstream_balance algo, uint64_t seed);
+
+/* Picks the entry for the next connection attempt, skipping tried entries, in
+ * three passes: usable primary entries, then usable fallback seeds, then any
+ * entry ignoring health (health may be wrong under load). Marks the choice
+ * tried and returns its index, or -1 when every entry was tried. Loop thread
+ * of the worker owning p. */
+long upstream_pick(struct upstream_picker *p, const struct upstream_table *t,
+                   struct upstream_tried *tried, uint64_t now_ms);
+
+/* Number of entries usable now (for /readyz). */
+size_t upstream_table_usable(const struct upstream_table *t, uint64_t now_ms);
+
+const char *upstream_health_name(enum upstream_health h);
+
+/* Writes "seed,file" style source names into buf. */
+void upstream_sources_format(unsigned sources, char *buf, size_t len);
+
+#endif

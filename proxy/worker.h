@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A worker: one thread running one libuv loop with its own SO_REUSEPORT
+ * listening sockets and the sessions it accepted. Workers share nothing but
+ * the upstreams (atomics), the process-wide counters and phase below, and
+ * their table mailbox. The control thread steers them by changing state
+ * (phase, a new table, upstream health) and calling worker_kick(). */
+#ifndef PROXY_WORKER_H
+#define PROXY_WORKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "handoff.h"
+#include "pipepool.h"
+#include "upstream.h"
+
+enum worker_phase {
+    WORKER_RUNNING = 0,
+    WORKER_DRAINING, /* listeners closed; open sessions go on */
+    WORKER_CLOSING,  /* shutdown deadline passed: close every session */
+};
+
+/* Process-wide state shared by the control thread and every worker. */
+struct worker_shared {
+    const struct config *cfg;
+    _Atomic int phase;             /* enum worker_phase */
+    _Atomic unsigned active;       /* open client sessions, all workers */
+    _Atomic uint64_t accepted;
+    _Atomic uint64_t refused_limit;       /* over --max-connections */
+    _Atomic uint64_t refused_no_upstream; /* every upstream failed */
+    _Atomic uint64_t accept_errors;
+    _Atomic uint64_t closed_by_age;
+    _Atomic uint64_t table_generation;    /* newest generation any worker runs */
+    _Atomic uint64_t next_session_id;
+};
+
+struct worker_listener {
+    uv_poll_t poll;
+    int fd;
+    struct worker *w;
+};
+
+struct session;
+
+struct worker {
+    unsigned id;
+    struct worker_shared *sh;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t kick;
+    uv_timer_t connect_timer; /* fires at the head of the connecting queue */
+    uv_timer_t accept_timer;  /* resumes accepting after EMFILE */
+    uv_timer_t sweep_timer;   /* drain, age and shutdown deadlines */
+    struct worker_listener listeners[CONFIG_MAX_LISTEN];
+    size_t n_listeners;
+    bool accept_paused;
+    struct handoff mailbox;
+    struct upstream_table *table; /* the table new sessions pick from */
+    struct upstream_picker picker;
+    struct pipepool pipes;
+    struct session *sessions;   /* every open session */
+    size_t n_sessions;
+    struct session *conn_head;  /* sessions connecting, oldest first */
+    struct session *conn_tail;
+    uv_async_t *done;           /* borrowed: control's "a worker ended" */
+    _Atomic bool finished;
+};
+
+/* Creates the listening sockets for cfg->listen (SO_REUSEPORT, so every
+ * worker and a second apilb may bind the same address). fds receives one
+ * socket per address. A port of 0 is replaced by the port the kernel chose
+ * for the first socket, so every worker shares it. Returns 0, or a negative
+ * errno with *failed set to the index of the address that failed. Main
+ * thread, before workers start. */
+int worker_listen(struct addr *listen, size_t n, int *fds, size_t *failed)
+    __attribute__((warn_unused_result));
+
+/* Initialises w (caller allocates) around the listening fds (stolen) and
+ * starts its thread. done is sent when the worker's loop has ended. */
+int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const int *fds,
+                 size_t n_fds, struct upstream_table *first, uv_async_t *done)
+    __attribute__((warn_unused_result));
+
+/* Hands a new table to the worker (steals the reference). Any thread. */
+void worker_publish(struct worker *w, struct upstream_table *t);
+
+/* Asks the worker to look at the shared state again (phase, upstream health,
+ * draining). Any thread. */
+void worker_kick(struct worker *w);
+
+/* Joins the thread and frees what is left. Main thread, after done. */
+void worker_join(struct worker *w);
+
+/* Monotonic milliseconds, for deadlines. */
+uint64_t worker_now_ms(void);
+
+#endif

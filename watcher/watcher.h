@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The watcher: a thread that follows the cluster's list of apiservers (the
+ * `kubernetes` EndpointSlices, or the Endpoints object, in `default`) with
+ * LIST + WATCH and hands every change, as a whole set of addresses, to the
+ * proxy through a callback. It never touches the proxy's sockets or tables.
+ *
+ * It reaches the apiserver through the proxy's upstream table: before each
+ * connection it asks route() for an address to dial, and connects there
+ * directly while verifying TLS against the server name of its credentials.
+ *
+ * Threads: watcher_start() and watcher_stop() on the main thread; publish()
+ * and route() are called on the watcher thread and must be thread-safe on the
+ * caller's side. watcher_stats_get() from any thread. */
+#ifndef WATCHER_WATCHER_H
+#define WATCHER_WATCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+
+#define WATCHER_MAX_ADDRS 256
+
+enum watcher_discovery {
+    WATCHER_DISCOVERY_AUTO = 0,      /* EndpointSlices, Endpoints on 403/404 */
+    WATCHER_DISCOVERY_SLICES,
+    WATCHER_DISCOVERY_ENDPOINTS,
+};
+
+struct watcher_config {
+    const char *kubeconfig;   /* path, or NULL for in-cluster */
+    const char *sa_dir;       /* in-cluster: directory with token, ca.crt, namespace */
+    enum watcher_discovery discovery;
+    unsigned connect_timeout_ms;
+    unsigned debounce_ms;     /* a set must be stable this long before publish (0: none) */
+    unsigned watch_timeout_s; /* timeoutSeconds sent with each WATCH */
+    unsigned stall_ms;        /* no byte for this long ends a watch */
+};
+
+/* Called with every new, non-empty, debounced set of ready apiserver
+ * addresses (IPv4 and IPv6, sorted, no duplicates) and the resourceVersion it
+ * was seen at. The callee copies what it keeps. Watcher thread. */
+typedef void (*watcher_publish_fn)(void *arg, const struct addr *addrs, size_t n,
+                                   const char *resource_version);
+
+/* Fills *out with the address the next API connection should dial (attempt
+ * counts 0, 1, ... within one connection try, so the callee can rotate).
+ * Returns 0, or -ENOENT when no upstream is known. Watcher thread. */
+typedef int (*watcher_route_fn)(void *arg, unsigned attempt, struct addr *out);
+
+enum watcher_state {
+    WATCHER_STARTING = 0,
+    WATCHER_LISTING,
+    WATCHER_WATCHING,
+    WATCHER_BACKOFF,
+    WATCHER_STOPPED,
+};
+
+struct watcher_stats {
+    int state;                  /* enum watcher_state */
+    const char *source;         /* "endpointslices", "endpoints" or "" (static) */
+    uint64_t last_sync_unix_ms; /* last successful LIST or event */
+    uint64_t lists;
+    uint64_t watches;
+    uint64_t events;            /* ADDED/MODIFIED/DELETED applied */
+    uint64_t bookmarks;
+    uint64_t relists_410;
+    uint64_t errors;            /* HTTP, TLS, parse and stall errors */
+    uint64_t publishes;
+    uint64_t credential_reloads;
+    char resource_version[64];
+};
+
+struct watcher;
+
+/* Once per process, before any thread starts (curl_global_init). */
+int watcher_global_init(void) __attribute__((warn_unused_result));
+void watcher_global_cleanup(void);
+
+/* Reads the credentials (errors are returned, with one line naming the file
+ * and what is wrong in err) and starts the thread. */
+int watcher_start(const struct watcher_config *cfg, watcher_publish_fn publish,
+                  watcher_route_fn route, void *arg, struct watcher **out, char *err,
+                  size_t err_len) __attribute__((warn_unused_result));
+
+/* Stops the thread (it notices within ~100 ms), joins it, frees w. */
+void watcher_stop(struct watcher *w);
+
+/* A consistent copy of the counters. Any thread. */
+void watcher_stats_get(struct watcher *w, struct watcher_stats *out);
+
+const char *watcher_state_name(int state);
+
+#endif
