@@ -4,12 +4,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_port(const char *p, unsigned *port, const char **why)
+static int parse_port(const char *p, unsigned *port, bool allow_zero, const char **why)
 {
     unsigned long v = 0;
     const char *c;
@@ -25,7 +26,7 @@ static int parse_port(const char *p, unsigned *port, const char **why)
         }
         v = v * 10 + (unsigned long)(*c - '0');
     }
-    if (v < 1 || v > 65535) {
+    if ((v < 1 && !allow_zero) || v > 65535) {
         *why = "port must be a number 1..65535";
         return -EINVAL;
     }
@@ -90,7 +91,7 @@ int addr_split(const char *s, int default_port, char host[ADDR_HOST_MAX], unsign
             *why = "expected ':PORT' after ']'";
             return -EINVAL;
         }
-        return parse_port(close + 2, port, why);
+        return parse_port(close + 2, port, default_port == ADDR_PORT_ZERO_OK, why);
     }
     colon = strchr(s, ':');
     if (colon != NULL && strchr(colon + 1, ':') != NULL) {
@@ -119,7 +120,7 @@ int addr_split(const char *s, int default_port, char host[ADDR_HOST_MAX], unsign
     rc = copy_host(s, (size_t)(colon - s), host, why);
     if (rc < 0)
         return rc;
-    return parse_port(colon + 1, port, why);
+    return parse_port(colon + 1, port, default_port == ADDR_PORT_ZERO_OK, why);
 }
 
 int addr_from_ip(const char *host, unsigned port, struct addr *out)
@@ -128,7 +129,7 @@ int addr_from_ip(const char *host, unsigned port, struct addr *out)
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
 
     memset(out, 0, sizeof(*out));
-    if (port < 1 || port > 65535)
+    if (port > 65535)
         return -EINVAL;
     if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
         sin->sin_family = AF_INET;

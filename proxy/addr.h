@@ -23,10 +23,15 @@ struct addr {
  * bytes) and port 1..65535. A bare IPv6 literal without brackets is accepted
  * only when default_port > 0 and it contains two or more colons. Returns 0, or
  * -EINVAL with *why set to a static sentence naming the rule. */
+/* default_port for addresses to bind: the port is required and 0 (the kernel
+ * chooses) is accepted. */
+#define ADDR_PORT_ZERO_OK (-2)
+
 int addr_split(const char *s, int default_port, char host[ADDR_HOST_MAX], unsigned *port,
                const char **why) __attribute__((warn_unused_result));
 
-/* Fills *out from a numeric IPv4 or IPv6 host (no DNS) and port. Returns 0 or
+/* Fills *out from a numeric IPv4 or IPv6 host (no DNS) and port (0..65535;
+ * addr_split() decides whether 0 is acceptable). Returns 0 or
  * -EINVAL when host is not a numeric address. */
 int addr_from_ip(const char *host, unsigned port, struct addr *out)
     __attribute__((warn_unused_result));

@@ -280,7 +280,7 @@ static int set_value(struct config *cfg, const struct opt *o, const char *v, boo
                 errf(err, "%s=%s: at most %d listen addresses", who, v, CONFIG_MAX_LISTEN);
                 return -EINVAL;
             }
-            if (addr_parse(item, -1, &cfg->listen[cfg->n_listen], &why) < 0) {
+            if (addr_parse(item, ADDR_PORT_ZERO_OK, &cfg->listen[cfg->n_listen], &why) < 0) {
                 errf(err, "%s=%s: %s", who, item, why);
                 return -EINVAL;
             }
@@ -372,7 +372,7 @@ static int set_value(struct config *cfg, const struct opt *o, const char *v, boo
             cfg->admin_enabled = false;
             return 0;
         }
-        if (addr_parse(v, -1, &cfg->admin_listen, &why) < 0) {
+        if (addr_parse(v, ADDR_PORT_ZERO_OK, &cfg->admin_listen, &why) < 0) {
             errf(err, "%s=%s: %s (or 'off')", who, v, why);
             return -EINVAL;
         }

@@ -67,16 +67,8 @@ struct worker {
     struct session *conn_tail;
     uv_async_t *done;           /* borrowed: control's "a worker ended" */
     _Atomic bool finished;
+    bool joining;               /* worker_join() is closing what is left */
 };
-
-/* Creates the listening sockets for cfg->listen (SO_REUSEPORT, so every
- * worker and a second apilb may bind the same address). fds receives one
- * socket per address. A port of 0 is replaced by the port the kernel chose
- * for the first socket, so every worker shares it. Returns 0, or a negative
- * errno with *failed set to the index of the address that failed. Main
- * thread, before workers start. */
-int worker_listen(struct addr *listen, size_t n, int *fds, size_t *failed)
-    __attribute__((warn_unused_result));
 
 /* Initialises w (caller allocates) around the listening fds (stolen) and
  * starts its thread. done is sent when the worker's loop has ended. */
@@ -87,11 +79,16 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
 /* Hands a new table to the worker (steals the reference). Any thread. */
 void worker_publish(struct worker *w, struct upstream_table *t);
 
+/* Makes sure the connect timer fires by deadline_ms. The worker's loop
+ * thread (sessions call it when the connecting queue was empty). */
+void worker_schedule_connects(struct worker *w, uint64_t deadline_ms);
+
 /* Asks the worker to look at the shared state again (phase, upstream health,
  * draining). Any thread. */
 void worker_kick(struct worker *w);
 
-/* Joins the thread and frees what is left. Main thread, after done. */
+/* Joins the thread and frees what is left. Main thread, after done, and
+ * after the last worker_kick()/worker_publish(). */
 void worker_join(struct worker *w);
 
 /* Monotonic milliseconds, for deadlines. */

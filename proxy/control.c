@@ -1,0 +1,490 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The control thread; see control.h. */
+#define LOG_MODULE "control"
+#include "control.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "listener.h"
+#include "log.h"
+#include "resolve.h"
+#include "upfile.h"
+#include "upstream.h"
+#include "worker.h"
+
+/* File-change events arrive in bursts (editors, ConfigMap symlink swaps). */
+#define FILE_DEBOUNCE_MS 100
+/* How often removed upstreams are checked for being fully drained. */
+#define TICK_MS 1000
+
+/* One source of addresses (seeds, the upstreams file, ...). */
+struct source {
+    struct addr a[UPSTREAM_MAX];
+    size_t n;
+};
+
+struct control {
+    const struct config *cfg;
+    uv_loop_t loop;
+    struct worker_shared sh;
+    struct worker *workers;
+    unsigned n_workers;
+    unsigned n_started; /* workers whose mailbox is ready */
+    uv_async_t done;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_fs_event_t file_watch;
+    uv_timer_t file_debounce;
+    uv_timer_t shutdown_timer;
+    uv_timer_t tick;
+    char *file_dir, *file_base;
+    struct source seeds, file;
+    struct upstream *reg[UPSTREAM_MAX * 2]; /* in the table or draining */
+    size_t n_reg;
+    struct upstream_table *table;
+    uint64_t generation;
+};
+
+/* --- sources ------------------------------------------------------------ */
+
+static int seeds_resolve(const struct config *cfg, const struct config_seed *sd, size_t n,
+                         struct source *out, const char *who, bool fatal)
+{
+    char err[CONFIG_ERR_BYTES];
+
+    out->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (resolve_seed(&sd[i], out->a, UPSTREAM_MAX, &out->n, err, sizeof(err)) == 0)
+            continue;
+        if (fatal) {
+            fprintf(stderr, "apilb: %s=%s:%u: %s\n", who, sd[i].host, sd[i].port, err);
+            return -EINVAL;
+        }
+        log_warn("upstream name does not resolve", "source=%s err=\"%s\"", who, err);
+    }
+    return 0;
+}
+
+static int file_load(const struct config *cfg, struct source *out, bool fatal)
+{
+    struct config_seed *sd;
+    char err[CONFIG_ERR_BYTES];
+    int n;
+
+    sd = malloc(sizeof(*sd) * UPSTREAM_MAX);
+    if (sd == NULL)
+        return -ENOMEM;
+    n = upfile_read(cfg->upstreams_file, sd, UPSTREAM_MAX, err, sizeof(err));
+    if (n < 0) {
+        if (fatal)
+            fprintf(stderr, "apilb: %s\n", err);
+        else
+            log_error("upstreams file not applied", "err=\"%s\"", err);
+        free(sd);
+        return n;
+    }
+    n = seeds_resolve(cfg, sd, (size_t)n, out, "--upstreams-file", fatal);
+    free(sd);
+    return n;
+}
+
+int control_check(const struct config *cfg)
+{
+    struct source *s = malloc(sizeof(*s));
+    int rc = 0;
+
+    if (s == NULL)
+        return EXIT_CONFIG;
+    if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, s, cfg->seeds_from, true) < 0)
+        rc = EXIT_CONFIG;
+    else if (cfg->upstreams_file != NULL && file_load(cfg, s, true) < 0)
+        rc = EXIT_CONFIG;
+    free(s);
+    return rc;
+}
+
+/* --- the registry and tables ---------------------------------------------- */
+
+static struct upstream *reg_get(struct control *c, const struct addr *a)
+{
+    struct upstream *up;
+
+    for (size_t i = 0; i < c->n_reg; i++)
+        if (addr_cmp(&c->reg[i]->addr, a) == 0)
+            return c->reg[i];
+    if (c->n_reg == sizeof(c->reg) / sizeof(c->reg[0]))
+        return NULL;
+    up = upstream_new(a);
+    if (up != NULL)
+        c->reg[c->n_reg++] = up;
+    return up;
+}
+
+/* Drops registry entries that are in no table and carry no connection. */
+static void reg_prune(struct control *c)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < c->n_reg; i++) {
+        struct upstream *up = c->reg[i];
+
+        if (atomic_load(&up->draining_since_ms) != 0 && atomic_load(&up->refs) == 1) {
+            log_info("upstream drained", "upstream=%s", up->name);
+            upstream_unref(up);
+            continue;
+        }
+        c->reg[j++] = up;
+    }
+    c->n_reg = j;
+}
+
+static void entries_add(struct upstream_entry *e, size_t *n, struct control *c,
+                        const struct source *src, unsigned bit)
+{
+    for (size_t i = 0; i < src->n; i++) {
+        size_t k;
+
+        for (k = 0; k < *n; k++)
+            if (addr_cmp(&e[k].up->addr, &src->a[i]) == 0)
+                break;
+        if (k == *n) {
+            struct upstream *up;
+
+            if (*n == UPSTREAM_MAX)
+                return;
+            up = reg_get(c, &src->a[i]);
+            if (up == NULL)
+                return;
+            e[k].up = up;
+            e[k].sources = 0;
+            e[k].fallback = false;
+            (*n)++;
+        }
+        e[k].sources |= bit;
+    }
+}
+
+static void kick_all(struct control *c)
+{
+    for (unsigned i = 0; i < c->n_started; i++)
+        if (!atomic_load(&c->workers[i].finished))
+            worker_kick(&c->workers[i]);
+}
+
+/* Builds a table from the sources and, when it differs from the current
+ * one, publishes it. An empty result is never applied. */
+static void table_rebuild(struct control *c, const char *reason)
+{
+    struct upstream_entry *e = malloc(sizeof(*e) * UPSTREAM_MAX);
+    struct upstream_table *t;
+    uint64_t now = worker_now_ms();
+    bool same;
+    size_t n = 0;
+
+    if (e == NULL)
+        return;
+    entries_add(e, &n, c, &c->seeds, UPSTREAM_SRC_SEED);
+    entries_add(e, &n, c, &c->file, UPSTREAM_SRC_FILE);
+    if (n == 0) {
+        log_error("no upstreams left: keeping the current table", "reason=%s", reason);
+        free(e);
+        reg_prune(c);
+        return;
+    }
+    t = upstream_table_new(e, n, c->generation + 1);
+    free(e);
+    if (t == NULL)
+        return;
+    same = c->table != NULL && c->table->n == t->n;
+    for (size_t i = 0; same && i < t->n; i++)
+        same = t->e[i].up == c->table->e[i].up && t->e[i].sources == c->table->e[i].sources &&
+               t->e[i].fallback == c->table->e[i].fallback;
+    if (same) {
+        upstream_table_unref(t);
+        reg_prune(c);
+        return;
+    }
+    c->generation++;
+    /* Marks first, so a worker that sees the new table also sees them. */
+    for (size_t i = 0; i < c->n_reg; i++) {
+        struct upstream *up = c->reg[i];
+        bool in_new = upstream_table_find(t, &up->addr) >= 0;
+        bool in_old = c->table != NULL && upstream_table_find(c->table, &up->addr) >= 0;
+        char src[64];
+
+        if (in_new) {
+            long k = upstream_table_find(t, &up->addr);
+
+            upstream_sources_format(t->e[k].sources, src, sizeof(src));
+            if (atomic_exchange(&up->draining_since_ms, 0) != 0 || !in_old)
+                log_info("upstream added", "upstream=%s source=%s reason=%s", up->name, src,
+                         reason);
+        } else if (atomic_load(&up->draining_since_ms) == 0) {
+            atomic_store(&up->draining_since_ms, now);
+            log_info("upstream removed", "upstream=%s reason=%s active=%u draining=true",
+                     up->name, reason, atomic_load(&up->active));
+        }
+    }
+    if (c->table != NULL)
+        upstream_table_unref(c->table);
+    c->table = t;
+    log_info("upstream table published", "generation=%" PRIu64 " upstreams=%zu reason=%s",
+             t->generation, t->n, reason);
+    for (unsigned i = 0; i < c->n_started; i++) {
+        upstream_table_ref(t);
+        worker_publish(&c->workers[i], t);
+    }
+    reg_prune(c);
+}
+
+/* --- the upstreams file ----------------------------------------------------- */
+
+static void file_reload(struct control *c, const char *why)
+{
+    struct source *s = malloc(sizeof(*s));
+
+    if (s == NULL)
+        return;
+    if (file_load(c->cfg, s, false) == 0) {
+        c->file = *s;
+        table_rebuild(c, why);
+    }
+    free(s);
+}
+
+static void file_debounce_cb(uv_timer_t *t)
+{
+    file_reload(t->data, "file-change");
+}
+
+static void file_event_cb(uv_fs_event_t *h, const char *name, int events, int status)
+{
+    struct control *c = h->data;
+
+    if (status < 0) {
+        log_warn("watching the upstreams file failed", "dir=%s err=%s", c->file_dir,
+                 uv_strerror(status));
+        return;
+    }
+    /* Any change in the directory may be ours: a ConfigMap mount swaps a
+     * "..data" symlink rather than touching the file's own name. */
+    uv_timer_start(&c->file_debounce, file_debounce_cb, FILE_DEBOUNCE_MS, 0);
+}
+
+static int file_watch_start(struct control *c)
+{
+    char *d = strdup(c->cfg->upstreams_file), *b = strdup(c->cfg->upstreams_file);
+    int rc;
+
+    if (d == NULL || b == NULL) {
+        free(d);
+        free(b);
+        return -ENOMEM;
+    }
+    c->file_dir = strdup(dirname(d));
+    c->file_base = strdup(basename(b));
+    free(d);
+    free(b);
+    if (c->file_dir == NULL || c->file_base == NULL)
+        return -ENOMEM;
+    uv_fs_event_init(&c->loop, &c->file_watch);
+    c->file_watch.data = c;
+    rc = uv_fs_event_start(&c->file_watch, file_event_cb, c->file_dir, 0);
+    if (rc != 0)
+        log_warn("cannot watch the upstreams file; SIGHUP still reloads it",
+                 "dir=%s err=%s", c->file_dir, uv_strerror(rc));
+    return 0;
+}
+
+/* --- signals and shutdown ------------------------------------------------------ */
+
+static void shutdown_timer_cb(uv_timer_t *t)
+{
+    struct control *c = t->data;
+
+    log_warn("shutdown timeout: closing open connections", "active=%u",
+             atomic_load(&c->sh.active));
+    atomic_store(&c->sh.phase, WORKER_CLOSING);
+    kick_all(c);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    struct control *c = h->data;
+    char dur[16];
+
+    if (signum == SIGHUP) {
+        if (c->cfg->upstreams_file != NULL) {
+            log_info("SIGHUP: reloading the upstreams file", "file=%s", c->cfg->upstreams_file);
+            file_reload(c, "sighup");
+        } else {
+            log_info("SIGHUP: no --upstreams-file to reload", "%s", "");
+        }
+        return;
+    }
+    if (atomic_load(&c->sh.phase) == WORKER_RUNNING) {
+        config_duration_format(c->cfg->shutdown_timeout_ms, dur, sizeof(dur));
+        log_info("shutting down: no new connections, draining open ones",
+                 "signal=%s active=%u timeout=%s", strsignal(signum),
+                 atomic_load(&c->sh.active), dur);
+        atomic_store(&c->sh.phase, WORKER_DRAINING);
+        uv_timer_start(&c->shutdown_timer, shutdown_timer_cb, c->cfg->shutdown_timeout_ms, 0);
+    } else {
+        log_warn("second signal: closing open connections now", "signal=%s active=%u",
+                 strsignal(signum), atomic_load(&c->sh.active));
+        atomic_store(&c->sh.phase, WORKER_CLOSING);
+    }
+    kick_all(c);
+}
+
+static void close_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void done_cb(uv_async_t *a)
+{
+    struct control *c = a->data;
+
+    for (unsigned i = 0; i < c->n_workers; i++)
+        if (!atomic_load(&c->workers[i].finished))
+            return;
+    uv_walk(&c->loop, close_cb, NULL);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    reg_prune(t->data);
+}
+
+/* --- start-up ---------------------------------------------------------------- */
+
+static int open_listeners(struct control *c, int *fds)
+{
+    const struct config *cfg = c->cfg;
+    struct addr listen[CONFIG_MAX_LISTEN];
+    char name[ADDR_STRLEN], holder[128];
+
+    memcpy(listen, cfg->listen, sizeof(listen));
+    for (unsigned w = 0; w < c->n_workers; w++) {
+        for (size_t i = 0; i < cfg->n_listen; i++) {
+            int fd = listener_open(&listen[i]);
+
+            if (fd >= 0) {
+                fds[w * cfg->n_listen + i] = fd;
+                continue;
+            }
+            addr_format(&listen[i], name, sizeof(name));
+            if (fd == -EADDRINUSE) {
+                listener_holder(&listen[i], holder, sizeof(holder));
+                fprintf(stderr, "apilb: --listen=%s: address already in use%s%s%s\n", name,
+                        holder[0] ? " (held by " : "", holder, holder[0] ? ")" : "");
+            } else if (fd == -EACCES && addr_port(&listen[i]) < 1024) {
+                fprintf(stderr,
+                        "apilb: --listen=%s: permission denied (ports below 1024 need root "
+                        "or CAP_NET_BIND_SERVICE)\n",
+                        name);
+            } else {
+                fprintf(stderr, "apilb: --listen=%s: cannot listen: %s\n", name,
+                        strerror(-fd));
+            }
+            for (size_t k = 0; k < w * cfg->n_listen + i; k++)
+                close(fds[k]);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        addr_format(&listen[i], name, sizeof(name));
+        log_info("listening", "addr=%s workers=%u", name, c->n_workers);
+    }
+    return 0;
+}
+
+int control_run(const struct config *cfg)
+{
+    struct control *c = calloc(1, sizeof(*c));
+    int *fds = NULL;
+    int rc = EXIT_RUNTIME;
+
+    if (c == NULL) {
+        fprintf(stderr, "apilb: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    c->cfg = cfg;
+    c->sh.cfg = cfg;
+    c->n_workers = cfg->workers;
+    atomic_store(&c->sh.next_session_id, 1);
+    if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, &c->seeds, cfg->seeds_from, false) < 0 ||
+        (cfg->upstreams_file != NULL && file_load(cfg, &c->file, true) < 0)) {
+        free(c);
+        return EXIT_CONFIG;
+    }
+    c->workers = calloc(c->n_workers, sizeof(*c->workers));
+    fds = calloc((size_t)c->n_workers * cfg->n_listen, sizeof(int));
+    if (c->workers == NULL || fds == NULL || uv_loop_init(&c->loop) != 0) {
+        fprintf(stderr, "apilb: out of memory\n");
+        goto out;
+    }
+    if (open_listeners(c, fds) < 0)
+        goto out_loop;
+    table_rebuild(c, "start");
+    uv_async_init(&c->loop, &c->done, done_cb);
+    c->done.data = c;
+    for (unsigned i = 0; i < c->n_workers; i++) {
+        struct upstream_table *t = c->table;
+
+        if (t != NULL)
+            upstream_table_ref(t);
+        if (worker_start(&c->workers[i], i, &c->sh, fds + (size_t)i * cfg->n_listen,
+                         cfg->n_listen, t, &c->done) != 0) {
+            fprintf(stderr, "apilb: cannot start worker %u\n", i);
+            abort(); /* threads are running; no clean way back */
+        }
+        c->n_started++;
+    }
+    uv_signal_init(&c->loop, &c->sig_term);
+    uv_signal_init(&c->loop, &c->sig_int);
+    uv_signal_init(&c->loop, &c->sig_hup);
+    c->sig_term.data = c->sig_int.data = c->sig_hup.data = c;
+    uv_signal_start(&c->sig_term, signal_cb, SIGTERM);
+    uv_signal_start(&c->sig_int, signal_cb, SIGINT);
+    uv_signal_start(&c->sig_hup, signal_cb, SIGHUP);
+    uv_timer_init(&c->loop, &c->shutdown_timer);
+    uv_timer_init(&c->loop, &c->file_debounce);
+    uv_timer_init(&c->loop, &c->tick);
+    c->shutdown_timer.data = c->file_debounce.data = c->tick.data = c;
+    uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
+    if (cfg->upstreams_file != NULL)
+        (void)file_watch_start(c);
+    log_info("started", "version=%s workers=%u upstreams=%zu balance=%d", APILB_VERSION,
+             c->n_workers, c->table != NULL ? c->table->n : 0, (int)cfg->balance);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+
+    for (unsigned i = 0; i < c->n_workers; i++)
+        worker_join(&c->workers[i]);
+    log_info("stopped", "accepted=%" PRIu64, atomic_load(&c->sh.accepted));
+    rc = 0;
+out_loop:
+    uv_walk(&c->loop, close_cb, NULL);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(&c->loop);
+out:
+    if (c->table != NULL)
+        upstream_table_unref(c->table);
+    for (size_t i = 0; i < c->n_reg; i++)
+        upstream_unref(c->reg[i]);
+    free(c->file_dir);
+    free(c->file_base);
+    free(c->workers);
+    free(fds);
+    free(c);
+    return rc;
+}

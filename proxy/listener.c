@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Listening sockets; see listener.h. */
+#include "listener.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int listener_open(struct addr *a)
+{
+    int fd, one = 1, rc;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+        goto fail;
+    if (a->ss.ss_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
+        goto fail;
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1)
+        goto fail;
+    if (listen(fd, LISTENER_BACKLOG) == -1)
+        goto fail;
+    if (addr_port(a) == 0) {
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+            goto fail;
+        memcpy(&a->ss, &ss, len);
+        a->len = len;
+    }
+    return fd;
+fail:
+    rc = -errno;
+    close(fd);
+    return rc;
+}
+
+/* Finds the inode of a listening socket on port in /proc/net/tcp{,6}. */
+static unsigned long listening_inode(const char *table, unsigned port)
+{
+    char line[512];
+    unsigned long inode = 0;
+    FILE *f = fopen(table, "r");
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char local[128];
+        unsigned lport, st;
+        unsigned long ino;
+        char *colon;
+
+        /* sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode */
+        if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %*s %*s %lu", local, &st, &ino) != 3)
+            continue;
+        colon = strrchr(local, ':');
+        if (colon == NULL || sscanf(colon + 1, "%x", &lport) != 1)
+            continue;
+        if (lport == port && st == 0x0A /* LISTEN */ && ino != 0) {
+            inode = ino;
+            break;
+        }
+    }
+    fclose(f);
+    return inode;
+}
+
+/* Finds a process with a descriptor on socket:[inode]. */
+static void inode_owner(unsigned long inode, char *buf, size_t len)
+{
+    char want[64], path[600], link[64], comm[64];
+    DIR *proc, *fds;
+    struct dirent *p, *d;
+
+    snprintf(want, sizeof(want), "socket:[%lu]", inode);
+    proc = opendir("/proc");
+    if (proc == NULL)
+        return;
+    while ((p = readdir(proc)) != NULL) {
+        if (!isdigit((unsigned char)p->d_name[0]))
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/fd", p->d_name);
+        fds = opendir(path);
+        if (fds == NULL)
+            continue;
+        while ((d = readdir(fds)) != NULL) {
+            ssize_t n;
+
+            snprintf(path, sizeof(path), "/proc/%s/fd/%s", p->d_name, d->d_name);
+            n = readlink(path, link, sizeof(link) - 1);
+            if (n <= 0)
+                continue;
+            link[n] = '\0';
+            if (strcmp(link, want) == 0) {
+                FILE *f;
+
+                comm[0] = '\0';
+                snprintf(path, sizeof(path), "/proc/%s/comm", p->d_name);
+                f = fopen(path, "r");
+                if (f != NULL) {
+                    if (fgets(comm, sizeof(comm), f) == NULL)
+                        comm[0] = '\0';
+                    comm[strcspn(comm, "\n")] = '\0';
+                    fclose(f);
+                }
+                snprintf(buf, len, "pid %s (%s)", p->d_name, comm);
+                closedir(fds);
+                closedir(proc);
+                return;
+            }
+        }
+        closedir(fds);
+    }
+    closedir(proc);
+}
+
+void listener_holder(const struct addr *a, char *buf, size_t len)
+{
+    unsigned long inode;
+    unsigned port = addr_port(a);
+
+    buf[0] = '\0';
+    inode = listening_inode("/proc/net/tcp", port);
+    if (inode == 0)
+        inode = listening_inode("/proc/net/tcp6", port);
+    if (inode == 0)
+        return;
+    inode_owner(inode, buf, len);
+    if (buf[0] == '\0')
+        snprintf(buf, len, "socket inode %lu (owner not visible)", inode);
+}

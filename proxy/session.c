@@ -1,0 +1,634 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The TCP relay; see session.h for the state machine. */
+#define LOG_MODULE "session"
+#include "session.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sockopt.h"
+#include "upstream.h"
+#include "worker.h"
+
+/* Bytes moved per direction before yielding to other sessions. */
+#define PUMP_BUDGET (1u << 20)
+/* The pipe's capacity: one splice never moves more. */
+#define PIPE_CHUNK (64u * 1024u)
+/* Buffer used when no pipe can be had (out of descriptors). */
+#define BUF_BYTES (16u * 1024u)
+/* A failed dial keeps new connections away from an upstream this long. */
+#define DIAL_HOLD_MS 2000u
+
+enum session_state {
+    S_CONNECTING = 0,
+    S_SPLICING,
+    S_CLOSING,
+};
+
+/* One socket with its poll handle. The upstream leg is allocated per connect
+ * attempt, so a failed attempt can be closed while the next one starts. */
+struct leg {
+    uv_poll_t poll;
+    int fd;
+    int events; /* what poll is started with, 0 = stopped */
+    struct session *s;
+};
+
+/* One direction of the relay: src -> dst. */
+struct flow {
+    int pipe[2];  /* borrowed while bytes are in flight, else -1 */
+    char *buf;    /* used instead of a pipe when none could be made */
+    uint32_t pending; /* bytes read from src, not yet written to dst */
+    uint32_t off;     /* buffer mode: first unsent byte */
+    bool eof;         /* src sent FIN */
+    bool shut;        /* dst was shut down for writing */
+    bool want_read;   /* src must be polled for readable */
+    bool want_write;  /* dst must be polled for writable */
+};
+
+struct session {
+    struct worker *w;
+    struct session *prev, *next;           /* w->sessions */
+    struct session *conn_prev, *conn_next; /* w->conn_head..conn_tail */
+    struct leg client;
+    struct leg *up;                /* current upstream leg, NULL between tries */
+    struct upstream_table *table;  /* held while connecting, for the next try */
+    struct upstream *upstream;     /* reference held once connected */
+    struct upstream *trying;       /* the upstream of the current attempt */
+    struct upstream_tried tried;
+    struct flow c2u, u2c;
+    uint64_t id;
+    uint64_t start_us;             /* current attempt began (for latency) */
+    uint64_t connect_deadline_ms;
+    uint64_t age_deadline_ms;      /* 0 = none */
+    uint64_t drain_deadline_ms;    /* 0 = not computed yet */
+    uint8_t state;
+    uint8_t open_handles;          /* poll handles not yet closed */
+    bool counted;                  /* counted in upstream->active */
+};
+
+static void client_cb(uv_poll_t *h, int status, int events);
+static void upstream_cb(uv_poll_t *h, int status, int events);
+static void try_next(struct session *s);
+static void session_close(struct session *s, const char *why);
+
+/* --- small helpers ---------------------------------------------------- */
+
+static uint64_t now_us(void)
+{
+    return uv_hrtime() / 1000;
+}
+
+static void flow_init(struct flow *f)
+{
+    f->pipe[0] = -1;
+    f->pipe[1] = -1;
+    f->buf = NULL;
+    f->pending = 0;
+    f->off = 0;
+    f->eof = false;
+    f->shut = false;
+    f->want_read = false;
+    f->want_write = false;
+}
+
+/* Gives back the pipe or buffer of an idle flow. */
+static void flow_release(struct worker *w, struct flow *f)
+{
+    if (f->pipe[0] >= 0)
+        pipepool_put(&w->pipes, f->pipe, f->pending == 0);
+    free(f->buf);
+    f->buf = NULL;
+    f->pending = 0;
+    f->off = 0;
+}
+
+static int flow_acquire(struct worker *w, struct flow *f)
+{
+    if (f->pipe[0] >= 0 || f->buf != NULL)
+        return 0;
+    if (pipepool_get(&w->pipes, f->pipe) == 0)
+        return 0;
+    f->buf = malloc(BUF_BYTES);
+    return f->buf != NULL ? 0 : -ENOMEM;
+}
+
+static void leg_set(struct leg *l, int events)
+{
+    if (l->events == events)
+        return;
+    l->events = events;
+    if (events == 0)
+        uv_poll_stop(&l->poll);
+    else
+        uv_poll_start(&l->poll, events, l == &l->s->client ? client_cb : upstream_cb);
+}
+
+/* Starts or stops polling on both legs to match what the flows want. */
+static void session_arm(struct session *s)
+{
+    int ce = 0, ue = 0;
+
+    if (s->c2u.want_read)
+        ce |= UV_READABLE;
+    if (s->u2c.want_write)
+        ce |= UV_WRITABLE;
+    if (s->u2c.want_read)
+        ue |= UV_READABLE;
+    if (s->c2u.want_write)
+        ue |= UV_WRITABLE;
+    leg_set(&s->client, ce);
+    leg_set(s->up, ue);
+}
+
+static enum upstream_fail classify(int err)
+{
+    switch (err) {
+    case ECONNREFUSED:
+    case ECONNRESET:
+        return UPSTREAM_FAIL_REFUSED;
+    case ETIMEDOUT:
+        return UPSTREAM_FAIL_TIMEOUT;
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+    case EADDRNOTAVAIL:
+        return UPSTREAM_FAIL_UNREACHABLE;
+    default:
+        return UPSTREAM_FAIL_OTHER;
+    }
+}
+
+/* --- the connecting queue ------------------------------------------- */
+
+static void connq_push(struct session *s)
+{
+    struct worker *w = s->w;
+
+    s->conn_next = NULL;
+    s->conn_prev = w->conn_tail;
+    if (w->conn_tail != NULL)
+        w->conn_tail->conn_next = s;
+    else
+        w->conn_head = s;
+    w->conn_tail = s;
+    if (s->conn_prev == NULL)
+        worker_schedule_connects(w, s->connect_deadline_ms);
+}
+
+static void connq_remove(struct session *s)
+{
+    struct worker *w = s->w;
+
+    if (s->conn_prev == NULL && w->conn_head != s)
+        return; /* not queued */
+    if (s->conn_prev != NULL)
+        s->conn_prev->conn_next = s->conn_next;
+    else
+        w->conn_head = s->conn_next;
+    if (s->conn_next != NULL)
+        s->conn_next->conn_prev = s->conn_prev;
+    else
+        w->conn_tail = s->conn_prev;
+    s->conn_prev = NULL;
+    s->conn_next = NULL;
+}
+
+/* --- closing -------------------------------------------------------- */
+
+static void session_free(struct session *s)
+{
+    struct worker *w = s->w;
+
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    w->n_sessions--;
+    atomic_fetch_sub(&w->sh->active, 1);
+    free(s);
+    if (w->n_sessions == 0 && !w->joining)
+        worker_kick(w); /* a draining worker may be able to end now */
+}
+
+static void leg_closed(uv_handle_t *h)
+{
+    struct leg *l = (struct leg *)h;
+    struct session *s = l->s;
+
+    if (l != &s->client)
+        free(l);
+    if (--s->open_handles == 0)
+        session_free(s);
+}
+
+static void leg_close(struct leg *l)
+{
+    uv_close((uv_handle_t *)&l->poll, leg_closed);
+    close(l->fd);
+    l->fd = -1;
+}
+
+static void session_close(struct session *s, const char *why)
+{
+    struct upstream *up = s->upstream;
+
+    if (s->state == S_CLOSING)
+        return;
+    s->state = S_CLOSING;
+    connq_remove(s);
+    flow_release(s->w, &s->c2u);
+    flow_release(s->w, &s->u2c);
+    if (s->table != NULL) {
+        upstream_table_unref(s->table);
+        s->table = NULL;
+    }
+    if (up != NULL) {
+        if (s->counted)
+            atomic_fetch_sub(&up->active, 1);
+        log_debug("session closed", "sid=%" PRIu64 " upstream=%s reason=%s", s->id, up->name,
+                  why);
+        upstream_unref(up);
+        s->upstream = NULL;
+    } else {
+        log_debug("session closed", "sid=%" PRIu64 " reason=%s", s->id, why);
+    }
+    if (s->up != NULL) {
+        leg_close(s->up);
+        s->up = NULL;
+    }
+    leg_close(&s->client);
+}
+
+/* --- the relay ------------------------------------------------------ */
+
+/* Moves bytes src -> dst until one side would block or the budget is spent.
+ * Returns 0, or a negative errno on a socket error. */
+static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomic uint64_t *bytes)
+{
+    size_t moved = 0;
+    ssize_t n;
+
+    f->want_read = false;
+    f->want_write = false;
+    for (;;) {
+        if (f->pending > 0) {
+            if (f->buf != NULL)
+                n = send(dst, f->buf + f->off, f->pending, MSG_NOSIGNAL | MSG_DONTWAIT);
+            else
+                n = splice(f->pipe[0], NULL, dst, NULL, f->pending,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN) {
+                    f->want_write = true;
+                    break;
+                }
+                return -errno;
+            }
+            f->pending -= (uint32_t)n;
+            f->off += (uint32_t)n;
+            moved += (size_t)n;
+            continue;
+        }
+        if (f->eof) {
+            if (!f->shut) {
+                shutdown(dst, SHUT_WR);
+                f->shut = true;
+            }
+            break;
+        }
+        if (moved >= PUMP_BUDGET) {
+            /* Yield; poll says readable again at once if more is queued. */
+            f->want_read = true;
+            break;
+        }
+        if (flow_acquire(s->w, f) != 0) {
+            f->want_read = true; /* try again on the next readiness */
+            break;
+        }
+        f->off = 0;
+        if (f->buf != NULL)
+            n = recv(src, f->buf, BUF_BYTES, MSG_DONTWAIT);
+        else
+            n = splice(src, NULL, f->pipe[1], NULL, PIPE_CHUNK,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                f->want_read = true;
+                break;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            f->eof = true;
+            continue;
+        }
+        f->pending = (uint32_t)n;
+        atomic_fetch_add_explicit(bytes, (uint64_t)n, memory_order_relaxed);
+    }
+    if (f->pending == 0)
+        flow_release(s->w, f); /* idle: hold no pipe, no buffer */
+    return 0;
+}
+
+/* Runs both directions and re-arms polling; closes the session when both
+ * directions have ended or on an error. */
+static void session_relay(struct session *s)
+{
+    struct upstream *up = s->upstream;
+    int rc;
+
+    rc = flow_pump(s, &s->c2u, s->client.fd, s->up->fd, &up->bytes_to);
+    if (rc == 0)
+        rc = flow_pump(s, &s->u2c, s->up->fd, s->client.fd, &up->bytes_from);
+    if (rc != 0) {
+        session_close(s, rc == -ECONNRESET ? "reset" : "error");
+        return;
+    }
+    if (s->c2u.shut && s->u2c.shut) {
+        session_close(s, "done");
+        return;
+    }
+    session_arm(s);
+}
+
+static void client_cb(uv_poll_t *h, int status, int events)
+{
+    struct session *s = ((struct leg *)h)->s;
+
+    if (s->state != S_SPLICING)
+        return;
+    /* An error shows up as a failing recv/send/splice in the pump. */
+    session_relay(s);
+}
+
+/* --- connecting ----------------------------------------------------- */
+
+static void attempt_failed(struct session *s, int err)
+{
+    struct upstream *up = s->trying;
+    enum upstream_fail why = classify(err);
+
+    connq_remove(s);
+    upstream_dial_failed(up, why, worker_now_ms(), DIAL_HOLD_MS);
+    log_warn_limited("upstream-dial", 1000, "upstream connect failed",
+                     "sid=%" PRIu64 " upstream=%s err=%s", s->id, up->name,
+                     err == ETIMEDOUT ? "timeout" : strerror(err));
+    s->trying = NULL;
+    leg_close(s->up);
+    s->up = NULL;
+    try_next(s);
+}
+
+static void connected(struct session *s)
+{
+    struct worker *w = s->w;
+    struct upstream *up = s->trying;
+    const struct config *cfg = w->sh->cfg;
+
+    connq_remove(s);
+    upstream_dial_ok(up, now_us() - s->start_us);
+    upstream_ref(up);
+    s->upstream = up;
+    s->trying = NULL;
+    atomic_fetch_add(&up->active, 1);
+    atomic_fetch_add_explicit(&up->conns_total, 1, memory_order_relaxed);
+    s->counted = true;
+    upstream_table_unref(s->table);
+    s->table = NULL;
+    s->state = S_SPLICING;
+    if (cfg->max_connection_age_ms != 0) {
+        /* Jitter over the last quarter so reconnects spread out. */
+        uint64_t age = cfg->max_connection_age_ms;
+        uint64_t j = (age / 4) * (s->id * 2654435761u % 1000) / 1000;
+        s->age_deadline_ms = worker_now_ms() + age - j;
+    }
+    log_debug("session connected", "sid=%" PRIu64 " upstream=%s", s->id, up->name);
+    s->c2u.want_read = true;
+    s->u2c.want_read = true;
+    session_relay(s);
+}
+
+static void upstream_cb(uv_poll_t *h, int status, int events)
+{
+    struct leg *l = (struct leg *)h;
+    struct session *s = l->s;
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (s->state == S_SPLICING) {
+        session_relay(s);
+        return;
+    }
+    if (s->state != S_CONNECTING)
+        return;
+    if (getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        err = errno;
+    if (err == 0 && status < 0)
+        err = ECONNREFUSED;
+    if (err != 0) {
+        attempt_failed(s, err);
+        return;
+    }
+    connected(s);
+}
+
+/* Starts one attempt to up. Returns 0 when the attempt is under way (or has
+ * already failed over to the next upstream), or a negative errno when this
+ * upstream cannot even be dialled. */
+static int attempt_start(struct session *s, struct upstream *up)
+{
+    struct worker *w = s->w;
+    struct leg *l;
+    int fd, rc;
+
+    fd = socket(up->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -errno;
+    sockopt_tune(fd);
+    l = malloc(sizeof(*l));
+    if (l == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    l->fd = fd;
+    l->s = s;
+    l->events = 0;
+    rc = uv_poll_init_socket(&w->loop, &l->poll, fd);
+    if (rc != 0) {
+        close(fd);
+        free(l);
+        return rc;
+    }
+    s->open_handles++;
+    s->up = l;
+    s->trying = up;
+    s->start_us = now_us();
+    if (connect(fd, (const struct sockaddr *)&up->addr.ss, up->addr.len) == -1 &&
+        errno != EINPROGRESS) {
+        attempt_failed(s, errno);
+        return 0;
+    }
+    s->connect_deadline_ms = worker_now_ms() + w->sh->cfg->connect_timeout_ms;
+    connq_push(s);
+    leg_set(l, UV_WRITABLE);
+    return 0;
+}
+
+static void try_next(struct session *s)
+{
+    struct worker *w = s->w;
+    long i;
+
+    for (;;) {
+        i = upstream_pick(&w->picker, s->table, &s->tried, worker_now_ms());
+        if (i < 0 || s->tried.count > 64) {
+            atomic_fetch_add_explicit(&w->sh->refused_no_upstream, 1, memory_order_relaxed);
+            log_warn_limited("no-upstream", 1000, "no upstream accepted the connection",
+                             "sid=%" PRIu64 " tried=%u", s->id, s->tried.count);
+            session_close(s, "no-upstream");
+            return;
+        }
+        if (attempt_start(s, s->table->e[i].up) == 0)
+            return;
+        /* Could not even make a socket: treat as a failed try and go on. */
+    }
+}
+
+/* --- the worker's entry points --------------------------------------- */
+
+void session_start(struct worker *w, int client_fd)
+{
+    struct session *s;
+    int rc;
+
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        close(client_fd);
+        return;
+    }
+    s->w = w;
+    s->id = atomic_fetch_add_explicit(&w->sh->next_session_id, 1, memory_order_relaxed);
+    s->client.fd = client_fd;
+    s->client.s = s;
+    flow_init(&s->c2u);
+    flow_init(&s->u2c);
+    rc = uv_poll_init_socket(&w->loop, &s->client.poll, client_fd);
+    if (rc != 0) {
+        close(client_fd);
+        free(s);
+        return;
+    }
+    sockopt_tune(client_fd);
+    s->open_handles = 1;
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+    w->n_sessions++;
+    atomic_fetch_add(&w->sh->active, 1);
+    s->state = S_CONNECTING;
+    if (w->table == NULL || w->table->n == 0) {
+        atomic_fetch_add_explicit(&w->sh->refused_no_upstream, 1, memory_order_relaxed);
+        log_warn_limited("empty-table", 1000, "no upstream known: closing client", "sid=%" PRIu64,
+                         s->id);
+        session_close(s, "no-upstream");
+        return;
+    }
+    upstream_table_ref(w->table);
+    s->table = w->table;
+    try_next(s);
+}
+
+uint64_t session_expire_connects(struct worker *w, uint64_t now_ms)
+{
+    while (w->conn_head != NULL) {
+        struct session *s = w->conn_head;
+
+        if (s->connect_deadline_ms > now_ms)
+            return s->connect_deadline_ms;
+        attempt_failed(s, ETIMEDOUT);
+    }
+    return 0;
+}
+
+static uint64_t drain_deadline(struct session *s, uint64_t since, unsigned drain_ms)
+{
+    /* Spread closes over the second half of the drain window. */
+    uint64_t half = drain_ms / 2;
+    uint64_t j = half * (s->id * 2654435761u % 1000) / 1000;
+    return since + half + j;
+}
+
+uint64_t session_sweep(struct worker *w, uint64_t now_ms)
+{
+    const struct config *cfg = w->sh->cfg;
+    bool closing = atomic_load(&w->sh->phase) == WORKER_CLOSING;
+    uint64_t next = 0;
+    struct session *s, *nx;
+
+    for (s = w->sessions; s != NULL; s = nx) {
+        struct upstream *up = s->upstream;
+        uint64_t since, dl;
+
+        nx = s->next;
+        if (s->state == S_CLOSING)
+            continue;
+        if (closing) {
+            session_close(s, "shutdown");
+            continue;
+        }
+        if (s->state != S_SPLICING || up == NULL)
+            continue;
+        if (atomic_load(&up->health) == UPSTREAM_UNHEALTHY) {
+            atomic_fetch_add_explicit(&up->closed_by_health, 1, memory_order_relaxed);
+            session_close(s, "upstream-unhealthy");
+            continue;
+        }
+        since = atomic_load(&up->draining_since_ms);
+        if (since != 0) {
+            dl = drain_deadline(s, since, cfg->drain_timeout_ms);
+            if (dl <= now_ms) {
+                atomic_fetch_add_explicit(&up->closed_by_drain, 1, memory_order_relaxed);
+                session_close(s, "upstream-removed");
+                continue;
+            }
+            if (next == 0 || dl < next)
+                next = dl;
+        }
+        if (s->age_deadline_ms != 0) {
+            if (s->age_deadline_ms <= now_ms) {
+                atomic_fetch_add_explicit(&w->sh->closed_by_age, 1, memory_order_relaxed);
+                session_close(s, "max-age");
+                continue;
+            }
+            if (next == 0 || s->age_deadline_ms < next)
+                next = s->age_deadline_ms;
+        }
+    }
+    return next;
+}
+
+void session_close_all(struct worker *w)
+{
+    struct session *s, *nx;
+
+    for (s = w->sessions; s != NULL; s = nx) {
+        nx = s->next;
+        session_close(s, "shutdown");
+    }
+}

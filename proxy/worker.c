@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A worker thread: accepts on its listeners and runs its sessions. */
+#define LOG_MODULE "worker"
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "session.h"
+
+/* Connections accepted per readiness callback before yielding. */
+#define ACCEPT_BATCH 64
+/* Pause after running out of descriptors, so the loop does not spin. */
+#define ACCEPT_PAUSE_MS 100
+
+uint64_t worker_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void timer_at(uv_timer_t *t, uv_timer_cb cb, uint64_t deadline_ms)
+{
+    uint64_t now = worker_now_ms();
+
+    uv_timer_start(t, cb, deadline_ms > now ? deadline_ms - now : 0, 0);
+}
+
+static void listeners_poll(struct worker *w, bool on);
+
+static void accept_resume_cb(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+
+    w->accept_paused = false;
+    if (atomic_load(&w->sh->phase) == WORKER_RUNNING)
+        listeners_poll(w, true);
+}
+
+static void accept_pause(struct worker *w, int err)
+{
+    atomic_fetch_add_explicit(&w->sh->accept_errors, 1, memory_order_relaxed);
+    log_warn_limited("accept-fd", 1000, "accept failed: pausing accepts",
+                     "worker=%u err=%s pause_ms=%d", w->id, strerror(err), ACCEPT_PAUSE_MS);
+    w->accept_paused = true;
+    listeners_poll(w, false);
+    uv_timer_start(&w->accept_timer, accept_resume_cb, ACCEPT_PAUSE_MS, 0);
+}
+
+/* Accepts up to budget connections from one listener. Returns false when
+ * accepting must pause. */
+static bool accept_some(struct worker *w, int lfd, unsigned budget)
+{
+    const struct config *cfg = w->sh->cfg;
+
+    while (budget-- > 0) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd == -1) {
+            switch (errno) {
+            case EAGAIN:
+                return true;
+            case EINTR:
+            case ECONNABORTED:
+            case EPROTO:
+                continue;
+            case EMFILE:
+            case ENFILE:
+            case ENOBUFS:
+            case ENOMEM:
+                accept_pause(w, errno);
+                return false;
+            default:
+                atomic_fetch_add_explicit(&w->sh->accept_errors, 1, memory_order_relaxed);
+                log_warn_limited("accept-error", 1000, "accept failed", "worker=%u err=%s",
+                                 w->id, strerror(errno));
+                return true;
+            }
+        }
+        if (atomic_load_explicit(&w->sh->active, memory_order_relaxed) >=
+            cfg->max_connections) {
+            atomic_fetch_add_explicit(&w->sh->refused_limit, 1, memory_order_relaxed);
+            log_warn_limited("max-connections", 1000, "connection refused: --max-connections reached",
+                             "limit=%u", cfg->max_connections);
+            close(fd);
+            continue;
+        }
+        atomic_fetch_add_explicit(&w->sh->accepted, 1, memory_order_relaxed);
+        session_start(w, fd);
+    }
+    return true;
+}
+
+static void accept_cb(uv_poll_t *h, int status, int events)
+{
+    struct worker_listener *l = (struct worker_listener *)h;
+
+    (void)accept_some(l->w, l->fd, ACCEPT_BATCH);
+}
+
+static void listeners_poll(struct worker *w, bool on)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct worker_listener *l = &w->listeners[i];
+
+        if (l->fd < 0)
+            continue;
+        if (on)
+            uv_poll_start(&l->poll, UV_READABLE, accept_cb);
+        else
+            uv_poll_stop(&l->poll);
+    }
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Stops accepting: takes what already waits in the accept queue (those
+ * clients completed their handshake and must not be reset), then closes. */
+static void listeners_close(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct worker_listener *l = &w->listeners[i];
+
+        if (l->fd < 0)
+            continue;
+        if (!w->accept_paused)
+            (void)accept_some(w, l->fd, 100000);
+        uv_close((uv_handle_t *)&l->poll, listener_closed);
+        close(l->fd);
+        l->fd = -1;
+    }
+    uv_timer_stop(&w->accept_timer);
+}
+
+static void sweep_cb(uv_timer_t *t);
+
+static void sweep(struct worker *w)
+{
+    uint64_t next = session_sweep(w, worker_now_ms());
+
+    if (next != 0)
+        timer_at(&w->sweep_timer, sweep_cb, next);
+    else
+        uv_timer_stop(&w->sweep_timer);
+}
+
+static void sweep_cb(uv_timer_t *t)
+{
+    sweep(t->data);
+}
+
+static void kick_cb(uv_async_t *a)
+{
+    struct worker *w = a->data;
+    struct upstream_table *t = handoff_take(&w->mailbox);
+    int phase = atomic_load(&w->sh->phase);
+
+    if (t != NULL) {
+        uint64_t seen = atomic_load(&w->sh->table_generation);
+
+        if (w->table != NULL)
+            upstream_table_unref(w->table);
+        w->table = t;
+        while (seen < t->generation &&
+               !atomic_compare_exchange_weak(&w->sh->table_generation, &seen, t->generation))
+            ;
+    }
+    if (phase != WORKER_RUNNING)
+        listeners_close(w);
+    sweep(w);
+    if (phase != WORKER_RUNNING && w->n_sessions == 0)
+        uv_stop(&w->loop);
+}
+
+static void connect_cb(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    uint64_t next = session_expire_connects(w, worker_now_ms());
+
+    if (next != 0)
+        timer_at(&w->connect_timer, connect_cb, next);
+}
+
+void worker_schedule_connects(struct worker *w, uint64_t deadline_ms)
+{
+    if (!uv_is_active((uv_handle_t *)&w->connect_timer))
+        timer_at(&w->connect_timer, connect_cb, deadline_ms);
+}
+
+static void worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    listeners_poll(w, true);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    atomic_store(&w->finished, true);
+    uv_async_send(w->done);
+}
+
+int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const int *fds,
+                 size_t n_fds, struct upstream_table *first, uv_async_t *done)
+{
+    int rc;
+
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->sh = sh;
+    w->done = done;
+    w->table = first;
+    upstream_picker_init(&w->picker, (enum upstream_balance)sh->cfg->balance,
+                         uv_hrtime() ^ ((uint64_t)id << 32) ^ (uint64_t)getpid());
+    pipepool_init(&w->pipes);
+    rc = uv_loop_init(&w->loop);
+    if (rc != 0)
+        return rc;
+    uv_async_init(&w->loop, &w->kick, kick_cb);
+    w->kick.data = w;
+    handoff_init(&w->mailbox, &w->kick);
+    uv_timer_init(&w->loop, &w->connect_timer);
+    uv_timer_init(&w->loop, &w->accept_timer);
+    uv_timer_init(&w->loop, &w->sweep_timer);
+    w->connect_timer.data = w;
+    w->accept_timer.data = w;
+    w->sweep_timer.data = w;
+    for (size_t i = 0; i < n_fds; i++) {
+        struct worker_listener *l = &w->listeners[i];
+
+        l->fd = fds[i];
+        l->w = w;
+        rc = uv_poll_init_socket(&w->loop, &l->poll, l->fd);
+        if (rc != 0)
+            return rc;
+        w->n_listeners++;
+    }
+    return uv_thread_create(&w->thread, worker_main, w);
+}
+
+void worker_publish(struct worker *w, struct upstream_table *t)
+{
+    handoff_publish(&w->mailbox, t);
+}
+
+void worker_kick(struct worker *w)
+{
+    uv_async_send(&w->kick);
+}
+
+static void close_any(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void worker_join(struct worker *w)
+{
+    uv_thread_join(&w->thread);
+    w->joining = true;
+    /* The loop was stopped; close what is left on this thread. */
+    session_close_all(w);
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (w->listeners[i].fd >= 0) {
+            close(w->listeners[i].fd);
+            w->listeners[i].fd = -1;
+        }
+    }
+    uv_walk(&w->loop, close_any, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(&w->loop);
+    handoff_destroy(&w->mailbox);
+    if (w->table != NULL)
+        upstream_table_unref(w->table);
+    w->table = NULL;
+    pipepool_destroy(&w->pipes);
+}
