@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs what is needed (Debian packages), builds apilb twice (release, and
+# AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test: the
+# whole CTest suite on the release build, and unit, integration and fuzz
+# tests again on the sanitizer build. Exits non-zero on any failure.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+jobs=$(nproc)
+bash scripts/deps.sh
+for extra in scripts/setup-*.sh; do
+    [ -e "$extra" ] && bash "$extra"
+done
+
+echo "== release build"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j"$jobs"
+(cd build && ctest -j"$jobs" --output-on-failure --timeout 600)
+
+echo "== sanitizer build (ASan + UBSan)"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAPILB_SANITIZE=ON
+cmake --build build-asan -j"$jobs"
+(cd build-asan && ctest -j"$jobs" --output-on-failure --timeout 600 -L 'unit|integration|fuzz')
+echo "== every test passed"

@@ -1,0 +1,400 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Shared pieces of the integration scenarios: real backends on loopback
+addresses (threads of the test process), an apilb child process, and helpers
+to drive real client sockets. Every process started here is killed by PID at
+exit, and every port is chosen by the kernel (port 0)."""
+
+import atexit
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+APILB = os.environ.get("APILB", os.path.join(os.path.dirname(__file__), "..", "..", "build", "apilb"))
+
+_children = []
+
+
+def _cleanup():
+    for p in _children:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(_cleanup)
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+class Backend:
+    """A TCP server on (host, 0) in a thread. Modes, chosen by the first line
+    the client sends:
+      "echo\\n"        echo everything until EOF, then close
+      "whoami\\n"      answer the backend's name and keep the connection open
+                      (echoing whatever follows)
+      "source N\\n"    send N pseudo-random bytes (seed = N) then close
+      "sink\\n"        read until EOF, then send the sha256 of what came
+      "late N\\n"      read until EOF, then send N bytes, then close
+      "finfirst N\\n"  send N bytes, shut down writing, then read until EOF
+                      and record the sha256 of what came in self.received
+    """
+
+    def __init__(self, host="127.0.0.2", name=None, backlog=128):
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(backlog)
+        self.host = host
+        self.port = self.sock.getsockname()[1]
+        self.name = name or "%s:%d" % (host, self.port)
+        self.active = 0
+        self.total = 0
+        self.received = []
+        self.lock = threading.Lock()
+        self.conns = []
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def addr(self):
+        if ":" in self.host:
+            return "[%s]:%d" % (self.host, self.port)
+        return "%s:%d" % (self.host, self.port)
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.active += 1
+                self.total += 1
+                self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def close_all(self):
+        """Closes every open connection (like a crashing apiserver)."""
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
+        self.close_all()
+
+    def _serve(self, c):
+        try:
+            line = b""
+            while not line.endswith(b"\n"):
+                d = c.recv(1)
+                if not d:
+                    return
+                line += d
+            words = line.decode().split()
+            mode = words[0]
+            if mode == "echo":
+                pump_echo(c)
+            elif mode == "whoami":
+                c.sendall(self.name.encode() + b"\n")
+                pump_echo(c)
+            elif mode == "source":
+                c.sendall(payload(int(words[1])))
+            elif mode == "sink":
+                c.sendall(read_all_hash(c).encode())
+            elif mode == "late":
+                read_all_hash(c)
+                time.sleep(0.2)
+                c.sendall(payload(int(words[1])))
+            elif mode == "finfirst":
+                c.sendall(payload(int(words[1])))
+                c.shutdown(socket.SHUT_WR)
+                h = read_all_hash(c)
+                with self.lock:
+                    self.received.append(h)
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.active -= 1
+                if c in self.conns:
+                    self.conns.remove(c)
+            c.close()
+
+
+def pump_echo(c):
+    while True:
+        d = c.recv(1 << 16)
+        if not d:
+            c.shutdown(socket.SHUT_WR)
+            return
+        c.sendall(d)
+
+
+def read_all_hash(c):
+    h = hashlib.sha256()
+    while True:
+        d = c.recv(1 << 16)
+        if not d:
+            return h.hexdigest()
+        h.update(d)
+
+
+def payload(n, seed=None):
+    """n deterministic pseudo-random bytes (fast for large n)."""
+    seed = n if seed is None else seed
+    block = hashlib.sha256(b"apilb-%d" % seed).digest() * 2048  # 64 KiB
+    reps, rest = divmod(n, len(block))
+    out = bytearray(block * reps)
+    out += block[:rest]
+    # Make the stream non-periodic so a misplaced block would be caught.
+    for i in range(0, n, 4099):
+        out[i] = (i * 31 + seed) & 0xFF
+    return bytes(out)
+
+
+def refused_addr(host="127.0.0.3"):
+    """An address where nothing listens: connections are refused."""
+    s = socket.socket()
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return "%s:%d" % (host, port)
+
+
+class BlackHole:
+    """A listener whose accept queue is full and never accepted: the kernel
+    drops further SYNs, so a connect neither succeeds nor is refused."""
+
+    def __init__(self, host="127.0.0.4"):
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.addr = "%s:%d" % (host, self.port)
+        self.fillers = []
+        for _ in range(8):
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect((host, self.port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(f)
+        time.sleep(0.2)
+        probe = socket.socket()
+        probe.settimeout(0.5)
+        try:
+            probe.connect((host, self.port))
+            raise Fail("black hole still accepts connections")
+        except socket.timeout:
+            pass
+        finally:
+            probe.close()
+
+    def close(self):
+        for f in self.fillers:
+            f.close()
+        self.sock.close()
+
+
+class Apilb:
+    """An apilb child process; its log lines are collected in self.log."""
+
+    def __init__(self, *args, env=None, listen="127.0.0.1:0", wait=True, preexec=None):
+        self.args = [APILB]
+        if listen:
+            self.args += ["--listen", listen]
+        self.args += ["--admin-listen", "off", "--health-check", "none", "--log-level", "debug"]
+        self.args += list(args)
+        full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        for k, v in os.environ.items():
+            if k.startswith(("ASAN_", "UBSAN_", "LSAN_", "TSAN_")):
+                full_env[k] = v
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=full_env, preexec_fn=preexec)
+        _children.append(self.proc)
+        self.log = []
+        self.lock = threading.Lock()
+        self.ports = []
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+        if wait:
+            self.wait_log(r'msg="started"', 10)
+            for line in self.lines():
+                m = re.search(r'msg="listening" addr=(\S+)', line)
+                if m:
+                    self.ports.append(int(m.group(1).rsplit(":", 1)[1]))
+            self.port = self.ports[0]
+
+    def _read(self):
+        for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self.lock:
+                self.log.append(line)
+            if os.environ.get("VERBOSE"):
+                sys.stderr.write("apilb| " + line + "\n")
+
+    def lines(self):
+        with self.lock:
+            return list(self.log)
+
+    def wait_log(self, pattern, timeout=5.0, start=0):
+        rx = re.compile(pattern)
+        end = time.time() + timeout
+        while time.time() < end:
+            for line in self.lines()[start:]:
+                if rx.search(line):
+                    return line
+            if self.proc.poll() is not None:
+                time.sleep(0.1)
+                for line in self.lines()[start:]:
+                    if rx.search(line):
+                        return line
+                raise Fail("apilb exited (%s) before logging /%s/:\n%s" %
+                           (self.proc.returncode, pattern, "\n".join(self.lines()[-30:])))
+            time.sleep(0.02)
+        raise Fail("apilb did not log /%s/ within %.1fs:\n%s" %
+                   (pattern, timeout, "\n".join(self.lines()[-30:])))
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=10.0):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise Fail("apilb did not exit within %.1fs" % timeout)
+        self.t.join(2)
+        return rc
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            rc = self.wait_exit(35)
+            check(rc == 0, "apilb exited %d after SIGTERM" % rc)
+        self.check_sanitizers()
+
+    def check_sanitizers(self):
+        bad = [l for l in self.lines() if "runtime error:" in l or "Sanitizer" in l]
+        check(not bad, "sanitizer report:\n" + "\n".join(bad[:40]))
+
+    def connect(self, timeout=5.0, host="127.0.0.1"):
+        return socket.create_connection((host, self.port), timeout=timeout)
+
+
+def exchange(port, data, host="127.0.0.1", mode=b"echo\n", timeout=30.0):
+    """Sends mode + data, shuts down writing, returns everything read."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    out = bytearray()
+    err = []
+
+    def reader():
+        try:
+            while True:
+                d = s.recv(1 << 16)
+                if not d:
+                    return
+                out.extend(d)
+        except OSError as e:
+            err.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    s.sendall(mode + data)
+    s.shutdown(socket.SHUT_WR)
+    t.join(timeout)
+    s.close()
+    if err:
+        raise Fail("exchange failed: %r" % err[0])
+    return bytes(out)
+
+
+def whoami(port, host="127.0.0.1", keep=False, timeout=5.0):
+    """Connects and returns the name of the backend reached (and the socket
+    when keep is true)."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.sendall(b"whoami\n")
+    name = b""
+    while not name.endswith(b"\n"):
+        d = s.recv(256)
+        if not d:
+            s.close()
+            raise Fail("connection closed before the backend answered")
+        name += d
+    if keep:
+        return name.decode().strip(), s
+    s.close()
+    return name.decode().strip()
+
+
+def roundtrip(s, data=b"ping"):
+    """One echo round trip on an open whoami/echo connection."""
+    s.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        d = s.recv(len(data) - len(got))
+        if not d:
+            raise Fail("connection closed during a round trip")
+        got += d
+    check(got == data, "round trip returned %r" % got)
+
+
+def closed_by_peer(s, timeout=3.0):
+    """True when the peer closes s (EOF or reset) within timeout."""
+    s.settimeout(timeout)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def tmpdir():
+    d = tempfile.mkdtemp(prefix="apilb-it-")
+    atexit.register(lambda: subprocess.call(["rm", "-rf", d]))
+    return d
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def run(scenarios):
+    """Runs the scenario named on the command line (or all)."""
+    names = sys.argv[1:] or sorted(scenarios)
+    for name in names:
+        if name not in scenarios:
+            print("unknown scenario %s; known: %s" % (name, " ".join(sorted(scenarios))))
+            sys.exit(2)
+        t0 = time.time()
+        try:
+            scenarios[name]()
+        except Fail as e:
+            print("FAIL %s: %s" % (name, e))
+            _cleanup()
+            sys.exit(1)
+        print("PASS %s (%.2fs)" % (name, time.time() - t0))

@@ -1,0 +1,468 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Integration scenarios of the TCP proxy: real apilb, real sockets on
+loopback. Run one: python3 test_proxy.py payloads"""
+
+import hashlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from harness import (APILB, Apilb, Backend, BlackHole, Fail, check, closed_by_peer, exchange,
+                     payload, refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
+
+
+def payloads():
+    """Random payloads of 1 byte to 64 MiB arrive intact both ways."""
+    b = Backend("127.0.0.2")
+    a = Apilb("--upstream", b.addr)
+    try:
+        for n in (1, 2, 1000, 65535, 65536, 65537, 1 << 20, (8 << 20) + 13, 64 << 20):
+            data = payload(n)
+            got = exchange(a.port, data, timeout=120)
+            check(len(got) == n, "echo of %d bytes returned %d" % (n, len(got)))
+            check(hashlib.sha256(got).digest() == hashlib.sha256(data).digest(),
+                  "echo of %d bytes corrupted" % n)
+            # Upstream -> client only.
+            got = exchange(a.port, b"", mode=b"source %d\n" % n, timeout=120)
+            check(got == payload(n), "download of %d bytes corrupted (got %d)" % (n, len(got)))
+            # Client -> upstream only: the backend answers the sha256.
+            got = exchange(a.port, data, mode=b"sink\n", timeout=120)
+            check(got.decode() == hashlib.sha256(data).hexdigest(),
+                  "upload of %d bytes corrupted" % n)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def half_close():
+    """A FIN one way keeps the other way flowing, in both directions."""
+    b = Backend("127.0.0.2")
+    a = Apilb("--upstream", b.addr)
+    try:
+        # Client shuts down first; the upstream answers afterwards.
+        got = exchange(a.port, payload(300000), mode=b"late 2000000\n")
+        check(got == payload(2000000), "answer after client FIN lost (%d bytes)" % len(got))
+        # Upstream shuts down first; the client keeps sending afterwards.
+        s = a.connect()
+        s.sendall(b"finfirst 500000\n")
+        got = bytearray()
+        while True:
+            d = s.recv(1 << 16)
+            if not d:
+                break
+            got += d
+        check(bytes(got) == payload(500000), "data before upstream FIN lost")
+        data = payload(3000000, seed=7)
+        s.sendall(data)  # the upstream is still reading
+        s.shutdown(socket.SHUT_WR)
+        end = time.time() + 10
+        while not b.received and time.time() < end:
+            time.sleep(0.05)
+        check(b.received == [hashlib.sha256(data).hexdigest()],
+              "bytes sent after upstream FIN were lost: %r" % b.received)
+        check(closed_by_peer(s, 5), "connection not closed after both FINs")
+        s.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def concurrent():
+    """Many concurrent connections, all intact, spread over the upstreams."""
+    bs = [Backend("127.0.0.%d" % i) for i in (2, 3, 4)]
+    a = Apilb(*sum((["--upstream", b.addr] for b in bs), []))
+    errors = []
+
+    def client(i):
+        try:
+            data = payload(200000 + i, seed=i)
+            got = exchange(a.port, data, timeout=60)
+            if got != data:
+                errors.append("client %d: %d bytes back" % (i, len(got)))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append("client %d: %r" % (i, e))
+
+    try:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(300)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        check(not errors, "%d failures: %s" % (len(errors), errors[:5]))
+        totals = [b.total for b in bs]
+        check(sum(totals) == 300, "backends saw %r connections" % totals)
+        check(min(totals) > 30, "connections not spread: %r" % totals)
+    finally:
+        a.stop()
+        for b in bs:
+            b.stop()
+
+
+def failover_refused():
+    """An upstream that refuses is skipped without the client noticing."""
+    b = Backend("127.0.0.2")
+    dead = [refused_addr("127.0.0.3"), refused_addr("127.0.0.4")]
+    a = Apilb("--upstream", dead[0], "--upstream", dead[1], "--upstream", b.addr)
+    try:
+        for i in range(60):
+            check(whoami(a.port) == b.name, "connection %d did not reach the live upstream" % i)
+        check(b.total == 60, "live upstream saw %d connections" % b.total)
+        a.wait_log(r'upstream connect failed.*err=Connection refused')
+    finally:
+        a.stop()
+        b.stop()
+
+
+def failover_blackhole():
+    """An upstream that drops SYNs costs one connect timeout, then is avoided."""
+    b = Backend("127.0.0.2")
+    hole = BlackHole("127.0.0.4")
+    a = Apilb("--upstream", hole.addr, "--upstream", b.addr, "--connect-timeout", "300ms",
+              "--balance", "round-robin")
+    try:
+        slow = 0
+        for i in range(20):
+            t0 = time.time()
+            check(whoami(a.port) == b.name, "connection %d did not reach the live upstream" % i)
+            dt = time.time() - t0
+            slow += dt > 0.25
+            check(dt < 1.5, "connection %d took %.2fs" % (i, dt))
+        check(slow >= 1, "no connection ever tried the black hole")
+        check(slow <= 3, "the black hole was tried %d times, not avoided" % slow)
+        a.wait_log(r'upstream connect failed.*err=timeout')
+    finally:
+        a.stop()
+        b.stop()
+        hole.close()
+
+
+def all_down():
+    """With every upstream down the client is closed at once, never hung."""
+    hole = BlackHole("127.0.0.4")
+    a = Apilb("--upstream", refused_addr("127.0.0.2"), "--upstream", refused_addr("127.0.0.3"),
+              "--upstream", hole.addr, "--connect-timeout", "400ms")
+    try:
+        for i in range(5):
+            t0 = time.time()
+            s = a.connect()
+            s.sendall(b"echo\nhello")
+            check(closed_by_peer(s, 3), "client %d not closed with every upstream down" % i)
+            dt = time.time() - t0
+            check(dt < 1.0, "client %d closed only after %.2fs" % (i, dt))
+            s.close()
+        a.wait_log(r'no upstream accepted the connection')
+    finally:
+        a.stop()
+        hole.close()
+
+
+def sigterm_drain():
+    """SIGTERM: no new connections, open ones finish, exit 0; after
+    --shutdown-timeout the rest are closed."""
+    b = Backend("127.0.0.2")
+    a = Apilb("--upstream", b.addr, "--shutdown-timeout", "2s")
+    try:
+        name, s = whoami(a.port, keep=True)
+        name2, idle = whoami(a.port, keep=True)
+        a.signal(signal.SIGTERM)
+        a.wait_log(r'shutting down')
+        time.sleep(0.2)
+        try:
+            n = socket.create_connection(("127.0.0.1", a.port), timeout=1)
+            n.close()
+            raise Fail("a new connection was accepted while draining")
+        except ConnectionRefusedError:
+            pass
+        # The open connection still works, both ways.
+        for _ in range(5):
+            roundtrip(s, b"still here")
+        s.close()
+        t0 = time.time()
+        check(closed_by_peer(idle, 5), "idle connection not closed at the shutdown timeout")
+        dt = time.time() - t0
+        check(1.0 < dt < 3.5, "idle connection closed after %.2fs, expected ~2s" % dt)
+        rc = a.wait_exit(5)
+        check(rc == 0, "exit code %d after SIGTERM" % rc)
+        a.check_sanitizers()
+        # Drain that finishes early: exits as soon as the last client leaves.
+        a = Apilb("--upstream", b.addr, "--shutdown-timeout", "30s")
+        _, s = whoami(a.port, keep=True)
+        a.signal(signal.SIGINT)
+        a.wait_log(r'shutting down')
+        roundtrip(s)
+        s.close()
+        t0 = time.time()
+        rc = a.wait_exit(5)
+        check(rc == 0 and time.time() - t0 < 2, "did not exit promptly once drained")
+    finally:
+        a.stop()
+        b.stop()
+
+
+def reload():
+    """SIGHUP and file changes swap the upstream list; open connections stay."""
+    d = tmpdir()
+    path = os.path.join(d, "upstreams")
+    b1, b2, b3 = Backend("127.0.0.2", "one"), Backend("127.0.0.3", "two"), Backend("127.0.0.4", "three")
+    with open(path, "w") as f:
+        f.write("# first\n%s\n" % b1.addr)
+    a = Apilb("--upstreams-file", path)
+    try:
+        check(whoami(a.port) == "one", "first file not used")
+        _, long1 = whoami(a.port, keep=True)
+        # In-place rewrite + SIGHUP.
+        with open(path, "w") as f:
+            f.write("%s  # second\n" % b2.addr)
+        mark = len(a.lines())
+        a.signal(signal.SIGHUP)
+        a.wait_log(r'table published" generation=2', start=mark)
+        check(whoami(a.port) == "two", "SIGHUP did not apply the new file")
+        roundtrip(long1, b"alive after sighup")
+        # Atomic replace, no signal: the file watch picks it up.
+        mark = len(a.lines())
+        write_atomic(path, "%s\n%s\n" % (b3.addr, b3.addr))
+        a.wait_log(r'table published" generation=3', 3, start=mark)
+        check(whoami(a.port) == "three", "file change did not apply")
+        roundtrip(long1, b"alive after file change")
+        # A broken file is reported and the table kept.
+        mark = len(a.lines())
+        write_atomic(path, "not-an-address:99999\n")
+        a.wait_log(r'upstreams file not applied.*line 1', 3, start=mark)
+        check(whoami(a.port) == "three", "broken file changed the table")
+        # An empty file is never applied.
+        mark = len(a.lines())
+        write_atomic(path, "# nothing\n")
+        a.wait_log(r'no upstreams left', 3, start=mark)
+        check(whoami(a.port) == "three", "empty file emptied the table")
+        roundtrip(long1, b"alive at the end")
+        long1.close()
+        check(b1.total == 2, "first upstream saw %d connections" % b1.total)
+    finally:
+        a.stop()
+        for b in (b1, b2, b3):
+            b.stop()
+
+
+def balance():
+    """least-conn spreads open connections; round-robin cycles; random covers all."""
+    bs = [Backend("127.0.0.%d" % i, "b%d" % i) for i in (2, 3, 4)]
+    ups = sum((["--upstream", b.addr] for b in bs), [])
+    try:
+        a = Apilb(*ups)
+        held = [whoami(a.port, keep=True)[1] for _ in range(9)]
+        counts = sorted(b.active for b in bs)
+        check(counts == [3, 3, 3], "least-conn gave %r open connections" % counts)
+        for s in held:
+            s.close()
+        a.stop()
+        a = Apilb(*ups, "--balance", "round-robin", "--workers", "1")
+        names = [whoami(a.port) for _ in range(30)]
+        check(all(names.count(n) == 10 for n in ("b2", "b3", "b4")),
+              "round-robin counts %r" % {n: names.count(n) for n in set(names)})
+        check(names[0] != names[1] != names[2], "round-robin did not cycle: %r" % names[:6])
+        a.stop()
+        a = Apilb(*ups, "--balance", "random")
+        names = [whoami(a.port) for _ in range(90)]
+        check(all(names.count(n) >= 10 for n in ("b2", "b3", "b4")),
+              "random counts %r" % {n: names.count(n) for n in set(names)})
+        a.stop()
+    finally:
+        for b in bs:
+            b.stop()
+
+
+def max_connections():
+    """Connections over --max-connections are closed cleanly, the rest work."""
+    b = Backend("127.0.0.2")
+    a = Apilb("--upstream", b.addr, "--max-connections", "5", "--workers", "1")
+    try:
+        held = [whoami(a.port, keep=True)[1] for _ in range(5)]
+        s = a.connect()
+        check(closed_by_peer(s, 3), "6th connection was not refused")
+        s.close()
+        a.wait_log(r'max-connections reached')
+        for h in held:
+            roundtrip(h)
+        held.pop().close()
+        time.sleep(0.2)
+        check(whoami(a.port) == b.name, "no connection accepted after one closed")
+        for h in held:
+            h.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def emfile():
+    """Running out of file descriptors neither crashes nor spins the loop."""
+    b = Backend("127.0.0.2")
+
+    def low_fds():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    a = Apilb("--upstream", b.addr, "--workers", "1", preexec=low_fds)
+    clients = []
+    try:
+        for _ in range(80):
+            s = socket.socket()
+            s.settimeout(2)
+            s.connect(("127.0.0.1", a.port))
+            clients.append(s)
+        a.wait_log(r'accept failed: pausing accepts', 5)
+        with open("/proc/%d/stat" % a.proc.pid) as f:
+            f0 = f.read().split()
+        time.sleep(2)
+        with open("/proc/%d/stat" % a.proc.pid) as f:
+            f1 = f.read().split()
+        cpu = (int(f1[13]) + int(f1[14]) - int(f0[13]) - int(f0[14])) / os.sysconf("SC_CLK_TCK")
+        check(cpu < 0.5, "apilb used %.2fs CPU in 2s while out of descriptors" % cpu)
+        check(a.proc.poll() is None, "apilb died when out of descriptors")
+        for s in clients:
+            s.close()
+        clients = []
+        time.sleep(1)
+        check(whoami(a.port) == b.name, "no recovery after descriptors were freed")
+    finally:
+        for s in clients:
+            s.close()
+        a.stop()
+        b.stop()
+
+
+def ipv6():
+    """IPv6 listeners and upstreams."""
+    if not socket.has_ipv6:
+        raise Fail("no IPv6 on this machine")
+    b = Backend("::1")
+    a = Apilb("--upstream", b.addr, listen="[::1]:0")
+    try:
+        data = payload(1 << 20)
+        check(exchange(a.port, data, host="::1") == data, "IPv6 echo corrupted")
+    finally:
+        a.stop()
+        b.stop()
+
+
+def reuseport():
+    """Two apilb processes share one port (zero-downtime upgrade)."""
+    b = Backend("127.0.0.2", "b")
+    a1 = Apilb("--upstream", b.addr)
+    a2 = Apilb("--upstream", b.addr, listen="127.0.0.1:%d" % a1.port)
+    try:
+        check(a2.port == a1.port, "second apilb did not bind the same port")
+        held = [whoami(a1.port, keep=True)[1] for _ in range(8)]
+        a1.signal(signal.SIGTERM)  # the old one drains; the new one serves
+        a1.wait_log(r'shutting down')
+        for s in held:
+            roundtrip(s)  # connections of either process stay until closed
+        for _ in range(20):
+            check(whoami(a1.port) == "b", "connection failed after the old apilb left")
+        for s in held:
+            s.close()
+        rc = a1.wait_exit(5)
+        check(rc == 0, "old apilb exited %d" % rc)
+        check(a2.proc.poll() is None, "new apilb died")
+    finally:
+        a1.stop()
+        a2.stop()
+        b.stop()
+
+
+def cli_errors():
+    """Bad flags exit 1 with one line naming option, value and rule; a taken
+    port exits 2 naming address and holder; --check-config, --version, --help."""
+    def run_cli(*args, env=None):
+        p = subprocess.run([APILB, *args], capture_output=True, text=True, timeout=10,
+                           env=env or {"PATH": "/usr/bin:/bin"})
+        return p.returncode, p.stdout, p.stderr
+
+    cases = [
+        (["--listen", "127.0.0.1:70000", "--upstream", "10.0.0.1:6443"], "--listen", "70000"),
+        (["--upstream", "10.0.0.1"], "--upstream", "10.0.0.1"),
+        (["--upstream", "10.0.0.1:6443", "--connect-timeout", "5"], "--connect-timeout", "5"),
+        (["--upstream", "10.0.0.1:6443", "--balance", "fastest"], "--balance", "fastest"),
+        (["--upstream", "10.0.0.1:6443", "--workers", "0"], "--workers", "0"),
+        (["--upstream", "10.0.0.1:6443", "--log-format", "xml"], "--log-format", "xml"),
+        (["--upstream", "10.0.0.1:6443", "--frobnicate"], "--frobnicate", "unknown"),
+        ([], "no upstreams", ""),
+        (["--upstreams-file", "/nonexistent/file", "--check-config"], "/nonexistent/file", "open"),
+    ]
+    for args, want1, want2 in cases:
+        rc, out, err = run_cli(*args)
+        lines = err.strip().splitlines()
+        check(rc == 1, "%r exited %d, not 1 (%s)" % (args, rc, err))
+        check(len(lines) == 1 and want1 in lines[0] and want2 in lines[0],
+              "%r: error line %r does not name %r and %r" % (args, err, want1, want2))
+    rc, out, err = run_cli("--check-config", env={"PATH": "/bin", "APILB_UPSTREAMS": "10.0.0.1:6443, [fd00::1]:6443",
+                                                  "APILB_CONNECT_TIMEOUT": "250ms"})
+    check(rc == 0 and "connect-timeout = 250ms" in out and "[fd00::1]:6443" in out,
+          "--check-config with env: %d %r %r" % (rc, out, err))
+    rc, out, err = run_cli("--check-config", env={"PATH": "/bin", "CP_HOSTS": "10.0.0.1,10.0.0.2"})
+    check(rc == 0 and "10.0.0.2:6443" in out, "CP_HOSTS not honoured: %r" % out)
+    rc, out, _ = run_cli("--version")
+    check(rc == 0 and out.startswith("apilb "), "--version: %r" % out)
+    rc, out, _ = run_cli("--help")
+    check(rc == 0 and "--upstreams-file" in out and "--shutdown-timeout" in out, "--help incomplete")
+    # Port taken by a process without SO_REUSEPORT.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        rc, out, err = run_cli("--listen", "127.0.0.1:%d" % port, "--upstream", "127.0.0.2:1",
+                               "--admin-listen", "off")
+        check(rc == 2, "taken port exited %d: %r" % (rc, err))
+        check("127.0.0.1:%d" % port in err and "already in use" in err and "pid %d" % os.getpid() in err,
+              "taken-port message %r lacks the address or the holder" % err)
+    finally:
+        holder.close()
+
+
+def tls_curl():
+    """A real curl over TLS through apilb to a TLS upstream (openssl s_server)."""
+    d = tmpdir()
+    key, crt = os.path.join(d, "key.pem"), os.path.join(d, "crt.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", crt, "-days", "1", "-subj", "/CN=kubernetes",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:kubernetes"],
+                   check=True, capture_output=True)
+    probe = socket.socket()
+    probe.bind(("127.0.0.2", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    srv = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.2:%d" % port, "-key", key,
+                            "-cert", crt, "-www", "-quiet"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        end = time.time() + 5
+        while time.time() < end:
+            try:
+                socket.create_connection(("127.0.0.2", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        a = Apilb("--upstream", "127.0.0.2:%d" % port)
+        try:
+            for _ in range(3):
+                p = subprocess.run(["curl", "-sS", "--fail", "--cacert", crt,
+                                    "https://127.0.0.1:%d/" % a.port],
+                                   capture_output=True, text=True, timeout=20)
+                check(p.returncode == 0, "curl failed: %s" % p.stderr)
+                check("s_server" in p.stdout or "Ciphers" in p.stdout,
+                      "unexpected body: %r" % p.stdout[:200])
+        finally:
+            a.stop()
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+if __name__ == "__main__":
+    run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused,
+                                  failover_blackhole, all_down, sigterm_drain, reload, balance,
+                                  max_connections, emfile, ipv6, reuseport, cli_errors,
+                                  tls_curl)})
