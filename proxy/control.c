@@ -9,12 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin.h"
 #include "listener.h"
 #include "log.h"
 #include "resolve.h"
+#include "snapshot.h"
 #include "upfile.h"
 #include "upstream.h"
 #include "worker.h"
@@ -49,6 +52,10 @@ struct control {
     size_t n_reg;
     struct upstream_table *table;
     uint64_t generation;
+    uint64_t swaps;
+    uint64_t start_unix_ms;
+    uv_mutex_t lock; /* table and reg, for snapshots taken by other threads */
+    struct admin *admin;
 };
 
 /* --- sources ------------------------------------------------------------ */
@@ -131,6 +138,7 @@ static void reg_prune(struct control *c)
 {
     size_t j = 0;
 
+    uv_mutex_lock(&c->lock);
     for (size_t i = 0; i < c->n_reg; i++) {
         struct upstream *up = c->reg[i];
 
@@ -142,6 +150,7 @@ static void reg_prune(struct control *c)
         c->reg[j++] = up;
     }
     c->n_reg = j;
+    uv_mutex_unlock(&c->lock);
 }
 
 static void entries_add(struct upstream_entry *e, size_t *n, struct control *c,
@@ -179,7 +188,7 @@ static void kick_all(struct control *c)
 
 /* Builds a table from the sources and, when it differs from the current
  * one, publishes it. An empty result is never applied. */
-static void table_rebuild(struct control *c, const char *reason)
+static void table_rebuild_locked(struct control *c, const char *reason)
 {
     struct upstream_entry *e = malloc(sizeof(*e) * UPSTREAM_MAX);
     struct upstream_table *t;
@@ -194,7 +203,6 @@ static void table_rebuild(struct control *c, const char *reason)
     if (n == 0) {
         log_error("no upstreams left: keeping the current table", "reason=%s", reason);
         free(e);
-        reg_prune(c);
         return;
     }
     t = upstream_table_new(e, n, c->generation + 1);
@@ -207,10 +215,10 @@ static void table_rebuild(struct control *c, const char *reason)
                t->e[i].fallback == c->table->e[i].fallback;
     if (same) {
         upstream_table_unref(t);
-        reg_prune(c);
         return;
     }
     c->generation++;
+    c->swaps++;
     /* Marks first, so a worker that sees the new table also sees them. */
     for (size_t i = 0; i < c->n_reg; i++) {
         struct upstream *up = c->reg[i];
@@ -240,7 +248,46 @@ static void table_rebuild(struct control *c, const char *reason)
         upstream_table_ref(t);
         worker_publish(&c->workers[i], t);
     }
+}
+
+static void table_rebuild(struct control *c, const char *reason)
+{
+    uv_mutex_lock(&c->lock);
+    table_rebuild_locked(c, reason);
+    uv_mutex_unlock(&c->lock);
     reg_prune(c);
+}
+
+/* snapshot_fn for the admin endpoint. Any thread. */
+static int control_snapshot(void *arg, struct snapshot *out)
+{
+    struct control *c = arg;
+
+    memset(out, 0, sizeof(*out));
+    uv_mutex_lock(&c->lock);
+    out->u = calloc(c->n_reg ? c->n_reg : 1, sizeof(*out->u));
+    if (out->u == NULL) {
+        uv_mutex_unlock(&c->lock);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < c->n_reg; i++) {
+        struct snapshot_upstream *su = &out->u[out->n++];
+        long k = c->table != NULL ? upstream_table_find(c->table, &c->reg[i]->addr) : -1;
+
+        su->up = c->reg[i];
+        upstream_ref(su->up);
+        su->in_table = k >= 0;
+        su->sources = k >= 0 ? c->table->e[k].sources : 0;
+        su->fallback = k >= 0 && c->table->e[k].fallback;
+    }
+    out->generation = c->generation;
+    out->table_swaps = c->swaps;
+    uv_mutex_unlock(&c->lock);
+    out->start_unix_ms = c->start_unix_ms;
+    out->sh = &c->sh;
+    out->workers = c->n_workers;
+    out->health_check = (int)c->cfg->health_check;
+    return 0;
 }
 
 /* --- the upstreams file ----------------------------------------------------- */
@@ -421,9 +468,12 @@ int control_run(const struct config *cfg)
     c->cfg = cfg;
     c->sh.cfg = cfg;
     c->n_workers = cfg->workers;
+    c->start_unix_ms = (uint64_t)time(NULL) * 1000u;
     atomic_store(&c->sh.next_session_id, 1);
+    uv_mutex_init(&c->lock);
     if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, &c->seeds, cfg->seeds_from, false) < 0 ||
         (cfg->upstreams_file != NULL && file_load(cfg, &c->file, true) < 0)) {
+        uv_mutex_destroy(&c->lock);
         free(c);
         return EXIT_CONFIG;
     }
@@ -435,6 +485,19 @@ int control_run(const struct config *cfg)
     }
     if (open_listeners(c, fds) < 0)
         goto out_loop;
+    if (cfg->admin_enabled) {
+        struct addr admin_addr = cfg->admin_listen;
+        char err[CONFIG_ERR_BYTES], name[ADDR_STRLEN];
+
+        if (admin_start(&admin_addr, control_snapshot, c, &c->admin, err, sizeof(err)) != 0) {
+            fprintf(stderr, "apilb: %s\n", err);
+            for (size_t i = 0; i < (size_t)c->n_workers * cfg->n_listen; i++)
+                close(fds[i]);
+            goto out_loop;
+        }
+        log_info("admin endpoint listening", "addr=%s",
+                 addr_format(&admin_addr, name, sizeof(name)));
+    }
     table_rebuild(c, "start");
     uv_async_init(&c->loop, &c->done, done_cb);
     c->done.data = c;
@@ -468,6 +531,9 @@ int control_run(const struct config *cfg)
              c->n_workers, c->table != NULL ? c->table->n : 0, (int)cfg->balance);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 
+    if (c->admin != NULL)
+        admin_stop(c->admin);
+    c->admin = NULL;
     for (unsigned i = 0; i < c->n_workers; i++)
         worker_join(&c->workers[i]);
     log_info("stopped", "accepted=%" PRIu64, atomic_load(&c->sh.accepted));
@@ -485,6 +551,7 @@ out:
     free(c->file_base);
     free(c->workers);
     free(fds);
+    uv_mutex_destroy(&c->lock);
     free(c);
     return rc;
 }

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The admin endpoint (--admin-listen): GET /healthz, /readyz, /upstreams
+ * (JSON) and /metrics (Prometheus text 0.0.4). It runs on its own thread and
+ * reads the daemon's state only through a snapshot function, so it never
+ * blocks a proxy loop. */
+#ifndef PROXY_ADMIN_H
+#define PROXY_ADMIN_H
+
+#include <stddef.h>
+
+#include "addr.h"
+#include "snapshot.h"
+
+struct admin;
+
+/* Binds *listen (port 0: the kernel chooses and *listen is updated) and
+ * starts serving. Returns 0, or a negative errno with one line in err. */
+int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin **out, char *err,
+                size_t err_len) __attribute__((warn_unused_result));
+
+/* Stops serving and frees a. */
+void admin_stop(struct admin *a);
+
+#endif

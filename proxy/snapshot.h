@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A consistent copy of what the admin endpoint shows: the upstream registry
+ * (current table entries and draining upstreams) with a reference on each
+ * upstream, and the process-wide counters. Built by the control thread's
+ * snapshot function under its lock; read by the admin thread; released with
+ * snapshot_release(). The upstream counters are atomics and are read live. */
+#ifndef PROXY_SNAPSHOT_H
+#define PROXY_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "upstream.h"
+#include "worker.h"
+
+struct snapshot_upstream {
+    struct upstream *up; /* one reference, dropped by snapshot_release() */
+    unsigned sources;    /* enum upstream_source bits; 0 when draining */
+    bool fallback;
+    bool in_table;       /* false: removed, draining */
+};
+
+/* The watcher's state as the proxy reports it (filled when discovery runs). */
+struct snapshot_watcher {
+    bool enabled;
+    const char *state;  /* "listing", "watching", ... */
+    const char *source; /* "endpointslices", "endpoints" */
+    uint64_t last_sync_unix_ms;
+    uint64_t lists, watches, events, bookmarks, relists_410, errors, publishes;
+    uint64_t credential_reloads;
+    char resource_version[64];
+};
+
+struct snapshot {
+    uint64_t generation;   /* of the current table */
+    uint64_t table_swaps;  /* tables published since start */
+    uint64_t start_unix_ms;
+    size_t n;
+    struct snapshot_upstream *u; /* sorted by address */
+    const struct worker_shared *sh; /* live process-wide counters */
+    unsigned workers;
+    int health_check;      /* enum config_health */
+    struct snapshot_watcher watcher;
+};
+
+/* Fills *out; returns 0 or -ENOMEM. Any thread. */
+typedef int (*snapshot_fn)(void *arg, struct snapshot *out);
+
+/* Drops the references and frees the array. */
+void snapshot_release(struct snapshot *s);
+
+/* Upstreams usable for new connections now (what /readyz reports). */
+size_t snapshot_usable(const struct snapshot *s, uint64_t now_ms);
+
+#endif
