@@ -69,15 +69,17 @@ static const struct opt opts[] = {
     {"health-check", "APILB_HEALTH_CHECK", OPT_ENUM, O(health_check), 0, 0, health_names, "KIND",
      "readyz", "readyz | tls | tcp | none"},
     {"health-interval", "APILB_HEALTH_INTERVAL", OPT_DURATION, O(health_interval_ms), 100,
-     3600000, NULL, "DUR", "2s", "time between active checks of one upstream (jittered)"},
+     3600000, NULL, "DUR", "5s", "time between active checks of one upstream (jittered)"},
     {"health-timeout", "APILB_HEALTH_TIMEOUT", OPT_DURATION, O(health_timeout_ms), 50, 60000, NULL,
-     "DUR", "1s", "one active check's deadline"},
+     "DUR", "2s", "one active check's deadline"},
     {"rise", "APILB_RISE", OPT_UINT, O(rise), 1, 100, NULL, "N", "2",
      "consecutive passed checks that make an upstream healthy"},
-    {"fall", "APILB_FALL", OPT_UINT, O(fall), 1, 100, NULL, "N", "3",
+    {"fall", "APILB_FALL", OPT_UINT, O(fall), 1, 100, NULL, "N", "2",
      "consecutive failed checks that make an upstream unhealthy"},
     {"health-ca", "APILB_HEALTH_CA", OPT_STRING, O(health_ca), 0, 0, NULL, "PATH", NULL,
      "CA bundle to verify apiserver certificates in readyz/tls checks"},
+    {"close-unhealthy", "APILB_CLOSE_UNHEALTHY", OPT_BOOL, O(close_unhealthy), 0, 0, NULL, NULL,
+     "true", "close open connections of an upstream that turns unhealthy (--close-unhealthy=false keeps them)"},
     {"drain-timeout", "APILB_DRAIN_TIMEOUT", OPT_DURATION0, O(drain_timeout_ms), 0,
      MAX_DURATION_MS, NULL, "DUR", "5m",
      "how long connections to a removed upstream may live"},
@@ -410,7 +412,8 @@ static int set_defaults(struct config *cfg, unsigned n_cpus, char err[CONFIG_ERR
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
 
-        if (o->def == NULL || o->type == OPT_BOOL || o->type == OPT_SEED)
+        if (o->def == NULL || o->type == OPT_SEED ||
+            (o->type == OPT_BOOL && strcmp(o->def, "true") != 0))
             continue;
         if (set_value(cfg, o, o->def, false, err) < 0)
             return -EINVAL;

@@ -64,6 +64,7 @@ struct config {
     unsigned rise;
     unsigned fall;
     char *health_ca;
+    bool close_unhealthy;
     unsigned drain_timeout_ms;
     unsigned shutdown_timeout_ms;
     unsigned max_connection_age_ms; /* 0 = off */

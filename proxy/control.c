@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "health.h"
 #include "listener.h"
 #include "log.h"
 #include "resolve.h"
@@ -25,7 +26,7 @@
 /* File-change events arrive in bursts (editors, ConfigMap symlink swaps). */
 #define FILE_DEBOUNCE_MS 100
 /* How often removed upstreams are checked for being fully drained. */
-#define TICK_MS 1000
+#define TICK_MS 200
 
 /* One source of addresses (seeds, the upstreams file, ...). */
 struct source {
@@ -56,7 +57,11 @@ struct control {
     uint64_t start_unix_ms;
     uv_mutex_t lock; /* table and reg, for snapshots taken by other threads */
     struct admin *admin;
+    struct health *health; /* NULL with --health-check none */
 };
+
+static void health_changed(void *arg, struct upstream *up, enum upstream_health from,
+                           enum upstream_health to, const char *why);
 
 /* --- sources ------------------------------------------------------------ */
 
@@ -108,6 +113,17 @@ int control_check(const struct config *cfg)
 
     if (s == NULL)
         return EXIT_CONFIG;
+    if (cfg->health_check != CONFIG_HEALTH_NONE) {
+        struct health *h = NULL;
+        char err[CONFIG_ERR_BYTES];
+
+        if (health_new(NULL, cfg, health_changed, NULL, &h, err, sizeof(err)) != 0) {
+            fprintf(stderr, "apilb: %s\n", err);
+            free(s);
+            return EXIT_CONFIG;
+        }
+        health_free(h);
+    }
     if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, s, cfg->seeds_from, true) < 0)
         rc = EXIT_CONFIG;
     else if (cfg->upstreams_file != NULL && file_load(cfg, s, true) < 0)
@@ -151,6 +167,8 @@ static void reg_prune(struct control *c)
     }
     c->n_reg = j;
     uv_mutex_unlock(&c->lock);
+    if (c->health != NULL)
+        health_sync(c->health, c->reg, c->n_reg);
 }
 
 static void entries_add(struct upstream_entry *e, size_t *n, struct control *c,
@@ -404,12 +422,35 @@ static void done_cb(uv_async_t *a)
     for (unsigned i = 0; i < c->n_workers; i++)
         if (!atomic_load(&c->workers[i].finished))
             return;
+    health_free(c->health);
+    c->health = NULL;
     uv_walk(&c->loop, close_cb, NULL);
 }
 
 static void tick_cb(uv_timer_t *t)
 {
-    reg_prune(t->data);
+    struct control *c = t->data;
+
+    reg_prune(c);
+    if (c->health != NULL)
+        for (size_t i = 0; i < c->n_reg; i++)
+            health_dial_failed(c->health, c->reg[i]);
+}
+
+static void health_changed(void *arg, struct upstream *up, enum upstream_health from,
+                           enum upstream_health to, const char *why)
+{
+    struct control *c = arg;
+
+    if (to == UPSTREAM_UNHEALTHY)
+        log_warn("upstream health changed", "upstream=%s from=%s to=%s reason=\"%s\" active=%u%s",
+                 up->name, upstream_health_name(from), upstream_health_name(to), why,
+                 atomic_load(&up->active),
+                 c->cfg->close_unhealthy ? " closing=true" : "");
+    else
+        log_info("upstream health changed", "upstream=%s from=%s to=%s reason=\"%s\"", up->name,
+                 upstream_health_name(from), upstream_health_name(to), why);
+    kick_all(c); /* workers close the sessions of an unhealthy upstream */
 }
 
 /* --- start-up ---------------------------------------------------------------- */
@@ -497,6 +538,19 @@ int control_run(const struct config *cfg)
         }
         log_info("admin endpoint listening", "addr=%s",
                  addr_format(&admin_addr, name, sizeof(name)));
+    }
+    if (cfg->health_check != CONFIG_HEALTH_NONE) {
+        char err[CONFIG_ERR_BYTES];
+
+        if (health_new(&c->loop, cfg, health_changed, c, &c->health, err, sizeof(err)) != 0) {
+            fprintf(stderr, "apilb: %s\n", err);
+            rc = EXIT_CONFIG;
+            if (c->admin != NULL)
+                admin_stop(c->admin);
+            for (size_t i = 0; i < (size_t)c->n_workers * cfg->n_listen; i++)
+                close(fds[i]);
+            goto out_loop;
+        }
     }
     table_rebuild(c, "start");
     uv_async_init(&c->loop, &c->done, done_cb);

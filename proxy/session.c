@@ -594,7 +594,7 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
         }
         if (s->state != S_SPLICING || up == NULL)
             continue;
-        if (atomic_load(&up->health) == UPSTREAM_UNHEALTHY) {
+        if (cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY) {
             atomic_fetch_add_explicit(&up->closed_by_health, 1, memory_order_relaxed);
             session_close(s, "upstream-unhealthy");
             continue;

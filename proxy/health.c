@@ -1,0 +1,529 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Active health checks; see health.h. */
+#define LOG_MODULE "health"
+#include "health.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "log.h"
+#include "sockopt.h"
+#include "worker.h"
+
+/* The name apiserver certificates always carry (kubeadm, RKE, k3s). */
+#define HEALTH_SERVER_NAME "kubernetes"
+#define RESP_MAX 512
+
+enum probe_step {
+    STEP_CONNECT = 0,
+    STEP_HANDSHAKE,
+    STEP_WRITE,
+    STEP_READ,
+};
+
+struct checker;
+
+/* One check: a connection that lives for one attempt. */
+struct probe {
+    uv_poll_t poll;
+    int fd;
+    SSL *ssl;
+    struct checker *ck;
+    enum probe_step step;
+    char req[256];
+    size_t req_len, req_off;
+    char resp[RESP_MAX];
+    size_t resp_len;
+};
+
+struct checker {
+    struct health *h;
+    struct upstream *up; /* reference */
+    uv_timer_t timer;    /* next check, or the deadline of the running one */
+    struct probe *probe; /* NULL between checks */
+    SSL_SESSION *session; /* resumed next time: a cheaper handshake for the apiserver */
+    uint64_t started_us;
+    unsigned ok_run, fail_run;
+    uint64_t fails_seen; /* data-path connect failures already counted */
+    struct checker *next;
+};
+
+struct health {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    health_changed_fn changed;
+    void *arg;
+    SSL_CTX *ctx;
+    struct checker *list;
+    uint64_t rng;
+};
+
+static void check_start(struct checker *ck);
+static void probe_cb(uv_poll_t *p, int status, int events);
+static void health_done(struct checker *ck, bool ok, const char *why);
+
+static unsigned rnd(struct health *h, unsigned n)
+{
+    h->rng ^= h->rng << 13;
+    h->rng ^= h->rng >> 7;
+    h->rng ^= h->rng << 17;
+    return n == 0 ? 0 : (unsigned)(h->rng % n);
+}
+
+/* The interval with +-10% jitter, so checks of many nodes do not align. */
+static uint64_t next_delay(struct health *h)
+{
+    unsigned iv = h->cfg->health_interval_ms;
+    unsigned j = iv / 5;
+
+    return iv - iv / 10 + rnd(h, j + 1);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct checker *ck = t->data;
+
+    if (ck->probe != NULL) {
+        /* The deadline of the running check. */
+        struct probe *p = ck->probe;
+        static const char *const what[] = {"connect", "tls handshake", "send", "response"};
+        char why[64];
+
+        snprintf(why, sizeof(why), "%s timeout", what[p->step]);
+        health_done(ck, false, why);
+        return;
+    }
+    check_start(ck);
+}
+
+static void probe_closed(uv_handle_t *hd)
+{
+    free(hd->data);
+}
+
+static void probe_free(struct probe *p)
+{
+    if (p->ssl != NULL)
+        SSL_free(p->ssl);
+    p->poll.data = p;
+    uv_close((uv_handle_t *)&p->poll, probe_closed);
+    close(p->fd);
+}
+
+static void set_health(struct checker *ck, enum upstream_health to, const char *why)
+{
+    enum upstream_health from = (enum upstream_health)atomic_load(&ck->up->health);
+
+    if (from == to)
+        return;
+    atomic_store(&ck->up->health, (int)to);
+    ck->h->changed(ck->h->arg, ck->up, from, to, why);
+}
+
+/* Applies one result to the rise/fall counters and the health state. */
+static void count_result(struct checker *ck, bool ok, const char *why)
+{
+    struct upstream *up = ck->up;
+    enum upstream_health cur = (enum upstream_health)atomic_load(&up->health);
+
+    if (ok) {
+        ck->fail_run = 0;
+        ck->ok_run++;
+        atomic_store(&up->passive_down_until_ms, 0);
+        if (cur == UPSTREAM_UNKNOWN ||
+            (cur == UPSTREAM_UNHEALTHY && ck->ok_run >= ck->h->cfg->rise))
+            set_health(ck, UPSTREAM_HEALTHY, why);
+    } else {
+        ck->ok_run = 0;
+        ck->fail_run++;
+        log_debug("health check failed", "upstream=%s reason=\"%s\" consecutive=%u", up->name,
+                  why, ck->fail_run);
+        if (cur != UPSTREAM_UNHEALTHY && ck->fail_run >= ck->h->cfg->fall)
+            set_health(ck, UPSTREAM_UNHEALTHY, why);
+    }
+}
+
+/* Ends the running check with its result and schedules the next one. */
+static void health_done(struct checker *ck, bool ok, const char *why)
+{
+    struct health *h = ck->h;
+    struct upstream *up = ck->up;
+    uint64_t took = uv_hrtime() / 1000 - ck->started_us;
+
+    if (ck->probe != NULL) {
+        if (ok && ck->probe->ssl != NULL) {
+            SSL_SESSION *s = SSL_get1_session(ck->probe->ssl);
+
+            if (s != NULL) {
+                if (ck->session != NULL)
+                    SSL_SESSION_free(ck->session);
+                ck->session = s;
+            }
+        }
+        probe_free(ck->probe);
+        ck->probe = NULL;
+    }
+    atomic_fetch_add_explicit(&up->health_checks[ok ? 1 : 0], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&up->health_latency_sum_us, took, memory_order_relaxed);
+    count_result(ck, ok, why);
+    uv_timer_start(&ck->timer, timer_cb, next_delay(h), 0);
+}
+
+static void probe_want(struct probe *p, int events)
+{
+    uv_poll_start(&p->poll, events, probe_cb);
+}
+
+static void tls_error(char *buf, size_t len, const char *what, SSL *ssl)
+{
+    unsigned long e = ERR_get_error();
+    long v = SSL_get_verify_result(ssl);
+
+    if (v != X509_V_OK)
+        snprintf(buf, len, "%s: certificate: %s", what, X509_verify_cert_error_string(v));
+    else if (e != 0)
+        snprintf(buf, len, "%s: %s", what, ERR_reason_error_string(e));
+    else
+        snprintf(buf, len, "%s: connection closed", what);
+    ERR_clear_error();
+}
+
+/* Parses "HTTP/1.x NNN" once the status line is complete. Returns the code,
+ * 0 when more is needed, -1 when it is not HTTP. */
+static int status_code(const char *b, size_t n)
+{
+    const char *eol = memchr(b, '\n', n);
+    int code;
+
+    if (eol == NULL)
+        return n >= RESP_MAX - 1 ? -1 : 0;
+    if (n < 12 || memcmp(b, "HTTP/1.", 7) != 0 || b[8] != ' ')
+        return -1;
+    if (sscanf(b + 9, "%3d", &code) != 1 || code < 100 || code > 599)
+        return -1;
+    return code;
+}
+
+/* Advances the probe as far as the socket allows. */
+static void probe_step(struct checker *ck)
+{
+    struct probe *p = ck->probe;
+    enum config_health kind = ck->h->cfg->health_check;
+    char why[160];
+    int rc, err;
+
+    for (;;) {
+        switch (p->step) {
+        case STEP_CONNECT: {
+            socklen_t len = sizeof(err);
+
+            if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+                err = errno;
+            if (err != 0) {
+                snprintf(why, sizeof(why), "connect: %s", strerror(err));
+                health_done(ck, false, why);
+                return;
+            }
+            if (kind == CONFIG_HEALTH_TCP) {
+                health_done(ck, true, "connect ok");
+                return;
+            }
+            p->ssl = SSL_new(ck->h->ctx);
+            if (p->ssl == NULL || SSL_set_fd(p->ssl, p->fd) != 1) {
+                health_done(ck, false, "tls: out of memory");
+                return;
+            }
+            SSL_set_tlsext_host_name(p->ssl, HEALTH_SERVER_NAME);
+            if (ck->h->cfg->health_ca != NULL)
+                SSL_set1_host(p->ssl, HEALTH_SERVER_NAME);
+            if (ck->session != NULL)
+                SSL_set_session(p->ssl, ck->session);
+            p->step = STEP_HANDSHAKE;
+            break;
+        }
+        case STEP_HANDSHAKE:
+            rc = SSL_connect(p->ssl);
+            if (rc != 1) {
+                err = SSL_get_error(p->ssl, rc);
+                if (err == SSL_ERROR_WANT_READ) {
+                    probe_want(p, UV_READABLE);
+                    return;
+                }
+                if (err == SSL_ERROR_WANT_WRITE) {
+                    probe_want(p, UV_WRITABLE);
+                    return;
+                }
+                tls_error(why, sizeof(why), "tls", p->ssl);
+                health_done(ck, false, why);
+                return;
+            }
+            if (kind == CONFIG_HEALTH_TLS) {
+                health_done(ck, true, "tls ok");
+                return;
+            }
+            p->req_len = (size_t)snprintf(p->req, sizeof(p->req),
+                                          "GET /readyz HTTP/1.1\r\nHost: %s\r\n"
+                                          "User-Agent: apilb/%s\r\nAccept: */*\r\n"
+                                          "Connection: close\r\n\r\n",
+                                          HEALTH_SERVER_NAME, APILB_VERSION);
+            p->step = STEP_WRITE;
+            break;
+        case STEP_WRITE:
+            rc = SSL_write(p->ssl, p->req + p->req_off, (int)(p->req_len - p->req_off));
+            if (rc <= 0) {
+                err = SSL_get_error(p->ssl, rc);
+                if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+                    probe_want(p, err == SSL_ERROR_WANT_READ ? UV_READABLE : UV_WRITABLE);
+                    return;
+                }
+                tls_error(why, sizeof(why), "send", p->ssl);
+                health_done(ck, false, why);
+                return;
+            }
+            p->req_off += (size_t)rc;
+            if (p->req_off == p->req_len)
+                p->step = STEP_READ;
+            break;
+        case STEP_READ: {
+            int code;
+
+            rc = SSL_read(p->ssl, p->resp + p->resp_len, (int)(RESP_MAX - 1 - p->resp_len));
+            if (rc <= 0) {
+                err = SSL_get_error(p->ssl, rc);
+                if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+                    probe_want(p, err == SSL_ERROR_WANT_READ ? UV_READABLE : UV_WRITABLE);
+                    return;
+                }
+                health_done(ck, false, "readyz: connection closed before a status line");
+                return;
+            }
+            p->resp_len += (size_t)rc;
+            code = status_code(p->resp, p->resp_len);
+            if (code == 0)
+                break;
+            if (code < 0) {
+                health_done(ck, false, "readyz: not an HTTP response");
+                return;
+            }
+            snprintf(why, sizeof(why), "readyz: HTTP %d", code);
+            health_done(ck, code == 200 || code == 401 || code == 403, why);
+            return;
+        }
+        }
+    }
+}
+
+static void probe_cb(uv_poll_t *hd, int status, int events)
+{
+    struct probe *p = hd->data;
+
+    if (p->ck->probe != p)
+        return;
+    probe_step(p->ck);
+}
+
+static void check_start(struct checker *ck)
+{
+    struct upstream *up = ck->up;
+    struct probe *p;
+    char why[96];
+
+    ck->started_us = uv_hrtime() / 1000;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        uv_timer_start(&ck->timer, timer_cb, next_delay(ck->h), 0);
+        return;
+    }
+    p->ck = ck;
+    p->fd = socket(up->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p->fd == -1) {
+        snprintf(why, sizeof(why), "socket: %s", strerror(errno));
+        free(p);
+        ck->probe = NULL;
+        health_done(ck, false, why);
+        return;
+    }
+    sockopt_tune(p->fd);
+    if (uv_poll_init_socket(ck->h->loop, &p->poll, p->fd) != 0) {
+        close(p->fd);
+        free(p);
+        health_done(ck, false, "poll: cannot watch the socket");
+        return;
+    }
+    p->poll.data = p;
+    ck->probe = p;
+    uv_timer_start(&ck->timer, timer_cb, ck->h->cfg->health_timeout_ms, 0);
+    if (connect(p->fd, (const struct sockaddr *)&up->addr.ss, up->addr.len) == -1 &&
+        errno != EINPROGRESS) {
+        snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+        health_done(ck, false, why);
+        return;
+    }
+    p->step = STEP_CONNECT;
+    probe_want(p, UV_WRITABLE);
+}
+
+static uint64_t fails_of(const struct upstream *up)
+{
+    uint64_t n = 0;
+
+    for (int i = 0; i < UPSTREAM_FAIL_COUNT; i++)
+        n += atomic_load_explicit(&up->connect_fail[i], memory_order_relaxed);
+    return n;
+}
+
+static void checker_free(uv_handle_t *hd)
+{
+    struct checker *ck = hd->data;
+
+    if (ck->session != NULL)
+        SSL_SESSION_free(ck->session);
+    upstream_unref(ck->up);
+    free(ck);
+}
+
+static void checker_stop(struct checker *ck)
+{
+    if (ck->probe != NULL) {
+        probe_free(ck->probe);
+        ck->probe = NULL;
+    }
+    uv_close((uv_handle_t *)&ck->timer, checker_free);
+}
+
+int health_new(uv_loop_t *loop, const struct config *cfg, health_changed_fn changed, void *arg,
+               struct health **out, char *err, size_t err_len)
+{
+    struct health *h = calloc(1, sizeof(*h));
+
+    if (h == NULL) {
+        snprintf(err, err_len, "health checks: out of memory");
+        return -ENOMEM;
+    }
+    h->loop = loop;
+    h->cfg = cfg;
+    h->changed = changed;
+    h->arg = arg;
+    h->rng = uv_hrtime() | 1;
+    if (cfg->health_check == CONFIG_HEALTH_READYZ || cfg->health_check == CONFIG_HEALTH_TLS) {
+        h->ctx = SSL_CTX_new(TLS_client_method());
+        if (h->ctx == NULL) {
+            snprintf(err, err_len, "health checks: cannot create a TLS context");
+            free(h);
+            return -ENOMEM;
+        }
+        SSL_CTX_set_min_proto_version(h->ctx, TLS1_2_VERSION);
+        SSL_CTX_set_session_cache_mode(h->ctx, SSL_SESS_CACHE_CLIENT);
+        if (cfg->health_ca != NULL) {
+            FILE *f = fopen(cfg->health_ca, "r");
+            const char *why = f != NULL ? NULL : strerror(errno);
+
+            if (f != NULL)
+                fclose(f);
+            if (why != NULL || SSL_CTX_load_verify_locations(h->ctx, cfg->health_ca, NULL) != 1) {
+                if (why == NULL)
+                    why = "no PEM certificate in it";
+                snprintf(err, err_len, "--health-ca=%s: cannot load CA certificates: %s",
+                         cfg->health_ca, why);
+                ERR_clear_error();
+                SSL_CTX_free(h->ctx);
+                free(h);
+                return -EINVAL;
+            }
+            SSL_CTX_set_verify(h->ctx, SSL_VERIFY_PEER, NULL);
+        } else {
+            SSL_CTX_set_verify(h->ctx, SSL_VERIFY_NONE, NULL);
+            if (loop != NULL)
+                log_warn("health checks do not verify apiserver certificates (no --health-ca)",
+                     "check=%s", cfg->health_check == CONFIG_HEALTH_READYZ ? "readyz" : "tls");
+        }
+    }
+    *out = h;
+    return 0;
+}
+
+void health_sync(struct health *h, struct upstream *const *ups, size_t n)
+{
+    struct checker **pp = &h->list, *ck;
+
+    /* Stop the checkers of upstreams that left. */
+    while ((ck = *pp) != NULL) {
+        bool keep = false;
+
+        for (size_t i = 0; i < n && !keep; i++)
+            keep = ups[i] == ck->up;
+        if (keep) {
+            pp = &ck->next;
+            continue;
+        }
+        *pp = ck->next;
+        checker_stop(ck);
+    }
+    /* Start checkers for new ones, at a random offset within one interval. */
+    for (size_t i = 0; i < n; i++) {
+        bool have = false;
+
+        for (ck = h->list; ck != NULL && !have; ck = ck->next)
+            have = ck->up == ups[i];
+        if (have)
+            continue;
+        ck = calloc(1, sizeof(*ck));
+        if (ck == NULL)
+            continue;
+        ck->h = h;
+        ck->up = ups[i];
+        upstream_ref(ck->up);
+        ck->fails_seen = fails_of(ck->up);
+        uv_timer_init(h->loop, &ck->timer);
+        ck->timer.data = ck;
+        uv_timer_start(&ck->timer, timer_cb, rnd(h, h->cfg->health_interval_ms / 4 + 1), 0);
+        ck->next = h->list;
+        h->list = ck;
+    }
+}
+
+void health_dial_failed(struct health *h, struct upstream *up)
+{
+    struct checker *ck;
+
+    for (ck = h->list; ck != NULL; ck = ck->next) {
+        uint64_t f;
+
+        if (ck->up != up)
+            continue;
+        f = fails_of(up);
+        if (f == ck->fails_seen)
+            return;
+        ck->fails_seen = f;
+        if (ck->probe != NULL)
+            return; /* a check is running: its result decides */
+        /* Counts as one failed check, then confirm with a real one now. */
+        count_result(ck, false, "data-path connect failed");
+        uv_timer_start(&ck->timer, timer_cb, 0, 0);
+        return;
+    }
+}
+
+void health_free(struct health *h)
+{
+    struct checker *ck, *nx;
+
+    if (h == NULL)
+        return;
+    for (ck = h->list; ck != NULL; ck = nx) {
+        nx = ck->next;
+        checker_stop(ck);
+    }
+    if (h->ctx != NULL)
+        SSL_CTX_free(h->ctx);
+    free(h);
+}

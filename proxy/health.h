@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Active health checks of the upstreams, on the control thread's loop (never
+ * on a worker loop). One checker per upstream; each check is a fresh
+ * connection: `tcp` connects, `tls` also completes a TLS handshake (verified
+ * against --health-ca when given), `readyz` also sends GET /readyz over
+ * HTTP/1.1: 200 is healthy, 401/403 alive (anonymous auth off), anything else
+ * or a timeout a failure. Checks are jittered (+-10% of the interval, random
+ * first offset). Rise/fall hysteresis decides upstream->health; every change
+ * is reported through the callback with its reason. */
+#ifndef PROXY_HEALTH_H
+#define PROXY_HEALTH_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "config.h"
+#include "upstream.h"
+
+struct health;
+
+/* Called on the control loop when up's health changes. */
+typedef void (*health_changed_fn)(void *arg, struct upstream *up, enum upstream_health from,
+                                  enum upstream_health to, const char *why);
+
+/* Creates the checker (TLS context, CA). Returns 0, or -EINVAL with one line
+ * in err (e.g. an unreadable --health-ca). */
+int health_new(uv_loop_t *loop, const struct config *cfg, health_changed_fn changed, void *arg,
+               struct health **out, char *err, size_t err_len) __attribute__((warn_unused_result));
+
+/* Makes the set of checked upstreams equal to ups[0..n): new ones start
+ * (with a random first offset), missing ones stop. Control loop. */
+void health_sync(struct health *h, struct upstream *const *ups, size_t n);
+
+/* A connect of the data path to up failed: counts as one failed check now
+ * and checks again at once. Control loop. */
+void health_dial_failed(struct health *h, struct upstream *up);
+
+/* Stops every check; the handles close on the loop's next turn. */
+void health_free(struct health *h);
+
+#endif
