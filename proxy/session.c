@@ -416,6 +416,7 @@ static void connected(struct session *s)
         uint64_t age = cfg->max_connection_age_ms;
         uint64_t j = (age / 4) * (s->id * 2654435761u % 1000) / 1000;
         s->age_deadline_ms = worker_now_ms() + age - j;
+        worker_schedule_sweep(w, s->age_deadline_ms);
     }
     log_debug("session connected", "sid=%" PRIu64 " upstream=%s", s->id, up->name);
     s->c2u.want_read = true;

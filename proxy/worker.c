@@ -192,6 +192,15 @@ static void connect_cb(uv_timer_t *t)
         timer_at(&w->connect_timer, connect_cb, next);
 }
 
+void worker_schedule_sweep(struct worker *w, uint64_t deadline_ms)
+{
+    uint64_t now = worker_now_ms();
+    uint64_t in = deadline_ms > now ? deadline_ms - now : 0;
+
+    if (!uv_is_active((uv_handle_t *)&w->sweep_timer) || uv_timer_get_due_in(&w->sweep_timer) > in)
+        uv_timer_start(&w->sweep_timer, sweep_cb, in, 0);
+}
+
 void worker_schedule_connects(struct worker *w, uint64_t deadline_ms)
 {
     if (!uv_is_active((uv_handle_t *)&w->connect_timer))

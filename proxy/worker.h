@@ -83,6 +83,10 @@ void worker_publish(struct worker *w, struct upstream_table *t);
  * thread (sessions call it when the connecting queue was empty). */
 void worker_schedule_connects(struct worker *w, uint64_t deadline_ms);
 
+/* Makes sure the sessions are swept again by deadline_ms (maximum age).
+ * The worker's loop thread. */
+void worker_schedule_sweep(struct worker *w, uint64_t deadline_ms);
+
 /* Asks the worker to look at the shared state again (phase, upstream health,
  * draining). Any thread. */
 void worker_kick(struct worker *w);

@@ -53,7 +53,7 @@ class Backend:
                       and record the sha256 of what came in self.received
     """
 
-    def __init__(self, host="127.0.0.2", name=None, backlog=128):
+    def __init__(self, host="127.0.0.2", name=None, backlog=128):  # noqa: D107
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
@@ -67,6 +67,9 @@ class Backend:
         self.lock = threading.Lock()
         self.conns = []
         self.stopped = False
+        self.frozen = False
+        self.fillers = []
+        self.sock.settimeout(0.05)
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -77,10 +80,16 @@ class Backend:
 
     def _accept(self):
         while not self.stopped:
+            if self.frozen:
+                time.sleep(0.05)
+                continue
             try:
                 c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
+            c.settimeout(None)
             with self.lock:
                 self.active += 1
                 self.total += 1
@@ -96,7 +105,25 @@ class Backend:
                 except OSError:
                     pass
 
+    def freeze(self):
+        """Black-holes the backend: open connections get no more answers and
+        new connections hang in a full accept queue (SYNs are dropped)."""
+        self.frozen = True
+        time.sleep(0.1)
+        for _ in range(300):
+            f = socket.socket()
+            f.settimeout(0.2)
+            try:
+                f.connect((self.host, self.port))
+            except socket.timeout:
+                f.close()
+                return
+            self.fillers.append(f)
+        raise Fail("could not fill the accept queue of %s" % self.name)
+
     def stop(self):
+        for f in self.fillers:
+            f.close()
         self.stopped = True
         self.sock.close()
         self.close_all()
@@ -115,7 +142,7 @@ class Backend:
                 pump_echo(c)
             elif mode == "whoami":
                 c.sendall(self.name.encode() + b"\n")
-                pump_echo(c)
+                pump_echo(c, self)
             elif mode == "source":
                 c.sendall(payload(int(words[1])))
             elif mode == "sink":
@@ -140,8 +167,10 @@ class Backend:
             c.close()
 
 
-def pump_echo(c):
+def pump_echo(c, backend=None):
     while True:
+        while backend is not None and backend.frozen and not backend.stopped:
+            time.sleep(0.05)
         d = c.recv(1 << 16)
         if not d:
             c.shutdown(socket.SHUT_WR)
@@ -216,14 +245,78 @@ class BlackHole:
         self.sock.close()
 
 
+def make_certs(d):
+    """A CA and a server certificate for kubernetes and 127.0.0.1-4.
+    Returns (ca, cert, key) paths."""
+    ca, cakey = os.path.join(d, "ca.pem"), os.path.join(d, "ca.key")
+    crt, key = os.path.join(d, "srv.pem"), os.path.join(d, "srv.key")
+    ext = os.path.join(d, "san.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:kubernetes,IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.3,IP:127.0.0.4\n")
+    q = {"check": True, "capture_output": True}
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=test-ca", "-keyout", cakey, "-out", ca], **q)
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
+                    "-keyout", key, "-out", crt + ".csr"], **q)
+    subprocess.run(["openssl", "x509", "-req", "-in", crt + ".csr", "-CA", ca, "-CAkey", cakey,
+                    "-CAcreateserial", "-days", "1", "-extfile", ext, "-out", crt], **q)
+    return ca, crt, key
+
+
+class TlsApiserver:
+    """An HTTPS server in a thread answering /readyz with self.readyz (an HTTP
+    status code) and anything else with its name, like a kube-apiserver."""
+
+    def __init__(self, host, cert, key, name=None):
+        import http.server
+        import ssl
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if self.path == "/readyz":
+                    outer.readyz_hits += 1
+                    code, body = outer.readyz, b"ok" if outer.readyz == 200 else b"not ready"
+                else:
+                    code, body = 200, outer.name.encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.readyz = 200
+        self.readyz_hits = 0
+        self.srv = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.srv.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.port = self.srv.server_address[1]
+        self.addr = "%s:%d" % (host, self.port)
+        self.name = name or self.addr
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
 class Apilb:
     """An apilb child process; its log lines are collected in self.log."""
 
-    def __init__(self, *args, env=None, listen="127.0.0.1:0", wait=True, preexec=None):
+    def __init__(self, *args, env=None, listen="127.0.0.1:0", wait=True, preexec=None,
+                 health="none"):
         self.args = [APILB]
         if listen:
             self.args += ["--listen", listen]
-        self.args += ["--admin-listen", "off", "--health-check", "none", "--log-level", "debug"]
+        self.args += ["--admin-listen", "off", "--log-level", "debug"]
+        if health is not None:
+            self.args += ["--health-check", health]
         self.args += list(args)
         full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for k, v in os.environ.items():
