@@ -19,6 +19,7 @@
 #include "log.h"
 #include "resolve.h"
 #include "snapshot.h"
+#include "statefile.h"
 #include "upfile.h"
 #include "upstream.h"
 #include "worker.h"
@@ -48,7 +49,8 @@ struct control {
     uv_timer_t shutdown_timer;
     uv_timer_t tick;
     char *file_dir, *file_base;
-    struct source seeds, file;
+    struct source seeds, file, state, disc;
+    struct source written; /* what the state file holds now */
     struct upstream *reg[UPSTREAM_MAX * 2]; /* in the table or draining */
     size_t n_reg;
     struct upstream_table *table;
@@ -197,6 +199,57 @@ static void entries_add(struct upstream_entry *e, size_t *n, struct control *c,
     }
 }
 
+/* Writes the learned part of t (file and discovered entries) to the state
+ * file when it changed. */
+static void state_save(struct control *c, const struct upstream_table *t)
+{
+    struct source *now;
+    char err[CONFIG_ERR_BYTES];
+    bool same;
+
+    if (c->cfg->state_file == NULL)
+        return;
+    now = malloc(sizeof(*now));
+    if (now == NULL)
+        return;
+    now->n = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->e[i].sources & (UPSTREAM_SRC_FILE | UPSTREAM_SRC_DISCOVERED))
+            now->a[now->n++] = t->e[i].up->addr;
+    same = now->n == c->written.n;
+    for (size_t i = 0; same && i < now->n; i++)
+        same = addr_cmp(&now->a[i], &c->written.a[i]) == 0;
+    if (now->n > 0 && !same) {
+        if (statefile_write(c->cfg->state_file, now->a, now->n, err, sizeof(err)) == 0) {
+            c->written = *now;
+            log_info("state file written", "file=%s upstreams=%zu", c->cfg->state_file, now->n);
+        } else {
+            log_warn_limited("state-write", 10000, "state file not written", "file=%s err=\"%s\"",
+                             c->cfg->state_file, err);
+        }
+    }
+    free(now);
+}
+
+static void state_load(struct control *c)
+{
+    char err[CONFIG_ERR_BYTES];
+    int n = statefile_read(c->cfg->state_file, c->state.a, UPSTREAM_MAX, err, sizeof(err));
+
+    c->state.n = 0;
+    if (n == -ENOENT) {
+        log_info("no state file yet", "file=%s", c->cfg->state_file);
+        return;
+    }
+    if (n < 0) {
+        log_warn("state file ignored", "file=%s err=\"%s\"", c->cfg->state_file, err);
+        return;
+    }
+    c->state.n = (size_t)n;
+    c->written = c->state;
+    log_info("state file loaded", "file=%s upstreams=%d", c->cfg->state_file, n);
+}
+
 static void kick_all(struct control *c)
 {
     for (unsigned i = 0; i < c->n_started; i++)
@@ -216,8 +269,20 @@ static void table_rebuild_locked(struct control *c, const char *reason)
 
     if (e == NULL)
         return;
-    entries_add(e, &n, c, &c->seeds, UPSTREAM_SRC_SEED);
     entries_add(e, &n, c, &c->file, UPSTREAM_SRC_FILE);
+    entries_add(e, &n, c, &c->disc, UPSTREAM_SRC_DISCOVERED);
+    /* The state file stands in for discovery until discovery answers. */
+    if (c->disc.n == 0)
+        entries_add(e, &n, c, &c->state, UPSTREAM_SRC_STATE);
+    {
+        size_t before = n;
+        bool learned = c->disc.n > 0 || c->state.n > 0;
+
+        entries_add(e, &n, c, &c->seeds, UPSTREAM_SRC_SEED);
+        /* Seeds are the last resort once the cluster told us its apiservers. */
+        for (size_t i = before; i < n; i++)
+            e[i].fallback = learned;
+    }
     if (n == 0) {
         log_error("no upstreams left: keeping the current table", "reason=%s", reason);
         free(e);
@@ -266,6 +331,7 @@ static void table_rebuild_locked(struct control *c, const char *reason)
         upstream_table_ref(t);
         worker_publish(&c->workers[i], t);
     }
+    state_save(c, t);
 }
 
 static void table_rebuild(struct control *c, const char *reason)
@@ -518,6 +584,8 @@ int control_run(const struct config *cfg)
         free(c);
         return EXIT_CONFIG;
     }
+    if (cfg->state_file != NULL)
+        state_load(c);
     c->workers = calloc(c->n_workers, sizeof(*c->workers));
     fds = calloc((size_t)c->n_workers * cfg->n_listen, sizeof(int));
     if (c->workers == NULL || fds == NULL || uv_loop_init(&c->loop) != 0) {

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The state file; see statefile.h. */
+#include "statefile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HEADER "# apilb state v1\n"
+
+/* FNV-1a, enough to tell a torn or edited file from a whole one. */
+static uint32_t checksum(const char *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+
+    while (n-- > 0) {
+        h ^= (unsigned char)*p++;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+int statefile_parse(const char *text, size_t len, struct addr *out, size_t max, char *err,
+                    size_t err_len)
+{
+    size_t pos = sizeof(HEADER) - 1, n = 0, line_no = 1;
+
+    if (len < pos || memcmp(text, HEADER, pos) != 0) {
+        snprintf(err, err_len, "not an apilb state file (no '# apilb state v1' header)");
+        return -EINVAL;
+    }
+    while (pos < len) {
+        const char *line = text + pos;
+        const char *nl = memchr(line, '\n', len - pos);
+        size_t ll;
+        char buf[ADDR_STRLEN + 32];
+        const char *why;
+
+        line_no++;
+        if (nl == NULL) {
+            snprintf(err, err_len, "line %zu: truncated (no newline)", line_no);
+            return -EINVAL;
+        }
+        ll = (size_t)(nl - line);
+        if (ll >= sizeof(buf)) {
+            snprintf(err, err_len, "line %zu: too long", line_no);
+            return -EINVAL;
+        }
+        memcpy(buf, line, ll);
+        buf[ll] = '\0';
+        if (strncmp(buf, "end ", 4) == 0) {
+            unsigned long count;
+            unsigned sum;
+            char extra;
+
+            if (sscanf(buf + 4, "%lu %8x%c", &count, &sum, &extra) != 2) {
+                snprintf(err, err_len, "line %zu: malformed trailer", line_no);
+                return -EINVAL;
+            }
+            if (count != n || sum != checksum(text, pos)) {
+                snprintf(err, err_len, "checksum or count mismatch (torn or edited file)");
+                return -EINVAL;
+            }
+            if (pos + ll + 1 != len) {
+                snprintf(err, err_len, "line %zu: data after the trailer", line_no + 1);
+                return -EINVAL;
+            }
+            return (int)n;
+        }
+        if (strncmp(buf, "upstream ", 9) != 0) {
+            snprintf(err, err_len, "line %zu: expected 'upstream ADDR' or 'end'", line_no);
+            return -EINVAL;
+        }
+        if (n == max) {
+            snprintf(err, err_len, "more than %zu upstreams", max);
+            return -EINVAL;
+        }
+        if (addr_parse(buf + 9, -1, &out[n], &why) < 0) {
+            snprintf(err, err_len, "line %zu: '%s': %s", line_no, buf + 9, why);
+            return -EINVAL;
+        }
+        n++;
+        pos += ll + 1;
+    }
+    snprintf(err, err_len, "truncated (no 'end' trailer)");
+    return -EINVAL;
+}
+
+int statefile_format(const struct addr *a, size_t n, char *buf, size_t len)
+{
+    size_t pos;
+    int w;
+
+    if (len < sizeof(HEADER))
+        return -ENOSPC;
+    memcpy(buf, HEADER, sizeof(HEADER) - 1);
+    pos = sizeof(HEADER) - 1;
+    for (size_t i = 0; i < n; i++) {
+        char name[ADDR_STRLEN];
+
+        w = snprintf(buf + pos, len - pos, "upstream %s\n", addr_format(&a[i], name, sizeof(name)));
+        if (w < 0 || (size_t)w >= len - pos)
+            return -ENOSPC;
+        pos += (size_t)w;
+    }
+    w = snprintf(buf + pos, len - pos, "end %zu %08x\n", n, checksum(buf, pos));
+    if (w < 0 || (size_t)w >= len - pos)
+        return -ENOSPC;
+    return (int)(pos + (size_t)w);
+}
+
+int statefile_read(const char *path, struct addr *out, size_t max, char *err, size_t err_len)
+{
+    char *buf;
+    size_t len = 0;
+    ssize_t r;
+    int fd, rc;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd == -1) {
+        rc = -errno;
+        snprintf(err, err_len, "cannot open: %s", strerror(errno));
+        return rc;
+    }
+    buf = malloc(STATEFILE_MAX_BYTES + 1);
+    if (buf == NULL) {
+        close(fd);
+        snprintf(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    while (len <= STATEFILE_MAX_BYTES &&
+           (r = read(fd, buf + len, STATEFILE_MAX_BYTES + 1 - len)) > 0)
+        len += (size_t)r;
+    close(fd);
+    if (len > STATEFILE_MAX_BYTES) {
+        snprintf(err, err_len, "larger than %u bytes", STATEFILE_MAX_BYTES);
+        rc = -EFBIG;
+    } else {
+        rc = statefile_parse(buf, len, out, max, err, err_len);
+    }
+    free(buf);
+    return rc;
+}
+
+static int fsync_dir(const char *path)
+{
+    char *copy = strdup(path);
+    int fd, rc = 0;
+
+    if (copy == NULL)
+        return -ENOMEM;
+    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(copy);
+    if (fd == -1)
+        return -errno;
+    if (fsync(fd) == -1)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+int statefile_write(const char *path, const struct addr *a, size_t n, char *err, size_t err_len)
+{
+    char tmp[4096];
+    char *buf = malloc(STATEFILE_MAX_BYTES);
+    int len, fd, rc = 0;
+    size_t off = 0;
+
+    if (buf == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    len = statefile_format(a, n, buf, STATEFILE_MAX_BYTES);
+    if (len < 0) {
+        free(buf);
+        snprintf(err, err_len, "too many upstreams for the state file");
+        return len;
+    }
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
+        free(buf);
+        snprintf(err, err_len, "path too long");
+        return -ENAMETOOLONG;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd == -1) {
+        rc = -errno;
+        snprintf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
+        free(buf);
+        return rc;
+    }
+    while (off < (size_t)len) {
+        ssize_t w = write(fd, buf + off, (size_t)len - off);
+
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        off += (size_t)w;
+    }
+    free(buf);
+    if (rc == 0 && fsync(fd) == -1)
+        rc = -errno;
+    if (close(fd) == -1 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) == -1)
+        rc = -errno;
+    if (rc != 0) {
+        snprintf(err, err_len, "cannot write %s: %s", path, strerror(-rc));
+        unlink(tmp);
+        return rc;
+    }
+    rc = fsync_dir(path);
+    if (rc != 0)
+        snprintf(err, err_len, "cannot sync the directory of %s: %s", path, strerror(-rc));
+    return rc;
+}

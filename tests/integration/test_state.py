@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The state file: written atomically on every change of the learned set,
+read at start (so a restart with every seed dead still works), a corrupt or
+foreign file is reported and ignored, and kill -9 during writes never leaves
+an unreadable file."""
+
+import os
+import random
+import signal
+import threading
+import time
+
+from harness import Apilb, Backend, check, refused_addr, run, tmpdir, whoami, write_atomic
+
+
+def roundtrip():
+    d = tmpdir()
+    ups, state = os.path.join(d, "ups"), os.path.join(d, "state")
+    A, B = Backend("127.0.0.2", "A"), Backend("127.0.0.3", "B")
+    write_atomic(ups, "%s\n%s\n" % (A.addr, B.addr))
+    a = Apilb("--upstreams-file", ups, "--state-file", state)
+    try:
+        a.wait_log(r'state file written.*upstreams=2')
+        text = open(state).read()
+        check(A.addr in text and B.addr in text and text.startswith("# apilb state v1\n"),
+              "state file content: %r" % text)
+        a.stop()
+        # Restart with only a dead seed and the state file.
+        dead = refused_addr("127.0.0.4")
+        a = Apilb("--upstream", dead, "--state-file", state)
+        a.wait_log(r'state file loaded.*upstreams=2')
+        names = {whoami(a.port) for _ in range(20)}
+        check(names == {"A", "B"}, "restart with the state file reached %r" % names)
+        check(not any("upstream connect failed" in l for l in a.lines()),
+              "the dead seed was tried although state entries work")
+    finally:
+        a.stop()
+        A.stop()
+        B.stop()
+
+
+def corrupt():
+    d = tmpdir()
+    state = os.path.join(d, "state")
+    b = Backend("127.0.0.2", "seed")
+    bad = {
+        "garbage": "\x00\x01garbage",
+        "foreign": '{"upstreams": ["10.0.0.1:6443"]}\n',
+        "torn": "# apilb state v1\nupstream 10.0.0.1:6443\nupst",
+        "edited": "# apilb state v1\nupstream 10.0.0.9:6443\nend 1 00000000\n",
+        "bad address": "# apilb state v1\nupstream 10.0.0.1:99999\nend 1 00000000\n",
+    }
+    try:
+        for what, text in bad.items():
+            with open(state, "w") as f:
+                f.write(text)
+            a = Apilb("--upstream", b.addr, "--state-file", state)
+            try:
+                a.wait_log(r'state file ignored')
+                check(whoami(a.port) == "seed", "%s state file broke the proxy" % what)
+            finally:
+                a.stop()
+    finally:
+        b.stop()
+
+
+def crash_safety():
+    """kill -9 while the state file is rewritten many times a second."""
+    d = tmpdir()
+    ups, state = os.path.join(d, "ups"), os.path.join(d, "state")
+    bs = [Backend("127.0.0.%d" % (2 + i % 3), "b%d" % i) for i in range(5)]
+    rng = random.Random(7)
+    try:
+        kills = writes = 0
+        for round_ in range(12):
+            write_atomic(ups, "%s\n" % bs[0].addr)
+            a = Apilb("--upstreams-file", ups, "--state-file", state)
+            stop = threading.Event()
+
+            def churn():
+                while not stop.is_set():
+                    pick = rng.sample(bs, rng.randint(1, len(bs)))
+                    write_atomic(ups, "".join("%s\n" % b.addr for b in pick))
+                    try:
+                        a.signal(signal.SIGHUP)
+                    except ProcessLookupError:
+                        return
+                    time.sleep(0.002)
+
+            t = threading.Thread(target=churn)
+            t.start()
+            time.sleep(rng.uniform(0.05, 0.3))
+            a.signal(signal.SIGKILL)
+            a.wait_exit(5)
+            stop.set()
+            t.join()
+            kills += 1
+            writes += sum('state file written' in l for l in a.lines())
+            # Whatever was on disk must load.
+            b = Apilb("--upstream", refused_addr("127.0.0.4"), "--state-file", state)
+            try:
+                b.wait_log(r'state file loaded')
+                check(not any("state file ignored" in l for l in b.lines()),
+                      "round %d: unreadable state file after kill -9" % round_)
+            finally:
+                b.stop()
+        print("kill -9 rounds: %d, state file writes before the kills: %d, readable after each"
+              % (kills, writes))
+        check(writes >= 50, "only %d writes: the kills did not race with writing" % writes)
+    finally:
+        for b in bs:
+            b.stop()
+
+
+if __name__ == "__main__":
+    run({f.__name__: f for f in (roundtrip, corrupt, crash_safety)})
