@@ -227,6 +227,8 @@ static void put_fields_text(struct sbuf *b, const char *f)
 }
 
 static void emit_v(enum log_level level, const char *module, const char *msg, const char *fmt,
+                   va_list ap, unsigned suppressed) __attribute__((format(printf, 4, 0)));
+static void emit_v(enum log_level level, const char *module, const char *msg, const char *fmt,
                    va_list ap, unsigned suppressed)
 {
     char line[LOG_LINE_BYTES];

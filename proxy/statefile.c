@@ -47,6 +47,10 @@ int statefile_parse(const char *text, size_t len, struct addr *out, size_t max, 
             return -EINVAL;
         }
         ll = (size_t)(nl - line);
+        if (memchr(line, '\0', ll) != NULL) {
+            snprintf(err, err_len, "line %zu: contains a NUL byte", line_no);
+            return -EINVAL;
+        }
         if (ll >= sizeof(buf)) {
             snprintf(err, err_len, "line %zu: too long", line_no);
             return -EINVAL;
@@ -54,15 +58,11 @@ int statefile_parse(const char *text, size_t len, struct addr *out, size_t max, 
         memcpy(buf, line, ll);
         buf[ll] = '\0';
         if (strncmp(buf, "end ", 4) == 0) {
-            unsigned long count;
-            unsigned sum;
-            char extra;
+            char expect[64];
 
-            if (sscanf(buf + 4, "%lu %8x%c", &count, &sum, &extra) != 2) {
-                snprintf(err, err_len, "line %zu: malformed trailer", line_no);
-                return -EINVAL;
-            }
-            if (count != n || sum != checksum(text, pos)) {
+            /* The trailer must be exactly what statefile_format() writes. */
+            snprintf(expect, sizeof(expect), "end %zu %08x", n, checksum(text, pos));
+            if (strcmp(buf, expect) != 0) {
                 snprintf(err, err_len, "checksum or count mismatch (torn or edited file)");
                 return -EINVAL;
             }
@@ -83,6 +83,15 @@ int statefile_parse(const char *text, size_t len, struct addr *out, size_t max, 
         if (addr_parse(buf + 9, -1, &out[n], &why) < 0) {
             snprintf(err, err_len, "line %zu: '%s': %s", line_no, buf + 9, why);
             return -EINVAL;
+        }
+        {
+            char canon[ADDR_STRLEN];
+
+            if (strcmp(addr_format(&out[n], canon, sizeof(canon)), buf + 9) != 0) {
+                snprintf(err, err_len, "line %zu: '%s' is not written the way apilb writes it",
+                         line_no, buf + 9);
+                return -EINVAL;
+            }
         }
         n++;
         pos += ll + 1;

@@ -23,5 +23,10 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAPILB_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
-(cd build-asan && ctest -j"$jobs" --output-on-failure --timeout 600 -L 'unit|integration|fuzz')
+(cd build-asan && ctest -j"$jobs" --output-on-failure --timeout 600 -L 'unit|integration')
+
+echo "== fuzz build (clang libFuzzer + ASan + UBSan), each target for a bounded time"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPILB_FUZZ=ON
+cmake --build build-fuzz -j"$jobs"
+(cd build-fuzz && ctest -j"$jobs" --output-on-failure -L fuzz)
 echo "== every test passed"
