@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* apilb: the node-local load balancer for the Kubernetes API. */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -10,6 +11,20 @@
 #include "log.h"
 
 extern char **environ;
+
+/* Each proxied connection needs two descriptors (and a pipe pair while
+ * bytes are in flight): take every descriptor the hard limit allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        log_warn("cannot raise the descriptor limit", "hard=%llu",
+                 (unsigned long long)rl.rlim_max);
+}
 
 int main(int argc, char *argv[])
 {
@@ -41,6 +56,7 @@ int main(int argc, char *argv[])
         config_free(&cfg);
         return rc;
     }
+    raise_fd_limit();
     /* A peer that closes while we write must be an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);
     rc = control_run(&cfg);

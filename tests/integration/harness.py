@@ -133,10 +133,15 @@ class Backend:
             line = b""
             while not line.endswith(b"\n"):
                 d = c.recv(1)
-                if not d:
-                    return
+                if not d or len(line) > 64:
+                    return  # not one of our clients
                 line += d
-            words = line.decode().split()
+            try:
+                words = line.decode().split()
+            except UnicodeDecodeError:
+                return
+            if not words:
+                return
             mode = words[0]
             if mode == "echo":
                 pump_echo(c)
