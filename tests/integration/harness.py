@@ -316,7 +316,8 @@ class Apilb:
 
     def __init__(self, *args, env=None, listen="127.0.0.1:0", wait=True, preexec=None,
                  health="none"):
-        self.args = [APILB]
+        # APILB_WRAPPER runs apilb under a tool, e.g. valgrind.
+        self.args = os.environ.get("APILB_WRAPPER", "").split() + [APILB]
         if listen:
             self.args += ["--listen", listen]
         self.args += ["--admin-listen", "off", "--log-level", "debug"]
