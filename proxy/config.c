@@ -566,7 +566,8 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
                 return -EINVAL;
             }
         }
-        if (cfg->admin_enabled && addr_cmp(&cfg->listen[i], &cfg->admin_listen) == 0) {
+        if (cfg->admin_enabled && addr_port(&cfg->admin_listen) != 0 &&
+            addr_cmp(&cfg->listen[i], &cfg->admin_listen) == 0) {
             char buf[ADDR_STRLEN];
 
             errf(err, "--admin-listen=%s: is also a --listen address",

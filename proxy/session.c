@@ -406,7 +406,6 @@ static void connected(struct session *s)
     s->upstream = up;
     s->trying = NULL;
     atomic_fetch_add(&up->active, 1);
-    atomic_fetch_add_explicit(&up->conns_total, 1, memory_order_relaxed);
     s->counted = true;
     upstream_table_unref(s->table);
     s->table = NULL;

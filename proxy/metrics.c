@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Prometheus exposition; see metrics.h. */
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static void head(struct strbuf *b, const char *name, const char *type, const char *help)
+{
+    strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{upstream="..."[,extra]} value */
+static void up_sample(struct strbuf *b, const char *name, const struct upstream *up,
+                      const char *extra, uint64_t v)
+{
+    strbuf_printf(b, "%s{upstream=\"", name);
+    strbuf_label_escape(b, up->name);
+    strbuf_printf(b, "\"%s%s} %" PRIu64 "\n", extra[0] ? "," : "", extra, v);
+}
+
+static void process_metrics(const struct snapshot *s, struct strbuf *b)
+{
+    const struct worker_shared *sh = s->sh;
+
+    head(b, "apilb_build_info", "gauge", "Version of apilb, as a label.");
+    strbuf_printf(b, "apilb_build_info{version=\"%s\"} 1\n", APILB_VERSION);
+    head(b, "apilb_start_time_seconds", "gauge", "Start time of the process since the epoch.");
+    strbuf_printf(b, "apilb_start_time_seconds %.3f\n", (double)s->start_unix_ms / 1000.0);
+    head(b, "apilb_workers", "gauge", "Event-loop worker threads.");
+    strbuf_printf(b, "apilb_workers %u\n", s->workers);
+    head(b, "apilb_connections_accepted_total", "counter", "Client connections accepted.");
+    strbuf_printf(b, "apilb_connections_accepted_total %" PRIu64 "\n", LOAD(sh->accepted));
+    head(b, "apilb_connections_refused_total", "counter",
+         "Client connections closed without being proxied, by reason.");
+    strbuf_printf(b, "apilb_connections_refused_total{reason=\"limit\"} %" PRIu64 "\n",
+                  LOAD(sh->refused_limit));
+    strbuf_printf(b, "apilb_connections_refused_total{reason=\"no_upstream\"} %" PRIu64 "\n",
+                  LOAD(sh->refused_no_upstream));
+    head(b, "apilb_active_connections", "gauge", "Client connections open now.");
+    strbuf_printf(b, "apilb_active_connections %u\n", LOAD(sh->active));
+    head(b, "apilb_accept_errors_total", "counter",
+         "accept(2) failures (EMFILE and the like); accepting pauses briefly after each.");
+    strbuf_printf(b, "apilb_accept_errors_total %" PRIu64 "\n", LOAD(sh->accept_errors));
+    head(b, "apilb_connections_closed_max_age_total", "counter",
+         "Connections closed by --max-connection-age.");
+    strbuf_printf(b, "apilb_connections_closed_max_age_total %" PRIu64 "\n",
+                  LOAD(sh->closed_by_age));
+    head(b, "apilb_table_generation", "gauge", "Generation of the current upstream table.");
+    strbuf_printf(b, "apilb_table_generation %" PRIu64 "\n", s->generation);
+    head(b, "apilb_table_swaps_total", "counter", "Upstream tables published to the workers.");
+    strbuf_printf(b, "apilb_table_swaps_total %" PRIu64 "\n", s->table_swaps);
+    head(b, "apilb_upstreams", "gauge", "Upstreams known (in the table or draining) and usable now.");
+}
+
+static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
+{
+    static const char *const fail_names[UPSTREAM_FAIL_COUNT] = {"refused", "timeout",
+                                                                 "unreachable", "other"};
+    static const char *const states[] = {"unknown", "healthy", "unhealthy"};
+    size_t usable = snapshot_usable(s, now_ms);
+
+    strbuf_printf(b, "apilb_upstreams{state=\"known\"} %zu\n", s->n);
+    strbuf_printf(b, "apilb_upstreams{state=\"usable\"} %zu\n", usable);
+
+    head(b, "apilb_upstream_health", "gauge",
+         "Health of each upstream: 1 for its current state, 0 for the others.");
+    for (size_t i = 0; i < s->n; i++) {
+        int h = LOAD(s->u[i].up->health);
+
+        for (int k = 0; k < 3; k++) {
+            char extra[32];
+
+            snprintf(extra, sizeof(extra), "state=\"%s\"", states[k]);
+            up_sample(b, "apilb_upstream_health", s->u[i].up, extra, h == k);
+        }
+    }
+    head(b, "apilb_upstream_usable", "gauge",
+         "1 when new connections may go to the upstream (healthy or unknown, not held down "
+         "after a failed dial, not draining).");
+    for (size_t i = 0; i < s->n; i++)
+        up_sample(b, "apilb_upstream_usable", s->u[i].up, "",
+                  s->u[i].in_table && upstream_usable(s->u[i].up, now_ms));
+    head(b, "apilb_upstream_draining", "gauge", "1 while a removed upstream drains.");
+    for (size_t i = 0; i < s->n; i++)
+        up_sample(b, "apilb_upstream_draining", s->u[i].up, "", !s->u[i].in_table);
+    head(b, "apilb_upstream_active_connections", "gauge", "Proxied connections open now.");
+    for (size_t i = 0; i < s->n; i++)
+        up_sample(b, "apilb_upstream_active_connections", s->u[i].up, "",
+                  LOAD(s->u[i].up->active));
+    head(b, "apilb_upstream_connections_total", "counter", "Connections established.");
+    for (size_t i = 0; i < s->n; i++)
+        up_sample(b, "apilb_upstream_connections_total", s->u[i].up, "",
+                  LOAD(s->u[i].up->conns_total));
+    head(b, "apilb_upstream_connect_failures_total", "counter",
+         "Failed connects of the data path, by reason.");
+    for (size_t i = 0; i < s->n; i++) {
+        for (int k = 0; k < UPSTREAM_FAIL_COUNT; k++) {
+            char extra[32];
+
+            snprintf(extra, sizeof(extra), "reason=\"%s\"", fail_names[k]);
+            up_sample(b, "apilb_upstream_connect_failures_total", s->u[i].up, extra,
+                      LOAD(s->u[i].up->connect_fail[k]));
+        }
+    }
+    head(b, "apilb_upstream_connect_duration_seconds", "histogram",
+         "Time to establish a connection to the upstream.");
+    for (size_t i = 0; i < s->n; i++) {
+        const struct upstream *up = s->u[i].up;
+        uint64_t cum = 0;
+
+        for (int k = 0; k <= UPSTREAM_LATENCY_BUCKETS; k++) {
+            char extra[32];
+
+            cum += LOAD(up->connect_latency[k]);
+            if (k < UPSTREAM_LATENCY_BUCKETS)
+                snprintf(extra, sizeof(extra), "le=\"%g\"", upstream_latency_bounds_s[k]);
+            else
+                snprintf(extra, sizeof(extra), "le=\"+Inf\"");
+            up_sample(b, "apilb_upstream_connect_duration_seconds_bucket", up, extra, cum);
+        }
+        strbuf_puts(b, "apilb_upstream_connect_duration_seconds_sum{upstream=\"");
+        strbuf_label_escape(b, up->name);
+        strbuf_printf(b, "\"} %.6f\n", (double)LOAD(up->connect_latency_sum_us) / 1e6);
+        up_sample(b, "apilb_upstream_connect_duration_seconds_count", up, "", cum);
+    }
+    head(b, "apilb_upstream_sent_bytes_total", "counter", "Bytes relayed from clients to the upstream.");
+    for (size_t i = 0; i < s->n; i++)
+        up_sample(b, "apilb_upstream_sent_bytes_total", s->u[i].up, "", LOAD(s->u[i].up->bytes_to));
+    head(b, "apilb_upstream_received_bytes_total", "counter",
+         "Bytes relayed from the upstream to clients.");
+    for (size_t i = 0; i < s->n; i++)
+        up_sample(b, "apilb_upstream_received_bytes_total", s->u[i].up, "",
+                  LOAD(s->u[i].up->bytes_from));
+    head(b, "apilb_upstream_health_checks_total", "counter", "Active health checks, by result.");
+    for (size_t i = 0; i < s->n; i++) {
+        up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up, "result=\"success\"",
+                  LOAD(s->u[i].up->health_checks[1]));
+        up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up, "result=\"failure\"",
+                  LOAD(s->u[i].up->health_checks[0]));
+    }
+    head(b, "apilb_upstream_health_check_seconds_total", "counter",
+         "Time spent in active health checks (divide by the checks for the mean).");
+    for (size_t i = 0; i < s->n; i++) {
+        strbuf_puts(b, "apilb_upstream_health_check_seconds_total{upstream=\"");
+        strbuf_label_escape(b, s->u[i].up->name);
+        strbuf_printf(b, "\"} %.6f\n", (double)LOAD(s->u[i].up->health_latency_sum_us) / 1e6);
+    }
+    head(b, "apilb_upstream_closed_connections_total", "counter",
+         "Open connections apilb closed, by reason (upstream turned unhealthy, drained after "
+         "removal).");
+    for (size_t i = 0; i < s->n; i++) {
+        up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up,
+                  "reason=\"unhealthy\"", LOAD(s->u[i].up->closed_by_health));
+        up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up, "reason=\"drained\"",
+                  LOAD(s->u[i].up->closed_by_drain));
+    }
+}
+
+static void watcher_metrics(const struct snapshot *s, struct strbuf *b)
+{
+    const struct snapshot_watcher *w = &s->watcher;
+    static const char *const states[] = {"starting", "listing", "watching", "backoff", "stopped"};
+
+    head(b, "apilb_watcher_state", "gauge", "State of the discovery watcher: 1 for the current one.");
+    for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++)
+        strbuf_printf(b, "apilb_watcher_state{state=\"%s\"} %d\n", states[k],
+                      w->state != NULL && strcmp(w->state, states[k]) == 0);
+    head(b, "apilb_watcher_last_sync_timestamp_seconds", "gauge",
+         "Last successful list or watch event, since the epoch.");
+    strbuf_printf(b, "apilb_watcher_last_sync_timestamp_seconds %.3f\n",
+                  (double)w->last_sync_unix_ms / 1000.0);
+    head(b, "apilb_watcher_requests_total", "counter", "LIST and WATCH requests started.");
+    strbuf_printf(b, "apilb_watcher_requests_total{verb=\"list\"} %" PRIu64 "\n", w->lists);
+    strbuf_printf(b, "apilb_watcher_requests_total{verb=\"watch\"} %" PRIu64 "\n", w->watches);
+    head(b, "apilb_watcher_events_total", "counter", "Watch events, by type.");
+    strbuf_printf(b, "apilb_watcher_events_total{type=\"change\"} %" PRIu64 "\n", w->events);
+    strbuf_printf(b, "apilb_watcher_events_total{type=\"bookmark\"} %" PRIu64 "\n", w->bookmarks);
+    head(b, "apilb_watcher_relists_total", "counter", "Relists after 410 Gone / Expired.");
+    strbuf_printf(b, "apilb_watcher_relists_total %" PRIu64 "\n", w->relists_410);
+    head(b, "apilb_watcher_errors_total", "counter", "HTTP, TLS, parse and stall errors.");
+    strbuf_printf(b, "apilb_watcher_errors_total %" PRIu64 "\n", w->errors);
+    head(b, "apilb_watcher_publishes_total", "counter", "Upstream sets handed to the proxy.");
+    strbuf_printf(b, "apilb_watcher_publishes_total %" PRIu64 "\n", w->publishes);
+    head(b, "apilb_watcher_credential_reloads_total", "counter",
+         "Token, certificate or CA files re-read after a change or a 401.");
+    strbuf_printf(b, "apilb_watcher_credential_reloads_total %" PRIu64 "\n",
+                  w->credential_reloads);
+}
+
+void metrics_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *out)
+{
+    process_metrics(s, out);
+    upstream_metrics(s, now_ms, out);
+    if (s->watcher.enabled)
+        watcher_metrics(s, out);
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "upjson.h"
+
+#include <inttypes.h>
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
+{
+    static const char *const src_names[] = {"seed", "file", "discovered", "state"};
+    static const char *const fail_names[UPSTREAM_FAIL_COUNT] = {"refused", "timeout",
+                                                                 "unreachable", "other"};
+
+    strbuf_printf(b, "{\"generation\":%" PRIu64 ",\"usable\":%zu,\"upstreams\":[",
+                  s->generation, snapshot_usable(s, now_ms));
+    for (size_t i = 0; i < s->n; i++) {
+        const struct snapshot_upstream *su = &s->u[i];
+        const struct upstream *up = su->up;
+        uint64_t since = LOAD(up->draining_since_ms);
+        bool first = true;
+
+        strbuf_printf(b, "%s{\"address\":\"", i ? "," : "");
+        strbuf_json_escape(b, up->name);
+        strbuf_puts(b, "\",\"sources\":[");
+        for (int k = 0; k < 4; k++) {
+            if (su->sources & (1u << k)) {
+                strbuf_printf(b, "%s\"%s\"", first ? "" : ",", src_names[k]);
+                first = false;
+            }
+        }
+        strbuf_printf(b,
+                      "],\"fallback\":%s,\"health\":\"%s\",\"usable\":%s,\"active\":%u,"
+                      "\"draining\":%s,\"draining_seconds\":%.3f,\"connections_total\":%" PRIu64
+                      ",\"connect_failures\":{",
+                      su->fallback ? "true" : "false",
+                      upstream_health_name((enum upstream_health)LOAD(up->health)),
+                      su->in_table && upstream_usable(up, now_ms) ? "true" : "false",
+                      LOAD(up->active), su->in_table ? "false" : "true",
+                      !su->in_table && since != 0 && now_ms > since
+                          ? (double)(now_ms - since) / 1000.0
+                          : 0.0,
+                      LOAD(up->conns_total));
+        for (int k = 0; k < UPSTREAM_FAIL_COUNT; k++)
+            strbuf_printf(b, "%s\"%s\":%" PRIu64, k ? "," : "", fail_names[k],
+                          LOAD(up->connect_fail[k]));
+        strbuf_printf(b,
+                      "},\"bytes_to_upstream\":%" PRIu64 ",\"bytes_from_upstream\":%" PRIu64
+                      ",\"health_checks\":{\"success\":%" PRIu64 ",\"failure\":%" PRIu64 "}}",
+                      LOAD(up->bytes_to), LOAD(up->bytes_from), LOAD(up->health_checks[1]),
+                      LOAD(up->health_checks[0]));
+    }
+    strbuf_puts(b, "]}\n");
+}
+
+int upjson_readyz(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
+{
+    size_t usable = snapshot_usable(s, now_ms), in_table = 0;
+
+    for (size_t i = 0; i < s->n; i++)
+        in_table += s->u[i].in_table;
+    if (usable > 0) {
+        strbuf_printf(b, "ok: %zu of %zu upstreams usable\n", usable, in_table);
+        return 200;
+    }
+    if (in_table == 0)
+        strbuf_puts(b, "not ready: no upstream known\n");
+    else
+        strbuf_printf(b, "not ready: none of %zu upstreams is usable (unhealthy, failing to "
+                         "connect or draining)\n", in_table);
+    return 503;
+}
