@@ -222,9 +222,9 @@ static void state_save(struct control *c, const struct upstream_table *t)
     if (now->n > 0 && !same) {
         if (statefile_write(c->cfg->state_file, now->a, now->n, err, sizeof(err)) == 0) {
             c->written = *now;
-            log_info("state file written", "file=%s upstreams=%zu", c->cfg->state_file, now->n);
+            log_info("state file written", "file=\"%s\" upstreams=%zu", c->cfg->state_file, now->n);
         } else {
-            log_warn_limited("state-write", 10000, "state file not written", "file=%s err=\"%s\"",
+            log_warn_limited("state-write", 10000, "state file not written", "file=\"%s\" err=\"%s\"",
                              c->cfg->state_file, err);
         }
     }
@@ -238,16 +238,16 @@ static void state_load(struct control *c)
 
     c->state.n = 0;
     if (n == -ENOENT) {
-        log_info("no state file yet", "file=%s", c->cfg->state_file);
+        log_info("no state file yet", "file=\"%s\"", c->cfg->state_file);
         return;
     }
     if (n < 0) {
-        log_warn("state file ignored", "file=%s err=\"%s\"", c->cfg->state_file, err);
+        log_warn("state file ignored", "file=\"%s\" err=\"%s\"", c->cfg->state_file, err);
         return;
     }
     c->state.n = (size_t)n;
     c->written = c->state;
-    log_info("state file loaded", "file=%s upstreams=%d", c->cfg->state_file, n);
+    log_info("state file loaded", "file=\"%s\" upstreams=%d", c->cfg->state_file, n);
 }
 
 static void kick_all(struct control *c)
@@ -399,7 +399,7 @@ static void file_event_cb(uv_fs_event_t *h, const char *name, int events, int st
     struct control *c = h->data;
 
     if (status < 0) {
-        log_warn("watching the upstreams file failed", "dir=%s err=%s", c->file_dir,
+        log_warn("watching the upstreams file failed", "dir=\"%s\" err=\"%s\"", c->file_dir,
                  uv_strerror(status));
         return;
     }
@@ -429,7 +429,7 @@ static int file_watch_start(struct control *c)
     rc = uv_fs_event_start(&c->file_watch, file_event_cb, c->file_dir, 0);
     if (rc != 0)
         log_warn("cannot watch the upstreams file; SIGHUP still reloads it",
-                 "dir=%s err=%s", c->file_dir, uv_strerror(rc));
+                 "dir=\"%s\" err=\"%s\"", c->file_dir, uv_strerror(rc));
     return 0;
 }
 
@@ -452,7 +452,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 
     if (signum == SIGHUP) {
         if (c->cfg->upstreams_file != NULL) {
-            log_info("SIGHUP: reloading the upstreams file", "file=%s", c->cfg->upstreams_file);
+            log_info("SIGHUP: reloading the upstreams file", "file=\"%s\"", c->cfg->upstreams_file);
             file_reload(c, "sighup");
         } else {
             log_info("SIGHUP: no --upstreams-file to reload", "%s", "");
@@ -462,12 +462,12 @@ static void signal_cb(uv_signal_t *h, int signum)
     if (atomic_load(&c->sh.phase) == WORKER_RUNNING) {
         config_duration_format(c->cfg->shutdown_timeout_ms, dur, sizeof(dur));
         log_info("shutting down: no new connections, draining open ones",
-                 "signal=%s active=%u timeout=%s", strsignal(signum),
+                 "signal=\"%s\" active=%u timeout=%s", strsignal(signum),
                  atomic_load(&c->sh.active), dur);
         atomic_store(&c->sh.phase, WORKER_DRAINING);
         uv_timer_start(&c->shutdown_timer, shutdown_timer_cb, c->cfg->shutdown_timeout_ms, 0);
     } else {
-        log_warn("second signal: closing open connections now", "signal=%s active=%u",
+        log_warn("second signal: closing open connections now", "signal=\"%s\" active=%u",
                  strsignal(signum), atomic_load(&c->sh.active));
         atomic_store(&c->sh.phase, WORKER_CLOSING);
     }

@@ -386,7 +386,7 @@ static void attempt_failed(struct session *s, int err)
     connq_remove(s);
     upstream_dial_failed(up, why, worker_now_ms(), DIAL_HOLD_MS);
     log_warn_limited("upstream-dial", 1000, "upstream connect failed",
-                     "sid=%" PRIu64 " upstream=%s err=%s", s->id, up->name,
+                     "sid=%" PRIu64 " upstream=%s err=\"%s\"", s->id, up->name,
                      err == ETIMEDOUT ? "timeout" : strerror(err));
     s->trying = NULL;
     leg_close(s->up);

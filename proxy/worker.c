@@ -49,7 +49,7 @@ static void accept_pause(struct worker *w, int err)
 {
     atomic_fetch_add_explicit(&w->sh->accept_errors, 1, memory_order_relaxed);
     log_warn_limited("accept-fd", 1000, "accept failed: pausing accepts",
-                     "worker=%u err=%s pause_ms=%d", w->id, strerror(err), ACCEPT_PAUSE_MS);
+                     "worker=%u err=\"%s\" pause_ms=%d", w->id, strerror(err), ACCEPT_PAUSE_MS);
     w->accept_paused = true;
     listeners_poll(w, false);
     uv_timer_start(&w->accept_timer, accept_resume_cb, ACCEPT_PAUSE_MS, 0);
@@ -80,7 +80,7 @@ static bool accept_some(struct worker *w, int lfd, unsigned budget)
                 return false;
             default:
                 atomic_fetch_add_explicit(&w->sh->accept_errors, 1, memory_order_relaxed);
-                log_warn_limited("accept-error", 1000, "accept failed", "worker=%u err=%s",
+                log_warn_limited("accept-error", 1000, "accept failed", "worker=%u err=\"%s\"",
                                  w->id, strerror(errno));
                 return true;
             }

@@ -315,12 +315,14 @@ class Apilb:
     """An apilb child process; its log lines are collected in self.log."""
 
     def __init__(self, *args, env=None, listen="127.0.0.1:0", wait=True, preexec=None,
-                 health="none"):
+                 health="none", admin=False, log_level="debug"):
         # APILB_WRAPPER runs apilb under a tool, e.g. valgrind.
         self.args = os.environ.get("APILB_WRAPPER", "").split() + [APILB]
         if listen:
             self.args += ["--listen", listen]
-        self.args += ["--admin-listen", "off", "--log-level", "debug"]
+        self.args += ["--admin-listen", "127.0.0.1:0" if admin else "off"]
+        if log_level is not None:
+            self.args += ["--log-level", log_level]
         if health is not None:
             self.args += ["--health-check", health]
         self.args += list(args)
@@ -338,12 +340,28 @@ class Apilb:
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
         if wait:
-            self.wait_log(r'msg="started"', 10)
+            self.wait_log(r'msg="started"|"msg":"started"', 10)
             for line in self.lines():
-                m = re.search(r'msg="listening" addr=(\S+)', line)
+                m = re.search(r'msg="listening" addr=(\S+)|"msg":"listening","addr":"([^"]+)"', line)
                 if m:
-                    self.ports.append(int(m.group(1).rsplit(":", 1)[1]))
+                    self.ports.append(int((m.group(1) or m.group(2)).rsplit(":", 1)[1]))
             self.port = self.ports[0]
+            self.admin_port = None
+            if admin:
+                m = re.search(r'admin endpoint listening" addr=\S+:(\d+)',
+                              self.wait_log(r'admin endpoint listening'))
+                self.admin_port = int(m.group(1))
+
+    def admin(self, path, method="GET"):
+        """(status, body) of an admin request, with a real curl."""
+        how = ["-I"] if method == "HEAD" else ["-X", method]
+        p = subprocess.run(["curl", "-sS", *how, "-o", "-", "-w", "\n%{http_code}",
+                            "--max-time", "5", "http://127.0.0.1:%d%s" % (self.admin_port, path)],
+                           capture_output=True, text=True, timeout=10)
+        if p.returncode != 0:
+            raise Fail("curl %s: %s" % (path, p.stderr.strip()))
+        body, _, code = p.stdout.rpartition("\n")
+        return int(code), body
 
     def _read(self):
         for raw in self.proc.stderr:

@@ -1,0 +1,248 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The admin endpoint, metrics, log formats and the zero-downtime upgrade:
+real apilb, real curl, real promtool."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from harness import (APILB, Apilb, Backend, Fail, check, exchange, payload, refused_addr,
+                     roundtrip, run, tmpdir, whoami, write_atomic)
+
+
+def metric(text, name, **labels):
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r'([a-z_]+)(?:\{(.*)\})? (\S+)$', line)
+        if not m or m.group(1) != name:
+            continue
+        have = ",".join(sorted(x for x in re.findall(r'[a-z_]+="[^"]*"', m.group(2) or "")))
+        if have == want:
+            return float(m.group(3))
+    raise Fail("metric %s{%s} not found" % (name, want))
+
+
+def metrics_promtool():
+    """promtool accepts /metrics, and counters move by exactly the traffic sent."""
+    b = Backend("127.0.0.2")
+    dead = refused_addr("127.0.0.3")
+    a = Apilb("--upstream", b.addr, "--upstream", dead, "--workers", "2", admin=True)
+    try:
+        for i in range(10):
+            got = exchange(a.port, payload(1000, seed=i))
+            check(got == payload(1000, seed=i), "echo failed")
+        time.sleep(0.2)
+        code, text = a.admin("/metrics")
+        check(code == 200, "/metrics answered %d" % code)
+        p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True)
+        check(p.returncode == 0, "promtool: %s %s" % (p.stdout, p.stderr))
+        check(metric(text, "apilb_upstream_connections_total", upstream=b.addr) == 10,
+              "connections_total is not 10")
+        check(metric(text, "apilb_upstream_sent_bytes_total", upstream=b.addr) == 10 * 1005,
+              "sent bytes wrong")
+        check(metric(text, "apilb_upstream_received_bytes_total", upstream=b.addr) == 10 * 1000,
+              "received bytes wrong")
+        check(metric(text, "apilb_connections_accepted_total") == 10, "accepted wrong")
+        refused = metric(text, "apilb_upstream_connect_failures_total", upstream=dead,
+                         reason="refused")
+        check(refused >= 1, "refused dials of the dead upstream not counted")
+        check(metric(text, "apilb_upstream_connect_duration_seconds_count", upstream=b.addr) == 10,
+              "latency histogram count wrong")
+        check(metric(text, "apilb_active_connections") == 0, "active connections not 0")
+        print("promtool: %s" % (p.stdout.strip() or "ok"))
+        code, _ = a.admin("/metrics", "HEAD")
+        check(code == 200, "HEAD /metrics answered %d" % code)
+        check(a.admin("/nope")[0] == 404, "unknown path not 404")
+        check(a.admin("/metrics", "POST")[0] == 405, "POST not 405")
+        check(a.admin("/healthz")[1].strip() == "ok", "healthz")
+    finally:
+        a.stop()
+        b.stop()
+
+
+def readyz_flip():
+    """/readyz is 503 while no upstream is usable and 200 again when one is."""
+    b = Backend("127.0.0.2")
+    addr, port = b.addr, b.port
+    a = Apilb("--upstream", addr, "--health-interval", "200ms", "--health-timeout", "150ms",
+              "--rise", "1", "--fall", "1", health="tcp", admin=True)
+
+    def wait_code(want, timeout=3):
+        end = time.time() + timeout
+        while time.time() < end:
+            code, body = a.admin("/readyz")
+            if code == want:
+                return body
+            time.sleep(0.05)
+        raise Fail("/readyz never answered %d" % want)
+
+    try:
+        body = wait_code(200)
+        check(body.startswith("ok: 1 of 1"), "readyz body %r" % body)
+        b.stop()
+        t0 = time.time()
+        body = wait_code(503)
+        print("/readyz 503 after %.2fs: %s" % (time.time() - t0, body))
+        check("not ready" in body, "503 body %r" % body)
+        b = Backend("127.0.0.2")
+        b.sock.close()
+        b.sock = socket.socket()
+        b.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        b.sock.bind(("127.0.0.2", port))
+        b.sock.listen(16)
+        b.sock.settimeout(0.05)
+        threading.Thread(target=b._accept, daemon=True).start()
+        t0 = time.time()
+        wait_code(200)
+        print("/readyz 200 again after %.2fs" % (time.time() - t0))
+    finally:
+        a.stop()
+        b.stop()
+
+
+def upstreams_json():
+    """/upstreams shows source, health, active connections and draining."""
+    d = tmpdir()
+    path = os.path.join(d, "ups")
+    A, B = Backend("127.0.0.2", "A"), Backend("127.0.0.3", "B")
+    write_atomic(path, "%s\n%s\n" % (A.addr, B.addr))
+    a = Apilb("--upstreams-file", path, "--upstream", B.addr, "--drain-timeout", "1m",
+              admin=True)
+    try:
+        held = []
+        while not any(n == "A" for n, _ in held):
+            held.append(whoami(a.port, keep=True))
+        write_atomic(path, "%s\n" % B.addr)
+        a.signal(signal.SIGHUP)
+        a.wait_log(r'upstream removed')
+        code, body = a.admin("/upstreams")
+        check(code == 200, "/upstreams answered %d" % code)
+        doc = json.loads(body)
+        ups = {u["address"]: u for u in doc["upstreams"]}
+        check(ups[A.addr]["draining"] is True and ups[A.addr]["active"] >= 1,
+              "A not shown draining with its connection: %r" % ups[A.addr])
+        check(sorted(ups[B.addr]["sources"]) == ["file", "seed"], "B sources %r" % ups[B.addr])
+        check(ups[B.addr]["usable"] is True and ups[A.addr]["usable"] is False, "usable flags")
+        check(doc["generation"] == 2, "generation %r" % doc["generation"])
+        for _, s in held:
+            s.close()
+    finally:
+        a.stop()
+        A.stop()
+        B.stop()
+
+
+def admin_port_taken():
+    """A taken admin port exits 2 naming the address."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        p = subprocess.run([APILB, "--listen", "127.0.0.1:0", "--upstream", "127.0.0.2:1",
+                            "--admin-listen", "127.0.0.1:%d" % port], capture_output=True,
+                           text=True, timeout=10)
+        check(p.returncode == 2, "exit %d: %s" % (p.returncode, p.stderr))
+        check("--admin-listen=127.0.0.1:%d" % port in p.stderr and "in use" in p.stderr,
+              "message %r" % p.stderr)
+    finally:
+        holder.close()
+
+
+LOGFMT = re.compile(r'^(?:[a-z_]+=(?:"(?:[^"\\]|\\.)*"|[^\s"]+)(?: |$))+$')
+
+
+def log_formats():
+    """Every line is logfmt in text mode and a JSON object in json mode."""
+    b = Backend("127.0.0.2")
+    dead = refused_addr("127.0.0.3")
+    for fmt in ("text", "json"):
+        a = Apilb("--upstream", b.addr, "--upstream", dead, "--log-format", fmt,
+                  "--health-interval", "200ms", "--health-timeout", "100ms", health="tcp")
+        for _ in range(5):
+            whoami(a.port)
+        time.sleep(0.5)
+        a.stop()
+        lines = a.lines()
+        check(len(lines) > 10, "too few log lines")
+        for line in lines:
+            if fmt == "json":
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    raise Fail("not JSON: %r" % line)
+                check(all(k in obj for k in ("ts", "level", "msg")), "fields missing: %r" % line)
+            else:
+                check(LOGFMT.match(line) and line.startswith("ts="), "not logfmt: %r" % line)
+        print("%s: %d lines parsed" % (fmt, len(lines)))
+    b.stop()
+
+
+def upgrade():
+    """Zero-downtime upgrade under load: B starts beside A, A gets SIGTERM;
+    no new connection is refused or fails, and A's open connections drain."""
+    b = Backend("127.0.0.2", "b")
+    A = Apilb("--upstream", b.addr, "--shutdown-timeout", "3s", log_level="info")
+    port = A.port
+    stop = threading.Event()
+    ok, failed = [0], []
+
+    def client():
+        while not stop.is_set():
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(b"whoami\n")
+                got = s.recv(64)
+                s.close()
+                if got != b"b\n":
+                    failed.append("answer %r" % got)
+                else:
+                    ok[0] += 1
+            except OSError as e:
+                failed.append(repr(e))
+
+    B = None
+    try:
+        long_name, long_sock = whoami(port, keep=True)
+        ts = [threading.Thread(target=client) for _ in range(6)]
+        for t in ts:
+            t.start()
+        time.sleep(0.5)
+        B = Apilb("--upstream", b.addr, "--shutdown-timeout", "3s",
+                  listen="127.0.0.1:%d" % port, log_level="info")
+        time.sleep(0.3)
+        A.signal(signal.SIGTERM)
+        A.wait_log(r'shutting down')
+        for _ in range(5):
+            roundtrip(long_sock)  # still served by A while it drains
+            time.sleep(0.1)
+        rc = A.wait_exit(10)
+        time.sleep(0.5)
+        stop.set()
+        for t in ts:
+            t.join(10)
+        print("upgrade: %d connections during the switch, %d failed; old apilb exit %d"
+              % (ok[0], len(failed), rc))
+        check(rc == 0, "old apilb exited %d" % rc)
+        check(not failed, "connections failed during the upgrade: %r" % failed[:5])
+        check(ok[0] > 100, "too little load: %d" % ok[0])
+        long_sock.close()
+    finally:
+        stop.set()
+        A.stop()
+        if B is not None:
+            B.stop()
+        b.stop()
+
+
+if __name__ == "__main__":
+    run({f.__name__: f for f in (metrics_promtool, readyz_flip, upstreams_json, admin_port_taken,
+                                  log_formats, upgrade)})
