@@ -109,7 +109,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
     vsnprintf(msg, sizeof(msg), fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
-    log_warn_limited("admin-http", 10000, "admin endpoint", "err=\"%s\"", msg);
+    log_warn_limited("admin-http", 10000, "admin endpoint", "err=\"%s\"", log_quote(msg));
 }
 
 int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin **out, char *err,

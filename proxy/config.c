@@ -334,7 +334,7 @@ static int set_value(struct config *cfg, const struct opt *o, const char *v, boo
             config_duration_format(o->max, hi, sizeof(hi));
             errf(err, "%s=%s: must be %s%s..%s", who, v, o->type == OPT_DURATION0 ? "0 or " : "",
                  o->type == OPT_DURATION0 && o->min == 0 ? "1ms" : lo, hi);
-            return rc;
+            return -EINVAL; /* the contract: every configuration error is -EINVAL */
         }
         *(unsigned *)field = ms;
         return 0;

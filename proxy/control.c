@@ -80,7 +80,7 @@ static int seeds_resolve(const struct config *cfg, const struct config_seed *sd,
             fprintf(stderr, "apilb: %s=%s:%u: %s\n", who, sd[i].host, sd[i].port, err);
             return -EINVAL;
         }
-        log_warn("upstream name does not resolve", "source=%s err=\"%s\"", who, err);
+        log_warn("upstream name does not resolve", "source=%s err=\"%s\"", who, log_quote(err));
     }
     return 0;
 }
@@ -99,7 +99,7 @@ static int file_load(const struct config *cfg, struct source *out, bool fatal)
         if (fatal)
             fprintf(stderr, "apilb: %s\n", err);
         else
-            log_error("upstreams file not applied", "err=\"%s\"", err);
+            log_error("upstreams file not applied", "err=\"%s\"", log_quote(err));
         free(sd);
         return n;
     }
@@ -225,7 +225,7 @@ static void state_save(struct control *c, const struct upstream_table *t)
             log_info("state file written", "file=\"%s\" upstreams=%zu", c->cfg->state_file, now->n);
         } else {
             log_warn_limited("state-write", 10000, "state file not written", "file=\"%s\" err=\"%s\"",
-                             c->cfg->state_file, err);
+                             log_quote(c->cfg->state_file), log_quote(err));
         }
     }
     free(now);
@@ -242,7 +242,7 @@ static void state_load(struct control *c)
         return;
     }
     if (n < 0) {
-        log_warn("state file ignored", "file=\"%s\" err=\"%s\"", c->cfg->state_file, err);
+        log_warn("state file ignored", "file=\"%s\" err=\"%s\"", log_quote(c->cfg->state_file), log_quote(err));
         return;
     }
     c->state.n = (size_t)n;
@@ -510,12 +510,12 @@ static void health_changed(void *arg, struct upstream *up, enum upstream_health 
 
     if (to == UPSTREAM_UNHEALTHY)
         log_warn("upstream health changed", "upstream=%s from=%s to=%s reason=\"%s\" active=%u%s",
-                 up->name, upstream_health_name(from), upstream_health_name(to), why,
+                 up->name, upstream_health_name(from), upstream_health_name(to), log_quote(why),
                  atomic_load(&up->active),
                  c->cfg->close_unhealthy ? " closing=true" : "");
     else
         log_info("upstream health changed", "upstream=%s from=%s to=%s reason=\"%s\"", up->name,
-                 upstream_health_name(from), upstream_health_name(to), why);
+                 upstream_health_name(from), upstream_health_name(to), log_quote(why));
     kick_all(c); /* workers close the sessions of an unhealthy upstream */
 }
 

@@ -123,6 +123,32 @@ static void put_escaped(struct sbuf *b, const char *s, const char *end)
     }
 }
 
+const char *log_quote(const char *s)
+{
+    static _Thread_local char ring[4][LOG_LINE_BYTES / 8];
+    static _Thread_local unsigned next;
+    char *out = ring[next++ % 4];
+    size_t n = 0, cap = sizeof(ring[0]);
+
+    for (; *s != '\0' && n + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c == '\n') {
+            out[n++] = '\\';
+            out[n++] = 'n';
+        } else if (c < 0x20 || c == 0x7f) {
+            out[n++] = '?';
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
 static void put_timestamp(struct sbuf *b)
 {
     struct timespec ts;
@@ -203,8 +229,13 @@ static void put_fields_json(struct sbuf *b, const char *f)
                 /* Already escaped by the caller's quoting rules: unescape
                  * \" and \\ and re-escape for JSON. */
                 for (const char *p = v; p < ve; p++) {
-                    if (*p == '\\' && p + 1 < ve)
+                    if (*p == '\\' && p + 1 < ve) {
                         p++;
+                        if (*p == 'n') {
+                            put_str(b, "\\n");
+                            continue;
+                        }
+                    }
                     put_escaped(b, p, p + 1);
                 }
             } else {

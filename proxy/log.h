@@ -45,6 +45,13 @@ int log_level_parse(const char *s, enum log_level *out) __attribute__((warn_unus
 int log_format_parse(const char *s, enum log_format *out) __attribute__((warn_unused_result));
 const char *log_level_name(enum log_level level);
 
+/* Escapes s for use inside a quoted field value (" and \ and control bytes),
+ * so text from files or the network cannot break a line or forge a field:
+ *     log_warn("file not applied", "err=\"%s\"", log_quote(err));
+ * Returns one of a few per-thread buffers (at most 4 quoted values per call;
+ * long values are cut). Any thread. */
+const char *log_quote(const char *s);
+
 /* Formats and writes one line. Use the macros below. Any thread. */
 void log_emit(enum log_level level, const char *module, const char *msg, const char *fmt, ...)
     PRINTF_LIKE(4, 5);

@@ -111,7 +111,7 @@ def failover_refused():
         for i in range(60):
             check(whoami(a.port) == b.name, "connection %d did not reach the live upstream" % i)
         check(b.total == 60, "live upstream saw %d connections" % b.total)
-        a.wait_log(r'upstream connect failed.*err=Connection refused')
+        a.wait_log(r'upstream connect failed.*err="Connection refused"')
     finally:
         a.stop()
         b.stop()
@@ -133,7 +133,7 @@ def failover_blackhole():
             check(dt < 1.5, "connection %d took %.2fs" % (i, dt))
         check(slow >= 1, "no connection ever tried the black hole")
         check(slow <= 3, "the black hole was tried %d times, not avoided" % slow)
-        a.wait_log(r'upstream connect failed.*err=timeout')
+        a.wait_log(r'upstream connect failed.*err="timeout"')
     finally:
         a.stop()
         b.stop()

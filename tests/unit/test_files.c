@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The upstreams file and the state file parsers (proxy/upfile.h,
+ * proxy/statefile.h). */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "statefile.h"
+#include "upfile.h"
+
+static char err[256];
+
+#define PARSE(text, out, max) upfile_parse(text, strlen(text), out, max, err, sizeof(err))
+
+START_TEST(upfile_valid)
+{
+    struct config_seed s[8];
+    const char *text = "# control plane\n"
+                       "\n"
+                       "10.0.0.1:6443\r\n"
+                       "  10.0.0.2:6443   # second\n"
+                       "[fd00::3]:6443\n"
+                       "cp-4.example.com\n"
+                       "10.0.0.1:6443\n" /* duplicate */
+                       "10.0.0.5:443";   /* no final newline */
+
+    ck_assert_int_eq(PARSE(text, s, 8), 5);
+    ck_assert_str_eq(s[0].host, "10.0.0.1");
+    ck_assert_str_eq(s[1].host, "10.0.0.2");
+    ck_assert_str_eq(s[2].host, "fd00::3");
+    ck_assert_str_eq(s[3].host, "cp-4.example.com");
+    ck_assert_uint_eq(s[3].port, UPFILE_DEFAULT_PORT);
+    ck_assert_uint_eq(s[4].port, 443);
+    ck_assert_int_eq(PARSE("", s, 8), 0);
+    ck_assert_int_eq(PARSE("# only comments\n\n", s, 8), 0);
+}
+END_TEST
+
+START_TEST(upfile_errors_name_the_line)
+{
+    struct config_seed s[2];
+
+    ck_assert_int_eq(PARSE("10.0.0.1:6443\n10.0.0.2:99999\n", s, 2), -EINVAL);
+    ck_assert_msg(strstr(err, "line 2") && strstr(err, "99999"), "%s", err);
+    ck_assert_int_eq(PARSE("[fd00::1:6443\n", s, 2), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "line 1"));
+    ck_assert_int_eq(PARSE("10.0.0.1:1\n10.0.0.2:2\n10.0.0.3:3\n", s, 2), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "more than 2"));
+    ck_assert_int_eq(upfile_parse("10.0.0.1:6443\n1\0.0.0.2:1\n", 25, s, 2, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "NUL"));
+    {
+        char longline[600];
+
+        memset(longline, 'a', sizeof(longline) - 1);
+        longline[sizeof(longline) - 1] = '\0';
+        ck_assert_int_eq(PARSE(longline, s, 2), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(err, "too long"));
+    }
+}
+END_TEST
+
+START_TEST(upfile_read_files)
+{
+    struct config_seed s[4];
+    char path[] = "/tmp/apilb-upfile-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "10.0.0.1:6443\n", 14), 14);
+    close(fd);
+    ck_assert_int_eq(upfile_read(path, s, 4, err, sizeof(err)), 1);
+    /* Larger than the bound: refused, named. */
+    f = fopen(path, "w");
+    for (unsigned i = 0; i < UPFILE_MAX_BYTES / 16 + 2; i++)
+        fputs("# padding......\n", f);
+    fclose(f);
+    ck_assert_int_eq(upfile_read(path, s, 4, err, sizeof(err)), -EFBIG);
+    ck_assert_ptr_nonnull(strstr(err, path));
+    unlink(path);
+    ck_assert_int_lt(upfile_read(path, s, 4, err, sizeof(err)), 0);
+    ck_assert_ptr_nonnull(strstr(err, "cannot open"));
+}
+END_TEST
+
+START_TEST(statefile_round_trip)
+{
+    struct addr in[3], out[4];
+    const char *why;
+    char buf[1024], path[] = "/tmp/apilb-state-XXXXXX";
+    int len, fd;
+
+    ck_assert_int_eq(addr_parse("10.0.0.1:6443", -1, &in[0], &why), 0);
+    ck_assert_int_eq(addr_parse("[fd00::2]:6443", -1, &in[1], &why), 0);
+    ck_assert_int_eq(addr_parse("10.0.0.3:443", -1, &in[2], &why), 0);
+    len = statefile_format(in, 3, buf, sizeof(buf));
+    ck_assert_int_gt(len, 0);
+    ck_assert_int_eq(statefile_parse(buf, (size_t)len, out, 4, err, sizeof(err)), 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(addr_cmp(&in[i], &out[i]), 0);
+    /* Every truncation of a good file is rejected. */
+    for (int cut = 0; cut < len; cut++)
+        ck_assert_msg(statefile_parse(buf, (size_t)cut, out, 4, err, sizeof(err)) < 0,
+                      "accepted a file cut at %d", cut);
+    /* So is any single flipped byte. */
+    for (int i = 0; i < len; i++) {
+        char copy[1024];
+
+        memcpy(copy, buf, (size_t)len);
+        copy[i] ^= 0x01;
+        ck_assert_msg(statefile_parse(copy, (size_t)len, out, 4, err, sizeof(err)) < 0,
+                      "accepted a file with byte %d changed", i);
+    }
+    ck_assert_int_eq(statefile_parse(buf, (size_t)len, out, 2, err, sizeof(err)), -EINVAL);
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(statefile_write(path, in, 3, err, sizeof(err)), 0);
+    ck_assert_int_eq(statefile_read(path, out, 4, err, sizeof(err)), 3);
+    unlink(path);
+    ck_assert_int_eq(statefile_read(path, out, 4, err, sizeof(err)), -ENOENT);
+}
+END_TEST
+
+START_TEST(statefile_foreign)
+{
+    struct addr out[2];
+    const char *json = "{\"upstreams\":[]}\n";
+
+    ck_assert_int_eq(statefile_parse(json, strlen(json), out, 2, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "not an apilb state file"));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("files");
+    TCase *tc = tcase_create("core");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_test(tc, upfile_valid);
+    tcase_add_test(tc, upfile_errors_name_the_line);
+    tcase_add_test(tc, upfile_read_files);
+    tcase_add_test(tc, statefile_round_trip);
+    tcase_add_test(tc, statefile_foreign);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

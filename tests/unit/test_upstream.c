@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Upstream tables and the balancing algorithms (proxy/upstream.h). */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "upstream.h"
+
+#define N 3
+
+static struct upstream *ups[N + 1];
+static struct upstream_table *t;
+
+static void setup(void)
+{
+    struct upstream_entry e[N + 1];
+    /* Given out of order: the table sorts them. */
+    static const char *const addrs[] = {"10.0.0.3:6443", "10.0.0.1:6443", "10.0.0.2:6443",
+                                        "10.0.0.9:6443"};
+
+    for (int i = 0; i <= N; i++) {
+        struct addr a;
+        const char *why;
+
+        ck_assert_int_eq(addr_parse(addrs[i], -1, &a, &why), 0);
+        ups[i] = upstream_new(&a);
+        e[i].up = ups[i];
+        e[i].sources = UPSTREAM_SRC_SEED;
+        e[i].fallback = i == N; /* 10.0.0.9 is a last-resort seed */
+    }
+    t = upstream_table_new(e, N + 1, 7);
+    ck_assert_ptr_nonnull(t);
+}
+
+static void teardown(void)
+{
+    upstream_table_unref(t);
+    for (int i = 0; i <= N; i++)
+        upstream_unref(ups[i]);
+}
+
+static int idx_of(const char *name)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->e[i].up->name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+START_TEST(table_sorted_and_refcounted)
+{
+    ck_assert_uint_eq(t->n, 4);
+    ck_assert_uint_eq(t->generation, 7);
+    ck_assert_str_eq(t->e[0].up->name, "10.0.0.1:6443");
+    ck_assert_str_eq(t->e[3].up->name, "10.0.0.9:6443");
+    ck_assert_uint_eq(atomic_load(&ups[0]->refs), 2); /* ours + the table's */
+    upstream_table_ref(t);
+    upstream_table_unref(t);
+    ck_assert_uint_eq(atomic_load(&ups[0]->refs), 2);
+    ck_assert_int_eq(upstream_table_find(t, &ups[2]->addr), 1);
+    struct addr other;
+    const char *why;
+    ck_assert_int_eq(addr_parse("10.0.0.4:6443", -1, &other, &why), 0);
+    ck_assert_int_eq(upstream_table_find(t, &other), -1);
+}
+END_TEST
+
+START_TEST(least_conn_takes_minimum)
+{
+    struct upstream_picker p;
+
+    upstream_picker_init(&p, UPSTREAM_BALANCE_LEAST_CONN, 42);
+    atomic_store(&t->e[0].up->active, 5);
+    atomic_store(&t->e[1].up->active, 1);
+    atomic_store(&t->e[2].up->active, 3);
+    for (int i = 0; i < 50; i++) {
+        struct upstream_tried tried = {0, 0};
+
+        ck_assert_int_eq(upstream_pick(&p, t, &tried, 0), 1);
+    }
+}
+END_TEST
+
+START_TEST(least_conn_ties_random)
+{
+    struct upstream_picker p;
+    int seen[4] = {0};
+
+    upstream_picker_init(&p, UPSTREAM_BALANCE_LEAST_CONN, 42);
+    for (int i = 0; i < 3000; i++) {
+        struct upstream_tried tried = {0, 0};
+        long k = upstream_pick(&p, t, &tried, 0);
+
+        ck_assert(k >= 0 && k < 3);
+        seen[k]++;
+    }
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(seen[k] > 800 && seen[k] < 1200, "tie share %d of 3000 for %d", seen[k], k);
+    ck_assert_int_eq(seen[3], 0); /* the fallback is never picked while primaries work */
+}
+END_TEST
+
+START_TEST(round_robin_cycles)
+{
+    struct upstream_picker p;
+    long first, prev;
+
+    upstream_picker_init(&p, UPSTREAM_BALANCE_ROUND_ROBIN, 1);
+    {
+        struct upstream_tried tried = {0, 0};
+        first = prev = upstream_pick(&p, t, &tried, 0);
+    }
+    for (int i = 1; i < 30; i++) {
+        struct upstream_tried tried = {0, 0};
+        long k = upstream_pick(&p, t, &tried, 0);
+
+        ck_assert_int_eq(k, (prev + 1) % 3);
+        prev = k;
+    }
+    ck_assert(first >= 0 && first < 3);
+}
+END_TEST
+
+START_TEST(random_covers_all)
+{
+    struct upstream_picker p;
+    int seen[4] = {0};
+
+    upstream_picker_init(&p, UPSTREAM_BALANCE_RANDOM, 9);
+    atomic_store(&t->e[0].up->active, 100); /* random ignores load */
+    for (int i = 0; i < 3000; i++) {
+        struct upstream_tried tried = {0, 0};
+
+        seen[upstream_pick(&p, t, &tried, 0)]++;
+    }
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(seen[k] > 800 && seen[k] < 1200, "random share %d for %d", seen[k], k);
+}
+END_TEST
+
+START_TEST(tried_never_repeats_then_all_once)
+{
+    for (int algo = 0; algo < 3; algo++) {
+        struct upstream_picker p;
+        struct upstream_tried tried = {0, 0};
+        int seen[4] = {0};
+
+        upstream_picker_init(&p, (enum upstream_balance)algo, 5);
+        for (int i = 0; i < 4; i++) {
+            long k = upstream_pick(&p, t, &tried, 0);
+
+            ck_assert(k >= 0);
+            seen[k]++;
+        }
+        for (int k = 0; k < 4; k++)
+            ck_assert_int_eq(seen[k], 1);
+        ck_assert_int_eq(upstream_pick(&p, t, &tried, 0), -1);
+        ck_assert_uint_eq(tried.count, 4);
+    }
+}
+END_TEST
+
+START_TEST(passes_skip_unusable_then_fallback_then_any)
+{
+    struct upstream_picker p;
+    struct upstream_tried tried = {0, 0};
+    int a1 = idx_of("10.0.0.1:6443"), a2 = idx_of("10.0.0.2:6443"), a3 = idx_of("10.0.0.3:6443");
+    int fb = idx_of("10.0.0.9:6443");
+
+    upstream_picker_init(&p, UPSTREAM_BALANCE_ROUND_ROBIN, 3);
+    atomic_store(&t->e[a1].up->health, UPSTREAM_UNHEALTHY);
+    upstream_dial_failed(t->e[a2].up, UPSTREAM_FAIL_REFUSED, 1000, 2000);
+    atomic_store(&t->e[a3].up->draining_since_ms, 1);
+    ck_assert(!upstream_usable(t->e[a2].up, 2999));
+    ck_assert(upstream_usable(t->e[a2].up, 3000)); /* the hold expires */
+    ck_assert_uint_eq(atomic_load(&t->e[a2].up->connect_fail[UPSTREAM_FAIL_REFUSED]), 1);
+    /* Nothing primary is usable: the fallback seed first, then everything. */
+    ck_assert_int_eq(upstream_pick(&p, t, &tried, 2000), fb);
+    ck_assert_uint_eq(upstream_table_usable(t, 2000), 1);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_ne(upstream_pick(&p, t, &tried, 2000), -1);
+    ck_assert_int_eq(upstream_pick(&p, t, &tried, 2000), -1);
+    /* Once the primary recovers it wins over the fallback again. */
+    atomic_store(&t->e[a1].up->health, UPSTREAM_HEALTHY);
+    {
+        struct upstream_tried fresh = {0, 0};
+        ck_assert_int_eq(upstream_pick(&p, t, &fresh, 2000), a1);
+    }
+    upstream_dial_ok(t->e[a2].up, 1500);
+    ck_assert(upstream_usable(t->e[a2].up, 2000)); /* a good dial ends the hold */
+    ck_assert_uint_eq(atomic_load(&t->e[a2].up->conns_total), 1);
+    ck_assert_uint_eq(atomic_load(&t->e[a2].up->connect_latency[2]), 1); /* 1.5 ms bucket */
+}
+END_TEST
+
+START_TEST(empty_table)
+{
+    struct upstream_picker p;
+    struct upstream_tried tried = {0, 0};
+    struct upstream_table *e = upstream_table_new(NULL, 0, 1);
+
+    upstream_picker_init(&p, UPSTREAM_BALANCE_LEAST_CONN, 1);
+    ck_assert_int_eq(upstream_pick(&p, e, &tried, 0), -1);
+    ck_assert_int_eq(upstream_pick(&p, NULL, &tried, 0), -1);
+    upstream_table_unref(e);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("upstream");
+    TCase *tc = tcase_create("core");
+    SRunner *sr;
+    int failed;
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, table_sorted_and_refcounted);
+    tcase_add_test(tc, least_conn_takes_minimum);
+    tcase_add_test(tc, least_conn_ties_random);
+    tcase_add_test(tc, round_robin_cycles);
+    tcase_add_test(tc, random_covers_all);
+    tcase_add_test(tc, tried_never_repeats_then_all_once);
+    tcase_add_test(tc, passes_skip_unusable_then_fallback_then_any);
+    tcase_add_test(tc, empty_table);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
