@@ -54,6 +54,9 @@ struct config {
     bool in_cluster;
     char *sa_dir; /* service-account directory (tests override it) */
     enum config_discovery discovery;
+    unsigned discovery_debounce_ms;
+    unsigned watch_timeout_ms; /* 0 = random 5m..10m */
+    unsigned watch_stall_ms;
     char *state_file;
     struct addr admin_listen;
     bool admin_enabled; /* false with --admin-listen off */

@@ -15,6 +15,7 @@
 
 #include "admin.h"
 #include "health.h"
+#include "kubeconfig.h"
 #include "listener.h"
 #include "log.h"
 #include "resolve.h"
@@ -22,6 +23,7 @@
 #include "statefile.h"
 #include "upfile.h"
 #include "upstream.h"
+#include "watcher.h"
 #include "worker.h"
 
 /* File-change events arrive in bursts (editors, ConfigMap symlink swaps). */
@@ -60,6 +62,11 @@ struct control {
     uv_mutex_t lock; /* table and reg, for snapshots taken by other threads */
     struct admin *admin;
     struct health *health; /* NULL with --health-check none */
+    struct watcher *watcher; /* NULL with --discovery off */
+    uv_async_t disc_async;    /* the watcher published a set */
+    uv_mutex_t disc_lock;     /* disc_pending, disc_ready */
+    struct source disc_pending;
+    bool disc_ready;
 };
 
 static void health_changed(void *arg, struct upstream *up, enum upstream_health from,
@@ -108,6 +115,48 @@ static int file_load(const struct config *cfg, struct source *out, bool fatal)
     return n;
 }
 
+/* Loads the discovery credentials to validate them; hands back the CA they
+ * trust as PEM text (caller frees) when pem is not NULL. Returns 0, or -1
+ * after printing one line. */
+static int cluster_ca(const struct config *cfg, char **pem)
+{
+    struct kube_creds kc;
+    char err[CONFIG_ERR_BYTES];
+    int rc;
+
+    if (pem != NULL)
+        *pem = NULL;
+    if (cfg->discovery == CONFIG_DISCOVERY_OFF)
+        return 0;
+    rc = cfg->kubeconfig != NULL ? kubeconfig_load(cfg->kubeconfig, &kc, err, sizeof(err))
+                                 : incluster_load(cfg->sa_dir, &kc, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "apilb: %s\n", err);
+        return -1;
+    }
+    if (pem != NULL) {
+        if (kc.ca_pem != NULL) {
+            *pem = kc.ca_pem;
+            kc.ca_pem = NULL;
+        } else if (kc.ca_file != NULL) {
+            FILE *f = fopen(kc.ca_file, "r");
+
+            if (f != NULL) {
+                char *buf = calloc(1, 1 << 20);
+                size_t n = buf != NULL ? fread(buf, 1, (1 << 20) - 1, f) : 0;
+
+                fclose(f);
+                if (n > 0)
+                    *pem = buf;
+                else
+                    free(buf);
+            }
+        }
+    }
+    kube_creds_free(&kc);
+    return 0;
+}
+
 int control_check(const struct config *cfg)
 {
     struct source *s = malloc(sizeof(*s));
@@ -119,14 +168,16 @@ int control_check(const struct config *cfg)
         struct health *h = NULL;
         char err[CONFIG_ERR_BYTES];
 
-        if (health_new(NULL, cfg, health_changed, NULL, &h, err, sizeof(err)) != 0) {
+        if (health_new(NULL, cfg, NULL, health_changed, NULL, &h, err, sizeof(err)) != 0) {
             fprintf(stderr, "apilb: %s\n", err);
             free(s);
             return EXIT_CONFIG;
         }
         health_free(h);
     }
-    if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, s, cfg->seeds_from, true) < 0)
+    if (cluster_ca(cfg, NULL) < 0)
+        rc = EXIT_CONFIG;
+    else if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, s, cfg->seeds_from, true) < 0)
         rc = EXIT_CONFIG;
     else if (cfg->upstreams_file != NULL && file_load(cfg, s, true) < 0)
         rc = EXIT_CONFIG;
@@ -283,6 +334,12 @@ static void table_rebuild_locked(struct control *c, const char *reason)
         for (size_t i = before; i < n; i++)
             e[i].fallback = learned;
     }
+    if (n == 0 && c->table == NULL) {
+        log_info("no upstream known yet", "reason=%s discovery=%s", reason,
+                 c->cfg->discovery != CONFIG_DISCOVERY_OFF ? "waiting" : "off");
+        free(e);
+        return;
+    }
     if (n == 0) {
         log_error("no upstreams left: keeping the current table", "reason=%s", reason);
         free(e);
@@ -342,6 +399,97 @@ static void table_rebuild(struct control *c, const char *reason)
     reg_prune(c);
 }
 
+/* --- discovery ------------------------------------------------------------- */
+
+/* watcher_publish_fn: runs on the watcher thread; hands the set over. */
+static void disc_publish(void *arg, const struct addr *addrs, size_t n, const char *rv)
+{
+    struct control *c = arg;
+
+    uv_mutex_lock(&c->disc_lock);
+    c->disc_pending.n = n < UPSTREAM_MAX ? n : UPSTREAM_MAX;
+    memcpy(c->disc_pending.a, addrs, c->disc_pending.n * sizeof(addrs[0]));
+    c->disc_ready = true;
+    uv_mutex_unlock(&c->disc_lock);
+    uv_async_send(&c->disc_async);
+}
+
+/* The control loop applies the newest discovered set. */
+static void disc_async_cb(uv_async_t *a)
+{
+    struct control *c = a->data;
+    struct source *s = malloc(sizeof(*s));
+    bool ready;
+
+    if (s == NULL)
+        return;
+    uv_mutex_lock(&c->disc_lock);
+    ready = c->disc_ready;
+    *s = c->disc_pending;
+    c->disc_ready = false;
+    uv_mutex_unlock(&c->disc_lock);
+    if (ready && s->n > 0) {
+        c->disc = *s;
+        table_rebuild(c, "discovery");
+    }
+    free(s);
+}
+
+/* watcher_route_fn: the address the watcher dials next, from the current
+ * table: usable upstreams first (rotating with attempt), then any. */
+static int disc_route(void *arg, unsigned attempt, struct addr *out)
+{
+    struct control *c = arg;
+    uint64_t now = worker_now_ms();
+    int rc = -ENOENT;
+
+    uv_mutex_lock(&c->lock);
+    if (c->table != NULL && c->table->n > 0) {
+        size_t n = c->table->n, usable = upstream_table_usable(c->table, now);
+
+        if (usable > 0) {
+            size_t want = (attempt + (size_t)(now / 1000)) % usable;
+
+            for (size_t i = 0; i < n; i++) {
+                if (!upstream_usable(c->table->e[i].up, now))
+                    continue;
+                if (want-- == 0) {
+                    *out = c->table->e[i].up->addr;
+                    break;
+                }
+            }
+        } else {
+            *out = c->table->e[(attempt + (size_t)(now / 1000)) % n].up->addr;
+        }
+        rc = 0;
+    }
+    uv_mutex_unlock(&c->lock);
+    return rc;
+}
+
+static int discovery_start(struct control *c)
+{
+    const struct config *cfg = c->cfg;
+    struct watcher_config wc;
+    char err[CONFIG_ERR_BYTES];
+
+    memset(&wc, 0, sizeof(wc));
+    wc.kubeconfig = cfg->kubeconfig;
+    wc.sa_dir = cfg->sa_dir;
+    wc.discovery = cfg->discovery == CONFIG_DISCOVERY_SLICES      ? WATCHER_DISCOVERY_SLICES
+                   : cfg->discovery == CONFIG_DISCOVERY_ENDPOINTS ? WATCHER_DISCOVERY_ENDPOINTS
+                                                                  : WATCHER_DISCOVERY_AUTO;
+    wc.connect_timeout_ms = cfg->connect_timeout_ms;
+    wc.debounce_ms = cfg->discovery_debounce_ms;
+    wc.watch_timeout_s = (cfg->watch_timeout_ms + 999) / 1000;
+    wc.stall_ms = cfg->watch_stall_ms;
+    if (watcher_start(&wc, disc_publish, disc_route, c, &c->watcher, err, sizeof(err)) != 0) {
+        fprintf(stderr, "apilb: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* snapshot_fn for the admin endpoint. Any thread. */
 static int control_snapshot(void *arg, struct snapshot *out)
 {
@@ -371,6 +519,25 @@ static int control_snapshot(void *arg, struct snapshot *out)
     out->sh = &c->sh;
     out->workers = c->n_workers;
     out->health_check = (int)c->cfg->health_check;
+    if (c->watcher != NULL) {
+        struct watcher_stats ws;
+        struct snapshot_watcher *o = &out->watcher;
+
+        watcher_stats_get(c->watcher, &ws);
+        o->enabled = true;
+        o->state = watcher_state_name(ws.state);
+        o->source = ws.source;
+        o->last_sync_unix_ms = ws.last_sync_unix_ms;
+        o->lists = ws.lists;
+        o->watches = ws.watches;
+        o->events = ws.events;
+        o->bookmarks = ws.bookmarks;
+        o->relists_410 = ws.relists_410;
+        o->errors = ws.errors;
+        o->publishes = ws.publishes;
+        o->credential_reloads = ws.credential_reloads;
+        snprintf(o->resource_version, sizeof(o->resource_version), "%s", ws.resource_version);
+    }
     return 0;
 }
 
@@ -567,6 +734,8 @@ int control_run(const struct config *cfg)
     struct control *c = calloc(1, sizeof(*c));
     int *fds = NULL;
     int rc = EXIT_RUNTIME;
+    bool start_failed = false;
+    char *ca_pem = NULL; /* the cluster CA, for health checks */
 
     if (c == NULL) {
         fprintf(stderr, "apilb: out of memory\n");
@@ -578,9 +747,17 @@ int control_run(const struct config *cfg)
     c->start_unix_ms = (uint64_t)time(NULL) * 1000u;
     atomic_store(&c->sh.next_session_id, 1);
     uv_mutex_init(&c->lock);
+    uv_mutex_init(&c->disc_lock);
     if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, &c->seeds, cfg->seeds_from, false) < 0 ||
         (cfg->upstreams_file != NULL && file_load(cfg, &c->file, true) < 0)) {
         uv_mutex_destroy(&c->lock);
+        uv_mutex_destroy(&c->disc_lock);
+        free(c);
+        return EXIT_CONFIG;
+    }
+    if (cluster_ca(cfg, &ca_pem) < 0) {
+        uv_mutex_destroy(&c->lock);
+        uv_mutex_destroy(&c->disc_lock);
         free(c);
         return EXIT_CONFIG;
     }
@@ -610,7 +787,8 @@ int control_run(const struct config *cfg)
     if (cfg->health_check != CONFIG_HEALTH_NONE) {
         char err[CONFIG_ERR_BYTES];
 
-        if (health_new(&c->loop, cfg, health_changed, c, &c->health, err, sizeof(err)) != 0) {
+        if (health_new(&c->loop, cfg, ca_pem, health_changed, c, &c->health, err,
+                       sizeof(err)) != 0) {
             fprintf(stderr, "apilb: %s\n", err);
             rc = EXIT_CONFIG;
             if (c->admin != NULL)
@@ -623,6 +801,8 @@ int control_run(const struct config *cfg)
     table_rebuild(c, "start");
     uv_async_init(&c->loop, &c->done, done_cb);
     c->done.data = c;
+    uv_async_init(&c->loop, &c->disc_async, disc_async_cb);
+    c->disc_async.data = c;
     for (unsigned i = 0; i < c->n_workers; i++) {
         struct upstream_table *t = c->table;
 
@@ -649,17 +829,27 @@ int control_run(const struct config *cfg)
     uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
     if (cfg->upstreams_file != NULL)
         (void)file_watch_start(c);
+    if (cfg->discovery != CONFIG_DISCOVERY_OFF && discovery_start(c) != 0) {
+        /* Bad credentials are a configuration error: stop what runs. */
+        start_failed = true;
+        atomic_store(&c->sh.phase, WORKER_CLOSING);
+        kick_all(c);
+    }
+    if (!start_failed)
     log_info("started", "version=%s workers=%u upstreams=%zu balance=%d", APILB_VERSION,
              c->n_workers, c->table != NULL ? c->table->n : 0, (int)cfg->balance);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 
+    watcher_stop(c->watcher);
+    c->watcher = NULL;
     if (c->admin != NULL)
         admin_stop(c->admin);
     c->admin = NULL;
     for (unsigned i = 0; i < c->n_workers; i++)
         worker_join(&c->workers[i]);
-    log_info("stopped", "accepted=%" PRIu64, atomic_load(&c->sh.accepted));
-    rc = 0;
+    if (!start_failed)
+        log_info("stopped", "accepted=%" PRIu64, atomic_load(&c->sh.accepted));
+    rc = start_failed ? EXIT_CONFIG : 0;
 out_loop:
     uv_walk(&c->loop, close_cb, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
@@ -673,7 +863,9 @@ out:
     free(c->file_base);
     free(c->workers);
     free(fds);
+    free(ca_pem);
     uv_mutex_destroy(&c->lock);
+    uv_mutex_destroy(&c->disc_lock);
     free(c);
     return rc;
 }

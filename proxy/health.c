@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -63,6 +64,7 @@ struct health {
     health_changed_fn changed;
     void *arg;
     SSL_CTX *ctx;
+    bool verify; /* certificates are verified (a CA is known) */
     struct checker *list;
     uint64_t rng;
 };
@@ -243,7 +245,7 @@ static void probe_step(struct checker *ck)
                 return;
             }
             SSL_set_tlsext_host_name(p->ssl, HEALTH_SERVER_NAME);
-            if (ck->h->cfg->health_ca != NULL)
+            if (ck->h->verify)
                 SSL_set1_host(p->ssl, HEALTH_SERVER_NAME);
             if (ck->session != NULL)
                 SSL_set_session(p->ssl, ck->session);
@@ -400,8 +402,28 @@ static void checker_stop(struct checker *ck)
     uv_close((uv_handle_t *)&ck->timer, checker_free);
 }
 
-int health_new(uv_loop_t *loop, const struct config *cfg, health_changed_fn changed, void *arg,
-               struct health **out, char *err, size_t err_len)
+/* Adds the certificates of a PEM bundle in memory to the context's store. */
+static int add_ca_pem(SSL_CTX *ctx, const char *pem)
+{
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509 *x;
+    int n = 0;
+
+    if (bio == NULL)
+        return 0;
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        n += X509_STORE_add_cert(store, x) == 1;
+        X509_free(x);
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    return n;
+}
+
+int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca_pem,
+               health_changed_fn changed, void *arg, struct health **out, char *err,
+               size_t err_len)
 {
     struct health *h = calloc(1, sizeof(*h));
 
@@ -440,6 +462,11 @@ int health_new(uv_loop_t *loop, const struct config *cfg, health_changed_fn chan
                 return -EINVAL;
             }
             SSL_CTX_set_verify(h->ctx, SSL_VERIFY_PEER, NULL);
+            h->verify = true;
+        } else if (cluster_ca_pem != NULL && add_ca_pem(h->ctx, cluster_ca_pem) > 0) {
+            /* The cluster CA from the credentials of the watcher. */
+            SSL_CTX_set_verify(h->ctx, SSL_VERIFY_PEER, NULL);
+            h->verify = true;
         } else {
             SSL_CTX_set_verify(h->ctx, SSL_VERIFY_NONE, NULL);
             if (loop != NULL)

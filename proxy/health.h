@@ -22,10 +22,14 @@ struct health;
 typedef void (*health_changed_fn)(void *arg, struct upstream *up, enum upstream_health from,
                                   enum upstream_health to, const char *why);
 
-/* Creates the checker (TLS context, CA). Returns 0, or -EINVAL with one line
- * in err (e.g. an unreadable --health-ca). */
-int health_new(uv_loop_t *loop, const struct config *cfg, health_changed_fn changed, void *arg,
-               struct health **out, char *err, size_t err_len) __attribute__((warn_unused_result));
+/* Creates the checker (TLS context, CA). Certificates are verified against
+ * --health-ca, else against cluster_ca_pem (the CA of the cluster's
+ * credentials, may be NULL), else not at all (said once in the log).
+ * Returns 0, or -EINVAL with one line in err (e.g. an unreadable
+ * --health-ca). loop may be NULL to only validate. */
+int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca_pem,
+               health_changed_fn changed, void *arg, struct health **out, char *err,
+               size_t err_len) __attribute__((warn_unused_result));
 
 /* Makes the set of checked upstreams equal to ups[0..n): new ones start
  * (with a random first offset), missing ones stop. Control loop. */

@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* kubeconfig and in-cluster credentials; see kubeconfig.h. */
+#include "kubeconfig.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "yamljson.h"
+
+#define FILE_MAX (4u << 20)
+
+/* Reads a whole small file; NUL-terminated. */
+static char *slurp(const char *path, size_t *len, int *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char *buf;
+    size_t n = 0;
+    ssize_t r;
+
+    *err = 0;
+    if (fd == -1) {
+        *err = errno;
+        return NULL;
+    }
+    buf = malloc(FILE_MAX + 1);
+    if (buf == NULL) {
+        close(fd);
+        *err = ENOMEM;
+        return NULL;
+    }
+    while (n <= FILE_MAX && (r = read(fd, buf + n, FILE_MAX + 1 - n)) > 0)
+        n += (size_t)r;
+    close(fd);
+    if (n > FILE_MAX) {
+        free(buf);
+        *err = EFBIG;
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Decodes base64 (kubeconfig "-data" fields) into a NUL-terminated string. */
+static char *b64_decode(const char *in, char *err, size_t err_len, const char *field)
+{
+    size_t n = strlen(in), pad = 0;
+    unsigned char *out;
+    int got;
+
+    while (n > 0 && (in[n - 1] == '\n' || in[n - 1] == ' '))
+        n--;
+    if (n == 0 || n % 4 != 0 || n > FILE_MAX) {
+        snprintf(err, err_len, "%s: not valid base64", field);
+        return NULL;
+    }
+    out = malloc(n / 4 * 3 + 1);
+    if (out == NULL)
+        return NULL;
+    got = EVP_DecodeBlock(out, (const unsigned char *)in, (int)n);
+    if (got < 0) {
+        free(out);
+        snprintf(err, err_len, "%s: not valid base64", field);
+        return NULL;
+    }
+    if (in[n - 1] == '=')
+        pad++;
+    if (in[n - 2] == '=')
+        pad++;
+    out[got - (int)pad] = '\0';
+    return (char *)out;
+}
+
+static const char *str(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* The "cluster"/"user"/"context" body of the entry named name in list. */
+static json_t *named(json_t *root, const char *list, const char *inner, const char *name)
+{
+    json_t *arr = json_object_get(root, list), *it;
+    size_t i;
+
+    if (!json_is_array(arr))
+        return NULL;
+    json_array_foreach(arr, i, it) {
+        const char *n = str(it, "name");
+
+        if (n != NULL && strcmp(n, name) == 0) {
+            json_t *body = json_object_get(it, inner);
+
+            return json_is_object(body) ? body : NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Resolves a path relative to the kubeconfig's directory. */
+static char *resolve(const char *dir, const char *p)
+{
+    char *out;
+
+    if (p[0] == '/' || dir == NULL)
+        return strdup(p);
+    out = malloc(strlen(dir) + strlen(p) + 2);
+    if (out != NULL)
+        sprintf(out, "%s/%s", dir, p);
+    return out;
+}
+
+static int parse_server(const char *server, struct kube_creds *c, char *err, size_t err_len)
+{
+    char hostport[ADDR_HOST_MAX + 16];
+    const char *p, *why;
+    size_t n;
+
+    if (strncmp(server, "https://", 8) != 0) {
+        snprintf(err, err_len, "server '%s': must start with https://", server);
+        return -EINVAL;
+    }
+    p = server + 8;
+    n = strcspn(p, "/?#");
+    if (n == 0 || n >= sizeof(hostport)) {
+        snprintf(err, err_len, "server '%s': no host", server);
+        return -EINVAL;
+    }
+    memcpy(hostport, p, n);
+    hostport[n] = '\0';
+    if (addr_split(hostport, 443, c->origin, &c->port, &why) < 0) {
+        snprintf(err, err_len, "server '%s': %s", server, why);
+        return -EINVAL;
+    }
+    snprintf(c->tls_name, sizeof(c->tls_name), "%s", c->origin);
+    return 0;
+}
+
+int kubeconfig_load(const char *path, struct kube_creds *c, char *err, size_t err_len)
+{
+    char sub[256] = "", *text, *dir = NULL, *copy;
+    size_t len;
+    int e, rc = -EINVAL;
+    json_t *root, *ctx, *cluster, *user;
+    const char *cur, *v;
+
+    memset(c, 0, sizeof(*c));
+    snprintf(c->source, sizeof(c->source), "kubeconfig");
+    text = slurp(path, &len, &e);
+    if (text == NULL) {
+        snprintf(err, err_len, "--kubeconfig=%s: cannot read: %s", path, strerror(e));
+        return -e;
+    }
+    root = yamljson_load(text, len, sub, sizeof(sub));
+    free(text);
+    if (root == NULL) {
+        snprintf(err, err_len, "--kubeconfig=%s: %s", path, sub);
+        return -EINVAL;
+    }
+    copy = strdup(path);
+    if (copy != NULL)
+        dir = strdup(dirname(copy));
+    free(copy);
+    cur = str(root, "current-context");
+    if (cur == NULL || (ctx = named(root, "contexts", "context", cur)) == NULL) {
+        /* A file with exactly one cluster and user and no context is common
+         * in hand-written configs: use those. */
+        json_t *cl = json_object_get(root, "clusters"), *us = json_object_get(root, "users");
+
+        if (json_array_size(cl) == 1 && json_array_size(us) <= 1) {
+            cluster = json_object_get(json_array_get(cl, 0), "cluster");
+            user = json_object_get(json_array_get(us, 0), "user");
+        } else {
+            snprintf(err, err_len, "--kubeconfig=%s: current-context '%s' not found", path,
+                     cur != NULL ? cur : "(none)");
+            goto out;
+        }
+    } else {
+        const char *cn = str(ctx, "cluster"), *un = str(ctx, "user");
+
+        cluster = cn != NULL ? named(root, "clusters", "cluster", cn) : NULL;
+        user = un != NULL ? named(root, "users", "user", un) : NULL;
+        if (cluster == NULL) {
+            snprintf(err, err_len, "--kubeconfig=%s: cluster '%s' of context '%s' not found", path,
+                     cn != NULL ? cn : "(none)", cur);
+            goto out;
+        }
+    }
+    if (!json_is_object(cluster) || (v = str(cluster, "server")) == NULL) {
+        snprintf(err, err_len, "--kubeconfig=%s: the cluster has no server", path);
+        goto out;
+    }
+    if (parse_server(v, c, sub, sizeof(sub)) < 0) {
+        snprintf(err, err_len, "--kubeconfig=%s: %s", path, sub);
+        goto out;
+    }
+    if ((v = str(cluster, "tls-server-name")) != NULL && *v != '\0')
+        snprintf(c->tls_name, sizeof(c->tls_name), "%s", v);
+    v = str(cluster, "insecure-skip-tls-verify");
+    c->insecure = v != NULL && strcmp(v, "true") == 0;
+    if ((v = str(cluster, "certificate-authority-data")) != NULL) {
+        if ((c->ca_pem = b64_decode(v, sub, sizeof(sub), "certificate-authority-data")) == NULL)
+            goto bad_field;
+    } else if ((v = str(cluster, "certificate-authority")) != NULL) {
+        c->ca_file = resolve(dir, v);
+    }
+    if (c->insecure && (c->ca_pem != NULL || c->ca_file != NULL)) {
+        snprintf(err, err_len,
+                 "--kubeconfig=%s: a certificate authority together with "
+                 "insecure-skip-tls-verify is not allowed",
+                 path);
+        goto out;
+    }
+    if (json_is_object(user)) {
+        if (json_object_get(user, "exec") != NULL || json_object_get(user, "auth-provider")) {
+            snprintf(err, err_len,
+                     "--kubeconfig=%s: exec and auth-provider credentials are not supported "
+                     "(use a client certificate or a token)",
+                     path);
+            goto out;
+        }
+        if ((v = str(user, "client-certificate-data")) != NULL) {
+            if ((c->cert_pem = b64_decode(v, sub, sizeof(sub), "client-certificate-data")) == NULL)
+                goto bad_field;
+        } else if ((v = str(user, "client-certificate")) != NULL) {
+            c->cert_file = resolve(dir, v);
+        }
+        if ((v = str(user, "client-key-data")) != NULL) {
+            if ((c->key_pem = b64_decode(v, sub, sizeof(sub), "client-key-data")) == NULL)
+                goto bad_field;
+        } else if ((v = str(user, "client-key")) != NULL) {
+            c->key_file = resolve(dir, v);
+        }
+        if ((c->cert_pem || c->cert_file) != (c->key_pem || c->key_file)) {
+            snprintf(err, err_len,
+                     "--kubeconfig=%s: a client certificate needs its key (and a key its "
+                     "certificate)",
+                     path);
+            goto out;
+        }
+        if ((v = str(user, "token")) != NULL)
+            c->token = strdup(v);
+        else if ((v = str(user, "tokenFile")) != NULL)
+            c->token_file = resolve(dir, v);
+    }
+    rc = 0;
+    goto out;
+bad_field:
+    snprintf(err, err_len, "--kubeconfig=%s: %s", path, sub);
+out:
+    json_decref(root);
+    free(dir);
+    if (rc != 0)
+        kube_creds_free(c);
+    return rc;
+}
+
+int incluster_load(const char *dir, struct kube_creds *c, char *err, size_t err_len)
+{
+    const char *port = getenv("KUBERNETES_SERVICE_PORT");
+    const char *host = getenv("KUBERNETES_SERVICE_HOST");
+    char path[4096];
+
+    memset(c, 0, sizeof(*c));
+    snprintf(c->source, sizeof(c->source), "in-cluster");
+    snprintf(path, sizeof(path), "%s/token", dir);
+    if (access(path, R_OK) != 0) {
+        snprintf(err, err_len, "--in-cluster: cannot read %s: %s", path, strerror(errno));
+        return -EINVAL;
+    }
+    c->token_file = strdup(path);
+    snprintf(path, sizeof(path), "%s/ca.crt", dir);
+    c->ca_file = strdup(path);
+    /* Verify the name every apiserver certificate carries; the address to
+     * dial comes from the upstream table (or the service host, last). */
+    snprintf(c->tls_name, sizeof(c->tls_name), "kubernetes.default.svc");
+    snprintf(c->origin, sizeof(c->origin), "%s", host != NULL ? host : "kubernetes.default.svc");
+    c->port = port != NULL ? (unsigned)atoi(port) : 443;
+    if (c->port == 0 || c->port > 65535)
+        c->port = 443;
+    return 0;
+}
+
+int kube_creds_token(const struct kube_creds *c, char *buf, size_t len)
+{
+    size_t n;
+    int e;
+
+    if (c->token != NULL) {
+        snprintf(buf, len, "%s", c->token);
+    } else if (c->token_file != NULL) {
+        char *t = slurp(c->token_file, &n, &e);
+
+        if (t == NULL)
+            return -e;
+        snprintf(buf, len, "%s", t);
+        free(t);
+    } else {
+        buf[0] = '\0';
+        return 0;
+    }
+    n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    return (int)n;
+}
+
+void kube_creds_free(struct kube_creds *c)
+{
+    free(c->ca_file);
+    free(c->ca_pem);
+    free(c->cert_file);
+    free(c->cert_pem);
+    free(c->key_file);
+    free(c->key_pem);
+    free(c->token);
+    free(c->token_file);
+    c->ca_file = c->ca_pem = c->cert_file = c->cert_pem = c->key_file = c->key_pem = NULL;
+    c->token = c->token_file = NULL;
+}

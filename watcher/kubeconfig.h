@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Credentials to reach the apiserver: from a kubeconfig file (the subset
+ * kubectl, kubeadm, kubelet and RKE write: server, certificate-authority(-data),
+ * client-certificate(-data), client-key(-data), token, tokenFile,
+ * tls-server-name, insecure-skip-tls-verify; paths relative to the file) or
+ * from the pod's service account. exec and auth-provider plugins are not
+ * supported and say so. Files named here are re-read by their users on every
+ * new connection, so rotation needs no restart. */
+#ifndef WATCHER_KUBECONFIG_H
+#define WATCHER_KUBECONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "addr.h"
+
+struct kube_creds {
+    char tls_name[ADDR_HOST_MAX]; /* host in the URL: what TLS verifies (and SNI) */
+    unsigned port;                /* port of the server URL */
+    char origin[ADDR_HOST_MAX];   /* host of the server URL, dialled when no route is known */
+    char *ca_file, *ca_pem;       /* PEM file or decoded data (data wins) */
+    char *cert_file, *cert_pem;
+    char *key_file, *key_pem;
+    char *token, *token_file;
+    bool insecure;
+    char source[64];              /* "kubeconfig", "in-cluster" (for logs) */
+};
+
+/* Loads current-context of the kubeconfig at path. Returns 0 or -EINVAL with
+ * one line in err naming the file and what is wrong. */
+int kubeconfig_load(const char *path, struct kube_creds *out, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+
+/* Loads the service account from dir (token, ca.crt) and the environment
+ * (KUBERNETES_SERVICE_PORT; the name verified is kubernetes.default.svc). */
+int incluster_load(const char *dir, struct kube_creds *out, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
+
+/* Fills buf with the bearer token (re-reading tokenFile every call, trailing
+ * whitespace stripped). Returns its length, 0 for none, or -errno. */
+int kube_creds_token(const struct kube_creds *c, char *buf, size_t len);
+
+void kube_creds_free(struct kube_creds *c);
+
+#endif

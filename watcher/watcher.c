@@ -1,0 +1,863 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The watcher thread: LIST then WATCH the apiservers of the cluster; see
+ * watcher.h. One blocking libcurl transfer at a time on this thread; the
+ * progress callback runs at least once a second during a transfer and does
+ * the timed work (stop, stall watchdog, debounced publish, credential file
+ * changes). */
+#define LOG_MODULE "watcher"
+#include "watcher.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "endpoints.h"
+#include "eventstream.h"
+#include "kubeconfig.h"
+#include "log.h"
+
+#define LIST_MAX_BYTES (8u << 20)
+#define LIST_TIMEOUT_MS 30000
+#define ROUTE_TRIES 3
+#define TOKEN_MAX 16384
+
+enum mode {
+    MODE_SLICES = 0,
+    MODE_ENDPOINTS,
+};
+
+/* Why a watch ended, as set by the callbacks. */
+enum stop_reason {
+    END_NONE = 0,
+    END_STOP,      /* watcher_stop() */
+    END_STALL,     /* no byte for stall_ms */
+    END_RELIST,    /* ERROR event 410 / too large RV */
+    END_ERROR,     /* ERROR event of another kind */
+    END_GARBAGE,   /* not JSON, or an event we cannot use */
+    END_CREDS,     /* a credential file changed */
+};
+
+struct filestamp {
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    bool exists;
+};
+
+struct watcher {
+    struct watcher_config cfg;
+    struct kube_creds creds;
+    watcher_publish_fn publish;
+    watcher_route_fn route;
+    void *arg;
+    pthread_t thread;
+    _Atomic bool stop;
+    pthread_mutex_t mu; /* stats, and the condition for sleeping */
+    pthread_cond_t cv;
+    struct watcher_stats stats;
+
+    enum mode mode;
+    bool auto_mode;
+    char rv[64];
+    struct endpoints_cache cache;
+    struct addr published[WATCHER_MAX_ADDRS];
+    size_t n_published;
+    bool have_published;
+    struct addr pending[WATCHER_MAX_ADDRS];
+    size_t n_pending;
+    uint64_t pending_since_ms; /* 0 = nothing pending */
+    bool warned_empty;
+    struct backoff backoff;
+    struct filestamp stamps[4]; /* ca, cert, key, token files */
+
+    /* The running request. */
+    struct eventstream es;
+    char *body;
+    size_t body_len;
+    uint64_t last_byte_ms;
+    unsigned watch_events;
+    enum stop_reason end;
+    uint64_t retry_after_ms;
+};
+
+const char *watcher_state_name(int state)
+{
+    static const char *const names[] = {"starting", "listing", "watching", "backoff", "stopped"};
+
+    return state >= 0 && state <= WATCHER_STOPPED ? names[state] : "?";
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void set_state(struct watcher *w, enum watcher_state s)
+{
+    pthread_mutex_lock(&w->mu);
+    w->stats.state = (int)s;
+    pthread_mutex_unlock(&w->mu);
+}
+
+#define STAT_ADD(w, field)                                                                         \
+    do {                                                                                           \
+        pthread_mutex_lock(&(w)->mu);                                                              \
+        (w)->stats.field++;                                                                        \
+        pthread_mutex_unlock(&(w)->mu);                                                            \
+    } while (0)
+
+static const char *mode_name(enum mode m)
+{
+    return m == MODE_SLICES ? "endpointslices" : "endpoints";
+}
+
+/* Sleeps up to ms, waking early on watcher_stop(). Returns false if stopped. */
+static bool nap(struct watcher *w, uint64_t ms)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    while (!atomic_load(&w->stop)) {
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return !atomic_load(&w->stop);
+}
+
+/* --- publishing ----------------------------------------------------------- */
+
+static void format_set(const struct addr *a, size_t n, char *buf, size_t len)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && off + ADDR_STRLEN + 2 < len; i++) {
+        char name[ADDR_STRLEN];
+
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? "," : "",
+                                addr_format(&a[i], name, sizeof(name)));
+    }
+}
+
+static bool same_set(const struct addr *a, size_t na, const struct addr *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (addr_cmp(&a[i], &b[i]) != 0)
+            return false;
+    return true;
+}
+
+/* Publishes the pending set once it has been stable for the debounce time. */
+static void publish_due(struct watcher *w)
+{
+    char set[1024];
+
+    if (w->pending_since_ms == 0 || now_ms() - w->pending_since_ms < w->cfg.debounce_ms)
+        return;
+    w->pending_since_ms = 0;
+    if (w->have_published && same_set(w->pending, w->n_pending, w->published, w->n_published))
+        return;
+    memcpy(w->published, w->pending, w->n_pending * sizeof(w->pending[0]));
+    w->n_published = w->n_pending;
+    w->have_published = true;
+    format_set(w->published, w->n_published, set, sizeof(set));
+    log_info("apiservers discovered", "source=%s upstreams=%zu set=\"%s\" resource_version=%s",
+             mode_name(w->mode), w->n_published, set, log_quote(w->rv));
+    STAT_ADD(w, publishes);
+    w->publish(w->arg, w->published, w->n_published, w->rv);
+}
+
+/* Recomputes the set from the cache after a change. */
+static void cache_changed(struct watcher *w)
+{
+    struct addr now[WATCHER_MAX_ADDRS];
+    size_t n = endpoints_cache_union(&w->cache, now, WATCHER_MAX_ADDRS);
+
+    pthread_mutex_lock(&w->mu);
+    w->stats.last_sync_unix_ms = wall_ms();
+    snprintf(w->stats.resource_version, sizeof(w->stats.resource_version), "%s", w->rv);
+    pthread_mutex_unlock(&w->mu);
+    if (n == 0) {
+        if (!w->warned_empty)
+            log_warn("the cluster lists no ready apiserver: keeping the current upstreams",
+                     "source=%s resource_version=%s", mode_name(w->mode), log_quote(w->rv));
+        w->warned_empty = true;
+        w->pending_since_ms = 0; /* an empty set is never applied */
+        return;
+    }
+    w->warned_empty = false;
+    if (w->pending_since_ms != 0 && same_set(now, n, w->pending, w->n_pending))
+        return; /* already waiting for this one */
+    if (w->have_published && same_set(now, n, w->published, w->n_published)) {
+        w->pending_since_ms = 0; /* flapped back: nothing to do */
+        return;
+    }
+    memcpy(w->pending, now, n * sizeof(now[0]));
+    w->n_pending = n;
+    w->pending_since_ms = now_ms();
+    publish_due(w);
+}
+
+/* --- credentials files ------------------------------------------------------ */
+
+static void stamp(const char *path, struct filestamp *s)
+{
+    struct stat st;
+
+    memset(s, 0, sizeof(*s));
+    if (path == NULL || stat(path, &st) != 0)
+        return;
+    s->exists = true;
+    s->ino = st.st_ino;
+    s->size = st.st_size;
+    s->mtime = st.st_mtim;
+}
+
+static bool stamps_changed(struct watcher *w)
+{
+    const char *paths[4] = {w->creds.ca_file, w->creds.cert_file, w->creds.key_file,
+                            w->creds.token_file};
+    bool changed = false;
+
+    for (int i = 0; i < 4; i++) {
+        struct filestamp now;
+
+        if (paths[i] == NULL)
+            continue;
+        stamp(paths[i], &now);
+        /* A file missing for a moment (symlink swap) is not a change yet. */
+        if (!now.exists)
+            continue;
+        if (now.ino != w->stamps[i].ino || now.size != w->stamps[i].size ||
+            now.mtime.tv_sec != w->stamps[i].mtime.tv_sec ||
+            now.mtime.tv_nsec != w->stamps[i].mtime.tv_nsec) {
+            w->stamps[i] = now;
+            changed = true;
+        }
+    }
+    return changed;
+}
+
+/* --- one HTTP request --------------------------------------------------------- */
+
+static int on_event(void *arg, json_t *ev);
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct watcher *w = arg;
+    size_t n = size * nmemb;
+
+    w->last_byte_ms = now_ms();
+    if (w->body != NULL) { /* LIST: collect */
+        if (w->body_len + n > LIST_MAX_BYTES) {
+            w->end = END_GARBAGE;
+            return 0;
+        }
+        memcpy(w->body + w->body_len, data, n);
+        w->body_len += n;
+        return n;
+    }
+    if (w->end != END_NONE)
+        return 0;
+    switch (eventstream_feed(&w->es, data, n, on_event, w)) {
+    case 0:
+        return n;
+    case -E2BIG:
+    case -EBADMSG:
+        log_warn("watch stream is not valid JSON: re-listing", "source=%s", mode_name(w->mode));
+        w->end = END_GARBAGE;
+        return 0;
+    default:
+        if (w->end == END_NONE)
+            w->end = END_ERROR;
+        return 0;
+    }
+}
+
+static size_t header_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct watcher *w = arg;
+    size_t n = size * nmemb;
+
+    if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
+        long s = strtol(data + 12, NULL, 10);
+
+        if (s > 0 && s < 3600)
+            w->retry_after_ms = (uint64_t)s * 1000u;
+    }
+    return n;
+}
+
+static int progress_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    struct watcher *w = arg;
+    uint64_t now = now_ms();
+
+    if (atomic_load(&w->stop)) {
+        w->end = END_STOP;
+        return 1;
+    }
+    if (w->end != END_NONE)
+        return 1;
+    if (w->body == NULL && w->last_byte_ms != 0 && now - w->last_byte_ms > w->cfg.stall_ms) {
+        w->end = END_STALL;
+        return 1;
+    }
+    publish_due(w);
+    if (stamps_changed(w)) {
+        log_info("credential files changed: reconnecting with them", "source=%s",
+                 w->creds.source);
+        STAT_ADD(w, credential_reloads);
+        w->end = END_CREDS;
+        return 1;
+    }
+    return 0;
+}
+
+static void format_host(const char *host, char *buf, size_t len)
+{
+    if (strchr(host, ':') != NULL)
+        snprintf(buf, len, "[%s]", host);
+    else
+        snprintf(buf, len, "%s", host);
+}
+
+/* Runs one request. Returns the HTTP status, or a negative curl error. */
+static long request(struct watcher *w, const char *path, bool watch, unsigned attempt,
+                    char *errbuf)
+{
+    char url[1024], host[ADDR_HOST_MAX + 2], connect_to[2 * ADDR_HOST_MAX + 32];
+    char *auth = NULL, *token = NULL;
+    struct curl_slist *hdrs = NULL, *ct = NULL;
+    struct curl_blob blob;
+    struct addr route;
+    CURL *c;
+    CURLcode rc;
+    long code = 0;
+
+    c = curl_easy_init();
+    if (c == NULL)
+        return -CURLE_OUT_OF_MEMORY;
+    format_host(w->creds.tls_name, host, sizeof(host));
+    snprintf(url, sizeof(url), "https://%s:%u%s", host, w->creds.port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    /* Dial an upstream from the table directly, but verify the name. */
+    if (w->route(w->arg, attempt, &route) == 0) {
+        char ip[ADDR_STRLEN], *colon;
+
+        addr_format(&route, ip, sizeof(ip));
+        colon = strrchr(ip, ':');
+        *colon = '\0';
+        snprintf(connect_to, sizeof(connect_to), "%s:%u:%s:%s", host, w->creds.port, ip,
+                 colon + 1);
+    } else {
+        char origin[ADDR_HOST_MAX + 2];
+
+        format_host(w->creds.origin, origin, sizeof(origin));
+        snprintf(connect_to, sizeof(connect_to), "%s:%u:%s:%u", host, w->creds.port, origin,
+                 w->creds.port);
+    }
+    ct = curl_slist_append(NULL, connect_to);
+    curl_easy_setopt(c, CURLOPT_CONNECT_TO, ct);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+    curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)w->cfg.connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 30L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 10L);
+    curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "apilb/" APILB_VERSION);
+    if (w->creds.insecure) {
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    } else if (w->creds.ca_pem != NULL) {
+        blob.data = w->creds.ca_pem;
+        blob.len = strlen(w->creds.ca_pem);
+        blob.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+    } else if (w->creds.ca_file != NULL) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, w->creds.ca_file);
+    }
+    if (w->creds.cert_pem != NULL) {
+        blob.data = w->creds.cert_pem;
+        blob.len = strlen(w->creds.cert_pem);
+        blob.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &blob);
+    } else if (w->creds.cert_file != NULL) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, w->creds.cert_file);
+    }
+    if (w->creds.key_pem != NULL) {
+        blob.data = w->creds.key_pem;
+        blob.len = strlen(w->creds.key_pem);
+        blob.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &blob);
+    } else if (w->creds.key_file != NULL) {
+        curl_easy_setopt(c, CURLOPT_SSLKEY, w->creds.key_file);
+    }
+    hdrs = curl_slist_append(hdrs, "Accept: application/json");
+    token = malloc(TOKEN_MAX);
+    if (token != NULL && kube_creds_token(&w->creds, token, TOKEN_MAX) > 0) {
+        auth = malloc(TOKEN_MAX + 32);
+        if (auth != NULL) {
+            snprintf(auth, TOKEN_MAX + 32, "Authorization: Bearer %s", token);
+            hdrs = curl_slist_append(hdrs, auth);
+        }
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, w);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, w);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, w);
+    if (!watch)
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)LIST_TIMEOUT_MS);
+    w->end = END_NONE;
+    w->retry_after_ms = 0;
+    w->last_byte_ms = now_ms();
+    w->watch_events = 0;
+    errbuf[0] = '\0';
+    rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    curl_slist_free_all(ct);
+    if (auth != NULL) {
+        explicit_bzero(auth, TOKEN_MAX + 32);
+        free(auth);
+    }
+    if (token != NULL) {
+        explicit_bzero(token, TOKEN_MAX);
+        free(token);
+    }
+    if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK)) {
+        if (errbuf[0] == '\0')
+            snprintf(errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
+        return code != 0 && rc == CURLE_PARTIAL_FILE ? code : -(long)rc;
+    }
+    return code;
+}
+
+/* --- the protocol ------------------------------------------------------------- */
+
+static const char *base_path(const struct watcher *w)
+{
+    return w->mode == MODE_SLICES
+               ? "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+                 "?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes"
+               : "/api/v1/namespaces/default/endpoints?fieldSelector=metadata.name%3Dkubernetes";
+}
+
+static int object_addrs(struct watcher *w, json_t *obj, const char **name, struct addr *a,
+                        size_t *n)
+{
+    char err[160];
+    json_t *meta = json_object_get(obj, "metadata");
+    json_t *jn = json_object_get(meta, "name");
+
+    *n = 0;
+    if (!json_is_string(jn)) {
+        log_warn_limited("object-no-name", 10000, "object without a name ignored", "source=%s",
+                         mode_name(w->mode));
+        return -EINVAL;
+    }
+    *name = json_string_value(jn);
+    if (w->mode == MODE_ENDPOINTS && strcmp(*name, "kubernetes") != 0)
+        return -EINVAL;
+    if (endpoints_extract(obj, w->mode == MODE_SLICES ? ENDPOINTS_SLICE : ENDPOINTS_V1, a,
+                          WATCHER_MAX_ADDRS, n, err, sizeof(err)) < 0) {
+        log_warn_limited("object-bad", 10000, "object ignored", "source=%s name=\"%s\" err=\"%s\"",
+                         mode_name(w->mode), log_quote(*name), log_quote(err));
+        STAT_ADD(w, errors);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static bool set_rv(struct watcher *w, json_t *obj)
+{
+    json_t *rv = json_object_get(json_object_get(obj, "metadata"), "resourceVersion");
+
+    if (!json_is_string(rv) || strlen(json_string_value(rv)) >= sizeof(w->rv))
+        return false;
+    snprintf(w->rv, sizeof(w->rv), "%s", json_string_value(rv));
+    return true;
+}
+
+static int on_event(void *arg, json_t *ev)
+{
+    struct watcher *w = arg;
+    json_t *type = json_object_get(ev, "type"), *obj = json_object_get(ev, "object");
+    const char *t = json_is_string(type) ? json_string_value(type) : "";
+    struct addr a[WATCHER_MAX_ADDRS];
+    const char *name;
+    size_t n;
+
+    if (!json_is_object(obj)) {
+        w->end = END_GARBAGE;
+        return -1;
+    }
+    w->watch_events++;
+    if (strcmp(t, "ERROR") == 0) {
+        json_t *code = json_object_get(obj, "code"), *reason = json_object_get(obj, "reason");
+        json_t *msg = json_object_get(obj, "message");
+        long c = json_is_integer(code) ? (long)json_integer_value(code) : 0;
+        const char *r = json_is_string(reason) ? json_string_value(reason) : "";
+        const char *m = json_is_string(msg) ? json_string_value(msg) : "";
+
+        if (c == 410 || strcmp(r, "Expired") == 0 || strcmp(r, "Gone") == 0) {
+            log_info("watch expired (410): re-listing", "source=%s resource_version=%s",
+                     mode_name(w->mode), log_quote(w->rv));
+            STAT_ADD(w, relists_410);
+            w->end = END_RELIST;
+        } else if (c == 504 || strstr(m, "Too large resource version") != NULL) {
+            log_info("resource version too large: re-listing from scratch", "source=%s",
+                     mode_name(w->mode));
+            w->rv[0] = '\0';
+            w->end = END_RELIST;
+        } else {
+            log_warn("watch error event", "source=%s code=%ld reason=\"%s\" message=\"%s\"",
+                     mode_name(w->mode), c, log_quote(r), log_quote(m));
+            STAT_ADD(w, errors);
+            w->end = END_ERROR;
+        }
+        return -1;
+    }
+    if (strcmp(t, "BOOKMARK") == 0) {
+        if (set_rv(w, obj))
+            STAT_ADD(w, bookmarks);
+        return 0;
+    }
+    if (strcmp(t, "ADDED") != 0 && strcmp(t, "MODIFIED") != 0 && strcmp(t, "DELETED") != 0) {
+        log_warn_limited("event-type", 10000, "unknown watch event ignored", "type=\"%s\"",
+                         log_quote(t));
+        return 0;
+    }
+    if (!set_rv(w, obj)) {
+        log_warn("watch event without a string resourceVersion: re-listing", "type=%s", t);
+        w->end = END_GARBAGE;
+        return -1;
+    }
+    STAT_ADD(w, events);
+    if (object_addrs(w, obj, &name, a, &n) < 0)
+        return 0;
+    if (strcmp(t, "DELETED") == 0)
+        endpoints_cache_remove(&w->cache, name);
+    else if (endpoints_cache_set(&w->cache, name, a, n) < 0)
+        log_warn_limited("too-many-objects", 10000, "too many objects: ignored", "name=\"%s\"",
+                         log_quote(name));
+    cache_changed(w);
+    return 0;
+}
+
+/* Parses a LIST body into the cache. Returns 0 or -EINVAL. */
+static int apply_list(struct watcher *w)
+{
+    json_error_t e;
+    json_t *root = json_loadb(w->body, w->body_len, 0, &e), *items, *it;
+    size_t i;
+
+    if (root == NULL || !set_rv(w, root)) {
+        log_warn("LIST answer is not a list with a resourceVersion", "source=%s err=\"%s\"",
+                 mode_name(w->mode), log_quote(root == NULL ? e.text : "no resourceVersion"));
+        json_decref(root);
+        return -EINVAL;
+    }
+    endpoints_cache_clear(&w->cache);
+    items = json_object_get(root, "items");
+    if (json_is_array(items)) {
+        json_array_foreach(items, i, it) {
+            struct addr a[WATCHER_MAX_ADDRS];
+            const char *name;
+            size_t n;
+
+            if (object_addrs(w, it, &name, a, &n) == 0)
+                (void)endpoints_cache_set(&w->cache, name, a, n);
+        }
+    }
+    json_decref(root);
+    STAT_ADD(w, lists);
+    cache_changed(w);
+    return 0;
+}
+
+/* Status body of a failed request, for the log. */
+static void status_message(struct watcher *w, char *buf, size_t len)
+{
+    json_t *root = w->body_len > 0 ? json_loadb(w->body, w->body_len, 0, NULL) : NULL;
+    json_t *m = json_object_get(root, "message");
+
+    snprintf(buf, len, "%s", json_is_string(m) ? json_string_value(m) : "");
+    json_decref(root);
+}
+
+/* One LIST. Returns 0 on success, 1 to relist now, -1 to back off. */
+static int do_list(struct watcher *w)
+{
+    char path[512], errbuf[CURL_ERROR_SIZE], msg[256];
+    long code = -1;
+
+    set_state(w, WATCHER_LISTING);
+    w->body = malloc(LIST_MAX_BYTES);
+    if (w->body == NULL)
+        return -1;
+    for (unsigned attempt = 0; attempt < ROUTE_TRIES; attempt++) {
+        snprintf(path, sizeof(path), "%s&resourceVersion=%s", base_path(w), w->rv);
+        w->body_len = 0;
+        code = request(w, path, false, attempt, errbuf);
+        if (code > 0 || atomic_load(&w->stop))
+            break;
+        log_warn("apiserver request failed", "source=%s attempt=%u err=\"%s\"", mode_name(w->mode),
+                 attempt + 1, log_quote(errbuf));
+        STAT_ADD(w, errors);
+    }
+    if (code == 200) {
+        int rc = apply_list(w);
+
+        free(w->body);
+        w->body = NULL;
+        return rc == 0 ? 0 : -1;
+    }
+    status_message(w, msg, sizeof(msg));
+    free(w->body);
+    w->body = NULL;
+    if (code <= 0)
+        return -1;
+    STAT_ADD(w, errors);
+    if ((code == 403 || code == 404) && w->auto_mode && w->mode == MODE_SLICES) {
+        log_warn("EndpointSlices not available: falling back to Endpoints",
+                 "code=%ld message=\"%s\"", code, log_quote(msg));
+        pthread_mutex_lock(&w->mu);
+        w->mode = MODE_ENDPOINTS;
+        pthread_mutex_unlock(&w->mu);
+        w->rv[0] = '\0';
+        return 1;
+    }
+    if (code == 410) {
+        w->rv[0] = '\0';
+        return 1;
+    }
+    if (code == 401) {
+        log_warn("apiserver rejected the credentials (401): re-reading them", "source=%s",
+                 w->creds.source);
+        STAT_ADD(w, credential_reloads);
+        return -1;
+    }
+    log_warn("LIST failed", "source=%s code=%ld message=\"%s\"", mode_name(w->mode), code,
+             log_quote(msg));
+    return -1;
+}
+
+/* One WATCH. Returns 0 to watch again, 1 to relist now, -1 to back off. */
+static int do_watch(struct watcher *w)
+{
+    char path[640], errbuf[CURL_ERROR_SIZE];
+    unsigned timeout_s = w->cfg.watch_timeout_s;
+    uint64_t started = now_ms();
+    long code;
+
+    set_state(w, WATCHER_WATCHING);
+    STAT_ADD(w, watches);
+    if (timeout_s == 0) /* like client-go: random in [300, 600] */
+        timeout_s = 300 + (unsigned)(started % 301);
+    snprintf(path, sizeof(path), "%s&watch=true&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=%s",
+             base_path(w), timeout_s, w->rv);
+    eventstream_reset(&w->es);
+    code = request(w, path, true, 0, errbuf);
+    switch (w->end) {
+    case END_STOP:
+        return -1;
+    case END_RELIST:
+        return 1;
+    case END_CREDS:
+        return 0;
+    case END_STALL:
+        log_warn("watch stalled: reconnecting", "source=%s stall_ms=%u resource_version=%s",
+                 mode_name(w->mode), w->cfg.stall_ms, log_quote(w->rv));
+        STAT_ADD(w, errors);
+        return 0;
+    case END_GARBAGE:
+    case END_ERROR:
+        STAT_ADD(w, errors);
+        return -1;
+    case END_NONE:
+        break;
+    }
+    if (code == 200) {
+        /* A clean end: watch again at once, unless it ended at once. */
+        if (now_ms() - started < 1000 && w->watch_events == 0)
+            return -1;
+        return 0;
+    }
+    if (code == 410)
+        return 1;
+    if (code <= 0)
+        log_warn("watch connection failed", "source=%s err=\"%s\"", mode_name(w->mode),
+                 log_quote(errbuf));
+    else
+        log_warn("WATCH failed", "source=%s code=%ld", mode_name(w->mode), code);
+    STAT_ADD(w, errors);
+    return -1;
+}
+
+static void *watcher_main(void *arg)
+{
+    struct watcher *w = arg;
+    bool listed = false;
+
+    while (!atomic_load(&w->stop)) {
+        int rc;
+
+        if (!listed) {
+            rc = do_list(w);
+            if (rc == 0) {
+                listed = true;
+                continue;
+            }
+            if (rc == 1)
+                continue;
+        } else {
+            rc = do_watch(w);
+            if (rc == 0)
+                continue;
+            listed = false; /* relist, now or after a backoff */
+            if (rc == 1)
+                continue;
+        }
+        if (atomic_load(&w->stop))
+            break;
+        set_state(w, WATCHER_BACKOFF);
+        {
+            uint64_t d = backoff_next(&w->backoff, now_ms(), w->retry_after_ms);
+            uint64_t end = now_ms() + d;
+
+            /* Sleep in steps so a pending set is still published on time. */
+            while (now_ms() < end && !atomic_load(&w->stop)) {
+                uint64_t left = end - now_ms();
+
+                publish_due(w);
+                if (!nap(w, left < 100 ? left : 100))
+                    break;
+            }
+        }
+    }
+    set_state(w, WATCHER_STOPPED);
+    return NULL;
+}
+
+int watcher_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void watcher_global_cleanup(void)
+{
+    curl_global_cleanup();
+}
+
+int watcher_start(const struct watcher_config *cfg, watcher_publish_fn publish,
+                  watcher_route_fn route, void *arg, struct watcher **out, char *err,
+                  size_t err_len)
+{
+    struct watcher *w = calloc(1, sizeof(*w));
+    int rc;
+
+    if (w == NULL) {
+        snprintf(err, err_len, "watcher: out of memory");
+        return -ENOMEM;
+    }
+    w->cfg = *cfg;
+    if (w->cfg.stall_ms == 0)
+        w->cfg.stall_ms = 90000;
+    rc = cfg->kubeconfig != NULL ? kubeconfig_load(cfg->kubeconfig, &w->creds, err, err_len)
+                                 : incluster_load(cfg->sa_dir, &w->creds, err, err_len);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    if (w->creds.insecure)
+        log_warn("INSECURE: the kubeconfig disables TLS verification of the apiserver "
+                 "(insecure-skip-tls-verify); anyone on the path can impersonate it",
+                 "kubeconfig=\"%s\"", log_quote(cfg->kubeconfig));
+    w->publish = publish;
+    w->route = route;
+    w->arg = arg;
+    w->mode = cfg->discovery == WATCHER_DISCOVERY_ENDPOINTS ? MODE_ENDPOINTS : MODE_SLICES;
+    w->auto_mode = cfg->discovery == WATCHER_DISCOVERY_AUTO;
+    backoff_init(&w->backoff, (uint64_t)time(NULL) ^ (uint64_t)getpid());
+    eventstream_init(&w->es, EVENTSTREAM_MAX_BYTES);
+    stamps_changed(w); /* remember the credential files as they are now */
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    log_info("watcher starting", "credentials=%s server=\"%s:%u\" tls_name=%s discovery=%s",
+             w->creds.source, log_quote(w->creds.origin), w->creds.port, w->creds.tls_name,
+             w->auto_mode ? "auto" : mode_name(w->mode));
+    rc = pthread_create(&w->thread, NULL, watcher_main, w);
+    if (rc != 0) {
+        snprintf(err, err_len, "watcher: cannot start the thread: %s", strerror(rc));
+        kube_creds_free(&w->creds);
+        free(w);
+        return -rc;
+    }
+    *out = w;
+    return 0;
+}
+
+void watcher_stop(struct watcher *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    atomic_store(&w->stop, true);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    eventstream_free(&w->es);
+    kube_creds_free(&w->creds);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+void watcher_stats_get(struct watcher *w, struct watcher_stats *out)
+{
+    pthread_mutex_lock(&w->mu);
+    *out = w->stats;
+    out->source = mode_name(w->mode);
+    pthread_mutex_unlock(&w->mu);
+}
