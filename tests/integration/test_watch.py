@@ -1,0 +1,445 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Discovery scenarios: apilb's watcher against the fake kube-apiserver
+(tests/fakes/fake_apiserver.py), asserting the table apilb really uses
+(GET /upstreams) and where new client connections land (curl through apilb,
+TLS verified end to end).
+
+Apiservers must not be loopback addresses (apilb rejects 127/8 in endpoints,
+as the API does), so every scenario runs in a private network namespace
+(unshare -n) whose lo carries 10.213.0.2-9; nothing outside is touched."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKES = os.path.join(HERE, "..", "fakes")
+
+if os.environ.get("APILB_IN_NETNS") != "1":
+    if os.geteuid() != 0:
+        print("SKIP: needs root for a network namespace")
+        sys.exit(77)
+    env = dict(os.environ, APILB_IN_NETNS="1")
+    os.execvpe("unshare", ["unshare", "-n", "--", sys.executable, os.path.abspath(__file__)]
+               + sys.argv[1:], env)
+
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+for i in range(2, 10):
+    subprocess.run(["ip", "addr", "add", "10.213.0.%d/32" % i, "dev", "lo"], check=True)
+
+from harness import Apilb, Fail, _children, check, run, tmpdir  # noqa: E402
+
+IPS = ["10.213.0.2", "10.213.0.3", "10.213.0.4"]
+
+
+class Fake:
+    """The fake apiserver process and its control API."""
+
+    def __init__(self, d, ips=IPS, members=None, extra=()):
+        self.d = d
+        subprocess.run(["bash", os.path.join(FAKES, "mkcerts.sh"), d], check=True)
+        self.token_file = os.path.join(d, "fake-token")
+        with open(self.token_file, "w") as f:
+            f.write("token-one\n")
+        ready = os.path.join(d, "ready.json")
+        args = [sys.executable, os.path.join(FAKES, "fake_apiserver.py"),
+                "--cert", os.path.join(d, "server.pem"), "--key", os.path.join(d, "server.key"),
+                "--client-ca", os.path.join(d, "client-ca.pem"),
+                "--token-file", self.token_file, "--ready-file", ready,
+                "--bookmark-interval", "1", "--lease-ttl", "2", *extra]
+        for ip in ips:
+            args += ["--listen", "%s:6443" % ip]
+        if members is not None:
+            args += ["--members", ",".join(members)]
+        self.proc = subprocess.Popen(args)
+        _children.append(self.proc)
+        end = time.time() + 10
+        while not os.path.exists(ready):
+            if time.time() > end or self.proc.poll() is not None:
+                raise Fail("the fake apiserver did not start")
+            time.sleep(0.05)
+        with open(ready) as f:
+            self.info = json.load(f)
+        self.ca = os.path.join(d, "ca.pem")
+
+    def ctl(self, path, body=None):
+        data = json.dumps(body or {}).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.info["control"], path),
+                                     data=data, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)
+
+    def state(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/" % self.info["control"],
+                                    timeout=10) as r:
+            return json.load(r)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def kubeconfig(d, user, server="https://10.213.0.2:6443", tls_server_name=None, ca="ca.pem"):
+    """A kubeconfig with paths relative to its own directory."""
+    cluster = "    certificate-authority: %s\n    server: %s\n" % (ca, server)
+    if tls_server_name:
+        cluster += "    tls-server-name: %s\n" % tls_server_name
+    path = os.path.join(d, "kubeconfig")
+    with open(path, "w") as f:
+        f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n%s"
+                "users:\n- name: test\n  user:\n%s"
+                "contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n"
+                "current-context: test\npreferences: {}\n" % (cluster, user))
+    return path
+
+
+def token_user(d, token="token-one"):
+    """A projected-token layout: token -> ..data/token, ..data -> ..<stamp>."""
+    sa = os.path.join(d, "sa")
+    os.makedirs(sa, exist_ok=True)
+    rotate_token(sa, token)
+    os.symlink("..data/token", os.path.join(sa, "token"))
+    return "    tokenFile: sa/token\n"
+
+
+def rotate_token(sa, token):
+    stamp = "..%d" % time.time_ns()
+    os.makedirs(os.path.join(sa, stamp))
+    with open(os.path.join(sa, stamp, "token"), "w") as f:
+        f.write(token + "\n")
+    tmp = os.path.join(sa, "..data_tmp")
+    os.symlink(stamp, tmp)
+    os.rename(tmp, os.path.join(sa, "..data"))  # the atomic swap kubelet does
+
+
+def start_apilb(fake, kc, *extra, seeds=("10.213.0.2:6443",)):
+    args = ["--kubeconfig", kc, "--discovery-debounce", "200ms", "--health-interval", "300ms",
+            "--health-timeout", "250ms", "--watch-stall", "3s", "--connect-timeout", "500ms"]
+    for s in seeds:
+        args += ["--upstream", s]
+    return Apilb(*args, *extra, health="readyz", admin=True)
+
+
+def upstreams(a):
+    code, body = a.admin("/upstreams")
+    check(code == 200, "/upstreams answered %d" % code)
+    return {u["address"]: u for u in json.loads(body)["upstreams"]}
+
+
+def discovered(a):
+    return sorted(addr for addr, u in upstreams(a).items()
+                  if "discovered" in u["sources"] and not u["draining"])
+
+
+def wait_discovered(a, want, timeout=10.0):
+    want = sorted("%s:6443" % ip for ip in want)
+    end = time.time() + timeout
+    got = None
+    while time.time() < end:
+        got = discovered(a)
+        if got == want:
+            return time.time()
+        time.sleep(0.1)
+    raise Fail("apilb uses %r, expected %r" % (got, want))
+
+
+def served_by(fake, a, n=1):
+    """Where new client connections land: curl through apilb, TLS verified."""
+    out = []
+    for _ in range(n):
+        p = subprocess.run(["curl", "-sS", "--fail", "--max-time", "5", "--cacert", fake.ca,
+                            "--resolve", "kubernetes:%d:127.0.0.1" % a.port,
+                            "https://kubernetes:%d/version" % a.port],
+                           capture_output=True, text=True, timeout=10)
+        check(p.returncode == 0, "curl through apilb failed: %s" % p.stderr.strip())
+        out.append(json.loads(p.stdout)["servedBy"])
+    return out
+
+
+def metric(a, name):
+    code, text = a.admin("/metrics")
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def new_case(ips=IPS, members=None, extra=()):
+    d = tmpdir()
+    fake = Fake(d, ips, members, extra)
+    return d, fake
+
+
+def initial_sync():
+    """One seed is enough: the watcher finds every apiserver and clients use them."""
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        t0 = time.time()
+        wait_discovered(a, IPS)
+        print("initial sync: %.2fs after start" % (time.time() - t0))
+        names = set(served_by(fake, a, 15))
+        check(names == set(IPS), "connections landed on %r" % sorted(names))
+        check(metric(a, 'apilb_watcher_state{state="watching"}') == 1, "watcher not watching")
+        a.wait_log(r'apiservers discovered.*source=endpointslices')
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def scale():
+    """Scale up (an apiserver joins when ready) and down (graceful stop drains)."""
+    d, fake = new_case(IPS + ["10.213.0.5"], members=IPS[:2])
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS[:2])
+        fake.ctl("/instance/10.213.0.4/ready")
+        t0 = time.time()
+        wait_discovered(a, IPS)
+        print("scale up seen after %.2fs" % (time.time() - t0))
+        fake.ctl("/instance/10.213.0.5/ready")
+        wait_discovered(a, IPS + ["10.213.0.5"])
+        fake.ctl("/instance/10.213.0.3/stop")
+        t0 = time.time()
+        wait_discovered(a, ["10.213.0.2", "10.213.0.4", "10.213.0.5"])
+        print("graceful removal seen after %.2fs" % (time.time() - t0))
+        a.wait_log(r'upstream removed" upstream=10\.213\.0\.3:6443 reason=discovery')
+        check("10.213.0.3" not in served_by(fake, a, 12), "removed apiserver got connections")
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def crash():
+    """A crashed apiserver stays listed until its lease expires; health checks
+    keep new connections away from it at once, then it leaves the table."""
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        mark = len(a.lines())
+        fake.ctl("/instance/10.213.0.4/crash")
+        t0 = time.time()
+        a.wait_log(r'upstream health changed" upstream=10\.213\.0\.4:6443 .*to=unhealthy', 3,
+                   start=mark)
+        t_unhealthy = time.time() - t0
+        check("10.213.0.4" not in served_by(fake, a, 10), "crashed apiserver got connections")
+        wait_discovered(a, IPS[:2], 6)
+        print("crash: unhealthy after %.2fs, removed (lease expiry) after %.2fs"
+              % (t_unhealthy, time.time() - t0))
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def relist_410():
+    """A watch resumed from a compacted resourceVersion gets 410 and relists.
+    (Bookmarks are off here: they exist precisely to keep a quiet watch's
+    resourceVersion inside the server's window.)"""
+    d, fake = new_case(extra=("--bookmark-interval", "1000"))
+    a = start_apilb(fake, kubeconfig(d, token_user(d)), "--watch-timeout", "2s")
+    try:
+        wait_discovered(a, IPS)
+        fake.ctl("/compact")
+        a.wait_log(r'watch expired \(410\): re-listing', 8)
+        check((metric(a, "apilb_watcher_relists_total") or 0) >= 1, "relist not counted")
+        fake.ctl("/members", {"ips": IPS[:2]})
+        wait_discovered(a, IPS[:2])
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def stall():
+    """A watch that goes silent is abandoned after --watch-stall."""
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        fake.ctl("/fault", {"kind": "stall"})
+        t0 = time.time()
+        a.wait_log(r'watch stalled: reconnecting', 8)
+        print("stalled watch abandoned after %.2fs (--watch-stall 3s)" % (time.time() - t0))
+        fake.ctl("/fault", {"kind": "stall", "on": False})
+        fake.ctl("/members", {"ips": IPS[1:]})
+        wait_discovered(a, IPS[1:], 15)
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def chunks():
+    """Events split into 1-byte chunks are parsed the same."""
+    d, fake = new_case(extra=("--chunk-max", "1"))
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        for members in (IPS[:1], IPS[1:], IPS):
+            fake.ctl("/members", {"ips": members})
+            wait_discovered(a, members)
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def garbage():
+    """A stream that is not JSON is dropped and listed again; nothing is applied."""
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        fake.ctl("/fault", {"kind": "garbage"})
+        a.wait_log(r'watch stream is not valid JSON', 8)
+        check(discovered(a) == sorted("%s:6443" % ip for ip in IPS), "garbage changed the table")
+        fake.ctl("/members", {"ips": IPS[:2]})
+        wait_discovered(a, IPS[:2], 15)
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def token_rotation():
+    """A projected token rotated through the ..data symlink is used without a restart."""
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        with open(fake.token_file, "w") as f:
+            f.write("token-two\n")   # the apiserver now accepts only the new token
+        rotate_token(os.path.join(d, "sa"), "token-two")
+        a.wait_log(r'credential files changed', 5)
+        fake.ctl("/members", {"ips": IPS[:2]})
+        wait_discovered(a, IPS[:2], 10)
+        who = [r[2] for r in fake.state()["requests"]]
+        check("token:en-two" in who, "the new token was never used: %r" % who[-5:])
+        check(not any("token-two" in l or "token-one" in l for l in a.lines()),
+              "a token appeared in the log")
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def cert_rotation():
+    """kubelet-client-current.pem rotated like kubelet does (new file, symlink
+    swap) is used without a restart; the old certificate is then refused."""
+    d, fake = new_case()
+    mk = os.path.join(FAKES, "mkcerts.sh")
+    serial1 = subprocess.run(["bash", mk, d, "client", "kubelet-client-1"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    os.symlink("kubelet-client-1.pem", os.path.join(d, "kubelet-client-current.pem"))
+    user = ("    client-certificate: kubelet-client-current.pem\n"
+            "    client-key: kubelet-client-current.pem\n")
+    a = start_apilb(fake, kubeconfig(d, user))
+    try:
+        wait_discovered(a, IPS)
+        serial2 = subprocess.run(["bash", mk, d, "client", "kubelet-client-2"], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+        upd = os.path.join(d, "kubelet-client-updated.pem")
+        os.symlink("kubelet-client-2.pem", upd)
+        os.unlink(os.path.join(d, "kubelet-client-current.pem"))
+        os.rename(upd, os.path.join(d, "kubelet-client-current.pem"))
+        fake.ctl("/revoke", {"serial": serial1})
+        a.wait_log(r'credential files changed', 5)
+        fake.ctl("/members", {"ips": IPS[1:]})
+        wait_discovered(a, IPS[1:], 10)
+        who = [r[2] or "" for r in fake.state()["requests"]]
+        check(any(serial2 in w for w in who), "the new certificate was never used: %r" % who[-4:])
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def slices_forbidden():
+    """403 on EndpointSlices falls back to the Endpoints object."""
+    d, fake = new_case()
+    fake.ctl("/forbid", {"resources": ["endpointslices"]})
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        a.wait_log(r'EndpointSlices not available: falling back to Endpoints')
+        a.wait_log(r'apiservers discovered.*source=endpoints ')
+        fake.ctl("/members", {"ips": IPS[:1]})
+        wait_discovered(a, IPS[:1])
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def empty_ignored():
+    """An empty list is never applied; the last good set stays."""
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        fake.ctl("/members", {"ips": []})
+        a.wait_log(r'the cluster lists no ready apiserver: keeping the current upstreams', 5)
+        time.sleep(1)
+        check(discovered(a) == sorted("%s:6443" % ip for ip in IPS), "empty set applied")
+        check(set(served_by(fake, a, 6)) <= set(IPS), "clients failed")
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def state_restart():
+    """Restart with the state file while every seed (and the kubeconfig's
+    server) is dead: the last known apiservers are used at once."""
+    d, fake = new_case()
+    state = os.path.join(d, "state")
+    kc = kubeconfig(d, token_user(d))
+    a = start_apilb(fake, kc, "--state-file", state)
+    try:
+        wait_discovered(a, IPS)
+        a.wait_log(r'state file written.*upstreams=3')
+    finally:
+        a.stop()
+    dead = "10.213.0.9:6443"
+    kc2 = kubeconfig(d, token_user(d) if False else "    tokenFile: sa/token\n",
+                     server="https://%s" % dead, tls_server_name="kubernetes")
+    a = start_apilb(fake, kc2, "--state-file", state, seeds=(dead,))
+    try:
+        t0 = time.time()
+        names = set(served_by(fake, a, 6))
+        check(names <= set(IPS) and names, "clients after restart reached %r" % names)
+        print("restart with every seed dead: first client served %.2fs after start"
+              % (time.time() - t0))
+        wait_discovered(a, IPS)  # the watcher got through via the state entries
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def kubectl():
+    """A real kubectl pointed at apilb reaches the fake through it."""
+    exe = os.environ.get("KUBECTL") or shutil.which("kubectl")
+    if not exe:
+        raise Fail("no kubectl: run scripts/k8s-tools.sh (set KUBECTL)")
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        kc = kubeconfig(d, "    tokenFile: sa/token\n", server="https://127.0.0.1:%d" % a.port,
+                        tls_server_name="kubernetes")
+        p = subprocess.run([exe, "--kubeconfig", kc, "get", "--raw", "/version"],
+                           capture_output=True, text=True, timeout=30)
+        check(p.returncode == 0 and "servedBy" in p.stdout, "kubectl: %s %s" % (p.stdout, p.stderr))
+        p = subprocess.run([exe, "--kubeconfig", kc, "get", "--raw",
+                            "/api/v1/namespaces/default/endpoints/kubernetes"],
+                           capture_output=True, text=True, timeout=30)
+        check(p.returncode == 0 and "10.213.0.3" in p.stdout, "kubectl: %s" % p.stderr)
+        print("kubectl through apilb: ok")
+    finally:
+        a.stop()
+        fake.stop()
+
+
+if __name__ == "__main__":
+    run({f.__name__: f for f in (initial_sync, scale, crash, relist_410, stall, chunks, garbage,
+                                  token_rotation, cert_rotation, slices_forbidden, empty_ignored,
+                                  state_restart, kubectl)})
