@@ -60,13 +60,15 @@ int main(int argc, char *argv[])
     raise_fd_limit();
     /* A peer that closes while we write must be an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);
-    if (watcher_global_init() != 0) {
+    /* libcurl (and the TLS library under it) only when discovery runs. */
+    if (cfg.discovery != CONFIG_DISCOVERY_OFF && watcher_global_init() != 0) {
         fprintf(stderr, "apilb: cannot initialise libcurl\n");
         config_free(&cfg);
         return EXIT_RUNTIME;
     }
     rc = control_run(&cfg);
-    watcher_global_cleanup();
+    if (cfg.discovery != CONFIG_DISCOVERY_OFF)
+        watcher_global_cleanup();
     config_free(&cfg);
     return rc;
 }

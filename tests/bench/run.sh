@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# apilb side by side with nginx (stream) and HAProxy (TCP mode), and a direct
+# connection, in one run on this machine: bulk throughput, round-trip latency
+# (client, proxy and backend pinned to one CPU), new connections per second,
+# keep-alive HTTP requests per second (wrk -c 1000), memory with idle
+# connections, CPU per GB. Repeats each measurement and reports medians,
+# min-max and ratios: tests/bench/results/latest.{json,md,svg}.
+#
+#   bash tests/bench/run.sh            full run (installs nginx, haproxy, wrk)
+#   bash tests/bench/run.sh --smoke    a few seconds of each, for CI: proves
+#                                      every piece works, asserts no speed
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+smoke=
+[ "${1:-}" = --smoke ] && smoke=1
+out=${BENCH_OUT:-$root/tests/bench/results}
+if [ -z "${BENCH_NO_SETUP:-}" ]; then
+    bash "$root/scripts/deps.sh" core bench
+    cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$root/build" -j"$(nproc)" >/dev/null
+fi
+apilb=${APILB:-$root/build/apilb}
+tool=${BENCHTOOL:-$root/build/tests/bench/benchtool}
+ulimit -n "$(ulimit -Hn)"
+
+if [ -n "$smoke" ]; then
+    reps=1 secs=1 pings=2000 idle_counts="100 300" wrk_secs=1 wrk_conns=100
+else
+    reps=${BENCH_REPS:-3} secs=${BENCH_SECS:-5} pings=20000 idle_counts="1000 3000 9000"
+    wrk_secs=5 wrk_conns=1000
+fi
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"
+}
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "run.sh: nothing listens on $1:$2" >&2
+    return 1
+}
+
+# Backends: the same server on 127.0.0.2-4, one port.
+bport=$(free_port 127.0.0.2)
+for i in 2 3 4; do
+    "$tool" server "127.0.0.$i" "$bport" >/dev/null &
+    pids+=($!)
+done
+for i in 2 3 4; do wait_port "127.0.0.$i" "$bport"; done
+backend_pids="${pids[*]}"
+
+# --- the proxies ------------------------------------------------------------
+start_nginx() {
+    local port=$1
+    mkdir -p "$work/nginx"
+    cat >"$work/nginx/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 20000; }
+stream {
+    upstream backends {
+        least_conn;
+        server 127.0.0.2:$bport;
+        server 127.0.0.3:$bport;
+        server 127.0.0.4:$bport;
+    }
+    server {
+        listen 127.0.0.1:$port reuseport;
+        proxy_pass backends;
+        proxy_connect_timeout 1s;
+        proxy_timeout 1h;
+        tcp_nodelay on;
+    }
+}
+EOF
+    nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+    proxy_pid=$!
+}
+start_haproxy() {
+    local port=$1
+    cat >"$work/haproxy.cfg" <<EOF
+global
+    nbthread 2
+    maxconn 9800
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 1h
+    timeout server 1h
+frontend fe
+    bind 127.0.0.1:$port
+    default_backend be
+backend be
+    balance leastconn
+    server s2 127.0.0.2:$bport
+    server s3 127.0.0.3:$bport
+    server s4 127.0.0.4:$bport
+EOF
+    haproxy -f "$work/haproxy.cfg" -db &
+    proxy_pid=$!
+}
+start_apilb() {
+    local port=$1
+    "$apilb" --listen "127.0.0.1:$port" --upstream "127.0.0.2:$bport" \
+        --upstream "127.0.0.3:$bport" --upstream "127.0.0.4:$bport" --workers 2 \
+        --admin-listen off --health-check none --log-level warn &
+    proxy_pid=$!
+}
+
+# All processes of a proxy (nginx has a master and workers).
+proxy_procs() {
+    echo "$proxy_pid $(pgrep -P "$proxy_pid" || true)"
+}
+rss_kib() {
+    local total=0 p
+    for p in $(proxy_procs); do
+        total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+cpu_ticks() {
+    local total=0 p
+    for p in $(proxy_procs); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+kv() { sed -n "s/^$1=//p"; }
+
+results="$work/results.jsonl"
+: >"$results"
+record() { # proxy metric rep value
+    printf '{"proxy":"%s","metric":"%s","rep":%s,"value":%s}\n' "$1" "$2" "$3" "$4" >>"$results"
+}
+
+measure() {
+    local name=$1 host=$2 port=$3 rep=$4 hz
+    hz=$(getconf CLK_TCK)
+    # Bulk throughput and CPU per GB.
+    local c0 c1 o bytes
+    c0=$(cpu_ticks)
+    o=$("$tool" bulk "$host" "$port" "$secs")
+    c1=$(cpu_ticks)
+    bytes=$(echo "$o" | kv bytes)
+    record "$name" bulk_gbps "$rep" "$(echo "$o" | kv gbps)"
+    [ "$name" = direct ] || record "$name" cpu_s_per_gb "$rep" \
+        "$(python3 -c "print(($c1-$c0)/$hz/($bytes/1e9))")"
+    # Latency, everything on CPU 0.
+    local tp=""
+    [ "$name" = direct ] || tp=$(proxy_procs)
+    for p in $backend_pids $tp; do taskset -a -pc 0 "$p" >/dev/null; done
+    o=$(taskset -c 0 "$tool" pingpong "$host" "$port" "$pings")
+    for p in $backend_pids $tp; do taskset -a -pc 0-"$(($(nproc) - 1))" "$p" >/dev/null; done
+    record "$name" p50_us "$rep" "$(echo "$o" | kv p50_us)"
+    record "$name" p99_us "$rep" "$(echo "$o" | kv p99_us)"
+    # New connections per second, and CPU per connection.
+    c0=$(cpu_ticks)
+    o=$("$tool" connrate "$host" "$port" "$secs" 8)
+    c1=$(cpu_ticks)
+    record "$name" conns_per_s "$rep" "$(echo "$o" | kv conns_per_s)"
+    [ "$name" = direct ] || record "$name" cpu_us_per_conn "$rep" \
+        "$(python3 -c "print(($c1-$c0)/$hz*1e6/max(1,$(echo "$o" | kv conns)))")"
+    # Keep-alive HTTP requests per second.
+    o=$(wrk -t2 -c"$wrk_conns" -d"${wrk_secs}s" "http://$host:$port/" 2>&1)
+    record "$name" http_rps "$rep" "$(echo "$o" | awk '/Requests\/sec/ {print $2}')"
+    # Memory: idle proxied connections.
+    [ "$name" = direct ] && return 0
+    local before n holder after
+    before=$(rss_kib)
+    record "$name" idle_rss_kib "$rep" "$before"
+    for n in $idle_counts; do
+        coproc HOLD { "$tool" idle "$host" "$port" "$n"; }
+        read -r _ <&"${HOLD[0]}"
+        sleep 0.3
+        after=$(rss_kib)
+        record "$name" "rss_per_conn_b_$n" "$rep" "$(python3 -c "print(($after-$before)*1024/$n)")"
+        exec {HOLD[1]}>&-
+        wait "$HOLD_PID" 2>/dev/null || true
+        sleep 0.3
+    done
+}
+
+for rep in $(seq "$reps"); do
+    measure direct 127.0.0.2 "$bport" "$rep"
+    for name in nginx haproxy apilb; do
+        port=$(free_port 127.0.0.1)
+        "start_$name" "$port"
+        pids+=("$proxy_pid")
+        wait_port 127.0.0.1 "$port"
+        sleep 0.3
+        measure "$name" 127.0.0.1 "$port" "$rep"
+        kill "$proxy_pid"
+        wait "$proxy_pid" 2>/dev/null || true
+        echo "run.sh: $name repetition $rep done" >&2
+    done
+done
+
+mkdir -p "$out"
+python3 "$root/tests/bench/report.py" "$results" "$out" ${smoke:+--smoke}
