@@ -32,6 +32,7 @@ else
 fi
 work=$(mktemp -d)
 pids=()
+proxy_pid=
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -124,6 +125,7 @@ start_apilb() {
 
 # All processes of a proxy (nginx has a master and workers).
 proxy_procs() {
+    [ -n "$proxy_pid" ] || return 0
     echo "$proxy_pid $(pgrep -P "$proxy_pid" || true)"
 }
 rss_kib() {

@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The watcher's pure parts: kubeconfig loading, objects to addresses, the
+ * watch stream splitter and the backoff (watcher/). */
+#include <check.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "endpoints.h"
+#include "eventstream.h"
+#include "kubeconfig.h"
+
+static char dir[] = "/tmp/apilb-kc-XXXXXX";
+static char err[512];
+
+static void write_file(const char *name, const char *text)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int load(const char *text, struct kube_creds *c)
+{
+    char path[512];
+
+    write_file("config", text);
+    snprintf(path, sizeof(path), "%s/config", dir);
+    return kubeconfig_load(path, c, err, sizeof(err));
+}
+
+#define KC_HEAD "apiVersion: v1\nkind: Config\ncurrent-context: c\n" \
+                "contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n"
+
+START_TEST(kubeconfig_files_relative)
+{
+    struct kube_creds c;
+    char want[600];
+
+    ck_assert_msg(load(KC_HEAD "clusters:\n- name: k\n  cluster:\n"
+                               "    server: https://[fd00::1]:6443\n"
+                               "    certificate-authority: pki/ca.crt\n"
+                               "    tls-server-name: kubernetes\n"
+                               "users:\n- name: u\n  user:\n"
+                               "    client-certificate: /var/lib/kubelet/pki/current.pem\n"
+                               "    client-key: /var/lib/kubelet/pki/current.pem\n",
+                       &c) == 0,
+                  "%s", err);
+    ck_assert_str_eq(c.origin, "fd00::1");
+    ck_assert_uint_eq(c.port, 6443);
+    ck_assert_str_eq(c.tls_name, "kubernetes");
+    snprintf(want, sizeof(want), "%s/pki/ca.crt", dir);
+    ck_assert_str_eq(c.ca_file, want);
+    ck_assert_str_eq(c.cert_file, "/var/lib/kubelet/pki/current.pem");
+    ck_assert_ptr_null(c.token);
+    kube_creds_free(&c);
+}
+END_TEST
+
+START_TEST(kubeconfig_data_and_token)
+{
+    struct kube_creds c;
+    char tok[64];
+
+    /* "hello" and "world!" in base64. */
+    ck_assert_msg(load(KC_HEAD "clusters:\n- name: k\n  cluster:\n"
+                               "    server: https://10.0.0.1\n"
+                               "    certificate-authority-data: aGVsbG8=\n"
+                               "users:\n- name: u\n  user:\n    token: \"abc.def\"\n"
+                               "    client-certificate-data: d29ybGQh\n"
+                               "    client-key-data: d29ybGQh\n",
+                       &c) == 0,
+                  "%s", err);
+    ck_assert_uint_eq(c.port, 443);
+    ck_assert_str_eq(c.ca_pem, "hello");
+    ck_assert_str_eq(c.cert_pem, "world!");
+    ck_assert_int_eq(kube_creds_token(&c, tok, sizeof(tok)), 7);
+    ck_assert_str_eq(tok, "abc.def");
+    kube_creds_free(&c);
+    write_file("tok", "from-file\n\n");
+    ck_assert_msg(load(KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h:1\n"
+                               "users:\n- name: u\n  user:\n    tokenFile: tok\n",
+                       &c) == 0,
+                  "%s", err);
+    ck_assert_int_eq(kube_creds_token(&c, tok, sizeof(tok)), 9);
+    ck_assert_str_eq(tok, "from-file");
+    kube_creds_free(&c);
+    /* JSON is YAML too. */
+    ck_assert_msg(load("{\"clusters\":[{\"name\":\"k\",\"cluster\":{\"server\":\"https://h:2\"}}],"
+                       "\"users\":[],\"current-context\":\"\"}",
+                       &c) == 0,
+                  "%s", err);
+    ck_assert_uint_eq(c.port, 2);
+    kube_creds_free(&c);
+}
+END_TEST
+
+START_TEST(kubeconfig_errors)
+{
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {KC_HEAD "clusters: []\nusers: []\n", "not found"},
+        {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: http://h:1\n", "https://"},
+        {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h:99999\n", "port"},
+        {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n"
+                 "    certificate-authority-data: '!!!'\n", "base64"},
+        {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n"
+                 "    insecure-skip-tls-verify: true\n    certificate-authority: x\n", "insecure"},
+        {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n"
+                 "users:\n- name: u\n  user:\n    client-certificate: c.pem\n", "key"},
+        {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n"
+                 "users:\n- name: u\n  user:\n    exec:\n      command: aws\n", "not supported"},
+        {"a: &x [1]\nb: *x\n", "anchors"},
+        {"clusters: [unclosed\n", "line"},
+    };
+    struct kube_creds c;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(load(bad[i].text, &c) < 0, "accepted case %zu", i);
+        ck_assert_msg(strstr(err, bad[i].want) != NULL && strstr(err, "--kubeconfig=") != NULL,
+                      "case %zu: '%s' lacks '%s'", i, err, bad[i].want);
+    }
+}
+END_TEST
+
+static size_t extract(const char *json, enum endpoints_kind kind, struct addr *out, int *rc)
+{
+    json_error_t e;
+    json_t *o = json_loads(json, 0, &e);
+    size_t n = 0;
+
+    ck_assert_msg(o != NULL, "%s", e.text);
+    *rc = endpoints_extract(o, kind, out, 16, &n, err, sizeof(err));
+    json_decref(o);
+    return n;
+}
+
+START_TEST(slices_and_endpoints)
+{
+    struct addr a[16];
+    char buf[ADDR_STRLEN];
+    int rc;
+    size_t n;
+
+    n = extract("{\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"metrics\",\"port\":9},"
+                "{\"name\":\"https\",\"port\":6443}],\"endpoints\":["
+                "{\"addresses\":[\"10.0.0.1\"],\"conditions\":{\"ready\":true}},"
+                "{\"addresses\":[\"10.0.0.2\",\"10.0.0.9\"]},"
+                "{\"addresses\":[\"10.0.0.3\"],\"conditions\":{\"ready\":false}}]}",
+                ENDPOINTS_SLICE, a, &rc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(n, 2); /* ready nil counts, ready false does not, first address only */
+    ck_assert_str_eq(addr_format(&a[1], buf, sizeof(buf)), "10.0.0.2:6443");
+    n = extract("{\"addressType\":\"IPv6\",\"ports\":[{\"port\":443}],\"endpoints\":["
+                "{\"addresses\":[\"fd00::5\"]}]}",
+                ENDPOINTS_SLICE, a, &rc);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(addr_format(&a[0], buf, sizeof(buf)), "[fd00::5]:443");
+    n = extract("{\"addressType\":\"FQDN\",\"ports\":[{\"port\":443}],\"endpoints\":["
+                "{\"addresses\":[\"api.example\"]}]}",
+                ENDPOINTS_SLICE, a, &rc);
+    ck_assert(rc == 0 && n == 0);
+    n = extract("{\"subsets\":[{\"addresses\":[{\"ip\":\"10.0.0.1\"},{\"ip\":\"10.0.0.2\"}],"
+                "\"notReadyAddresses\":[{\"ip\":\"10.0.0.7\"}],"
+                "\"ports\":[{\"name\":\"https\",\"port\":6443}]}]}",
+                ENDPOINTS_V1, a, &rc);
+    ck_assert(rc == 0 && n == 2);
+    n = extract("{\"metadata\":{}}", ENDPOINTS_V1, a, &rc);
+    ck_assert(rc == 0 && n == 0);
+}
+END_TEST
+
+START_TEST(bad_objects)
+{
+    static const char *const bad[] = {
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":70000}],\"endpoints\":[{\"addresses\":[\"10.0.0.1\"]}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":\"443\"}],\"endpoints\":[{\"addresses\":[\"10.0.0.1\"]}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"127.0.0.1\"]}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"169.254.1.1\"]}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"224.0.0.1\"]}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"not-an-ip\"]}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[]}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":{}}",
+        "{\"subsets\":[{\"addresses\":[{\"ip\":\"::1\"}],\"ports\":[{\"port\":443}]}]}",
+        "{\"subsets\":{}}",
+    };
+    struct addr a[16];
+    int rc;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        extract(bad[i], strstr(bad[i], "subsets") ? ENDPOINTS_V1 : ENDPOINTS_SLICE, a, &rc);
+        ck_assert_msg(rc == -EINVAL && err[0] != '\0', "accepted %s", bad[i]);
+    }
+}
+END_TEST
+
+START_TEST(cache_union)
+{
+    struct endpoints_cache *c = calloc(1, sizeof(*c));
+    struct addr a[3], out[8];
+    const char *why;
+
+    ck_assert_int_eq(addr_parse("10.0.0.2:6443", -1, &a[0], &why), 0);
+    ck_assert_int_eq(addr_parse("10.0.0.1:6443", -1, &a[1], &why), 0);
+    ck_assert_int_eq(addr_parse("[fd00::1]:6443", -1, &a[2], &why), 0);
+    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes", a, 2), 0);
+    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes-v6", a + 1, 2), 0);
+    ck_assert_uint_eq(endpoints_cache_union(c, out, 8), 3); /* deduplicated */
+    ck_assert_int_eq(addr_cmp(&out[0], &a[1]), 0);         /* sorted */
+    endpoints_cache_remove(c, "kubernetes");
+    ck_assert_uint_eq(endpoints_cache_union(c, out, 8), 2);
+    free(c);
+}
+END_TEST
+
+struct seen {
+    int n;
+    char types[16][16];
+};
+
+static int on_ev(void *arg, json_t *ev)
+{
+    struct seen *s = arg;
+
+    snprintf(s->types[s->n % 16], 16, "%s", json_string_value(json_object_get(ev, "type")));
+    s->n++;
+    return 0;
+}
+
+START_TEST(stream_any_split)
+{
+    const char *stream = "{\"type\":\"ADDED\",\"object\":{\"a\":\"x}\\\"{\"}}\n"
+                         "{\"type\":\"BOOKMARK\",\"object\":{}}\n"
+                         "  {\"type\":\"DELETED\",\"object\":{\"b\":[1,2,{\"c\":null}]}}";
+    size_t len = strlen(stream);
+
+    /* Every split into two pieces, and byte by byte. */
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct eventstream es;
+        struct seen s = {0};
+
+        eventstream_init(&es, 4096);
+        ck_assert_int_eq(eventstream_feed(&es, stream, cut, on_ev, &s), 0);
+        ck_assert_int_eq(eventstream_feed(&es, stream + cut, len - cut, on_ev, &s), 0);
+        ck_assert_msg(s.n == 3, "split at %zu gave %d events", cut, s.n);
+        ck_assert_str_eq(s.types[2], "DELETED");
+        eventstream_free(&es);
+    }
+    {
+        struct eventstream es;
+        struct seen s = {0};
+
+        eventstream_init(&es, 4096);
+        for (size_t i = 0; i < len; i++)
+            ck_assert_int_eq(eventstream_feed(&es, stream + i, 1, on_ev, &s), 0);
+        ck_assert_int_eq(s.n, 3);
+        eventstream_free(&es);
+    }
+}
+END_TEST
+
+START_TEST(stream_bad_and_bounded)
+{
+    struct eventstream es;
+    struct seen s = {0};
+    char big[300];
+
+    eventstream_init(&es, 256);
+    ck_assert_int_eq(eventstream_feed(&es, "{\"type\":]}\n", 11, on_ev, &s), -EBADMSG);
+    eventstream_reset(&es);
+    ck_assert_int_eq(eventstream_feed(&es, "garbage\n", 8, on_ev, &s), -EBADMSG);
+    eventstream_reset(&es);
+    memset(big, 'a', sizeof(big));
+    big[0] = '{';
+    ck_assert_int_eq(eventstream_feed(&es, big, sizeof(big), on_ev, &s), -E2BIG);
+    eventstream_free(&es);
+}
+END_TEST
+
+START_TEST(backoff_like_client_go)
+{
+    struct backoff b;
+    uint64_t t = 1000000, prev_base = 0;
+
+    backoff_init(&b, 42);
+    for (int i = 0; i < 12; i++) {
+        uint64_t base = b.next_ms, d = backoff_next(&b, t, 0);
+
+        ck_assert_msg(d >= base && d <= 2 * base, "delay %llu outside [%llu, %llu]",
+                      (unsigned long long)d, (unsigned long long)base,
+                      (unsigned long long)(2 * base));
+        ck_assert(base <= BACKOFF_MAX_MS);
+        ck_assert(base >= prev_base);
+        prev_base = base;
+        t += d;
+    }
+    ck_assert_uint_eq(b.next_ms, BACKOFF_MAX_MS);
+    ck_assert_uint_ge(backoff_next(&b, t + 1, 45000), 45000); /* Retry-After wins */
+    backoff_next(&b, t + 1 + BACKOFF_RESET_MS + 1, 0);       /* quiet for 2 min: reset */
+    ck_assert_uint_eq(b.next_ms, 2 * BACKOFF_INIT_MS);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("watcher");
+    TCase *tc = tcase_create("core");
+    SRunner *sr;
+    int failed;
+
+    if (mkdtemp(dir) == NULL)
+        return 1;
+    tcase_add_test(tc, kubeconfig_files_relative);
+    tcase_add_test(tc, kubeconfig_data_and_token);
+    tcase_add_test(tc, kubeconfig_errors);
+    tcase_add_test(tc, slices_and_endpoints);
+    tcase_add_test(tc, bad_objects);
+    tcase_add_test(tc, cache_union);
+    tcase_add_test(tc, stream_any_split);
+    tcase_add_test(tc, stream_bad_and_bounded);
+    tcase_add_test(tc, backoff_like_client_go);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    {
+        char cmd[600];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        (void)!system(cmd);
+    }
+    return failed == 0 ? 0 : 1;
+}
