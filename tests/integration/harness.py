@@ -414,6 +414,10 @@ class Apilb:
     def check_sanitizers(self):
         bad = [l for l in self.lines() if "runtime error:" in l or "Sanitizer" in l]
         check(not bad, "sanitizer report:\n" + "\n".join(bad[:40]))
+        # Secrets the scenario handed to apilb must never reach its log.
+        secrets = [x for x in os.environ.get("APILB_TEST_SECRETS", "").split(",") if x]
+        leaked = [l for l in self.lines() if any(x in l for x in secrets)]
+        check(not leaked, "a secret appeared in the log:\n" + "\n".join(leaked[:5]))
 
     def connect(self, timeout=5.0, host="127.0.0.1"):
         return socket.create_connection((host, self.port), timeout=timeout)

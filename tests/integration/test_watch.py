@@ -36,6 +36,10 @@ for i in range(2, 10):
 
 from harness import Apilb, Fail, _children, check, run, tmpdir  # noqa: E402
 
+# Tokens and private keys of these scenarios: Apilb.stop() fails a scenario
+# whose log shows any of them.
+os.environ["APILB_TEST_SECRETS"] = "token-one,token-two,PRIVATE KEY,Bearer "
+
 IPS = ["10.213.0.2", "10.213.0.3", "10.213.0.4"]
 
 
@@ -355,6 +359,26 @@ def cert_rotation():
         fake.stop()
 
 
+def retry_after():
+    """429 and 503 answers with Retry-After: the watcher waits at least that
+    long, then syncs."""
+    d, fake = new_case()
+    fake.ctl("/status", {"code": 429, "retry_after": 2, "count": 1})
+    fake.ctl("/status", {"code": 503, "retry_after": 2, "count": 1})
+    t0 = time.time()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)), seeds=("10.213.0.2:6443",))
+    try:
+        wait_discovered(a, IPS, 15)
+        dt = time.time() - t0
+        print("synced %.2fs after two answers with Retry-After: 2" % dt)
+        check(dt >= 4.0, "Retry-After not honoured: synced after %.2fs" % dt)
+        a.wait_log(r'LIST failed.*code=429')
+        a.wait_log(r'LIST failed.*code=503')
+    finally:
+        a.stop()
+        fake.stop()
+
+
 def slices_forbidden():
     """403 on EndpointSlices falls back to the Endpoints object."""
     d, fake = new_case()
@@ -441,5 +465,5 @@ def kubectl():
 
 if __name__ == "__main__":
     run({f.__name__: f for f in (initial_sync, scale, crash, relist_410, stall, chunks, garbage,
-                                  token_rotation, cert_rotation, slices_forbidden, empty_ignored,
+                                  token_rotation, cert_rotation, retry_after, slices_forbidden, empty_ignored,
                                   state_restart, kubectl)})
