@@ -723,8 +723,16 @@ static int open_listeners(struct control *c, int *fds)
         }
     }
     for (size_t i = 0; i < cfg->n_listen; i++) {
+        char others[256];
+
         addr_format(&listen[i], name, sizeof(name));
         log_info("listening", "addr=%s workers=%u", name, c->n_workers);
+        listener_sharers(&listen[i], others, sizeof(others));
+        if (others[0] != '\0')
+            log_warn("another program listens on this port too: connections may go to it "
+                     "instead of apilb (a hostNetwork ingress controller?); choose another "
+                     "--listen port (docs/kubelet.md)",
+                     "addr=%s others=\"%s\"", name, log_quote(others));
     }
     return 0;
 }

@@ -45,36 +45,6 @@ fail:
     return rc;
 }
 
-/* Finds the inode of a listening socket on port in /proc/net/tcp{,6}. */
-static unsigned long listening_inode(const char *table, unsigned port)
-{
-    char line[512];
-    unsigned long inode = 0;
-    FILE *f = fopen(table, "r");
-
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        char local[128];
-        unsigned lport, st;
-        unsigned long ino;
-        char *colon;
-
-        /* sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode */
-        if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %*s %*s %lu", local, &st, &ino) != 3)
-            continue;
-        colon = strrchr(local, ':');
-        if (colon == NULL || sscanf(colon + 1, "%x", &lport) != 1)
-            continue;
-        if (lport == port && st == 0x0A /* LISTEN */ && ino != 0) {
-            inode = ino;
-            break;
-        }
-    }
-    fclose(f);
-    return inode;
-}
-
 /* Finds a process with a descriptor on socket:[inode]. */
 static void inode_owner(unsigned long inode, char *buf, size_t len)
 {
@@ -124,16 +94,65 @@ static void inode_owner(unsigned long inode, char *buf, size_t len)
     closedir(proc);
 }
 
+/* The inodes of the sockets listening on port (IPv4 and IPv6), at most max. */
+static size_t listening_inodes(unsigned port, unsigned long *out, size_t max)
+{
+    static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    size_t n = 0;
+
+    for (int t = 0; t < 2; t++) {
+        char line[512];
+        FILE *f = fopen(tables[t], "r");
+
+        if (f == NULL)
+            continue;
+        while (fgets(line, sizeof(line), f) != NULL && n < max) {
+            char local[128], *colon;
+            unsigned lport, st;
+            unsigned long ino;
+
+            if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %*s %*s %lu", local, &st, &ino) != 3)
+                continue;
+            colon = strrchr(local, ':');
+            if (colon != NULL && sscanf(colon + 1, "%x", &lport) == 1 && lport == port &&
+                st == 0x0A && ino != 0)
+                out[n++] = ino;
+        }
+        fclose(f);
+    }
+    return n;
+}
+
+void listener_sharers(const struct addr *a, char *buf, size_t len)
+{
+    unsigned long inodes[64];
+    size_t n = listening_inodes(addr_port(a), inodes, 64), off = 0;
+    char me[32];
+
+    buf[0] = '\0';
+    snprintf(me, sizeof(me), "pid %ld ", (long)getpid());
+    for (size_t i = 0; i < n; i++) {
+        char who[128] = "";
+
+        inode_owner(inodes[i], who, sizeof(who));
+        /* Ourselves, or another apilb (an upgrade in progress), is expected. */
+        if (who[0] == '\0' || strncmp(who, me, strlen(me)) == 0 || strstr(who, "(apilb)") != NULL)
+            continue;
+        if (strstr(buf, who) != NULL)
+            continue;
+        off += (size_t)snprintf(buf + off, len > off ? len - off : 0, "%s%s", off ? ", " : "",
+                                who);
+        if (off >= len)
+            break;
+    }
+}
+
 void listener_holder(const struct addr *a, char *buf, size_t len)
 {
     unsigned long inode;
-    unsigned port = addr_port(a);
 
     buf[0] = '\0';
-    inode = listening_inode("/proc/net/tcp", port);
-    if (inode == 0)
-        inode = listening_inode("/proc/net/tcp6", port);
-    if (inode == 0)
+    if (listening_inodes(addr_port(a), &inode, 1) == 0)
         return;
     inode_owner(inode, buf, len);
     if (buf[0] == '\0')

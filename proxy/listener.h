@@ -20,4 +20,9 @@ int listener_open(struct addr *a);
  * tells; writes "" when it cannot be found. */
 void listener_holder(const struct addr *a, char *buf, size_t len);
 
+/* Describes the other programs (not apilb) that listen on the TCP port of a
+ * too, as "pid 12 (nginx), ..."; "" when none. With SO_REUSEPORT such a
+ * program silently shares the port with apilb. */
+void listener_sharers(const struct addr *a, char *buf, size_t len);
+
 #endif

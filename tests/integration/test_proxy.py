@@ -354,6 +354,8 @@ def reuseport():
     a2 = Apilb("--upstream", b.addr, listen="127.0.0.1:%d" % a1.port)
     try:
         check(a2.port == a1.port, "second apilb did not bind the same port")
+        check(not any("another program listens" in l for l in a2.lines()),
+              "a second apilb was reported as a foreign program on the port")
         held = [whoami(a1.port, keep=True)[1] for _ in range(8)]
         a1.signal(signal.SIGTERM)  # the old one drains; the new one serves
         a1.wait_log(r'shutting down')
@@ -370,6 +372,25 @@ def reuseport():
         a1.stop()
         a2.stop()
         b.stop()
+
+
+def port_shared():
+    """Another program sharing the port with SO_REUSEPORT (a hostNetwork
+    ingress controller) is reported at start, naming it."""
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen(16)
+    port = other.getsockname()[1]
+    b = Backend("127.0.0.2")
+    a = Apilb("--upstream", b.addr, listen="127.0.0.1:%d" % port)
+    try:
+        line = a.wait_log(r'another program listens on this port too')
+        check("pid %d " % os.getpid() in line, "the other program is not named: %s" % line)
+    finally:
+        a.stop()
+        b.stop()
+        other.close()
 
 
 def cli_errors():
@@ -464,5 +485,5 @@ def tls_curl():
 if __name__ == "__main__":
     run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
-                                  max_connections, emfile, ipv6, reuseport, cli_errors,
+                                  max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
                                   tls_curl)})
