@@ -257,6 +257,50 @@ static void put_fields_text(struct sbuf *b, const char *f)
     }
 }
 
+/* Formats one line into b (without the newline). b->len reaches b->cap when
+ * it did not fit. */
+static void format_line(struct sbuf *b, enum log_level level, const char *module, const char *msg,
+                        size_t msg_len, const char *fields, unsigned suppressed)
+{
+    char tmp[48];
+
+    if (atomic_load_explicit(&cur_format, memory_order_relaxed) == LOG_FORMAT_JSON) {
+        put_str(b, "{\"ts\":\"");
+        put_timestamp(b);
+        put_str(b, "\",\"level\":\"");
+        put_str(b, log_level_name(level));
+        put_str(b, "\",\"module\":\"");
+        put_escaped(b, module, module + strlen(module));
+        put_str(b, "\",\"msg\":\"");
+        put_escaped(b, msg, msg + msg_len);
+        put_str(b, "\"");
+        put_fields_json(b, fields);
+        if (suppressed > 0) {
+            snprintf(tmp, sizeof(tmp), ",\"suppressed\":%u", suppressed);
+            put_str(b, tmp);
+        }
+        put_str(b, "}");
+    } else {
+        put_str(b, "ts=");
+        put_timestamp(b);
+        put_str(b, " level=");
+        put_str(b, log_level_name(level));
+        put_str(b, " module=");
+        put_str(b, module);
+        put_str(b, " msg=\"");
+        put_escaped(b, msg, msg + msg_len);
+        put_str(b, "\"");
+        if (fields[0] != '\0') {
+            put_str(b, " ");
+            put_fields_text(b, fields);
+        }
+        if (suppressed > 0) {
+            snprintf(tmp, sizeof(tmp), " suppressed=%u", suppressed);
+            put_str(b, tmp);
+        }
+    }
+}
+
 static void emit_v(enum log_level level, const char *module, const char *msg, const char *fmt,
                    va_list ap, unsigned suppressed) __attribute__((format(printf, 4, 0)));
 static void emit_v(enum log_level level, const char *module, const char *msg, const char *fmt,
@@ -265,48 +309,19 @@ static void emit_v(enum log_level level, const char *module, const char *msg, co
     char line[LOG_LINE_BYTES];
     char fields[LOG_LINE_BYTES / 2];
     struct sbuf b = {line, 0, sizeof(line) - 1};
-    char tmp[48];
     ssize_t w;
     size_t off = 0;
 
     vsnprintf(fields, sizeof(fields), fmt, ap);
-    if (atomic_load_explicit(&cur_format, memory_order_relaxed) == LOG_FORMAT_JSON) {
-        put_str(&b, "{\"ts\":\"");
-        put_timestamp(&b);
-        put_str(&b, "\",\"level\":\"");
-        put_str(&b, log_level_name(level));
-        put_str(&b, "\",\"module\":\"");
-        put_escaped(&b, module, module + strlen(module));
-        put_str(&b, "\",\"msg\":\"");
-        put_escaped(&b, msg, msg + strlen(msg));
-        put_str(&b, "\"");
-        put_fields_json(&b, fields);
-        if (suppressed > 0) {
-            snprintf(tmp, sizeof(tmp), ",\"suppressed\":%u", suppressed);
-            put_str(&b, tmp);
-        }
-        /* Leave room for the closing brace even when truncated. */
-        if (b.len > b.cap - 2)
-            b.len = b.cap - 2;
-        put_str(&b, "}");
-    } else {
-        put_str(&b, "ts=");
-        put_timestamp(&b);
-        put_str(&b, " level=");
-        put_str(&b, log_level_name(level));
-        put_str(&b, " module=");
-        put_str(&b, module);
-        put_str(&b, " msg=\"");
-        put_escaped(&b, msg, msg + strlen(msg));
-        put_str(&b, "\"");
-        if (fields[0] != '\0') {
-            put_str(&b, " ");
-            put_fields_text(&b, fields);
-        }
-        if (suppressed > 0) {
-            snprintf(tmp, sizeof(tmp), " suppressed=%u", suppressed);
-            put_str(&b, tmp);
-        }
+    format_line(&b, level, module, msg, strlen(msg), fields, suppressed);
+    if (b.len >= b.cap) {
+        /* Too long: a cut line would not parse. Say less, but say it whole. */
+        char cut[64];
+
+        b.len = 0;
+        snprintf(cut, sizeof(cut), "truncated=true");
+        format_line(&b, level, module, msg, strlen(msg) < 200 ? strlen(msg) : 200, cut,
+                    suppressed);
     }
     line[b.len++] = '\n';
     while (off < b.len) {

@@ -74,6 +74,12 @@ struct session {
     uint8_t state;
     uint8_t open_handles;          /* poll handles not yet closed */
     bool counted;                  /* counted in upstream->active */
+    /* Until the upstream's first byte, what the client sent is kept, so an
+     * upstream that resets or closes before answering (a dying apiserver
+     * with connections in its accept queue) is replaced invisibly. */
+    bool early;
+    char *replay;
+    uint32_t replay_len;
 };
 
 static void client_cb(uv_poll_t *h, int status, int events);
@@ -112,11 +118,11 @@ static void flow_release(struct worker *w, struct flow *f)
     f->off = 0;
 }
 
-static int flow_acquire(struct worker *w, struct flow *f)
+static int flow_acquire(struct worker *w, struct flow *f, bool need_bytes)
 {
     if (f->pipe[0] >= 0 || f->buf != NULL)
         return 0;
-    if (pipepool_get(&w->pipes, f->pipe) == 0)
+    if (!need_bytes && pipepool_get(&w->pipes, f->pipe) == 0)
         return 0;
     f->buf = malloc(BUF_BYTES);
     return f->buf != NULL ? 0 : -ENOMEM;
@@ -249,6 +255,8 @@ static void session_close(struct session *s, const char *why)
     connq_remove(s);
     flow_release(s->w, &s->c2u);
     flow_release(s->w, &s->u2c);
+    free(s->replay);
+    s->replay = NULL;
     if (s->table != NULL) {
         upstream_table_unref(s->table);
         s->table = NULL;
@@ -271,6 +279,41 @@ static void session_close(struct session *s, const char *why)
 }
 
 /* --- the relay ------------------------------------------------------ */
+
+static void early_end(struct session *s)
+{
+    s->early = false;
+    free(s->replay);
+    s->replay = NULL;
+    s->replay_len = 0;
+    if (s->table != NULL) {
+        upstream_table_unref(s->table);
+        s->table = NULL;
+    }
+}
+
+/* Keeps what the client sent (in f->buf, buffer mode) until the upstream
+ * answers; the first upstream byte, or more than fits, ends the early phase. */
+static void early_note(struct session *s, struct flow *f, size_t n)
+{
+    if (f == &s->u2c) {
+        early_end(s);
+        return;
+    }
+    if (f->buf == NULL || s->replay_len + n > BUF_BYTES) {
+        early_end(s);
+        return;
+    }
+    if (s->replay == NULL && (s->replay = malloc(BUF_BYTES)) == NULL) {
+        early_end(s);
+        return;
+    }
+    memcpy(s->replay + s->replay_len, f->buf, n);
+    s->replay_len += (uint32_t)n;
+}
+
+static void try_next(struct session *s);
+static void release_upstream(struct session *s);
 
 /* Moves bytes src -> dst until one side would block or the budget is spent.
  * Returns 0, or a negative errno on a socket error. */
@@ -314,7 +357,7 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
             f->want_read = true;
             break;
         }
-        if (flow_acquire(s->w, f) != 0) {
+        if (flow_acquire(s->w, f, s->early && f == &s->c2u) != 0) {
             f->want_read = true; /* try again on the next readiness */
             break;
         }
@@ -335,10 +378,16 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
         }
         if (n == 0) {
             f->eof = true;
+            /* An upstream that ends before its first byte is retried by
+             * the caller: do not pass its FIN on to the client. */
+            if (s->early && f == &s->u2c)
+                return 0;
             continue;
         }
         f->pending = (uint32_t)n;
         atomic_fetch_add_explicit(bytes, (uint64_t)n, memory_order_relaxed);
+        if (s->early)
+            early_note(s, f, (size_t)n);
     }
     if (f->pending == 0)
         flow_release(s->w, f); /* idle: hold no pipe, no buffer */
@@ -352,9 +401,26 @@ static void session_relay(struct session *s)
     struct upstream *up = s->upstream;
     int rc;
 
+    int rc2 = 0;
+
     rc = flow_pump(s, &s->c2u, s->client.fd, s->up->fd, &up->bytes_to);
+    if (rc == 0 || s->early)
+        rc2 = flow_pump(s, &s->u2c, s->up->fd, s->client.fd, &up->bytes_from);
     if (rc == 0)
-        rc = flow_pump(s, &s->u2c, s->up->fd, s->client.fd, &up->bytes_from);
+        rc = rc2;
+    if (s->early && (rc != 0 || s->u2c.eof)) {
+        /* The upstream went away before its first byte: try the next one
+         * and replay what the client sent; the client sees nothing. */
+        atomic_fetch_add_explicit(&up->connect_fail[UPSTREAM_FAIL_REFUSED], 1,
+                                  memory_order_relaxed);
+        log_warn_limited("upstream-early-close", 1000,
+                         "upstream closed before answering: retrying on the next one",
+                         "sid=%" PRIu64 " upstream=%s replay_bytes=%u", s->id, up->name,
+                         s->replay_len);
+        release_upstream(s);
+        try_next(s);
+        return;
+    }
     if (rc != 0) {
         session_close(s, rc == -ECONNRESET ? "reset" : "error");
         return;
@@ -394,6 +460,29 @@ static void attempt_failed(struct session *s, int err)
     try_next(s);
 }
 
+/* Back to connecting: drops the current upstream and its leg, resets both
+ * directions (what the client sent is in the replay buffer). */
+static void release_upstream(struct session *s)
+{
+    struct upstream *up = s->upstream;
+    bool client_eof = s->c2u.eof;
+
+    if (s->counted)
+        atomic_fetch_sub(&up->active, 1);
+    s->counted = false;
+    upstream_unref(up);
+    s->upstream = NULL;
+    leg_close(s->up);
+    s->up = NULL;
+    leg_set(&s->client, 0);
+    flow_release(s->w, &s->c2u);
+    flow_release(s->w, &s->u2c);
+    flow_init(&s->c2u);
+    flow_init(&s->u2c);
+    s->c2u.eof = client_eof;
+    s->state = S_CONNECTING;
+}
+
 static void connected(struct session *s)
 {
     struct worker *w = s->w;
@@ -407,9 +496,22 @@ static void connected(struct session *s)
     s->trying = NULL;
     atomic_fetch_add(&up->active, 1);
     s->counted = true;
-    upstream_table_unref(s->table);
-    s->table = NULL;
     s->state = S_SPLICING;
+    if (!s->early) {
+        upstream_table_unref(s->table);
+        s->table = NULL;
+    } else if (s->replay_len > 0) {
+        /* A retry: the new upstream gets what the client already sent. */
+        if (s->c2u.buf == NULL)
+            s->c2u.buf = malloc(BUF_BYTES);
+        if (s->c2u.buf == NULL) {
+            session_close(s, "out-of-memory");
+            return;
+        }
+        memcpy(s->c2u.buf, s->replay, s->replay_len);
+        s->c2u.pending = s->replay_len;
+        s->c2u.off = 0;
+    }
     if (cfg->max_connection_age_ms != 0) {
         /* Jitter over the last quarter so reconnects spread out. */
         uint64_t age = cfg->max_connection_age_ms;
@@ -551,6 +653,7 @@ void session_start(struct worker *w, int client_fd)
     }
     upstream_table_ref(w->table);
     s->table = w->table;
+    s->early = true;
     try_next(s);
 }
 

@@ -23,7 +23,7 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAPILB_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
-(cd build-asan && ctest -j"$jobs" --output-on-failure --timeout 600 -L 'unit|integration')
+(cd build-asan && ctest -j"$jobs" --output-on-failure --timeout 600 -L 'unit|integration' -E it_soak)
 
 echo "== ThreadSanitizer build: the scenarios where threads meet (table handoff, health, signals)"
 unset ASAN_OPTIONS

@@ -56,9 +56,10 @@ class Load:
         try:
             name, s = whoami(self.port, keep=True, timeout=10)
             s.settimeout(10)
-            data = payload(n, seed=100 + i)
-            for off in range(0, n, 32 << 10):
-                chunk = data[off:off + (32 << 10)]
+            step = 32 << 10
+            for off in range(0, n, step):
+                # Made per chunk, so a long stream costs no memory up front.
+                chunk = payload(min(step, n - off), seed=(100 + i) * 1000003 + off // step)
                 s.sendall(chunk)
                 got = b""
                 while len(got) < len(chunk):

@@ -7,6 +7,7 @@ import os
 import resource
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -115,6 +116,62 @@ def failover_refused():
     finally:
         a.stop()
         b.stop()
+
+
+class Slammer:
+    """Accepts connections and closes them before answering (FIN, or RST
+    when reset is true), like an apiserver dying with connections queued."""
+
+    def __init__(self, host, reset=False):
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(128)
+        self.addr = "%s:%d" % (host, self.sock.getsockname()[1])
+        self.count = 0
+        self.reset = reset
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.count += 1
+            try:
+                c.recv(64)  # the client's first bytes arrived, then it dies
+            except OSError:
+                pass
+            if self.reset:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def early_close():
+    """An upstream that accepts and then closes or resets before its first
+    byte is replaced by the next one, replaying what the client sent: the
+    client never notices."""
+    b = Backend("127.0.0.2", "good")
+    fin, rst = Slammer("127.0.0.3"), Slammer("127.0.0.4", reset=True)
+    a = Apilb("--upstream", fin.addr, "--upstream", rst.addr, "--upstream", b.addr,
+              "--balance", "round-robin")
+    try:
+        for i in range(30):
+            check(whoami(a.port) == "good", "connection %d failed" % i)
+        data = payload(10000)
+        check(exchange(a.port, data) == data, "replayed bytes corrupted")
+        check(fin.count > 0 and rst.count > 0, "the dying upstreams were never tried")
+        a.wait_log(r'upstream closed before answering: retrying')
+        print("early close: %d FIN and %d RST upstream closes hidden from 31 clients"
+              % (fin.count, rst.count))
+    finally:
+        a.stop()
+        b.stop()
+        fin.close()
+        rst.close()
 
 
 def failover_blackhole():
@@ -483,7 +540,7 @@ def tls_curl():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused,
+    run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused, early_close,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
                                   max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
                                   tls_curl)})

@@ -106,6 +106,33 @@ START_TEST(rate_limited)
 }
 END_TEST
 
+/* A line longer than the buffer is shortened, never cut in the middle of a
+ * value (a cut JSON line would not parse). Found by a helper's review. */
+START_TEST(long_lines_stay_whole)
+{
+    char *big = malloc(6001);
+    const char *s;
+    size_t quotes = 0;
+
+    memset(big, 'x', 6000);
+    big[6000] = '\0';
+    log_setup(LOG_INFO, LOG_FORMAT_JSON);
+    log_info(big, "k=%d v=\"%s\"", 1, big + 3000);
+    s = drain();
+    ck_assert_msg(s[0] == '{' && strcmp(s + strlen(s) - 2, "}\n") == 0, "%.80s", s);
+    ck_assert_ptr_nonnull(strstr(s, "\"truncated\":\"true\""));
+    for (const char *p = s; *p; p++)
+        quotes += *p == '"' && p[-1] != '\\';
+    ck_assert_uint_eq(quotes % 2, 0);
+    log_setup(LOG_INFO, LOG_FORMAT_TEXT);
+    log_info(big, "k=%d", 1);
+    s = drain();
+    ck_assert_ptr_nonnull(strstr(s, " truncated=true\n"));
+    ck_assert_uint_lt(strlen(s), 400);
+    free(big);
+}
+END_TEST
+
 START_TEST(parse_names)
 {
     enum log_level l;
@@ -132,6 +159,7 @@ int main(void)
     tcase_add_test(tc, json_objects);
     tcase_add_test(tc, levels_filter);
     tcase_add_test(tc, rate_limited);
+    tcase_add_test(tc, long_lines_stay_whole);
     tcase_add_test(tc, parse_names);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
