@@ -36,6 +36,8 @@ int eventstream_feed(struct eventstream *s, const char *data, size_t n, eventstr
 {
     size_t start = 0;
 
+    if (n == 0)
+        return 0;
     if (s->len + n > s->max)
         return -E2BIG;
     if (s->len + n > s->cap) {
@@ -83,7 +85,9 @@ int eventstream_feed(struct eventstream *s, const char *data, size_t n, eventstr
         if (rc < 0)
             return rc;
     }
-    memmove(s->buf, s->buf + start, s->len - start);
-    s->len -= start;
+    if (start > 0) {
+        memmove(s->buf, s->buf + start, s->len - start);
+        s->len -= start;
+    }
     return 0;
 }
