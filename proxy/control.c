@@ -536,6 +536,9 @@ static int control_snapshot(void *arg, struct snapshot *out)
         o->errors = ws.errors;
         o->publishes = ws.publishes;
         o->credential_reloads = ws.credential_reloads;
+        o->rv_changed_unix_ms = ws.rv_changed_unix_ms;
+        for (int k = 0; k < 4; k++)
+            o->errors_by_kind[k] = ws.errors_by_kind[k];
         snprintf(o->resource_version, sizeof(o->resource_version), "%s", ws.resource_version);
     }
     return 0;

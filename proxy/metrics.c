@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
@@ -181,8 +182,22 @@ static void watcher_metrics(const struct snapshot *s, struct strbuf *b)
     strbuf_printf(b, "apilb_watcher_events_total{type=\"bookmark\"} %" PRIu64 "\n", w->bookmarks);
     head(b, "apilb_watcher_relists_total", "counter", "Relists after 410 Gone / Expired.");
     strbuf_printf(b, "apilb_watcher_relists_total %" PRIu64 "\n", w->relists_410);
-    head(b, "apilb_watcher_errors_total", "counter", "HTTP, TLS, parse and stall errors.");
-    strbuf_printf(b, "apilb_watcher_errors_total %" PRIu64 "\n", w->errors);
+    head(b, "apilb_watcher_errors_total", "counter",
+         "Watcher errors by kind: connect (connection, TLS), http (error statuses and ERROR "
+         "events), parse (unusable bytes or objects), stall (silent watches).");
+    {
+        static const char *const kinds[] = {"connect", "http", "parse", "stall"};
+
+        for (int k = 0; k < 4; k++)
+            strbuf_printf(b, "apilb_watcher_errors_total{kind=\"%s\"} %" PRIu64 "\n", kinds[k],
+                          w->errors_by_kind[k]);
+    }
+    head(b, "apilb_watcher_resource_version_age_seconds", "gauge",
+         "Time since the watched resourceVersion last moved (events or bookmarks).");
+    strbuf_printf(b, "apilb_watcher_resource_version_age_seconds %.3f\n",
+                  w->rv_changed_unix_ms == 0
+                      ? 0.0
+                      : (double)((uint64_t)time(NULL) * 1000u - w->rv_changed_unix_ms) / 1000.0);
     head(b, "apilb_watcher_publishes_total", "counter", "Upstream sets handed to the proxy.");
     strbuf_printf(b, "apilb_watcher_publishes_total %" PRIu64 "\n", w->publishes);
     head(b, "apilb_watcher_credential_reloads_total", "counter",

@@ -79,7 +79,7 @@ struct session {
      * with connections in its accept queue) is replaced invisibly. */
     bool early;
     char *replay;
-    uint32_t replay_len;
+    uint32_t replay_len, replay_cap;
 };
 
 static void client_cb(uv_poll_t *h, int status, int events);
@@ -286,6 +286,7 @@ static void early_end(struct session *s)
     free(s->replay);
     s->replay = NULL;
     s->replay_len = 0;
+    s->replay_cap = 0;
     if (s->table != NULL) {
         upstream_table_unref(s->table);
         s->table = NULL;
@@ -304,9 +305,22 @@ static void early_note(struct session *s, struct flow *f, size_t n)
         early_end(s);
         return;
     }
-    if (s->replay == NULL && (s->replay = malloc(BUF_BYTES)) == NULL) {
-        early_end(s);
-        return;
+    if (s->replay_len + n > s->replay_cap) {
+        /* Small first (a TLS ClientHello is a few hundred bytes), grown on need. */
+        uint32_t cap = s->replay_cap ? s->replay_cap : 1024;
+        char *p;
+
+        while (cap < s->replay_len + n)
+            cap *= 2;
+        if (cap > BUF_BYTES)
+            cap = BUF_BYTES;
+        p = realloc(s->replay, cap);
+        if (p == NULL) {
+            early_end(s);
+            return;
+        }
+        s->replay = p;
+        s->replay_cap = cap;
     }
     memcpy(s->replay + s->replay_len, f->buf, n);
     s->replay_len += (uint32_t)n;

@@ -29,6 +29,8 @@ struct snapshot_watcher {
     uint64_t last_sync_unix_ms;
     uint64_t lists, watches, events, bookmarks, relists_410, errors, publishes;
     uint64_t credential_reloads;
+    uint64_t errors_by_kind[4]; /* connect, http, parse, stall */
+    uint64_t rv_changed_unix_ms;
     char resource_version[64];
 };
 

@@ -126,6 +126,14 @@ static void set_state(struct watcher *w, enum watcher_state s)
         pthread_mutex_unlock(&(w)->mu);                                                            \
     } while (0)
 
+static void count_error(struct watcher *w, enum watcher_error kind)
+{
+    pthread_mutex_lock(&w->mu);
+    w->stats.errors++;
+    w->stats.errors_by_kind[kind]++;
+    pthread_mutex_unlock(&w->mu);
+}
+
 static const char *mode_name(enum mode m)
 {
     return m == MODE_SLICES ? "endpointslices" : "endpoints";
@@ -503,7 +511,7 @@ static int object_addrs(struct watcher *w, json_t *obj, const char **name, struc
                           WATCHER_MAX_ADDRS, n, err, sizeof(err)) < 0) {
         log_warn_limited("object-bad", 10000, "object ignored", "source=%s name=\"%s\" err=\"%s\"",
                          mode_name(w->mode), log_quote(*name), log_quote(err));
-        STAT_ADD(w, errors);
+        count_error(w, WATCHER_ERR_PARSE);
         return -EINVAL;
     }
     return 0;
@@ -515,6 +523,11 @@ static bool set_rv(struct watcher *w, json_t *obj)
 
     if (!json_is_string(rv) || strlen(json_string_value(rv)) >= sizeof(w->rv))
         return false;
+    if (strcmp(w->rv, json_string_value(rv)) != 0) {
+        pthread_mutex_lock(&w->mu);
+        w->stats.rv_changed_unix_ms = wall_ms();
+        pthread_mutex_unlock(&w->mu);
+    }
     snprintf(w->rv, sizeof(w->rv), "%s", json_string_value(rv));
     return true;
 }
@@ -553,7 +566,7 @@ static int on_event(void *arg, json_t *ev)
         } else {
             log_warn("watch error event", "source=%s code=%ld reason=\"%s\" message=\"%s\"",
                      mode_name(w->mode), c, log_quote(r), log_quote(m));
-            STAT_ADD(w, errors);
+            count_error(w, WATCHER_ERR_HTTP);
             w->end = END_ERROR;
         }
         return -1;
@@ -644,7 +657,7 @@ static int do_list(struct watcher *w)
             break;
         log_warn("apiserver request failed", "source=%s attempt=%u err=\"%s\"", mode_name(w->mode),
                  attempt + 1, log_quote(errbuf));
-        STAT_ADD(w, errors);
+        count_error(w, WATCHER_ERR_CONNECT);
     }
     if (code == 200) {
         int rc = apply_list(w);
@@ -658,7 +671,7 @@ static int do_list(struct watcher *w)
     w->body = NULL;
     if (code <= 0)
         return -1;
-    STAT_ADD(w, errors);
+    count_error(w, WATCHER_ERR_HTTP);
     if ((code == 403 || code == 404) && w->auto_mode && w->mode == MODE_SLICES) {
         log_warn("EndpointSlices not available: falling back to Endpoints",
                  "code=%ld message=\"%s\"", code, log_quote(msg));
@@ -709,12 +722,13 @@ static int do_watch(struct watcher *w)
     case END_STALL:
         log_warn("watch stalled: reconnecting", "source=%s stall_ms=%u resource_version=%s",
                  mode_name(w->mode), w->cfg.stall_ms, log_quote(w->rv));
-        STAT_ADD(w, errors);
+        count_error(w, WATCHER_ERR_STALL);
         return 0;
     case END_GARBAGE:
-    case END_ERROR:
-        STAT_ADD(w, errors);
+        count_error(w, WATCHER_ERR_PARSE);
         return -1;
+    case END_ERROR:
+        return -1; /* counted where the ERROR event was read */
     case END_NONE:
         break;
     }
@@ -726,12 +740,14 @@ static int do_watch(struct watcher *w)
     }
     if (code == 410)
         return 1;
-    if (code <= 0)
+    if (code <= 0) {
         log_warn("watch connection failed", "source=%s err=\"%s\"", mode_name(w->mode),
                  log_quote(errbuf));
-    else
+        count_error(w, WATCHER_ERR_CONNECT);
+    } else {
         log_warn("WATCH failed", "source=%s code=%ld", mode_name(w->mode), code);
-    STAT_ADD(w, errors);
+        count_error(w, WATCHER_ERR_HTTP);
+    }
     return -1;
 }
 

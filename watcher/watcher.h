@@ -67,9 +67,19 @@ struct watcher_stats {
     uint64_t bookmarks;
     uint64_t relists_410;
     uint64_t errors;            /* HTTP, TLS, parse and stall errors */
+    uint64_t errors_by_kind[4]; /* enum watcher_error */
+    uint64_t rv_changed_unix_ms; /* when resource_version last changed */
     uint64_t publishes;
     uint64_t credential_reloads;
     char resource_version[64];
+};
+
+enum watcher_error {
+    WATCHER_ERR_CONNECT = 0, /* connection or TLS failures */
+    WATCHER_ERR_HTTP,        /* error statuses and ERROR events */
+    WATCHER_ERR_PARSE,       /* bytes or objects that could not be used */
+    WATCHER_ERR_STALL,       /* watches that went silent */
+    WATCHER_ERR_KINDS
 };
 
 struct watcher;

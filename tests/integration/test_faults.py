@@ -11,10 +11,11 @@ import resource
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 
-from harness import (Apilb, Backend, Fail, check, closed_by_peer, payload, roundtrip, run,
+from harness import (Apilb, Backend, Fail, check, closed_by_peer, exchange, payload, roundtrip, run,
                      whoami)
 
 
@@ -264,6 +265,54 @@ def restart_and_all_down():
         a.stop()
 
 
+def memory_cap():
+    """Under a 48 MiB memory cap (a cgroup, like a container limit), thousands
+    of connections and bulk traffic leave apilb up and serving."""
+    if os.environ.get("APILB_SANITIZED"):
+        print("SKIP: sanitizer builds reserve far more memory than the cap")
+        sys.exit(77)
+    cg = "/sys/fs/cgroup/memory/apilb-test-%d" % os.getpid()
+    if not os.path.isdir("/sys/fs/cgroup/memory"):
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            cg = "/sys/fs/cgroup/apilb-test-%d" % os.getpid()
+        else:
+            raise Fail("no memory cgroup controller")
+    raise_fds()
+    bs, ups = three(backlog=2048)
+    a = Apilb(*ups, "--workers", "2", log_level="info")
+    os.mkdir(cg)
+    try:
+        limit_file = "memory.limit_in_bytes" if "/memory/" in cg else "memory.max"
+        with open(os.path.join(cg, limit_file), "w") as f:
+            f.write(str(48 << 20))
+        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+            f.write(str(a.proc.pid))
+        held = []
+        for _ in range(3000):
+            s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+            s.sendall(b"echo\n")
+            held.append(s)
+        for i in range(8):
+            data = payload(4 << 20, seed=i)
+            check(exchange(a.port, data) == data, "bulk exchange %d failed under the cap" % i)
+        with open("/proc/%d/status" % a.proc.pid) as f:
+            rss = int([l for l in f if l.startswith("VmRSS")][0].split()[1])
+        for s in held:
+            roundtrip(s, b"still")
+            s.close()
+        check(a.proc.poll() is None, "apilb died under the memory cap")
+        print("memory cap 48 MiB: 3000 open connections and 32 MiB of bulk traffic served; "
+              "apilb RSS %d KiB" % rss)
+    finally:
+        a.stop()
+        for b in bs:
+            b.stop()
+        try:
+            os.rmdir(cg)
+        except OSError:
+            pass
+
+
 def hostile_clients():
     """Idle floods, slowloris, random bytes and resets at every point of the
     relay: apilb keeps serving a good client, and no descriptor leaks."""
@@ -380,4 +429,4 @@ def signals_under_load():
 
 if __name__ == "__main__":
     run({f.__name__: f for f in (kill_rst, blackhole_load, slowed, restart_and_all_down,
-                                  hostile_clients, signals_under_load)})
+                                  memory_cap, hostile_clients, signals_under_load)})

@@ -191,6 +191,12 @@ def initial_sync():
         names = set(served_by(fake, a, 15))
         check(names == set(IPS), "connections landed on %r" % sorted(names))
         check(metric(a, 'apilb_watcher_state{state="watching"}') == 1, "watcher not watching")
+        code, text = a.admin("/metrics")
+        p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True)
+        check(p.returncode == 0, "promtool rejects the watcher metrics: %s" % p.stderr)
+        check(metric(a, "apilb_watcher_resource_version_age_seconds") is not None,
+              "no resourceVersion age")
         a.wait_log(r'apiservers discovered.*source=endpointslices')
     finally:
         a.stop()
@@ -269,6 +275,7 @@ def stall():
         fake.ctl("/fault", {"kind": "stall"})
         t0 = time.time()
         a.wait_log(r'watch stalled: reconnecting', 8)
+        check(metric(a, 'apilb_watcher_errors_total{kind="stall"}') >= 1, "stall not counted")
         print("stalled watch abandoned after %.2fs (--watch-stall 3s)" % (time.time() - t0))
         fake.ctl("/fault", {"kind": "stall", "on": False})
         fake.ctl("/members", {"ips": IPS[1:]})
@@ -300,9 +307,28 @@ def garbage():
         wait_discovered(a, IPS)
         fake.ctl("/fault", {"kind": "garbage"})
         a.wait_log(r'watch stream is not valid JSON', 8)
+        check(metric(a, 'apilb_watcher_errors_total{kind="parse"}') >= 1, "garbage not counted")
         check(discovered(a) == sorted("%s:6443" % ip for ip in IPS), "garbage changed the table")
         fake.ctl("/members", {"ips": IPS[:2]})
         wait_discovered(a, IPS[:2], 15)
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def reset_mid_event():
+    """The watch connection reset in the middle of an event: reconnect, and
+    the change is still seen (no half event is applied)."""
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        fake.ctl("/fault", {"kind": "reset"})
+        fake.ctl("/members", {"ips": IPS[:2]})
+        wait_discovered(a, IPS[:2], 15)
+        check(metric(a, 'apilb_watcher_errors_total{kind="connect"}') >= 1 or
+              metric(a, 'apilb_watcher_errors_total{kind="parse"}') >= 1,
+              "the reset was not counted")
     finally:
         a.stop()
         fake.stop()
@@ -464,6 +490,6 @@ def kubectl():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (initial_sync, scale, crash, relist_410, stall, chunks, garbage,
+    run({f.__name__: f for f in (initial_sync, scale, crash, relist_410, stall, chunks, garbage, reset_mid_event,
                                   token_rotation, cert_rotation, retry_after, slices_forbidden, empty_ignored,
                                   state_restart, kubectl)})
