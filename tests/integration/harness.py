@@ -340,7 +340,9 @@ class Apilb:
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
         if wait:
-            self.wait_log(r'msg="started"|"msg":"started"', 10)
+            # Slow starts: valgrind, sanitizers, a loaded CI machine.
+            slow = os.environ.get("APILB_WRAPPER") or os.environ.get("APILB_SANITIZED")
+            self.wait_log(r'msg="started"|"msg":"started"', 60 if slow else 20)
             for line in self.lines():
                 m = re.search(r'msg="listening" addr=(\S+)|"msg":"listening","addr":"([^"]+)"', line)
                 if m:
