@@ -5,17 +5,35 @@ Kubernetes API schemas (kubernetes-models); the apilb arguments of the
 DaemonSet and of the static pod accepted by `apilb --check-config`; the
 security context and RBAC the design asks for."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CHART = os.path.join(HERE, "..", "..", "helm", "apilb")
-HELM = os.environ.get("HELM", "helm")
+SRC = os.environ.get("APILB_SOURCE_DIR", os.path.join(HERE, "..", ".."))
+CHART = os.path.join(SRC, "helm", "apilb")
 APILB = os.environ["APILB"]
-NODE_PATH = os.environ.get("NODE_PATH", "")
+if os.environ.get("HELM") and os.environ.get("NODE_PATH"):
+    HELM = os.environ["HELM"]
+    NODE_PATH = os.environ["NODE_PATH"]
+else:
+    # Run alone (plain ctest): install or find helm v4 and the schemas.
+    TOOLS = subprocess.run(["bash", os.path.join(SRC, "scripts", "k8s-tools.sh")],
+                           capture_output=True, text=True, check=True,
+                           timeout=900).stdout.strip().splitlines()[-1]
+    HELM = os.path.join(TOOLS, "helm")
+    NODE_PATH = os.path.join(TOOLS, "npm", "node_modules")
+# A real CA file for --health-ca through extraArgs (apilb --check-config loads it).
+_CA_DIR = tempfile.mkdtemp(prefix="apilb-ca-")
+HEALTH_CA = os.path.join(_CA_DIR, "ca.crt")
+atexit.register(shutil.rmtree, _CA_DIR, True)
+subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-subj", "/CN=apilb-test-ca", "-keyout", os.path.join(_CA_DIR, "ca.key"),
+                "-out", HEALTH_CA], capture_output=True, check=True, timeout=60)
 
 # Every value the chart documents, set to something other than its default.
 VARIANTS = {
@@ -39,6 +57,18 @@ VARIANTS = {
                    "--set", "runAsUser=1234", "--set", "serviceAccount.name=custom"],
     "admin-off-no-state": ["--set", "adminListen=off", "--set", "stateFile.enabled=false",
                            "--set", "upstreams={10.0.0.11:6443}"],
+    # The values that are not apilb flags (and extraArgs) changed too.
+    "pod-settings": ["--set", "image.pullPolicy=Always",
+                     "--set-json", 'extraArgs=["--health-ca=%s"]' % HEALTH_CA,
+                     "--set-json", 'tolerations=[{"key":"dedicated","operator":"Equal",'
+                                   '"value":"lb","effect":"NoSchedule"}]',
+                     "--set", "priorityClassName=system-cluster-critical",
+                     "--set-json", 'resources={"requests":{"cpu":"20m","memory":"24Mi"},'
+                                   '"limits":{"memory":"64Mi"}}',
+                     "--set", "updateStrategy.maxSurge=2", "--set", "updateStrategy.maxUnavailable=1",
+                     "--set", "terminationGracePeriodSeconds=90",
+                     "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=existing",
+                     "--set", "rbac.create=false"],
     "static-pod-custom": ["--set", "staticPod.enabled=true", "--set",
                           "staticPod.manifestDir=/etc/kubernetes/static", "--set",
                           "staticPod.fileName=lb.yaml", "--set", "staticPod.syncInterval=30s"],
@@ -63,11 +93,66 @@ def helm(*args):
     return subprocess.run([HELM, *args], capture_output=True, text=True, timeout=120)
 
 
+def leaf_values():
+    """Dotted names of the chart's values; lists and free-form maps count as one."""
+    p = subprocess.run(["node", "-e",
+                        "const y=require('js-yaml');const fs=require('fs');"
+                        "console.log(JSON.stringify(y.load(fs.readFileSync(0,'utf8'))))"],
+                       input=open(os.path.join(CHART, "values.yaml")).read(),
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, NODE_PATH=NODE_PATH), check=True)
+    out = []
+
+    def walk(prefix, v):
+        if isinstance(v, dict) and prefix not in ("resources",):
+            for k, x in v.items():
+                walk(prefix + "." + k if prefix else k, x)
+        else:
+            out.append(prefix)
+    walk("", json.loads(p.stdout))
+    return out
+
+
+def check_documented_and_covered():
+    """Every value is in the chart README and changed by some variant."""
+    readme = open(os.path.join(CHART, "README.md")).read()
+    schema = json.load(open(os.path.join(CHART, "values.schema.json")))
+    # main() sets staticPod.credentialsDir for every rendering.
+    setargs = " ".join(" ".join(a) for a in VARIANTS.values()) + " staticPod.credentialsDir=x"
+    for key in leaf_values():
+        last = key.rsplit(".", 1)[-1]
+        if "`%s`" % key not in readme and "`.%s`" % last not in readme:
+            fail("value %s is not documented in helm/apilb/README.md" % key)
+        if not any(tok.startswith(key + "=") or tok.startswith(key + ".")
+                   for tok in setargs.replace("'", " ").split()):
+            fail("value %s is not exercised by any variant of this test" % key)
+        node = schema
+        for part in key.split("."):
+            node = node.get("properties", {}).get(part)
+            if node is None:
+                fail("value %s is missing from values.schema.json" % key)
+    print("every value (%d) documented, in the schema and exercised" % len(leaf_values()))
+
+
+def check_notes():
+    """NOTES.txt renders and tells the user where to point kubelet."""
+    p = helm("install", "apilb", CHART, "--dry-run=client", "--namespace", "kube-system",
+             "--set-json", 'listen=["127.0.0.1:8443"]')
+    if p.returncode != 0:
+        fail("helm install --dry-run: " + p.stderr)
+    notes = p.stdout.split("NOTES:", 1)[-1]
+    for want in ("server: https://127.0.0.1:8443", "tls-server-name: kubernetes",
+                 "staticPod.enabled=true"):
+        if want not in notes:
+            fail("NOTES.txt lacks %r" % want)
+
+
 def main():
     p = helm("lint", "--strict", CHART)
     if p.returncode != 0:
         fail("helm lint: " + p.stdout + p.stderr)
     sa = tempfile.mkdtemp(prefix="apilb-sa-")
+    atexit.register(shutil.rmtree, sa, True)
     with open(os.path.join(sa, "token"), "w") as f:
         f.write("t\n")
     checked = 0
@@ -95,10 +180,28 @@ def main():
                      % (name, c["where"], c["args"], r.stderr.strip()))
             checked += 1
         text = p.stdout
-        for want in ("hostNetwork: true", "dnsPolicy: ClusterFirstWithHostNet",
-                     "readOnlyRootFilesystem: true", "allowPrivilegeEscalation: false",
-                     'drop: ["ALL"]', "type: RuntimeDefault", "maxSurge: 1",
-                     "maxUnavailable: 0"):
+        wants = ["hostNetwork: true", "dnsPolicy: ClusterFirstWithHostNet",
+                 "readOnlyRootFilesystem: true", "allowPrivilegeEscalation: false",
+                 'drop: ["ALL"]', "type: RuntimeDefault", "runAsNonRoot: true",
+                 'add: ["NET_BIND_SERVICE"]']
+        joined = " ".join(args)
+        if "updateStrategy" not in joined:
+            wants += ["maxSurge: 1", "maxUnavailable: 0"]
+        if "stateFile.enabled=false" not in joined:
+            # The init container that hands the state hostPath to the apilb user.
+            wants += ["name: state-dir", "--dir=/var/lib/apilb"
+                      if "stateFile.hostPath" not in joined else "--dir=/var/lib/apilb2"]
+        elif "name: state-dir" in text:
+            fail("%s: state-dir init container without a state file" % name)
+        if "rbac.create=false" in joined:
+            if "kind: Role" in text:
+                fail("%s: rbac.create=false still renders RBAC" % name)
+        else:
+            wants += ["kind: Role", "kind: RoleBinding", "namespace: default",
+                      'verbs: ["get", "list", "watch"]']
+        if "serviceAccount.create=false" in joined and "kind: ServiceAccount" in text:
+            fail("%s: serviceAccount.create=false still renders a ServiceAccount" % name)
+        for want in wants:
             if want not in text:
                 fail("%s: rendering lacks %r" % (name, want))
         if "kind: ClusterRole" in text:
@@ -106,6 +209,8 @@ def main():
         if "staticPod.enabled=true" in " ".join(args) and "/etc/kubernetes/" not in text:
             fail("%s: no static pod manifest path" % name)
         print("%s: %s" % (name, v.stderr.strip()))
+    check_documented_and_covered()
+    check_notes()
     for name, args in BAD.items():
         p = helm("template", "apilb", CHART, *args)
         if p.returncode == 0:

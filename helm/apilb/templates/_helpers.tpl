@@ -103,3 +103,35 @@ readinessProbe:
 resources:
   {{- toYaml .Values.resources | nindent 2 }}
 {{- end -}}
+{{/* An init container that hands the state directory to the apilb user: a
+hostPath that kubelet creates belongs to root, and apilb (non-root) writes
+its state file there. Root with CHOWN and FOWNER only, no privilege escalation. */}}
+{{- define "apilb.stateInit" -}}
+name: state-dir
+image: {{ include "apilb.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+command: ["/usr/bin/apilb-sync"]
+args:
+  - --once
+  - --owner={{ .Values.runAsUser }}
+  - --dir={{ .Values.stateFile.hostPath }}
+securityContext:
+  runAsUser: 0
+  runAsNonRoot: false
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: ["ALL"]
+    add: ["CHOWN", "FOWNER"]
+  seccompProfile:
+    type: RuntimeDefault
+resources:
+  requests:
+    cpu: 1m
+    memory: 4Mi
+  limits:
+    memory: 16Mi
+volumeMounts:
+  - name: state
+    mountPath: {{ .Values.stateFile.hostPath }}
+{{- end -}}
