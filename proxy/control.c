@@ -67,6 +67,7 @@ struct control {
     uv_mutex_t disc_lock;     /* disc_pending, disc_ready */
     struct source disc_pending;
     bool disc_ready;
+    char *disc_ca;            /* a rotated cluster CA for the health checks */
 };
 
 static void health_changed(void *arg, struct upstream *up, enum upstream_health from,
@@ -134,25 +135,8 @@ static int cluster_ca(const struct config *cfg, char **pem)
         fprintf(stderr, "apilb: %s\n", err);
         return -1;
     }
-    if (pem != NULL) {
-        if (kc.ca_pem != NULL) {
-            *pem = kc.ca_pem;
-            kc.ca_pem = NULL;
-        } else if (kc.ca_file != NULL) {
-            FILE *f = fopen(kc.ca_file, "r");
-
-            if (f != NULL) {
-                char *buf = calloc(1, 1 << 20);
-                size_t n = buf != NULL ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-
-                fclose(f);
-                if (n > 0)
-                    *pem = buf;
-                else
-                    free(buf);
-            }
-        }
-    }
+    if (pem != NULL)
+        *pem = kube_creds_ca(&kc);
     kube_creds_free(&kc);
     return 0;
 }
@@ -414,11 +398,28 @@ static void disc_publish(void *arg, const struct addr *addrs, size_t n, const ch
     uv_async_send(&c->disc_async);
 }
 
-/* The control loop applies the newest discovered set. */
+/* watcher_config.ca_changed: runs on the watcher thread; hands the new
+ * cluster CA over to the health checks. */
+static void disc_ca_changed(void *arg, const char *ca_pem)
+{
+    struct control *c = arg;
+    char *copy = strdup(ca_pem);
+
+    if (copy == NULL)
+        return;
+    uv_mutex_lock(&c->disc_lock);
+    free(c->disc_ca);
+    c->disc_ca = copy;
+    uv_mutex_unlock(&c->disc_lock);
+    uv_async_send(&c->disc_async);
+}
+
+/* The control loop applies the newest discovered set and cluster CA. */
 static void disc_async_cb(uv_async_t *a)
 {
     struct control *c = a->data;
     struct source *s = malloc(sizeof(*s));
+    char *ca;
     bool ready;
 
     if (s == NULL)
@@ -427,7 +428,12 @@ static void disc_async_cb(uv_async_t *a)
     ready = c->disc_ready;
     *s = c->disc_pending;
     c->disc_ready = false;
+    ca = c->disc_ca;
+    c->disc_ca = NULL;
     uv_mutex_unlock(&c->disc_lock);
+    if (ca != NULL && c->health != NULL)
+        (void)health_set_ca(c->health, ca);
+    free(ca);
     if (ready && s->n > 0) {
         c->disc = *s;
         table_rebuild(c, "discovery");
@@ -483,6 +489,7 @@ static int discovery_start(struct control *c)
     wc.debounce_ms = cfg->discovery_debounce_ms;
     wc.watch_timeout_s = (cfg->watch_timeout_ms + 999) / 1000;
     wc.stall_ms = cfg->watch_stall_ms;
+    wc.ca_changed = disc_ca_changed;
     if (watcher_start(&wc, disc_publish, disc_route, c, &c->watcher, err, sizeof(err)) != 0) {
         fprintf(stderr, "apilb: %s\n", err);
         return -1;
@@ -682,7 +689,9 @@ static void health_changed(void *arg, struct upstream *up, enum upstream_health 
         log_warn("upstream health changed", "upstream=%s from=%s to=%s reason=\"%s\" active=%u%s",
                  up->name, upstream_health_name(from), upstream_health_name(to), log_quote(why),
                  atomic_load(&up->active),
-                 c->cfg->close_unhealthy ? " closing=true" : "");
+                 !c->cfg->close_unhealthy                 ? ""
+                 : atomic_load(&up->unready_since_ms) != 0 ? " draining=true"
+                                                           : " closing=true");
     else
         log_info("upstream health changed", "upstream=%s from=%s to=%s reason=\"%s\"", up->name,
                  upstream_health_name(from), upstream_health_name(to), log_quote(why));
@@ -875,6 +884,7 @@ out:
     free(c->workers);
     free(fds);
     free(ca_pem);
+    free(c->disc_ca);
     uv_mutex_destroy(&c->lock);
     uv_mutex_destroy(&c->disc_lock);
     free(c);

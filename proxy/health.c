@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "filewatch.h"
 #include "log.h"
 #include "sockopt.h"
 #include "worker.h"
@@ -55,6 +56,8 @@ struct checker {
     uint64_t started_us;
     unsigned ok_run, fail_run;
     uint64_t fails_seen; /* data-path connect failures already counted */
+    bool answered;       /* the running check got an HTTP status */
+    bool timed_out;      /* the running check timed out */
     struct checker *next;
 };
 
@@ -65,11 +68,13 @@ struct health {
     void *arg;
     SSL_CTX *ctx;
     bool verify; /* certificates are verified (a CA is known) */
+    struct filewatch ca_watch; /* --health-ca */
     struct checker *list;
     uint64_t rng;
 };
 
 static void check_start(struct checker *ck);
+static void health_ca_reload(struct health *h);
 static void probe_cb(uv_poll_t *p, int status, int events);
 static void health_done(struct checker *ck, bool ok, const char *why);
 
@@ -101,6 +106,7 @@ static void timer_cb(uv_timer_t *t)
         char why[64];
 
         snprintf(why, sizeof(why), "%s timeout", what[p->step]);
+        ck->timed_out = true;
         health_done(ck, false, why);
         return;
     }
@@ -144,11 +150,23 @@ static void count_result(struct checker *ck, bool ok, const char *why)
         if (cur == UPSTREAM_UNKNOWN ||
             (cur == UPSTREAM_UNHEALTHY && ck->ok_run >= ck->h->cfg->rise))
             set_health(ck, UPSTREAM_HEALTHY, why);
+        /* Still unhealthy until rise: a draining one keeps draining. */
+        if (atomic_load(&up->health) != UPSTREAM_UNHEALTHY)
+            atomic_store(&up->unready_since_ms, 0);
     } else {
         ck->ok_run = 0;
         ck->fail_run++;
         log_debug("health check failed", "upstream=%s reason=\"%s\" consecutive=%u", up->name,
                   why, ck->fail_run);
+        /* An apiserver that answers "not ready" is shutting down (or not
+         * yet serving) but still serves what it has: drain it. One that
+         * stopped answering in time is gone: close its connections. A
+         * refused or reset check changes neither (a draining apiserver
+         * closes its listener before its last requests finish). */
+        if (ck->answered && atomic_load(&up->unready_since_ms) == 0)
+            atomic_store(&up->unready_since_ms, worker_now_ms());
+        else if (ck->timed_out)
+            atomic_store(&up->unready_since_ms, 0);
         if (cur != UPSTREAM_UNHEALTHY && ck->fail_run >= ck->h->cfg->fall)
             set_health(ck, UPSTREAM_UNHEALTHY, why);
     }
@@ -317,6 +335,7 @@ static void probe_step(struct checker *ck)
                 return;
             }
             snprintf(why, sizeof(why), "readyz: HTTP %d", code);
+            ck->answered = true;
             health_done(ck, code == 200 || code == 401 || code == 403, why);
             return;
         }
@@ -339,7 +358,9 @@ static void check_start(struct checker *ck)
     struct probe *p;
     char why[96];
 
+    health_ca_reload(ck->h);
     ck->started_us = uv_hrtime() / 1000;
+    ck->answered = ck->timed_out = false;
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
         uv_timer_start(&ck->timer, timer_cb, next_delay(ck->h), 0);
@@ -421,6 +442,61 @@ static int add_ca_pem(SSL_CTX *ctx, const char *pem)
     return n;
 }
 
+/* Builds the TLS client context: certificates verified against the file
+ * ca_file (--health-ca) when given, else against the PEM bundle ca_pem (the
+ * cluster CA), else not at all. Returns NULL with one line in err. */
+static SSL_CTX *ctx_build(const char *ca_file, const char *ca_pem, bool *verify, char *err,
+                          size_t err_len)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    *verify = false;
+    if (ctx == NULL) {
+        snprintf(err, err_len, "health checks: cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+    if (ca_file != NULL) {
+        FILE *f = fopen(ca_file, "r");
+        const char *why = f != NULL ? NULL : strerror(errno);
+
+        if (f != NULL)
+            fclose(f);
+        if (why != NULL || SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+            if (why == NULL)
+                why = "no PEM certificate in it";
+            snprintf(err, err_len, "--health-ca=%s: cannot load CA certificates: %s", ca_file,
+                     why);
+            ERR_clear_error();
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        *verify = true;
+    } else if (ca_pem != NULL && add_ca_pem(ctx, ca_pem) > 0) {
+        *verify = true;
+    }
+    SSL_CTX_set_verify(ctx, *verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    return ctx;
+}
+
+/* Puts ctx in place. Running probes keep the old one (SSL objects hold a
+ * reference); sessions of the old trust are forgotten, so no check resumes
+ * its way past the new CA. */
+static void ctx_swap(struct health *h, SSL_CTX *ctx, bool verify)
+{
+    if (h->ctx != NULL)
+        SSL_CTX_free(h->ctx);
+    h->ctx = ctx;
+    h->verify = verify;
+    for (struct checker *ck = h->list; ck != NULL; ck = ck->next) {
+        if (ck->session != NULL) {
+            SSL_SESSION_free(ck->session);
+            ck->session = NULL;
+        }
+    }
+}
+
 int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca_pem,
                health_changed_fn changed, void *arg, struct health **out, char *err,
                size_t err_len)
@@ -436,46 +512,69 @@ int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca
     h->changed = changed;
     h->arg = arg;
     h->rng = uv_hrtime() | 1;
+    filewatch_init(&h->ca_watch);
     if (cfg->health_check == CONFIG_HEALTH_READYZ || cfg->health_check == CONFIG_HEALTH_TLS) {
-        h->ctx = SSL_CTX_new(TLS_client_method());
+        h->ctx = ctx_build(cfg->health_ca, cluster_ca_pem, &h->verify, err, err_len);
         if (h->ctx == NULL) {
-            snprintf(err, err_len, "health checks: cannot create a TLS context");
+            filewatch_free(&h->ca_watch);
             free(h);
+            return -EINVAL;
+        }
+        if (cfg->health_ca != NULL && filewatch_add(&h->ca_watch, cfg->health_ca) != 0) {
+            snprintf(err, err_len, "health checks: out of memory");
+            health_free(h);
             return -ENOMEM;
         }
-        SSL_CTX_set_min_proto_version(h->ctx, TLS1_2_VERSION);
-        SSL_CTX_set_session_cache_mode(h->ctx, SSL_SESS_CACHE_CLIENT);
-        if (cfg->health_ca != NULL) {
-            FILE *f = fopen(cfg->health_ca, "r");
-            const char *why = f != NULL ? NULL : strerror(errno);
-
-            if (f != NULL)
-                fclose(f);
-            if (why != NULL || SSL_CTX_load_verify_locations(h->ctx, cfg->health_ca, NULL) != 1) {
-                if (why == NULL)
-                    why = "no PEM certificate in it";
-                snprintf(err, err_len, "--health-ca=%s: cannot load CA certificates: %s",
-                         cfg->health_ca, why);
-                ERR_clear_error();
-                SSL_CTX_free(h->ctx);
-                free(h);
-                return -EINVAL;
-            }
-            SSL_CTX_set_verify(h->ctx, SSL_VERIFY_PEER, NULL);
-            h->verify = true;
-        } else if (cluster_ca_pem != NULL && add_ca_pem(h->ctx, cluster_ca_pem) > 0) {
-            /* The cluster CA from the credentials of the watcher. */
-            SSL_CTX_set_verify(h->ctx, SSL_VERIFY_PEER, NULL);
-            h->verify = true;
-        } else {
-            SSL_CTX_set_verify(h->ctx, SSL_VERIFY_NONE, NULL);
-            if (loop != NULL)
-                log_warn("health checks do not verify apiserver certificates (no --health-ca)",
+        if (!h->verify && loop != NULL)
+            log_warn("health checks do not verify apiserver certificates (no --health-ca)",
                      "check=%s", cfg->health_check == CONFIG_HEALTH_READYZ ? "readyz" : "tls");
-        }
     }
     *out = h;
     return 0;
+}
+
+int health_set_ca(struct health *h, const char *ca_pem)
+{
+    char err[256];
+    bool verify;
+    SSL_CTX *ctx;
+
+    if (h->ctx == NULL || h->cfg->health_ca != NULL)
+        return 0; /* no TLS checks, or --health-ca decides */
+    ctx = ctx_build(NULL, ca_pem, &verify, err, sizeof(err));
+    if (ctx == NULL || !verify) {
+        log_warn("new cluster CA has no usable certificate: health checks keep the old one",
+                 "err=\"%s\"", ctx == NULL ? log_quote(err) : "no PEM certificate");
+        if (ctx != NULL)
+            SSL_CTX_free(ctx);
+        return -EINVAL;
+    }
+    ctx_swap(h, ctx, verify);
+    log_info("health checks use the new cluster CA", "%s", "");
+    return 0;
+}
+
+/* --health-ca rewritten or replaced: reload it (keeping the old trust when
+ * the new file is unreadable). Called as each check starts: cheap, since
+ * filewatch only reads its inotify descriptor unless something moved. */
+static void health_ca_reload(struct health *h)
+{
+    char err[256];
+    bool verify;
+    SSL_CTX *ctx;
+
+    if (h->cfg->health_ca == NULL || h->ctx == NULL ||
+        !filewatch_changed(&h->ca_watch, uv_now(h->loop)))
+        return;
+    ctx = ctx_build(h->cfg->health_ca, NULL, &verify, err, sizeof(err));
+    if (ctx == NULL) {
+        log_warn("--health-ca changed but cannot be loaded: keeping the old CA", "err=\"%s\"",
+                 log_quote(err));
+        return;
+    }
+    ctx_swap(h, ctx, verify);
+    log_info("--health-ca changed: health checks use the new CA", "path=\"%s\"",
+             log_quote(h->cfg->health_ca));
 }
 
 void health_sync(struct health *h, struct upstream *const *ups, size_t n)
@@ -552,5 +651,6 @@ void health_free(struct health *h)
     }
     if (h->ctx != NULL)
         SSL_CTX_free(h->ctx);
+    filewatch_free(&h->ca_watch);
     free(h);
 }

@@ -31,6 +31,12 @@ int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca
                health_changed_fn changed, void *arg, struct health **out, char *err,
                size_t err_len) __attribute__((warn_unused_result));
 
+/* The cluster CA changed (rotation seen by the watcher): later checks verify
+ * against ca_pem, unless --health-ca is given (that file is followed itself
+ * and reloaded when it changes). A bundle without a certificate is refused
+ * (-EINVAL, logged) and the old trust kept. Control loop. */
+int health_set_ca(struct health *h, const char *ca_pem);
+
 /* Makes the set of checked upstreams equal to ups[0..n): new ones start
  * (with a random first offset), missing ones stop. Control loop. */
 void health_sync(struct health *h, struct upstream *const *ups, size_t n);

@@ -711,17 +711,24 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
         }
         if (s->state != S_SPLICING || up == NULL)
             continue;
-        if (cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY) {
-            atomic_fetch_add_explicit(&up->closed_by_health, 1, memory_order_relaxed);
-            session_close(s, "upstream-unhealthy");
-            continue;
-        }
         since = atomic_load(&up->draining_since_ms);
+        if (cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY) {
+            uint64_t unready = atomic_load(&up->unready_since_ms);
+
+            if (unready == 0) {
+                atomic_fetch_add_explicit(&up->closed_by_health, 1, memory_order_relaxed);
+                session_close(s, "upstream-unhealthy");
+                continue;
+            }
+            if (since == 0 || unready < since)
+                since = unready; /* answers "not ready": drain like a removal */
+        }
         if (since != 0) {
             dl = drain_deadline(s, since, cfg->drain_timeout_ms);
             if (dl <= now_ms) {
                 atomic_fetch_add_explicit(&up->closed_by_drain, 1, memory_order_relaxed);
-                session_close(s, "upstream-removed");
+                session_close(s, atomic_load(&up->draining_since_ms) != 0 ? "upstream-removed"
+                                                                           : "upstream-not-ready");
                 continue;
             }
             if (next == 0 || dl < next)

@@ -60,6 +60,11 @@ struct upstream {
     _Atomic int health;                /* enum upstream_health; control thread writes */
     _Atomic uint64_t passive_down_until_ms; /* dial failed: avoid until then */
     _Atomic uint64_t draining_since_ms;     /* removed from the table at this time */
+    /* Unhealthy, but its last failed check was an HTTP answer (readyz not
+     * 200: shutting down, not ready): it takes no new connections and its
+     * open ones drain from this time, like a removed one, instead of being
+     * closed at once. 0 otherwise. Control thread writes. */
+    _Atomic uint64_t unready_since_ms;
     _Atomic unsigned active;           /* open proxied connections, all workers */
     _Atomic uint64_t conns_total;
     _Atomic uint64_t connect_fail[UPSTREAM_FAIL_COUNT];

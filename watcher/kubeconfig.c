@@ -313,6 +313,27 @@ int kube_creds_token(const struct kube_creds *c, char *buf, size_t len)
     return (int)n;
 }
 
+char *kube_creds_ca(const struct kube_creds *c)
+{
+    FILE *f;
+    char *buf;
+    size_t n;
+
+    if (c->ca_pem != NULL)
+        return strdup(c->ca_pem);
+    if (c->ca_file == NULL || (f = fopen(c->ca_file, "r")) == NULL)
+        return NULL;
+    buf = malloc(KUBE_CA_MAX + 1);
+    n = buf != NULL ? fread(buf, 1, KUBE_CA_MAX, f) : 0;
+    fclose(f);
+    if (n == 0) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 void kube_creds_free(struct kube_creds *c)
 {
     free(c->ca_file);

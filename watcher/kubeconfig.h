@@ -40,6 +40,13 @@ int incluster_load(const char *dir, struct kube_creds *out, char *err, size_t er
  * whitespace stripped). Returns its length, 0 for none, or -errno. */
 int kube_creds_token(const struct kube_creds *c, char *buf, size_t len);
 
+#define KUBE_CA_MAX (1u << 20)
+
+/* The CA bundle as PEM text: the decoded data, or the file's content (read
+ * now, at most KUBE_CA_MAX bytes). Caller frees. NULL when there is none or
+ * the file cannot be read. */
+char *kube_creds_ca(const struct kube_creds *c);
+
 void kube_creds_free(struct kube_creds *c);
 
 #endif

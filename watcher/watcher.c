@@ -15,13 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backoff.h"
 #include "endpoints.h"
 #include "eventstream.h"
+#include "filewatch.h"
 #include "kubeconfig.h"
 #include "log.h"
 
@@ -44,13 +44,6 @@ enum stop_reason {
     END_ERROR,     /* ERROR event of another kind */
     END_GARBAGE,   /* not JSON, or an event we cannot use */
     END_CREDS,     /* a credential file changed */
-};
-
-struct filestamp {
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-    bool exists;
 };
 
 struct watcher {
@@ -77,7 +70,9 @@ struct watcher {
     uint64_t pending_since_ms; /* 0 = nothing pending */
     bool warned_empty;
     struct backoff backoff;
-    struct filestamp stamps[4]; /* ca, cert, key, token files */
+    struct filewatch files;     /* the kubeconfig (or service account) and its files */
+    bool reload;                /* re-read the credentials before the next request */
+    char *ca_seen;              /* the CA bundle last handed to ca_changed */
 
     /* The running request. */
     struct eventstream es;
@@ -238,42 +233,72 @@ static void cache_changed(struct watcher *w)
 
 /* --- credentials files ------------------------------------------------------ */
 
-static void stamp(const char *path, struct filestamp *s)
+/* Follows the files the credentials come from. */
+static void follow_files(struct watcher *w)
 {
-    struct stat st;
+    char path[4096];
 
-    memset(s, 0, sizeof(*s));
-    if (path == NULL || stat(path, &st) != 0)
-        return;
-    s->exists = true;
-    s->ino = st.st_ino;
-    s->size = st.st_size;
-    s->mtime = st.st_mtim;
+    filewatch_free(&w->files);
+    filewatch_init(&w->files);
+    if (w->cfg.kubeconfig != NULL) {
+        filewatch_add(&w->files, w->cfg.kubeconfig);
+    } else {
+        snprintf(path, sizeof(path), "%s/token", w->cfg.sa_dir);
+        filewatch_add(&w->files, path);
+        snprintf(path, sizeof(path), "%s/ca.crt", w->cfg.sa_dir);
+        filewatch_add(&w->files, path);
+    }
+    filewatch_add(&w->files, w->creds.ca_file);
+    filewatch_add(&w->files, w->creds.cert_file);
+    filewatch_add(&w->files, w->creds.key_file);
+    filewatch_add(&w->files, w->creds.token_file);
 }
 
-static bool stamps_changed(struct watcher *w)
+/* Tells the proxy about a CA bundle it has not seen (health checks verify
+ * apiservers with it). */
+static void ca_announce(struct watcher *w)
 {
-    const char *paths[4] = {w->creds.ca_file, w->creds.cert_file, w->creds.key_file,
-                            w->creds.token_file};
-    bool changed = false;
+    char *ca = kube_creds_ca(&w->creds);
 
-    for (int i = 0; i < 4; i++) {
-        struct filestamp now;
-
-        if (paths[i] == NULL)
-            continue;
-        stamp(paths[i], &now);
-        /* A file missing for a moment (symlink swap) is not a change yet. */
-        if (!now.exists)
-            continue;
-        if (now.ino != w->stamps[i].ino || now.size != w->stamps[i].size ||
-            now.mtime.tv_sec != w->stamps[i].mtime.tv_sec ||
-            now.mtime.tv_nsec != w->stamps[i].mtime.tv_nsec) {
-            w->stamps[i] = now;
-            changed = true;
-        }
+    if (ca == NULL || (w->ca_seen != NULL && strcmp(ca, w->ca_seen) == 0)) {
+        free(ca);
+        return;
     }
-    return changed;
+    if (w->ca_seen != NULL && w->cfg.ca_changed != NULL)
+        w->cfg.ca_changed(w->arg, ca);
+    free(w->ca_seen);
+    w->ca_seen = ca;
+}
+
+/* Re-reads the kubeconfig (or service account): a rotated token, client
+ * certificate or CA, or an edited kubeconfig. Unusable new credentials are
+ * logged and the old ones kept. Watcher thread, between requests. */
+static void creds_reload(struct watcher *w)
+{
+    struct kube_creds fresh;
+    char err[512];
+    int rc;
+
+    w->reload = false;
+    rc = w->cfg.kubeconfig != NULL
+             ? kubeconfig_load(w->cfg.kubeconfig, &fresh, err, sizeof(err))
+             : incluster_load(w->cfg.sa_dir, &fresh, err, sizeof(err));
+    if (rc < 0) {
+        log_warn("credentials changed but cannot be used: keeping the old ones",
+                 "source=%s err=\"%s\"", w->creds.source, log_quote(err));
+        return;
+    }
+    if (fresh.insecure && !w->creds.insecure)
+        log_warn("INSECURE: the kubeconfig now disables TLS verification of the apiserver "
+                 "(insecure-skip-tls-verify)", "kubeconfig=\"%s\"",
+                 log_quote(w->cfg.kubeconfig));
+    kube_creds_free(&w->creds);
+    w->creds = fresh;
+    follow_files(w);
+    STAT_ADD(w, credential_reloads);
+    log_info("credentials re-read", "source=%s server=\"%s:%u\" tls_name=%s", w->creds.source,
+             log_quote(w->creds.origin), w->creds.port, w->creds.tls_name);
+    ca_announce(w);
 }
 
 /* --- one HTTP request --------------------------------------------------------- */
@@ -342,10 +367,10 @@ static int progress_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
         return 1;
     }
     publish_due(w);
-    if (stamps_changed(w)) {
+    if (filewatch_changed(&w->files, now)) {
         log_info("credential files changed: reconnecting with them", "source=%s",
                  w->creds.source);
-        STAT_ADD(w, credential_reloads);
+        w->reload = true;
         w->end = END_CREDS;
         return 1;
     }
@@ -688,7 +713,7 @@ static int do_list(struct watcher *w)
     if (code == 401) {
         log_warn("apiserver rejected the credentials (401): re-reading them", "source=%s",
                  w->creds.source);
-        STAT_ADD(w, credential_reloads);
+        w->reload = true;
         return -1;
     }
     log_warn("LIST failed", "source=%s code=%ld message=\"%s\"", mode_name(w->mode), code,
@@ -747,6 +772,8 @@ static int do_watch(struct watcher *w)
     } else {
         log_warn("WATCH failed", "source=%s code=%ld", mode_name(w->mode), code);
         count_error(w, WATCHER_ERR_HTTP);
+        if (code == 401)
+            w->reload = true;
     }
     return -1;
 }
@@ -759,6 +786,8 @@ static void *watcher_main(void *arg)
     while (!atomic_load(&w->stop)) {
         int rc;
 
+        if (w->reload)
+            creds_reload(w);
         if (!listed) {
             rc = do_list(w);
             if (rc == 0) {
@@ -787,6 +816,13 @@ static void *watcher_main(void *arg)
                 uint64_t left = end - now_ms();
 
                 publish_due(w);
+                /* New credentials are worth trying at once. */
+                if (filewatch_changed(&w->files, now_ms())) {
+                    log_info("credential files changed: retrying now", "source=%s",
+                             w->creds.source);
+                    w->reload = true;
+                    break;
+                }
                 if (!nap(w, left < 100 ? left : 100))
                     break;
             }
@@ -837,7 +873,9 @@ int watcher_start(const struct watcher_config *cfg, watcher_publish_fn publish,
     w->auto_mode = cfg->discovery == WATCHER_DISCOVERY_AUTO;
     backoff_init(&w->backoff, (uint64_t)time(NULL) ^ (uint64_t)getpid());
     eventstream_init(&w->es, EVENTSTREAM_MAX_BYTES);
-    stamps_changed(w); /* remember the credential files as they are now */
+    filewatch_init(&w->files);
+    follow_files(w);
+    ca_announce(w); /* the bundle the proxy starts with */
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     log_info("watcher starting", "credentials=%s server=\"%s:%u\" tls_name=%s discovery=%s",
@@ -864,6 +902,8 @@ void watcher_stop(struct watcher *w)
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
     eventstream_free(&w->es);
+    filewatch_free(&w->files);
+    free(w->ca_seen);
     kube_creds_free(&w->creds);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);

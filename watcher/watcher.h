@@ -36,6 +36,9 @@ struct watcher_config {
     unsigned debounce_ms;     /* a set must be stable this long before publish (0: none) */
     unsigned watch_timeout_s; /* timeoutSeconds sent with each WATCH */
     unsigned stall_ms;        /* no byte for this long ends a watch */
+    /* Called (watcher thread, with the arg of watcher_start) when the CA
+     * bundle of the credentials changes after start; may be NULL. */
+    void (*ca_changed)(void *arg, const char *ca_pem);
 };
 
 /* Called with every new, non-empty, debounced set of ready apiserver

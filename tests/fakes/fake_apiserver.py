@@ -58,6 +58,7 @@ class Cluster:
         self.rng = random.Random(args.seed)
         self.chunk_max = args.chunk_max
         self.requests = []         # (instance, path, identity) of recent requests
+        self.cut = 0               # bumped to end every running watch
         self.ep_uid = str(uuid.uuid4())
         self.slice_uid = str(uuid.uuid4())
         self.objects = {}
@@ -167,16 +168,29 @@ class Instance:
         for c in list(self.conns):
             try:
                 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # shutdown() wakes a handler thread blocked reading the socket;
+                # close() alone would leave the connection open until it returns.
+                c.shutdown(socket.SHUT_RDWR)
                 c.close()
             except OSError:
                 pass
 
-    def stop(self):
-        """Graceful: leave the list first, then stop serving."""
+    def stop(self, delay=0.1):
+        """Graceful, like kube-apiserver on SIGTERM: /readyz fails at once and
+        the address leaves the list; requests are still served for the
+        shutdown delay; then the listener closes and connections are cut."""
+        self.ready = False
         self.leave()
-        time.sleep(0.1)
-        self.close_listener()
-        self.cut_connections()
+
+        def finish():
+            time.sleep(delay)
+            self.close_listener()
+            self.cut_connections()
+
+        if delay > 0.5:
+            threading.Thread(target=finish, daemon=True).start()
+        else:
+            finish()
 
     def crash(self):
         """Gone at once; stays listed until its lease expires."""
@@ -229,10 +243,13 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         except (ssl.SSLError, OSError):
             inst.conns.discard(request)
             return
+        # wrap_socket() detached request: from now on tls owns the descriptor.
+        inst.conns.discard(request)
+        inst.conns.add(tls)
         try:
             self.RequestHandlerClass(tls, client_address, self)
         finally:
-            inst.conns.discard(request)
+            inst.conns.discard(tls)
 
 
 def status(code, reason, message, details=None):
@@ -431,8 +448,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 sent_rv = start_rv
         deadline = time.time() + timeout
         next_bookmark = time.time() + self.cluster.bookmark_interval
+        cut = self.cluster.cut
         try:
             while True:
+                if self.cluster.cut != cut:
+                    self.chunk(b"")
+                    self.close_connection = True
+                    return
                 with LOCK:
                     for erv, res, typ, obj in self.cluster.history:
                         if erv > sent_rv and res == resource:
@@ -539,6 +561,13 @@ class Control(http.server.BaseHTTPRequestHandler):
                 with LOCK:
                     c.status_faults += [[body["code"], body.get("retry_after", 1)]] * \
                         body.get("count", 1)
+            elif parts == ["serving-cert"]:
+                # A rotated serving certificate: new handshakes get it, and
+                # running watches end (cleanly) so clients reconnect to it.
+                CTX.load_cert_chain(body["cert"], body["key"])
+                with LOCK:
+                    c.cut += 1
+                    LOCK.notify_all()
             elif parts == ["revoke"]:
                 ARGS_REVOKED.add(body["serial"])
             elif parts == ["chunk"]:
@@ -548,10 +577,11 @@ class Control(http.server.BaseHTTPRequestHandler):
                 inst = INSTANCES[parts[1]]
                 action = parts[2]
                 if action == "stop":
-                    inst.stop()
+                    inst.stop(float(body.get("delay", 0.1)))
                 elif action == "crash":
                     inst.crash()
                 elif action == "start":
+                    inst.ready = True
                     if inst.blackhole:
                         s, fillers = inst.blackhole
                         for f in fillers:
@@ -577,7 +607,7 @@ class Control(http.server.BaseHTTPRequestHandler):
 
 
 def main():
-    global ARGS, CLUSTER
+    global ARGS, CLUSTER, CTX
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--listen", action="append", required=True, help="IP:PORT of an instance")
     p.add_argument("--cert", required=True)
@@ -595,7 +625,7 @@ def main():
                                      "(default: every instance)")
     ARGS = p.parse_args()
     CLUSTER = Cluster(ARGS)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx = CTX = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(ARGS.cert, ARGS.key)
     ctx.set_alpn_protocols(["http/1.1"])
     if ARGS.client_ca:
@@ -626,6 +656,7 @@ def main():
 
 
 ARGS = None
+CTX = None
 ARGS_REVOKED = set()
 CLUSTER = None
 INSTANCES = {}

@@ -311,6 +311,53 @@ class TlsApiserver:
         self.srv.server_close()
 
 
+class HttpsConn:
+    """One kept-alive HTTPS connection (TLS verified against ca for the name
+    kubernetes) to host:port, like a kubelet's: get() sends a request on it
+    and returns (status, body); closed() tells whether the peer closed it."""
+
+    def __init__(self, port, ca, host="127.0.0.1", timeout=5.0):
+        import ssl
+        ctx = ssl.create_default_context(cafile=ca)
+        raw = socket.create_connection((host, port), timeout=timeout)
+        self.s = ctx.wrap_socket(raw, server_hostname="kubernetes")
+        self.buf = b""
+
+    def get(self, path):
+        self.s.sendall(b"GET %s HTTP/1.1\r\nHost: kubernetes\r\n\r\n" % path.encode())
+        while b"\r\n\r\n" not in self.buf:
+            data = self.s.recv(65536)
+            if not data:
+                raise Fail("connection closed before a response to %s" % path)
+            self.buf += data
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        status = int(head.split(b" ", 2)[1])
+        m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        n = int(m.group(1)) if m else 0
+        while len(self.buf) < n:
+            data = self.s.recv(65536)
+            if not data:
+                raise Fail("connection closed inside a response to %s" % path)
+            self.buf += data
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, body.decode(errors="replace")
+
+    def closed(self, timeout=3.0):
+        self.s.settimeout(timeout)
+        try:
+            return self.s.recv(1) == b""
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
 class Apilb:
     """An apilb child process; its log lines are collected in self.log."""
 

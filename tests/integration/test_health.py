@@ -5,14 +5,15 @@ swaps: real apilb, real TLS apiserver stand-ins, real curl."""
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
 
-from harness import (Apilb, Backend, Fail, TlsApiserver, check, closed_by_peer, make_certs,
-                     payload, refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
+from harness import (Apilb, Backend, Fail, HttpsConn, TlsApiserver, check, closed_by_peer,
+                     make_certs, payload, refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
 
 
 def curl_name(ca, port, path="/version"):
@@ -31,7 +32,9 @@ def health_line(a, addr, to, start=0, timeout=5.0):
 
 def readyz():
     """readyz checks over verified TLS: 500 makes an upstream unhealthy after
-    --fall checks and 200 healthy again after --rise; 401/403 count as alive."""
+    --fall checks and 200 healthy again after --rise; 401/403 count as alive.
+    An upstream that answers "not ready" (an apiserver in its shutdown delay)
+    gets no new connections, but its open ones keep working (drain)."""
     d = tmpdir()
     ca, crt, key = make_certs(d)
     s = [TlsApiserver("127.0.0.%d" % i, crt, key, "api%d" % i) for i in (2, 3, 4)]
@@ -41,12 +44,25 @@ def readyz():
     try:
         for x in s:
             health_line(a, x.addr, "healthy")
+        held = []
+        for _ in range(12):
+            c = HttpsConn(a.port, ca)
+            if c.get("/version")[1] == "api2":
+                held.append(c)
+            else:
+                c.close()
+        check(held, "no connection landed on api2")
         mark = len(a.lines())
         t0 = time.time()
         s[0].readyz = 500
         line = health_line(a, s[0].addr, "unhealthy", mark)
         dt = time.time() - t0
         check('reason="readyz: HTTP 500"' in line, "reason missing: %s" % line)
+        check("draining=true" in line, "a not-ready upstream is not drained: %s" % line)
+        time.sleep(0.5)
+        for c in held:
+            check(c.get("/version") == (200, "api2"), "a draining connection was cut")
+            c.close()
         # Two failed checks, each within interval +-10% (+ the check itself).
         check(dt < 2 * 0.33 + 0.5, "unhealthy after %.2fs, expected <= ~0.7s" % dt)
         names = [curl_name(ca, a.port) for _ in range(20)]
@@ -71,12 +87,15 @@ def readyz():
 
 def tls_verify():
     """A certificate that does not verify against --health-ca fails the check;
-    with every upstream unhealthy, connections still try each one."""
+    with every upstream unhealthy, connections still try each one. Replacing
+    the --health-ca file with the right CA heals them without a restart."""
     d = tmpdir()
     ca, crt, key = make_certs(d)
     other_ca, _, _ = make_certs(tmpdir())
+    health_ca = os.path.join(d, "health-ca.pem")
+    shutil.copy(other_ca, health_ca)
     s = [TlsApiserver("127.0.0.%d" % i, crt, key, "api%d" % i) for i in (2, 3)]
-    a = Apilb("--upstream", s[0].addr, "--upstream", s[1].addr, "--health-ca", other_ca,
+    a = Apilb("--upstream", s[0].addr, "--upstream", s[1].addr, "--health-ca", health_ca,
               "--health-interval", "200ms", "--health-timeout", "150ms", "--fall", "1",
               health="readyz")
     try:
@@ -85,6 +104,14 @@ def tls_verify():
             check("certificate" in line, "reason does not name the certificate: %s" % line)
         names = {curl_name(ca, a.port) for _ in range(10)}
         check(names <= {"api2", "api3"} and names, "all-unhealthy connections failed: %r" % names)
+        mark = len(a.lines())
+        shutil.copy(ca, health_ca + ".new")
+        os.rename(health_ca + ".new", health_ca)
+        t0 = time.time()
+        a.wait_log(r'--health-ca changed: health checks use the new CA', 5, start=mark)
+        for x in s:
+            health_line(a, x.addr, "healthy", start=mark)
+        print("--health-ca replaced: upstreams healthy %.2fs later" % (time.time() - t0))
     finally:
         a.stop()
         for x in s:

@@ -34,7 +34,7 @@ subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 for i in range(2, 10):
     subprocess.run(["ip", "addr", "add", "10.213.0.%d/32" % i, "dev", "lo"], check=True)
 
-from harness import Apilb, Fail, _children, check, run, tmpdir  # noqa: E402
+from harness import Apilb, Fail, HttpsConn, _children, check, run, tmpdir  # noqa: E402
 
 # Tokens and private keys of these scenarios: Apilb.stop() fails a scenario
 # whose log shows any of them.
@@ -91,12 +91,13 @@ class Fake:
             self.proc.wait()
 
 
-def kubeconfig(d, user, server="https://10.213.0.2:6443", tls_server_name=None, ca="ca.pem"):
+def kubeconfig(d, user, server="https://10.213.0.2:6443", tls_server_name=None, ca="ca.pem",
+               name="kubeconfig"):
     """A kubeconfig with paths relative to its own directory."""
     cluster = "    certificate-authority: %s\n    server: %s\n" % (ca, server)
     if tls_server_name:
         cluster += "    tls-server-name: %s\n" % tls_server_name
-    path = os.path.join(d, "kubeconfig")
+    path = os.path.join(d, name)
     with open(path, "w") as f:
         f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n%s"
                 "users:\n- name: test\n  user:\n%s"
@@ -215,12 +216,33 @@ def scale():
         print("scale up seen after %.2fs" % (time.time() - t0))
         fake.ctl("/instance/10.213.0.5/ready")
         wait_discovered(a, IPS + ["10.213.0.5"])
-        fake.ctl("/instance/10.213.0.3/stop")
+        # A kubelet-like kept-alive connection on the apiserver that stops.
+        held = None
+        for _ in range(16):
+            c = HttpsConn(a.port, fake.ca)
+            if json.loads(c.get("/version")[1])["servedBy"] == "10.213.0.3":
+                held = c
+                break
+            c.close()
+        check(held is not None, "no connection landed on 10.213.0.3")
+        fake.ctl("/instance/10.213.0.3/stop", {"delay": 3})
         t0 = time.time()
         wait_discovered(a, ["10.213.0.2", "10.213.0.4", "10.213.0.5"])
         print("graceful removal seen after %.2fs" % (time.time() - t0))
         a.wait_log(r'upstream removed" upstream=10\.213\.0\.3:6443 reason=discovery')
+        a.wait_log(r'upstream health changed" upstream=10\.213\.0\.3:6443 .*to=unhealthy'
+                   r'.*draining=true', 3)
         check("10.213.0.3" not in served_by(fake, a, 12), "removed apiserver got connections")
+        # Removal then drain: during its shutdown delay the apiserver still
+        # serves the connections it has, and apilb leaves them be.
+        check(time.time() - t0 < 2.5, "too slow to test the drain")
+        status, body = held.get("/version")
+        check(status == 200 and json.loads(body)["servedBy"] == "10.213.0.3",
+              "a draining connection was not served: %d %s" % (status, body))
+        check(held.closed(3), "the connection outlived its apiserver")
+        print("held connection served during the shutdown delay, closed %.2fs after the stop"
+              % (time.time() - t0))
+        held.close()
     finally:
         a.stop()
         fake.stop()
@@ -385,6 +407,75 @@ def cert_rotation():
         fake.stop()
 
 
+def health_of(a):
+    return {addr: u["health"] for addr, u in upstreams(a).items()}
+
+
+def ca_rotation():
+    """The cluster CA rotates. apilb trusts only the CA its kubeconfig names:
+    once the apiservers serve certificates of a new CA, discovery and health
+    checks fail (proving verification); the kubeconfig is then edited to a new
+    bundle (old + new CA), which is picked up without a restart; finally the
+    bundle is rewritten in place with the new CA alone."""
+    d, fake = new_case()
+    subprocess.run(["bash", os.path.join(FAKES, "mkcerts.sh"), d, "rotate"], check=True)
+    shutil.copy(os.path.join(d, "ca.pem"), os.path.join(d, "bundle-1.pem"))
+    kc = kubeconfig(d, token_user(d), ca="bundle-1.pem")
+    a = start_apilb(fake, kc)
+    try:
+        wait_discovered(a, IPS)
+        deadline = time.time() + 5
+        while set(health_of(a).values()) != {"healthy"}:
+            check(time.time() < deadline, "not all healthy: %r" % health_of(a))
+            time.sleep(0.1)
+        mark = len(a.lines())
+        fake.ctl("/serving-cert", {"cert": os.path.join(d, "server2.pem"),
+                                   "key": os.path.join(d, "server2.key")})
+        a.wait_log(r'upstream health changed" .*to=unhealthy', 5, start=mark)
+        a.wait_log(r'(apiserver request failed|watch connection failed).*(certificate|SSL)', 10,
+                   start=mark)
+        fake.ctl("/members", {"ips": IPS[:2]})
+        time.sleep(1.5)
+        check(discovered(a) == sorted("%s:6443" % ip for ip in IPS),
+              "a change was seen over an unverified connection")
+
+        # kubeadm-style: the kubeconfig is rewritten (atomic rename) to name
+        # a bundle that holds both CAs.
+        with open(os.path.join(d, "bundle-2.pem"), "w") as f:
+            for name in ("ca.pem", "ca2.pem"):
+                with open(os.path.join(d, name)) as g:
+                    f.write(g.read())
+        mark = len(a.lines())
+        t0 = time.time()
+        os.rename(kubeconfig(d, "    tokenFile: sa/token\n", ca="bundle-2.pem",
+                             name="kubeconfig.new"), kc)
+        a.wait_log(r'credentials re-read', 5, start=mark)
+        a.wait_log(r'health checks use the new cluster CA', 5, start=mark)
+        wait_discovered(a, IPS[:2], 15)
+        print("new CA in the kubeconfig: discovery resumed %.2fs after the edit"
+              % (time.time() - t0))
+        deadline = time.time() + 5
+        while set(health_of(a).values()) != {"healthy"}:
+            check(time.time() < deadline, "health checks still fail: %r" % health_of(a))
+            time.sleep(0.1)
+        print("health checks verified again %.2fs after the edit" % (time.time() - t0))
+
+        # The old CA leaves the bundle (rewritten in place).
+        mark = len(a.lines())
+        shutil.copy(os.path.join(d, "ca2.pem"), os.path.join(d, "bundle-2.pem"))
+        a.wait_log(r'credential files changed', 5, start=mark)
+        fake.ctl("/members", {"ips": IPS})
+        wait_discovered(a, IPS, 15)
+        time.sleep(1.0)
+        check(set(health_of(a).values()) == {"healthy"}, "health: %r" % health_of(a))
+        fake.ca = os.path.join(d, "ca2.pem")  # what curl trusts now
+        names = set(served_by(fake, a, 9))
+        check(len(names) >= 2, "clients reached only %r" % names)
+    finally:
+        a.stop()
+        fake.stop()
+
+
 def retry_after():
     """429 and 503 answers with Retry-After: the watcher waits at least that
     long, then syncs."""
@@ -491,5 +582,5 @@ def kubectl():
 
 if __name__ == "__main__":
     run({f.__name__: f for f in (initial_sync, scale, crash, relist_410, stall, chunks, garbage, reset_mid_event,
-                                  token_rotation, cert_rotation, retry_after, slices_forbidden, empty_ignored,
+                                  token_rotation, cert_rotation, ca_rotation, retry_after, slices_forbidden, empty_ignored,
                                   state_restart, kubectl)})

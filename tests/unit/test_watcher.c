@@ -287,6 +287,81 @@ START_TEST(stream_bad_and_bounded)
 }
 END_TEST
 
+/* Thousands of endpoints: the table stays bounded (the first max addresses
+ * in the object's order), nothing fails. */
+START_TEST(thousands_bounded)
+{
+    size_t cap = 64 + 5000 * 48, len;
+    char *json = malloc(cap);
+    struct addr a[16];
+    size_t n = 0;
+    json_error_t e;
+    json_t *o;
+
+    ck_assert_ptr_nonnull(json);
+    len = (size_t)snprintf(json, cap, "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],"
+                                      "\"endpoints\":[");
+    for (int i = 0; i < 5000; i++)
+        len += (size_t)snprintf(json + len, cap - len, "%s{\"addresses\":[\"10.%d.%d.%d\"]}",
+                                i ? "," : "", i / 65536 + 1, i / 256 % 256, i % 256 + 0);
+    len += (size_t)snprintf(json + len, cap - len, "]}");
+    o = json_loadb(json, len, 0, &e);
+    ck_assert_msg(o != NULL, "%s", e.text);
+    ck_assert_int_eq(endpoints_extract(o, ENDPOINTS_SLICE, a, 16, &n, err, sizeof(err)), 0);
+    ck_assert_uint_eq(n, 16);
+    json_decref(o);
+    free(json);
+}
+END_TEST
+
+/* Deeply nested JSON in a watch event is refused as bad JSON, not a crash
+ * (the parser's depth limit); an event over the buffer cap is refused
+ * before it is parsed. */
+START_TEST(stream_nested_and_huge)
+{
+    size_t depth = 200000, len = 0;
+    char *deep = malloc(2 * depth + 64);
+    struct eventstream es;
+    struct seen s = {0};
+
+    ck_assert_ptr_nonnull(deep);
+    len += (size_t)sprintf(deep, "{\"type\":\"ADDED\",\"object\":");
+    memset(deep + len, '[', depth);
+    len += depth;
+    memset(deep + len, ']', depth);
+    len += depth;
+    deep[len++] = '}';
+    deep[len++] = '\n';
+    eventstream_init(&es, EVENTSTREAM_MAX_BYTES);
+    ck_assert_int_eq(eventstream_feed(&es, deep, len, on_ev, &s), -EBADMSG);
+    ck_assert_int_eq(s.n, 0);
+    eventstream_free(&es);
+    free(deep);
+
+    /* 9 MiB of one string with no newline: over the 8 MiB cap. */
+    {
+        size_t big = 9u << 20, off = 0;
+        char *huge = malloc(big);
+        int rc = 0;
+
+        ck_assert_ptr_nonnull(huge);
+        memset(huge, 'x', big);
+        memcpy(huge, "{\"type\":\"ADDED\",\"object\":{\"a\":\"", 31);
+        eventstream_init(&es, EVENTSTREAM_MAX_BYTES);
+        while (off < big && rc == 0) { /* as libcurl hands it over: 16 KiB at a time */
+            size_t n = big - off < 16384 ? big - off : 16384;
+
+            rc = eventstream_feed(&es, huge + off, n, on_ev, &s);
+            off += n;
+        }
+        ck_assert_int_eq(rc, -E2BIG);
+        ck_assert_uint_le(off, EVENTSTREAM_MAX_BYTES + 16384);
+        eventstream_free(&es);
+        free(huge);
+    }
+}
+END_TEST
+
 START_TEST(backoff_like_client_go)
 {
     struct backoff b;
@@ -328,6 +403,8 @@ int main(void)
     tcase_add_test(tc, cache_union);
     tcase_add_test(tc, stream_any_split);
     tcase_add_test(tc, stream_bad_and_bounded);
+    tcase_add_test(tc, stream_nested_and_huge);
+    tcase_add_test(tc, thousands_bounded);
     tcase_add_test(tc, backoff_like_client_go);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
