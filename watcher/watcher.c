@@ -81,6 +81,7 @@ struct watcher {
     uint64_t last_byte_ms;
     unsigned watch_events;
     enum stop_reason end;
+    int transfer_rc;            /* CURLcode of the last transfer */
     uint64_t retry_after_ms;
 };
 
@@ -486,6 +487,7 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
     w->watch_events = 0;
     errbuf[0] = '\0';
     rc = curl_easy_perform(c);
+    w->transfer_rc = (int)rc;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(c);
     curl_slist_free_all(hdrs);
@@ -758,7 +760,15 @@ static int do_watch(struct watcher *w)
         break;
     }
     if (code == 200) {
-        /* A clean end: watch again at once, unless it ended at once. */
+        if (w->transfer_rc != CURLE_OK) {
+            /* Cut off mid-stream (no final chunk): what was whole is
+             * applied, the torn event is dropped with the buffer. */
+            log_warn("watch stream cut off: resuming from the last resourceVersion",
+                     "source=%s resource_version=%s err=\"%s\"", mode_name(w->mode),
+                     log_quote(w->rv), log_quote(errbuf));
+            count_error(w, WATCHER_ERR_CONNECT);
+        }
+        /* Watch again at once, unless it ended at once. */
         if (now_ms() - started < 1000 && w->watch_events == 0)
             return -1;
         return 0;

@@ -16,11 +16,21 @@ of a single simulated cluster. What it reproduces (see
   to /readyz /livez /healthz /version; 403 per resource on demand;
 - instances joining only when ready, leaving at once on graceful stop, and
   staying listed after a crash until their lease expires;
-- faults: stall, reset mid-event, garbage, 429/503 with Retry-After, empty
-  list, per-instance unready / refusing / black-holed.
+- faults: stall, reset mid-event, a truncated last chunk, garbage, duplicate
+  events, resourceVersion as a number, Connection: close, 429/503 with
+  Retry-After, empty list, per-instance unready / refusing / black-holed;
+- selector transitions (the slice losing its label is DELETED, regaining
+  it ADDED); /readyz /livez /healthz with ?verbose and ?exclude= like the
+  apiserver; graceful shutdown (readyz fails, address leaves the list, then
+  after a delay the listener closes); serving-certificate rotation.
 
-Control: a plain-HTTP JSON API on 127.0.0.1 (see README.md in this folder),
-or fakectl.py. The chosen ports are written to --ready-file as JSON.
+Control: a plain-HTTP JSON API on 127.0.0.1: POST /members {"ips": [...]},
+/compact, /forbid {"resources": [...]}, /fault {"kind": K, "on": bool},
+/status {"code", "retry_after", "count"}, /revoke {"serial"}, /chunk {"max"},
+/label {"on"}, /serving-cert {"cert", "key"}, /instance/IP/ACTION with
+ACTION stop {"delay"} | crash | start | ready | unready | blackhole; GET /
+returns the state and recent requests. The chosen ports are written to
+--ready-file as JSON.
 """
 
 import argparse
@@ -59,6 +69,7 @@ class Cluster:
         self.chunk_max = args.chunk_max
         self.requests = []         # (instance, path, identity) of recent requests
         self.cut = 0               # bumped to end every running watch
+        self.labeled = True        # the slice carries kubernetes.io/service-name
         self.ep_uid = str(uuid.uuid4())
         self.slice_uid = str(uuid.uuid4())
         self.objects = {}
@@ -81,11 +92,13 @@ class Cluster:
 
     def _slice(self, rv):
         v6 = bool(self.members) and all(":" in ip for ip in self.members)
+        labels = {"kubernetes.io/service-name": "kubernetes"} if self.labeled else \
+            {"test/unlabeled": "true"}
         return {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
                 "metadata": {"name": "kubernetes", "namespace": "default",
                              "uid": self.slice_uid, "resourceVersion": str(rv),
                              "generation": rv, "creationTimestamp": "2026-01-01T00:00:00Z",
-                             "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                             "labels": labels},
                 "addressType": "IPv6" if v6 else "IPv4",
                 "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}
                               for ip in sorted(self.members)],
@@ -101,9 +114,31 @@ class Cluster:
         if not initial:
             self.history.append((int(ep["metadata"]["resourceVersion"]), "endpoints",
                                  "MODIFIED", ep))
-            self.history.append((self.rv, "endpointslices", "MODIFIED", sl))
+            if self.labeled:  # a watch by label does not see an unlabeled slice
+                self.history.append((self.rv, "endpointslices", "MODIFIED", sl))
             self.history = self.history[-self.history_window:]
         LOCK.notify_all()
+
+    def set_labeled(self, on):
+        """Selector transitions: a slice that stops matching the watch's label
+        selector is sent as DELETED (its last matching content at the new
+        resourceVersion); one that starts matching as ADDED."""
+        with LOCK:
+            if on == self.labeled:
+                return
+            old = self.objects["endpointslices"]
+            self.labeled = on
+            self.rv += 1
+            sl = self._slice(self.rv)
+            self.objects["endpointslices"] = sl
+            if on:
+                self.history.append((self.rv, "endpointslices", "ADDED", sl))
+            else:
+                gone = json.loads(json.dumps(old))
+                gone["metadata"]["resourceVersion"] = str(self.rv)
+                self.history.append((self.rv, "endpointslices", "DELETED", gone))
+            self.history = self.history[-self.history_window:]
+            LOCK.notify_all()
 
     def set_members(self, ips):
         with LOCK:
@@ -310,8 +345,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         q = dict(urllib.parse.parse_qsl(url.query))
         path = url.path
         if path in ("/readyz", "/livez", "/healthz"):
-            ok = self.inst.ready or path != "/readyz"
-            body = b"ok" if ok else b"[-]shutdown failed: reason withheld\nreadyz check failed"
+            name = path[1:]
+            excluded = set(urllib.parse.parse_qs(url.query).get("exclude", []))
+            checks = [("ping", True), ("log", True), ("etcd", True)]
+            if name == "readyz":
+                checks += [("etcd-readiness", True), ("informer-sync", True),
+                           ("shutdown", self.inst.ready)]
+            checks = [(c, passed) for c, passed in checks if c not in excluded]
+            ok = all(passed for _, passed in checks)
+            lines = ["[+]%s ok" % c if passed else "[-]%s failed: reason withheld" % c
+                     for c, passed in checks]
+            lines += ["[+]%s excluded: ok" % c for c in sorted(excluded)]
+            if ok and "verbose" not in q:
+                body = b"ok"
+            else:
+                body = ("\n".join(lines) + "\n%s check %s\n"
+                        % (name, "passed" if ok else "failed")).encode()
             self.send_response(200 if ok else 500)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -397,7 +446,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 item = dict(obj)
                 item.pop("kind")  # list items carry no kind/apiVersion
                 item.pop("apiVersion")
-                items = [item]
+                items = [item] if resource == "endpoints" or self.cluster.labeled else []
                 kind = "EndpointsList" if resource == "endpoints" else "EndpointSliceList"
                 api = "v1" if resource == "endpoints" else "discovery.k8s.io/v1"
                 self.send_json(200, {"kind": kind, "apiVersion": api,
@@ -424,10 +473,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def watch(self, resource, rv, q):
         timeout = float(q.get("timeoutSeconds", "1800"))
         bookmarks = q.get("allowWatchBookmarks") in ("1", "true")
+        with LOCK:
+            conn_close = "conn-close" in self.cluster.faults
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
+        if conn_close:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.flush()
         with LOCK:
@@ -441,7 +494,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             if start_rv is None:  # synthetic ADDED for the current state
-                pending = [("ADDED", self.cluster.objects[resource])]
+                pending = [("ADDED", self.cluster.objects[resource])] \
+                    if resource == "endpoints" or self.cluster.labeled else []
                 sent_rv = self.cluster.rv
             else:
                 pending = []
@@ -473,10 +527,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.close_connection = True
                     return
                 if pending:
+                    if "numeric-rv" in faults:  # a broken server: RV as a number
+                        pending = [(t, dict(o, metadata=dict(
+                            o["metadata"], resourceVersion=int(o["metadata"]["resourceVersion"]))))
+                            for t, o in pending]
+                    if "duplicate" in faults:
+                        pending = [e for e in pending for _ in (0, 1)]
                     payload = b"".join(json.dumps({"type": t, "object": o},
                                                   separators=(",", ":")).encode() + b"\n"
                                        for t, o in pending)
                     pending = []
+                    if "truncate" in faults:
+                        # The last chunk stops inside an event; no final chunk.
+                        self.send_events(payload[:len(payload) - 7])
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
+                        return
+                    if "conn-close" in faults:
+                        self.send_events(payload)
+                        self.chunk(b"")
+                        self.close_connection = True
+                        return
                     if "reset" in faults:
                         with LOCK:
                             self.cluster.faults.pop("reset", None)
@@ -568,6 +639,8 @@ class Control(http.server.BaseHTTPRequestHandler):
                 with LOCK:
                     c.cut += 1
                     LOCK.notify_all()
+            elif parts == ["label"]:
+                c.set_labeled(bool(body.get("on", True)))
             elif parts == ["revoke"]:
                 ARGS_REVOKED.add(body["serial"])
             elif parts == ["chunk"]:

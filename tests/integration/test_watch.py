@@ -528,6 +528,59 @@ def empty_ignored():
         fake.stop()
 
 
+def stream_faults():
+    """Broken watch streams: duplicate events, Connection: close after each
+    batch, a last chunk cut inside an event, resourceVersion as a number.
+    Each time the table apilb uses ends up equal to the cluster's."""
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        sets = [IPS[:1], IPS[1:], IPS[:2], IPS]
+        for i, kind in enumerate(("duplicate", "conn-close", "truncate", "numeric-rv")):
+            mark = len(a.lines())
+            fake.ctl("/fault", {"kind": kind})
+            time.sleep(0.3)  # let a watch start under the fault
+            t0 = time.time()
+            fake.ctl("/members", {"ips": sets[i]})
+            wait_discovered(a, sets[i], 15)
+            print("%s: change applied after %.2fs" % (kind, time.time() - t0))
+            if kind == "truncate":
+                a.wait_log(r'watch stream cut off', 2, start=mark)
+            if kind == "numeric-rv":
+                a.wait_log(r'watch event without a string resourceVersion', 2, start=mark)
+            fake.ctl("/fault", {"kind": kind, "on": False})
+        check(metric(a, 'apilb_watcher_errors_total{kind="parse"}') >= 1, "parse error uncounted")
+        check(set(served_by(fake, a, 6)) <= set(IPS), "clients failed")
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def selector_transition():
+    """The slice loses its label (the watch gets DELETED): apilb keeps the
+    last set rather than none; members change meanwhile; the label comes
+    back (ADDED) and the new set is applied."""
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        fake.ctl("/label", {"on": False})
+        a.wait_log(r'the cluster lists no ready apiserver: keeping the current upstreams', 5)
+        fake.ctl("/members", {"ips": IPS[1:]})
+        time.sleep(1.0)
+        check(discovered(a) == sorted("%s:6443" % ip for ip in IPS),
+              "a change of an unlabeled slice was applied")
+        t0 = time.time()
+        fake.ctl("/label", {"on": True})
+        wait_discovered(a, IPS[1:])
+        print("slice labeled again: applied after %.2fs" % (time.time() - t0))
+        check(set(served_by(fake, a, 6)) <= set(IPS[1:]), "clients reached a removed apiserver")
+    finally:
+        a.stop()
+        fake.stop()
+
+
 def state_restart():
     """Restart with the state file while every seed (and the kubeconfig's
     server) is dead: the last known apiservers are used at once."""
@@ -581,6 +634,7 @@ def kubectl():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (initial_sync, scale, crash, relist_410, stall, chunks, garbage, reset_mid_event,
-                                  token_rotation, cert_rotation, ca_rotation, retry_after, slices_forbidden, empty_ignored,
-                                  state_restart, kubectl)})
+    run({f.__name__: f for f in (
+        initial_sync, scale, crash, relist_410, stall, chunks, garbage, reset_mid_event,
+        token_rotation, cert_rotation, ca_rotation, retry_after, slices_forbidden, empty_ignored,
+        stream_faults, selector_transition, state_restart, kubectl)})
