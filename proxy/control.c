@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,7 @@ struct control {
     struct source disc_pending;
     bool disc_ready;
     char *disc_ca;            /* a rotated cluster CA for the health checks */
+    unsigned peak_active;     /* most open sessions since the last malloc_trim */
 };
 
 static void health_changed(void *arg, struct upstream *up, enum upstream_health from,
@@ -670,10 +672,30 @@ static void done_cb(uv_async_t *a)
     uv_walk(&c->loop, close_cb, NULL);
 }
 
+/* Memory freed after a burst of connections stays in malloc's arenas (one
+ * per worker thread) and would keep the RSS at the burst's peak for good.
+ * Once the open sessions fall to half of the peak since the last trim, the
+ * free pages go back to the kernel: a few madvise calls, at most once per
+ * tick, and only after a real burst. */
+#define TRIM_MIN_PEAK 64
+
+static void memory_trim(struct control *c)
+{
+    unsigned active = atomic_load(&c->sh.active);
+
+    if (active > c->peak_active)
+        c->peak_active = active;
+    if (c->peak_active >= TRIM_MIN_PEAK && active <= c->peak_active / 2) {
+        malloc_trim(0);
+        c->peak_active = active;
+    }
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     struct control *c = t->data;
 
+    memory_trim(c);
     reg_prune(c);
     if (c->health != NULL)
         for (size_t i = 0; i < c->n_reg; i++)
