@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "sockopt.h"
+
 int listener_open(struct addr *a)
 {
     int fd, one = 1, rc;
@@ -32,6 +34,9 @@ int listener_open(struct addr *a)
         goto fail;
     if (listen(fd, LISTENER_BACKLOG) == -1)
         goto fail;
+    /* Accepted sockets inherit TCP_NODELAY and the keepalive settings from
+     * the listener (Linux), which saves five system calls per client. */
+    sockopt_tune(fd);
     if (addr_port(a) == 0) {
         if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
             goto fail;

@@ -23,8 +23,12 @@
 #define PUMP_BUDGET (1u << 20)
 /* The pipe's capacity: one splice never moves more. */
 #define PIPE_CHUNK (64u * 1024u)
-/* Buffer used when no pipe can be had (out of descriptors). */
-#define BUF_BYTES (16u * 1024u)
+/* Reads are copied (recv/send through the worker's scratch buffer) until one
+ * fills this much; then the direction carries bulk data and splices through
+ * a pipe, until a read comes back smaller. Request/response traffic (watch
+ * events, small API calls, TLS records of a few hundred bytes) pays two
+ * cheap copies instead of two splices and a pipe. */
+#define BUF_BYTES WORKER_SCRATCH_BYTES
 /* A failed dial keeps new connections away from an upstream this long. */
 #define DIAL_HOLD_MS 2000u
 
@@ -45,8 +49,10 @@ struct leg {
 
 /* One direction of the relay: src -> dst. */
 struct flow {
-    int pipe[2];  /* borrowed while bytes are in flight, else -1 */
-    char *buf;    /* used instead of a pipe when none could be made */
+    int pipe[2];  /* bulk: borrowed while bytes are in flight, else -1 */
+    char *buf;    /* own copy of bytes dst has not taken yet (or the replay) */
+    char *data;   /* copy mode: the bytes in flight, in buf or the scratch */
+    bool bulk;    /* the last read filled its buffer: splice the next */
     uint32_t pending; /* bytes read from src, not yet written to dst */
     uint32_t off;     /* buffer mode: first unsent byte */
     bool eof;         /* src sent FIN */
@@ -99,6 +105,8 @@ static void flow_init(struct flow *f)
     f->pipe[0] = -1;
     f->pipe[1] = -1;
     f->buf = NULL;
+    f->data = NULL;
+    f->bulk = false;
     f->pending = 0;
     f->off = 0;
     f->eof = false;
@@ -114,18 +122,34 @@ static void flow_release(struct worker *w, struct flow *f)
         pipepool_put(&w->pipes, f->pipe, f->pending == 0);
     free(f->buf);
     f->buf = NULL;
+    f->data = NULL;
     f->pending = 0;
     f->off = 0;
 }
 
-static int flow_acquire(struct worker *w, struct flow *f, bool need_bytes)
+/* Chooses where the next read goes: a pipe for bulk data (unless the bytes
+ * are needed for a replay, or no pipe can be had), else the scratch buffer. */
+static void flow_acquire(struct worker *w, struct flow *f, bool need_bytes)
 {
-    if (f->pipe[0] >= 0 || f->buf != NULL)
+    if (f->pipe[0] >= 0)
+        return;
+    if (f->bulk && !need_bytes && f->buf == NULL && pipepool_get(&w->pipes, f->pipe) == 0)
+        return;
+    f->data = f->buf != NULL ? f->buf : w->scratch;
+}
+
+/* dst did not take everything: what is left moves out of the shared scratch
+ * buffer into the flow's own. Returns 0 or -ENOMEM. */
+static int flow_keep(struct flow *f)
+{
+    if (f->data == f->buf)
         return 0;
-    if (!need_bytes && pipepool_get(&w->pipes, f->pipe) == 0)
-        return 0;
-    f->buf = malloc(BUF_BYTES);
-    return f->buf != NULL ? 0 : -ENOMEM;
+    if (f->buf == NULL && (f->buf = malloc(BUF_BYTES)) == NULL)
+        return -ENOMEM;
+    memcpy(f->buf, f->data + f->off, f->pending);
+    f->data = f->buf;
+    f->off = 0;
+    return 0;
 }
 
 static void leg_set(struct leg *l, int events)
@@ -293,7 +317,7 @@ static void early_end(struct session *s)
     }
 }
 
-/* Keeps what the client sent (in f->buf, buffer mode) until the upstream
+/* Keeps what the client sent (copy mode: f->data) until the upstream
  * answers; the first upstream byte, or more than fits, ends the early phase. */
 static void early_note(struct session *s, struct flow *f, size_t n)
 {
@@ -301,7 +325,7 @@ static void early_note(struct session *s, struct flow *f, size_t n)
         early_end(s);
         return;
     }
-    if (f->buf == NULL || s->replay_len + n > BUF_BYTES) {
+    if (f->pipe[0] >= 0 || s->replay_len + n > BUF_BYTES) {
         early_end(s);
         return;
     }
@@ -322,7 +346,7 @@ static void early_note(struct session *s, struct flow *f, size_t n)
         s->replay = p;
         s->replay_cap = cap;
     }
-    memcpy(s->replay + s->replay_len, f->buf, n);
+    memcpy(s->replay + s->replay_len, f->data, n);
     s->replay_len += (uint32_t)n;
 }
 
@@ -333,15 +357,16 @@ static void release_upstream(struct session *s);
  * Returns 0, or a negative errno on a socket error. */
 static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomic uint64_t *bytes)
 {
-    size_t moved = 0;
+    size_t moved = 0, asked;
+    bool drained = false; /* the last read got less than asked for */
     ssize_t n;
 
     f->want_read = false;
     f->want_write = false;
     for (;;) {
         if (f->pending > 0) {
-            if (f->buf != NULL)
-                n = send(dst, f->buf + f->off, f->pending, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (f->pipe[0] < 0)
+                n = send(dst, f->data + f->off, f->pending, MSG_NOSIGNAL | MSG_DONTWAIT);
             else
                 n = splice(f->pipe[0], NULL, dst, NULL, f->pending,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -349,6 +374,8 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
                 if (errno == EINTR)
                     continue;
                 if (errno == EAGAIN) {
+                    if (f->pipe[0] < 0 && flow_keep(f) != 0)
+                        return -ENOMEM;
                     f->want_write = true;
                     break;
                 }
@@ -366,21 +393,26 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
             }
             break;
         }
+        /* A short read emptied the socket: another read would only say
+         * EAGAIN (a wasted system call per message on request/response
+         * traffic). Polling is level-triggered, so whatever arrives
+         * meanwhile, FIN included, is reported again. */
+        if (drained) {
+            f->want_read = true;
+            break;
+        }
         if (moved >= PUMP_BUDGET) {
             /* Yield; poll says readable again at once if more is queued. */
             f->want_read = true;
             break;
         }
-        if (flow_acquire(s->w, f, s->early && f == &s->c2u) != 0) {
-            f->want_read = true; /* try again on the next readiness */
-            break;
-        }
+        flow_acquire(s->w, f, s->early && f == &s->c2u);
         f->off = 0;
-        if (f->buf != NULL)
-            n = recv(src, f->buf, BUF_BYTES, MSG_DONTWAIT);
+        asked = f->pipe[0] < 0 ? BUF_BYTES : PIPE_CHUNK;
+        if (f->pipe[0] < 0)
+            n = recv(src, f->data, asked, MSG_DONTWAIT);
         else
-            n = splice(src, NULL, f->pipe[1], NULL, PIPE_CHUNK,
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            n = splice(src, NULL, f->pipe[1], NULL, asked, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -399,6 +431,8 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
             continue;
         }
         f->pending = (uint32_t)n;
+        drained = (size_t)n < asked;
+        f->bulk = (size_t)n >= BUF_BYTES;
         atomic_fetch_add_explicit(bytes, (uint64_t)n, memory_order_relaxed);
         if (s->early)
             early_note(s, f, (size_t)n);
@@ -523,6 +557,7 @@ static void connected(struct session *s)
             return;
         }
         memcpy(s->c2u.buf, s->replay, s->replay_len);
+        s->c2u.data = s->c2u.buf;
         s->c2u.pending = s->replay_len;
         s->c2u.off = 0;
     }
@@ -649,7 +684,7 @@ void session_start(struct worker *w, int client_fd)
         free(s);
         return;
     }
-    sockopt_tune(client_fd);
+    /* client_fd has TCP_NODELAY and keepalive from the listener. */
     s->open_handles = 1;
     s->next = w->sessions;
     if (w->sessions != NULL)

@@ -10,7 +10,8 @@
 #define SOCKOPT_KEEPCNT 3
 
 /* Sets TCP_NODELAY and TCP keepalive. Failures are ignored (the socket still
- * works, only less well). */
+ * works, only less well). On a listening socket, the accepted sockets
+ * inherit both. */
 void sockopt_tune(int fd);
 
 #endif

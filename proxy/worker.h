@@ -45,6 +45,8 @@ struct worker_listener {
 
 struct session;
 
+#define WORKER_SCRATCH_BYTES (16u * 1024u)
+
 struct worker {
     unsigned id;
     struct worker_shared *sh;
@@ -61,6 +63,9 @@ struct worker {
     struct upstream_table *table; /* the table new sessions pick from */
     struct upstream_picker picker;
     struct pipepool pipes;
+    /* Small reads land here and are sent on at once; only what dst does not
+     * take is copied into a buffer of the session's own. */
+    char scratch[WORKER_SCRATCH_BYTES];
     struct session *sessions;   /* every open session */
     size_t n_sessions;
     struct session *conn_head;  /* sessions connecting, oldest first */

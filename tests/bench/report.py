@@ -21,6 +21,7 @@ METRICS = [  # name, label, unit, higher is better
     ("cpu_us_per_conn", "proxy CPU per connection", "us", False),
     ("http_rps", "keep-alive requests (wrk)", "req/s", True),
     ("idle_rss_kib", "idle RSS", "KiB", False),
+    ("idle_anon_kib", "idle RSS, private (anonymous) part", "KiB", False),
 ]
 PROXIES = ["direct", "nginx", "haproxy", "apilb"]
 

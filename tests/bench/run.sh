@@ -135,6 +135,13 @@ rss_kib() {
     done
     echo "$total"
 }
+anon_kib() {
+    local total=0 p
+    for p in $(proxy_procs); do
+        total=$((total + $(awk '/^RssAnon/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
 cpu_ticks() {
     local total=0 p
     for p in $(proxy_procs); do
@@ -183,8 +190,8 @@ measure() {
     # Memory: idle proxied connections.
     [ "$name" = direct ] && return 0
     local before n holder after
+    sleep 1 # let the load above settle (memory given back, sockets closed)
     before=$(rss_kib)
-    record "$name" idle_rss_kib "$rep" "$before"
     for n in $idle_counts; do
         coproc HOLD { "$tool" idle "$host" "$port" "$n"; }
         read -r _ <&"${HOLD[0]}"
@@ -205,6 +212,9 @@ for rep in $(seq "$reps"); do
         pids+=("$proxy_pid")
         wait_port 127.0.0.1 "$port"
         sleep 0.3
+        # Idle RSS: started, configured, no connection yet.
+        record "$name" idle_rss_kib "$rep" "$(rss_kib)"
+        record "$name" idle_anon_kib "$rep" "$(anon_kib)"
         measure "$name" 127.0.0.1 "$port" "$rep"
         kill "$proxy_pid"
         wait "$proxy_pid" 2>/dev/null || true

@@ -4,6 +4,7 @@ loopback. Run one: python3 test_proxy.py payloads"""
 
 import hashlib
 import os
+import re
 import resource
 import signal
 import socket
@@ -35,6 +36,33 @@ def payloads():
             check(got.decode() == hashlib.sha256(data).hexdigest(),
                   "upload of %d bytes corrupted" % n)
     finally:
+        a.stop()
+        b.stop()
+
+
+def socket_options():
+    """Both legs of a proxied connection carry TCP keepalive (30 s idle), so a
+    dead peer is noticed without traffic (ss shows the keepalive timer)."""
+    b = Backend("127.0.0.2")
+    a = Apilb("--upstream", b.addr)
+    c = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+    try:
+        c.sendall(b"whoami\n")
+        check(c.recv(100).strip() != b"", "no answer through apilb")
+        out = subprocess.run(["ss", "-tnoipH", "state", "established"], capture_output=True,
+                             text=True, check=True).stdout
+        mine = [l for l in out.splitlines() if "pid=%d," % a.proc.pid in l]
+        legs = {"client": ":%d " % a.port, "upstream": " %s " % b.addr}
+        for leg, where in legs.items():
+            lines = [l for l in mine if where in l + " "]
+            check(len(lines) == 1, "%s leg not found in ss output: %r" % (leg, mine))
+            m = re.search(r"timer:\(keepalive,(\d+)(m?)(?:in|sec)?", lines[0])
+            check(m is not None, "%s leg has no keepalive: %s" % (leg, lines[0]))
+            secs = int(m.group(1)) * (60 if m.group(2) else 1)
+            check(secs <= 30, "%s leg keepalive in %ds, expected <= 30s" % (leg, secs))
+        print("keepalive on both legs")
+    finally:
+        c.close()
         a.stop()
         b.stop()
 
@@ -543,4 +571,4 @@ if __name__ == "__main__":
     run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused, early_close,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
                                   max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
-                                  tls_curl)})
+                                  tls_curl, socket_options)})
