@@ -128,20 +128,16 @@ proxy_procs() {
     [ -n "$proxy_pid" ] || return 0
     echo "$proxy_pid $(pgrep -P "$proxy_pid" || true)"
 }
-rss_kib() {
+# Sum of a /proc/PID/status field (in KiB) over the proxy's processes.
+status_kib() {
     local total=0 p
     for p in $(proxy_procs); do
-        total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+        total=$((total + $(awk -v f="$1:" '$1 == f {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
     done
     echo "$total"
 }
-anon_kib() {
-    local total=0 p
-    for p in $(proxy_procs); do
-        total=$((total + $(awk '/^RssAnon/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
-    done
-    echo "$total"
-}
+rss_kib() { status_kib VmRSS; }
+anon_kib() { status_kib RssAnon; }
 cpu_ticks() {
     local total=0 p
     for p in $(proxy_procs); do
