@@ -243,6 +243,75 @@ def upgrade():
         b.stop()
 
 
+def raw_admin(a, data, timeout=5.0):
+    """Sends raw bytes to the admin port; returns everything until it closes."""
+    c = socket.create_connection(("127.0.0.1", a.admin_port), timeout=timeout)
+    try:
+        c.sendall(data)
+        out = b""
+        while True:
+            try:
+                got = c.recv(65536)
+            except ConnectionResetError:
+                return out
+            if not got:
+                return out
+            out += got
+    finally:
+        c.close()
+
+
+def hostile_admin():
+    """The admin endpoint answers what is wrong with a bad request (400, 405
+    with Allow, 408, 431), serves HEAD without a body and HTTP/1.0, holds at
+    most 16 connections, drops idle ones after 10 s, and the proxy carries on."""
+    b = Backend("127.0.0.2")
+    a = Apilb("--upstream", b.addr, admin=True)
+    try:
+        code, body = a.admin("/healthz", method="POST")
+        check(code == 405, "POST answered %d" % code)
+        out = raw_admin(a, b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(out.startswith(b"HTTP/1.1 405 ") and b"\r\nAllow: GET, HEAD\r\n" in out,
+              "405 without Allow: %r" % out[:200])
+        for bad in (b"garbage\r\n\r\n", b"GET /metrics\r\n\r\n", b"GET metrics HTTP/1.1\r\n\r\n",
+                    b"GET /me\x01trics HTTP/1.1\r\n\r\n", b"GET /metrics HTTP/2.0\r\n\r\n",
+                    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(200) + b"\n\n"):
+            out = raw_admin(a, bad)
+            check(out.startswith(b"HTTP/1.1 400 "), "%r answered %r" % (bad[:30], out[:60]))
+        out = raw_admin(a, b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+        check(out.startswith(b"HTTP/1.1 431 "), "a 9 KB head answered %r" % out[:60])
+        out = raw_admin(a, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, rest = out.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 200 ") and rest == b"" and b"Content-Length: " in head,
+              "HEAD answered %r" % out[:200])
+        out = raw_admin(a, b"GET /healthz?x=1 HTTP/1.0\r\n\r\nignored body")
+        check(out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"ok\n"), "HTTP/1.0: %r" % out)
+        # A request cut off before its empty line is answered 408 at the deadline.
+        t0 = time.time()
+        out = raw_admin(a, b"GET /healthz HTTP/1.1\r\n", timeout=15)
+        check(out.startswith(b"HTTP/1.1 408 "), "half a head answered %r" % out[:60])
+        print("half a request answered 408 after %.1fs" % (time.time() - t0))
+        # Slots: 16 idle connections fill them; another is closed unanswered,
+        # while the proxy serves on; the idle ones are dropped at 10 s.
+        idle = [socket.create_connection(("127.0.0.1", a.admin_port)) for _ in range(16)]
+        time.sleep(0.3)
+        out = raw_admin(a, b"GET /healthz HTTP/1.1\r\n\r\n")
+        check(out == b"", "a 17th connection was served: %r" % out[:60])
+        check(whoami(a.port) == b.name, "the proxy stopped serving")
+        t0 = time.time()
+        for c in idle:
+            c.settimeout(15)
+            check(c.recv(1) == b"", "an idle admin connection got bytes")
+            c.close()
+        print("16 idle admin connections dropped after %.1fs" % (time.time() - t0 + 0.3))
+        code, body = a.admin("/healthz")
+        check(code == 200, "admin not serving after the idle ones left: %d" % code)
+        a.wait_log(r'admin endpoint: too many connections', 1)
+    finally:
+        a.stop()
+        b.stop()
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (metrics_promtool, readyz_flip, upstreams_json, admin_port_taken,
-                                  log_formats, upgrade)})
+                                  log_formats, upgrade, hostile_admin)})

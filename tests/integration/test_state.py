@@ -72,7 +72,11 @@ def crash_safety():
     rng = random.Random(7)
     try:
         kills = writes = 0
-        for round_ in range(12):
+        # At least 12 rounds, more on a slow (sanitized, loaded) machine
+        # until the kills have raced with 50 writes.
+        for round_ in range(40):
+            if round_ >= 12 and writes >= 50:
+                break
             write_atomic(ups, "%s\n" % bs[0].addr)
             a = Apilb("--upstreams-file", ups, "--state-file", state)
             stop = threading.Event()
