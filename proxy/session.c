@@ -29,6 +29,8 @@
  * events, small API calls, TLS records of a few hundred bytes) pays two
  * cheap copies instead of two splices and a pipe. */
 #define BUF_BYTES WORKER_SCRATCH_BYTES
+/* A splice this small ends bulk mode (hysteresis against flapping). */
+#define BULK_LOW (4u * 1024u)
 /* A failed dial keeps new connections away from an upstream this long. */
 #define DIAL_HOLD_MS 2000u
 
@@ -353,6 +355,13 @@ static void early_note(struct session *s, struct flow *f, size_t n)
 static void try_next(struct session *s);
 static void release_upstream(struct session *s);
 
+/* A client that closed without sending a byte (a TCP probe, an idle
+ * connection given up) needs no other upstream when this one ends first. */
+static bool early_done(const struct session *s)
+{
+    return s->c2u.eof && s->replay_len == 0;
+}
+
 /* Moves bytes src -> dst until one side would block or the budget is spent.
  * Returns 0, or a negative errno on a socket error. */
 static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomic uint64_t *bytes)
@@ -393,10 +402,11 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
             }
             break;
         }
-        /* A short read emptied the socket: another read would only say
-         * EAGAIN (a wasted system call per message on request/response
-         * traffic). Polling is level-triggered, so whatever arrives
-         * meanwhile, FIN included, is reported again. */
+        /* A short copy-mode read emptied the socket: another read would
+         * only say EAGAIN (a wasted system call per message on
+         * request/response traffic). Polling is level-triggered, so
+         * whatever arrives meanwhile, FIN included, is reported again.
+         * Bulk data keeps reading: more has usually arrived meanwhile. */
         if (drained) {
             f->want_read = true;
             break;
@@ -425,14 +435,21 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
         if (n == 0) {
             f->eof = true;
             /* An upstream that ends before its first byte is retried by
-             * the caller: do not pass its FIN on to the client. */
-            if (s->early && f == &s->u2c)
+             * the caller (unless there is nothing to retry): do not pass
+             * its FIN on to the client yet. */
+            if (s->early && f == &s->u2c && !early_done(s))
                 return 0;
             continue;
         }
         f->pending = (uint32_t)n;
-        drained = (size_t)n < asked;
-        f->bulk = (size_t)n >= BUF_BYTES;
+        if (f->pipe[0] < 0) {
+            /* Copy mode: a short read is a message, and the socket is
+             * empty; a full one means bulk data is coming. */
+            drained = (size_t)n < asked;
+            f->bulk = (size_t)n == asked;
+        } else if ((size_t)n < BULK_LOW) {
+            f->bulk = false; /* the stream has calmed down: copy again */
+        }
         atomic_fetch_add_explicit(bytes, (uint64_t)n, memory_order_relaxed);
         if (s->early)
             early_note(s, f, (size_t)n);
@@ -456,7 +473,7 @@ static void session_relay(struct session *s)
         rc2 = flow_pump(s, &s->u2c, s->up->fd, s->client.fd, &up->bytes_from);
     if (rc == 0)
         rc = rc2;
-    if (s->early && (rc != 0 || s->u2c.eof)) {
+    if (s->early && (rc != 0 || s->u2c.eof) && !early_done(s)) {
         /* The upstream went away before its first byte: try the next one
          * and replay what the client sent; the client sees nothing. */
         atomic_fetch_add_explicit(&up->connect_fail[UPSTREAM_FAIL_REFUSED], 1,

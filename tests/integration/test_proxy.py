@@ -202,6 +202,29 @@ def early_close():
         rst.close()
 
 
+def client_fin_first():
+    """A client that finishes without sending anything (a TCP probe: connect,
+    close) costs one upstream connection and ends quietly; it is not retried
+    on every upstream as if the upstream had died."""
+    s = [Slammer("127.0.0.%d" % i) for i in (2, 3, 4)]
+    a = Apilb(*sum((["--upstream", x.addr] for x in s), []))
+    try:
+        for i in range(5):
+            c = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+            c.shutdown(socket.SHUT_WR)
+            check(c.recv(1) == b"", "probe %d got bytes" % i)
+            c.close()
+        time.sleep(0.3)
+        total = sum(x.count for x in s)
+        check(total == 5, "5 probes made %d upstream connections" % total)
+        check(not any("no upstream accepted" in l or "retrying" in l for l in a.lines()),
+              "a finished client was retried: %s" % [l for l in a.lines() if "retry" in l])
+    finally:
+        a.stop()
+        for x in s:
+            x.close()
+
+
 def failover_blackhole():
     """An upstream that drops SYNs costs one connect timeout, then is avoided."""
     b = Backend("127.0.0.2")
@@ -571,4 +594,4 @@ if __name__ == "__main__":
     run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused, early_close,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
                                   max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
-                                  tls_curl, socket_options)})
+                                  tls_curl, socket_options, client_fin_first)})
