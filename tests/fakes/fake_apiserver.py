@@ -19,6 +19,9 @@ of a single simulated cluster. What it reproduces (see
 - faults: stall, reset mid-event, a truncated last chunk, garbage, duplicate
   events, resourceVersion as a number, Connection: close, 429/503 with
   Retry-After, empty list, per-instance unready / refusing / black-holed;
+- streaming lists (sendInitialEvents=true: ADDED for the current state, then
+  a BOOKMARK annotated k8s.io/initial-events-end; 422 with --no-watch-list or
+  without allowWatchBookmarks and resourceVersionMatch=NotOlderThan);
 - selector transitions (the slice losing its label is DELETED, regaining
   it ADDED); /readyz /livez /healthz with ?verbose and ?exclude= like the
   apiserver; graceful shutdown (readyz fails, address leaves the list, then
@@ -356,7 +359,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             lines = ["[+]%s ok" % c if passed else "[-]%s failed: reason withheld" % c
                      for c, passed in checks]
             lines += ["[+]%s excluded: ok" % c for c in sorted(excluded)]
-            if ok and "verbose" not in q:
+            if ok and "verbose" not in urllib.parse.parse_qs(url.query, keep_blank_values=True):
                 body = b"ok"
             else:
                 body = ("\n".join(lines) + "\n%s check %s\n"
@@ -473,6 +476,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def watch(self, resource, rv, q):
         timeout = float(q.get("timeoutSeconds", "1800"))
         bookmarks = q.get("allowWatchBookmarks") in ("1", "true")
+        initial = q.get("sendInitialEvents") in ("1", "true")  # a streaming list
+        if initial and ARGS.no_watch_list:
+            return self.send_json(422, status(
+                422, "Invalid", 'Invalid value: "sendInitialEvents": sendInitialEvents is '
+                'forbidden for watch unless the WatchList feature gate is enabled',
+                {"causes": [{"reason": "FieldValueForbidden", "field": "sendInitialEvents"}]}))
+        if initial and (not bookmarks or q.get("resourceVersionMatch") != "NotOlderThan"):
+            return self.send_json(422, status(
+                422, "Invalid", "sendInitialEvents requires allowWatchBookmarks=true and "
+                "resourceVersionMatch=NotOlderThan",
+                {"causes": [{"reason": "FieldValueInvalid", "field": "sendInitialEvents"}]}))
         with LOCK:
             conn_close = "conn-close" in self.cluster.faults
         self.send_response(200)
@@ -493,6 +507,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.chunk(b"")
                 self.close_connection = True
                 return
+            if initial:
+                start_rv = None  # NotOlderThan: the current state, then changes
             if start_rv is None:  # synthetic ADDED for the current state
                 pending = [("ADDED", self.cluster.objects[resource])] \
                     if resource == "endpoints" or self.cluster.labeled else []
@@ -526,6 +542,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.send_events(b'{"type":"MODIFIED","object":{]]]garbage\n')
                     self.close_connection = True
                     return
+                if initial:
+                    # The end of the initial events: a bookmark that says so.
+                    kind = "Endpoints" if resource == "endpoints" else "EndpointSlice"
+                    api = "v1" if resource == "endpoints" else "discovery.k8s.io/v1"
+                    pending.append(("BOOKMARK", {"kind": kind, "apiVersion": api, "metadata": {
+                        "resourceVersion": str(sent_rv),
+                        "annotations": {"k8s.io/initial-events-end": "true"}}}))
+                    initial = False
                 if pending:
                     if "numeric-rv" in faults:  # a broken server: RV as a number
                         pending = [(t, dict(o, metadata=dict(
@@ -694,6 +718,8 @@ def main():
     p.add_argument("--chunk-max", type=int, default=64, help="largest chunk, in bytes")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--expired-reason", default="Expired", choices=["Expired", "Gone"])
+    p.add_argument("--no-watch-list", action="store_true",
+                   help="answer sendInitialEvents with 422, like a server without WatchList")
     p.add_argument("--members", help="comma-separated IPs to list at start "
                                      "(default: every instance)")
     ARGS = p.parse_args()

@@ -1,0 +1,184 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Checks the fake kube-apiserver against the API behaviour it stands for
+(../../../shared/reference/k8s-watch-spec.md sections 1, 2, 5 and 6) where
+apilb's own scenarios do not reach: exact Status bodies, list shape, the
+Endpoints deprecation warning, health endpoints with ?verbose and ?exclude,
+streaming lists, selector transitions and 504 for a future resourceVersion.
+A fake that drifts from the API would make every discovery test lie."""
+
+import http.client
+import json
+import os
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SLICES = ("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+          "?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes")
+FAILED = []
+
+
+def check(cond, what):
+    if not cond:
+        FAILED.append(what)
+        print("FAIL: " + what)
+
+
+class Fake:
+    def __init__(self, *extra):
+        self.d = tempfile.mkdtemp(prefix="apilb-fake-")
+        subprocess.run(["bash", os.path.join(HERE, "mkcerts.sh"), self.d], check=True)
+        with open(os.path.join(self.d, "token"), "w") as f:
+            f.write("secret-token\n")
+        ready = os.path.join(self.d, "ready.json")
+        self.proc = subprocess.Popen([
+            sys.executable, os.path.join(HERE, "fake_apiserver.py"),
+            "--cert", os.path.join(self.d, "server.pem"),
+            "--key", os.path.join(self.d, "server.key"),
+            "--token-file", os.path.join(self.d, "token"), "--ready-file", ready,
+            "--listen", "127.0.0.1:0", "--members", "10.213.0.2,10.213.0.3",
+            "--bookmark-interval", "1", *extra])
+        end = time.time() + 10
+        while not os.path.exists(ready):
+            if time.time() > end or self.proc.poll() is not None:
+                raise SystemExit("the fake did not start")
+            time.sleep(0.05)
+        with open(ready) as f:
+            info = json.load(f)
+        self.port = info["instances"]["127.0.0.1"]
+        self.control = info["control"]
+        self.ctx = ssl.create_default_context(cafile=os.path.join(self.d, "ca.pem"))
+
+    def conn(self):
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=10)
+
+    def get(self, path, token="secret-token"):
+        c = self.conn()
+        c.request("GET", path, headers={"Authorization": "Bearer " + token} if token else {})
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, dict(r.getheaders()), body
+
+    def watch(self, path, until, timeout=5.0):
+        """Reads watch events until until(events) is true; returns them."""
+        c = self.conn()
+        c.request("GET", path, headers={"Authorization": "Bearer secret-token"})
+        r = c.getresponse()
+        events, buf, end = [], b"", time.time() + timeout
+        while time.time() < end and not until(events):
+            data = r.read1(65536)
+            if not data:
+                break
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                events.append(json.loads(line))
+        c.close()
+        return r.status, events
+
+    def ctl(self, path, body):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.control, path),
+                                     data=json.dumps(body).encode(), method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        subprocess.run(["rm", "-rf", self.d])
+
+
+def main():
+    f = Fake()
+    try:
+        code, _, body = f.get(SLICES, token="wrong")
+        check(code == 401 and json.loads(body) == {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Unauthorized", "reason": "Unauthorized", "code": 401},
+            "401 body: %r" % body)
+        code, _, body = f.get(SLICES)
+        lst = json.loads(body)
+        check(code == 200 and lst["kind"] == "EndpointSliceList" and
+              isinstance(lst["metadata"]["resourceVersion"], str), "list: %r" % body[:200])
+        item = lst["items"][0]
+        check("kind" not in item and "apiVersion" not in item, "list items carry kind")
+        check(item["addressType"] == "IPv4" and
+              item["metadata"]["labels"] == {"kubernetes.io/service-name": "kubernetes"} and
+              [e["addresses"] for e in item["endpoints"]] == [["10.213.0.2"], ["10.213.0.3"]] and
+              all(e["conditions"]["ready"] is True for e in item["endpoints"]) and
+              item["ports"] == [{"name": "https", "protocol": "TCP", "port": f.port}],
+              "slice: %r" % item)
+        code, headers, body = f.get("/api/v1/namespaces/default/endpoints/kubernetes")
+        ep = json.loads(body)
+        check(code == 200 and headers.get("Warning", "").startswith('299 - "v1 Endpoints is '
+                                                                      'deprecated'),
+              "Endpoints warning: %r" % headers)
+        check(ep["metadata"]["labels"] == {"endpointslice.kubernetes.io/skip-mirror": "true"}
+              and ep["subsets"][0]["ports"][0]["name"] == "https", "endpoints: %r" % ep)
+        rv = int(lst["metadata"]["resourceVersion"])
+        code, _, body = f.get(SLICES + "&resourceVersion=%d" % (rv + 1000))
+        st = json.loads(body)
+        check(code == 504 and st["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge",
+              "future RV: %d %r" % (code, st))
+
+        # Health endpoints, like kube-apiserver's.
+        code, _, body = f.get("/readyz", token=None)
+        check((code, body) == (200, b"ok"), "readyz: %d %r" % (code, body))
+        code, _, body = f.get("/readyz?verbose", token=None)
+        check(code == 200 and b"[+]shutdown ok" in body and body.endswith(b"readyz check passed\n"),
+              "readyz?verbose: %r" % body)
+        f.ctl("/instance/127.0.0.1/unready", {})
+        code, _, body = f.get("/readyz", token=None)
+        check(code == 500 and b"[-]shutdown failed: reason withheld" in body, "unready: %r" % body)
+        code, _, body = f.get("/readyz?exclude=shutdown", token=None)
+        check(code == 200, "readyz?exclude=shutdown: %d %r" % (code, body))
+        code, _, body = f.get("/livez", token=None)
+        check((code, body) == (200, b"ok"), "livez while unready: %d %r" % (code, body))
+        f.ctl("/instance/127.0.0.1/ready", {})
+
+        # A streaming list: ADDED for what exists, then the end-of-initial bookmark.
+        code, ev = f.watch(SLICES + "&watch=true&sendInitialEvents=true&allowWatchBookmarks=true"
+                           "&resourceVersionMatch=NotOlderThan",
+                           lambda e: any(x["type"] == "BOOKMARK" for x in e))
+        check(code == 200 and [x["type"] for x in ev][:2] == ["ADDED", "BOOKMARK"] and
+              ev[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"},
+              "streaming list: %r" % ev[:2])
+        code, _, body = f.get(SLICES + "&watch=true&sendInitialEvents=true")
+        check(code == 422 and json.loads(body)["reason"] == "Invalid", "no bookmarks: %d" % code)
+
+        # Selector transition: the slice loses its label -> DELETED with its
+        # last content; regains it -> ADDED.
+        code, ev = f.watch(SLICES + "&watch=true&resourceVersion=%d" % rv,
+                           lambda e: (len(e) == 0 and f.ctl("/label", {"on": False})) or
+                           any(x["type"] == "DELETED" for x in e))
+        dele = [x for x in ev if x["type"] == "DELETED"]
+        check(dele and dele[0]["object"]["metadata"]["labels"] ==
+              {"kubernetes.io/service-name": "kubernetes"} and
+              int(dele[0]["object"]["metadata"]["resourceVersion"]) > rv,
+              "DELETED on losing the label: %r" % ev)
+        code, _, body = f.get(SLICES)
+        check(json.loads(body)["items"] == [], "an unlabeled slice is still listed")
+        f.ctl("/label", {"on": True})
+        code, _, body = f.get(SLICES)
+        check(len(json.loads(body)["items"]) == 1, "the relabeled slice is not listed")
+    finally:
+        f.stop()
+
+    f = Fake("--no-watch-list")
+    try:
+        code, _, body = f.get(SLICES + "&watch=true&sendInitialEvents=true&allowWatchBookmarks=true"
+                              "&resourceVersionMatch=NotOlderThan")
+        check(code == 422 and b"WatchList" in body, "WatchList off: %d %r" % (code, body[:100]))
+    finally:
+        f.stop()
+    if FAILED:
+        sys.exit(1)
+    print("the fake matches the API on every point checked")
+
+
+if __name__ == "__main__":
+    main()
