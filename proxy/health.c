@@ -23,7 +23,8 @@
 
 /* The name apiserver certificates always carry (kubeadm, RKE, k3s). */
 #define HEALTH_SERVER_NAME "kubernetes"
-#define RESP_MAX 512
+/* A failing /readyz lists every check (about 2 KiB on kube-apiserver). */
+#define RESP_MAX 8192
 
 enum probe_step {
     STEP_CONNECT = 0,
@@ -56,7 +57,7 @@ struct checker {
     uint64_t started_us;
     unsigned ok_run, fail_run;
     uint64_t fails_seen; /* data-path connect failures already counted */
-    bool answered;       /* the running check got an HTTP status */
+    bool shutting_down;  /* the running check's readyz said "[-]shutdown" */
     bool timed_out;      /* the running check timed out */
     struct checker *next;
 };
@@ -158,15 +159,18 @@ static void count_result(struct checker *ck, bool ok, const char *why)
         ck->fail_run++;
         log_debug("health check failed", "upstream=%s reason=\"%s\" consecutive=%u", up->name,
                   why, ck->fail_run);
-        /* An apiserver that answers "not ready" is shutting down (or not
-         * yet serving) but still serves what it has: drain it. One that
-         * stopped answering in time is gone: close its connections. A
-         * refused or reset check changes neither (a draining apiserver
-         * closes its listener before its last requests finish). */
-        if (ck->answered && atomic_load(&up->unready_since_ms) == 0)
-            atomic_store(&up->unready_since_ms, worker_now_ms());
-        else if (ck->timed_out)
+        /* An apiserver whose /readyz says it is shutting down still
+         * serves what it has for its shutdown delay: drain it. Any other
+         * failure (not ready for another reason, no answer in time) closes
+         * its connections. A refused or reset check changes neither (a
+         * shutting-down apiserver closes its listener before its last
+         * requests finish). */
+        if (ck->shutting_down) {
+            if (atomic_load(&up->unready_since_ms) == 0)
+                atomic_store(&up->unready_since_ms, worker_now_ms());
+        } else if (ck->timed_out || strncmp(why, "readyz: HTTP", 12) == 0) {
             atomic_store(&up->unready_since_ms, 0);
+        }
         if (cur != UPSTREAM_UNHEALTHY && ck->fail_run >= ck->h->cfg->fall)
             set_health(ck, UPSTREAM_UNHEALTHY, why);
     }
@@ -315,6 +319,7 @@ static void probe_step(struct checker *ck)
             break;
         case STEP_READ: {
             int code;
+            bool ended = false;
 
             rc = SSL_read(p->ssl, p->resp + p->resp_len, (int)(RESP_MAX - 1 - p->resp_len));
             if (rc <= 0) {
@@ -323,20 +328,34 @@ static void probe_step(struct checker *ck)
                     probe_want(p, err == SSL_ERROR_WANT_READ ? UV_READABLE : UV_WRITABLE);
                     return;
                 }
+                ended = true; /* closed (we asked for Connection: close) */
+            } else {
+                p->resp_len += (size_t)rc;
+            }
+            p->resp[p->resp_len] = '\0';
+            code = status_code(p->resp, p->resp_len);
+            if (code == 0 && ended) {
                 health_done(ck, false, "readyz: connection closed before a status line");
                 return;
             }
-            p->resp_len += (size_t)rc;
-            code = status_code(p->resp, p->resp_len);
             if (code == 0)
                 break;
             if (code < 0) {
                 health_done(ck, false, "readyz: not an HTTP response");
                 return;
             }
-            snprintf(why, sizeof(why), "readyz: HTTP %d", code);
-            ck->answered = true;
-            health_done(ck, code == 200 || code == 401 || code == 403, why);
+            if (code == 200 || code == 401 || code == 403) {
+                snprintf(why, sizeof(why), "readyz: HTTP %d", code);
+                health_done(ck, true, why);
+                return;
+            }
+            /* A failure: read the body for the check that failed. */
+            if (!ended && p->resp_len < RESP_MAX - 1)
+                break;
+            ck->shutting_down = strstr(p->resp, "[-]shutdown ") != NULL;
+            snprintf(why, sizeof(why), "readyz: HTTP %d%s", code,
+                     ck->shutting_down ? " (shutting down)" : "");
+            health_done(ck, false, why);
             return;
         }
         }
@@ -360,7 +379,7 @@ static void check_start(struct checker *ck)
 
     health_ca_reload(ck->h);
     ck->started_us = uv_hrtime() / 1000;
-    ck->answered = ck->timed_out = false;
+    ck->shutting_down = ck->timed_out = false;
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
         uv_timer_start(&ck->timer, timer_cb, next_delay(ck->h), 0);

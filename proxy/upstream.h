@@ -60,10 +60,10 @@ struct upstream {
     _Atomic int health;                /* enum upstream_health; control thread writes */
     _Atomic uint64_t passive_down_until_ms; /* dial failed: avoid until then */
     _Atomic uint64_t draining_since_ms;     /* removed from the table at this time */
-    /* Unhealthy, but its last failed check was an HTTP answer (readyz not
-     * 200: shutting down, not ready): it takes no new connections and its
-     * open ones drain from this time, like a removed one, instead of being
-     * closed at once. 0 otherwise. Control thread writes. */
+    /* Unhealthy because its /readyz says "[-]shutdown" (kube-apiserver in
+     * its shutdown delay, still serving): it takes no new connections and
+     * its open ones drain from this time, like a removed one's, instead of
+     * being closed at once. 0 otherwise. Control thread writes. */
     _Atomic uint64_t unready_since_ms;
     _Atomic unsigned active;           /* open proxied connections, all workers */
     _Atomic uint64_t conns_total;

@@ -270,7 +270,8 @@ def make_certs(d):
 
 class TlsApiserver:
     """An HTTPS server in a thread answering /readyz with self.readyz (an HTTP
-    status code) and anything else with its name, like a kube-apiserver."""
+    status code, and self.readyz_body if set) and anything else with its
+    name, like a kube-apiserver."""
 
     def __init__(self, host, cert, key, name=None):
         import http.server
@@ -284,6 +285,8 @@ class TlsApiserver:
                 if self.path == "/readyz":
                     outer.readyz_hits += 1
                     code, body = outer.readyz, b"ok" if outer.readyz == 200 else b"not ready"
+                    if outer.readyz_body is not None:
+                        body = outer.readyz_body
                 else:
                     code, body = 200, outer.name.encode()
                 self.send_response(code)
@@ -295,6 +298,7 @@ class TlsApiserver:
                 pass
 
         self.readyz = 200
+        self.readyz_body = None  # bytes, instead of "ok" / "not ready"
         self.readyz_hits = 0
         self.srv = http.server.ThreadingHTTPServer((host, 0), Handler)
         self.srv.daemon_threads = True
@@ -309,6 +313,16 @@ class TlsApiserver:
     def stop(self):
         self.srv.shutdown()
         self.srv.server_close()
+
+
+def readyz_failing(*failed):
+    """A kube-apiserver /readyz body with the named checks failing."""
+    checks = ["ping", "log", "etcd", "etcd-readiness", "informer-sync",
+              "poststarthook/start-apiserver-admission-initializer",
+              "poststarthook/generic-apiserver-start-informers", "shutdown"]
+    lines = ["[-]%s failed: reason withheld" % c if c in failed else "[+]%s ok" % c
+             for c in checks]
+    return ("\n".join(lines) + "\nreadyz check failed\n").encode()
 
 
 class HttpsConn:

@@ -13,7 +13,8 @@ import threading
 import time
 
 from harness import (Apilb, Backend, Fail, HttpsConn, TlsApiserver, check, closed_by_peer,
-                     make_certs, payload, refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
+                     make_certs, payload, readyz_failing, refused_addr, roundtrip, run, tmpdir,
+                     whoami, write_atomic)
 
 
 def curl_name(ca, port, path="/version"):
@@ -33,8 +34,9 @@ def health_line(a, addr, to, start=0, timeout=5.0):
 def readyz():
     """readyz checks over verified TLS: 500 makes an upstream unhealthy after
     --fall checks and 200 healthy again after --rise; 401/403 count as alive.
-    An upstream that answers "not ready" (an apiserver in its shutdown delay)
-    gets no new connections, but its open ones keep working (drain)."""
+    An upstream whose readyz says it is shutting down (an apiserver in its
+    shutdown delay) gets no new connections, but its open ones keep working
+    (drain); one failing for another reason (etcd) has them closed."""
     d = tmpdir()
     ca, crt, key = make_certs(d)
     s = [TlsApiserver("127.0.0.%d" % i, crt, key, "api%d" % i) for i in (2, 3, 4)]
@@ -54,15 +56,36 @@ def readyz():
         check(held, "no connection landed on api2")
         mark = len(a.lines())
         t0 = time.time()
+        s[0].readyz_body = readyz_failing("shutdown")
         s[0].readyz = 500
         line = health_line(a, s[0].addr, "unhealthy", mark)
         dt = time.time() - t0
-        check('reason="readyz: HTTP 500"' in line, "reason missing: %s" % line)
-        check("draining=true" in line, "a not-ready upstream is not drained: %s" % line)
+        check('reason="readyz: HTTP 500 (shutting down)"' in line, "reason missing: %s" % line)
+        check("draining=true" in line, "a shutting-down upstream is not drained: %s" % line)
         time.sleep(0.5)
         for c in held:
             check(c.get("/version") == (200, "api2"), "a draining connection was cut")
             c.close()
+        # Not ready for another reason: its connections are closed at once.
+        held = []
+        for _ in range(12):
+            c = HttpsConn(a.port, ca)
+            if c.get("/version")[1] == "api4":
+                held.append(c)
+            else:
+                c.close()
+        check(held, "no connection landed on api4")
+        mark = len(a.lines())
+        s[2].readyz_body = readyz_failing("etcd", "etcd-readiness")
+        s[2].readyz = 500
+        line = health_line(a, s[2].addr, "unhealthy", mark)
+        check("closing=true" in line and "shutting down" not in line, "etcd failure: %s" % line)
+        for c in held:
+            check(c.closed(3), "a connection to an apiserver without etcd was kept")
+            c.close()
+        s[2].readyz_body = None
+        s[2].readyz = 200
+        health_line(a, s[2].addr, "healthy", mark)
         # Two failed checks, each within interval +-10% (+ the check itself).
         check(dt < 2 * 0.33 + 0.5, "unhealthy after %.2fs, expected <= ~0.7s" % dt)
         names = [curl_name(ca, a.port) for _ in range(20)]
