@@ -31,6 +31,19 @@ def health_line(a, addr, to, start=0, timeout=5.0):
                       timeout, start=start)
 
 
+def held_on(a, ca, name, tries=12):
+    """Kept-alive connections through apilb that landed on the named upstream."""
+    held = []
+    for _ in range(tries):
+        c = HttpsConn(a.port, ca)
+        if c.get("/version")[1] == name:
+            held.append(c)
+        else:
+            c.close()
+    check(held, "no connection landed on %s" % name)
+    return held
+
+
 def readyz():
     """readyz checks over verified TLS: 500 makes an upstream unhealthy after
     --fall checks and 200 healthy again after --rise; 401/403 count as alive.
@@ -46,14 +59,7 @@ def readyz():
     try:
         for x in s:
             health_line(a, x.addr, "healthy")
-        held = []
-        for _ in range(12):
-            c = HttpsConn(a.port, ca)
-            if c.get("/version")[1] == "api2":
-                held.append(c)
-            else:
-                c.close()
-        check(held, "no connection landed on api2")
+        held = held_on(a, ca, "api2")
         mark = len(a.lines())
         t0 = time.time()
         s[0].readyz_body = readyz_failing("shutdown")
@@ -67,14 +73,7 @@ def readyz():
             check(c.get("/version") == (200, "api2"), "a draining connection was cut")
             c.close()
         # Not ready for another reason: its connections are closed at once.
-        held = []
-        for _ in range(12):
-            c = HttpsConn(a.port, ca)
-            if c.get("/version")[1] == "api4":
-                held.append(c)
-            else:
-                c.close()
-        check(held, "no connection landed on api4")
+        held = held_on(a, ca, "api4")
         mark = len(a.lines())
         s[2].readyz_body = readyz_failing("etcd", "etcd-readiness")
         s[2].readyz = 500
