@@ -705,7 +705,7 @@ static int do_list(struct watcher *w)
         pthread_mutex_lock(&w->mu);
         w->mode = MODE_ENDPOINTS;
         pthread_mutex_unlock(&w->mu);
-        w->rv[0] = '\0';
+        snprintf(w->rv, sizeof(w->rv), "0");
         return 1;
     }
     if (code == 410) {
@@ -881,6 +881,10 @@ int watcher_start(const struct watcher_config *cfg, watcher_publish_fn publish,
     w->arg = arg;
     w->mode = cfg->discovery == WATCHER_DISCOVERY_ENDPOINTS ? MODE_ENDPOINTS : MODE_SLICES;
     w->auto_mode = cfg->discovery == WATCHER_DISCOVERY_AUTO;
+    /* Like client-go: the first LIST may come from the apiserver's watch
+     * cache (cheap for a fleet of nodes starting at once); later ones
+     * resume from the last resourceVersion, or read fresh ("") after 410. */
+    snprintf(w->rv, sizeof(w->rv), "0");
     backoff_init(&w->backoff, (uint64_t)time(NULL) ^ (uint64_t)getpid());
     eventstream_init(&w->es, EVENTSTREAM_MAX_BYTES);
     filewatch_init(&w->files);

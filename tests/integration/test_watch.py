@@ -199,6 +199,10 @@ def initial_sync():
         check(metric(a, "apilb_watcher_resource_version_age_seconds") is not None,
               "no resourceVersion age")
         a.wait_log(r'apiservers discovered.*source=endpointslices')
+        lists = [r[1] for r in fake.state()["requests"]
+                 if "endpointslices" in r[1] and "watch=true" not in r[1]]
+        check(lists and "resourceVersion=0" in lists[0],
+              "the first LIST is not served from the watch cache: %r" % lists[:1])
     finally:
         a.stop()
         fake.stop()
