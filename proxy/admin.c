@@ -1,29 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The admin endpoint: a deliberately small HTTP/1.1 server on its own thread
- * and libuv loop; see admin.h.
- *
- * One request per connection: read the head (bounded), answer, close. Each
- * connection walks READING -> WRITING -> DRAINING -> closed:
- *   READING   read_cb() collects the request head; a whole head, a head
- *             over ADMIN_HEAD_MAX or a timeout leads to respond()
- *   WRITING   respond() queued the answer; write_cb() shuts down our side
- *   DRAINING  what the client still sends is read and dropped until its
- *             FIN (closing with unread bytes would send a RST that can
- *             destroy the answer in flight), or the deadline
- * ADMIN_MAX_CONNECTIONS at once; more are closed as they arrive. Every
- * connection has ADMIN_TIMEOUT_MS in all, so a slow client holds nothing
- * for long. */
+/* The admin endpoint on libmicrohttpd's own thread; see admin.h. */
 #define LOG_MODULE "admin"
 #include "admin.h"
 
 #include <errno.h>
-#include <stdbool.h>
-#include <stddef.h>
+#include <microhttpd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <uv.h>
 
 #include "listener.h"
 #include "log.h"
@@ -33,355 +19,98 @@
 #include "worker.h"
 
 #define ADMIN_MAX_CONNECTIONS 16
-#define ADMIN_TIMEOUT_MS 10000
-#define ADMIN_HEAD_MAX 8192
-
-enum conn_state {
-    C_READING = 0,
-    C_WRITING,
-    C_DRAINING,
-    C_CLOSING,
-};
+#define ADMIN_TIMEOUT_S 10
+#define ADMIN_CONN_MEMORY (32u * 1024u)
 
 struct admin {
-    uv_loop_t loop;
-    uv_tcp_t server;
-    uv_async_t stop;
-    uv_thread_t thread;
+    struct MHD_Daemon *d;
     snapshot_fn snap;
     void *arg;
-    unsigned n_conns;
 };
 
-struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_write_t wr;
-    uv_shutdown_t sd;
-    struct admin *a;
-    enum conn_state state;
-    int open_handles;
-    char *resp;                 /* the answer being written */
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *type,
+                             struct strbuf *body)
+{
     size_t len;
-    char head[ADMIN_HEAD_MAX];  /* last: not cleared on accept */
-};
+    char *p = strbuf_take(body, &len);
+    struct MHD_Response *r;
+    enum MHD_Result rc;
 
-/* --- the request --------------------------------------------------------- */
-
-static const char *reason(unsigned code)
-{
-    switch (code) {
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 431:
-        return "Request Header Fields Too Large";
-    default:
-        return "Service Unavailable";
+    if (p == NULL)
+        return MHD_NO;
+    r = MHD_create_response_from_buffer(len, p, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(p);
+        return MHD_NO;
     }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    rc = MHD_queue_response(c, code, r);
+    MHD_destroy_response(r);
+    return rc;
 }
 
-int admin_parse_head(const char *head, size_t len, char *method, size_t method_len, char *path,
-                     size_t path_len)
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
 {
-    const char *eol = memchr(head, '\n', len), *sp1, *sp2, *q;
-    size_t n;
-
-    if (eol == NULL)
-        return -EINVAL;
-    if (eol > head && eol[-1] == '\r')
-        eol--;
-    sp1 = memchr(head, ' ', (size_t)(eol - head));
-    if (sp1 == NULL || sp1 == head)
-        return -EINVAL;
-    sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
-    if (sp2 == NULL || sp2 == sp1 + 1 || eol - sp2 - 1 != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0)
-        return -EINVAL;
-    n = (size_t)(sp1 - head);
-    if (n >= method_len)
-        return -EINVAL;
-    memcpy(method, head, n);
-    method[n] = '\0';
-    q = memchr(sp1 + 1, '?', (size_t)(sp2 - sp1 - 1)); /* a query is ignored */
-    n = (size_t)((q != NULL ? q : sp2) - sp1 - 1);
-    if (n >= path_len || sp1[1] != '/')
-        return -EINVAL;
-    memcpy(path, sp1 + 1, n);
-    path[n] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)path[i] <= ' ' || path[i] == 0x7f)
-            return -EINVAL;
-    }
-    return 0;
-}
-
-/* Builds the answer to the request in head into b; returns its status and
- * sets *type. */
-static unsigned route(struct admin *a, const char *method, const char *path, struct strbuf *b,
-                      const char **type)
-{
+    struct admin *a = cls;
+    struct strbuf b;
     struct snapshot s;
     uint64_t now = worker_now_ms();
-    unsigned code = 200;
+    unsigned code = MHD_HTTP_OK;
+    const char *type = "text/plain; charset=utf-8";
 
-    *type = "text/plain; charset=utf-8";
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        strbuf_puts(b, "method not allowed: use GET\n");
-        return 405;
+    if (*upload_data_size != 0) {
+        *upload_data_size = 0; /* a body is ignored (and bounded by the memory limit) */
+        return MHD_YES;
     }
-    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/livez") == 0) {
-        strbuf_puts(b, "ok\n");
-        return 200;
+    strbuf_init(&b);
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+        strbuf_puts(&b, "method not allowed: use GET\n");
+        return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, type, &b);
     }
-    if (strcmp(path, "/readyz") != 0 && strcmp(path, "/upstreams") != 0 &&
-        strcmp(path, "/metrics") != 0) {
-        strbuf_puts(b, "not found: try /healthz /readyz /upstreams /metrics\n");
-        return 404;
+    if (strcmp(url, "/healthz") == 0 || strcmp(url, "/livez") == 0) {
+        strbuf_puts(&b, "ok\n");
+        return reply(c, MHD_HTTP_OK, type, &b);
+    }
+    if (strcmp(url, "/readyz") != 0 && strcmp(url, "/upstreams") != 0 &&
+        strcmp(url, "/metrics") != 0) {
+        strbuf_puts(&b, "not found: try /healthz /readyz /upstreams /metrics\n");
+        return reply(c, MHD_HTTP_NOT_FOUND, type, &b);
     }
     if (a->snap(a->arg, &s) != 0) {
-        strbuf_puts(b, "out of memory\n");
-        return 503;
+        strbuf_puts(&b, "out of memory\n");
+        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, type, &b);
     }
-    if (strcmp(path, "/readyz") == 0) {
-        code = (unsigned)upjson_readyz(&s, now, b);
-    } else if (strcmp(path, "/upstreams") == 0) {
-        upjson_render(&s, now, b);
-        *type = "application/json";
+    if (strcmp(url, "/readyz") == 0) {
+        code = (unsigned)upjson_readyz(&s, now, &b);
+    } else if (strcmp(url, "/upstreams") == 0) {
+        upjson_render(&s, now, &b);
+        type = "application/json";
     } else {
-        metrics_render(&s, now, b);
-        *type = "text/plain; version=0.0.4; charset=utf-8";
+        metrics_render(&s, now, &b);
+        type = "text/plain; version=0.0.4; charset=utf-8";
     }
     snapshot_release(&s);
-    return code;
-}
-
-/* --- the connection ------------------------------------------------------- */
-
-static void conn_closed(uv_handle_t *h)
-{
-    struct conn *c = h->data;
-
-    if (--c->open_handles > 0)
-        return;
-    c->a->n_conns--;
-    free(c->resp);
-    free(c);
-}
-
-static void conn_close(struct conn *c)
-{
-    if (c->state == C_CLOSING)
-        return;
-    c->state = C_CLOSING;
-    uv_close((uv_handle_t *)&c->tcp, conn_closed);
-    uv_close((uv_handle_t *)&c->timer, conn_closed);
-}
-
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    struct conn *c = h->data;
-    static char sink[4096]; /* DRAINING: bytes only to be dropped (one loop thread) */
-
-    (void)suggested;
-    if (c->state == C_READING) {
-        buf->base = c->head + c->len;
-        buf->len = sizeof(c->head) - c->len;
-    } else {
-        buf->base = sink;
-        buf->len = sizeof(sink);
-    }
-}
-
-static void shutdown_cb(uv_shutdown_t *sd, int status)
-{
-    struct conn *c = sd->data;
-
-    if (status != 0)
-        conn_close(c);
-}
-
-static void write_cb(uv_write_t *wr, int status)
-{
-    struct conn *c = wr->data;
-
-    if (c->state == C_CLOSING)
-        return;
-    if (status != 0 || uv_shutdown(&c->sd, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) {
-        conn_close(c);
-        return;
-    }
-    c->state = C_DRAINING; /* reading goes on, into the sink, until the FIN */
-}
-
-/* Answers with code and the body in b (taken), then the connection ends. */
-static void respond(struct conn *c, unsigned code, const char *type, bool head_only,
-                    struct strbuf *b)
-{
-    size_t body_len = 0, len;
-    char *body = strbuf_take(b, &body_len);
-    struct strbuf r;
-    uv_buf_t buf;
-
-    strbuf_init(&r);
-    strbuf_printf(&r,
-                  "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                  "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
-                  code, reason(code), type, body_len,
-                  code == 405 ? "Allow: GET, HEAD\r\n" : "");
-    if (!head_only && body != NULL)
-        strbuf_add(&r, body, body_len);
-    free(body);
-    c->resp = strbuf_take(&r, &len);
-    if (c->resp == NULL) {
-        conn_close(c);
-        return;
-    }
-    c->state = C_WRITING;
-    buf = uv_buf_init(c->resp, (unsigned)len);
-    c->wr.data = c;
-    c->sd.data = c;
-    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &buf, 1, write_cb) != 0)
-        conn_close(c);
-}
-
-static void respond_text(struct conn *c, unsigned code, const char *text)
-{
-    struct strbuf b;
-
-    strbuf_init(&b);
-    strbuf_puts(&b, text);
-    respond(c, code, "text/plain; charset=utf-8", false, &b);
-}
-
-static void serve(struct conn *c)
-{
-    char method[16], path[256];
-    const char *type;
-    struct strbuf b;
-    unsigned code;
-
-    if (admin_parse_head(c->head, c->len, method, sizeof(method), path, sizeof(path)) != 0) {
-        respond_text(c, 400, "bad request: expected \"GET /path HTTP/1.1\"\n");
-        return;
-    }
-    strbuf_init(&b);
-    code = route(c->a, method, path, &b, &type);
     if (strbuf_failed(&b)) {
         strbuf_free(&b);
-        respond_text(c, 503, "out of memory\n");
-        return;
+        strbuf_puts(&b, "out of memory\n");
+        code = MHD_HTTP_SERVICE_UNAVAILABLE;
     }
-    respond(c, code, type, strcmp(method, "HEAD") == 0, &b);
+    return reply(c, code, type, &b);
 }
 
-/* The head ends at the first empty line. */
-static bool head_complete(const struct conn *c)
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    for (size_t i = 0; i + 1 < c->len; i++) {
-        if (c->head[i] != '\n')
-            continue;
-        if (c->head[i + 1] == '\n' ||
-            (c->head[i + 1] == '\r' && i + 2 < c->len && c->head[i + 2] == '\n'))
-            return true;
-    }
-    return false;
-}
+    char msg[256];
 
-static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
-{
-    struct conn *c = st->data;
-
-    (void)buf;
-    if (n < 0) {
-        conn_close(c); /* EOF or error: whatever state, nothing more to do */
-        return;
-    }
-    if (c->state != C_READING)
-        return; /* DRAINING: dropped */
-    c->len += (size_t)n;
-    if (head_complete(c)) {
-        serve(c);
-    } else if (c->len == sizeof(c->head)) {
-        respond_text(c, 431, "request head too large\n");
-    }
-}
-
-static void timer_cb(uv_timer_t *t)
-{
-    struct conn *c = t->data;
-
-    if (c->state == C_READING && c->len > 0)
-        respond_text(c, 408, "request timeout\n");
-    else
-        conn_close(c);
-    /* One more short wait for the answer to leave, then the end. */
-    if (c->state != C_CLOSING)
-        uv_timer_start(&c->timer, timer_cb, 1000, 0);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-    struct admin *a = server->data;
-    struct conn *c;
-
-    if (status != 0)
-        return;
-    c = malloc(sizeof(*c));
-    if (c == NULL)
-        return; /* the connection waits in the backlog */
-    memset(c, 0, offsetof(struct conn, head));
-    c->a = a;
-    uv_tcp_init(&a->loop, &c->tcp);
-    uv_timer_init(&a->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->open_handles = 2;
-    a->n_conns++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || a->n_conns > ADMIN_MAX_CONNECTIONS) {
-        log_warn_limited("admin-busy", 10000, "admin endpoint: too many connections, closing one",
-                         "limit=%d", ADMIN_MAX_CONNECTIONS);
-        conn_close(c);
-        return;
-    }
-    uv_timer_start(&c->timer, timer_cb, ADMIN_TIMEOUT_MS, 0);
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
-        conn_close(c);
-}
-
-/* --- the thread ------------------------------------------------------------ */
-
-static void close_any(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (uv_is_closing(h))
-        return;
-    if (h->type == UV_TCP && h->data != NULL && h->data != arg) {
-        conn_close(h->data);
-        return;
-    }
-    if (h->type == UV_TIMER)
-        return; /* closed with its connection */
-    uv_close(h, NULL);
-}
-
-static void stop_cb(uv_async_t *as)
-{
-    struct admin *a = as->data;
-
-    uv_walk(&a->loop, close_any, a);
-}
-
-static void admin_main(void *arg)
-{
-    struct admin *a = arg;
-
-    uv_run(&a->loop, UV_RUN_DEFAULT);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    log_warn_limited("admin-http", 10000, "admin endpoint", "err=\"%s\"", log_quote(msg));
 }
 
 int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin **out, char *err,
@@ -389,7 +118,8 @@ int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin *
 {
     struct admin *a;
     char name[ADDR_STRLEN];
-    int fd, rc;
+    int fd;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
 
     addr_format(listen, name, sizeof(name));
     fd = listener_open(listen);
@@ -403,31 +133,25 @@ int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin *
         return fd;
     }
     a = calloc(1, sizeof(*a));
-    if (a == NULL || uv_loop_init(&a->loop) != 0) {
+    if (a == NULL) {
         close(fd);
-        free(a);
         snprintf(err, err_len, "--admin-listen=%s: out of memory", name);
         return -ENOMEM;
     }
     a->snap = snap;
     a->arg = arg;
-    uv_tcp_init(&a->loop, &a->server);
-    uv_async_init(&a->loop, &a->stop, stop_cb);
-    a->server.data = a->stop.data = a;
-    rc = uv_tcp_open(&a->server, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&a->server, LISTENER_BACKLOG, on_connection);
-    if (rc == 0)
-        rc = uv_thread_create(&a->thread, admin_main, a);
-    if (rc != 0) {
-        snprintf(err, err_len, "--admin-listen=%s: cannot start the HTTP server: %s", name,
-                 uv_strerror(rc));
-        uv_close((uv_handle_t *)&a->server, NULL); /* closes fd */
-        uv_close((uv_handle_t *)&a->stop, NULL);
-        uv_run(&a->loop, UV_RUN_DEFAULT);
-        (void)uv_loop_close(&a->loop);
+    if (listen->ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    a->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                            NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)ADMIN_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)ADMIN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                            (size_t)ADMIN_CONN_MEMORY, MHD_OPTION_END);
+    if (a->d == NULL) {
+        close(fd);
         free(a);
-        return rc;
+        snprintf(err, err_len, "--admin-listen=%s: cannot start the HTTP server", name);
+        return -EIO;
     }
     *out = a;
     return 0;
@@ -437,8 +161,6 @@ void admin_stop(struct admin *a)
 {
     if (a == NULL)
         return;
-    uv_async_send(&a->stop);
-    uv_thread_join(&a->thread);
-    (void)uv_loop_close(&a->loop);
+    MHD_stop_daemon(a->d); /* also closes the listening socket */
     free(a);
 }
