@@ -126,22 +126,21 @@ bool filewatch_changed(struct filewatch *fw, uint64_t now_ms)
     if (!fw->dirty && now_ms - fw->last_poll_ms < FILEWATCH_POLL_MS)
         return false;
     fw->last_poll_ms = now_ms;
+    fw->dirty = false;
     for (size_t i = 0; i < fw->n; i++) {
         struct filewatch_stamp now;
 
         stamp(fw->paths[i], &now);
-        if (!now.exists)
-            continue; /* mid-swap: wait for the new file */
+        if (!now.exists) {
+            /* Mid-swap: wait for the new file, and stay dirty meanwhile so
+             * its arrival is seen at once. */
+            fw->dirty = true;
+            continue;
+        }
         if (!fw->stamps[i].exists || !same_stamp(&now, &fw->stamps[i])) {
             fw->stamps[i] = now;
             changed = true;
         }
-    }
-    /* Stay dirty while a file is missing, so its return is seen at once. */
-    fw->dirty = false;
-    for (size_t i = 0; i < fw->n; i++) {
-        if (!fw->stamps[i].exists || access(fw->paths[i], F_OK) != 0)
-            fw->dirty = true;
     }
     if (changed)
         rewatch(fw);

@@ -57,7 +57,8 @@ struct checker {
     uint64_t started_us;
     unsigned ok_run, fail_run;
     uint64_t fails_seen; /* data-path connect failures already counted */
-    bool shutting_down;  /* the running check's readyz said "[-]shutdown" */
+    bool not_ready;      /* the running check's readyz answered an error status */
+    bool shutting_down;  /* ... and said "[-]shutdown" */
     bool timed_out;      /* the running check timed out */
     struct checker *next;
 };
@@ -168,7 +169,7 @@ static void count_result(struct checker *ck, bool ok, const char *why)
         if (ck->shutting_down) {
             if (atomic_load(&up->unready_since_ms) == 0)
                 atomic_store(&up->unready_since_ms, worker_now_ms());
-        } else if (ck->timed_out || strncmp(why, "readyz: HTTP", 12) == 0) {
+        } else if (ck->timed_out || ck->not_ready) {
             atomic_store(&up->unready_since_ms, 0);
         }
         if (cur != UPSTREAM_UNHEALTHY && ck->fail_run >= ck->h->cfg->fall)
@@ -352,6 +353,7 @@ static void probe_step(struct checker *ck)
             /* A failure: read the body for the check that failed. */
             if (!ended && p->resp_len < RESP_MAX - 1)
                 break;
+            ck->not_ready = true;
             ck->shutting_down = strstr(p->resp, "[-]shutdown ") != NULL;
             snprintf(why, sizeof(why), "readyz: HTTP %d%s", code,
                      ck->shutting_down ? " (shutting down)" : "");
@@ -379,7 +381,7 @@ static void check_start(struct checker *ck)
 
     health_ca_reload(ck->h);
     ck->started_us = uv_hrtime() / 1000;
-    ck->shutting_down = ck->timed_out = false;
+    ck->not_ready = ck->shutting_down = ck->timed_out = false;
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
         uv_timer_start(&ck->timer, timer_cb, next_delay(ck->h), 0);

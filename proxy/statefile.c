@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileread.h"
+
 #define HEADER "# apilb state v1\n"
 
 /* FNV-1a, enough to tell a torn or edited file from a whole one. */
@@ -126,32 +128,18 @@ int statefile_format(const struct addr *a, size_t n, char *buf, size_t len)
 int statefile_read(const char *path, struct addr *out, size_t max, char *err, size_t err_len)
 {
     char *buf;
-    size_t len = 0;
-    ssize_t r;
-    int fd, rc;
+    size_t len;
+    int rc = file_read(path, STATEFILE_MAX_BYTES, &buf, &len);
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd == -1) {
-        rc = -errno;
-        snprintf(err, err_len, "cannot open: %s", strerror(errno));
+    if (rc == -EFBIG) {
+        snprintf(err, err_len, "larger than %u bytes", STATEFILE_MAX_BYTES);
         return rc;
     }
-    buf = malloc(STATEFILE_MAX_BYTES + 1);
-    if (buf == NULL) {
-        close(fd);
-        snprintf(err, err_len, "out of memory");
-        return -ENOMEM;
+    if (rc < 0) {
+        snprintf(err, err_len, "cannot open: %s", strerror(-rc));
+        return rc;
     }
-    while (len <= STATEFILE_MAX_BYTES &&
-           (r = read(fd, buf + len, STATEFILE_MAX_BYTES + 1 - len)) > 0)
-        len += (size_t)r;
-    close(fd);
-    if (len > STATEFILE_MAX_BYTES) {
-        snprintf(err, err_len, "larger than %u bytes", STATEFILE_MAX_BYTES);
-        rc = -EFBIG;
-    } else {
-        rc = statefile_parse(buf, len, out, max, err, err_len);
-    }
+    rc = statefile_parse(buf, len, out, max, err, err_len);
     free(buf);
     return rc;
 }

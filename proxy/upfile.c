@@ -3,11 +3,11 @@
 #include "upfile.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "fileread.h"
 
 static bool is_space(char c)
 {
@@ -70,39 +70,21 @@ int upfile_read(const char *path, struct config_seed *out, size_t max, char *err
 {
     char sub[CONFIG_ERR_BYTES];
     char *buf;
-    size_t len = 0;
-    ssize_t r;
-    int fd, rc;
+    size_t len;
+    int rc = file_read(path, UPFILE_MAX_BYTES, &buf, &len);
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd == -1) {
-        snprintf(err, err_len, "--upstreams-file=%s: cannot open: %s", path, strerror(errno));
-        return -errno;
-    }
-    buf = malloc(UPFILE_MAX_BYTES + 1);
-    if (buf == NULL) {
-        close(fd);
-        snprintf(err, err_len, "--upstreams-file=%s: out of memory", path);
-        return -ENOMEM;
-    }
-    while ((r = read(fd, buf + len, UPFILE_MAX_BYTES + 1 - len)) > 0) {
-        len += (size_t)r;
-        if (len > UPFILE_MAX_BYTES)
-            break;
-    }
-    rc = r < 0 ? -errno : 0;
-    close(fd);
-    if (rc < 0) {
-        snprintf(err, err_len, "--upstreams-file=%s: cannot read: %s", path, strerror(-rc));
-    } else if (len > UPFILE_MAX_BYTES) {
+    if (rc == -EFBIG) {
         snprintf(err, err_len, "--upstreams-file=%s: larger than %u bytes", path,
                  UPFILE_MAX_BYTES);
-        rc = -EFBIG;
-    } else {
-        rc = upfile_parse(buf, len, out, max, sub, sizeof(sub));
-        if (rc < 0)
-            snprintf(err, err_len, "--upstreams-file=%s: %s", path, sub);
+        return rc;
     }
+    if (rc < 0) {
+        snprintf(err, err_len, "--upstreams-file=%s: cannot open: %s", path, strerror(-rc));
+        return rc;
+    }
+    rc = upfile_parse(buf, len, out, max, sub, sizeof(sub));
+    if (rc < 0)
+        snprintf(err, err_len, "--upstreams-file=%s: %s", path, sub);
     free(buf);
     return rc;
 }

@@ -14,22 +14,15 @@ if [ -z "${DEMO_NO_SETUP:-}" ]; then
     cmake --build build -j"$(nproc)" >/dev/null
 fi
 apilb=${APILB:-$root/build/apilb}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$root/scripts/procs.sh"
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port=${DEMO_PORT:-443}
 if ! port_free "$port"; then
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(free_port 127.0.0.1)
     echo "demo: 127.0.0.1:${DEMO_PORT:-443} is taken; using port $port"
 fi
-up_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.2",0)); print(s.getsockname()[1])')
+up_port=$(free_port 127.0.0.2)
 [ -z "${DEMO_UP_PORT:-}" ] || up_port=$DEMO_UP_PORT
 
 echo "== a CA and an apiserver certificate for 127.0.0.1 (what kubelet would verify)"

@@ -12,41 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileread.h"
 #include "yamljson.h"
 
 #define FILE_MAX (4u << 20)
-
-/* Reads a whole small file; NUL-terminated. */
-static char *slurp(const char *path, size_t *len, int *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    char *buf;
-    size_t n = 0;
-    ssize_t r;
-
-    *err = 0;
-    if (fd == -1) {
-        *err = errno;
-        return NULL;
-    }
-    buf = malloc(FILE_MAX + 1);
-    if (buf == NULL) {
-        close(fd);
-        *err = ENOMEM;
-        return NULL;
-    }
-    while (n <= FILE_MAX && (r = read(fd, buf + n, FILE_MAX + 1 - n)) > 0)
-        n += (size_t)r;
-    close(fd);
-    if (n > FILE_MAX) {
-        free(buf);
-        *err = EFBIG;
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
 
 /* Decodes base64 (kubeconfig "-data" fields) into a NUL-terminated string. */
 static char *b64_decode(const char *in, char *err, size_t err_len, const char *field)
@@ -154,10 +123,10 @@ int kubeconfig_load(const char *path, struct kube_creds *c, char *err, size_t er
 
     memset(c, 0, sizeof(*c));
     snprintf(c->source, sizeof(c->source), "kubeconfig");
-    text = slurp(path, &len, &e);
-    if (text == NULL) {
-        snprintf(err, err_len, "--kubeconfig=%s: cannot read: %s", path, strerror(e));
-        return -e;
+    e = file_read(path, FILE_MAX, &text, &len);
+    if (e < 0) {
+        snprintf(err, err_len, "--kubeconfig=%s: cannot read: %s", path, strerror(-e));
+        return e;
     }
     root = yamljson_load(text, len, sub, sizeof(sub));
     free(text);
@@ -292,15 +261,15 @@ int incluster_load(const char *dir, struct kube_creds *c, char *err, size_t err_
 int kube_creds_token(const struct kube_creds *c, char *buf, size_t len)
 {
     size_t n;
-    int e;
 
     if (c->token != NULL) {
         snprintf(buf, len, "%s", c->token);
     } else if (c->token_file != NULL) {
-        char *t = slurp(c->token_file, &n, &e);
+        char *t;
+        int e = file_read(c->token_file, FILE_MAX, &t, &n);
 
-        if (t == NULL)
-            return -e;
+        if (e < 0)
+            return e;
         snprintf(buf, len, "%s", t);
         free(t);
     } else {
@@ -315,22 +284,17 @@ int kube_creds_token(const struct kube_creds *c, char *buf, size_t len)
 
 char *kube_creds_ca(const struct kube_creds *c)
 {
-    FILE *f;
     char *buf;
     size_t n;
 
     if (c->ca_pem != NULL)
         return strdup(c->ca_pem);
-    if (c->ca_file == NULL || (f = fopen(c->ca_file, "r")) == NULL)
+    if (c->ca_file == NULL || file_read(c->ca_file, KUBE_CA_MAX, &buf, &n) < 0)
         return NULL;
-    buf = malloc(KUBE_CA_MAX + 1);
-    n = buf != NULL ? fread(buf, 1, KUBE_CA_MAX, f) : 0;
-    fclose(f);
     if (n == 0) {
         free(buf);
         return NULL;
     }
-    buf[n] = '\0';
     return buf;
 }
 

@@ -386,6 +386,19 @@ static void format_host(const char *host, char *buf, size_t len)
         snprintf(buf, len, "%s", host);
 }
 
+/* Hands curl a PEM held in memory (copied) or, failing that, its file. */
+static void set_pem(CURL *c, CURLoption blob_opt, CURLoption file_opt, const char *pem,
+                    const char *file)
+{
+    if (pem != NULL) {
+        struct curl_blob blob = {.data = (void *)pem, .len = strlen(pem), .flags = CURL_BLOB_COPY};
+
+        curl_easy_setopt(c, blob_opt, &blob);
+    } else if (file != NULL) {
+        curl_easy_setopt(c, file_opt, file);
+    }
+}
+
 /* Runs one request. Returns the HTTP status, or a negative curl error. */
 static long request(struct watcher *w, const char *path, bool watch, unsigned attempt,
                     char *errbuf)
@@ -393,7 +406,6 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
     char url[1024], host[ADDR_HOST_MAX + 2], connect_to[2 * ADDR_HOST_MAX + 32];
     char *auth = NULL, *token = NULL;
     struct curl_slist *hdrs = NULL, *ct = NULL;
-    struct curl_blob blob;
     struct addr route;
     CURL *c;
     CURLcode rc;
@@ -438,30 +450,11 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
     if (w->creds.insecure) {
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    } else if (w->creds.ca_pem != NULL) {
-        blob.data = w->creds.ca_pem;
-        blob.len = strlen(w->creds.ca_pem);
-        blob.flags = CURL_BLOB_COPY;
-        curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
-    } else if (w->creds.ca_file != NULL) {
-        curl_easy_setopt(c, CURLOPT_CAINFO, w->creds.ca_file);
+    } else {
+        set_pem(c, CURLOPT_CAINFO_BLOB, CURLOPT_CAINFO, w->creds.ca_pem, w->creds.ca_file);
     }
-    if (w->creds.cert_pem != NULL) {
-        blob.data = w->creds.cert_pem;
-        blob.len = strlen(w->creds.cert_pem);
-        blob.flags = CURL_BLOB_COPY;
-        curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &blob);
-    } else if (w->creds.cert_file != NULL) {
-        curl_easy_setopt(c, CURLOPT_SSLCERT, w->creds.cert_file);
-    }
-    if (w->creds.key_pem != NULL) {
-        blob.data = w->creds.key_pem;
-        blob.len = strlen(w->creds.key_pem);
-        blob.flags = CURL_BLOB_COPY;
-        curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &blob);
-    } else if (w->creds.key_file != NULL) {
-        curl_easy_setopt(c, CURLOPT_SSLKEY, w->creds.key_file);
-    }
+    set_pem(c, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERT, w->creds.cert_pem, w->creds.cert_file);
+    set_pem(c, CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEY, w->creds.key_pem, w->creds.key_file);
     hdrs = curl_slist_append(hdrs, "Accept: application/json");
     token = malloc(TOKEN_MAX);
     if (token != NULL && kube_creds_token(&w->creds, token, TOKEN_MAX) > 0) {

@@ -15,22 +15,14 @@ tool=${BENCHTOOL:-$root/build/tests/bench/benchtool}
 out=${BENCH_OUT:-$root/tests/bench/results}/profile.txt
 command -v perf >/dev/null || { echo "profile.sh: perf is not installed" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
+. "$root/scripts/procs.sh"
 
-bport=$(port 127.0.0.2)
+bport=$(free_port 127.0.0.2)
 for i in 2 3 4; do
     "$tool" server "127.0.0.$i" "$bport" >/dev/null &
     pids+=($!)
 done
-lport=$(port 127.0.0.1)
+lport=$(free_port 127.0.0.1)
 "$apilb" --listen "127.0.0.1:$lport" --upstream "127.0.0.2:$bport" --upstream "127.0.0.3:$bport" \
     --upstream "127.0.0.4:$bport" --workers 2 --admin-listen off --health-check none \
     --log-level error &

@@ -30,19 +30,9 @@ else
     reps=${BENCH_REPS:-3} secs=${BENCH_SECS:-5} pings=20000 idle_counts="1000 3000 9000"
     wrk_secs=5 wrk_conns=1000
 fi
-work=$(mktemp -d)
-pids=()
+. "$root/scripts/procs.sh"
 proxy_pid=
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"
-}
 wait_port() {
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0

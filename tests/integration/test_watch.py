@@ -598,7 +598,7 @@ def state_restart():
     finally:
         a.stop()
     dead = "10.213.0.9:6443"
-    kc2 = kubeconfig(d, token_user(d) if False else "    tokenFile: sa/token\n",
+    kc2 = kubeconfig(d, "    tokenFile: sa/token\n",
                      server="https://%s" % dead, tls_server_name="kubernetes")
     a = start_apilb(fake, kc2, "--state-file", state, seeds=(dead,))
     try:

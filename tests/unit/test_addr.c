@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "check_run.h"
 
 START_TEST(split_forms)
 {
@@ -128,10 +129,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("addr");
-    TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
+    TCase *tc;
+    Suite *s = check_suite("addr", &tc);
 
     tcase_add_test(tc, split_forms);
     tcase_add_test(tc, split_bad_ports);
@@ -140,10 +139,5 @@ int main(void)
     tcase_add_test(tc, parse_needs_numeric);
     tcase_add_test(tc, format_round_trip);
     tcase_add_test(tc, compare_orders);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return check_run(s);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "check_run.h"
 
 static char err[CONFIG_ERR_BYTES];
 static struct config cfg;
@@ -248,10 +249,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("config");
-    TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
+    TCase *tc;
+    Suite *s = check_suite("config", &tc);
 
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, defaults);
@@ -263,10 +262,5 @@ int main(void)
     tcase_add_test(tc, durations);
     tcase_add_test(tc, print_and_usage_cover_every_option);
     tcase_add_test(tc, readme_documents_every_option);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return check_run(s);
 }

@@ -12,6 +12,7 @@
 #include "filewatch.h"
 #include "statefile.h"
 #include "upfile.h"
+#include "check_run.h"
 
 static char err[256];
 
@@ -273,10 +274,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("files");
-    TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
+    TCase *tc;
+    Suite *s = check_suite("files", &tc);
 
     tcase_add_test(tc, upfile_valid);
     tcase_add_test(tc, upfile_errors_name_the_line);
@@ -287,10 +286,5 @@ int main(void)
     tcase_add_test(tc, filewatch_projected_swap);
     tcase_add_test(tc, filewatch_missing_mid_swap);
     tcase_add_test(tc, filewatch_poll_fallback);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return check_run(s);
 }

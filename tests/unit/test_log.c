@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "check_run.h"
 
 static int fds[2];
 static char out[65536];
@@ -149,10 +150,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("log");
-    TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
+    TCase *tc;
+    Suite *s = check_suite("log", &tc);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, text_is_logfmt);
@@ -161,10 +160,5 @@ int main(void)
     tcase_add_test(tc, rate_limited);
     tcase_add_test(tc, long_lines_stay_whole);
     tcase_add_test(tc, parse_names);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return check_run(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "upstream.h"
+#include "check_run.h"
 
 #define N 3
 
@@ -208,10 +209,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("upstream");
-    TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
+    TCase *tc;
+    Suite *s = check_suite("upstream", &tc);
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, table_sorted_and_refcounted);
@@ -222,10 +221,5 @@ int main(void)
     tcase_add_test(tc, tried_never_repeats_then_all_once);
     tcase_add_test(tc, passes_skip_unusable_then_fallback_then_any);
     tcase_add_test(tc, empty_table);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return check_run(s);
 }

@@ -13,6 +13,7 @@
 #include "endpoints.h"
 #include "eventstream.h"
 #include "kubeconfig.h"
+#include "check_run.h"
 
 static char dir[] = "/tmp/apilb-kc-XXXXXX";
 static char err[512];
@@ -388,9 +389,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("watcher");
-    TCase *tc = tcase_create("core");
-    SRunner *sr;
+    TCase *tc;
+    Suite *s = check_suite("watcher", &tc);
     int failed;
 
     if (mkdtemp(dir) == NULL)
@@ -406,16 +406,12 @@ int main(void)
     tcase_add_test(tc, stream_nested_and_huge);
     tcase_add_test(tc, thousands_bounded);
     tcase_add_test(tc, backoff_like_client_go);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    failed = check_run(s);
     {
         char cmd[600];
 
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
         (void)!system(cmd);
     }
-    return failed == 0 ? 0 : 1;
+    return failed;
 }
