@@ -396,7 +396,7 @@ static void check_start(struct checker *ck)
         health_done(ck, false, why);
         return;
     }
-    sockopt_tune(p->fd);
+    sockopt_nodelay(p->fd); /* a probe lives well under the keepalive time */
     if (uv_poll_init_socket(ck->h->loop, &p->poll, p->fd) != 0) {
         close(p->fd);
         free(p);

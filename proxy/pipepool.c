@@ -22,6 +22,7 @@ int pipepool_get(struct pipepool *p, int fds[2])
     }
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
         return -errno;
+    (void)fcntl(fds[1], F_SETPIPE_SZ, (int)PIPEPOOL_PIPE_BYTES);
     p->created++;
     return 0;
 }

@@ -22,7 +22,7 @@
 /* Bytes moved per direction before yielding to other sessions. */
 #define PUMP_BUDGET (1u << 20)
 /* The pipe's capacity: one splice never moves more. */
-#define PIPE_CHUNK (64u * 1024u)
+#define PIPE_CHUNK PIPEPOOL_PIPE_BYTES
 /* Reads are copied (recv/send through the worker's scratch buffer) until one
  * fills this much; then the direction carries bulk data and splices through
  * a pipe, until a read comes back smaller. Request/response traffic (watch
@@ -40,12 +40,9 @@ enum session_state {
     S_CLOSING,
 };
 
-/* One socket with its poll handle. The upstream leg is allocated per connect
- * attempt, so a failed attempt can be closed while the next one starts. */
+/* One socket in the worker's event loop. */
 struct leg {
-    uv_poll_t poll;
-    int fd;
-    int events; /* what poll is started with, 0 = stopped */
+    struct ev_io io; /* first: the callbacks cast back */
     struct session *s;
 };
 
@@ -68,7 +65,8 @@ struct session {
     struct session *prev, *next;           /* w->sessions */
     struct session *conn_prev, *conn_next; /* w->conn_head..conn_tail */
     struct leg client;
-    struct leg *up;                /* current upstream leg, NULL between tries */
+    struct leg upstream_leg;
+    struct leg *up;                /* &upstream_leg while trying or connected */
     struct upstream_table *table;  /* held while connecting, for the next try */
     struct upstream *upstream;     /* reference held once connected */
     struct upstream *trying;       /* the upstream of the current attempt */
@@ -80,8 +78,8 @@ struct session {
     uint64_t age_deadline_ms;      /* 0 = none */
     uint64_t drain_deadline_ms;    /* 0 = not computed yet */
     uint8_t state;
-    uint8_t open_handles;          /* poll handles not yet closed */
     bool counted;                  /* counted in upstream->active */
+    bool keepalive;                /* the upstream socket has keepalive */
     /* Until the upstream's first byte, what the client sent is kept, so an
      * upstream that resets or closes before answering (a dying apiserver
      * with connections in its accept queue) is replaced invisibly. */
@@ -90,8 +88,8 @@ struct session {
     uint32_t replay_len, replay_cap;
 };
 
-static void client_cb(uv_poll_t *h, int status, int events);
-static void upstream_cb(uv_poll_t *h, int status, int events);
+static void client_cb(struct ev_io *io, unsigned events);
+static void upstream_cb(struct ev_io *io, unsigned events);
 static void try_next(struct session *s);
 static void session_close(struct session *s, const char *why);
 
@@ -154,32 +152,29 @@ static int flow_keep(struct flow *f)
     return 0;
 }
 
-static void leg_set(struct leg *l, int events)
+static int leg_set(struct leg *l, unsigned events)
 {
-    if (l->events == events)
-        return;
-    l->events = events;
-    if (events == 0)
-        uv_poll_stop(&l->poll);
-    else
-        uv_poll_start(&l->poll, events, l == &l->s->client ? client_cb : upstream_cb);
+    return evloop_set(&l->s->w->ev, &l->io, events);
 }
 
-/* Starts or stops polling on both legs to match what the flows want. */
-static void session_arm(struct session *s)
+/* Polls both legs for what the flows want. Returns 0 or a negative errno. */
+static int session_arm(struct session *s)
 {
-    int ce = 0, ue = 0;
+    unsigned ce = 0, ue = 0;
+    int rc;
 
     if (s->c2u.want_read)
-        ce |= UV_READABLE;
+        ce |= EVLOOP_READ;
     if (s->u2c.want_write)
-        ce |= UV_WRITABLE;
+        ce |= EVLOOP_WRITE;
     if (s->u2c.want_read)
-        ue |= UV_READABLE;
+        ue |= EVLOOP_READ;
     if (s->c2u.want_write)
-        ue |= UV_WRITABLE;
-    leg_set(&s->client, ce);
-    leg_set(s->up, ue);
+        ue |= EVLOOP_WRITE;
+    rc = leg_set(&s->client, ce);
+    if (rc == 0)
+        rc = leg_set(s->up, ue);
+    return rc;
 }
 
 static enum upstream_fail classify(int err)
@@ -250,25 +245,14 @@ static void session_free(struct session *s)
     atomic_fetch_sub(&w->sh->active, 1);
     free(s);
     if (w->n_sessions == 0 && !w->joining)
-        worker_kick(w); /* a draining worker may be able to end now */
-}
-
-static void leg_closed(uv_handle_t *h)
-{
-    struct leg *l = (struct leg *)h;
-    struct session *s = l->s;
-
-    if (l != &s->client)
-        free(l);
-    if (--s->open_handles == 0)
-        session_free(s);
+        worker_sessions_ended(w); /* a draining worker may end now */
 }
 
 static void leg_close(struct leg *l)
 {
-    uv_close((uv_handle_t *)&l->poll, leg_closed);
-    close(l->fd);
-    l->fd = -1;
+    evloop_forget(&l->s->w->ev, &l->io);
+    close(l->io.fd);
+    l->io.fd = -1;
 }
 
 static void session_close(struct session *s, const char *why)
@@ -302,6 +286,7 @@ static void session_close(struct session *s, const char *why)
         s->up = NULL;
     }
     leg_close(&s->client);
+    session_free(s);
 }
 
 /* --- the relay ------------------------------------------------------ */
@@ -397,7 +382,11 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
         }
         if (f->eof) {
             if (!f->shut) {
-                shutdown(dst, SHUT_WR);
+                /* When the other direction has ended too the session
+                 * closes now, and close(2) sends this FIN: nothing is left
+                 * unread on either socket, so it is not a reset. */
+                if (!(f == &s->c2u ? s->u2c.shut : s->c2u.shut))
+                    shutdown(dst, SHUT_WR);
                 f->shut = true;
             }
             break;
@@ -459,18 +448,20 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
     return 0;
 }
 
-/* Runs both directions and re-arms polling; closes the session when both
- * directions have ended or on an error. */
-static void session_relay(struct session *s)
+/* Runs the directions the events concern (c2u: the client readable or the
+ * upstream writable; u2c: the other way round; a direction not run keeps
+ * what it waits for) and re-arms polling; closes the session when both
+ * directions have ended or on an error. Reading a socket that was not
+ * reported readable would mostly say EAGAIN: a wasted system call. */
+static void session_relay(struct session *s, bool run_c2u, bool run_u2c)
 {
     struct upstream *up = s->upstream;
-    int rc;
+    int rc = 0, rc2 = 0;
 
-    int rc2 = 0;
-
-    rc = flow_pump(s, &s->c2u, s->client.fd, s->up->fd, &up->bytes_to);
-    if (rc == 0 || s->early)
-        rc2 = flow_pump(s, &s->u2c, s->up->fd, s->client.fd, &up->bytes_from);
+    if (run_c2u)
+        rc = flow_pump(s, &s->c2u, s->client.io.fd, s->up->io.fd, &up->bytes_to);
+    if (run_u2c && (rc == 0 || s->early))
+        rc2 = flow_pump(s, &s->u2c, s->up->io.fd, s->client.io.fd, &up->bytes_from);
     if (rc == 0)
         rc = rc2;
     if (s->early && (rc != 0 || s->u2c.eof) && !early_done(s)) {
@@ -494,17 +485,18 @@ static void session_relay(struct session *s)
         session_close(s, "done");
         return;
     }
-    session_arm(s);
+    if (session_arm(s) != 0)
+        session_close(s, "poll-error");
 }
 
-static void client_cb(uv_poll_t *h, int status, int events)
+static void client_cb(struct ev_io *io, unsigned events)
 {
-    struct session *s = ((struct leg *)h)->s;
+    struct session *s = ((struct leg *)io)->s;
 
     if (s->state != S_SPLICING)
         return;
     /* An error shows up as a failing recv/send/splice in the pump. */
-    session_relay(s);
+    session_relay(s, events & EVLOOP_READ, events & EVLOOP_WRITE);
 }
 
 /* --- connecting ----------------------------------------------------- */
@@ -539,7 +531,8 @@ static void release_upstream(struct session *s)
     s->upstream = NULL;
     leg_close(s->up);
     s->up = NULL;
-    leg_set(&s->client, 0);
+    if (leg_set(&s->client, 0) != 0)
+        log_warn_limited("epoll", 1000, "cannot stop polling a client", "sid=%" PRIu64, s->id);
     flow_release(s->w, &s->c2u);
     flow_release(s->w, &s->u2c);
     flow_init(&s->c2u);
@@ -588,25 +581,28 @@ static void connected(struct session *s)
     log_debug("session connected", "sid=%" PRIu64 " upstream=%s", s->id, up->name);
     s->c2u.want_read = true;
     s->u2c.want_read = true;
-    session_relay(s);
+    /* The upstream has not spoken yet (API servers never speak first);
+     * a read there would only say EAGAIN. */
+    session_relay(s, true, false);
 }
 
-static void upstream_cb(uv_poll_t *h, int status, int events)
+static void upstream_cb(struct ev_io *io, unsigned events)
 {
-    struct leg *l = (struct leg *)h;
+    struct leg *l = (struct leg *)io;
     struct session *s = l->s;
     int err = 0;
     socklen_t len = sizeof(err);
 
     if (s->state == S_SPLICING) {
-        session_relay(s);
+        session_relay(s, events & EVLOOP_WRITE, events & EVLOOP_READ);
         return;
     }
     if (s->state != S_CONNECTING)
         return;
-    if (getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+    /* Writable without an error: connected (no getsockopt needed). */
+    if ((events & EVLOOP_ERROR) && getsockopt(l->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
         err = errno;
-    if (err == 0 && status < 0)
+    if ((events & EVLOOP_ERROR) && err == 0)
         err = ECONNREFUSED;
     if (err != 0) {
         attempt_failed(s, err);
@@ -625,24 +621,19 @@ static int attempt_start(struct session *s, struct upstream *up)
     int fd, rc;
 
     fd = socket(up->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        return -errno;
-    sockopt_tune(fd);
-    l = malloc(sizeof(*l));
-    if (l == NULL) {
-        close(fd);
-        return -ENOMEM;
-    }
-    l->fd = fd;
-    l->s = s;
-    l->events = 0;
-    rc = uv_poll_init_socket(&w->loop, &l->poll, fd);
-    if (rc != 0) {
-        close(fd);
-        free(l);
+    if (fd == -1) {
+        rc = -errno;
+        if (rc == -EMFILE || rc == -ENFILE)
+            worker_out_of_fds(w, -rc);
         return rc;
     }
-    s->open_handles++;
+    sockopt_nodelay(fd); /* keepalive comes later: session_keepalive() */
+    s->keepalive = false;
+    l = &s->upstream_leg;
+    l->io.fd = fd;
+    l->io.events = 0;
+    l->io.cb = upstream_cb;
+    l->s = s;
     s->up = l;
     s->trying = up;
     s->start_us = now_us();
@@ -653,7 +644,9 @@ static int attempt_start(struct session *s, struct upstream *up)
     }
     s->connect_deadline_ms = worker_now_ms() + w->sh->cfg->connect_timeout_ms;
     connq_push(s);
-    leg_set(l, UV_WRITABLE);
+    rc = leg_set(l, EVLOOP_WRITE);
+    if (rc != 0)
+        attempt_failed(s, -rc);
     return 0;
 }
 
@@ -661,6 +654,7 @@ static void try_next(struct session *s)
 {
     struct worker *w = s->w;
     long i;
+    int rc;
 
     for (;;) {
         i = upstream_pick(&w->picker, s->table, &s->tried, worker_now_ms());
@@ -671,8 +665,13 @@ static void try_next(struct session *s)
             session_close(s, "no-upstream");
             return;
         }
-        if (attempt_start(s, s->table->e[i].up) == 0)
+        rc = attempt_start(s, s->table->e[i].up);
+        if (rc == 0)
             return;
+        if (rc == -EMFILE || rc == -ENFILE) {
+            session_close(s, "out-of-descriptors"); /* no other upstream helps */
+            return;
+        }
         /* Could not even make a socket: treat as a failed try and go on. */
     }
 }
@@ -682,7 +681,6 @@ static void try_next(struct session *s)
 void session_start(struct worker *w, int client_fd)
 {
     struct session *s;
-    int rc;
 
     s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -691,18 +689,12 @@ void session_start(struct worker *w, int client_fd)
     }
     s->w = w;
     s->id = atomic_fetch_add_explicit(&w->sh->next_session_id, 1, memory_order_relaxed);
-    s->client.fd = client_fd;
+    s->client.io.fd = client_fd;
+    s->client.io.cb = client_cb;
     s->client.s = s;
     flow_init(&s->c2u);
     flow_init(&s->u2c);
-    rc = uv_poll_init_socket(&w->loop, &s->client.poll, client_fd);
-    if (rc != 0) {
-        close(client_fd);
-        free(s);
-        return;
-    }
     /* client_fd has TCP_NODELAY and keepalive from the listener. */
-    s->open_handles = 1;
     s->next = w->sessions;
     if (w->sessions != NULL)
         w->sessions->prev = s;
@@ -797,6 +789,19 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
         }
     }
     return next;
+}
+
+void session_keepalive(struct worker *w, uint64_t now_ms)
+{
+    uint64_t after_ms = SOCKOPT_KEEPALIVE_AFTER_S * 1000u;
+    uint64_t before_us = (now_ms > after_ms ? now_ms - after_ms : 0) * 1000u;
+
+    for (struct session *s = w->sessions; s != NULL; s = s->next) {
+        if (s->state == S_SPLICING && !s->keepalive && s->start_us <= before_us) {
+            sockopt_keepalive(s->up->io.fd);
+            s->keepalive = true;
+        }
+    }
 }
 
 void session_close_all(struct worker *w)

@@ -38,6 +38,10 @@ uint64_t session_expire_connects(struct worker *w, uint64_t now_ms);
  * that needs another sweep, or 0 for none. */
 uint64_t session_sweep(struct worker *w, uint64_t now_ms);
 
+/* Turns keepalive on for the upstream sockets of sessions connected at
+ * least SOCKOPT_KEEPALIVE_AFTER_S before now_ms (see sockopt.h). */
+void session_keepalive(struct worker *w, uint64_t now_ms);
+
 /* Closes every session now (loop shutdown). */
 void session_close_all(struct worker *w);
 

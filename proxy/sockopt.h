@@ -9,9 +9,20 @@
 #define SOCKOPT_KEEPINTVL_S 10
 #define SOCKOPT_KEEPCNT 3
 
-/* Sets TCP_NODELAY and TCP keepalive. Failures are ignored (the socket still
- * works, only less well). On a listening socket, the accepted sockets
- * inherit both. */
+/* An upstream socket gets its keepalive once the connection has lasted this
+ * long (between once and twice this, in fact): short connections, most of
+ * them, never pay the four system calls; a watch gets keepalive after a few
+ * seconds. Client sockets inherit keepalive from the listener for free. */
+#define SOCKOPT_KEEPALIVE_AFTER_S 5
+
+/* Sets TCP_NODELAY. Failures are ignored (the socket still works, only less
+ * well), here and below. */
+void sockopt_nodelay(int fd);
+
+/* Turns TCP keepalive on with the timers above. */
+void sockopt_keepalive(int fd);
+
+/* Both. On a listening socket, the accepted sockets inherit both. */
 void sockopt_tune(int fd);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "session.h"
+#include "sockopt.h"
 
 /* Connections accepted per readiness callback before yielding. */
 #define ACCEPT_BATCH 64
@@ -45,14 +46,28 @@ static void accept_resume_cb(uv_timer_t *t)
         listeners_poll(w, true);
 }
 
-static void accept_pause(struct worker *w, int err)
+static void pause_accepts(struct worker *w)
 {
     atomic_fetch_add_explicit(&w->sh->accept_errors, 1, memory_order_relaxed);
-    log_warn_limited("accept-fd", 1000, "accept failed: pausing accepts",
-                     "worker=%u err=\"%s\" pause_ms=%d", w->id, strerror(err), ACCEPT_PAUSE_MS);
+    if (w->accept_paused)
+        return;
     w->accept_paused = true;
     listeners_poll(w, false);
     uv_timer_start(&w->accept_timer, accept_resume_cb, ACCEPT_PAUSE_MS, 0);
+}
+
+static void accept_pause(struct worker *w, int err)
+{
+    log_warn_limited("accept-fd", 1000, "accept failed: pausing accepts",
+                     "worker=%u err=\"%s\" pause_ms=%d", w->id, strerror(err), ACCEPT_PAUSE_MS);
+    pause_accepts(w);
+}
+
+void worker_out_of_fds(struct worker *w, int err)
+{
+    log_warn_limited("dial-fd", 1000, "no descriptor for an upstream socket: pausing accepts",
+                     "worker=%u err=\"%s\" pause_ms=%d", w->id, strerror(err), ACCEPT_PAUSE_MS);
+    pause_accepts(w);
 }
 
 /* Accepts up to budget connections from one listener. Returns false when
@@ -99,30 +114,28 @@ static bool accept_some(struct worker *w, int lfd, unsigned budget)
     return true;
 }
 
-static void accept_cb(uv_poll_t *h, int status, int events)
+static void accept_cb(struct ev_io *io, unsigned events)
 {
-    struct worker_listener *l = (struct worker_listener *)h;
+    struct worker_listener *l = (struct worker_listener *)io;
 
+    (void)events;
     (void)accept_some(l->w, l->fd, ACCEPT_BATCH);
 }
 
 static void listeners_poll(struct worker *w, bool on)
 {
+    int rc;
+
     for (size_t i = 0; i < w->n_listeners; i++) {
         struct worker_listener *l = &w->listeners[i];
 
         if (l->fd < 0)
             continue;
-        if (on)
-            uv_poll_start(&l->poll, UV_READABLE, accept_cb);
-        else
-            uv_poll_stop(&l->poll);
+        rc = evloop_set(&w->ev, &l->io, on ? EVLOOP_READ : 0);
+        if (rc != 0)
+            log_error("cannot poll a listening socket", "worker=%u err=\"%s\"", w->id,
+                      strerror(-rc));
     }
-}
-
-static void listener_closed(uv_handle_t *h)
-{
-    (void)h;
 }
 
 /* Stops accepting: takes what already waits in the accept queue (those
@@ -136,11 +149,12 @@ static void listeners_close(struct worker *w)
             continue;
         if (!w->accept_paused)
             (void)accept_some(w, l->fd, 100000);
-        uv_close((uv_handle_t *)&l->poll, listener_closed);
+        evloop_forget(&w->ev, &l->io);
         close(l->fd);
         l->fd = -1;
     }
     uv_timer_stop(&w->accept_timer);
+    w->listeners_closed = true;
 }
 
 static void sweep_cb(uv_timer_t *t);
@@ -180,7 +194,14 @@ static void kick_cb(uv_async_t *a)
         listeners_close(w);
     sweep(w);
     if (phase != WORKER_RUNNING && w->n_sessions == 0)
-        uv_stop(&w->loop);
+        evloop_stop(&w->ev);
+}
+
+static void keepalive_cb(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+
+    session_keepalive(w, worker_now_ms());
 }
 
 static void connect_cb(uv_timer_t *t)
@@ -190,6 +211,12 @@ static void connect_cb(uv_timer_t *t)
 
     if (next != 0)
         timer_at(&w->connect_timer, connect_cb, next);
+}
+
+void worker_sessions_ended(struct worker *w)
+{
+    if (w->listeners_closed)
+        evloop_stop(&w->ev);
 }
 
 void worker_schedule_sweep(struct worker *w, uint64_t deadline_ms)
@@ -212,7 +239,9 @@ static void worker_main(void *arg)
     struct worker *w = arg;
 
     listeners_poll(w, true);
-    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_timer_start(&w->keepalive_timer, keepalive_cb, SOCKOPT_KEEPALIVE_AFTER_S * 1000u,
+                   SOCKOPT_KEEPALIVE_AFTER_S * 1000u);
+    evloop_run(&w->ev);
     atomic_store(&w->finished, true);
     uv_async_send(w->done);
 }
@@ -233,12 +262,19 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     rc = uv_loop_init(&w->loop);
     if (rc != 0)
         return rc;
+    rc = evloop_init(&w->ev, &w->loop);
+    if (rc != 0) {
+        (void)uv_loop_close(&w->loop);
+        return rc;
+    }
     uv_async_init(&w->loop, &w->kick, kick_cb);
     w->kick.data = w;
     handoff_init(&w->mailbox, &w->kick);
     uv_timer_init(&w->loop, &w->connect_timer);
     uv_timer_init(&w->loop, &w->accept_timer);
     uv_timer_init(&w->loop, &w->sweep_timer);
+    uv_timer_init(&w->loop, &w->keepalive_timer);
+    w->keepalive_timer.data = w;
     w->connect_timer.data = w;
     w->accept_timer.data = w;
     w->sweep_timer.data = w;
@@ -247,9 +283,8 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
 
         l->fd = fds[i];
         l->w = w;
-        rc = uv_poll_init_socket(&w->loop, &l->poll, l->fd);
-        if (rc != 0)
-            return rc;
+        l->io.fd = l->fd;
+        l->io.cb = accept_cb;
         w->n_listeners++;
     }
     return uv_thread_create(&w->thread, worker_main, w);
@@ -287,6 +322,7 @@ void worker_join(struct worker *w)
     uv_walk(&w->loop, close_any, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&w->loop);
+    evloop_destroy(&w->ev);
     handoff_destroy(&w->mailbox);
     if (w->table != NULL)
         upstream_table_unref(w->table);

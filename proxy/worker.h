@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A worker: one thread running one libuv loop with its own SO_REUSEPORT
- * listening sockets and the sessions it accepted. Workers share nothing but
+/* A worker: one thread running one event loop (evloop.h: its sockets in an
+ * epoll set, its timers and wakeups in an embedded libuv loop) with its own
+ * SO_REUSEPORT listening sockets and the sessions it accepted. Workers share nothing but
  * the upstreams (atomics), the process-wide counters and phase below, and
  * their table mailbox. The control thread steers them by changing state
  * (phase, a new table, upstream health) and calling worker_kick(). */
@@ -13,6 +14,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "evloop.h"
 #include "handoff.h"
 #include "pipepool.h"
 #include "upstream.h"
@@ -38,7 +40,7 @@ struct worker_shared {
 };
 
 struct worker_listener {
-    uv_poll_t poll;
+    struct ev_io io; /* first: the callback casts back */
     int fd;
     struct worker *w;
 };
@@ -51,14 +53,17 @@ struct worker {
     unsigned id;
     struct worker_shared *sh;
     uv_loop_t loop;
+    struct evloop ev;         /* the sockets; runs loop */
     uv_thread_t thread;
     uv_async_t kick;
     uv_timer_t connect_timer; /* fires at the head of the connecting queue */
     uv_timer_t accept_timer;  /* resumes accepting after EMFILE */
     uv_timer_t sweep_timer;   /* drain, age and shutdown deadlines */
+    uv_timer_t keepalive_timer; /* upstream keepalive for lasting sessions */
     struct worker_listener listeners[CONFIG_MAX_LISTEN];
     size_t n_listeners;
     bool accept_paused;
+    bool listeners_closed;    /* draining: the loop ends with the last session */
     struct handoff mailbox;
     struct upstream_table *table; /* the table new sessions pick from */
     struct upstream_picker picker;
@@ -91,6 +96,15 @@ void worker_schedule_connects(struct worker *w, uint64_t deadline_ms);
 /* Makes sure the sessions are swept again by deadline_ms (maximum age).
  * The worker's loop thread. */
 void worker_schedule_sweep(struct worker *w, uint64_t deadline_ms);
+
+/* A session could not make its upstream socket (err EMFILE or ENFILE): the
+ * worker stops accepting for a while, so clients wait in the accept queue
+ * instead of being accepted only to be closed. The worker's loop thread. */
+void worker_out_of_fds(struct worker *w, int err);
+
+/* The worker's last session has closed: a draining worker ends its loop.
+ * The worker's loop thread. */
+void worker_sessions_ended(struct worker *w);
 
 /* Asks the worker to look at the shared state again (phase, upstream health,
  * draining). Any thread. */
