@@ -14,6 +14,11 @@
  *   benchtool idle ADDR PORT N         opens N echo connections (one round trip
  *                                      each, so they are proxied), prints "ready",
  *                                      holds them until stdin closes
+ *   benchtool floor N                  what the CPU it runs on charges for a bare
+ *                                      system call, and for a round trip between
+ *                                      two processes over pipes (two process
+ *                                      switches and four system calls): the floor
+ *                                      under any user-space relay on one CPU
  *
  * Results are printed as "key=value" lines for run.sh. */
 #include <errno.h>
@@ -27,6 +32,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -350,6 +356,36 @@ static int cmd_idle(char **argv)
     return 0;
 }
 
+static int cmd_floor(char **argv)
+{
+    int n = atoi(argv[0]), up[2], down[2];
+    double t0, sys_us, rt_us;
+    char c = 0;
+    pid_t child;
+
+    t0 = now_s();
+    for (int i = 0; i < n; i++)
+        (void)getppid();
+    sys_us = (now_s() - t0) / n * 1e6;
+    if (pipe(up) != 0 || pipe(down) != 0)
+        die("pipe");
+    child = fork();
+    if (child == 0) {
+        for (int i = 0; i < n; i++)
+            if (read(up[0], &c, 1) != 1 || write(down[1], &c, 1) != 1)
+                _exit(1);
+        _exit(0);
+    }
+    t0 = now_s();
+    for (int i = 0; i < n; i++)
+        if (write(up[1], &c, 1) != 1 || read(down[0], &c, 1) != 1)
+            die("pipe round trip");
+    rt_us = (now_s() - t0) / n * 1e6;
+    waitpid(child, NULL, 0);
+    printf("syscall_us=%.2f\nprocess_round_trip_us=%.2f\n", sys_us, rt_us);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 4 && strcmp(argv[1], "server") == 0)
@@ -362,6 +398,8 @@ int main(int argc, char **argv)
         return cmd_connrate(argv + 2);
     if (argc >= 5 && strcmp(argv[1], "idle") == 0)
         return cmd_idle(argv + 2);
-    fprintf(stderr, "usage: benchtool server|bulk|pingpong|connrate|idle ... (see the source)\n");
+    if (argc >= 3 && strcmp(argv[1], "floor") == 0)
+        return cmd_floor(argv + 2);
+    fprintf(stderr, "usage: benchtool server|bulk|pingpong|connrate|idle|floor ... (see the source)\n");
     return 2;
 }

@@ -53,4 +53,9 @@ profile bulk "$tool" bulk 127.0.0.1 "$lport" 3
 profile pingpong "$tool" pingpong 127.0.0.1 "$lport" 40000
 profile connrate "$tool" connrate 127.0.0.1 "$lport" 3 8
 profile wrk wrk -t2 -c1000 -d3s "http://127.0.0.1:$lport/"
+{
+    echo "== the floor on one CPU (benchtool floor): a bare system call, and a round trip"
+    echo "   between two processes over pipes (two process switches, four system calls)"
+    taskset -c 0 "$tool" floor 20000 | sed 's/^/  /'
+} >>"$out"
 cat "$out"
