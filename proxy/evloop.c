@@ -91,7 +91,7 @@ void evloop_run(struct evloop *l)
         bool uv_ready = false;
         int n;
 
-        uv_update_time(l->uv);
+        /* uv's time is current here: updated below or by uv_run. */
         n = epoll_wait(l->epfd, l->batch, EVLOOP_BATCH, uv_backend_timeout(l->uv));
         if (n == -1) {
             if (errno == EINTR)
@@ -99,6 +99,9 @@ void evloop_run(struct evloop *l)
             log_error("epoll_wait failed: worker stops", "err=\"%s\"", strerror(errno));
             break;
         }
+        /* Timers started by the callbacks count from now, not from
+         * before the wait (libuv does the same after its own poll). */
+        uv_update_time(l->uv);
         l->n_batch = n;
         for (l->i_batch = 0; l->i_batch < n && !l->stopped;) {
             struct epoll_event *e = &l->batch[l->i_batch++];
