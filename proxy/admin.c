@@ -164,3 +164,8 @@ void admin_stop(struct admin *a)
     MHD_stop_daemon(a->d); /* also closes the listening socket */
     free(a);
 }
+
+const struct admin_ops apilb_admin_ops = {
+    .start = admin_start,
+    .stop = admin_stop,
+};

@@ -21,4 +21,15 @@ int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin *
 /* Stops serving and frees a. */
 void admin_stop(struct admin *a);
 
+/* The admin module (see module.h): the executable reaches the functions
+ * above only through this table, exported by apilb-admin.so. */
+#define ADMIN_MODULE "apilb-admin.so"
+#define ADMIN_OPS_SYMBOL "apilb_admin_ops"
+struct admin_ops {
+    int (*start)(struct addr *listen, snapshot_fn snap, void *arg, struct admin **out, char *err,
+                 size_t err_len);
+    void (*stop)(struct admin *a);
+};
+extern const struct admin_ops apilb_admin_ops;
+
 #endif

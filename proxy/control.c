@@ -16,9 +16,9 @@
 
 #include "admin.h"
 #include "health.h"
-#include "kubeconfig.h"
 #include "listener.h"
 #include "log.h"
+#include "module.h"
 #include "resolve.h"
 #include "snapshot.h"
 #include "statefile.h"
@@ -118,28 +118,37 @@ static int file_load(const struct config *cfg, struct source *out, bool fatal)
     return n;
 }
 
+/* The discovery module, loaded on first use; NULL after printing one line
+ * when it cannot be. Main thread. */
+static const struct watcher_ops *discovery_module(void)
+{
+    static const struct watcher_ops *ops;
+    char err[CONFIG_ERR_BYTES];
+
+    if (ops == NULL && (ops = module_load(WATCHER_MODULE, WATCHER_OPS_SYMBOL, err,
+                                          sizeof(err))) == NULL)
+        fprintf(stderr, "apilb: discovery: %s\n", err);
+    return ops;
+}
+
 /* Loads the discovery credentials to validate them; hands back the CA they
  * trust as PEM text (caller frees) when pem is not NULL. Returns 0, or -1
  * after printing one line. */
 static int cluster_ca(const struct config *cfg, char **pem)
 {
-    struct kube_creds kc;
+    const struct watcher_ops *ops;
     char err[CONFIG_ERR_BYTES];
-    int rc;
 
     if (pem != NULL)
         *pem = NULL;
     if (cfg->discovery == CONFIG_DISCOVERY_OFF)
         return 0;
-    rc = cfg->kubeconfig != NULL ? kubeconfig_load(cfg->kubeconfig, &kc, err, sizeof(err))
-                                 : incluster_load(cfg->sa_dir, &kc, err, sizeof(err));
-    if (rc < 0) {
+    if ((ops = discovery_module()) == NULL)
+        return -1;
+    if (ops->cluster_ca(cfg->kubeconfig, cfg->sa_dir, pem, err, sizeof(err)) < 0) {
         fprintf(stderr, "apilb: %s\n", err);
         return -1;
     }
-    if (pem != NULL)
-        *pem = kube_creds_ca(&kc);
-    kube_creds_free(&kc);
     return 0;
 }
 
@@ -492,7 +501,8 @@ static int discovery_start(struct control *c)
     wc.watch_timeout_s = (cfg->watch_timeout_ms + 999) / 1000;
     wc.stall_ms = cfg->watch_stall_ms;
     wc.ca_changed = disc_ca_changed;
-    if (watcher_start(&wc, disc_publish, disc_route, c, &c->watcher, err, sizeof(err)) != 0) {
+    if (discovery_module()->start(&wc, disc_publish, disc_route, c, &c->watcher, err,
+                                  sizeof(err)) != 0) {
         fprintf(stderr, "apilb: %s\n", err);
         return -1;
     }
@@ -532,9 +542,9 @@ static int control_snapshot(void *arg, struct snapshot *out)
         struct watcher_stats ws;
         struct snapshot_watcher *o = &out->watcher;
 
-        watcher_stats_get(c->watcher, &ws);
+        discovery_module()->stats_get(c->watcher, &ws);
         o->enabled = true;
-        o->state = watcher_state_name(ws.state);
+        o->state = discovery_module()->state_name(ws.state);
         o->source = ws.source;
         o->last_sync_unix_ms = ws.last_sync_unix_ms;
         o->lists = ws.lists;
@@ -776,8 +786,9 @@ int control_run(const struct config *cfg)
     struct control *c = calloc(1, sizeof(*c));
     int *fds = NULL;
     int rc = EXIT_RUNTIME;
-    bool start_failed = false;
+    bool start_failed = false, curl_ready = false;
     char *ca_pem = NULL; /* the cluster CA, for health checks */
+    const struct admin_ops *admin = NULL;
 
     if (c == NULL) {
         fprintf(stderr, "apilb: out of memory\n");
@@ -803,6 +814,18 @@ int control_run(const struct config *cfg)
         free(c);
         return EXIT_CONFIG;
     }
+    /* libcurl (and the TLS library under it) before any thread starts. */
+    if (cfg->discovery != CONFIG_DISCOVERY_OFF) {
+        if (discovery_module()->global_init() != 0) {
+            fprintf(stderr, "apilb: cannot initialise libcurl\n");
+            free(ca_pem);
+            uv_mutex_destroy(&c->lock);
+            uv_mutex_destroy(&c->disc_lock);
+            free(c);
+            return EXIT_RUNTIME;
+        }
+        curl_ready = true;
+    }
     if (cfg->state_file != NULL)
         state_load(c);
     c->workers = calloc(c->n_workers, sizeof(*c->workers));
@@ -817,8 +840,10 @@ int control_run(const struct config *cfg)
         struct addr admin_addr = cfg->admin_listen;
         char err[CONFIG_ERR_BYTES], name[ADDR_STRLEN];
 
-        if (admin_start(&admin_addr, control_snapshot, c, &c->admin, err, sizeof(err)) != 0) {
-            fprintf(stderr, "apilb: %s\n", err);
+        admin = module_load(ADMIN_MODULE, ADMIN_OPS_SYMBOL, err, sizeof(err));
+        if (admin == NULL || admin->start(&admin_addr, control_snapshot, c, &c->admin, err,
+                                          sizeof(err)) != 0) {
+            fprintf(stderr, "apilb: %s%s\n", admin == NULL ? "admin endpoint: " : "", err);
             for (size_t i = 0; i < (size_t)c->n_workers * cfg->n_listen; i++)
                 close(fds[i]);
             goto out_loop;
@@ -834,7 +859,7 @@ int control_run(const struct config *cfg)
             fprintf(stderr, "apilb: %s\n", err);
             rc = EXIT_CONFIG;
             if (c->admin != NULL)
-                admin_stop(c->admin);
+                admin->stop(c->admin);
             for (size_t i = 0; i < (size_t)c->n_workers * cfg->n_listen; i++)
                 close(fds[i]);
             goto out_loop;
@@ -882,10 +907,11 @@ int control_run(const struct config *cfg)
              c->n_workers, c->table != NULL ? c->table->n : 0, (int)cfg->balance);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 
-    watcher_stop(c->watcher);
+    if (c->watcher != NULL)
+        discovery_module()->stop(c->watcher);
     c->watcher = NULL;
     if (c->admin != NULL)
-        admin_stop(c->admin);
+        admin->stop(c->admin);
     c->admin = NULL;
     for (unsigned i = 0; i < c->n_workers; i++)
         worker_join(&c->workers[i]);
@@ -907,6 +933,8 @@ out:
     free(fds);
     free(ca_pem);
     free(c->disc_ca);
+    if (curl_ready)
+        discovery_module()->global_cleanup();
     uv_mutex_destroy(&c->lock);
     uv_mutex_destroy(&c->disc_lock);
     free(c);

@@ -9,7 +9,6 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
-#include "watcher.h"
 
 extern char **environ;
 
@@ -60,15 +59,7 @@ int main(int argc, char *argv[])
     raise_fd_limit();
     /* A peer that closes while we write must be an error, not a signal. */
     signal(SIGPIPE, SIG_IGN);
-    /* libcurl (and the TLS library under it) only when discovery runs. */
-    if (cfg.discovery != CONFIG_DISCOVERY_OFF && watcher_global_init() != 0) {
-        fprintf(stderr, "apilb: cannot initialise libcurl\n");
-        config_free(&cfg);
-        return EXIT_RUNTIME;
-    }
     rc = control_run(&cfg);
-    if (cfg.discovery != CONFIG_DISCOVERY_OFF)
-        watcher_global_cleanup();
     config_free(&cfg);
     return rc;
 }

@@ -924,3 +924,31 @@ void watcher_stats_get(struct watcher *w, struct watcher_stats *out)
     out->source = mode_name(w->mode);
     pthread_mutex_unlock(&w->mu);
 }
+
+int watcher_cluster_ca(const char *kubeconfig, const char *sa_dir, char **pem, char *err,
+                       size_t err_len)
+{
+    struct kube_creds kc;
+    int rc;
+
+    if (pem != NULL)
+        *pem = NULL;
+    rc = kubeconfig != NULL ? kubeconfig_load(kubeconfig, &kc, err, err_len)
+                            : incluster_load(sa_dir, &kc, err, err_len);
+    if (rc < 0)
+        return rc;
+    if (pem != NULL)
+        *pem = kube_creds_ca(&kc);
+    kube_creds_free(&kc);
+    return 0;
+}
+
+const struct watcher_ops apilb_watcher_ops = {
+    .global_init = watcher_global_init,
+    .global_cleanup = watcher_global_cleanup,
+    .start = watcher_start,
+    .stop = watcher_stop,
+    .stats_get = watcher_stats_get,
+    .state_name = watcher_state_name,
+    .cluster_ca = watcher_cluster_ca,
+};

@@ -105,4 +105,30 @@ void watcher_stats_get(struct watcher *w, struct watcher_stats *out);
 
 const char *watcher_state_name(int state);
 
+/* Reads the discovery credentials (kubeconfig at path, or the in-cluster
+ * service account in sa_dir when path is NULL) to validate them, and hands
+ * back the CA bundle they trust as PEM text in *pem (caller frees; NULL when
+ * the credentials name none) unless pem is NULL. Returns 0, or a negative
+ * errno with one line in err. */
+int watcher_cluster_ca(const char *kubeconfig, const char *sa_dir, char **pem, char *err,
+                       size_t err_len) __attribute__((warn_unused_result));
+
+/* The discovery module (see proxy/module.h): the executable reaches the
+ * functions above only through this table, exported by apilb-discovery.so. */
+#define WATCHER_MODULE "apilb-discovery.so"
+#define WATCHER_OPS_SYMBOL "apilb_watcher_ops"
+struct watcher_ops {
+    int (*global_init)(void);
+    void (*global_cleanup)(void);
+    int (*start)(const struct watcher_config *cfg, watcher_publish_fn publish,
+                 watcher_route_fn route, void *arg, struct watcher **out, char *err,
+                 size_t err_len);
+    void (*stop)(struct watcher *w);
+    void (*stats_get)(struct watcher *w, struct watcher_stats *out);
+    const char *(*state_name)(int state);
+    int (*cluster_ca)(const char *kubeconfig, const char *sa_dir, char **pem, char *err,
+                      size_t err_len);
+};
+extern const struct watcher_ops apilb_watcher_ops;
+
 #endif

@@ -6,10 +6,12 @@ import hashlib
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -75,6 +77,45 @@ def socket_options():
     finally:
         c.close()
         a.stop()
+        b.stop()
+
+
+def modules():
+    """Discovery and the admin endpoint are modules loaded only when on: a
+    static apilb maps neither libcurl nor libmicrohttpd; with the admin
+    endpoint on it maps apilb-admin.so and libmicrohttpd, still no libcurl; a
+    copy of the executable away from its modules names the file it misses."""
+    b = Backend("127.0.0.2")
+    try:
+        for admin in (False, True):
+            a = Apilb("--upstream", b.addr, admin=admin)
+            try:
+                check(whoami(a.port) == b.name, "no answer through apilb")
+                with open("/proc/%d/maps" % a.proc.pid) as f:
+                    maps = f.read()
+                check("libcurl" not in maps and "apilb-discovery.so" not in maps,
+                      "libcurl loaded without discovery")
+                check(("libmicrohttpd" in maps) == admin and ("apilb-admin.so" in maps) == admin,
+                      "libmicrohttpd %s with the admin endpoint %s" %
+                      ("loaded" if not admin else "not loaded", "off" if not admin else "on"))
+                print("admin %s: libcurl not mapped, libmicrohttpd %s" %
+                      ("on" if admin else "off", "mapped" if admin else "not mapped"))
+            finally:
+                a.stop()
+        if os.path.exists("/usr/lib/apilb/apilb-discovery.so"):
+            print("modules installed in /usr/lib/apilb: the missing-module check does not apply")
+            return
+        with tempfile.TemporaryDirectory() as d:
+            exe = os.path.join(d, "apilb")
+            shutil.copy(APILB, exe)
+            r = subprocess.run([exe, "--listen", "127.0.0.1:0", "--upstream", b.addr,
+                                "--kubeconfig", "/nonexistent"], capture_output=True, text=True,
+                               timeout=30)
+            check(r.returncode == 1, "exit status %d without the discovery module" % r.returncode)
+            check("apilb-discovery.so not found in %s" % d in r.stderr,
+                  "unclear error without the discovery module: %r" % r.stderr)
+            print("without its module: %s" % r.stderr.strip())
+    finally:
         b.stop()
 
 
@@ -614,4 +655,4 @@ if __name__ == "__main__":
     run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused, early_close,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
                                   max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
-                                  tls_curl, socket_options, client_fin_first)})
+                                  tls_curl, socket_options, client_fin_first, modules)})

@@ -229,7 +229,9 @@ def scale():
                 break
             c.close()
         check(held is not None, "no connection landed on 10.213.0.3")
-        fake.ctl("/instance/10.213.0.3/stop", {"delay": 3})
+        # 5 s of shutdown delay: the checks below (12 curl runs through a
+        # sanitized apilb on a loaded 2-CPU machine) must end within it.
+        fake.ctl("/instance/10.213.0.3/stop", {"delay": 5})
         t0 = time.time()
         wait_discovered(a, ["10.213.0.2", "10.213.0.4", "10.213.0.5"])
         print("graceful removal seen after %.2fs" % (time.time() - t0))
@@ -239,11 +241,11 @@ def scale():
         check("10.213.0.3" not in served_by(fake, a, 12), "removed apiserver got connections")
         # Removal then drain: during its shutdown delay the apiserver still
         # serves the connections it has, and apilb leaves them be.
-        check(time.time() - t0 < 2.5, "too slow to test the drain")
+        check(time.time() - t0 < 4.5, "too slow to test the drain")
         status, body = held.get("/version")
         check(status == 200 and json.loads(body)["servedBy"] == "10.213.0.3",
               "a draining connection was not served: %d %s" % (status, body))
-        check(held.closed(3), "the connection outlived its apiserver")
+        check(held.closed(5), "the connection outlived its apiserver")
         print("held connection served during the shutdown delay, closed %.2fs after the stop"
               % (time.time() - t0))
         held.close()
