@@ -45,17 +45,29 @@ int evloop_set(struct evloop *l, struct ev_io *io, unsigned events)
 
     if (io->events == events)
         return 0;
-    if (events == 0)
+    if ((events & (EVLOOP_READ | EVLOOP_WRITE)) == 0)
         op = EPOLL_CTL_DEL; /* an error or hang-up would be reported even
                                with no events asked for, over and over */
     else
         op = io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
     e.events = ((events & EVLOOP_READ) ? EPOLLIN : 0) | ((events & EVLOOP_WRITE) ? EPOLLOUT : 0);
+    if (events & EVLOOP_EDGE)
+        e.events |= EPOLLET | EPOLLRDHUP;
     e.data.ptr = io;
     if (epoll_ctl(l->epfd, op, io->fd, &e) == -1)
         return -errno;
     io->events = events;
     return 0;
+}
+
+static void unlink_again(struct ev_io **head, struct ev_io *io)
+{
+    for (struct ev_io **p = head; *p != NULL; p = &(*p)->again_next) {
+        if (*p == io) {
+            *p = io->again_next;
+            return;
+        }
+    }
 }
 
 void evloop_forget(struct evloop *l, struct ev_io *io)
@@ -64,7 +76,43 @@ void evloop_forget(struct evloop *l, struct ev_io *io)
         if (l->batch[i].data.ptr == io)
             l->batch[i].data.ptr = NULL;
     }
+    if (io->again) {
+        unlink_again(&l->again, io);
+        unlink_again(&l->again_run, io);
+        io->again = false;
+    }
     io->events = 0;
+}
+
+void evloop_again(struct evloop *l, struct ev_io *io)
+{
+    if (io->again)
+        return;
+    io->again = true;
+    io->again_next = l->again;
+    l->again = io;
+}
+
+/* Calls back what asked to be called again (and what those ask for again
+ * waits for the next turn). */
+static void run_again(struct evloop *l)
+{
+    struct ev_io *io;
+
+    /* A callback may ask again (next turn) or forget others of this list. */
+    l->again_run = l->again;
+    l->again = NULL;
+    while ((io = l->again_run) != NULL && !l->stopped) {
+        l->again_run = io->again_next;
+        io->again = false;
+        io->cb(io, 0);
+    }
+    /* Stopped midway: what is left waits in the list of the next turn. */
+    while ((io = l->again_run) != NULL) {
+        l->again_run = io->again_next;
+        io->again_next = l->again;
+        l->again = io;
+    }
 }
 
 static void deliver(struct ev_io *io, uint32_t got)
@@ -72,11 +120,14 @@ static void deliver(struct ev_io *io, uint32_t got)
     unsigned events = 0;
 
     if (got & (EPOLLERR | EPOLLHUP))
-        events = io->events | EVLOOP_ERROR; /* the next read or write says what */
+        events = (io->events & (EVLOOP_READ | EVLOOP_WRITE)) | EVLOOP_ERROR; /* the next
+                                                      read or write says what */
     if (got & EPOLLIN)
         events |= EVLOOP_READ;
     if (got & EPOLLOUT)
         events |= EVLOOP_WRITE;
+    if (got & EPOLLRDHUP)
+        events |= EVLOOP_RDHUP | EVLOOP_READ;
     if ((events & (EVLOOP_READ | EVLOOP_WRITE)) == 0)
         events |= EVLOOP_READ | EVLOOP_WRITE;
     io->cb(io, events);
@@ -92,7 +143,8 @@ void evloop_run(struct evloop *l)
         int n;
 
         /* uv's time is current here: updated below or by uv_run. */
-        n = epoll_wait(l->epfd, l->batch, EVLOOP_BATCH, uv_backend_timeout(l->uv));
+        n = epoll_wait(l->epfd, l->batch, EVLOOP_BATCH,
+                       l->again != NULL ? 0 : uv_backend_timeout(l->uv));
         if (n == -1) {
             if (errno == EINTR)
                 continue;
@@ -113,6 +165,7 @@ void evloop_run(struct evloop *l)
         }
         l->n_batch = 0;
         l->i_batch = 0;
+        run_again(l);
         /* Timers due or a handle ready: uv's run polls without waiting. */
         uv_update_time(l->uv);
         if (uv_ready || uv_backend_timeout(l->uv) == 0)

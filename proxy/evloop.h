@@ -9,13 +9,15 @@
  * closing the handle deletes it: about six system calls per socket on top of
  * the one that registers it. A proxy making 15,000 connections a second pays
  * that twice per connection. Here a socket costs one epoll_ctl to add, one
- * per change of interest, and none to remove (close(2) drops it).
+ * per change of interest, and none to remove (close(2) drops it); sessions
+ * add their sockets edge-triggered for reading and writing and never change
+ * them: two epoll_ctl per proxied connection.
  *
  * Invariant: a descriptor in the set is never duplicated (no dup(2), no
  * fork(2)), so closing it removes it from the set. Call evloop_forget()
  * before closing, so events already fetched for it are not delivered.
  *
- * Level-triggered. One thread: the worker's. */
+ * Level-triggered, or edge-triggered on request. One thread: the worker's. */
 #ifndef PROXY_EVLOOP_H
 #define PROXY_EVLOOP_H
 
@@ -27,6 +29,11 @@
 #define EVLOOP_READ 1u
 #define EVLOOP_WRITE 2u
 #define EVLOOP_ERROR 4u /* delivered only, with the events asked for */
+#define EVLOOP_RDHUP 8u /* delivered only, with READ: the peer sent its FIN */
+/* Asked with READ and/or WRITE: edge-triggered, each event reported once
+ * when it happens (the callback keeps what is ready until a call says
+ * EAGAIN); the peer's FIN is reported as RDHUP. Without it, level-triggered. */
+#define EVLOOP_EDGE 16u
 /* Events fetched per epoll_wait. */
 #define EVLOOP_BATCH 128
 
@@ -42,6 +49,8 @@ struct ev_io {
     int fd;
     unsigned events; /* what the set holds for fd; 0 = not in the set */
     ev_io_fn cb;
+    struct ev_io *again_next; /* evloop_again() list */
+    bool again;
 };
 
 struct evloop {
@@ -50,6 +59,8 @@ struct evloop {
     struct epoll_event batch[EVLOOP_BATCH];
     int n_batch;  /* events fetched by the last epoll_wait */
     int i_batch;  /* the next to deliver */
+    struct ev_io *again;     /* to call again before the next wait */
+    struct ev_io *again_run; /* being called again now */
     bool stopped;
 };
 
@@ -69,6 +80,10 @@ int evloop_set(struct evloop *l, struct ev_io *io, unsigned events)
 /* io->fd is about to be closed (or io freed): drops the events fetched for it
  * and not yet delivered. Does not touch the set: close(2) does. */
 void evloop_forget(struct evloop *l, struct ev_io *io);
+
+/* Calls io->cb(io, 0) once more before the loop waits again: for a callback
+ * that stopped with work left (edge-triggered sockets say nothing more). */
+void evloop_again(struct evloop *l, struct ev_io *io);
 
 /* Delivers socket events and runs uv's due timers and wakeups until
  * evloop_stop(). */

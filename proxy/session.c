@@ -40,11 +40,19 @@ enum session_state {
     S_CLOSING,
 };
 
-/* One socket in the worker's event loop. */
+/* One socket in the worker's event loop, edge-triggered: added once (the
+ * client when accepted, the upstream when dialled), never changed, dropped
+ * by close(2). What the events said is kept here until a call says EAGAIN. */
 struct leg {
     struct ev_io io; /* first: the callbacks cast back */
     struct session *s;
+    bool readable;   /* bytes (or FIN, or an error) may be waiting */
+    bool writable;   /* the send buffer has room (or an error waits) */
+    bool rdhup;      /* the peer's FIN has arrived behind the queued bytes */
+    bool at_end;     /* the bytes before that FIN are all read: EOF */
 };
+
+#define LEG_EVENTS (EVLOOP_READ | EVLOOP_WRITE | EVLOOP_EDGE)
 
 /* One direction of the relay: src -> dst. */
 struct flow {
@@ -56,8 +64,6 @@ struct flow {
     uint32_t off;     /* buffer mode: first unsent byte */
     bool eof;         /* src sent FIN */
     bool shut;        /* dst was shut down for writing */
-    bool want_read;   /* src must be polled for readable */
-    bool want_write;  /* dst must be polled for writable */
 };
 
 struct session {
@@ -71,6 +77,7 @@ struct session {
     struct upstream *upstream;     /* reference held once connected */
     struct upstream *trying;       /* the upstream of the current attempt */
     struct upstream_tried tried;
+    bool again;                    /* a flow yielded with work left */
     struct flow c2u, u2c;
     uint64_t id;
     uint64_t start_us;             /* current attempt began (for latency) */
@@ -111,8 +118,6 @@ static void flow_init(struct flow *f)
     f->off = 0;
     f->eof = false;
     f->shut = false;
-    f->want_read = false;
-    f->want_write = false;
 }
 
 /* Gives back the pipe or buffer of an idle flow. */
@@ -152,29 +157,31 @@ static int flow_keep(struct flow *f)
     return 0;
 }
 
-static int leg_set(struct leg *l, unsigned events)
+/* Records what an event says about l. */
+static void leg_note(struct leg *l, unsigned events)
 {
-    return evloop_set(&l->s->w->ev, &l->io, events);
+    if (events & EVLOOP_READ)
+        l->readable = true;
+    if (events & EVLOOP_WRITE)
+        l->writable = true;
+    if (events & EVLOOP_RDHUP)
+        l->rdhup = true;
 }
 
-/* Polls both legs for what the flows want. Returns 0 or a negative errno. */
-static int session_arm(struct session *s)
+/* Puts l's socket fd in the worker's event loop. Returns 0 or a negative
+ * errno. */
+static int leg_open(struct session *s, struct leg *l, int fd, ev_io_fn cb)
 {
-    unsigned ce = 0, ue = 0;
-    int rc;
-
-    if (s->c2u.want_read)
-        ce |= EVLOOP_READ;
-    if (s->u2c.want_write)
-        ce |= EVLOOP_WRITE;
-    if (s->u2c.want_read)
-        ue |= EVLOOP_READ;
-    if (s->c2u.want_write)
-        ue |= EVLOOP_WRITE;
-    rc = leg_set(&s->client, ce);
-    if (rc == 0)
-        rc = leg_set(s->up, ue);
-    return rc;
+    l->io.fd = fd;
+    l->io.events = 0;
+    l->io.cb = cb;
+    l->io.again = false;
+    l->s = s;
+    l->readable = false;
+    l->writable = false;
+    l->rdhup = false;
+    l->at_end = false;
+    return evloop_set(&s->w->ev, &l->io, LEG_EVENTS);
 }
 
 static enum upstream_fail classify(int err)
@@ -347,18 +354,20 @@ static bool early_done(const struct session *s)
     return s->c2u.eof && s->replay_len == 0;
 }
 
-/* Moves bytes src -> dst until one side would block or the budget is spent.
+/* Moves bytes src -> dst until one side would block or the budget is spent
+ * (then s->again is set: an edge-triggered socket would not say it again).
  * Returns 0, or a negative errno on a socket error. */
-static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomic uint64_t *bytes)
+static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct leg *dl,
+                     _Atomic uint64_t *bytes)
 {
+    int src = sl->io.fd, dst = dl->io.fd;
     size_t moved = 0, asked;
-    bool drained = false; /* the last read got less than asked for */
     ssize_t n;
 
-    f->want_read = false;
-    f->want_write = false;
     for (;;) {
         if (f->pending > 0) {
+            if (!dl->writable)
+                break; /* the next writable event resumes */
             if (f->pipe[0] < 0)
                 n = send(dst, f->data + f->off, f->pending, MSG_NOSIGNAL | MSG_DONTWAIT);
             else
@@ -370,7 +379,7 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
                 if (errno == EAGAIN) {
                     if (f->pipe[0] < 0 && flow_keep(f) != 0)
                         return -ENOMEM;
-                    f->want_write = true;
+                    dl->writable = false;
                     break;
                 }
                 return -errno;
@@ -391,24 +400,18 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
             }
             break;
         }
-        /* A short copy-mode read emptied the socket: another read would
-         * only say EAGAIN (a wasted system call per message on
-         * request/response traffic). Polling is level-triggered, so
-         * whatever arrives meanwhile, FIN included, is reported again.
-         * Bulk data keeps reading: more has usually arrived meanwhile. */
-        if (drained) {
-            f->want_read = true;
-            break;
-        }
+        if (!sl->readable && !sl->at_end)
+            break; /* the next readable event resumes */
         if (moved >= PUMP_BUDGET) {
-            /* Yield; poll says readable again at once if more is queued. */
-            f->want_read = true;
+            s->again = true; /* yield to other sessions, come back */
             break;
         }
         flow_acquire(s->w, f, s->early && f == &s->c2u);
         f->off = 0;
         asked = f->pipe[0] < 0 ? BUF_BYTES : PIPE_CHUNK;
-        if (f->pipe[0] < 0)
+        if (sl->at_end)
+            n = 0;
+        else if (f->pipe[0] < 0)
             n = recv(src, f->data, asked, MSG_DONTWAIT);
         else
             n = splice(src, NULL, f->pipe[1], NULL, asked, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -416,7 +419,7 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN) {
-                f->want_read = true;
+                sl->readable = false;
                 break;
             }
             return -errno;
@@ -432,9 +435,15 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
         }
         f->pending = (uint32_t)n;
         if (f->pipe[0] < 0) {
-            /* Copy mode: a short read is a message, and the socket is
-             * empty; a full one means bulk data is coming. */
-            drained = (size_t)n < asked;
+            /* Copy mode: a short read is a message and emptied the socket
+             * (TCP hands over all it has): no read that would only say
+             * EAGAIN; the next bytes or the FIN make a new event. When the
+             * FIN was seen already, the queue ended with it: EOF, without
+             * a read that returns 0. A full read means bulk data. */
+            if ((size_t)n < asked) {
+                sl->readable = false;
+                sl->at_end = sl->rdhup;
+            }
             f->bulk = (size_t)n == asked;
         } else if ((size_t)n < BULK_LOW) {
             f->bulk = false; /* the stream has calmed down: copy again */
@@ -448,20 +457,18 @@ static int flow_pump(struct session *s, struct flow *f, int src, int dst, _Atomi
     return 0;
 }
 
-/* Runs the directions the events concern (c2u: the client readable or the
- * upstream writable; u2c: the other way round; a direction not run keeps
- * what it waits for) and re-arms polling; closes the session when both
- * directions have ended or on an error. Reading a socket that was not
- * reported readable would mostly say EAGAIN: a wasted system call. */
-static void session_relay(struct session *s, bool run_c2u, bool run_u2c)
+/* Runs both directions as far as the legs' readiness allows (no call that
+ * would only say EAGAIN); closes the session when both directions have
+ * ended or on an error. */
+static void session_relay(struct session *s)
 {
     struct upstream *up = s->upstream;
-    int rc = 0, rc2 = 0;
+    int rc, rc2 = 0;
 
-    if (run_c2u)
-        rc = flow_pump(s, &s->c2u, s->client.io.fd, s->up->io.fd, &up->bytes_to);
-    if (run_u2c && (rc == 0 || s->early))
-        rc2 = flow_pump(s, &s->u2c, s->up->io.fd, s->client.io.fd, &up->bytes_from);
+    s->again = false;
+    rc = flow_pump(s, &s->c2u, &s->client, s->up, &up->bytes_to);
+    if (rc == 0 || s->early)
+        rc2 = flow_pump(s, &s->u2c, s->up, &s->client, &up->bytes_from);
     if (rc == 0)
         rc = rc2;
     if (s->early && (rc != 0 || s->u2c.eof) && !early_done(s)) {
@@ -485,18 +492,20 @@ static void session_relay(struct session *s, bool run_c2u, bool run_u2c)
         session_close(s, "done");
         return;
     }
-    if (session_arm(s) != 0)
-        session_close(s, "poll-error");
+    if (s->again)
+        evloop_again(&s->w->ev, &s->client.io);
 }
 
+/* Client events; events 0 is the loop calling again after a yield. */
 static void client_cb(struct ev_io *io, unsigned events)
 {
     struct session *s = ((struct leg *)io)->s;
 
+    leg_note(&s->client, events);
     if (s->state != S_SPLICING)
-        return;
+        return; /* kept for when the upstream answers */
     /* An error shows up as a failing recv/send/splice in the pump. */
-    session_relay(s, events & EVLOOP_READ, events & EVLOOP_WRITE);
+    session_relay(s);
 }
 
 /* --- connecting ----------------------------------------------------- */
@@ -531,8 +540,6 @@ static void release_upstream(struct session *s)
     s->upstream = NULL;
     leg_close(s->up);
     s->up = NULL;
-    if (leg_set(&s->client, 0) != 0)
-        log_warn_limited("epoll", 1000, "cannot stop polling a client", "sid=%" PRIu64, s->id);
     flow_release(s->w, &s->c2u);
     flow_release(s->w, &s->u2c);
     flow_init(&s->c2u);
@@ -579,11 +586,7 @@ static void connected(struct session *s)
         worker_schedule_sweep(w, s->age_deadline_ms);
     }
     log_debug("session connected", "sid=%" PRIu64 " upstream=%s", s->id, up->name);
-    s->c2u.want_read = true;
-    s->u2c.want_read = true;
-    /* The upstream has not spoken yet (API servers never speak first);
-     * a read there would only say EAGAIN. */
-    session_relay(s, true, false);
+    session_relay(s);
 }
 
 static void upstream_cb(struct ev_io *io, unsigned events)
@@ -593,11 +596,12 @@ static void upstream_cb(struct ev_io *io, unsigned events)
     int err = 0;
     socklen_t len = sizeof(err);
 
+    leg_note(l, events);
     if (s->state == S_SPLICING) {
-        session_relay(s, events & EVLOOP_WRITE, events & EVLOOP_READ);
+        session_relay(s);
         return;
     }
-    if (s->state != S_CONNECTING)
+    if (s->state != S_CONNECTING || !(events & (EVLOOP_WRITE | EVLOOP_ERROR)))
         return;
     /* Writable without an error: connected (no getsockopt needed). */
     if ((events & EVLOOP_ERROR) && getsockopt(l->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
@@ -630,9 +634,9 @@ static int attempt_start(struct session *s, struct upstream *up)
     sockopt_nodelay(fd); /* keepalive comes later: session_keepalive() */
     s->keepalive = false;
     l = &s->upstream_leg;
-    l->io.fd = fd;
+    l->io.fd = fd; /* in the loop once connect(2) has begun (leg_open) */
     l->io.events = 0;
-    l->io.cb = upstream_cb;
+    l->io.again = false;
     l->s = s;
     s->up = l;
     s->trying = up;
@@ -644,7 +648,7 @@ static int attempt_start(struct session *s, struct upstream *up)
     }
     s->connect_deadline_ms = worker_now_ms() + w->sh->cfg->connect_timeout_ms;
     connq_push(s);
-    rc = leg_set(l, EVLOOP_WRITE);
+    rc = leg_open(s, l, fd, upstream_cb);
     if (rc != 0)
         attempt_failed(s, -rc);
     return 0;
@@ -707,6 +711,14 @@ void session_start(struct worker *w, int client_fd)
         log_warn_limited("empty-table", 1000, "no upstream known: closing client", "sid=%" PRIu64,
                          s->id);
         session_close(s, "no-upstream");
+        return;
+    }
+    /* In the loop from now on: what the client sends while the upstream
+     * is dialled is noted and read once it answers. */
+    if (leg_open(s, &s->client, client_fd, client_cb) != 0) {
+        log_warn_limited("epoll", 1000, "cannot poll a client: closing it", "sid=%" PRIu64,
+                         s->id);
+        session_close(s, "poll-error");
         return;
     }
     upstream_table_ref(w->table);

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -196,6 +197,100 @@ START_TEST(zero_interest_and_hangup)
 }
 END_TEST
 
+/* --- edge-triggered sockets and calling again ------------------------------ */
+
+struct edge {
+    struct ev_io io;
+    struct fixture *f;
+    struct edge *victim; /* forgotten by this one's first call, if set */
+    unsigned seen[8];
+    int calls;
+    bool ask_again;
+};
+
+static void edge_cb(struct ev_io *io, unsigned events)
+{
+    struct edge *e = (struct edge *)io;
+
+    if (e->calls < 8)
+        e->seen[e->calls] = events;
+    e->calls++;
+    if (e->victim != NULL) {
+        evloop_again(&e->f->ev, &e->victim->io);
+        evloop_forget(&e->f->ev, &e->victim->io); /* e.g. its session closed */
+        e->victim = NULL;
+    }
+    if (e->ask_again) {
+        e->ask_again = false;
+        evloop_again(&e->f->ev, io);
+    }
+}
+
+static void edge_open(struct edge *e, struct fixture *f, int *peer)
+{
+    int sv[2];
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    memset(e, 0, sizeof(*e));
+    e->io.fd = sv[0];
+    e->io.cb = edge_cb;
+    e->f = f;
+    *peer = sv[1];
+}
+
+/* Unread bytes are reported once (level-triggered would repeat them for
+ * the whole run); a callback that asks again is called once more with no
+ * events; the peer's FIN comes as RDHUP with READ. */
+START_TEST(edge_once_again_and_rdhup)
+{
+    struct fixture f;
+    struct edge e;
+    int peer;
+
+    fixture_init(&f, 150);
+    edge_open(&e, &f, &peer);
+    ck_assert_int_eq(evloop_set(&f.ev, &e.io, EVLOOP_READ | EVLOOP_EDGE), 0);
+    ck_assert_int_eq(write(peer, "x", 1), 1);
+    e.ask_again = true;
+    evloop_run(&f.ev);
+    ck_assert_int_eq(e.calls, 2);
+    ck_assert_uint_eq(e.seen[0], EVLOOP_READ);
+    ck_assert_uint_eq(e.seen[1], 0);
+    shutdown(peer, SHUT_WR);
+    uv_timer_start(&f.stop_timer, stop_cb, 150, 0);
+    evloop_run(&f.ev);
+    ck_assert_int_eq(e.calls, 3);
+    ck_assert_uint_eq(e.seen[2] & (EVLOOP_READ | EVLOOP_RDHUP), EVLOOP_READ | EVLOOP_RDHUP);
+    close(e.io.fd);
+    close(peer);
+    fixture_destroy(&f);
+}
+END_TEST
+
+/* A socket forgotten after it asked to be called again is not called. */
+START_TEST(forget_drops_again)
+{
+    struct fixture f;
+    struct edge a, b;
+    int pa, pb;
+
+    fixture_init(&f, 150);
+    edge_open(&a, &f, &pa);
+    edge_open(&b, &f, &pb);
+    a.victim = &b;
+    ck_assert_int_eq(evloop_set(&f.ev, &a.io, EVLOOP_READ | EVLOOP_EDGE), 0);
+    ck_assert_int_eq(write(pa, "x", 1), 1);
+    evloop_run(&f.ev);
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert_int_eq(b.calls, 0);
+    close(a.io.fd);
+    close(b.io.fd);
+    close(pa);
+    close(pb);
+    fixture_destroy(&f);
+}
+END_TEST
+
 /* --- libuv's wakeups run inside the loop --------------------------------- */
 
 static void async_cb(uv_async_t *a)
@@ -230,5 +325,7 @@ int main(void)
     tcase_add_test(tc, forget_drops_fetched_events);
     tcase_add_test(tc, zero_interest_and_hangup);
     tcase_add_test(tc, uv_async_wakes_the_loop);
+    tcase_add_test(tc, edge_once_again_and_rdhup);
+    tcase_add_test(tc, forget_drops_again);
     return check_run(s);
 }
