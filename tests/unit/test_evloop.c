@@ -127,8 +127,8 @@ static void pair_open(struct pair *p, struct fixture *f, ev_io_fn cb)
     int sv[2];
 
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    memset(p, 0, sizeof(*p));
     p->io.fd = sv[0];
-    p->io.events = 0;
     p->io.cb = cb;
     p->peer = sv[1];
     p->f = f;
