@@ -377,12 +377,14 @@ static void table_rebuild_locked(struct control *c, const char *reason)
     if (c->table != NULL)
         upstream_table_unref(c->table);
     c->table = t;
-    log_info("upstream table published", "generation=%" PRIu64 " upstreams=%zu reason=%s",
-             t->generation, t->n, reason);
     for (unsigned i = 0; i < c->n_started; i++) {
         upstream_table_ref(t);
         worker_publish(&c->workers[i], t);
     }
+    /* Logged once handed over: a connection made after this line is
+     * accepted after the workers' kick (evloop runs uv first). */
+    log_info("upstream table published", "generation=%" PRIu64 " upstreams=%zu reason=%s",
+             t->generation, t->n, reason);
     state_save(c, t);
 }
 

@@ -155,20 +155,29 @@ void evloop_run(struct evloop *l)
          * before the wait (libuv does the same after its own poll). */
         uv_update_time(l->uv);
         l->n_batch = n;
-        for (l->i_batch = 0; l->i_batch < n && !l->stopped;) {
+        l->i_batch = 0;
+        /* uv first: a kick (a new upstream table, a phase change) sent
+         * before a client connected is seen before that client's accept. */
+        for (int i = 0; i < n; i++) {
+            if (l->batch[i].data.ptr == l) {
+                l->batch[i].data.ptr = NULL;
+                uv_ready = true;
+            }
+        }
+        if (uv_ready)
+            uv_run(l->uv, UV_RUN_NOWAIT);
+        while (l->i_batch < n && !l->stopped) {
             struct epoll_event *e = &l->batch[l->i_batch++];
 
-            if (e->data.ptr == l)
-                uv_ready = true;
-            else if (e->data.ptr != NULL)
+            if (e->data.ptr != NULL)
                 deliver(e->data.ptr, e->events);
         }
         l->n_batch = 0;
         l->i_batch = 0;
         run_again(l);
-        /* Timers due or a handle ready: uv's run polls without waiting. */
+        /* Timers due (or handles started above): run uv without waiting. */
         uv_update_time(l->uv);
-        if (uv_ready || uv_backend_timeout(l->uv) == 0)
+        if (uv_backend_timeout(l->uv) == 0)
             uv_run(l->uv, UV_RUN_NOWAIT);
     }
 }
