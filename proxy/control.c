@@ -17,6 +17,7 @@
 #include "admin.h"
 #include "health.h"
 #include "listener.h"
+#include "migrate.h"
 #include "log.h"
 #include "module.h"
 #include "resolve.h"
@@ -772,7 +773,14 @@ static int open_listeners(struct control *c, int *fds)
         char others[256];
 
         addr_format(&listen[i], name, sizeof(name));
-        log_info("listening", "addr=%s workers=%u", name, c->n_workers);
+        int mig = migrate_enable(fds[i]); /* worker 0's socket: one per group */
+
+        log_info("listening", "addr=%s workers=%u queue_handover=%s", name, c->n_workers,
+                 mig == 0 ? "on" : "sysctl");
+        if (mig != 0)
+            log_info("connections still queued when apilb closes this listener are handed to "
+                     "the next apilb only if net.ipv4.tcp_migrate_req=1 (docs/upgrade.md)",
+                     "addr=%s err=\"%s\"", name, strerror(-mig));
         listener_sharers(&listen[i], others, sizeof(others));
         if (others[0] != '\0')
             log_warn("another program listens on this port too: connections may go to it "
