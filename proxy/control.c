@@ -491,6 +491,7 @@ static int discovery_start(struct control *c)
 {
     const struct config *cfg = c->cfg;
     struct watcher_config wc;
+    struct watcher *w = NULL;
     char err[CONFIG_ERR_BYTES];
 
     memset(&wc, 0, sizeof(wc));
@@ -504,11 +505,15 @@ static int discovery_start(struct control *c)
     wc.watch_timeout_s = (cfg->watch_timeout_ms + 999) / 1000;
     wc.stall_ms = cfg->watch_stall_ms;
     wc.ca_changed = disc_ca_changed;
-    if (discovery_module()->start(&wc, disc_publish, disc_route, c, &c->watcher, err,
-                                  sizeof(err)) != 0) {
+    if (discovery_module()->start(&wc, disc_publish, disc_route, c, &w, err, sizeof(err)) !=
+        0) {
         fprintf(stderr, "apilb: %s\n", err);
         return -1;
     }
+    /* The admin thread may be taking a snapshot already. */
+    uv_mutex_lock(&c->lock);
+    c->watcher = w;
+    uv_mutex_unlock(&c->lock);
     return 0;
 }
 
@@ -516,6 +521,7 @@ static int discovery_start(struct control *c)
 static int control_snapshot(void *arg, struct snapshot *out)
 {
     struct control *c = arg;
+    struct watcher *wt;
 
     memset(out, 0, sizeof(*out));
     uv_mutex_lock(&c->lock);
@@ -536,16 +542,17 @@ static int control_snapshot(void *arg, struct snapshot *out)
     }
     out->generation = c->generation;
     out->table_swaps = c->swaps;
+    wt = c->watcher; /* set once after start; freed only once admin has stopped */
     uv_mutex_unlock(&c->lock);
     out->start_unix_ms = c->start_unix_ms;
     out->sh = &c->sh;
     out->workers = c->n_workers;
     out->health_check = (int)c->cfg->health_check;
-    if (c->watcher != NULL) {
+    if (wt != NULL) {
         struct watcher_stats ws;
         struct snapshot_watcher *o = &out->watcher;
 
-        discovery_module()->stats_get(c->watcher, &ws);
+        discovery_module()->stats_get(wt, &ws);
         o->enabled = true;
         o->state = discovery_module()->state_name(ws.state);
         o->source = ws.source;
@@ -917,12 +924,13 @@ int control_run(const struct config *cfg)
              c->n_workers, c->table != NULL ? c->table->n : 0, (int)cfg->balance);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 
-    if (c->watcher != NULL)
-        discovery_module()->stop(c->watcher);
-    c->watcher = NULL;
+    /* The admin endpoint first: its snapshots read the watcher's stats. */
     if (c->admin != NULL)
         admin->stop(c->admin);
     c->admin = NULL;
+    if (c->watcher != NULL)
+        discovery_module()->stop(c->watcher);
+    c->watcher = NULL;
     for (unsigned i = 0; i < c->n_workers; i++)
         worker_join(&c->workers[i]);
     if (!start_failed)

@@ -26,13 +26,13 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAPILB_SANITIZE=ON
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ctest -j"$jobs" --output-on-failure --timeout 600 -L 'unit|integration' -E it_soak)
 
-echo "== ThreadSanitizer build: the scenarios where threads meet (table handoff, health, signals)"
+echo "== ThreadSanitizer build: the scenarios where threads meet (table handoff, health, signals, admin snapshots)"
 unset ASAN_OPTIONS
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPILB_TSAN=ON
 cmake --build build-tsan -j"$jobs"
 (cd build-tsan && ctest -j"$jobs" --output-on-failure -L integration \
-    -R 'it_proxy_(concurrent|reload|sigterm_drain|reuseport)|it_health|it_state|it_fault|watch')
+    -R 'it_proxy_(concurrent|reload|sigterm_drain|reuseport)|it_health|it_state|it_fault|watch|it_admin')
 
 echo "== fuzz build (clang libFuzzer + ASan + UBSan), each target for a bounded time"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPILB_FUZZ=ON
