@@ -39,7 +39,7 @@ def main():
     metrics = list(METRICS) + [(m, "RSS per idle conn at %s" % m.rsplit("_", 1)[1], "B", False)
                                for m in rss_metrics]
     # Added latency per repetition: proxy minus direct of the same repetition.
-    for proxy in PROXIES[1:]:
+    for proxy in PROXIES[1:] + ["uring_relay"]:
         for q in ("p50_us", "p99_us"):
             d, p = samples.get(("direct", q), []), samples.get((proxy, q), [])
             if d and p:
@@ -88,11 +88,21 @@ def main():
     if rss_metrics and "apilb" in table.get(rss_metrics[-1], {}):
         target("RSS per idle connection at %s (KiB)" % rss_metrics[-1].rsplit("_", 1)[1], None,
                "<=", 1.0, value=table[rss_metrics[-1]]["apilb"]["median"] / 1024)
+    # The floor: uringrelay.c, the cheapest user-space relay (run.sh).
+    floor = {}
+    for q in ("added_p50_us", "added_p99_us"):
+        v = samples.get(("uring_relay", q))
+        best = [table[q][o]["median"] for o in ("nginx", "haproxy") if o in table.get(q, {})]
+        if v and best:
+            med = statistics.median(v)
+            floor[q] = {"median": med, "min": min(v), "max": max(v),
+                        "vs_best_of_nginx_haproxy": med / min(best) if min(best) else None}
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": "%s, %d CPUs, %s" % (platform.node(), os.cpu_count(), platform.release()),
             "mode": "smoke" if smoke else "full",
             "repetitions": max((c["n"] for r in table.values() for c in r.values()), default=0)}
-    doc = {"meta": meta, "results": table, "ratios": ratios, "targets": targets}
+    doc = {"meta": meta, "results": table, "ratios": ratios, "targets": targets,
+           "uring_relay_floor": floor}
     with open(os.path.join(out, "latest.json"), "w") as f:
         json.dump(doc, f, indent=1)
     lines = ["Benchmark %s (%s, %d repetitions), %s." % (meta["date"], meta["mode"],
@@ -117,6 +127,18 @@ def main():
     for t in targets:
         lines.append("| %s | %s | %s | %s |" % (t["target"], t["value"], t["bound"],
                                                "yes" if t["met"] else "**no**"))
+    if floor:
+        lines += ["", "Latency floor: a minimal io_uring relay (tests/bench/uringrelay.c, one system "
+                  "call per direction, no balancing), pinned like the proxies:", "",
+                  "| added latency | io_uring relay (us) | vs better of nginx/HAProxy | apilb vs it |",
+                  "|---|---|---|---|"]
+        for q, label in (("added_p50_us", "p50"), ("added_p99_us", "p99")):
+            if q in floor:
+                c = floor[q]
+                a = table.get(q, {}).get("apilb")
+                lines.append("| %s | %.4g (%.4g-%.4g) | %s | %s |" % (
+                    label, c["median"], c["min"], c["max"], fmt(c["vs_best_of_nginx_haproxy"]),
+                    fmt(a["median"] / c["median"] if a and c["median"] else None)))
     with open(os.path.join(out, "latest.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     svg(ratios, metrics, meta, os.path.join(out, "latest.svg"))

@@ -7,7 +7,7 @@
 # connections, CPU per GB. Repeats each measurement and reports medians,
 # min-max and ratios: tests/bench/results/latest.{json,md,svg}.
 #
-#   bash tests/bench/run.sh            full run (installs nginx, haproxy, wrk)
+#   bash tests/bench/run.sh            full run (installs nginx, haproxy, wrk, liburing)
 #   bash tests/bench/run.sh --smoke    a few seconds of each, for CI: proves
 #                                      every piece works, asserts no speed
 set -euo pipefail
@@ -190,8 +190,33 @@ measure() {
     done
 }
 
+# The floor under any user-space relay: uringrelay.c, one system call per
+# direction and nothing else, latency only, pinned like the proxies.
+floor_relay=${URINGRELAY:-$root/build/tests/bench/uringrelay}
+measure_floor() {
+    local rep=$1 port p o
+    [ -x "$floor_relay" ] || return 0
+    port=$(free_port 127.0.0.1)
+    "$floor_relay" 127.0.0.1 "$port" 127.0.0.2 "$bport" &
+    p=$!
+    pids+=("$p")
+    if ! wait_port 127.0.0.1 "$port"; then
+        echo "run.sh: uringrelay did not start (io_uring disabled here?): no floor row" >&2
+        kill "$p" 2>/dev/null || true
+        return 0
+    fi
+    for q in $backend_pids $p; do taskset -a -pc 0 "$q" >/dev/null; done
+    o=$(taskset -c 0 "$tool" pingpong 127.0.0.1 "$port" "$pings")
+    for q in $backend_pids; do taskset -a -pc 0-"$(($(nproc) - 1))" "$q" >/dev/null; done
+    kill "$p"
+    wait "$p" 2>/dev/null || true
+    record uring_relay p50_us "$rep" "$(echo "$o" | kv p50_us)"
+    record uring_relay p99_us "$rep" "$(echo "$o" | kv p99_us)"
+}
+
 for rep in $(seq "$reps"); do
     measure direct 127.0.0.2 "$bport" "$rep"
+    measure_floor "$rep"
     for name in nginx haproxy apilb; do
         port=$(free_port 127.0.0.1)
         "start_$name" "$port"
