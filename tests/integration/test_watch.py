@@ -13,9 +13,11 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -639,8 +641,68 @@ def kubectl():
         fake.stop()
 
 
+def admin_during_start_stop():
+    """/metrics and /upstreams asked without pause from the moment the admin
+    endpoint listens until apilb has exited, through the watcher's start and
+    stop: the admin thread reads the watcher's statistics while the main
+    thread starts and frees the watcher. (ThreadSanitizer caught the admin
+    thread reading the watcher pointer with no lock while it was being set,
+    and apilb stopped the watcher before the admin endpoint.)"""
+    d, fake = new_case()
+    kc = kubeconfig(d, token_user(d))
+    args = ["--kubeconfig", kc, "--upstream", "10.213.0.2:6443", "--health-interval", "300ms",
+            "--health-timeout", "250ms"]
+    a = Apilb(*args, health="readyz", admin=True, wait=False)
+    done = threading.Event()
+    answers = {"ok": 0, "watcher": 0}
+
+    def hammer(port):
+        while not done.is_set():
+            for path in ("/metrics", "/upstreams"):
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
+                        c.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                                  % path.encode())
+                        got = b""
+                        while True:
+                            chunk = c.recv(65536)
+                            if not chunk:
+                                break
+                            got += chunk
+                    if got.startswith(b"HTTP/1.1 200"):
+                        answers["ok"] += 1
+                        if b"apilb_watcher_state" in got:
+                            answers["watcher"] += 1
+                except OSError:
+                    pass  # not listening yet, or gone: apilb is starting or has stopped
+
+    t = None
+    try:
+        line = a.wait_log(r'admin endpoint listening', 60)
+        port = int(re.search(r'addr=\S+:(\d+)', line).group(1))
+        t = threading.Thread(target=hammer, args=(port,), daemon=True)
+        t.start()
+        a.wait_log(r'msg="started"', 60)
+        a.wait_log(r'apiservers discovered', 20)
+        time.sleep(0.5)
+        a.signal(signal.SIGTERM)
+        rc = a.wait_exit(40)
+        done.set()
+        t.join(10)
+        print("admin during start and stop: %d answers, %d with watcher metrics; exit %d"
+              % (answers["ok"], answers["watcher"], rc))
+        check(rc == 0, "apilb exited %d (66: a ThreadSanitizer report)" % rc)
+        check(answers["watcher"] > 0, "no answer showed the watcher: the test proves nothing")
+        a.check_sanitizers()
+    finally:
+        done.set()
+        if a.proc.poll() is None:
+            a.stop()
+        fake.stop()
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (
         initial_sync, scale, crash, relist_410, stall, chunks, garbage, reset_mid_event,
         token_rotation, cert_rotation, ca_rotation, retry_after, slices_forbidden, empty_ignored,
-        stream_faults, selector_transition, state_restart, kubectl)})
+        stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop)})
