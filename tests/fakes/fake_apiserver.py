@@ -25,13 +25,15 @@ of a single simulated cluster. What it reproduces (see
 - selector transitions (the slice losing its label is DELETED, regaining
   it ADDED); /readyz /livez /healthz with ?verbose and ?exclude= like the
   apiserver; graceful shutdown (readyz fails, address leaves the list, then
-  after a delay the listener closes); serving-certificate rotation.
+  after a delay the listener closes, or first answers 429 Retry-After: 5 with
+  Connection: close for a while, like --shutdown-send-retry-after);
+  serving-certificate rotation.
 
 Control: a plain-HTTP JSON API on 127.0.0.1: POST /members {"ips": [...]},
 /compact, /forbid {"resources": [...]}, /fault {"kind": K, "on": bool},
 /status {"code", "retry_after", "count"}, /revoke {"serial"}, /chunk {"max"},
 /label {"on"}, /serving-cert {"cert", "key"}, /instance/IP/ACTION with
-ACTION stop {"delay"} | crash | start | ready | unready | blackhole; GET /
+ACTION stop {"delay", "retry_after"} | crash | start | ready | unready | blackhole; GET /
 returns the state and recent requests. The chosen ports are written to
 --ready-file as JSON.
 """
@@ -173,6 +175,7 @@ class Instance:
         self.conns = set()
         self.crashed_at = None
         self.blackhole = None
+        self.rejecting = False  # --shutdown-send-retry-after phase: 429 for new requests
 
     def start(self, join=True):
         self.server = Server((self.ip, self.port), Handler, self)
@@ -213,19 +216,27 @@ class Instance:
             except OSError:
                 pass
 
-    def stop(self, delay=0.1):
+    def stop(self, delay=0.1, retry_after=0.0):
         """Graceful, like kube-apiserver on SIGTERM: /readyz fails at once and
         the address leaves the list; requests are still served for the
-        shutdown delay; then the listener closes and connections are cut."""
+        shutdown delay; then the listener closes and connections are cut.
+        With retry_after (--shutdown-send-retry-after), the listener stays
+        open that many seconds more after the delay, answering every new
+        request but the health paths with 429, Retry-After: 5 and
+        Connection: close, while open watches go on; then it closes."""
         self.ready = False
         self.leave()
 
         def finish():
             time.sleep(delay)
+            if retry_after > 0:
+                self.rejecting = True
+                time.sleep(retry_after)
             self.close_listener()
             self.cut_connections()
+            self.rejecting = False
 
-        if delay > 0.5:
+        if delay + retry_after > 0.5:
             threading.Thread(target=finish, daemon=True).start()
         else:
             finish()
@@ -369,6 +380,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            return
+        if self.inst.rejecting:  # apiserver pkg/server/filters/with_retry_after.go
+            self.send_json(429, status(429, "TooManyRequests", "The apiserver is shutting down, "
+                                       "please try again later."),
+                           [("Retry-After", "5"), ("Connection", "close")])
+            self.close_connection = True
+            with LOCK:
+                self.cluster.requests.append((self.inst.ip, self.path, "rejected"))
             return
         if path == "/version":
             self.send_json(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake",
@@ -674,7 +693,7 @@ class Control(http.server.BaseHTTPRequestHandler):
                 inst = INSTANCES[parts[1]]
                 action = parts[2]
                 if action == "stop":
-                    inst.stop(float(body.get("delay", 0.1)))
+                    inst.stop(float(body.get("delay", 0.1)), float(body.get("retry_after", 0)))
                 elif action == "crash":
                     inst.crash()
                 elif action == "start":

@@ -175,6 +175,28 @@ def main():
         check(code == 422 and b"WatchList" in body, "WatchList off: %d %r" % (code, body[:100]))
     finally:
         f.stop()
+    # --shutdown-send-retry-after: after the shutdown delay, 429 with
+    # Retry-After: 5 and Connection: close for everything but the health
+    # paths (apiserver pkg/server/filters/with_retry_after.go), then gone.
+    f = Fake()
+    try:
+        f.ctl("/instance/127.0.0.1/stop", {"delay": 0.2, "retry_after": 2})
+        time.sleep(0.6)
+        code, hdrs, body = f.get(SLICES)
+        st = json.loads(body)
+        check(code == 429 and hdrs.get("Retry-After") == "5" and
+              hdrs.get("Connection") == "close" and st["reason"] == "TooManyRequests" and
+              "shutting down" in st["message"], "shutdown 429: %d %r %r" % (code, hdrs, body))
+        code, _, _ = f.get("/readyz", token=None)
+        check(code == 500, "/readyz while rejecting: %d" % code)
+        time.sleep(2.0)
+        try:
+            f.get("/readyz", token=None)
+            check(False, "still listening after the retry-after phase")
+        except OSError:
+            pass
+    finally:
+        f.stop()
     if FAILED:
         sys.exit(1)
     print("the fake matches the API on every point checked")

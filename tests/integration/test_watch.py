@@ -641,6 +641,39 @@ def kubectl():
         fake.stop()
 
 
+def shutdown_retry_after():
+    """An apiserver stopping with --shutdown-send-retry-after: it leaves the
+    list at once, and after its shutdown delay answers every new request but
+    the health paths with 429, Retry-After: 5 and Connection: close, for 5 s,
+    before it closes. apilb must send no client there (each curl would fail
+    with the 429), and its watcher, whose watches end every 2 s here, must keep
+    the table current through that window."""
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)), "--watch-timeout", "2s")
+    victim, rest = IPS[0], IPS[1:]
+    try:
+        wait_discovered(a, IPS)
+        fake.ctl("/instance/%s/stop" % victim, {"delay": 0.3, "retry_after": 5})
+        t0 = time.time()
+        wait_discovered(a, rest, 5)
+        time.sleep(max(0.0, t0 + 0.8 - time.time()))  # inside the 429 window now
+        names = served_by(fake, a, 20)
+        check(victim not in names, "a client reached the apiserver that is shutting down")
+        fake.ctl("/members", {"ips": [rest[0]]})  # a change during the window
+        t1 = time.time()
+        wait_discovered(a, [rest[0]], 8)
+        took = time.time() - t1
+        in_window = time.time() < t0 + 5.3
+        rejected = [r for r in fake.state()["requests"] if r[2] == "rejected"]
+        print("shutdown with Retry-After: %d clients served elsewhere, a change seen after %.2fs "
+              "(%s the 429 window), %d requests of apilb answered 429"
+              % (len(names), took, "inside" if in_window else "after", len(rejected)))
+        check(took < 3.0, "the watcher needed %.2fs to see a change" % took)
+    finally:
+        a.stop()
+        fake.stop()
+
+
 def admin_during_start_stop():
     """/metrics and /upstreams asked without pause from the moment the admin
     endpoint listens until apilb has exited, through the watcher's start and
@@ -705,4 +738,5 @@ if __name__ == "__main__":
     run({f.__name__: f for f in (
         initial_sync, scale, crash, relist_410, stall, chunks, garbage, reset_mid_event,
         token_rotation, cert_rotation, ca_rotation, retry_after, slices_forbidden, empty_ignored,
-        stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop)})
+        stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop,
+        shutdown_retry_after)})
