@@ -778,10 +778,9 @@ static int open_listeners(struct control *c, int *fds)
     }
     for (size_t i = 0; i < cfg->n_listen; i++) {
         char others[256];
-
-        addr_format(&listen[i], name, sizeof(name));
         int mig = migrate_enable(fds[i]); /* worker 0's socket: one per group */
 
+        addr_format(&listen[i], name, sizeof(name));
         log_info("listening", "addr=%s workers=%u queue_handover=%s", name, c->n_workers,
                  mig == 0 ? "on" : "sysctl");
         if (mig != 0)

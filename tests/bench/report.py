@@ -94,9 +94,9 @@ def main():
         v = samples.get(("uring_relay", q))
         best = [table[q][o]["median"] for o in ("nginx", "haproxy") if o in table.get(q, {})]
         if v and best:
-            med = statistics.median(v)
+            med, b = statistics.median(v), min(best)
             floor[q] = {"median": med, "min": min(v), "max": max(v),
-                        "vs_best_of_nginx_haproxy": med / min(best) if min(best) else None}
+                        "vs_best_of_nginx_haproxy": med / b if b else None}
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": "%s, %d CPUs, %s" % (platform.node(), os.cpu_count(), platform.release()),
             "mode": "smoke" if smoke else "full",

@@ -143,6 +143,18 @@ record() { # proxy metric rep value
     printf '{"proxy":"%s","metric":"%s","rep":%s,"value":%s}\n' "$1" "$2" "$3" "$4" >>"$results"
 }
 
+# Round-trip latency with the backends, the relay's processes (the rest of
+# the arguments) and the client all on CPU 0; the relay is let go after.
+pinned_latency() { # name host port rep [pids of the relay]
+    local name=$1 host=$2 port=$3 rep=$4 o p
+    shift 4
+    for p in $backend_pids "$@"; do taskset -a -pc 0 "$p" >/dev/null; done
+    o=$(taskset -c 0 "$tool" pingpong "$host" "$port" "$pings")
+    for p in $backend_pids "$@"; do taskset -a -pc 0-"$(($(nproc) - 1))" "$p" >/dev/null; done
+    record "$name" p50_us "$rep" "$(echo "$o" | kv p50_us)"
+    record "$name" p99_us "$rep" "$(echo "$o" | kv p99_us)"
+}
+
 measure() {
     local name=$1 host=$2 port=$3 rep=$4 hz
     hz=$(getconf CLK_TCK)
@@ -155,14 +167,9 @@ measure() {
     record "$name" bulk_gbps "$rep" "$(echo "$o" | kv gbps)"
     [ "$name" = direct ] || record "$name" cpu_s_per_gb "$rep" \
         "$(python3 -c "print(($c1-$c0)/$hz/($bytes/1e9))")"
-    # Latency, everything on CPU 0.
     local tp=""
     [ "$name" = direct ] || tp=$(proxy_procs)
-    for p in $backend_pids $tp; do taskset -a -pc 0 "$p" >/dev/null; done
-    o=$(taskset -c 0 "$tool" pingpong "$host" "$port" "$pings")
-    for p in $backend_pids $tp; do taskset -a -pc 0-"$(($(nproc) - 1))" "$p" >/dev/null; done
-    record "$name" p50_us "$rep" "$(echo "$o" | kv p50_us)"
-    record "$name" p99_us "$rep" "$(echo "$o" | kv p99_us)"
+    pinned_latency "$name" "$host" "$port" "$rep" $tp
     # New connections per second, and CPU per connection.
     c0=$(cpu_ticks)
     o=$("$tool" connrate "$host" "$port" "$secs" 8)
@@ -194,7 +201,7 @@ measure() {
 # direction and nothing else, latency only, pinned like the proxies.
 floor_relay=${URINGRELAY:-$root/build/tests/bench/uringrelay}
 measure_floor() {
-    local rep=$1 port p o
+    local rep=$1 port p
     [ -x "$floor_relay" ] || return 0
     port=$(free_port 127.0.0.1)
     "$floor_relay" 127.0.0.1 "$port" 127.0.0.2 "$bport" &
@@ -205,13 +212,9 @@ measure_floor() {
         kill "$p" 2>/dev/null || true
         return 0
     fi
-    for q in $backend_pids $p; do taskset -a -pc 0 "$q" >/dev/null; done
-    o=$(taskset -c 0 "$tool" pingpong 127.0.0.1 "$port" "$pings")
-    for q in $backend_pids; do taskset -a -pc 0-"$(($(nproc) - 1))" "$q" >/dev/null; done
+    pinned_latency uring_relay 127.0.0.1 "$port" "$rep" "$p"
     kill "$p"
     wait "$p" 2>/dev/null || true
-    record uring_relay p50_us "$rep" "$(echo "$o" | kv p50_us)"
-    record uring_relay p99_us "$rep" "$(echo "$o" | kv p99_us)"
 }
 
 for rep in $(seq "$reps"); do

@@ -171,13 +171,11 @@ int main(int argc, char **argv)
                     relay_start(c->res, &ua);
                 post_accept(lfd);
             } else if (tag & SEND_TAG) {
-                /* The send failed; its linked recv completes -ECANCELED
-                 * and ends the direction. */
-                shutdown(d->from, SHUT_RD);
+                continue; /* a failed send: its linked recv ends the direction */
             } else if (c->res > 0) {
                 post_send(d, c->res);
             } else {
-                dir_end(d); /* FIN, error, or the recv after a failed send */
+                dir_end(d); /* FIN, error, or -ECANCELED after a failed send */
             }
         }
         io_uring_cq_advance(&ring, seen);

@@ -486,6 +486,24 @@ class Apilb:
         return socket.create_connection((host, self.port), timeout=timeout)
 
 
+def raw_admin(a, data, timeout=5.0):
+    """Sends raw bytes to the admin port; returns everything until it closes."""
+    c = socket.create_connection(("127.0.0.1", a.admin_port), timeout=timeout)
+    try:
+        c.sendall(data)
+        out = b""
+        while True:
+            try:
+                got = c.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                return out
+            if not got:
+                return out
+            out += got
+    finally:
+        c.close()
+
+
 def exchange(port, data, host="127.0.0.1", mode=b"echo\n", timeout=30.0):
     """Sends mode + data, shuts down writing, returns everything read."""
     s = socket.create_connection((host, port), timeout=timeout)

@@ -12,8 +12,8 @@ import subprocess
 import threading
 import time
 
-from harness import (APILB, Apilb, Backend, Fail, check, exchange, payload, refused_addr,
-                     roundtrip, run, tmpdir, whoami, write_atomic)
+from harness import (APILB, Apilb, Backend, Fail, check, exchange, payload, raw_admin,
+                     refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
 
 
 def metric(text, name, **labels):
@@ -306,24 +306,6 @@ def upgrade_killed():
         if B is not None:
             B.stop()
         b.stop()
-
-
-def raw_admin(a, data, timeout=5.0):
-    """Sends raw bytes to the admin port; returns everything until it closes."""
-    c = socket.create_connection(("127.0.0.1", a.admin_port), timeout=timeout)
-    try:
-        c.sendall(data)
-        out = b""
-        while True:
-            try:
-                got = c.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                return out
-            if not got:
-                return out
-            out += got
-    finally:
-        c.close()
 
 
 def hostile_admin():

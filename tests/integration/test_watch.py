@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,7 +35,8 @@ subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 for i in range(2, 10):
     subprocess.run(["ip", "addr", "add", "10.213.0.%d/32" % i, "dev", "lo"], check=True)
 
-from harness import Apilb, Fail, HttpsConn, _children, check, run, tmpdir  # noqa: E402
+from harness import (Apilb, Fail, HttpsConn, _children, check, raw_admin, run,  # noqa: E402
+                     tmpdir)
 
 # Tokens and private keys of these scenarios: Apilb.stop() fails a scenario
 # whose log shows any of them.
@@ -689,19 +689,12 @@ def admin_during_start_stop():
     done = threading.Event()
     answers = {"ok": 0, "watcher": 0}
 
-    def hammer(port):
+    def hammer():
         while not done.is_set():
-            for path in ("/metrics", "/upstreams"):
+            for path in (b"/metrics", b"/upstreams"):
                 try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=2) as c:
-                        c.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                                  % path.encode())
-                        got = b""
-                        while True:
-                            chunk = c.recv(65536)
-                            if not chunk:
-                                break
-                            got += chunk
+                    got = raw_admin(a, b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                                    % path, timeout=2)
                     if got.startswith(b"HTTP/1.1 200"):
                         answers["ok"] += 1
                         if b"apilb_watcher_state" in got:
@@ -712,8 +705,8 @@ def admin_during_start_stop():
     t = None
     try:
         line = a.wait_log(r'admin endpoint listening', 60)
-        port = int(re.search(r'addr=\S+:(\d+)', line).group(1))
-        t = threading.Thread(target=hammer, args=(port,), daemon=True)
+        a.admin_port = int(re.search(r'addr=\S+:(\d+)', line).group(1))
+        t = threading.Thread(target=hammer, daemon=True)
         t.start()
         a.wait_log(r'msg="started"', 60)
         a.wait_log(r'apiservers discovered', 20)
