@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Turns the raw samples of run.sh into latest.json, latest.md and latest.svg:
 medians with min-max per proxy and metric, the ratios apilb/nginx,
-apilb/haproxy and apilb/direct, and the targets of the performance issue."""
+apilb/haproxy and apilb/direct, the targets of the performance issue, and
+the floors: what the measuring-stick relays reach, and the bound that twice a
+direct connection's CPU sets on the connection and request rates."""
 
 import datetime
 import json
@@ -24,6 +26,15 @@ METRICS = [  # name, label, unit, higher is better
     ("idle_anon_kib", "idle RSS, private (anonymous) part", "KiB", False),
 ]
 PROXIES = ["direct", "nginx", "haproxy", "apilb"]
+FLOORS = [  # run.sh's measuring sticks: name, what it is
+    ("uring_relay", "io_uring relay (user space, one system call per direction)"),
+    ("splice_relay", "splice relay (user space, a thread per direction)"),
+    ("sockmap_relay", "sockmap relay (in the kernel, no process on the path)"),
+]
+FLOOR_METRICS = [("bulk_gbps", True), ("cpu_s_per_gb", False), ("added_p50_us", False),
+                 ("added_p99_us", False)]
+# The rates bounded by CPU: rate metric, the machine's CPU per operation, label.
+RATES = [("conns_per_s", "conn", "new connections"), ("http_rps", "req", "keep-alive requests")]
 
 
 def main():
@@ -39,14 +50,15 @@ def main():
     metrics = list(METRICS) + [(m, "RSS per idle conn at %s" % m.rsplit("_", 1)[1], "B", False)
                                for m in rss_metrics]
     # Added latency per repetition: proxy minus direct of the same repetition.
-    for proxy in PROXIES[1:] + ["uring_relay"]:
+    for proxy in PROXIES[1:] + [f for f, _ in FLOORS]:
         for q in ("p50_us", "p99_us"):
             d, p = samples.get(("direct", q), []), samples.get((proxy, q), [])
             if d and p:
                 samples[(proxy, "added_" + q)] = [b - a for a, b in zip(d, p)]
     table = {}
-    for m, _, _, _ in metrics:
-        for proxy in PROXIES:
+    sys_metrics = ["%s_%s" % (k, op) for _, op, _ in RATES for k in ("sys_us_per", "busy_pct")]
+    for m in [m for m, _, _, _ in metrics] + sys_metrics:
+        for proxy in PROXIES + [f for f, _ in FLOORS]:
             v = samples.get((proxy, m))
             if v:
                 table.setdefault(m, {})[proxy] = {"median": statistics.median(v), "min": min(v),
@@ -88,21 +100,14 @@ def main():
     if rss_metrics and "apilb" in table.get(rss_metrics[-1], {}):
         target("RSS per idle connection at %s (KiB)" % rss_metrics[-1].rsplit("_", 1)[1], None,
                "<=", 1.0, value=table[rss_metrics[-1]]["apilb"]["median"] / 1024)
-    # The floor: uringrelay.c, the cheapest user-space relay (run.sh).
-    floor = {}
-    for q in ("added_p50_us", "added_p99_us"):
-        v = samples.get(("uring_relay", q))
-        best = [table[q][o]["median"] for o in ("nginx", "haproxy") if o in table.get(q, {})]
-        if v and best:
-            med, b = statistics.median(v), min(best)
-            floor[q] = {"median": med, "min": min(v), "max": max(v),
-                        "vs_best_of_nginx_haproxy": med / b if b else None}
+    floors = floor_table(table)
+    bounds = rate_bounds(table)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": "%s, %d CPUs, %s" % (platform.node(), os.cpu_count(), platform.release()),
             "mode": "smoke" if smoke else "full",
             "repetitions": max((c["n"] for r in table.values() for c in r.values()), default=0)}
     doc = {"meta": meta, "results": table, "ratios": ratios, "targets": targets,
-           "uring_relay_floor": floor}
+           "floors": floors, "rate_bounds": bounds}
     with open(os.path.join(out, "latest.json"), "w") as f:
         json.dump(doc, f, indent=1)
     lines = ["Benchmark %s (%s, %d repetitions), %s." % (meta["date"], meta["mode"],
@@ -127,22 +132,95 @@ def main():
     for t in targets:
         lines.append("| %s | %s | %s | %s |" % (t["target"], t["value"], t["bound"],
                                                "yes" if t["met"] else "**no**"))
-    if floor:
-        lines += ["", "Latency floor: a minimal io_uring relay (tests/bench/uringrelay.c, one system "
-                  "call per direction, no balancing), pinned like the proxies:", "",
-                  "| added latency | io_uring relay (us) | vs better of nginx/HAProxy | apilb vs it |",
-                  "|---|---|---|---|"]
-        for q, label in (("added_p50_us", "p50"), ("added_p99_us", "p99")):
-            if q in floor:
-                c = floor[q]
-                a = table.get(q, {}).get("apilb")
-                lines.append("| %s | %.4g (%.4g-%.4g) | %s | %s |" % (
-                    label, c["median"], c["min"], c["max"], fmt(c["vs_best_of_nginx_haproxy"]),
-                    fmt(a["median"] / c["median"] if a and c["median"] else None)))
+    lines += floor_lines(table, floors) + bound_lines(bounds)
     with open(os.path.join(out, "latest.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     svg(ratios, metrics, meta, os.path.join(out, "latest.svg"))
     print("\n".join(lines))
+
+
+def best_of(table, m, higher):
+    """The better of nginx's and HAProxy's medians of m, or None."""
+    v = [table[m][o]["median"] for o in ("nginx", "haproxy") if o in table.get(m, {})]
+    return (max(v) if higher else min(v)) if v else None
+
+
+def floor_table(table):
+    """Per measuring stick and metric: its median and its ratio to the better
+    of nginx and HAProxy (the ratio the targets are stated in)."""
+    floors = {}
+    for f, _ in FLOORS:
+        for m, higher in FLOOR_METRICS:
+            c, b = table.get(m, {}).get(f), best_of(table, m, higher)
+            if c and b:
+                floors.setdefault(f, {})[m] = dict(c, vs_best_of_nginx_haproxy=c["median"] / b)
+    return floors
+
+
+def rate_bounds(table):
+    """A relay terminates each connection and starts another: the kernel does
+    for it about what it does for a direct connection's two ends. When the
+    machine is busy throughout, a rate is CPUs / (CPU per operation), so 1.1x
+    the better proxy needs the machine's CPU per operation at or below the
+    better proxy's / 1.1, which is out of reach when that is below twice the
+    direct connection's (client, server and, proxied, the relay's TCP)."""
+    bounds = {}
+    for rate, op, _ in RATES:
+        sysm, busym = "sys_us_per_" + op, "busy_pct_" + op
+        row, srow = table.get(rate, {}), table.get(sysm, {})
+        better = max((o for o in ("nginx", "haproxy") if o in row and o in srow),
+                     key=lambda o: row[o]["median"], default=None)
+        if better is None or "direct" not in srow or "apilb" not in srow:
+            continue
+        floor, need = 2 * srow["direct"]["median"], srow[better]["median"] / 1.1
+        bounds[op] = {"direct_us": srow["direct"]["median"], "floor_us": floor,
+                      "better": better, "better_us": srow[better]["median"],
+                      "needed_us": need, "apilb_us": srow["apilb"]["median"],
+                      "busy_pct": {p: c["median"] for p, c in table.get(busym, {}).items()},
+                      "reachable": need >= floor}
+    return bounds
+
+
+def floor_lines(table, floors):
+    if not floors:
+        return []
+    out = ["", "Floors: relays written only to measure (tests/bench/*relay.c, no balancing, no "
+           "limits), in the same run; each cell is the median and its ratio to the better of "
+           "nginx and HAProxy (the targets' ratio):", "",
+           "| relay | bulk (Gbit/s) | CPU per GB (s/GB) | added latency p50 (us) | "
+           "added latency p99 (us) |", "|---|---|---|---|---|"]
+
+    def cell(c, m, higher):
+        if not c:
+            return "-"
+        b = best_of(table, m, higher)
+        return "%.4g (%sx)" % (c["median"], fmt(c["median"] / b if b else None))
+
+    rows = [("apilb", "apilb")] + [(f, label) for f, label in FLOORS if f in floors]
+    for name, label in rows:
+        out.append("| %s | %s |" % (label, " | ".join(
+            cell(table.get(m, {}).get(name), m, higher) for m, higher in FLOOR_METRICS)))
+    return out
+
+
+def bound_lines(bounds):
+    if not bounds:
+        return []
+    out = ["", "The rates: the whole machine's CPU per operation (all processes, /proc/stat). "
+           "A relay handles each connection's TCP twice, so twice the direct figure is its "
+           "floor; 1.1x the better proxy's rate needs at most its CPU per operation / 1.1:", "",
+           "| workload | direct (us) | floor: 2x direct (us) | better proxy (us) | "
+           "needed for 1.1x (us) | apilb (us) | machine busy, apilb run | 1.1x within reach |",
+           "|---|---|---|---|---|---|---|---|"]
+    for _, op, label in RATES:
+        b = bounds.get(op)
+        if b:
+            out.append("| %s | %.4g | %.4g | %.4g (%s) | %.4g | %.4g | %s | %s |" % (
+                label, b["direct_us"], b["floor_us"], b["better_us"], b["better"],
+                b["needed_us"], b["apilb_us"],
+                "%.0f %%" % b["busy_pct"]["apilb"] if "apilb" in b["busy_pct"] else "-",
+                "yes" if b["reachable"] else "no"))
+    return out
 
 
 def fmt(v):

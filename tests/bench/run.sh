@@ -6,8 +6,14 @@
 # keep-alive HTTP requests per second (wrk -c 1000), memory with idle
 # connections, CPU per GB. Repeats each measurement and reports medians,
 # min-max and ratios: tests/bench/results/latest.{json,md,svg}.
+# Beside them, measuring sticks that show what no relay beats here (the
+# floors): a minimal io_uring relay and the kernel's own sockmap redirection
+# for latency, a minimal splice relay and sockmap for bulk; and the whole
+# machine's CPU per connection and per request, for the bound that twice the
+# TCP work of a direct connection sets on any relay.
 #
-#   bash tests/bench/run.sh            full run (installs nginx, haproxy, wrk, liburing)
+#   bash tests/bench/run.sh            full run (installs nginx, haproxy, wrk, liburing;
+#                                      run as root for the sockmap floor)
 #   bash tests/bench/run.sh --smoke    a few seconds of each, for CI: proves
 #                                      every piece works, asserts no speed
 set -euo pipefail
@@ -33,9 +39,10 @@ fi
 . "$root/scripts/procs.sh"
 proxy_pid=
 
-wait_port() {
+wait_port() { # host port [pid: give up as soon as it has exited]
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+        [ -z "${3:-}" ] || kill -0 "$3" 2>/dev/null || return 1
         sleep 0.05
     done
     echo "run.sh: nothing listens on $1:$2" >&2
@@ -136,6 +143,17 @@ cpu_ticks() {
     echo "$total"
 }
 kv() { sed -n "s/^$1=//p"; }
+# The whole machine's busy and total CPU ticks (every CPU, every process).
+sys_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+# Records the machine's CPU per operation between two sys_ticks readings,
+# and how busy it was: rates are bound by CPU only when it is near 100 %.
+record_sys() { # proxy metric rep operations "busy0 total0" "busy1 total1"
+    local b0 t0 b1 t1
+    read -r b0 t0 <<<"$5"
+    read -r b1 t1 <<<"$6"
+    record "$1" "sys_us_per_$2" "$3" "$(python3 -c "print(($b1-$b0)/$hz*1e6/max(1,$4))")"
+    record "$1" "busy_pct_$2" "$3" "$(python3 -c "print(100*($b1-$b0)/max(1,$t1-$t0))")"
+}
 
 results="$work/results.jsonl"
 : >"$results"
@@ -155,31 +173,46 @@ pinned_latency() { # name host port rep [pids of the relay]
     record "$name" p99_us "$rep" "$(echo "$o" | kv p99_us)"
 }
 
-measure() {
-    local name=$1 host=$2 port=$3 rep=$4 hz
-    hz=$(getconf CLK_TCK)
-    # Bulk throughput and CPU per GB.
+hz=$(getconf CLK_TCK)
+
+# Bulk throughput, and the relay's CPU per GB (not for direct).
+measure_bulk() { # name host port rep
     local c0 c1 o bytes
     c0=$(cpu_ticks)
-    o=$("$tool" bulk "$host" "$port" "$secs")
+    o=$("$tool" bulk "$2" "$3" "$secs")
     c1=$(cpu_ticks)
     bytes=$(echo "$o" | kv bytes)
-    record "$name" bulk_gbps "$rep" "$(echo "$o" | kv gbps)"
-    [ "$name" = direct ] || record "$name" cpu_s_per_gb "$rep" \
-        "$(python3 -c "print(($c1-$c0)/$hz/($bytes/1e9))")"
-    local tp=""
+    record "$1" bulk_gbps "$4" "$(echo "$o" | kv gbps)"
+    # (sockmap_relay's work runs in kernel threads, not in its process.)
+    case $1 in direct | sockmap_relay) ;; *)
+        record "$1" cpu_s_per_gb "$4" "$(python3 -c "print(($c1-$c0)/$hz/($bytes/1e9))")" ;;
+    esac
+}
+
+measure() {
+    local name=$1 host=$2 port=$3 rep=$4
+    measure_bulk "$name" "$host" "$port" "$rep"
+    local tp="" c0 c1 s0 s1 o n
     [ "$name" = direct ] || tp=$(proxy_procs)
     pinned_latency "$name" "$host" "$port" "$rep" $tp
-    # New connections per second, and CPU per connection.
+    # New connections per second, and CPU per connection (the proxy's, and
+    # the machine's).
     c0=$(cpu_ticks)
+    s0=$(sys_ticks)
     o=$("$tool" connrate "$host" "$port" "$secs" 8)
+    s1=$(sys_ticks)
     c1=$(cpu_ticks)
+    n=$(echo "$o" | kv conns)
     record "$name" conns_per_s "$rep" "$(echo "$o" | kv conns_per_s)"
     [ "$name" = direct ] || record "$name" cpu_us_per_conn "$rep" \
-        "$(python3 -c "print(($c1-$c0)/$hz*1e6/max(1,$(echo "$o" | kv conns)))")"
-    # Keep-alive HTTP requests per second.
+        "$(python3 -c "print(($c1-$c0)/$hz*1e6/max(1,$n))")"
+    record_sys "$name" conn "$rep" "$n" "$s0" "$s1"
+    # Keep-alive HTTP requests per second, and the machine's CPU per request.
+    s0=$(sys_ticks)
     o=$(wrk -t2 -c"$wrk_conns" -d"${wrk_secs}s" "http://$host:$port/" 2>&1)
+    s1=$(sys_ticks)
     record "$name" http_rps "$rep" "$(echo "$o" | awk '/Requests\/sec/ {print $2}')"
+    record_sys "$name" req "$rep" "$(echo "$o" | awk '/requests in/ {print $1}')" "$s0" "$s1"
     # Memory: idle proxied connections.
     [ "$name" = direct ] && return 0
     local before n holder after
@@ -197,29 +230,39 @@ measure() {
     done
 }
 
-# The floor under any user-space relay: uringrelay.c, one system call per
-# direction and nothing else, latency only, pinned like the proxies.
-floor_relay=${URINGRELAY:-$root/build/tests/bench/uringrelay}
-measure_floor() {
-    local rep=$1 port p
-    [ -x "$floor_relay" ] || return 0
-    port=$(free_port 127.0.0.1)
-    "$floor_relay" 127.0.0.1 "$port" 127.0.0.2 "$bport" &
-    p=$!
-    pids+=("$p")
-    if ! wait_port 127.0.0.1 "$port"; then
-        echo "run.sh: uringrelay did not start (io_uring disabled here?): no floor row" >&2
-        kill "$p" 2>/dev/null || true
-        return 0
-    fi
-    pinned_latency uring_relay 127.0.0.1 "$port" "$rep" "$p"
-    kill "$p"
-    wait "$p" 2>/dev/null || true
+# The floors: relays written only to measure (tests/bench/*relay.c), each
+# started on its own, on what it is the floor of:
+#   uring_relay    user space, one system call per direction: latency
+#   splice_relay   user space, a thread per direction in splice(2): bulk
+#   sockmap_relay  in the kernel, no process on the data path: both
+# A relay that cannot run here (no liburing, no CAP_BPF) leaves its rows out.
+floor_relays="uring_relay:${URINGRELAY:-$root/build/tests/bench/uringrelay}:latency
+splice_relay:${SPLICERELAY:-$root/build/tests/bench/splicerelay}:bulk
+sockmap_relay:${SOCKMAPRELAY:-$root/build/tests/bench/sockmaprelay}:bulk,latency"
+measure_floors() {
+    local rep=$1 name bin what port saved=$proxy_pid
+    while IFS=: read -r -u 3 name bin what; do
+        [ -x "$bin" ] || continue
+        port=$(free_port 127.0.0.1)
+        "$bin" 127.0.0.1 "$port" 127.0.0.2 "$bport" &
+        proxy_pid=$!
+        pids+=("$proxy_pid")
+        if ! wait_port 127.0.0.1 "$port" "$proxy_pid"; then
+            echo "run.sh: $name did not start (see above): no $name rows" >&2
+            kill "$proxy_pid" 2>/dev/null || true
+            continue
+        fi
+        case ",$what," in *,bulk,*) measure_bulk "$name" 127.0.0.1 "$port" "$rep" ;; esac
+        case ",$what," in *,latency,*) pinned_latency "$name" 127.0.0.1 "$port" "$rep" "$proxy_pid" ;; esac
+        kill "$proxy_pid"
+        wait "$proxy_pid" 2>/dev/null || true
+    done 3<<<"$floor_relays"
+    proxy_pid=$saved
 }
 
 for rep in $(seq "$reps"); do
     measure direct 127.0.0.2 "$bport" "$rep"
-    measure_floor "$rep"
+    measure_floors "$rep"
     for name in nginx haproxy apilb; do
         port=$(free_port 127.0.0.1)
         "start_$name" "$port"
