@@ -2,8 +2,8 @@
 """Turns the raw samples of run.sh into latest.json, latest.md and latest.svg:
 medians with min-max per proxy and metric, the ratios apilb/nginx,
 apilb/haproxy and apilb/direct, the targets of the performance issue, and
-the floors: what the measuring-stick relays reach, and the bound that twice a
-direct connection's CPU sets on the connection and request rates."""
+the floors (what the measuring-stick relays reach), and the whole machine's
+CPU per connection and per request, which bounds the rates."""
 
 import datetime
 import json
@@ -101,13 +101,13 @@ def main():
         target("RSS per idle connection at %s (KiB)" % rss_metrics[-1].rsplit("_", 1)[1], None,
                "<=", 1.0, value=table[rss_metrics[-1]]["apilb"]["median"] / 1024)
     floors = floor_table(table)
-    bounds = rate_bounds(table)
+    costs = rate_costs(table)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": "%s, %d CPUs, %s" % (platform.node(), os.cpu_count(), platform.release()),
             "mode": "smoke" if smoke else "full",
             "repetitions": max((c["n"] for r in table.values() for c in r.values()), default=0)}
     doc = {"meta": meta, "results": table, "ratios": ratios, "targets": targets,
-           "floors": floors, "rate_bounds": bounds}
+           "floors": floors, "rate_costs": costs}
     with open(os.path.join(out, "latest.json"), "w") as f:
         json.dump(doc, f, indent=1)
     lines = ["Benchmark %s (%s, %d repetitions), %s." % (meta["date"], meta["mode"],
@@ -132,7 +132,7 @@ def main():
     for t in targets:
         lines.append("| %s | %s | %s | %s |" % (t["target"], t["value"], t["bound"],
                                                "yes" if t["met"] else "**no**"))
-    lines += floor_lines(table, floors) + bound_lines(bounds)
+    lines += floor_lines(table, floors) + cost_lines(costs)
     with open(os.path.join(out, "latest.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     svg(ratios, metrics, meta, os.path.join(out, "latest.svg"))
@@ -157,28 +157,23 @@ def floor_table(table):
     return floors
 
 
-def rate_bounds(table):
-    """A relay terminates each connection and starts another: the kernel does
-    for it about what it does for a direct connection's two ends. When the
-    machine is busy throughout, a rate is CPUs / (CPU per operation), so 1.1x
-    the better proxy needs the machine's CPU per operation at or below the
-    better proxy's / 1.1, which is out of reach when that is below twice the
-    direct connection's (client, server and, proxied, the relay's TCP)."""
-    bounds = {}
+def rate_costs(table):
+    """The rates are bound by CPU (the machine is busy throughout: see busy):
+    a rate is about CPUs / (the machine's CPU per operation), so 1.1x the
+    better proxy's rate needs the machine's CPU per operation at or below the
+    better proxy's / 1.1. Per rate: each run's figure, and that bound."""
+    costs = {}
     for rate, op, _ in RATES:
         sysm, busym = "sys_us_per_" + op, "busy_pct_" + op
         row, srow = table.get(rate, {}), table.get(sysm, {})
         better = max((o for o in ("nginx", "haproxy") if o in row and o in srow),
                      key=lambda o: row[o]["median"], default=None)
-        if better is None or "direct" not in srow or "apilb" not in srow:
+        if better is None or "apilb" not in srow:
             continue
-        floor, need = 2 * srow["direct"]["median"], srow[better]["median"] / 1.1
-        bounds[op] = {"direct_us": srow["direct"]["median"], "floor_us": floor,
-                      "better": better, "better_us": srow[better]["median"],
-                      "needed_us": need, "apilb_us": srow["apilb"]["median"],
-                      "busy_pct": {p: c["median"] for p, c in table.get(busym, {}).items()},
-                      "reachable": need >= floor}
-    return bounds
+        costs[op] = {"us": {p: c["median"] for p, c in srow.items()}, "better": better,
+                     "needed_us": srow[better]["median"] / 1.1,
+                     "busy_pct": {p: c["median"] for p, c in table.get(busym, {}).items()}}
+    return costs
 
 
 def floor_lines(table, floors):
@@ -203,23 +198,22 @@ def floor_lines(table, floors):
     return out
 
 
-def bound_lines(bounds):
-    if not bounds:
+def cost_lines(costs):
+    if not costs:
         return []
-    out = ["", "The rates: the whole machine's CPU per operation (all processes, /proc/stat). "
-           "A relay handles each connection's TCP twice, so twice the direct figure is its "
-           "floor; 1.1x the better proxy's rate needs at most its CPU per operation / 1.1:", "",
-           "| workload | direct (us) | floor: 2x direct (us) | better proxy (us) | "
-           "needed for 1.1x (us) | apilb (us) | machine busy, apilb run | 1.1x within reach |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = ["", "The rates and the CPU they take: the whole machine's CPU per operation "
+           "(every process, /proc/stat), and how busy the machine was. Near 100 % busy a "
+           "rate is the CPUs over this figure, so 1.1x the better proxy's rate needs at most "
+           "its figure / 1.1:", "",
+           "| workload | direct (us) | nginx (us) | HAProxy (us) | apilb (us) | "
+           "needed for 1.1x (us) | machine busy, apilb run |", "|---|---|---|---|---|---|---|"]
     for _, op, label in RATES:
-        b = bounds.get(op)
-        if b:
-            out.append("| %s | %.4g | %.4g | %.4g (%s) | %.4g | %.4g | %s | %s |" % (
-                label, b["direct_us"], b["floor_us"], b["better_us"], b["better"],
-                b["needed_us"], b["apilb_us"],
-                "%.0f %%" % b["busy_pct"]["apilb"] if "apilb" in b["busy_pct"] else "-",
-                "yes" if b["reachable"] else "no"))
+        c = costs.get(op)
+        if c:
+            out.append("| %s | %s | %s | %s | %s | %.4g | %s |" % (
+                label, *("%.4g" % c["us"][p] if p in c["us"] else "-" for p in PROXIES),
+                c["needed_us"],
+                "%.0f %%" % c["busy_pct"]["apilb"] if "apilb" in c["busy_pct"] else "-"))
     return out
 
 

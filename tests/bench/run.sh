@@ -9,8 +9,7 @@
 # Beside them, measuring sticks that show what no relay beats here (the
 # floors): a minimal io_uring relay and the kernel's own sockmap redirection
 # for latency, a minimal splice relay and sockmap for bulk; and the whole
-# machine's CPU per connection and per request, for the bound that twice the
-# TCP work of a direct connection sets on any relay.
+# machine's CPU per connection and per request, which bounds the rates.
 #
 #   bash tests/bench/run.sh            full run (installs nginx, haproxy, wrk, liburing;
 #                                      run as root for the sockmap floor)
@@ -280,4 +279,5 @@ for rep in $(seq "$reps"); do
 done
 
 mkdir -p "$out"
+cp "$results" "$out/samples.jsonl" # report.py SAMPLES OUT redraws the tables
 python3 "$root/tests/bench/report.py" "$results" "$out" ${smoke:+--smoke}
