@@ -50,6 +50,8 @@ struct leg {
     bool writable;   /* the send buffer has room (or an error waits) */
     bool rdhup;      /* the peer's FIN has arrived behind the queued bytes */
     bool at_end;     /* the bytes before that FIN are all read: EOF */
+    bool hangup;     /* an error or hangup was reported: it may be dead */
+    bool failed;     /* a call on this socket failed: the session ends */
 };
 
 #define LEG_EVENTS (EVLOOP_READ | EVLOOP_WRITE | EVLOOP_EDGE)
@@ -166,6 +168,19 @@ static void leg_note(struct leg *l, unsigned events)
         l->writable = true;
     if (events & EVLOOP_RDHUP)
         l->rdhup = true;
+    if (events & EVLOOP_ERROR)
+        l->hangup = true;
+}
+
+/* The error pending on fd (e.g. ECONNRESET), or 0. Clears it. */
+static int leg_error(const struct leg *l)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(l->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        return errno;
+    return err;
 }
 
 /* Puts l's socket fd in the worker's event loop. Returns 0 or a negative
@@ -181,6 +196,8 @@ static int leg_open(struct session *s, struct leg *l, int fd, ev_io_fn cb)
     l->writable = false;
     l->rdhup = false;
     l->at_end = false;
+    l->hangup = false;
+    l->failed = false;
     return evloop_set(&s->w->ev, &l->io, LEG_EVENTS);
 }
 
@@ -354,20 +371,36 @@ static bool early_done(const struct session *s)
     return s->c2u.eof && s->replay_len == 0;
 }
 
+/* Records that a call on l failed with err; returns -err. */
+static int leg_failed(struct leg *l, int err)
+{
+    l->failed = true;
+    return -err;
+}
+
 /* Moves bytes src -> dst until one side would block or the budget is spent
  * (then s->again is set: an edge-triggered socket would not say it again).
- * Returns 0, or a negative errno on a socket error. */
+ * Returns 0, or a negative errno on a socket error (the leg it came from is
+ * marked failed). */
 static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct leg *dl,
                      _Atomic uint64_t *bytes)
 {
-    int src = sl->io.fd, dst = dl->io.fd;
+    int src = sl->io.fd, dst = dl->io.fd, err;
     size_t moved = 0, asked;
     ssize_t n;
 
     for (;;) {
         if (f->pending > 0) {
-            if (!dl->writable)
-                break; /* the next writable event resumes */
+            if (!dl->writable) {
+                /* The next writable event resumes. Until then src is not
+                 * read, and the other direction only writes to it: a reset
+                 * of src would go unseen for as long as dst takes nothing
+                 * (a stalled upstream would keep a dead client's session,
+                 * and its own connection, forever). */
+                if (sl->hangup && (err = leg_error(sl)) != 0)
+                    return leg_failed(sl, err);
+                break;
+            }
             if (f->pipe[0] < 0)
                 n = send(dst, f->data + f->off, f->pending, MSG_NOSIGNAL | MSG_DONTWAIT);
             else
@@ -382,7 +415,7 @@ static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct l
                     dl->writable = false;
                     break;
                 }
-                return -errno;
+                return leg_failed(dl, errno);
             }
             f->pending -= (uint32_t)n;
             f->off += (uint32_t)n;
@@ -422,7 +455,7 @@ static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct l
                 sl->readable = false;
                 break;
             }
-            return -errno;
+            return leg_failed(sl, errno);
         }
         if (n == 0) {
             f->eof = true;
@@ -471,9 +504,11 @@ static void session_relay(struct session *s)
         rc2 = flow_pump(s, &s->u2c, s->up, &s->client, &up->bytes_from);
     if (rc == 0)
         rc = rc2;
-    if (s->early && (rc != 0 || s->u2c.eof) && !early_done(s)) {
+    if (s->early && ((rc != 0 && !s->client.failed) || s->u2c.eof) && !early_done(s)) {
         /* The upstream went away before its first byte: try the next one
-         * and replay what the client sent; the client sees nothing. */
+         * and replay what the client sent; the client sees nothing. (A
+         * client that failed, a reset mostly, is not the upstream's fault:
+         * the session just ends.) */
         atomic_fetch_add_explicit(&up->connect_fail[UPSTREAM_FAIL_REFUSED], 1,
                                   memory_order_relaxed);
         log_warn_limited("upstream-early-close", 1000,
@@ -594,7 +629,6 @@ static void upstream_cb(struct ev_io *io, unsigned events)
     struct leg *l = (struct leg *)io;
     struct session *s = l->s;
     int err = 0;
-    socklen_t len = sizeof(err);
 
     leg_note(l, events);
     if (s->state == S_SPLICING) {
@@ -604,9 +638,7 @@ static void upstream_cb(struct ev_io *io, unsigned events)
     if (s->state != S_CONNECTING || !(events & (EVLOOP_WRITE | EVLOOP_ERROR)))
         return;
     /* Writable without an error: connected (no getsockopt needed). */
-    if ((events & EVLOOP_ERROR) && getsockopt(l->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-        err = errno;
-    if ((events & EVLOOP_ERROR) && err == 0)
+    if ((events & EVLOOP_ERROR) && (err = leg_error(l)) == 0)
         err = ECONNREFUSED;
     if (err != 0) {
         attempt_failed(s, err);

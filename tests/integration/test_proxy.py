@@ -254,6 +254,126 @@ def early_close():
         rst.close()
 
 
+def active(a):
+    """apilb_active_connections from /metrics."""
+    _, text = a.admin("/metrics")
+    m = re.search(r"^apilb_active_connections (\S+)$", text, re.M)
+    if not m:
+        raise Fail("no apilb_active_connections in /metrics")
+    return float(m.group(1))
+
+
+def wait_active(a, want, timeout=3.0):
+    """Seconds until apilb_active_connections is want, or None."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if active(a) == want:
+            return time.time() - t0
+        time.sleep(0.05)
+    return None
+
+
+def reset(s):
+    """Closes s with a reset (SO_LINGER 0), as a client or server that gives up."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def fill(s, quiet=0.5):
+    """Sends on non-blocking s until nothing more is taken for quiet seconds;
+    returns the bytes sent."""
+    s.setblocking(False)
+    sent, last = 0, time.time()
+    chunk = b"x" * 65536
+    while time.time() - last < quiet:
+        try:
+            sent += s.send(chunk)
+            last = time.time()
+        except BlockingIOError:
+            time.sleep(0.02)
+    return sent
+
+
+def client_reset_early():
+    """A client that resets before the upstream has answered ends its session:
+    the upstream is not blamed and no other upstream gets a replay of what the
+    client sent (the replay is for upstreams that die, not clients)."""
+    bs = [Backend("127.0.0.%d" % i, "b%d" % i) for i in (2, 3, 4)]
+    a = Apilb(*[x for b in bs for x in ("--upstream", b.addr)], "--balance", "round-robin",
+              admin=True)
+    try:
+        c = socket.create_connection(("127.0.0.1", a.port))
+        c.sendall(b"sink\n" + payload(1000))  # the sink answers only after EOF
+        t0 = time.time()
+        while sum(b.total for b in bs) == 0 and time.time() - t0 < 5:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        reset(c)
+        took = wait_active(a, 0)
+        time.sleep(0.5)
+        totals = [b.total for b in bs]
+        _, text = a.admin("/metrics")
+        fails = sum(float(v) for v in re.findall(
+            r"^apilb_upstream_connect_failures_total\{[^}]*\} (\S+)$", text, re.M))
+        print("client reset before the first upstream byte: connections per upstream %r, "
+              "upstream failures counted %d, session gone after %s s"
+              % (totals, fails, "%.2f" % took if took is not None else "never"))
+        check(sum(totals) == 1, "the reset client's bytes went to %d upstreams" % sum(totals))
+        check(fails == 0, "the upstream was blamed for the client's reset")
+        check(not any("upstream closed before answering" in line for line in a.lines()),
+              "logged as an upstream closing before answering")
+        check(took is not None, "the session of the reset client is still open")
+    finally:
+        a.stop()
+        for b in bs:
+            b.stop()
+
+
+def reset_while_stalled():
+    """One side resets while the other reads nothing: the session ends at once.
+    A client resets while its bytes wait for an upstream that reads nothing
+    (apilb reads no more from the client then, so only the reset's event can
+    tell), and an upstream resets while the client reads nothing."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.2", 0))
+    holder.listen(8)
+    a = Apilb("--upstream", "127.0.0.2:%d" % holder.getsockname()[1], admin=True)
+
+    def fds():
+        return len(os.listdir("/proc/%d/fd" % a.proc.pid))
+
+    try:
+        before = fds()
+        c = socket.create_connection(("127.0.0.1", a.port))
+        u, _ = holder.accept()  # apilb's upstream connection: never read
+        held = fill(c)
+        during = fds()
+        reset(c)
+        took = wait_active(a, 0)
+        after = fds()
+        print("client reset while %.1f MiB wait for a stalled upstream: session gone after %s s;"
+              " apilb's descriptors %d before, %d during, %d after" % (
+                  held / 2**20, "%.2f" % took if took is not None else "never", before, during,
+                  after))
+        check(took is not None, "the session of the reset client is still open")
+        check(after == before, "apilb still holds %d descriptors more" % (after - before))
+        u.close()
+
+        c = socket.create_connection(("127.0.0.1", a.port))
+        c.sendall(b"go")  # apilb dials on accept; this makes sure it is through
+        u, _ = holder.accept()
+        sent = fill(u)  # the client reads nothing
+        reset(u)
+        took = wait_active(a, 0)
+        print("upstream reset while %.1f MiB wait for a client that reads nothing: session "
+              "gone after %s s" % (sent / 2**20, "%.2f" % took if took is not None else "never"))
+        check(took is not None, "the session of the reset upstream is still open")
+        c.close()
+    finally:
+        a.stop()
+        holder.close()
+
+
 def client_fin_first():
     """A client that finishes without sending anything (a TCP probe: connect,
     close) costs one upstream connection and ends quietly; it is not retried
@@ -655,4 +775,5 @@ if __name__ == "__main__":
     run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused, early_close,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
                                   max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
-                                  tls_curl, socket_options, client_fin_first, modules)})
+                                  tls_curl, socket_options, client_fin_first, modules,
+                                  client_reset_early, reset_while_stalled)})
