@@ -4,7 +4,8 @@
  *   benchtool server ADDR PORT         backend: first byte picks the mode of a
  *                                      connection: 'S' source (send forever),
  *                                      'E' echo, 'C' 100-byte reply then close
- *                                      (server closes first), 'G' HTTP keep-alive
+ *                                      (server closes first), 'H' hold (never reads
+ *                                      again: a stalled upstream), 'G' HTTP keep-alive
  *   benchtool bulk ADDR PORT SECONDS   one stream from a source: prints Gbit/s
  *   benchtool pingpong ADDR PORT N     N 64-byte round trips on one connection:
  *                                      prints p50 and p99 in microseconds
@@ -14,6 +15,10 @@
  *   benchtool idle ADDR PORT N         opens N echo connections (one round trip
  *                                      each, so they are proxied), prints "ready",
  *                                      holds them until stdin closes
+ *   benchtool stall ADDR PORT MIB      sends to a holding backend until the relay
+ *                                      stops taking bytes for a second (or MIB
+ *                                      MiB went): prints how many it took, what a
+ *                                      stalled upstream can pin in the relay
  *   benchtool floor N                  what the CPU it runs on charges for a bare
  *                                      system call, and for a round trip between
  *                                      two processes over pipes (two process
@@ -32,6 +37,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,7 +100,7 @@ static int read_full(int fd, char *buf, size_t n)
 
 /* --- the backend ---------------------------------------------------------- */
 
-enum cmode { M_NEW = 0, M_SOURCE, M_ECHO, M_CLOSE, M_HTTP };
+enum cmode { M_NEW = 0, M_SOURCE, M_ECHO, M_CLOSE, M_HOLD, M_HTTP };
 
 struct conn {
     int fd;
@@ -118,6 +124,10 @@ static void serve(int ep, struct conn *c, uint32_t ev)
     char buf[1 << 16];
     ssize_t n;
 
+    if (c->mode == M_HOLD) { /* woken only by the peer's FIN or an error */
+        conn_close(ep, c);
+        return;
+    }
     if (c->mode == M_SOURCE) {
         if (ev & (EPOLLERR | EPOLLHUP)) {
             conn_close(ep, c);
@@ -151,6 +161,14 @@ static void serve(int ep, struct conn *c, uint32_t ev)
         case 'C':
             c->mode = M_CLOSE;
             break;
+        case 'H': {
+            /* Edge-triggered FIN only: arriving bytes wake nobody. */
+            struct epoll_event e = {.events = EPOLLRDHUP | EPOLLET, .data.ptr = c};
+
+            c->mode = M_HOLD;
+            epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
+            return;
+        }
         default:
             c->mode = M_HTTP;
             break;
@@ -356,6 +374,34 @@ static int cmd_idle(char **argv)
     return 0;
 }
 
+static int cmd_stall(char **argv)
+{
+    struct sockaddr_in sa = target(argv[0], argv[1]);
+    unsigned long long cap = strtoull(argv[2], NULL, 10) << 20, sent = 0;
+    struct timeval tv = {.tv_sec = 1};
+    static char chunk[1 << 16];
+    int fd = dial(&sa);
+
+    if (fd < 0 || write(fd, "H", 1) != 1)
+        die("connect");
+    /* A send that waits a second for room ends it. */
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    while (sent < cap) {
+        ssize_t n = send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
+
+        if (n <= 0)
+            break;
+        sent += (unsigned long long)n;
+    }
+    /* Reset, not FIN: a FIN would wait behind the bytes nobody reads and keep
+     * the relay's session (and a draining apilb) alive. */
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){.l_onoff = 1, .l_linger = 0},
+               sizeof(struct linger));
+    close(fd);
+    printf("mib=%.1f\ncapped=%d\n", (double)sent / (1 << 20), sent >= cap);
+    return 0;
+}
+
 static int cmd_floor(char **argv)
 {
     int n = atoi(argv[0]), up[2], down[2];
@@ -398,8 +444,10 @@ int main(int argc, char **argv)
         return cmd_connrate(argv + 2);
     if (argc >= 5 && strcmp(argv[1], "idle") == 0)
         return cmd_idle(argv + 2);
+    if (argc >= 5 && strcmp(argv[1], "stall") == 0)
+        return cmd_stall(argv + 2);
     if (argc >= 3 && strcmp(argv[1], "floor") == 0)
         return cmd_floor(argv + 2);
-    fprintf(stderr, "usage: benchtool server|bulk|pingpong|connrate|idle|floor ... (see the source)\n");
+    fprintf(stderr, "usage: benchtool server|bulk|pingpong|connrate|idle|stall|floor ... (see the source)\n");
     return 2;
 }

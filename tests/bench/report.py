@@ -22,6 +22,7 @@ METRICS = [  # name, label, unit, higher is better
     ("conns_per_s", "new connections", "conn/s", True),
     ("cpu_us_per_conn", "proxy CPU per connection", "us", False),
     ("http_rps", "keep-alive requests (wrk)", "req/s", True),
+    ("stall_mib", "taken for an upstream that reads nothing", "MiB", False),
     ("idle_rss_kib", "idle RSS", "KiB", False),
     ("idle_anon_kib", "idle RSS, private (anonymous) part", "KiB", False),
 ]
@@ -32,7 +33,7 @@ FLOORS = [  # run.sh's measuring sticks: name, what it is
     ("sockmap_relay", "sockmap relay (in the kernel, no process on the path)"),
 ]
 FLOOR_METRICS = [("bulk_gbps", True), ("cpu_s_per_gb", False), ("added_p50_us", False),
-                 ("added_p99_us", False)]
+                 ("added_p99_us", False), ("stall_mib", False)]
 # The rates bounded by CPU: rate metric, the machine's CPU per operation, label.
 RATES = [("conns_per_s", "conn", "new connections"), ("http_rps", "req", "keep-alive requests")]
 
@@ -57,6 +58,7 @@ def main():
                 samples[(proxy, "added_" + q)] = [b - a for a, b in zip(d, p)]
     table = {}
     sys_metrics = ["%s_%s" % (k, op) for _, op, _ in RATES for k in ("sys_us_per", "busy_pct")]
+    sys_metrics.append("stall_capped")
     for m in [m for m, _, _, _ in metrics] + sys_metrics:
         for proxy in PROXIES + [f for f, _ in FLOORS]:
             v = samples.get((proxy, m))
@@ -183,18 +185,21 @@ def floor_lines(table, floors):
            "limits), in the same run; each cell is the median and its ratio to the better of "
            "nginx and HAProxy (the targets' ratio):", "",
            "| relay | bulk (Gbit/s) | CPU per GB (s/GB) | added latency p50 (us) | "
-           "added latency p99 (us) |", "|---|---|---|---|---|"]
+           "added latency p99 (us) | held for a stalled upstream (MiB) |",
+           "|---|---|---|---|---|---|"]
 
-    def cell(c, m, higher):
+    def cell(c, m, higher, name):
         if not c:
             return "-"
+        if m == "stall_mib" and table.get("stall_capped", {}).get(name, {}).get("median"):
+            return "%.4g: the cap, no bound" % c["median"]
         b = best_of(table, m, higher)
         return "%.4g (%sx)" % (c["median"], fmt(c["median"] / b if b else None))
 
     rows = [("apilb", "apilb")] + [(f, label) for f, label in FLOORS if f in floors]
     for name, label in rows:
         out.append("| %s | %s |" % (label, " | ".join(
-            cell(table.get(m, {}).get(name), m, higher) for m, higher in FLOOR_METRICS)))
+            cell(table.get(m, {}).get(name), m, higher, name) for m, higher in FLOOR_METRICS)))
     return out
 
 

@@ -30,10 +30,10 @@ tool=${BENCHTOOL:-$root/build/tests/bench/benchtool}
 ulimit -n "$(ulimit -Hn)"
 
 if [ -n "$smoke" ]; then
-    reps=1 secs=1 pings=2000 idle_counts="100 300" wrk_secs=1 wrk_conns=100
+    reps=1 secs=1 pings=2000 idle_counts="100 300" wrk_secs=1 wrk_conns=100 stall_cap=256
 else
     reps=${BENCH_REPS:-3} secs=${BENCH_SECS:-5} pings=20000 idle_counts="1000 3000 9000"
-    wrk_secs=5 wrk_conns=1000
+    wrk_secs=5 wrk_conns=1000 stall_cap=1024
 fi
 . "$root/scripts/procs.sh"
 proxy_pid=
@@ -188,6 +188,16 @@ measure_bulk() { # name host port rep
     esac
 }
 
+# What an upstream that stops reading lets a client pin in the relay: the
+# bytes the relay takes before it stops taking them (the socket buffers and
+# its own, if it has backpressure; the cap, $stall_cap MiB, if it has none).
+measure_stall() { # name host port rep
+    local o
+    o=$("$tool" stall "$2" "$3" "$stall_cap")
+    record "$1" stall_mib "$4" "$(echo "$o" | kv mib)"
+    record "$1" stall_capped "$4" "$(echo "$o" | kv capped)"
+}
+
 measure() {
     local name=$1 host=$2 port=$3 rep=$4
     measure_bulk "$name" "$host" "$port" "$rep"
@@ -212,6 +222,7 @@ measure() {
     s1=$(sys_ticks)
     record "$name" http_rps "$rep" "$(echo "$o" | awk '/Requests\/sec/ {print $2}')"
     record_sys "$name" req "$rep" "$(echo "$o" | awk '/requests in/ {print $1}')" "$s0" "$s1"
+    measure_stall "$name" "$host" "$port" "$rep"
     # Memory: idle proxied connections.
     [ "$name" = direct ] && return 0
     local before n holder after
@@ -234,6 +245,7 @@ measure() {
 #   uring_relay    user space, one system call per direction: latency
 #   splice_relay   user space, a thread per direction in splice(2): bulk
 #   sockmap_relay  in the kernel, no process on the data path: both
+# and each on what a stalled upstream makes it hold.
 # A relay that cannot run here (no liburing, no CAP_BPF) leaves its rows out.
 floor_relays="uring_relay:${URINGRELAY:-$root/build/tests/bench/uringrelay}:latency
 splice_relay:${SPLICERELAY:-$root/build/tests/bench/splicerelay}:bulk
@@ -253,6 +265,7 @@ measure_floors() {
         fi
         case ",$what," in *,bulk,*) measure_bulk "$name" 127.0.0.1 "$port" "$rep" ;; esac
         case ",$what," in *,latency,*) pinned_latency "$name" 127.0.0.1 "$port" "$rep" "$proxy_pid" ;; esac
+        measure_stall "$name" 127.0.0.1 "$port" "$rep"
         kill "$proxy_pid"
         wait "$proxy_pid" 2>/dev/null || true
     done 3<<<"$floor_relays"

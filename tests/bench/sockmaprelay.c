@@ -119,17 +119,22 @@ static void relay(int map, int cfd, const struct sockaddr_in *up)
     }
     setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (map_set(map, 0, cfd) != 0 || map_set(map, 1, ufd) != 0)
-        die("sockmap update");
+    if (map_set(map, 0, cfd) != 0 || map_set(map, 1, ufd) != 0) {
+        /* EOPNOTSUPP: a socket no longer established (a client that came
+         * and went, like run.sh's probe for the port). */
+        if (errno != EOPNOTSUPP)
+            die("sockmap update");
+        goto out;
+    }
     copy_queued(cfd, ufd);
     copy_queued(ufd, cfd);
     pf[0] = (struct pollfd){.fd = cfd, .events = POLLRDHUP};
     pf[1] = (struct pollfd){.fd = ufd, .events = POLLRDHUP};
     while (poll(pf, 2, -1) < 0 && errno == EINTR)
         ;
+out:
     map_set(map, 0, -1);
     map_set(map, 1, -1);
-out:
     if (ufd >= 0)
         close(ufd);
     close(cfd);
