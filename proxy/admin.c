@@ -14,6 +14,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "migrate.h"
 #include "strbuf.h"
 #include "upjson.h"
 #include "worker.h"
@@ -132,6 +133,11 @@ int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin *
                  holder[0] ? " (held by " : "", holder, holder[0] ? ")" : "");
         return fd;
     }
+    /* Requests still queued here when this apilb closes go to the next
+     * one's admin listener (an upgrade): a probe or a scrape sees no reset.
+     * Where that needs a privilege apilb lacks, the data listeners' log line
+     * says so already (queue_handover=sysctl), and the same applies here. */
+    (void)migrate_enable(fd);
     a = calloc(1, sizeof(*a));
     if (a == NULL) {
         close(fd);

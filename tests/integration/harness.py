@@ -381,7 +381,9 @@ class Apilb:
         self.args = os.environ.get("APILB_WRAPPER", "").split() + [APILB]
         if listen:
             self.args += ["--listen", listen]
-        self.args += ["--admin-listen", "127.0.0.1:0" if admin else "off"]
+        # admin: True for a port of its own, or the address to listen on.
+        self.args += ["--admin-listen", admin if isinstance(admin, str) else
+                      "127.0.0.1:0" if admin else "off"]
         if log_level is not None:
             self.args += ["--log-level", log_level]
         if health is not None:

@@ -261,6 +261,50 @@ def stopped_threads(pid, timeout=5.0):
     raise Fail("pid %d did not stop" % pid)
 
 
+def admin_upgrade_killed():
+    """The admin endpoint too: requests queued in the killed apilb's admin
+    listener are handed to the new apilb's (same port) and answered, so a
+    readiness probe or a scrape during an upgrade sees no reset."""
+    b = Backend("127.0.0.2", "b")
+    A = Apilb("--upstream", b.addr, admin=True, log_level="info")
+    B = None
+    socks = []
+    try:
+        line = A.wait_log(r'msg="listening"')
+        check("queue_handover=on" in line, "no queue hand-over (needs root or CAP_BPF): " + line)
+        B = Apilb("--upstream", b.addr, admin="127.0.0.1:%d" % A.admin_port, log_level="info")
+        A.signal(signal.SIGSTOP)
+        stopped_threads(A.proc.pid)
+        for _ in range(32):
+            s = socket.create_connection(("127.0.0.1", A.admin_port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: apilb\r\nConnection: close\r\n\r\n")
+            socks.append(s)
+        time.sleep(0.5)
+        readable, _, _ = select.select(socks, [], [], 0)
+        waiting = len(socks) - len(readable)
+        check(waiting > 0, "no request waited in A's admin queue: the test proves nothing")
+        A.signal(signal.SIGKILL)
+        A.wait_exit(10)
+        answers = []
+        for s in socks:
+            try:
+                answers.append(s.recv(64))
+            except OSError as e:
+                answers.append(repr(e).encode())
+        bad = [a for a in answers if not a.startswith(b"HTTP/1.1 200")]
+        print("admin_upgrade_killed: %d requests, %d queued in the killed apilb, %d failed"
+              % (len(socks), waiting, len(bad)))
+        check(not bad, "admin requests lost with the killed apilb: %r" % bad[:5])
+    finally:
+        for s in socks:
+            s.close()
+        A.signal(signal.SIGCONT)
+        A.stop()
+        if B is not None:
+            B.stop()
+        b.stop()
+
+
 def upgrade_killed():
     """The old apilb is killed (SIGKILL, as after a grace period that ran
     out) during an upgrade while connections wait in its accept queues: the
@@ -367,5 +411,5 @@ def hostile_admin():
 
 if __name__ == "__main__":
     run({f.__name__: f for f in (metrics_promtool, readyz_flip, upstreams_json, admin_port_taken,
-                                  log_formats, upgrade, upgrade_killed,
+                                  log_formats, upgrade, upgrade_killed, admin_upgrade_killed,
                                   hostile_admin)})
