@@ -261,28 +261,33 @@ def stopped_threads(pid, timeout=5.0):
     raise Fail("pid %d did not stop" % pid)
 
 
-def admin_upgrade_killed():
-    """The admin endpoint too: requests queued in the killed apilb's admin
-    listener are handed to the new apilb's (same port) and answered, so a
-    readiness probe or a scrape during an upgrade sees no reset."""
+def kill_with_queue(name, n, request, good, admin):
+    """apilb A is stopped beside B (same port: A's data port, or A's admin
+    port when admin), n clients connect to that port and send request (about
+    half wait in A's queues), A gets SIGKILL: every client must still get an
+    answer starting with good, from B."""
     b = Backend("127.0.0.2", "b")
-    A = Apilb("--upstream", b.addr, admin=True, log_level="info")
+    A = Apilb("--upstream", b.addr, admin=admin, log_level="info")
     B = None
     socks = []
     try:
         line = A.wait_log(r'msg="listening"')
         check("queue_handover=on" in line, "no queue hand-over (needs root or CAP_BPF): " + line)
-        B = Apilb("--upstream", b.addr, admin="127.0.0.1:%d" % A.admin_port, log_level="info")
-        A.signal(signal.SIGSTOP)
-        stopped_threads(A.proc.pid)
-        for _ in range(32):
-            s = socket.create_connection(("127.0.0.1", A.admin_port), timeout=5)
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: apilb\r\nConnection: close\r\n\r\n")
+        port = A.admin_port if admin else A.port
+        if admin:
+            B = Apilb("--upstream", b.addr, admin="127.0.0.1:%d" % port, log_level="info")
+        else:
+            B = Apilb("--upstream", b.addr, listen="127.0.0.1:%d" % port, log_level="info")
+        A.signal(signal.SIGSTOP)  # A accepts nothing: its share of clients waits in its queues
+        stopped_threads(A.proc.pid)  # (the signal is asynchronous: a running A could accept)
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(request)
             socks.append(s)
         time.sleep(0.5)
         readable, _, _ = select.select(socks, [], [], 0)
-        waiting = len(socks) - len(readable)
-        check(waiting > 0, "no request waited in A's admin queue: the test proves nothing")
+        waiting = len(socks) - len(readable)  # not answered: queued in A
+        check(waiting > 0, "no connection waited in A's queues: the test proves nothing")
         A.signal(signal.SIGKILL)
         A.wait_exit(10)
         answers = []
@@ -291,14 +296,14 @@ def admin_upgrade_killed():
                 answers.append(s.recv(64))
             except OSError as e:
                 answers.append(repr(e).encode())
-        bad = [a for a in answers if not a.startswith(b"HTTP/1.1 200")]
-        print("admin_upgrade_killed: %d requests, %d queued in the killed apilb, %d failed"
-              % (len(socks), waiting, len(bad)))
-        check(not bad, "admin requests lost with the killed apilb: %r" % bad[:5])
+        bad = [a for a in answers if not a.startswith(good)]
+        print("%s: %d connections, %d queued in the killed apilb, %d failed"
+              % (name, len(socks), waiting, len(bad)))
+        check(not bad, "connections lost with the killed apilb: %r" % bad[:5])
     finally:
         for s in socks:
             s.close()
-        A.signal(signal.SIGCONT)
+        A.signal(signal.SIGCONT)  # a check failed before the kill
         A.stop()
         if B is not None:
             B.stop()
@@ -312,44 +317,16 @@ def upgrade_killed():
     the hand-over every one of them got a RST; the same happened, rarely, to a
     connection queued in the instant before a SIGTERM'ed apilb closed its
     listeners (it_admin_upgrade saw 1 of 13,108 reset)."""
-    b = Backend("127.0.0.2", "b")
-    A = Apilb("--upstream", b.addr, log_level="info")
-    B = None
-    socks = []
-    try:
-        line = A.wait_log(r'msg="listening"')
-        check("queue_handover=on" in line, "no queue hand-over (needs root or CAP_BPF): " + line)
-        B = Apilb("--upstream", b.addr, listen="127.0.0.1:%d" % A.port, log_level="info")
-        A.signal(signal.SIGSTOP)  # A accepts nothing: its share of clients waits in its queues
-        stopped_threads(A.proc.pid)  # (the signal is asynchronous: a running A could accept)
-        for _ in range(64):
-            s = socket.create_connection(("127.0.0.1", A.port), timeout=5)
-            s.sendall(b"whoami\n")
-            socks.append(s)
-        time.sleep(0.5)
-        readable, _, _ = select.select(socks, [], [], 0)
-        waiting = len(socks) - len(readable)  # not answered: queued in A
-        check(waiting > 0, "no connection waited in A's queues: the test proves nothing")
-        A.signal(signal.SIGKILL)
-        A.wait_exit(10)
-        answers = []
-        for s in socks:
-            try:
-                answers.append(s.recv(64))
-            except OSError as e:
-                answers.append(repr(e))
-        bad = [a for a in answers if a != b"b\n"]
-        print("upgrade_killed: %d connections, %d queued in the killed apilb, %d failed"
-              % (len(socks), waiting, len(bad)))
-        check(not bad, "connections lost with the killed apilb: %r" % bad[:5])
-    finally:
-        for s in socks:
-            s.close()
-        A.signal(signal.SIGCONT)  # a check failed before the kill
-        A.stop()
-        if B is not None:
-            B.stop()
-        b.stop()
+    kill_with_queue("upgrade_killed", 64, b"whoami\n", b"b\n", admin=False)
+
+
+def admin_upgrade_killed():
+    """The admin endpoint too: requests queued in the killed apilb's admin
+    listener are handed to the new apilb's (same port) and answered, so a
+    readiness probe or a scrape during an upgrade sees no reset."""
+    kill_with_queue("admin_upgrade_killed", 32,
+                    b"GET /healthz HTTP/1.1\r\nHost: apilb\r\nConnection: close\r\n\r\n",
+                    b"HTTP/1.1 200", admin=True)
 
 
 def hostile_admin():
