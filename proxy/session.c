@@ -172,7 +172,7 @@ static void leg_note(struct leg *l, unsigned events)
         l->hangup = true;
 }
 
-/* The error pending on fd (e.g. ECONNRESET), or 0. Clears it. */
+/* The error pending on l's socket (e.g. ECONNRESET), or 0. Reading clears it. */
 static int leg_error(const struct leg *l)
 {
     int err = 0;
