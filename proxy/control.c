@@ -455,33 +455,44 @@ static void disc_async_cb(uv_async_t *a)
     free(s);
 }
 
+/* Whether up is a candidate in pass 0 (usable, not avoid), 1 (usable) or
+ * 2 (any) of disc_route. */
+static bool route_candidate(const struct upstream *up, int pass, const struct addr *avoid,
+                            uint64_t now)
+{
+    if (pass == 2)
+        return true;
+    if (!upstream_usable(up, now))
+        return false;
+    return pass == 1 || addr_cmp(&up->addr, avoid) != 0;
+}
+
 /* watcher_route_fn: the address the watcher dials next, from the current
- * table: usable upstreams first (rotating with attempt), then any. */
-static int disc_route(void *arg, unsigned attempt, struct addr *out)
+ * table: usable upstreams other than avoid first, then usable ones, then any
+ * (rotating with attempt and the second within each). */
+static int disc_route(void *arg, unsigned attempt, const struct addr *avoid, struct addr *out)
 {
     struct control *c = arg;
     uint64_t now = worker_now_ms();
+    size_t rot = attempt + (size_t)(now / 1000);
     int rc = -ENOENT;
 
     uv_mutex_lock(&c->lock);
-    if (c->table != NULL && c->table->n > 0) {
-        size_t n = c->table->n, usable = upstream_table_usable(c->table, now);
+    for (int pass = avoid != NULL ? 0 : 1; c->table != NULL && pass < 3 && rc != 0; pass++) {
+        size_t n = c->table->n, k = 0, want;
 
-        if (usable > 0) {
-            size_t want = (attempt + (size_t)(now / 1000)) % usable;
-
-            for (size_t i = 0; i < n; i++) {
-                if (!upstream_usable(c->table->e[i].up, now))
-                    continue;
-                if (want-- == 0) {
-                    *out = c->table->e[i].up->addr;
-                    break;
-                }
+        for (size_t i = 0; i < n; i++)
+            k += route_candidate(c->table->e[i].up, pass, avoid, now);
+        if (k == 0)
+            continue;
+        want = rot % k;
+        for (size_t i = 0; i < n; i++) {
+            if (route_candidate(c->table->e[i].up, pass, avoid, now) && want-- == 0) {
+                *out = c->table->e[i].up->addr;
+                rc = 0;
+                break;
             }
-        } else {
-            *out = c->table->e[(attempt + (size_t)(now / 1000)) % n].up->addr;
         }
-        rc = 0;
     }
     uv_mutex_unlock(&c->lock);
     return rc;

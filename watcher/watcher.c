@@ -83,6 +83,10 @@ struct watcher {
     enum stop_reason end;
     int transfer_rc;            /* CURLcode of the last transfer */
     uint64_t retry_after_ms;
+    struct addr routed;         /* the apiserver of the last request */
+    bool routed_ok;             /* routed is set (else the kubeconfig's server) */
+    struct addr avoid;          /* it answered Retry-After: others first */
+    bool avoiding;
 };
 
 const char *watcher_state_name(int state)
@@ -418,8 +422,11 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
     snprintf(url, sizeof(url), "https://%s:%u%s", host, w->creds.port, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
     /* Dial an upstream from the table directly, but verify the name. */
-    if (w->route(w->arg, attempt, &route) == 0) {
+    w->routed_ok = w->route(w->arg, attempt, w->avoiding ? &w->avoid : NULL, &route) == 0;
+    if (w->routed_ok) {
         char ip[ADDR_STRLEN], *colon;
+
+        w->routed = route;
 
         addr_format(&route, ip, sizeof(ip));
         colon = strrchr(ip, ':');
@@ -482,6 +489,8 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
     rc = curl_easy_perform(c);
     w->transfer_rc = (int)rc;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (code >= 200 && code < 300)
+        w->avoiding = false; /* an apiserver answers: route as usual again */
     curl_easy_cleanup(c);
     curl_slist_free_all(hdrs);
     curl_slist_free_all(ct);
@@ -781,6 +790,27 @@ static int do_watch(struct watcher *w)
     return -1;
 }
 
+/* What the backoff must respect of the last answer's Retry-After. It is the
+ * apiserver's word about itself (overloaded, or shutting down: "retry
+ * elsewhere"): when another usable apiserver is there, the next attempt goes
+ * to it after the usual backoff; only when the same one would be asked again
+ * is Retry-After waited out. */
+static uint64_t retry_wait(struct watcher *w)
+{
+    struct addr next;
+
+    w->avoiding = false;
+    if (w->retry_after_ms == 0 || !w->routed_ok)
+        return w->retry_after_ms;
+    w->avoid = w->routed;
+    w->avoiding = true;
+    if (w->route(w->arg, 0, &w->avoid, &next) != 0 || addr_cmp(&next, &w->avoid) == 0)
+        return w->retry_after_ms;
+    log_info("Retry-After from one apiserver: asking another without waiting it out",
+             "retry_after_ms=%" PRIu64, w->retry_after_ms);
+    return 0;
+}
+
 static void *watcher_main(void *arg)
 {
     struct watcher *w = arg;
@@ -811,7 +841,7 @@ static void *watcher_main(void *arg)
             break;
         set_state(w, WATCHER_BACKOFF);
         {
-            uint64_t d = backoff_next(&w->backoff, now_ms(), w->retry_after_ms);
+            uint64_t d = backoff_next(&w->backoff, now_ms(), retry_wait(w));
             uint64_t end = now_ms() + d;
 
             /* Sleep in steps so a pending set is still published on time. */

@@ -49,8 +49,11 @@ typedef void (*watcher_publish_fn)(void *arg, const struct addr *addrs, size_t n
 
 /* Fills *out with the address the next API connection should dial (attempt
  * counts 0, 1, ... within one connection try, so the callee can rotate).
- * Returns 0, or -ENOENT when no upstream is known. Watcher thread. */
-typedef int (*watcher_route_fn)(void *arg, unsigned attempt, struct addr *out);
+ * avoid, when not NULL, is an apiserver that answered with Retry-After:
+ * another usable one is preferred when there is one. Returns 0, or -ENOENT
+ * when no upstream is known. Watcher thread. */
+typedef int (*watcher_route_fn)(void *arg, unsigned attempt, const struct addr *avoid,
+                                struct addr *out);
 
 enum watcher_state {
     WATCHER_STARTING = 0,
