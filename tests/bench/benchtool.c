@@ -28,8 +28,6 @@
  * Results are printed as "key=value" lines for run.sh. */
 #include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,6 +39,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "benchnet.h"
 
 static double now_s(void)
 {
@@ -60,28 +60,11 @@ static struct sockaddr_in target(const char *ip, const char *port)
 {
     struct sockaddr_in sa;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)atoi(port));
-    if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1) {
+    if (benchnet_addr(ip, port, &sa) != 0) {
         fprintf(stderr, "benchtool: %s: not an IPv4 address\n", ip);
         exit(2);
     }
     return sa;
-}
-
-static int dial(const struct sockaddr_in *sa)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
 }
 
 static int read_full(int fd, char *buf, size_t n)
@@ -207,13 +190,13 @@ static void *server_loop(void *arg)
 
         for (int i = 0; i < n; i++) {
             if (evs[i].data.ptr == NULL) {
-                int fd, one = 1;
+                int fd;
 
                 while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
                     struct conn *c = calloc(1, sizeof(*c));
                     struct epoll_event ce = {.events = EPOLLIN, .data.ptr = c};
 
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                    benchnet_nodelay(fd);
                     c->fd = fd;
                     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ce);
                 }
@@ -250,7 +233,7 @@ static int cmd_bulk(char **argv)
     double secs = atof(argv[2]), t0, t;
     char buf[1 << 17];
     unsigned long long total = 0;
-    int fd = dial(&sa);
+    int fd = benchnet_dial(&sa);
 
     if (fd < 0 || write(fd, "S", 1) != 1)
         die("connect");
@@ -278,7 +261,7 @@ static int cmp_double(const void *a, const void *b)
 static int cmd_pingpong(char **argv)
 {
     struct sockaddr_in sa = target(argv[0], argv[1]);
-    int n = atoi(argv[2]), fd = dial(&sa);
+    int n = atoi(argv[2]), fd = benchnet_dial(&sa);
     double *lat = calloc((size_t)n, sizeof(double));
     char msg[64], back[64];
 
@@ -315,7 +298,7 @@ static void *rate_thread(void *arg)
 
     memset(req, 'C', sizeof(req));
     while (now_s() < r->until) {
-        int fd = dial(&r->sa);
+        int fd = benchnet_dial(&r->sa);
 
         if (fd < 0 || write(fd, req, sizeof(req)) != (ssize_t)sizeof(req) ||
             read_full(fd, back, sizeof(back)) != 0) {
@@ -361,7 +344,7 @@ static int cmd_idle(char **argv)
     char b[2];
 
     for (int i = 0; i < n; i++) {
-        fds[i] = dial(&sa);
+        fds[i] = benchnet_dial(&sa);
         if (fds[i] < 0 || write(fds[i], "Ex", 2) != 2 || read_full(fds[i], b, 2) != 0)
             die("idle connection");
     }
@@ -380,7 +363,7 @@ static int cmd_stall(char **argv)
     unsigned long long cap = strtoull(argv[2], NULL, 10) << 20, sent = 0;
     struct timeval tv = {.tv_sec = 1};
     static char chunk[1 << 16];
-    int fd = dial(&sa);
+    int fd = benchnet_dial(&sa);
 
     if (fd < 0 || write(fd, "H", 1) != 1)
         die("connect");

@@ -225,7 +225,7 @@ measure() {
     measure_stall "$name" "$host" "$port" "$rep"
     # Memory: idle proxied connections.
     [ "$name" = direct ] && return 0
-    local before n holder after
+    local before after
     sleep 1 # let the load above settle (memory given back, sockets closed)
     before=$(rss_kib)
     for n in $idle_counts; do

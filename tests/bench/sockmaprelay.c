@@ -16,11 +16,9 @@
  * bytes still queued (harmless for a measurement that ends with the client's
  * close, fatal for a proxy). Bytes that arrive before the sockets are in the
  * map are copied once by hand. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -29,6 +27,8 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "benchnet.h"
 
 static int bpf(int cmd, union bpf_attr *a)
 {
@@ -100,25 +100,16 @@ static void copy_queued(int from, int to)
             return;
 }
 
-static int addr_parse(const char *host, const char *port, struct sockaddr_in *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)atoi(port));
-    return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
-}
-
 static void relay(int map, int cfd, const struct sockaddr_in *up)
 {
-    int one = 1, ufd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ufd = benchnet_dial(up);
     struct pollfd pf[2];
 
-    if (ufd < 0 || connect(ufd, (const struct sockaddr *)up, sizeof(*up)) != 0) {
+    if (ufd < 0) {
         fprintf(stderr, "sockmaprelay: upstream: %s\n", strerror(errno));
         goto out;
     }
-    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    benchnet_nodelay(cfd);
     if (map_set(map, 0, cfd) != 0 || map_set(map, 1, ufd) != 0) {
         /* EOPNOTSUPP: a socket no longer established (a client that came
          * and went, like run.sh's probe for the port). */
@@ -144,10 +135,10 @@ int main(int argc, char **argv)
 {
     struct sockaddr_in la, ua;
     union bpf_attr a;
-    int lfd, map, prog, one = 1;
+    int lfd, map, prog;
 
-    if (argc != 5 || addr_parse(argv[1], argv[2], &la) != 0 ||
-        addr_parse(argv[3], argv[4], &ua) != 0) {
+    if (argc != 5 || benchnet_addr(argv[1], argv[2], &la) != 0 ||
+        benchnet_addr(argv[3], argv[4], &ua) != 0) {
         fprintf(stderr, "usage: sockmaprelay LISTEN_ADDR PORT UPSTREAM_ADDR PORT (IPv4)\n");
         return 2;
     }
@@ -166,11 +157,8 @@ int main(int argc, char **argv)
     a.attach_type = BPF_SK_SKB_VERDICT;
     if (bpf(BPF_PROG_ATTACH, &a) != 0)
         die("attach the verdict program");
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    lfd = benchnet_listen(&la);
     if (lfd < 0)
-        die("socket");
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(lfd, (struct sockaddr *)&la, sizeof(la)) != 0 || listen(lfd, 128) != 0)
         die("listen");
     for (;;) {
         int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

@@ -10,11 +10,9 @@
  * direction is what makes it the floor for one stream and useless for
  * thousands, which is why apilb does not work this way. Not a proxy, a
  * measuring stick. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,6 +21,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "benchnet.h"
 
 #define PIPE_BYTES (512 * 1024)
 
@@ -35,14 +35,6 @@ struct dir {
     struct conn *c;
     int from, to;
 };
-
-static int addr_parse(const char *host, const char *port, struct sockaddr_in *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)atoi(port));
-    return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
-}
 
 /* Moves from -> to until FIN or an error, passes the FIN on; the last
  * direction to end closes the connection. */
@@ -83,11 +75,11 @@ static void *pump(void *arg)
 
 static void relay_start(int cfd, const struct sockaddr_in *up)
 {
-    int one = 1, ufd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ufd = benchnet_dial(up);
     struct conn *c = calloc(1, sizeof(*c));
     pthread_t t;
 
-    if (c == NULL || ufd < 0 || connect(ufd, (const struct sockaddr *)up, sizeof(*up)) != 0) {
+    if (c == NULL || ufd < 0) {
         fprintf(stderr, "splicerelay: upstream: %s\n", strerror(errno));
         if (ufd >= 0)
             close(ufd);
@@ -95,8 +87,7 @@ static void relay_start(int cfd, const struct sockaddr_in *up)
         free(c);
         return;
     }
-    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    benchnet_nodelay(cfd);
     c->fd[0] = cfd;
     c->fd[1] = ufd;
     atomic_init(&c->running, 2);
@@ -119,19 +110,16 @@ static void relay_start(int cfd, const struct sockaddr_in *up)
 int main(int argc, char **argv)
 {
     struct sockaddr_in la, ua;
-    int lfd, one = 1;
+    int lfd;
 
-    if (argc != 5 || addr_parse(argv[1], argv[2], &la) != 0 ||
-        addr_parse(argv[3], argv[4], &ua) != 0) {
+    if (argc != 5 || benchnet_addr(argv[1], argv[2], &la) != 0 ||
+        benchnet_addr(argv[3], argv[4], &ua) != 0) {
         fprintf(stderr, "usage: splicerelay LISTEN_ADDR PORT UPSTREAM_ADDR PORT (IPv4)\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN); /* splice(2) to a closed peer: EPIPE, not death */
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    lfd = benchnet_listen(&la);
     if (lfd < 0)
-        return perror("splicerelay: socket"), 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(lfd, (struct sockaddr *)&la, sizeof(la)) != 0 || listen(lfd, 128) != 0)
         return perror("splicerelay: listen"), 1;
     for (;;) {
         int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

@@ -15,17 +15,17 @@
  *
  * A 16 KiB buffer per direction stays allocated for the connection's life,
  * which is why apilb does not work this way (see tests/bench/run.sh). */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "benchnet.h"
 
 #define BUF_BYTES 16384
 #define RING_ENTRIES 256
@@ -102,28 +102,19 @@ static void dir_end(struct dir *d)
     }
 }
 
-static int addr_parse(const char *host, const char *port, struct sockaddr_in *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->sin_family = AF_INET;
-    a->sin_port = htons((uint16_t)atoi(port));
-    return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
-}
-
 static void relay_start(int cfd, const struct sockaddr_in *up)
 {
-    int one = 1, ufd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ufd = benchnet_dial(up);
     struct dir *c2u, *u2c;
 
-    if (ufd < 0 || connect(ufd, (const struct sockaddr *)up, sizeof(*up)) != 0) {
+    if (ufd < 0) {
         fprintf(stderr, "uringrelay: upstream: %s\n", strerror(errno));
         if (ufd >= 0)
             close(ufd);
         close(cfd);
         return;
     }
-    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    benchnet_nodelay(cfd);
     c2u = calloc(1, sizeof(*c2u));
     u2c = calloc(1, sizeof(*u2c));
     if (c2u == NULL || u2c == NULL)
@@ -137,18 +128,15 @@ static void relay_start(int cfd, const struct sockaddr_in *up)
 int main(int argc, char **argv)
 {
     struct sockaddr_in la, ua;
-    int lfd, one = 1, rc;
+    int lfd, rc;
 
-    if (argc != 5 || addr_parse(argv[1], argv[2], &la) != 0 ||
-        addr_parse(argv[3], argv[4], &ua) != 0) {
+    if (argc != 5 || benchnet_addr(argv[1], argv[2], &la) != 0 ||
+        benchnet_addr(argv[3], argv[4], &ua) != 0) {
         fprintf(stderr, "usage: uringrelay LISTEN_ADDR PORT UPSTREAM_ADDR PORT (IPv4)\n");
         return 2;
     }
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    lfd = benchnet_listen(&la);
     if (lfd < 0)
-        die("socket", errno);
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(lfd, (struct sockaddr *)&la, sizeof(la)) != 0 || listen(lfd, 128) != 0)
         die("listen", errno);
     rc = io_uring_queue_init(RING_ENTRIES, &ring, 0);
     if (rc < 0)

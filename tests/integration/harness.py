@@ -488,6 +488,14 @@ class Apilb:
         return socket.create_connection((host, self.port), timeout=timeout)
 
 
+def metric(a, name):
+    """The value of the sample name (with its labels, as /metrics prints it)
+    from apilb a's /metrics, or None when there is none."""
+    _, text = a.admin("/metrics")
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+    return float(m.group(1)) if m else None
+
+
 def raw_admin(a, data, timeout=5.0):
     """Sends raw bytes to the admin port; returns everything until it closes."""
     c = socket.create_connection(("127.0.0.1", a.admin_port), timeout=timeout)

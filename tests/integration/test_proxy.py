@@ -16,7 +16,7 @@ import threading
 import time
 
 from harness import (APILB, Apilb, Backend, BlackHole, Fail, check, closed_by_peer, exchange,
-                     payload, refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
+                     metric, payload, refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
 
 
 def payloads():
@@ -254,20 +254,14 @@ def early_close():
         rst.close()
 
 
-def active(a):
-    """apilb_active_connections from /metrics."""
-    _, text = a.admin("/metrics")
-    m = re.search(r"^apilb_active_connections (\S+)$", text, re.M)
-    if not m:
-        raise Fail("no apilb_active_connections in /metrics")
-    return float(m.group(1))
-
-
 def wait_active(a, want, timeout=3.0):
     """Seconds until apilb_active_connections is want, or None."""
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if active(a) == want:
+        n = metric(a, "apilb_active_connections")
+        if n is None:
+            raise Fail("no apilb_active_connections in /metrics")
+        if n == want:
             return time.time() - t0
         time.sleep(0.05)
     return None

@@ -35,8 +35,8 @@ subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 for i in range(2, 10):
     subprocess.run(["ip", "addr", "add", "10.213.0.%d/32" % i, "dev", "lo"], check=True)
 
-from harness import (Apilb, Fail, HttpsConn, _children, check, raw_admin, run,  # noqa: E402
-                     tmpdir)
+from harness import (Apilb, Fail, HttpsConn, _children, check, metric, raw_admin,  # noqa: E402
+                     run, tmpdir)
 
 # Tokens and private keys of these scenarios: Apilb.stop() fails a scenario
 # whose log shows any of them.
@@ -169,12 +169,6 @@ def served_by(fake, a, n=1):
         check(p.returncode == 0, "curl through apilb failed: %s" % p.stderr.strip())
         out.append(json.loads(p.stdout)["servedBy"])
     return out
-
-
-def metric(a, name):
-    code, text = a.admin("/metrics")
-    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def new_case(ips=IPS, members=None, extra=()):
