@@ -12,6 +12,13 @@ void sockopt_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+void sockopt_ack_with_data(int fd)
+{
+    int zero = 0;
+
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
+}
+
 void sockopt_keepalive(int fd)
 {
     int one = 1, idle = SOCKOPT_KEEPIDLE_S, intvl = SOCKOPT_KEEPINTVL_S, cnt = SOCKOPT_KEEPCNT;

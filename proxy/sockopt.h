@@ -19,6 +19,15 @@
  * well), here and below. */
 void sockopt_nodelay(int fd);
 
+/* Before connect(2): the handshake's last ACK waits for the first bytes
+ * sent (Linux: a socket in delayed-ACK mode when the SYN-ACK arrives) and
+ * rides on them, one segment less per connection; if nothing is sent it
+ * goes out alone after at most 200 ms. Only for protocols where the client
+ * speaks first, as TLS does: the upstream sees the connection when the
+ * ClientHello arrives. The socket is back in quick-ACK mode after the
+ * handshake. */
+void sockopt_ack_with_data(int fd);
+
 /* Turns TCP keepalive on with the timers above. */
 void sockopt_keepalive(int fd);
 

@@ -768,9 +768,123 @@ def tls_curl():
         srv.wait()
 
 
+def segs_in(s):
+    """Segments this socket has received (struct tcp_info's tcpi_segs_in)."""
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    return struct.unpack_from("I", info, 140)[0]
+
+
+class OneShot:
+    """An upstream that accepts one connection at a time; per connection it
+    reads the request (up to a newline), records how many segments that took
+    to arrive, and answers 100 bytes with its FIN in the same segment."""
+
+    def __init__(self, host):
+        self.ls = socket.socket()
+        self.ls.bind((host, 0))
+        self.ls.listen(64)
+        self.addr = "%s:%d" % self.ls.getsockname()
+        self.segs = []
+        self.accepted = []
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            self.accepted.append(time.time())
+            with c:
+                c.settimeout(5)
+                req = b""
+                try:
+                    while not req.endswith(b"\n"):
+                        d = c.recv(100)
+                        if not d:
+                            break
+                        req += d
+                except OSError:
+                    continue
+                self.segs.append(segs_in(c))
+                if req:
+                    c.send(b"r" * 100, socket.MSG_MORE)
+                    c.shutdown(socket.SHUT_WR)  # adds the FIN to that segment
+                    c.settimeout(2)
+                    try:
+                        c.recv(100)
+                    except OSError:
+                        pass
+
+    def close(self):
+        self.ls.shutdown(socket.SHUT_RDWR)
+        self.ls.close()
+        self.t.join(5)
+
+
+def ask(port, host="127.0.0.1"):
+    """One request to host:port; returns (answer, seconds from the request to EOF,
+    segments the client received)."""
+    c = socket.create_connection((host, port), timeout=5)
+    with c:
+        t0 = time.time()
+        c.sendall(b"GET\n")
+        got = b""
+        while True:
+            d = c.recv(1000)
+            if not d:
+                break
+            got += d
+        return got, time.time() - t0, segs_in(c)
+
+
+def segments():
+    """A short connection costs no more segments through apilb than its two
+    ends cost each other directly: the handshake's last ACK to the upstream
+    rides on the first bytes, and an upstream's answer and FIN that arrive
+    together leave in one segment, sent at once (MSG_MORE only when the FIN
+    is behind, so no byte is ever held back). A client that waits before
+    speaking gets its connection to the upstream all the same: the lone ACK
+    goes out after at most 200 ms."""
+    up = OneShot("127.0.0.2")
+    a = Apilb("--upstream", up.addr)
+    try:
+        direct = [ask(int(up.addr.rsplit(":", 1)[1]), "127.0.0.2") for _ in range(5)]
+        n_direct = len(up.segs)
+        proxied = [ask(a.port) for _ in range(20)]
+        for got, took, _ in direct + proxied:
+            check(got == b"r" * 100, "answer %r" % got[:20])
+            check(took < 0.1, "answer and EOF took %.3f s" % took)
+        up_direct = max(up.segs[:n_direct])
+        up_proxied = max(up.segs[n_direct:])
+        cl_direct = max(x[2] for x in direct)
+        cl_proxied = max(x[2] for x in proxied)
+        print("segments received before the answer: upstream %d direct, %d through apilb; "
+              "client until EOF %d direct, %d through apilb; slowest EOF through apilb %.1f ms"
+              % (up_direct, up_proxied, cl_direct, cl_proxied,
+                 1000 * max(x[1] for x in proxied)))
+        check(up_proxied < up_direct, "the upstream got a lone handshake ACK from apilb")
+        check(cl_proxied <= cl_direct, "the client got the answer and the FIN apart")
+        # A client that says nothing for 1 s: the upstream has the connection
+        # long before (the lone ACK after the delayed-ACK timer).
+        n = len(up.accepted)
+        c = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+        t0 = time.time()
+        while len(up.accepted) == n and time.time() < t0 + 1:
+            time.sleep(0.005)
+        waited = time.time() - t0
+        c.close()
+        print("a silent client's upstream connection accepted after %.0f ms" % (1000 * waited))
+        check(len(up.accepted) > n and waited < 0.5, "upstream accepted only after %.3f s" % waited)
+    finally:
+        a.stop()
+        up.close()
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused, early_close,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
                                   max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
                                   tls_curl, socket_options, client_fin_first, modules,
-                                  client_reset_early, reset_while_stalled)})
+                                  client_reset_early, reset_while_stalled, segments)})
