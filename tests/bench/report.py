@@ -28,12 +28,12 @@ METRICS = [  # name, label, unit, higher is better
 ]
 PROXIES = ["direct", "nginx", "haproxy", "apilb"]
 FLOORS = [  # run.sh's measuring sticks: name, what it is
-    ("uring_relay", "io_uring relay (user space, one system call per direction)"),
+    ("uring_relay", "io_uring relay (user space, one thread, one system call per direction)"),
     ("splice_relay", "splice relay (user space, a thread per direction)"),
     ("sockmap_relay", "sockmap relay (in the kernel, no process on the path)"),
 ]
 FLOOR_METRICS = [("bulk_gbps", True), ("cpu_s_per_gb", False), ("added_p50_us", False),
-                 ("added_p99_us", False), ("stall_mib", False)]
+                 ("added_p99_us", False), ("http_rps", True), ("stall_mib", False)]
 # The rates bounded by CPU: rate metric, the machine's CPU per operation, label.
 RATES = [("conns_per_s", "conn", "new connections"), ("http_rps", "req", "keep-alive requests")]
 
@@ -190,8 +190,9 @@ def floor_lines(floors):
            "limits), in the same run; each cell is the median and its ratio to the better of "
            "nginx and HAProxy (the targets' ratio):", "",
            "| relay | bulk (Gbit/s) | CPU per GB (s/GB) | added latency p50 (us) | "
-           "added latency p99 (us) | held for a stalled upstream (MiB) |",
-           "|---|---|---|---|---|---|"]
+           "added latency p99 (us) | keep-alive requests (req/s) | "
+           "held for a stalled upstream (MiB) |",
+           "|---|---|---|---|---|---|---|"]
 
     def cell(c):
         if not c:

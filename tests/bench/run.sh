@@ -198,6 +198,16 @@ measure_stall() { # name host port rep
     record "$1" stall_capped "$4" "$(echo "$o" | kv capped)"
 }
 
+# Keep-alive HTTP requests per second, and the machine's CPU per request.
+measure_requests() { # name host port rep
+    local s0 s1 o
+    s0=$(sys_ticks)
+    o=$(wrk -t2 -c"$wrk_conns" -d"${wrk_secs}s" "http://$2:$3/" 2>&1)
+    s1=$(sys_ticks)
+    record "$1" http_rps "$4" "$(echo "$o" | awk '/Requests\/sec/ {print $2}')"
+    record_sys "$1" req "$4" "$(echo "$o" | awk '/requests in/ {print $1}')" "$s0" "$s1"
+}
+
 measure() {
     local name=$1 host=$2 port=$3 rep=$4
     measure_bulk "$name" "$host" "$port" "$rep"
@@ -216,12 +226,7 @@ measure() {
     [ "$name" = direct ] || record "$name" cpu_us_per_conn "$rep" \
         "$(python3 -c "print(($c1-$c0)/$hz*1e6/max(1,$n))")"
     record_sys "$name" conn "$rep" "$n" "$s0" "$s1"
-    # Keep-alive HTTP requests per second, and the machine's CPU per request.
-    s0=$(sys_ticks)
-    o=$(wrk -t2 -c"$wrk_conns" -d"${wrk_secs}s" "http://$host:$port/" 2>&1)
-    s1=$(sys_ticks)
-    record "$name" http_rps "$rep" "$(echo "$o" | awk '/Requests\/sec/ {print $2}')"
-    record_sys "$name" req "$rep" "$(echo "$o" | awk '/requests in/ {print $1}')" "$s0" "$s1"
+    measure_requests "$name" "$host" "$port" "$rep"
     measure_stall "$name" "$host" "$port" "$rep"
     # Memory: idle proxied connections.
     [ "$name" = direct ] && return 0
@@ -242,12 +247,13 @@ measure() {
 
 # The floors: relays written only to measure (tests/bench/*relay.c), each
 # started on its own, on what it is the floor of:
-#   uring_relay    user space, one system call per direction: latency
+#   uring_relay    user space, one system call per direction: latency and
+#                  keep-alive requests
 #   splice_relay   user space, a thread per direction in splice(2): bulk
 #   sockmap_relay  in the kernel, no process on the data path: both
 # and each on what a stalled upstream makes it hold.
 # A relay that cannot run here (no liburing, no CAP_BPF) leaves its rows out.
-floor_relays="uring_relay:${URINGRELAY:-$root/build/tests/bench/uringrelay}:latency
+floor_relays="uring_relay:${URINGRELAY:-$root/build/tests/bench/uringrelay}:latency,requests
 splice_relay:${SPLICERELAY:-$root/build/tests/bench/splicerelay}:bulk
 sockmap_relay:${SOCKMAPRELAY:-$root/build/tests/bench/sockmaprelay}:bulk,latency"
 measure_floors() {
@@ -265,6 +271,7 @@ measure_floors() {
         fi
         case ",$what," in *,bulk,*) measure_bulk "$name" 127.0.0.1 "$port" "$rep" ;; esac
         case ",$what," in *,latency,*) pinned_latency "$name" 127.0.0.1 "$port" "$rep" "$proxy_pid" ;; esac
+        case ",$what," in *,requests,*) measure_requests "$name" 127.0.0.1 "$port" "$rep" ;; esac
         measure_stall "$name" 127.0.0.1 "$port" "$rep"
         kill "$proxy_pid"
         wait "$proxy_pid" 2>/dev/null || true

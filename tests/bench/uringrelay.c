@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The benchmark's latency floor: the cheapest user-space TCP relay we could
- * write, to show what no proxy in user space can beat on this machine.
+/* The benchmark's floor for latency and keep-alive requests: the cheapest
+ * user-space TCP relay we could write, to show what no proxy in user space
+ * can beat on this machine.
  *
  *   uringrelay LISTEN_ADDR LISTEN_PORT UPSTREAM_ADDR UPSTREAM_PORT
  *
