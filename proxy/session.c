@@ -183,6 +183,15 @@ static int leg_error(const struct leg *l)
     return err;
 }
 
+/* Makes the close(2) of l's socket send a reset (and drop what it still
+ * queues) instead of a FIN. */
+static void leg_abort(const struct leg *l)
+{
+    const struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+    (void)setsockopt(l->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
 /* Puts l's socket fd in the worker's event loop. Returns 0 or a negative
  * errno. */
 static int leg_open(struct session *s, struct leg *l, int fd, ev_io_fn cb)
@@ -530,6 +539,12 @@ static void session_relay(struct session *s)
         return;
     }
     if (rc != 0) {
+        /* One side failed (a reset, mostly): the other gets a reset too,
+         * not a FIN. An apiserver drops the work of a client that is gone,
+         * a client learns its answer is cut, and the kernel drops the
+         * bytes still queued toward a peer that reads nothing at once. */
+        if (s->client.failed != s->up->failed)
+            leg_abort(s->client.failed ? s->up : &s->client);
         session_close(s, rc == -ECONNRESET ? "reset" : "error");
         return;
     }

@@ -882,9 +882,78 @@ def segments():
         up.close()
 
 
+TCP_STATES = {1: "ESTABLISHED", 7: "CLOSE", 8: "CLOSE_WAIT"}
+
+
+def tcp_state(s):
+    """The TCP state of s (struct tcp_info's first byte), by name."""
+    st = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+    return TCP_STATES.get(st, str(st))
+
+
+def reset_passed_on():
+    """A reset from one side reaches the other side as a reset, not a FIN:
+    an apiserver learns at once that its client is gone, a client that its
+    answer was cut, and bytes queued toward a peer that reads nothing are
+    dropped with the connection (behind them a FIN could not even be sent)."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.2", 0))
+    ls.listen(8)
+    ls.settimeout(5)
+    a = Apilb("--upstream", "127.0.0.2:%d" % ls.getsockname()[1])
+
+    def pair():
+        c = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+        c.sendall(b"hello")
+        u, _ = ls.accept()
+        u.settimeout(5)
+        check(u.recv(5) == b"hello", "the upstream did not get the client's bytes")
+        u.sendall(b"hi")  # the upstream has answered: past the early phase
+        check(c.recv(2) == b"hi", "the client did not get the upstream's bytes")
+        return c, u
+
+    def outcome(s):
+        try:
+            got = s.recv(100)
+            return "a FIN" if got == b"" else "bytes %r" % got[:10]
+        except ConnectionResetError:
+            return "a reset"
+        except socket.timeout:
+            return "nothing"
+
+    try:
+        for who in ("client", "upstream"):
+            c, u = pair()
+            gone, peer = (c, u) if who == "client" else (u, c)
+            reset(gone)
+            got = outcome(peer)
+            print("%s reset: the %s got %s" % (who, "upstream" if who == "client" else "client",
+                                                got))
+            check(got == "a reset", "the %s's reset reached the other side as %s" % (who, got))
+            peer.close()
+        # The client resets while its bytes wait for an upstream that reads
+        # nothing: the upstream's connection ends (a FIN would wait behind
+        # the bytes, the connection would stay established).
+        c, u = pair()
+        held = fill(c)
+        reset(c)
+        t0 = time.time()
+        while tcp_state(u) == "ESTABLISHED" and time.time() < t0 + 3:
+            time.sleep(0.02)
+        state = tcp_state(u)
+        print("client reset with %.1f MiB waiting for a stalled upstream: the upstream's "
+              "connection is %s after %.2f s" % (held / 2**20, state, time.time() - t0))
+        check(state == "CLOSE", "the stalled upstream's connection is %s" % state)
+        u.close()
+    finally:
+        a.stop()
+        ls.close()
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused, early_close,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
                                   max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
                                   tls_curl, socket_options, client_fin_first, modules,
-                                  client_reset_early, reset_while_stalled, segments)})
+                                  client_reset_early, reset_while_stalled, segments,
+                                  reset_passed_on)})
