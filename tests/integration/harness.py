@@ -205,6 +205,14 @@ def payload(n, seed=None):
     return bytes(out)
 
 
+def listener(host, backlog=16):
+    """A TCP listener on host, port chosen by the kernel: (socket, "host:port")."""
+    s = socket.socket()
+    s.bind((host, 0))
+    s.listen(backlog)
+    return s, "%s:%d" % (host, s.getsockname()[1])
+
+
 def refused_addr(host="127.0.0.3"):
     """An address where nothing listens: connections are refused."""
     s = socket.socket()

@@ -16,7 +16,8 @@ import threading
 import time
 
 from harness import (APILB, Apilb, Backend, BlackHole, Fail, check, closed_by_peer, exchange,
-                     metric, payload, refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
+                     listener, metric, payload, refused_addr, roundtrip, run, tmpdir, whoami,
+                     write_atomic)
 
 
 def payloads():
@@ -198,18 +199,14 @@ def failover_refused():
         b.stop()
 
 
-class Slammer:
-    """Accepts connections and closes them before answering (FIN, or RST
-    when reset is true), like an apiserver dying with connections queued."""
+class Acceptor:
+    """A listener on host whose thread hands each accepted connection to
+    self.serve(c), one at a time, until close()."""
 
-    def __init__(self, host, reset=False):
-        self.sock = socket.socket()
-        self.sock.bind((host, 0))
-        self.sock.listen(128)
-        self.addr = "%s:%d" % (host, self.sock.getsockname()[1])
-        self.count = 0
-        self.reset = reset
-        threading.Thread(target=self._run, daemon=True).start()
+    def __init__(self, host, backlog=128):
+        self.sock, self.addr = listener(host, backlog)
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
 
     def _run(self):
         while True:
@@ -217,17 +214,32 @@ class Slammer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            self.count += 1
-            try:
-                c.recv(64)  # the client's first bytes arrived, then it dies
-            except OSError:
-                pass
-            if self.reset:
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            c.close()
+            self.serve(c)
 
     def close(self):
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept
         self.sock.close()
+        self.t.join(5)
+
+
+class Slammer(Acceptor):
+    """Accepts connections and closes them before answering (FIN, or RST
+    when reset is true), like an apiserver dying with connections queued."""
+
+    def __init__(self, host, reset=False):
+        self.count = 0
+        self.reset = reset
+        super().__init__(host)
+
+    def serve(self, c):
+        self.count += 1
+        try:
+            c.recv(64)  # the client's first bytes arrived, then it dies
+        except OSError:
+            pass
+        if self.reset:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
 
 
 def early_close():
@@ -328,10 +340,8 @@ def reset_while_stalled():
     A client resets while its bytes wait for an upstream that reads nothing
     (apilb reads no more from the client then, so only the reset's event can
     tell), and an upstream resets while the client reads nothing."""
-    holder = socket.socket()
-    holder.bind(("127.0.0.2", 0))
-    holder.listen(8)
-    a = Apilb("--upstream", "127.0.0.2:%d" % holder.getsockname()[1], admin=True)
+    holder, addr = listener("127.0.0.2", 8)
+    a = Apilb("--upstream", addr, admin=True)
 
     def fds():
         return len(os.listdir("/proc/%d/fd" % a.proc.pid))
@@ -774,53 +784,38 @@ def segs_in(s):
     return struct.unpack_from("I", info, 140)[0]
 
 
-class OneShot:
-    """An upstream that accepts one connection at a time; per connection it
+class OneShot(Acceptor):
+    """An upstream that serves one connection at a time; per connection it
     reads the request (up to a newline), records how many segments that took
     to arrive, and answers 100 bytes with its FIN in the same segment."""
 
     def __init__(self, host):
-        self.ls = socket.socket()
-        self.ls.bind((host, 0))
-        self.ls.listen(64)
-        self.addr = "%s:%d" % self.ls.getsockname()
         self.segs = []
         self.accepted = []
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
+        super().__init__(host, 64)
 
-    def _run(self):
-        while True:
+    def serve(self, c):
+        self.accepted.append(time.time())
+        with c:
+            c.settimeout(5)
+            req = b""
             try:
-                c, _ = self.ls.accept()
+                while not req.endswith(b"\n"):
+                    d = c.recv(100)
+                    if not d:
+                        break
+                    req += d
             except OSError:
                 return
-            self.accepted.append(time.time())
-            with c:
-                c.settimeout(5)
-                req = b""
+            self.segs.append(segs_in(c))
+            if req:
+                c.send(b"r" * 100, socket.MSG_MORE)
+                c.shutdown(socket.SHUT_WR)  # adds the FIN to that segment
+                c.settimeout(2)
                 try:
-                    while not req.endswith(b"\n"):
-                        d = c.recv(100)
-                        if not d:
-                            break
-                        req += d
+                    c.recv(100)
                 except OSError:
-                    continue
-                self.segs.append(segs_in(c))
-                if req:
-                    c.send(b"r" * 100, socket.MSG_MORE)
-                    c.shutdown(socket.SHUT_WR)  # adds the FIN to that segment
-                    c.settimeout(2)
-                    try:
-                        c.recv(100)
-                    except OSError:
-                        pass
-
-    def close(self):
-        self.ls.shutdown(socket.SHUT_RDWR)
-        self.ls.close()
-        self.t.join(5)
+                    pass
 
 
 def ask(port, host="127.0.0.1"):
@@ -896,11 +891,9 @@ def reset_passed_on():
     an apiserver learns at once that its client is gone, a client that its
     answer was cut, and bytes queued toward a peer that reads nothing are
     dropped with the connection (behind them a FIN could not even be sent)."""
-    ls = socket.socket()
-    ls.bind(("127.0.0.2", 0))
-    ls.listen(8)
+    ls, addr = listener("127.0.0.2", 8)
     ls.settimeout(5)
-    a = Apilb("--upstream", "127.0.0.2:%d" % ls.getsockname()[1])
+    a = Apilb("--upstream", addr)
 
     def pair():
         c = socket.create_connection(("127.0.0.1", a.port), timeout=5)
