@@ -22,6 +22,7 @@
 #include "module.h"
 #include "resolve.h"
 #include "snapshot.h"
+#include "sockopt.h"
 #include "statefile.h"
 #include "upfile.h"
 #include "upstream.h"
@@ -860,6 +861,13 @@ int control_run(const struct config *cfg)
     if (c->workers == NULL || fds == NULL || uv_loop_init(&c->loop) != 0) {
         fprintf(stderr, "apilb: out of memory\n");
         goto out;
+    }
+    {
+        char def[SOCKOPT_CC_NAME];
+        const char *cc = sockopt_local_init(def);
+
+        if (cc != NULL)
+            log_info("loopback connections are not paced", "default=%s loopback=%s", def, cc);
     }
     if (open_listeners(c, fds) < 0)
         goto out_loop;

@@ -37,6 +37,8 @@ int listener_open(struct addr *a)
     /* Accepted sockets inherit TCP_NODELAY and the keepalive settings from
      * the listener (Linux), which saves five system calls per client. */
     sockopt_tune(fd);
+    if (addr_is_loopback(a))
+        sockopt_local(fd);
     if (addr_port(a) == 0) {
         if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
             goto fail;

@@ -690,6 +690,8 @@ static int attempt_start(struct session *s, struct upstream *up)
     }
     sockopt_nodelay(fd); /* keepalive comes later: session_keepalive() */
     sockopt_ack_with_data(fd);
+    if (up->local)
+        sockopt_local(fd);
     s->keepalive = false;
     l = &s->upstream_leg;
     l->io.fd = fd; /* in the loop once connect(2) has begun (leg_open) */

@@ -106,7 +106,8 @@ def main():
     floors = floor_table(table)
     costs = rate_costs(table)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": "%s, %d CPUs, %s" % (platform.node(), os.cpu_count(), platform.release()),
+            "machine": "%s, %d CPUs, %s, TCP congestion control %s" % (
+                platform.node(), os.cpu_count(), platform.release(), congestion_control()),
             "mode": "smoke" if smoke else "full",
             "repetitions": max((c["n"] for r in table.values() for c in r.values()), default=0)}
     doc = {"meta": meta, "results": table, "ratios": ratios, "targets": targets,
@@ -146,6 +147,16 @@ def best_of(table, m, higher):
     """The better of nginx's and HAProxy's medians of m, or None."""
     v = [table[m][o]["median"] for o in ("nginx", "haproxy") if o in table.get(m, {})]
     return (max(v) if higher else min(v)) if v else None
+
+
+def congestion_control():
+    """The host's default TCP congestion control: nginx's and HAProxy's on
+    every leg here, apilb's on the legs that leave the host (none here)."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
 
 
 def floor_table(table):

@@ -110,6 +110,8 @@ static void relay(int map, int cfd, const struct sockaddr_in *up)
         goto out;
     }
     benchnet_nodelay(cfd);
+    benchnet_unpaced(cfd);
+    benchnet_unpaced(ufd);
     if (map_set(map, 0, cfd) != 0 || map_set(map, 1, ufd) != 0) {
         /* EOPNOTSUPP: a socket no longer established (a client that came
          * and went, like run.sh's probe for the port). */

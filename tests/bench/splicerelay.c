@@ -88,6 +88,8 @@ static void relay_start(int cfd, const struct sockaddr_in *up)
         return;
     }
     benchnet_nodelay(cfd);
+    benchnet_unpaced(cfd);
+    benchnet_unpaced(ufd);
     c->fd[0] = cfd;
     c->fd[1] = ufd;
     atomic_init(&c->running, 2);

@@ -116,6 +116,8 @@ static void relay_start(int cfd, const struct sockaddr_in *up)
         return;
     }
     benchnet_nodelay(cfd);
+    benchnet_unpaced(cfd);
+    benchnet_unpaced(ufd);
     c2u = calloc(1, sizeof(*c2u));
     u2c = calloc(1, sizeof(*u2c));
     if (c2u == NULL || u2c == NULL)

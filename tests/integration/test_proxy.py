@@ -11,6 +11,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -943,10 +944,96 @@ def reset_passed_on():
         ls.close()
 
 
+def _congestion(pid):
+    """{(local, peer): congestion control} of the established TCP sockets of
+    process pid, from ss (the algorithm is the first word of the info line)."""
+    out = subprocess.run(["ss", "-tinpH", "state", "established"], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    found = {}
+    for sock, info in zip(out, out[1:]):
+        f = sock.split()
+        if not sock[:1].isspace() and "pid=%d," % pid in sock and info[:1].isspace():
+            found[(f[2], f[3])] = info.split()[0]
+    return found
+
+
+def loopback_unpaced():
+    """On a host whose default congestion control paces (BBR), apilb's
+    connections that never leave the host (peer on a loopback address) use
+    CUBIC: no pacing timer where there is no queue. Its other connections
+    keep the host's default, and with an unpaced default (Reno) nothing is
+    changed. Runs in a private network namespace (unshare -n), which has its
+    own net.ipv4.tcp_congestion_control, and whose lo also carries 10.213.1.2:
+    a local address that is not loopback."""
+    if os.environ.get("APILB_IN_NETNS") != "1":
+        if os.geteuid() != 0:
+            print("SKIP: needs root for a network namespace")
+            sys.exit(77)
+        p = subprocess.run(["unshare", "-n", "--", sys.executable, os.path.abspath(__file__),
+                            "loopback_unpaced"], env=dict(os.environ, APILB_IN_NETNS="1"),
+                           capture_output=True, text=True, timeout=240)
+        sys.stdout.write(p.stdout + p.stderr)
+        if p.returncode == 77:
+            sys.exit(77)
+        check(p.returncode == 0, "the scenario in its network namespace failed")
+        return
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    subprocess.run(["ip", "addr", "add", "10.213.1.2/32", "dev", "lo"], check=True)
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control", "w") as f:
+            f.write("bbr")
+    except OSError as e:
+        print("SKIP: this kernel offers no BBR to make the default (%s)" % e)
+        sys.exit(77)
+    loop, local = Backend("127.0.0.2"), Backend("10.213.1.2")
+    try:
+        for default, up, want_client, want_up in (("bbr", loop, "cubic", "cubic"),
+                                                  ("bbr", local, "cubic", "bbr"),
+                                                  ("reno", loop, "reno", "reno")):
+            with open("/proc/sys/net/ipv4/tcp_congestion_control", "w") as f:
+                f.write(default)
+            a = Apilb("--upstream", up.addr)
+            try:
+                c = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+                try:
+                    c.sendall(b"whoami\n")
+                    check(c.recv(100).strip() == up.name.encode(), "no answer through apilb")
+                    mine = _congestion(os.getpid())
+                    legs = _congestion(a.proc.pid)
+                    me = "127.0.0.1:%d" % c.getsockname()[1]
+                    client = [cc for (l, p), cc in legs.items() if p == me]
+                    upstream = [cc for (l, p), cc in legs.items() if p == up.addr]
+                    print("default %s, upstream %s: the test's own socket %s; apilb: client leg "
+                          "%s, upstream leg %s" % (default, up.addr, mine.get((me, "127.0.0.1:%d"
+                          % a.port)), client, upstream))
+                    check(mine.get((me, "127.0.0.1:%d" % a.port)) == default,
+                          "the namespace's default is not in force")
+                    check(client == [want_client], "client leg: want %s" % want_client)
+                    check(upstream == [want_up], "upstream leg: want %s" % want_up)
+                finally:
+                    c.close()
+                said = [l for l in a.lines() if "not paced" in l]
+                if want_client == default:
+                    check(not said, "apilb changed an unpaced default: %s" % said)
+                else:
+                    check(len(said) == 1 and "default=%s loopback=cubic" % default in said[0],
+                          "apilb did not say what loopback connections use: %s" % a.lines()[:3])
+                # Bytes still arrive intact, both ways.
+                data = payload(8 << 20)
+                got = exchange(a.port, data, timeout=60)
+                check(hashlib.sha256(got).digest() == hashlib.sha256(data).digest(),
+                      "8 MiB echoed through apilb came back different")
+            finally:
+                a.stop()
+    finally:
+        loop.stop()
+        local.stop()
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused, early_close,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
                                   max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
                                   tls_curl, socket_options, client_fin_first, modules,
                                   client_reset_early, reset_while_stalled, segments,
-                                  reset_passed_on)})
+                                  reset_passed_on, loopback_unpaced)})
