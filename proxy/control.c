@@ -863,11 +863,15 @@ int control_run(const struct config *cfg)
         goto out;
     }
     {
-        char def[SOCKOPT_CC_NAME];
-        const char *cc = sockopt_local_init(def);
+        char def[SOCKOPT_CC_NAME_BYTES];
+        int err;
+        const char *cc = sockopt_local_init(def, &err);
 
         if (cc != NULL)
             log_info("loopback connections are not paced", "default=%s loopback=%s", def, cc);
+        else if (err != 0)
+            log_info("loopback connections stay paced: neither cubic nor reno may be set",
+                     "default=%s err=\"%s\"", def, strerror(err));
     }
     if (open_listeners(c, fds) < 0)
         goto out_loop;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "sockopt.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -9,7 +10,7 @@
 
 /* Empty: loopback connections keep the host's default. Written once by
  * sockopt_local_init() before the workers exist, read-only after. */
-static char local_cc[SOCKOPT_CC_NAME];
+static char local_cc[SOCKOPT_CC_NAME_BYTES];
 
 void sockopt_nodelay(int fd)
 {
@@ -25,32 +26,34 @@ void sockopt_ack_with_data(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
 }
 
-const char *sockopt_local_init(char def[SOCKOPT_CC_NAME])
+const char *sockopt_local_init(char def[SOCKOPT_CC_NAME_BYTES], int *err)
 {
     static const char *const unpaced[] = {"cubic", "reno"};
-    const size_t n = sizeof(unpaced) / sizeof(unpaced[0]);
-    socklen_t len = SOCKOPT_CC_NAME - 1;
+    socklen_t len = SOCKOPT_CC_NAME_BYTES - 1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-    memset(def, 0, SOCKOPT_CC_NAME);
+    memset(def, 0, SOCKOPT_CC_NAME_BYTES);
     local_cc[0] = '\0';
+    *err = 0;
     if (fd == -1)
         return NULL;
     if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, def, &len) == -1)
         goto out;
-    def[SOCKOPT_CC_NAME - 1] = '\0';
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(def, unpaced[i]) == 0)
-            goto out; /* the default is unpaced already */
-    for (size_t i = 0; i < n; i++) {
-        /* Tried on this socket: ENOENT (not built) or EPERM (not in
-         * net.ipv4.tcp_allowed_congestion_control) means the next. */
+    def[SOCKOPT_CC_NAME_BYTES - 1] = '\0';
+    if (strncmp(def, "bbr", 3) != 0)
+        goto out; /* does not pace by itself: keep it */
+    for (size_t i = 0; i < sizeof(unpaced) / sizeof(unpaced[0]); i++) {
+        /* Tried on this socket: ENOENT (not built) or EPERM (not allowed)
+         * means the next. */
         if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, unpaced[i],
                        (socklen_t)strlen(unpaced[i])) == 0) {
             strcpy(local_cc, unpaced[i]);
             break;
         }
+        *err = errno;
     }
+    if (local_cc[0] != '\0')
+        *err = 0;
 out:
     close(fd);
     return local_cc[0] != '\0' ? local_cc : NULL;

@@ -28,24 +28,27 @@ void sockopt_nodelay(int fd);
  * handshake. */
 void sockopt_ack_with_data(int fd);
 
-/* Congestion control for connections that never leave this host: those whose
- * peer is a loopback address (the client leg when apilb listens on one, as it
- * does by default; an upstream leg when the upstream is on 127/8 or ::1). A
- * pacing algorithm (BBR, the default on some nodes) arms a timer for each
- * burst it holds back; on loopback there is no queue to pace for, and the
- * timers cost more than the bytes (one bulk stream through apilb on such a
- * host: 17-18 Gbit/s and 0.28-0.32 s of apilb's CPU per GB paced, 21-28 Gbit/s
- * and 0.16-0.20 s not). Such connections get CUBIC (Reno where CUBIC cannot
- * be chosen: Reno is always built in and always allowed). When the host's
- * default is CUBIC or Reno, nothing changes.
- * Decided once, before the workers start; returns what loopback connections
- * will use instead of the default (NULL: the default), and fills def with the
- * default's name (empty if unknown). */
-#define SOCKOPT_CC_NAME 16
-const char *sockopt_local_init(char def[SOCKOPT_CC_NAME]);
+/* Congestion control for loopback connections: those whose peer is a loopback
+ * address (the client leg when apilb listens on one, as it does by default;
+ * an upstream leg when the upstream is on 127/8 or ::1). BBR, the host's
+ * default on some nodes and the only algorithm in Linux that paces by
+ * itself, arms a timer for each burst it holds back; on loopback there is no
+ * queue to pace for, and the timers cost more than the bytes (README,
+ * benchmark). When the default is BBR (any "bbr..." name), loopback
+ * connections get CUBIC, or Reno where CUBIC cannot be set (not built, or not
+ * in net.ipv4.tcp_allowed_congestion_control without CAP_NET_ADMIN); with
+ * any other default, or when neither can be set, nothing changes.
+ * Decided once, before any other thread starts: fills def with the default's
+ * name (empty if unknown) and returns what loopback connections will use
+ * instead (a static string, valid for the life of the process), or NULL when
+ * they keep the default; *err is 0, or the errno of the last failed attempt
+ * when the default is BBR and nothing could be set. */
+#define SOCKOPT_CC_NAME_BYTES 16
+const char *sockopt_local_init(char def[SOCKOPT_CC_NAME_BYTES], int *err);
 
 /* For a socket whose peer is a loopback address: before connect(2), or on a
- * listening socket bound to one (accepted sockets inherit it). */
+ * listening socket bound to one, before listen(2) (accepted sockets inherit
+ * it). Any thread, once sockopt_local_init() has run. */
 void sockopt_local(int fd);
 
 /* Turns TCP keepalive on with the timers above. */

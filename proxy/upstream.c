@@ -17,7 +17,7 @@ struct upstream *upstream_new(const struct addr *addr)
         return NULL;
     up->addr = *addr;
     addr_format(addr, up->name, sizeof(up->name));
-    up->local = addr_is_loopback(addr);
+    up->is_loopback = addr_is_loopback(addr);
     atomic_init(&up->refs, 1);
     return up;
 }

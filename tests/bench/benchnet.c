@@ -40,6 +40,11 @@ void benchnet_nodelay(int fd)
 
 void benchnet_unpaced(int fd)
 {
+    char cc[16] = "";
+    socklen_t len = sizeof(cc) - 1;
+
+    if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, &len) != 0 || strncmp(cc, "bbr", 3) != 0)
+        return;
     if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "cubic", 5) != 0)
         setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "reno", 4);
 }

@@ -20,8 +20,8 @@ int benchnet_dial(const struct sockaddr_in *a);
 void benchnet_nodelay(int fd);
 
 /* For the measuring-stick relays: what apilb does to its loopback legs
- * (proxy/sockopt.h), so that they stay floors: CUBIC (or Reno) instead of a
- * pacing default such as BBR. benchtool, the clients and backends every
+ * (proxy/sockopt.h), so that they stay floors: CUBIC (or Reno) when the
+ * socket has BBR, which paces. benchtool, the clients and backends every
  * relay shares, keeps the host's default. */
 void benchnet_unpaced(int fd);
 

@@ -958,21 +958,29 @@ def _congestion(pid):
 
 
 def loopback_unpaced():
-    """On a host whose default congestion control paces (BBR), apilb's
-    connections that never leave the host (peer on a loopback address) use
-    CUBIC: no pacing timer where there is no queue. Its other connections
-    keep the host's default, and with an unpaced default (Reno) nothing is
-    changed. Runs in a private network namespace (unshare -n), which has its
-    own net.ipv4.tcp_congestion_control, and whose lo also carries 10.213.1.2:
-    a local address that is not loopback."""
+    """On a host whose default congestion control is BBR (which paces), apilb's
+    loopback connections (peer on a loopback address) use CUBIC: no pacing
+    timer where there is no queue. Its other connections keep the host's
+    default, and with another default (Reno) nothing is changed. Runs in a
+    private network namespace (unshare -n), which has its own
+    net.ipv4.tcp_congestion_control, and whose lo also carries 10.213.1.2: an
+    address of this host that is not loopback (not recognized: see README)."""
     if os.environ.get("APILB_IN_NETNS") != "1":
         if os.geteuid() != 0:
             print("SKIP: needs root for a network namespace")
             sys.exit(77)
-        p = subprocess.run(["unshare", "-n", "--", sys.executable, os.path.abspath(__file__),
-                            "loopback_unpaced"], env=dict(os.environ, APILB_IN_NETNS="1"),
-                           capture_output=True, text=True, timeout=240)
-        sys.stdout.write(p.stdout + p.stderr)
+        # A session of its own: on a timeout the whole group goes, apilb too.
+        p = subprocess.Popen(["unshare", "-n", "--", sys.executable, os.path.abspath(__file__),
+                              "loopback_unpaced"], env=dict(os.environ, APILB_IN_NETNS="1"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+        try:
+            out, _ = p.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            raise Fail("the scenario in its network namespace took over 240 s")
+        sys.stdout.write(out)
         if p.returncode == 77:
             sys.exit(77)
         check(p.returncode == 0, "the scenario in its network namespace failed")
@@ -983,7 +991,7 @@ def loopback_unpaced():
         with open("/proc/sys/net/ipv4/tcp_congestion_control", "w") as f:
             f.write("bbr")
     except OSError as e:
-        print("SKIP: this kernel offers no BBR to make the default (%s)" % e)
+        print("SKIP: BBR cannot be made the default here (%s)" % e)
         sys.exit(77)
     loop, local = Backend("127.0.0.2"), Backend("10.213.1.2")
     try:
