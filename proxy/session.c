@@ -690,7 +690,7 @@ static int attempt_start(struct session *s, struct upstream *up)
     }
     sockopt_nodelay(fd); /* keepalive comes later: session_keepalive() */
     sockopt_ack_with_data(fd);
-    if (up->is_loopback)
+    if (up->is_local)
         sockopt_local(fd);
     s->keepalive = false;
     l = &s->upstream_leg;

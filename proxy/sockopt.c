@@ -2,6 +2,7 @@
 #include "sockopt.h"
 
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -63,6 +64,31 @@ void sockopt_local(int fd)
 {
     if (local_cc[0] != '\0')
         (void)setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, local_cc, (socklen_t)strlen(local_cc));
+}
+
+bool sockopt_addr_is_local(const struct addr *a)
+{
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)&a->ss;
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&a->ss;
+    struct ifaddrs *all, *i;
+    bool found = false;
+
+    if (addr_is_loopback(a))
+        return true;
+    if (getifaddrs(&all) == -1)
+        return false;
+    for (i = all; i != NULL && !found; i = i->ifa_next) {
+        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != a->ss.ss_family)
+            continue;
+        if (a->ss.ss_family == AF_INET)
+            found = ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr ==
+                    v4->sin_addr.s_addr;
+        else if (a->ss.ss_family == AF_INET6)
+            found = memcmp(&((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
+                           &v6->sin6_addr, sizeof(v6->sin6_addr)) == 0;
+    }
+    freeifaddrs(all);
+    return found;
 }
 
 void sockopt_keepalive(int fd)

@@ -3,6 +3,10 @@
 #ifndef PROXY_SOCKOPT_H
 #define PROXY_SOCKOPT_H
 
+#include <stdbool.h>
+
+#include "addr.h"
+
 /* TCP keepalive after this many idle seconds, probes every interval, and
  * the connection is dead after count unanswered probes. */
 #define SOCKOPT_KEEPIDLE_S 30
@@ -28,9 +32,9 @@ void sockopt_nodelay(int fd);
  * handshake. */
 void sockopt_ack_with_data(int fd);
 
-/* Congestion control for loopback connections: those whose peer is a loopback
- * address (the client leg when apilb listens on one, as it does by default;
- * an upstream leg when the upstream is on 127/8 or ::1). BBR, the host's
+/* Congestion control for connections over loopback: the client leg when apilb
+ * listens on a loopback address, as it does by default; an upstream leg when
+ * sockopt_addr_is_local() says so of the upstream. BBR, the host's
  * default on some nodes and the only algorithm in Linux that paces by
  * itself, arms a timer for each burst it holds back; on loopback there is no
  * queue to pace for, and the timers cost more than the bytes (README,
@@ -50,6 +54,13 @@ const char *sockopt_local_init(char def[SOCKOPT_CC_NAME_BYTES], int *err);
  * listening socket bound to one, before listen(2) (accepted sockets inherit
  * it). Any thread, once sockopt_local_init() has run. */
 void sockopt_local(int fd);
+
+/* True when connections to a travel over loopback: a loopback address, or
+ * one of this host's own addresses at the time of the call (getifaddrs(3)):
+ * a control-plane node's own apiserver reached by its node IP. Such an
+ * upstream's connections get sockopt_local(). Any thread; a few system
+ * calls, so once per upstream, not per connection. */
+bool sockopt_addr_is_local(const struct addr *a);
 
 /* Turns TCP keepalive on with the timers above. */
 void sockopt_keepalive(int fd);

@@ -16,9 +16,9 @@ import tempfile
 import threading
 import time
 
-from harness import (APILB, Apilb, Backend, BlackHole, Fail, check, closed_by_peer, exchange,
-                     listener, metric, payload, refused_addr, roundtrip, run, tmpdir, whoami,
-                     write_atomic)
+from harness import (APILB, Apilb, Backend, BlackHole, Fail, _children, check, closed_by_peer,
+                     exchange, listener, metric, payload, refused_addr, roundtrip, run, tmpdir,
+                     whoami, write_atomic)
 
 
 def payloads():
@@ -959,12 +959,13 @@ def _congestion(pid):
 
 def loopback_unpaced():
     """On a host whose default congestion control is BBR (which paces), apilb's
-    loopback connections (peer on a loopback address) use CUBIC: no pacing
-    timer where there is no queue. Its other connections keep the host's
-    default, and with another default (Reno) nothing is changed. Runs in a
-    private network namespace (unshare -n), which has its own
-    net.ipv4.tcp_congestion_control, and whose lo also carries 10.213.1.2: an
-    address of this host that is not loopback (not recognized: see README)."""
+    connections that stay on the host (peer on a loopback address or one of
+    the host's own) use CUBIC: no pacing timer where there is no queue. Its
+    connections to other hosts keep the host's default, and with another
+    default (Reno) nothing is changed. Runs in a private network namespace
+    (unshare -n), which has its own net.ipv4.tcp_congestion_control, and
+    whose lo also carries 10.213.1.2: an address of this host that is not
+    loopback; a remote host is a second namespace behind a veth pair."""
     if os.environ.get("APILB_IN_NETNS") != "1":
         if os.geteuid() != 0:
             print("SKIP: needs root for a network namespace")
@@ -993,10 +994,32 @@ def loopback_unpaced():
     except OSError as e:
         print("SKIP: BBR cannot be made the default here (%s)" % e)
         sys.exit(77)
+    # A remote host: a second namespace behind a veth pair, with a backend
+    # that answers "whoami" with its address.
+    peer = subprocess.Popen(["unshare", "-n", "--", "sleep", "600"])
+    _children.append(peer)
+    remote = None
     loop, local = Backend("127.0.0.2"), Backend("10.213.1.2")
     try:
+        time.sleep(0.2)
+        for cmd in (["ip", "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns",
+                     str(peer.pid)],
+                    ["ip", "addr", "add", "10.213.2.1/24", "dev", "va"],
+                    ["ip", "link", "set", "va", "up"],
+                    ["nsenter", "-t", str(peer.pid), "-n", "sh", "-c",
+                     "ip link set lo up && ip addr add 10.213.2.2/24 dev vb && ip link set vb up"]):
+            subprocess.run(cmd, check=True)
+        remote = subprocess.Popen(["nsenter", "-t", str(peer.pid), "-n", sys.executable, "-c",
+                                   REMOTE_WHOAMI], stdout=subprocess.PIPE, text=True)
+        _children.append(remote)
+        remote_addr = "10.213.2.2:%s" % remote.stdout.readline().strip()
+
+        class Remote:  # what the loop below needs of a backend
+            addr = name = remote_addr
+
         for default, up, want_client, want_up in (("bbr", loop, "cubic", "cubic"),
-                                                  ("bbr", local, "cubic", "bbr"),
+                                                  ("bbr", local, "cubic", "cubic"),
+                                                  ("bbr", Remote, "cubic", "bbr"),
                                                   ("reno", loop, "reno", "reno")):
             with open("/proc/sys/net/ipv4/tcp_congestion_control", "w") as f:
                 f.write(default)
@@ -1026,16 +1049,37 @@ def loopback_unpaced():
                 else:
                     check(len(said) == 1 and "default=%s loopback=cubic" % default in said[0],
                           "apilb did not say what loopback connections use: %s" % a.lines()[:3])
-                # Bytes still arrive intact, both ways.
-                data = payload(8 << 20)
-                got = exchange(a.port, data, timeout=60)
-                check(hashlib.sha256(got).digest() == hashlib.sha256(data).digest(),
-                      "8 MiB echoed through apilb came back different")
+                if up is not Remote:  # bytes still arrive intact, both ways
+                    data = payload(8 << 20)
+                    got = exchange(a.port, data, timeout=60)
+                    check(hashlib.sha256(got).digest() == hashlib.sha256(data).digest(),
+                          "8 MiB echoed through apilb came back different")
             finally:
                 a.stop()
     finally:
         loop.stop()
         local.stop()
+        for p in (remote, peer):
+            if p is not None:
+                p.kill()
+                p.wait()
+
+
+# The remote host's backend: prints its port, then answers each connection's
+# "whoami" line with its address and keeps the connection open.
+REMOTE_WHOAMI = r"""
+import socket, sys, threading
+l = socket.socket()
+l.bind(("10.213.2.2", 0))
+l.listen(16)
+print(l.getsockname()[1], flush=True)
+def serve(c):
+    c.recv(100)
+    c.sendall(("10.213.2.2:%d\n" % l.getsockname()[1]).encode())
+    c.recv(100)
+while True:
+    threading.Thread(target=serve, args=(l.accept()[0],), daemon=True).start()
+"""
 
 
 if __name__ == "__main__":
