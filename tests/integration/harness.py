@@ -473,7 +473,8 @@ class Apilb:
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise Fail("apilb did not exit within %.1fs" % timeout)
+            raise Fail("apilb did not exit within %.1fs; its last log lines:\n%s" %
+                       (timeout, "\n".join(self.lines()[-20:])))
         self.t.join(2)
         return rc
 
