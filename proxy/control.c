@@ -194,8 +194,12 @@ static struct upstream *reg_get(struct control *c, const struct addr *a)
     if (c->n_reg == sizeof(c->reg) / sizeof(c->reg[0]))
         return NULL;
     up = upstream_new(a);
-    if (up != NULL)
-        c->reg[c->n_reg++] = up;
+    if (up == NULL)
+        return NULL;
+    /* Once per upstream, before any worker sees it: getifaddrs(3) is a
+     * netlink dump, not for the connection path. */
+    up->is_local = sockopt_addr_is_local(a);
+    c->reg[c->n_reg++] = up;
     return up;
 }
 

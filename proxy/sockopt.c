@@ -51,10 +51,9 @@ const char *sockopt_local_init(char def[SOCKOPT_CC_NAME_BYTES], int *err)
             strcpy(local_cc, unpaced[i]);
             break;
         }
-        *err = errno;
     }
-    if (local_cc[0] != '\0')
-        *err = 0;
+    if (local_cc[0] == '\0')
+        *err = errno; /* of the last attempt */
 out:
     close(fd);
     return local_cc[0] != '\0' ? local_cc : NULL;

@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sockopt.h"
-
 const double upstream_latency_bounds_s[UPSTREAM_LATENCY_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
@@ -19,7 +17,6 @@ struct upstream *upstream_new(const struct addr *addr)
         return NULL;
     up->addr = *addr;
     addr_format(addr, up->name, sizeof(up->name));
-    up->is_local = sockopt_addr_is_local(addr);
     atomic_init(&up->refs, 1);
     return up;
 }

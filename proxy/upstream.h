@@ -56,7 +56,7 @@ enum upstream_fail {
 struct upstream {
     struct addr addr;
     char name[ADDR_STRLEN];
-    bool is_local; /* on this host (sockopt_addr_is_local): sockopt_local() on its connections */
+    bool is_local; /* on this host: sockopt_local() on its connections (set by control.c) */
     _Atomic unsigned refs;
     _Atomic int health;                /* enum upstream_health; control thread writes */
     _Atomic uint64_t passive_down_until_ms; /* dial failed: avoid until then */
