@@ -4,10 +4,31 @@
 #include "evloop.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+
+static void send_answered(struct sendq_op *op, void *arg)
+{
+    evloop_again(arg, op->data);
+}
+
+/* The first worker says whether sends are queued; the others alike. */
+static void sends_init(struct evloop *l)
+{
+    static atomic_bool said;
+    int rc = sendq_init(&l->sends, send_answered, l);
+
+    if (atomic_exchange(&said, true))
+        return;
+    if (rc == 0)
+        log_info("sends of a batch of events are made together", "via=io_uring");
+    else
+        log_info("sends are made one by one: io_uring is not available", "err=\"%s\"",
+                 strerror(-rc));
+}
 
 int evloop_init(struct evloop *l, uv_loop_t *uv)
 {
@@ -28,11 +49,14 @@ int evloop_init(struct evloop *l, uv_loop_t *uv)
         l->epfd = -1;
         return err;
     }
+    sends_init(l);
     return 0;
 }
 
 void evloop_destroy(struct evloop *l)
 {
+    evloop_flush(l);
+    sendq_destroy(&l->sends);
     if (l->epfd >= 0)
         close(l->epfd);
     l->epfd = -1;
@@ -72,6 +96,8 @@ static void unlink_again(struct ev_io **head, struct ev_io *io)
 
 void evloop_forget(struct evloop *l, struct ev_io *io)
 {
+    if (l->sends.n > 0 && sendq_holds(&l->sends, io->fd))
+        evloop_flush(l);
     for (int i = l->i_batch; i < l->n_batch; i++) {
         if (l->batch[i].data.ptr == io)
             l->batch[i].data.ptr = NULL;
@@ -102,11 +128,14 @@ static void run_again(struct evloop *l)
     /* A callback may ask again (next turn) or forget others of this list. */
     l->again_run = l->again;
     l->again = NULL;
+    l->queueing = l->sends.ring != NULL && l->again_run != NULL &&
+                  l->again_run->again_next != NULL;
     while ((io = l->again_run) != NULL && !l->stopped) {
         l->again_run = io->again_next;
         io->again = false;
         io->cb(io, 0);
     }
+    l->queueing = false;
     /* Stopped midway: what is left waits in the list of the next turn. */
     while ((io = l->again_run) != NULL) {
         l->again_run = io->again_next;
@@ -166,20 +195,49 @@ void evloop_run(struct evloop *l)
         }
         if (uv_ready)
             uv_run(l->uv, UV_RUN_NOWAIT);
+        l->queueing = l->sends.ring != NULL && n - uv_ready > 1;
         while (l->i_batch < n && !l->stopped) {
             struct epoll_event *e = &l->batch[l->i_batch++];
 
             if (e->data.ptr != NULL)
                 deliver(e->data.ptr, e->events);
         }
+        l->queueing = false;
         l->n_batch = 0;
         l->i_batch = 0;
+        /* The sends of the batch, then the sessions they answer (again). */
+        evloop_flush(l);
         run_again(l);
+        evloop_flush(l);
         /* Timers due (or handles started above): run uv without waiting. */
         uv_update_time(l->uv);
         if (uv_backend_timeout(l->uv) == 0)
             uv_run(l->uv, UV_RUN_NOWAIT);
     }
+}
+
+bool evloop_send(struct evloop *l, struct sendq_op *op, struct ev_io *io, int fd,
+                 const void *buf, uint32_t len, int flags)
+{
+    if (!l->queueing)
+        return false;
+    op->data = io;
+    if (sendq_add(&l->sends, op, fd, buf, len, flags))
+        return true;
+    /* Full: this batch's sends so far go now, and the queue starts again. */
+    evloop_flush(l);
+    return sendq_add(&l->sends, op, fd, buf, len, flags);
+}
+
+void evloop_flush(struct evloop *l)
+{
+    if (l->sends.n == 0)
+        return;
+    if (l->count_sends != NULL) {
+        atomic_fetch_add_explicit(l->count_sends, l->sends.n, memory_order_relaxed);
+        atomic_fetch_add_explicit(l->count_batches, 1, memory_order_relaxed);
+    }
+    sendq_flush(&l->sends);
 }
 
 void evloop_stop(struct evloop *l)

@@ -26,6 +26,8 @@
 #include <sys/epoll.h>
 #include <uv.h>
 
+#include "sendq.h"
+
 #define EVLOOP_READ 1u
 #define EVLOOP_WRITE 2u
 #define EVLOOP_ERROR 4u /* delivered only, with the events asked for */
@@ -61,11 +63,17 @@ struct evloop {
     int i_batch;  /* the next to deliver */
     struct ev_io *again;     /* to call again before the next wait */
     struct ev_io *again_run; /* being called again now */
+    struct sendq sends;      /* sends made together at the end of a batch */
+    bool queueing;           /* a batch of more than one is being handled */
+    _Atomic uint64_t *count_sends;   /* optional: sends made together, */
+    _Atomic uint64_t *count_batches; /* and the flushes that made them */
     bool stopped;
 };
 
-/* Creates the epoll set and adds uv's backend to it. uv is borrowed and must
- * outlive l. Returns 0 or a negative errno. */
+/* Creates the epoll set and adds uv's backend to it, and the send queue
+ * (without it, when io_uring is not available, sends are not queued: logged
+ * once per process). uv is borrowed and must outlive l. Returns 0 or a
+ * negative errno. */
 int evloop_init(struct evloop *l, uv_loop_t *uv) __attribute__((warn_unused_result));
 
 /* Closes the epoll set (not the sockets, not uv). */
@@ -78,12 +86,35 @@ int evloop_set(struct evloop *l, struct ev_io *io, unsigned events)
     __attribute__((warn_unused_result));
 
 /* io->fd is about to be closed (or io freed): drops the events fetched for it
- * and not yet delivered. Does not touch the set: close(2) does. */
+ * and not yet delivered, and makes a send queued on it. Does not touch the
+ * set: close(2) does. */
 void evloop_forget(struct evloop *l, struct ev_io *io);
 
 /* Calls io->cb(io, 0) once more before the loop waits again: for a callback
  * that stopped with work left (edge-triggered sockets say nothing more). */
 void evloop_again(struct evloop *l, struct ev_io *io);
+
+/* True when a send asked for now would be queued (evloop_send): the loop
+ * is handling more than one socket's events (or calling more than one
+ * again), and io_uring is available. A lone event is answered at once, so a
+ * single request/response is not delayed by the queue. */
+static inline bool evloop_queueing(const struct evloop *l)
+{
+    return l->queueing;
+}
+
+/* Queues send(fd, buf, len, flags) to be made with the others of this batch
+ * when the loop has delivered it (see sendq.h): op->busy until then; once
+ * answered (op->res) io->cb(io, 0) is called again. Returns false when not
+ * queued (not queueing now, or the queue is full): send directly. buf must
+ * stay put until the answer; closing fd first is safe (evloop_forget makes
+ * the queued sends). */
+bool evloop_send(struct evloop *l, struct sendq_op *op, struct ev_io *io, int fd,
+                 const void *buf, uint32_t len, int flags);
+
+/* Makes the queued sends now (answers them). For closing a socket one may
+ * be queued for, or dropping the bytes of one. */
+void evloop_flush(struct evloop *l);
 
 /* Delivers socket events and runs uv's due timers and wakeups until
  * evloop_stop(). */

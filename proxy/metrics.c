@@ -50,6 +50,16 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
          "Connections closed by --max-connection-age.");
     strbuf_printf(b, "apilb_connections_closed_max_age_total %" PRIu64 "\n",
                   LOAD(sh->closed_by_age));
+    head(b, "apilb_send_batching", "gauge",
+         "1 when the sends of a batch of events are made in one system call (io_uring), "
+         "0 when one by one (io_uring not available).");
+    strbuf_printf(b, "apilb_send_batching %d\n", LOAD(sh->send_batching) ? 1 : 0);
+    head(b, "apilb_sends_batched_total", "counter",
+         "Sends made together with the others of their batch of events.");
+    strbuf_printf(b, "apilb_sends_batched_total %" PRIu64 "\n", LOAD(sh->sends_batched));
+    head(b, "apilb_send_batches_total", "counter",
+         "System calls that made the batched sends (sends per batch: the ratio).");
+    strbuf_printf(b, "apilb_send_batches_total %" PRIu64 "\n", LOAD(sh->send_batches));
     head(b, "apilb_table_generation", "gauge", "Generation of the current upstream table.");
     strbuf_printf(b, "apilb_table_generation %" PRIu64 "\n", s->generation);
     head(b, "apilb_table_swaps_total", "counter", "Upstream tables published to the workers.");

@@ -66,6 +66,9 @@ struct flow {
     uint32_t off;     /* buffer mode: first unsent byte */
     bool eof;         /* src sent FIN */
     bool shut;        /* dst was shut down for writing */
+    bool queued;      /* a send to dst is queued (buf holds its bytes); op
+                         answers it */
+    struct sendq_op op;
 };
 
 struct session {
@@ -120,6 +123,8 @@ static void flow_init(struct flow *f)
     f->off = 0;
     f->eof = false;
     f->shut = false;
+    f->queued = false;
+    f->op.busy = false;
 }
 
 /* Gives back the pipe or buffer of an idle flow. */
@@ -288,6 +293,14 @@ static void leg_close(struct leg *l)
     l->io.fd = -1;
 }
 
+/* Makes a send still queued by s's flows, so their buffers and sockets can
+ * go. */
+static void session_flush(struct session *s)
+{
+    if (s->c2u.op.busy || s->u2c.op.busy)
+        evloop_flush(&s->w->ev);
+}
+
 static void session_close(struct session *s, const char *why)
 {
     struct upstream *up = s->upstream;
@@ -295,6 +308,7 @@ static void session_close(struct session *s, const char *why)
     if (s->state == S_CLOSING)
         return;
     s->state = S_CLOSING;
+    session_flush(s);
     connq_remove(s);
     flow_release(s->w, &s->c2u);
     flow_release(s->w, &s->u2c);
@@ -410,7 +424,12 @@ static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct l
 
     for (;;) {
         if (f->pending > 0) {
-            if (!dl->writable) {
+            if (f->queued) {
+                if (f->op.busy)
+                    break; /* the answer calls the session again */
+                f->queued = false;
+                n = f->op.res >= 0 ? f->op.res : (errno = -f->op.res, -1);
+            } else if (!dl->writable) {
                 /* The next writable event resumes. Until then src is not
                  * read, and the other direction only writes to it: a reset
                  * of src would go unseen for as long as dst takes nothing
@@ -419,12 +438,23 @@ static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct l
                 if (sl->hangup && (err = leg_error(sl)) != 0)
                     return leg_failed(sl, err);
                 break;
-            }
-            if (f->pipe[0] < 0)
-                n = send(dst, f->data + f->off, f->pending, send_flags(sl));
-            else
+            } else if (f->pipe[0] >= 0) {
                 n = splice(f->pipe[0], NULL, dst, NULL, f->pending,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            } else if (evloop_queueing(&s->w->ev)) {
+                /* Made with the batch's other sends (sendq.h); the bytes
+                 * wait in the flow's own buffer, not the shared scratch. */
+                if (flow_keep(f) != 0)
+                    return -ENOMEM;
+                if (evloop_send(&s->w->ev, &f->op, &s->client.io, dst, f->data + f->off,
+                                f->pending, send_flags(sl))) {
+                    f->queued = true;
+                    break;
+                }
+                n = send(dst, f->data + f->off, f->pending, send_flags(sl));
+            } else {
+                n = send(dst, f->data + f->off, f->pending, send_flags(sl));
+            }
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -593,6 +623,7 @@ static void release_upstream(struct session *s)
     struct upstream *up = s->upstream;
     bool client_eof = s->c2u.eof;
 
+    session_flush(s);
     if (s->counted)
         atomic_fetch_sub(&up->active, 1);
     s->counted = false;

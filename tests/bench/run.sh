@@ -252,7 +252,7 @@ measure() {
 #   splice_relay   user space, a thread per direction in splice(2): bulk
 #   sockmap_relay  in the kernel, no process on the data path: both
 # and each on what a stalled upstream makes it hold.
-# A relay that cannot run here (no liburing, no CAP_BPF) leaves its rows out.
+# A relay that cannot run here (no CAP_BPF) leaves its rows out.
 floor_relays="uring_relay:${URINGRELAY:-$root/build/tests/bench/uringrelay}:latency,requests
 splice_relay:${SPLICERELAY:-$root/build/tests/bench/splicerelay}:bulk
 sockmap_relay:${SOCKMAPRELAY:-$root/build/tests/bench/sockmaprelay}:bulk,latency"

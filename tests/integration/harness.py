@@ -7,6 +7,7 @@ exit, and every port is chosen by the kernel (port 0)."""
 import atexit
 import hashlib
 import os
+import random
 import re
 import signal
 import socket
@@ -47,6 +48,8 @@ class Backend:
       "whoami\\n"      answer the backend's name and keep the connection open
                       (echoing whatever follows)
       "source N\\n"    send N pseudo-random bytes (seed = N) then close
+      "dribble N\\n"   the same N bytes in writes of 1 to 4,000 bytes (small
+                      reads for the relay, many sends), then close
       "sink\\n"        read until EOF, then send the sha256 of what came
       "late N\\n"      read until EOF, then send N bytes, then close
       "finfirst N\\n"  send N bytes, shut down writing, then read until EOF
@@ -150,6 +153,15 @@ class Backend:
                 pump_echo(c, self)
             elif mode == "source":
                 c.sendall(payload(int(words[1])))
+            elif mode == "dribble":
+                data = payload(int(words[1]))
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sizes = random.Random(len(data))
+                off = 0
+                while off < len(data):
+                    n = sizes.randint(1, 4000)
+                    c.sendall(data[off:off + n])
+                    off += n
             elif mode == "sink":
                 c.sendall(read_all_hash(c).encode())
             elif mode == "late":

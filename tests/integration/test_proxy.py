@@ -2,10 +2,13 @@
 """Integration scenarios of the TCP proxy: real apilb, real sockets on
 loopback. Run one: python3 test_proxy.py payloads"""
 
+import ctypes
 import hashlib
 import os
+import random
 import re
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -1082,10 +1085,168 @@ while True:
 """
 
 
+def lockstep_echo(port, conns, rounds, seed):
+    """conns echo connections in rounds: each sends one message (1 to 15,000
+    bytes) before any answer is read, so the relay has many sockets ready at
+    once; every answer must be its message."""
+    rng = random.Random(seed)
+    socks = []
+    sel = selectors.DefaultSelector()
+    try:
+        for _ in range(conns):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"echo\n")
+            socks.append(s)
+        for r in range(rounds):
+            want = {}
+            for s in socks:
+                m = rng.randbytes(rng.randint(1, 15000))
+                s.sendall(m)
+                want[s] = (m, bytearray())
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+            deadline = time.time() + 30
+            while want:
+                ready = sel.select(timeout=max(0.0, deadline - time.time()))
+                if not ready:
+                    raise Fail("round %d: %d connections without their whole answer"
+                               % (r, len(want)))
+                for key, _ in ready:
+                    s = key.fileobj
+                    m, got = want[s]
+                    d = s.recv(65536)
+                    if not d:
+                        raise Fail("round %d: a connection closed early" % r)
+                    got.extend(d)
+                    if len(got) >= len(m):
+                        if bytes(got) != m:
+                            raise Fail("round %d: answer of %d bytes differs from the "
+                                       "message of %d" % (r, len(got), len(m)))
+                        sel.unregister(s)
+                        s.setblocking(True)
+                        del want[s]
+    finally:
+        for s in socks:
+            s.close()
+        sel.close()
+
+
+def slow_reader(port, n, errors):
+    """Asks for n bytes dribbled in small writes and reads nothing for a
+    second through a small receive buffer (the relay's sends to it fill up
+    and are refused), then reads them all."""
+    try:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"dribble %d\n" % n)
+        time.sleep(1.0)
+        h = hashlib.sha256()
+        total = 0
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            h.update(d)
+            total += len(d)
+        s.close()
+        if h.digest() != hashlib.sha256(payload(n)).digest():
+            errors.append("slow reader: %d of %d bytes, or not the same" % (total, n))
+    except OSError as e:
+        errors.append("slow reader: %r" % e)
+
+
+def batch_load(a):
+    """150 lockstep echo connections for 15 rounds beside 12 slow readers of
+    3 MB (enough to fill what the kernel buffers for them);
+    returns what went wrong."""
+    errors = []
+    slow = [threading.Thread(target=slow_reader, args=(a.port, 3000000 + i, errors))
+            for i in range(12)]
+    for t in slow:
+        t.start()
+    try:
+        lockstep_echo(a.port, 150, 15, seed=7)
+    except (Fail, OSError) as e:
+        errors.append(str(e))
+    for t in slow:
+        t.join(60)
+    return errors
+
+
+def batched_sends():
+    """The sends of a batch of events are made together (io_uring): with many
+    connections ready at once every byte arrives, in order, slow readers
+    included, and the metrics show several sends per system call."""
+    bs = [Backend("127.0.0.%d" % i) for i in (2, 3, 4)]
+    a = Apilb(*sum((["--upstream", b.addr] for b in bs), []), admin=True, log_level="info")
+    try:
+        a.wait_log(r"sends of a batch of events are made together")
+        errors = batch_load(a)
+        check(not errors, "%d failures: %s" % (len(errors), errors[:3]))
+        sends = metric(a, "apilb_sends_batched_total")
+        calls = metric(a, "apilb_send_batches_total")
+        print("batched: %d sends in %d system calls (%.1f per call)"
+              % (sends, calls, sends / max(calls, 1)))
+        check(metric(a, "apilb_send_batching") == 1, "apilb_send_batching is not 1")
+        check(sends >= 1000, "only %d sends were batched" % sends)
+        check(sends / calls >= 1.5, "%.2f sends per system call" % (sends / calls))
+    finally:
+        a.stop()
+        for b in bs:
+            b.stop()
+
+
+def deny_io_uring():
+    """preexec: what the container runtimes' default seccomp profiles do,
+    io_uring_setup(2) fails with EPERM (x86-64)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    code = [(0x20, 0, 0, 4),                     # A = arch
+            (0x15, 0, 3, 0xc000003e),            # x86-64, else allow
+            (0x20, 0, 0, 0),                     # A = syscall number
+            (0x15, 0, 1, 425),                   # io_uring_setup
+            (0x06, 0, 0, 0x00050000 | 1),        # SECCOMP_RET_ERRNO | EPERM
+            (0x06, 0, 0, 0x7fff0000)]            # SECCOMP_RET_ALLOW
+    buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *c) for c in code))
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = Prog(len(code), ctypes.addressof(buf))
+    if libc.prctl(38, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                  ctypes.c_ulong(0)) != 0 or \
+            libc.prctl(22, ctypes.c_ulong(2), ctypes.byref(prog)) != 0:
+        os._exit(121)
+
+
+def batched_sends_denied():
+    """Where io_uring is denied, apilb says so once at start and sends one by
+    one: the same load arrives intact, and the metrics say 0."""
+    bs = [Backend("127.0.0.%d" % i) for i in (2, 3, 4)]
+    a = Apilb(*sum((["--upstream", b.addr] for b in bs), []), admin=True, log_level="info",
+              preexec=deny_io_uring)
+    try:
+        line = a.wait_log(r"sends are made one by one")
+        check('io_uring is not available" err="Operation not permitted"' in line,
+              "log line: %s" % line)
+        said = [x for x in a.lines() if "sends are made one by one" in x]
+        check(len(said) == 1, "said %d times" % len(said))
+        errors = batch_load(a)
+        check(not errors, "%d failures: %s" % (len(errors), errors[:3]))
+        check(metric(a, "apilb_send_batching") == 0, "apilb_send_batching is not 0")
+        check(metric(a, "apilb_sends_batched_total") == 0, "sends were batched")
+    finally:
+        a.stop()
+        for b in bs:
+            b.stop()
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused, early_close,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
                                   max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
                                   tls_curl, socket_options, client_fin_first, modules,
                                   client_reset_early, reset_while_stalled, segments,
-                                  reset_passed_on, loopback_unpaced)})
+                                  reset_passed_on, loopback_unpaced, batched_sends,
+                                  batched_sends_denied)})

@@ -291,6 +291,156 @@ START_TEST(forget_drops_again)
 }
 END_TEST
 
+/* --- sends of a batch are made together ---------------------------------- */
+
+/* Reads what its socket has and sends it on to out: queued when the loop
+ * says so; the answer comes as a call with no events. */
+struct relay {
+    struct ev_io io;
+    struct fixture *f;
+    struct ev_io out;       /* the socket sent to (not in the set) */
+    struct sendq_op op;
+    char buf[64];
+    int n;
+    bool queued;            /* the send was queued */
+    bool forget_out;        /* then forgets and closes out at once */
+    int answers;
+    int *done;              /* relays finished, shared */
+    int want;               /* stop when *done reaches it */
+};
+
+static void relay_finish(struct relay *r)
+{
+    if (++*r->done == r->want)
+        evloop_stop(&r->f->ev);
+}
+
+static void relay_cb(struct ev_io *io, unsigned events)
+{
+    struct relay *r = (struct relay *)io;
+
+    if (events == 0) {
+        /* The answer: once, after the flush. */
+        ck_assert(r->queued);
+        ck_assert(!r->op.busy);
+        ck_assert_int_eq(r->op.res, r->n);
+        r->answers++;
+        relay_finish(r);
+        return;
+    }
+    r->n = (int)read(io->fd, r->buf, sizeof(r->buf));
+    ck_assert_int_gt(r->n, 0);
+    ck_assert_int_eq(evloop_set(&r->f->ev, io, 0), 0);
+    r->queued = evloop_send(&r->f->ev, &r->op, io, r->out.fd, r->buf, (uint32_t)r->n, 0);
+    ck_assert(r->queued == evloop_queueing(&r->f->ev));
+    if (!r->queued) {
+        ck_assert_int_eq(send(r->out.fd, r->buf, (size_t)r->n, 0), r->n);
+        relay_finish(r);
+    } else if (r->forget_out) {
+        evloop_forget(&r->f->ev, &r->out);
+        close(r->out.fd); /* the queued send was made first */
+        r->out.fd = -1;
+    }
+}
+
+/* r reads from a pair whose other end is *in_peer; sends to a pair whose
+ * other end is *out_peer. */
+static void relay_open(struct relay *r, struct fixture *f, int *done, int want, int *in_peer,
+                       int *out_peer)
+{
+    int in[2], out[2];
+
+    memset(r, 0, sizeof(*r));
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, in), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, out), 0);
+    r->io.fd = in[0];
+    r->io.cb = relay_cb;
+    r->f = f;
+    r->out.fd = out[0];
+    r->done = done;
+    r->want = want;
+    *in_peer = in[1];
+    *out_peer = out[1];
+    ck_assert_int_eq(evloop_set(&f->ev, &r->io, EVLOOP_READ), 0);
+}
+
+static void relay_close(struct relay *r, int in_peer, int out_peer)
+{
+    close(r->io.fd);
+    if (r->out.fd >= 0)
+        close(r->out.fd);
+    close(in_peer);
+    close(out_peer);
+}
+
+/* Three sockets readable in one batch: their sends are queued, made after
+ * the batch, and each relay is called again with its answer. A lone event
+ * later is sent at once (no queue, no delay). */
+START_TEST(batch_sends_queued_lone_send_direct)
+{
+    struct fixture f;
+    struct relay r[3];
+    int in_peer[3], out_peer[3], done = 0;
+    char got[64];
+
+    fixture_init(&f, 3000);
+    ck_assert_ptr_nonnull(f.ev.sends.ring); /* io_uring here: the tests need it */
+    for (int i = 0; i < 3; i++) {
+        relay_open(&r[i], &f, &done, 3, &in_peer[i], &out_peer[i]);
+        ck_assert_int_eq(write(in_peer[i], "request", 7 - i), 7 - i);
+    }
+    evloop_run(&f.ev);
+    ck_assert_int_eq(done, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert(r[i].queued);
+        ck_assert_int_eq(r[i].answers, 1);
+        ck_assert_int_eq(read(out_peer[i], got, sizeof(got)), 7 - i);
+        ck_assert(memcmp(got, "request", (size_t)(7 - i)) == 0);
+    }
+    /* Alone now: sent directly. */
+    done = 0;
+    r[0].want = 1;
+    ck_assert_int_eq(evloop_set(&f.ev, &r[0].io, EVLOOP_READ), 0);
+    ck_assert_int_eq(write(in_peer[0], "alone", 5), 5);
+    evloop_run(&f.ev);
+    ck_assert(!r[0].queued);
+    ck_assert_int_eq(r[0].answers, 1);
+    ck_assert_int_eq(read(out_peer[0], got, sizeof(got)), 5);
+    for (int i = 0; i < 3; i++)
+        relay_close(&r[i], in_peer[i], out_peer[i]);
+    fixture_destroy(&f);
+}
+END_TEST
+
+/* A socket forgotten (to be closed) while a send on it is queued: the send
+ * is made first, so its peer reads the bytes, then the end. */
+START_TEST(forget_makes_the_queued_send)
+{
+    struct fixture f;
+    struct relay r[2];
+    int in_peer[2], out_peer[2], done = 0;
+    char got[64];
+
+    fixture_init(&f, 3000);
+    for (int i = 0; i < 2; i++) {
+        relay_open(&r[i], &f, &done, 2, &in_peer[i], &out_peer[i]);
+        r[i].forget_out = true;
+        ck_assert_int_eq(write(in_peer[i], "last words", 10), 10);
+    }
+    evloop_run(&f.ev);
+    ck_assert_int_eq(done, 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert(r[i].queued);
+        ck_assert_int_eq(r[i].answers, 1);
+        ck_assert_int_eq(read(out_peer[i], got, sizeof(got)), 10);
+        ck_assert(memcmp(got, "last words", 10) == 0);
+        ck_assert_int_eq(read(out_peer[i], got, sizeof(got)), 0);
+        relay_close(&r[i], in_peer[i], out_peer[i]);
+    }
+    fixture_destroy(&f);
+}
+END_TEST
+
 /* --- libuv's wakeups run inside the loop --------------------------------- */
 
 static void async_cb(uv_async_t *a)
@@ -327,5 +477,7 @@ int main(void)
     tcase_add_test(tc, uv_async_wakes_the_loop);
     tcase_add_test(tc, edge_once_again_and_rdhup);
     tcase_add_test(tc, forget_drops_again);
+    tcase_add_test(tc, batch_sends_queued_lone_send_direct);
+    tcase_add_test(tc, forget_makes_the_queued_send);
     return check_run(s);
 }
