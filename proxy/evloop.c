@@ -15,17 +15,16 @@ static void send_answered(struct sendq_op *op, void *arg)
     evloop_again(arg, op->data);
 }
 
-/* The first worker says whether sends are queued; the others alike. */
+/* Each outcome is said once per process (the workers start alike, as a
+ * rule: one line). */
 static void sends_init(struct evloop *l)
 {
-    static atomic_bool said;
+    static atomic_bool said_yes, said_no;
     int rc = sendq_init(&l->sends, send_answered, l);
 
-    if (atomic_exchange(&said, true))
-        return;
-    if (rc == 0)
+    if (rc == 0 && !atomic_exchange(&said_yes, true))
         log_info("sends of a batch of events are made together", "via=io_uring");
-    else
+    if (rc != 0 && !atomic_exchange(&said_no, true))
         log_info("sends are made one by one: io_uring is not available", "err=\"%s\"",
                  strerror(-rc));
 }

@@ -51,9 +51,9 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     strbuf_printf(b, "apilb_connections_closed_max_age_total %" PRIu64 "\n",
                   LOAD(sh->closed_by_age));
     head(b, "apilb_send_batching", "gauge",
-         "1 when the sends of a batch of events are made in one system call (io_uring), "
-         "0 when one by one (io_uring not available).");
-    strbuf_printf(b, "apilb_send_batching %d\n", LOAD(sh->send_batching) ? 1 : 0);
+         "Workers that make the sends of a batch of events in one system call (io_uring); "
+         "0 when io_uring is not available (one by one).");
+    strbuf_printf(b, "apilb_send_batching %u\n", LOAD(sh->send_batching));
     head(b, "apilb_sends_batched_total", "counter",
          "Sends made together with the others of their batch of events.");
     strbuf_printf(b, "apilb_sends_batched_total %" PRIu64 "\n", LOAD(sh->sends_batched));

@@ -37,12 +37,15 @@ int sendq_init(struct sendq *q, sendq_answer_fn answer, void *arg)
         rc = -ENOMEM;
         goto fail;
     }
-    /* Flags of 5.18 and 5.19; older kernels refuse them (EINVAL): plain. */
-    memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
-    rc = io_uring_queue_init_params(SENDQ_MAX, ring, &p);
-    if (rc == -EINVAL) {
+    /* Flags of 5.19 and 5.18; an older kernel refuses what it does not
+     * know (EINVAL): fewer. Without SUBMIT_ALL a send refused when queued
+     * ends the submission early: sendq_flush() makes the rest itself. */
+    static const unsigned flags[] = {IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+                                     IORING_SETUP_SUBMIT_ALL, 0};
+    rc = -EINVAL;
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]) && rc == -EINVAL; i++) {
         memset(&p, 0, sizeof(p));
+        p.flags = flags[i];
         rc = io_uring_queue_init_params(SENDQ_MAX, ring, &p);
     }
     if (rc < 0)
@@ -87,12 +90,19 @@ bool sendq_add(struct sendq *q, struct sendq_op *op, int fd, const void *buf, ui
     if (q->ring == NULL || q->n == SENDQ_MAX)
         return false;
     sqe = io_uring_get_sqe(q->ring);
+    if (sqe == NULL && q->n == 0) {
+        /* Full of the no-ops of a short submission (send_rest): they go
+         * now (their answers are skipped by the next flush). */
+        (void)io_uring_submit(q->ring);
+        sqe = io_uring_get_sqe(q->ring);
+    }
     if (sqe == NULL)
-        return false; /* the ring still holds no-ops of a failed flush */
+        return false;
     flags |= MSG_DONTWAIT | MSG_NOSIGNAL;
     io_uring_prep_send(sqe, fd, buf, len, flags);
-    /* 0 marks a no-op (see sendq_flush): the index from 1. */
-    io_uring_sqe_set_data64(sqe, (uint64_t)q->n + 1);
+    /* The flush's number and the index from 1: 0 marks a no-op, and an
+     * answer of an earlier flush is never taken for one of this. */
+    io_uring_sqe_set_data64(sqe, (uint64_t)q->gen << 32 | (q->n + 1));
     it = &q->items[q->n++];
     it->op = op;
     it->sqe = sqe;
@@ -114,12 +124,14 @@ bool sendq_holds(const struct sendq *q, int fd)
     return false;
 }
 
-/* The kernel did not take the last `left` sends (it had no memory for the
- * requests): they become no-ops in the ring and are made here, one by one. */
-static void send_rest(struct sendq *q, unsigned left, int err)
+/* The kernel did not take the last `left` sends (no memory for the requests,
+ * or, without SUBMIT_ALL, one refused before them): they become no-ops in
+ * the ring and are made here, one by one. */
+static void send_rest(struct sendq *q, unsigned left, int rc)
 {
-    log_warn_limited("sendq-submit", 1000, "io_uring refused sends: made one by one",
-                     "sends=%u err=\"%s\"", left, strerror(-err));
+    log_warn_limited("sendq-submit", 1000, "io_uring took only part of the sends: the rest made one by one",
+                     "sends=%u taken=%u err=\"%s\"", q->n, q->n - left,
+                     rc < 0 ? strerror(-rc) : "none");
     for (unsigned i = q->n - left; i < q->n; i++) {
         struct sendq_item *it = &q->items[i];
         ssize_t n;
@@ -146,12 +158,14 @@ void sendq_flush(struct sendq *q)
         rc = io_uring_submit(ring);
     while (rc == -EINTR);
     need = n;
-    if (rc < 0) {
+    if (rc < 0 || (unsigned)rc < n) {
+        /* What the kernel did not take is still in the ring, last. */
         unsigned left = io_uring_sq_ready(ring);
 
         if (left > n)
             left = n;
-        send_rest(q, left, rc);
+        if (left > 0)
+            send_rest(q, left, rc);
         need -= left;
     }
     /* MSG_DONTWAIT: each send was made during the submission, its answer is
@@ -159,6 +173,7 @@ void sendq_flush(struct sendq *q)
     while (need > 0) {
         struct io_uring_cqe *cqe;
         uint64_t ud;
+        uint32_t idx;
 
         rc = io_uring_wait_cqe(ring, &cqe);
         if (rc == -EINTR || rc == -EAGAIN)
@@ -176,14 +191,16 @@ void sendq_flush(struct sendq *q)
             break;
         }
         ud = io_uring_cqe_get_data64(cqe);
-        if (ud != 0 && ud <= n && !q->items[ud - 1].answered) {
-            q->items[ud - 1].res = cqe->res;
-            q->items[ud - 1].answered = true;
+        idx = (uint32_t)ud;
+        if (ud >> 32 == q->gen && idx >= 1 && idx <= n && !q->items[idx - 1].answered) {
+            q->items[idx - 1].res = cqe->res;
+            q->items[idx - 1].answered = true;
             need--;
         }
         io_uring_cqe_seen(ring, cqe);
     }
     q->n = 0;
+    q->gen++;
     for (unsigned i = 0; i < n; i++) {
         struct sendq_op *op = q->items[i].op;
 

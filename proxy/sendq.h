@@ -51,6 +51,7 @@ struct sendq {
     void *ring;              /* struct io_uring, NULL when not available */
     struct sendq_item *items; /* [SENDQ_MAX] */
     unsigned n;              /* queued */
+    uint32_t gen;            /* flushes so far: tags the answers of each */
     sendq_answer_fn answer;
     void *arg;
 };

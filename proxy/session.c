@@ -428,7 +428,12 @@ static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct l
                 if (f->op.busy)
                     break; /* the answer calls the session again */
                 f->queued = false;
-                n = f->op.res >= 0 ? f->op.res : (errno = -f->op.res, -1);
+                if (f->op.res != -EAGAIN)
+                    n = f->op.res >= 0 ? f->op.res : (errno = -f->op.res, -1);
+                else /* "no room" may be older than a writable event
+                        delivered since (edge-triggered: said once), so it
+                        cannot clear dl->writable: ask again, directly */
+                    n = send(dst, f->data + f->off, f->pending, send_flags(sl));
             } else if (!dl->writable) {
                 /* The next writable event resumes. Until then src is not
                  * read, and the other direction only writes to it: a reset

@@ -270,7 +270,7 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     w->ev.count_sends = &sh->sends_batched;
     w->ev.count_batches = &sh->send_batches;
     if (w->ev.sends.ring != NULL)
-        atomic_store(&sh->send_batching, true);
+        atomic_fetch_add(&sh->send_batching, 1);
     uv_async_init(&w->loop, &w->kick, kick_cb);
     w->kick.data = w;
     handoff_init(&w->mailbox, &w->kick);

@@ -35,7 +35,7 @@ struct worker_shared {
     _Atomic uint64_t refused_no_upstream; /* every upstream failed */
     _Atomic uint64_t accept_errors;
     _Atomic uint64_t closed_by_age;
-    _Atomic bool send_batching;           /* io_uring available (sendq.h) */
+    _Atomic unsigned send_batching;       /* workers with io_uring (sendq.h) */
     _Atomic uint64_t sends_batched;       /* sends made together with others */
     _Atomic uint64_t send_batches;        /* system calls that made them */
     _Atomic uint64_t table_generation;    /* newest generation any worker runs */

@@ -1182,14 +1182,24 @@ def batched_sends():
     bs = [Backend("127.0.0.%d" % i) for i in (2, 3, 4)]
     a = Apilb(*sum((["--upstream", b.addr] for b in bs), []), admin=True, log_level="info")
     try:
-        a.wait_log(r"sends of a batch of events are made together")
+        line = a.wait_log(r"sends of a batch of events are made together|sends are made one by one")
+        if "one by one" in line:
+            # This environment denies io_uring to every process (a container's
+            # seccomp profile): nothing here to test; batched_sends_denied runs.
+            print("SKIP: io_uring is not available here: %s" % line)
+            a.stop()
+            for b in bs:
+                b.stop()
+            sys.exit(77)
         errors = batch_load(a)
         check(not errors, "%d failures: %s" % (len(errors), errors[:3]))
         sends = metric(a, "apilb_sends_batched_total")
         calls = metric(a, "apilb_send_batches_total")
         print("batched: %d sends in %d system calls (%.1f per call)"
               % (sends, calls, sends / max(calls, 1)))
-        check(metric(a, "apilb_send_batching") == 1, "apilb_send_batching is not 1")
+        workers = metric(a, "apilb_workers")
+        check(metric(a, "apilb_send_batching") == workers,
+              "apilb_send_batching is not %d (the workers)" % workers)
         check(sends >= 1000, "only %d sends were batched" % sends)
         check(sends / calls >= 1.5, "%.2f sends per system call" % (sends / calls))
     finally:
@@ -1200,11 +1210,9 @@ def batched_sends():
 
 def deny_io_uring():
     """preexec: what the container runtimes' default seccomp profiles do,
-    io_uring_setup(2) fails with EPERM (x86-64)."""
+    io_uring_setup(2) fails with EPERM (425 on every architecture)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    code = [(0x20, 0, 0, 4),                     # A = arch
-            (0x15, 0, 3, 0xc000003e),            # x86-64, else allow
-            (0x20, 0, 0, 0),                     # A = syscall number
+    code = [(0x20, 0, 0, 0),                     # A = syscall number
             (0x15, 0, 1, 425),                   # io_uring_setup
             (0x06, 0, 0, 0x00050000 | 1),        # SECCOMP_RET_ERRNO | EPERM
             (0x06, 0, 0, 0x7fff0000)]            # SECCOMP_RET_ALLOW
