@@ -100,6 +100,9 @@ static const struct opt opts[] = {
      "least-conn | round-robin | random"},
     {"workers", "APILB_WORKERS", OPT_UINT, O(workers), 1, 64, NULL, "N", NULL,
      "event-loop threads (default: CPUs, at most 4)"},
+    {"io-uring", "APILB_IO_URING", OPT_BOOL, O(io_uring), 0, 0, NULL, NULL, "true",
+     "make the sends of a round of ready sockets in one io_uring submission (--io-uring=false: "
+     "one send(2) each)"},
     {"max-connections", "APILB_MAX_CONNECTIONS", OPT_UINT, O(max_connections), 1, 10000000, NULL,
      "N", "100000", "client connections beyond this are refused"},
     {"log-level", "APILB_LOG_LEVEL", OPT_LOGLEVEL, O(log_level), 0, 0, NULL, "LEVEL", "info",

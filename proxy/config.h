@@ -73,6 +73,7 @@ struct config {
     unsigned max_connection_age_ms; /* 0 = off */
     enum config_balance balance;
     unsigned workers;
+    bool io_uring;      /* batch sends through io_uring (sendq.h) when it may */
     unsigned max_connections;
     enum log_level log_level;
     enum log_format log_format;

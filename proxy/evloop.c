@@ -17,11 +17,18 @@ static void send_answered(struct sendq_op *op, void *arg)
 
 /* Each outcome is said once per process (the workers start alike, as a
  * rule: one line). */
-static void sends_init(struct evloop *l)
+static void sends_init(struct evloop *l, bool batch_sends)
 {
     static atomic_bool said_yes, said_no;
-    int rc = sendq_init(&l->sends, send_answered, l);
+    int rc;
 
+    if (!batch_sends) {
+        /* l->sends stays zeroed (evloop_init): no ring, nothing queued. */
+        if (!atomic_exchange(&said_no, true))
+            log_info("sends are made one by one", "reason=--io-uring=false");
+        return;
+    }
+    rc = sendq_init(&l->sends, send_answered, l);
     if (rc == 0 && !atomic_exchange(&said_yes, true))
         log_info("sends of a batch of events are made together", "via=io_uring");
     if (rc != 0 && !atomic_exchange(&said_no, true))
@@ -29,7 +36,7 @@ static void sends_init(struct evloop *l)
                  strerror(-rc));
 }
 
-int evloop_init(struct evloop *l, uv_loop_t *uv)
+int evloop_init(struct evloop *l, uv_loop_t *uv, bool batch_sends)
 {
     struct epoll_event e = {.events = EPOLLIN};
 
@@ -48,7 +55,7 @@ int evloop_init(struct evloop *l, uv_loop_t *uv)
         l->epfd = -1;
         return err;
     }
-    sends_init(l);
+    sends_init(l, batch_sends);
     return 0;
 }
 

@@ -70,11 +70,12 @@ struct evloop {
     bool stopped;
 };
 
-/* Creates the epoll set and adds uv's backend to it, and the send queue
- * (without it, when io_uring is not available, sends are not queued: logged
- * once per process). uv is borrowed and must outlive l. Returns 0 or a
- * negative errno. */
-int evloop_init(struct evloop *l, uv_loop_t *uv) __attribute__((warn_unused_result));
+/* Creates the epoll set and adds uv's backend to it, and with batch_sends
+ * the send queue (without it, or when io_uring is not available, sends are
+ * not queued: logged once per process). uv is borrowed and must outlive l.
+ * Returns 0 or a negative errno. */
+int evloop_init(struct evloop *l, uv_loop_t *uv, bool batch_sends)
+    __attribute__((warn_unused_result));
 
 /* Closes the epoll set (not the sockets, not uv). */
 void evloop_destroy(struct evloop *l);

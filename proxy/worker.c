@@ -262,7 +262,7 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     rc = uv_loop_init(&w->loop);
     if (rc != 0)
         return rc;
-    rc = evloop_init(&w->ev, &w->loop);
+    rc = evloop_init(&w->ev, &w->loop, sh->cfg->io_uring);
     if (rc != 0) {
         (void)uv_loop_close(&w->loop);
         return rc;

@@ -1230,7 +1230,8 @@ def deny_io_uring():
 
 def batched_sends_denied():
     """Where io_uring is denied, apilb says so once at start and sends one by
-    one: the same load arrives intact, and the metrics say 0."""
+    one: the same load arrives intact, and the metrics say 0. The same with
+    APILB_IO_URING=false (--io-uring=false), the operator's switch."""
     bs = [Backend("127.0.0.%d" % i) for i in (2, 3, 4)]
     a = Apilb(*sum((["--upstream", b.addr] for b in bs), []), admin=True, log_level="info",
               preexec=deny_io_uring)
@@ -1244,6 +1245,15 @@ def batched_sends_denied():
         check(not errors, "%d failures: %s" % (len(errors), errors[:3]))
         check(metric(a, "apilb_send_batching") == 0, "apilb_send_batching is not 0")
         check(metric(a, "apilb_sends_batched_total") == 0, "sends were batched")
+        a.stop()
+        a = Apilb(*sum((["--upstream", b.addr] for b in bs), []), admin=True,
+                  log_level="info", env={"APILB_IO_URING": "false"})
+        line = a.wait_log(r"sends are made one by one")
+        check("reason=--io-uring=false" in line, "log line: %s" % line)
+        errors = batch_load(a)
+        check(not errors, "--io-uring=false: %d failures: %s" % (len(errors), errors[:3]))
+        check(metric(a, "apilb_send_batching") == 0, "--io-uring=false: apilb_send_batching")
+        check(metric(a, "apilb_sends_batched_total") == 0, "--io-uring=false: sends batched")
     finally:
         a.stop()
         for b in bs:

@@ -53,6 +53,7 @@ START_TEST(defaults)
     ck_assert(cfg.admin_enabled);
     ck_assert_str_eq(addr_format(&cfg.admin_listen, buf, sizeof(buf)), "127.0.0.1:9444");
     ck_assert(cfg.close_unhealthy);
+    ck_assert(cfg.io_uring);
     ck_assert_uint_eq(cfg.max_connection_age_ms, 0);
 }
 END_TEST
@@ -74,10 +75,12 @@ START_TEST(forms_and_repeats)
     ck_assert(!cfg.admin_enabled);
     ck_assert_int_eq(cfg.health_check, CONFIG_HEALTH_TCP);
     ck_assert_uint_eq(cfg.rise, 3);
-    OK("--upstream", "cp.example.com:6443", "--balance=random", "--close-unhealthy=false");
+    OK("--upstream", "cp.example.com:6443", "--balance=random", "--close-unhealthy=false",
+       "--io-uring=false");
     ck_assert_str_eq(cfg.seeds[0].host, "cp.example.com");
     ck_assert_int_eq(cfg.balance, CONFIG_BALANCE_RANDOM);
     ck_assert(!cfg.close_unhealthy);
+    ck_assert(!cfg.io_uring);
 }
 END_TEST
 

@@ -27,7 +27,7 @@ static void stop_cb(uv_timer_t *t)
 static void fixture_init(struct fixture *f, uint64_t stop_ms)
 {
     ck_assert_int_eq(uv_loop_init(&f->uv), 0);
-    ck_assert_int_eq(evloop_init(&f->ev, &f->uv), 0);
+    ck_assert_int_eq(evloop_init(&f->ev, &f->uv, true), 0);
     uv_timer_init(&f->uv, &f->stop_timer);
     f->stop_timer.data = &f->ev;
     uv_timer_start(&f->stop_timer, stop_cb, stop_ms, 0);
