@@ -132,7 +132,7 @@ static void flow_release(struct worker *w, struct flow *f)
 {
     if (f->pipe[0] >= 0)
         pipepool_put(&w->pipes, f->pipe, f->pending == 0);
-    free(f->buf);
+    bufpool_put(&w->bufs, f->buf);
     f->buf = NULL;
     f->data = NULL;
     f->pending = 0;
@@ -152,11 +152,11 @@ static void flow_acquire(struct worker *w, struct flow *f, bool need_bytes)
 
 /* dst did not take everything: what is left moves out of the shared scratch
  * buffer into the flow's own. Returns 0 or -ENOMEM. */
-static int flow_keep(struct flow *f)
+static int flow_keep(struct worker *w, struct flow *f)
 {
     if (f->data == f->buf)
         return 0;
-    if (f->buf == NULL && (f->buf = malloc(BUF_BYTES)) == NULL)
+    if (f->buf == NULL && (f->buf = bufpool_get(&w->bufs)) == NULL)
         return -ENOMEM;
     memcpy(f->buf, f->data + f->off, f->pending);
     f->data = f->buf;
@@ -449,7 +449,7 @@ static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct l
             } else if (evloop_queueing(&s->w->ev)) {
                 /* Made with the batch's other sends (sendq.h); the bytes
                  * wait in the flow's own buffer, not the shared scratch. */
-                if (flow_keep(f) != 0)
+                if (flow_keep(s->w, f) != 0)
                     return -ENOMEM;
                 if (evloop_send(&s->w->ev, &f->op, &s->client.io, dst, f->data + f->off,
                                 f->pending, send_flags(sl))) {
@@ -464,7 +464,7 @@ static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct l
                 if (errno == EINTR)
                     continue;
                 if (errno == EAGAIN) {
-                    if (f->pipe[0] < 0 && flow_keep(f) != 0)
+                    if (f->pipe[0] < 0 && flow_keep(s->w, f) != 0)
                         return -ENOMEM;
                     dl->writable = false;
                     break;
@@ -664,7 +664,7 @@ static void connected(struct session *s)
     } else if (s->replay_len > 0) {
         /* A retry: the new upstream gets what the client already sent. */
         if (s->c2u.buf == NULL)
-            s->c2u.buf = malloc(BUF_BYTES);
+            s->c2u.buf = bufpool_get(&w->bufs);
         if (s->c2u.buf == NULL) {
             session_close(s, "out-of-memory");
             return;

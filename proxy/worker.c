@@ -259,6 +259,7 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     upstream_picker_init(&w->picker, (enum upstream_balance)sh->cfg->balance,
                          uv_hrtime() ^ ((uint64_t)id << 32) ^ (uint64_t)getpid());
     pipepool_init(&w->pipes);
+    bufpool_init(&w->bufs, WORKER_SCRATCH_BYTES);
     rc = uv_loop_init(&w->loop);
     if (rc != 0)
         return rc;
@@ -332,4 +333,5 @@ void worker_join(struct worker *w)
         upstream_table_unref(w->table);
     w->table = NULL;
     pipepool_destroy(&w->pipes);
+    bufpool_destroy(&w->bufs);
 }

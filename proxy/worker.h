@@ -16,6 +16,7 @@
 #include "config.h"
 #include "evloop.h"
 #include "handoff.h"
+#include "bufpool.h"
 #include "pipepool.h"
 #include "upstream.h"
 
@@ -71,6 +72,7 @@ struct worker {
     struct upstream_table *table; /* the table new sessions pick from */
     struct upstream_picker picker;
     struct pipepool pipes;
+    struct bufpool bufs;        /* the flows' own buffers (WORKER_SCRATCH_BYTES) */
     /* Small reads land here and are sent on at once; only what dst does not
      * take is copied into a buffer of the session's own. */
     char scratch[WORKER_SCRATCH_BYTES];
