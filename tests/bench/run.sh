@@ -226,7 +226,8 @@ measure() {
     [ "$name" = direct ] || record "$name" cpu_us_per_conn "$rep" \
         "$(python3 -c "print(($c1-$c0)/$hz*1e6/max(1,$n))")"
     record_sys "$name" conn "$rep" "$n" "$s0" "$s1"
-    measure_requests "$name" "$host" "$port" "$rep"
+    # The proxies' keep-alive requests: side by side (requests_side_by_side).
+    [ "$name" = direct ] && measure_requests "$name" "$host" "$port" "$rep"
     measure_stall "$name" "$host" "$port" "$rep"
     # Memory: idle proxied connections.
     [ "$name" = direct ] && return 0
@@ -279,6 +280,35 @@ measure_floors() {
     proxy_pid=$saved
 }
 
+# Keep-alive requests of the three proxies back to back: all three started,
+# idle but the one measured, the order turned each repetition. On a virtual
+# machine the host's speed drifts over minutes (its neighbours); measured a
+# minute or two apart, as the other workloads are, that drift read as a
+# difference between the proxies (on 2026-11-28 nginx's medians moved from
+# 53,000 to 80,000 req/s between runs, its CPU per request from 25 to 35 us).
+requests_side_by_side() { # rep
+    local rep=$1 name i saved=$proxy_pid
+    local -a order=(nginx haproxy apilb) turned=()
+    local -A port_of pid_of
+    for i in 0 1 2; do turned+=("${order[$(((i + rep - 1) % 3))]}"); done
+    for name in "${turned[@]}"; do
+        port_of[$name]=$(free_port 127.0.0.1)
+        "start_$name" "${port_of[$name]}"
+        pid_of[$name]=$proxy_pid
+        pids+=("$proxy_pid")
+        wait_port 127.0.0.1 "${port_of[$name]}"
+    done
+    sleep 0.3
+    for name in "${turned[@]}"; do
+        measure_requests "$name" 127.0.0.1 "${port_of[$name]}" "$rep"
+    done
+    for name in "${turned[@]}"; do
+        kill "${pid_of[$name]}"
+        wait "${pid_of[$name]}" 2>/dev/null || true
+    done
+    proxy_pid=$saved
+}
+
 for rep in $(seq "$reps"); do
     measure direct 127.0.0.2 "$bport" "$rep"
     measure_floors "$rep"
@@ -296,6 +326,8 @@ for rep in $(seq "$reps"); do
         wait "$proxy_pid" 2>/dev/null || true
         echo "run.sh: $name repetition $rep done" >&2
     done
+    requests_side_by_side "$rep"
+    echo "run.sh: keep-alive requests side by side, repetition $rep done" >&2
 done
 
 mkdir -p "$out"
