@@ -281,7 +281,8 @@ measure_floors() {
 }
 
 # Keep-alive requests of the three proxies back to back: all three started,
-# idle but the one measured, the order turned each repetition. On a virtual
+# idle but the one measured, the order turned each repetition (each proxy
+# takes each place once in three repetitions). On a virtual
 # machine the host's speed drifts over minutes (its neighbours); measured a
 # minute or two apart, as the other workloads are, that drift read as a
 # difference between the proxies (on 2026-11-28 nginx's medians moved from
@@ -296,10 +297,10 @@ requests_side_by_side() { # rep
         "start_$name" "${port_of[$name]}"
         pid_of[$name]=$proxy_pid
         pids+=("$proxy_pid")
-        wait_port 127.0.0.1 "${port_of[$name]}"
+        wait_port 127.0.0.1 "${port_of[$name]}" "$proxy_pid"
     done
-    sleep 0.3
     for name in "${turned[@]}"; do
+        sleep 0.5 # the previous run's 1,000 connections closed on every side
         measure_requests "$name" 127.0.0.1 "${port_of[$name]}" "$rep"
     done
     for name in "${turned[@]}"; do

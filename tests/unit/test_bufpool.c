@@ -7,6 +7,16 @@
 #include "bufpool.h"
 #include "check_run.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+/* A kept buffer is poisoned: a use after bufpool_put() is reported. */
+#define ASSERT_KEPT(p) ck_assert(__asan_address_is_poisoned(p))
+#define ASSERT_TAKEN(p, n) ck_assert_ptr_null(__asan_region_is_poisoned((p), (n)))
+#else
+#define ASSERT_KEPT(p) ((void)(p))
+#define ASSERT_TAKEN(p, n) ((void)(p), (void)(n))
+#endif
+
 /* What goes back comes out again (last in, first out), usable whole. */
 START_TEST(reuses_what_comes_back)
 {
@@ -25,8 +35,12 @@ START_TEST(reuses_what_comes_back)
     bufpool_put(&p, b);
     bufpool_put(&p, NULL); /* ignored */
     ck_assert_uint_eq(p.n, 2);
+    ASSERT_KEPT(a);
+    ASSERT_KEPT(b + 16383);
     ck_assert_ptr_eq(bufpool_get(&p), b);
     ck_assert_ptr_eq(bufpool_get(&p), a);
+    ASSERT_TAKEN(a, 16384);
+    ASSERT_TAKEN(b, 16384);
     ck_assert_uint_eq(p.n, 0);
     bufpool_put(&p, a);
     bufpool_put(&p, b);
