@@ -446,18 +446,19 @@ static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct l
             } else if (f->pipe[0] >= 0) {
                 n = splice(f->pipe[0], NULL, dst, NULL, f->pending,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            } else if (evloop_queueing(&s->w->ev)) {
-                /* Made with the batch's other sends (sendq.h); the bytes
-                 * wait in the flow's own buffer, not the shared scratch. */
-                if (flow_keep(s->w, f) != 0)
-                    return -ENOMEM;
-                if (evloop_send(&s->w->ev, &f->op, &s->client.io, dst, f->data + f->off,
-                                f->pending, send_flags(sl))) {
-                    f->queued = true;
-                    break;
-                }
-                n = send(dst, f->data + f->off, f->pending, send_flags(sl));
             } else {
+                if (evloop_queueing(&s->w->ev)) {
+                    /* Made with the batch's other sends (sendq.h); the
+                     * bytes wait in the flow's own buffer, not the shared
+                     * scratch. A full queue: sent now, below. */
+                    if (flow_keep(s->w, f) != 0)
+                        return -ENOMEM;
+                    if (evloop_send(&s->w->ev, &f->op, &s->client.io, dst, f->data + f->off,
+                                    f->pending, send_flags(sl))) {
+                        f->queued = true;
+                        break;
+                    }
+                }
                 n = send(dst, f->data + f->off, f->pending, send_flags(sl));
             }
             if (n < 0) {
