@@ -56,6 +56,7 @@ struct control {
     char *file_dir, *file_base;
     struct source seeds, file, state, disc;
     struct source written; /* what the state file holds now */
+    struct snapshot_state_file state_stats; /* under lock */
     struct upstream *reg[UPSTREAM_MAX * 2]; /* in the table or draining */
     size_t n_reg;
     struct upstream_table *table;
@@ -272,10 +273,15 @@ static void state_save(struct control *c, const struct upstream_table *t)
     for (size_t i = 0; same && i < now->n; i++)
         same = addr_cmp(&now->a[i], &c->written.a[i]) == 0;
     if (now->n > 0 && !same) {
-        if (statefile_write(c->cfg->state_file, now->a, now->n, err, sizeof(err)) == 0) {
+        c->state_stats.last_ok = statefile_write(c->cfg->state_file, now->a, now->n, err,
+                                                 sizeof(err)) == 0;
+        if (c->state_stats.last_ok) {
             c->written = *now;
+            c->state_stats.writes++;
+            c->state_stats.last_write_unix_ms = (uint64_t)time(NULL) * 1000u;
             log_info("state file written", "file=\"%s\" upstreams=%zu", c->cfg->state_file, now->n);
         } else {
+            c->state_stats.failures++;
             log_warn_limited("state-write", 10000, "state file not written", "file=\"%s\" err=\"%s\"",
                              log_quote(c->cfg->state_file), log_quote(err));
         }
@@ -558,6 +564,7 @@ static int control_snapshot(void *arg, struct snapshot *out)
     }
     out->generation = c->generation;
     out->table_swaps = c->swaps;
+    out->state_file = c->state_stats;
     wt = c->watcher; /* set once after start; freed only once admin has stopped */
     uv_mutex_unlock(&c->lock);
     out->start_unix_ms = c->start_unix_ms;
@@ -830,6 +837,8 @@ int control_run(const struct config *cfg)
     c->sh.cfg = cfg;
     c->n_workers = cfg->workers;
     c->start_unix_ms = (uint64_t)time(NULL) * 1000u;
+    c->state_stats.enabled = cfg->state_file != NULL;
+    c->state_stats.last_ok = true;
     atomic_store(&c->sh.next_session_id, 1);
     uv_mutex_init(&c->lock);
     uv_mutex_init(&c->disc_lock);

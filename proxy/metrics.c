@@ -171,6 +171,21 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
     }
 }
 
+static void state_file_metrics(const struct snapshot_state_file *f, struct strbuf *b)
+{
+    head(b, "apilb_state_file_write_ok", "gauge",
+         "1 when the last state file write succeeded (or none was needed yet), 0 when it failed.");
+    strbuf_printf(b, "apilb_state_file_write_ok %d\n", f->last_ok);
+    head(b, "apilb_state_file_writes_total", "counter", "State file writes, by result.");
+    strbuf_printf(b, "apilb_state_file_writes_total{result=\"success\"} %" PRIu64 "\n", f->writes);
+    strbuf_printf(b, "apilb_state_file_writes_total{result=\"failure\"} %" PRIu64 "\n",
+                  f->failures);
+    head(b, "apilb_state_file_last_write_timestamp_seconds", "gauge",
+         "Time of the last successful state file write since the epoch; 0: none yet.");
+    strbuf_printf(b, "apilb_state_file_last_write_timestamp_seconds %.3f\n",
+                  (double)f->last_write_unix_ms / 1000.0);
+}
+
 static void watcher_metrics(const struct snapshot *s, struct strbuf *b)
 {
     const struct snapshot_watcher *w = &s->watcher;
@@ -222,4 +237,6 @@ void metrics_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *ou
     upstream_metrics(s, now_ms, out);
     if (s->watcher.enabled)
         watcher_metrics(s, out);
+    if (s->state_file.enabled)
+        state_file_metrics(&s->state_file, out);
 }

@@ -34,6 +34,14 @@ struct snapshot_watcher {
     char resource_version[64];
 };
 
+/* The state file's writes (filled when --state-file is set). */
+struct snapshot_state_file {
+    bool enabled;
+    bool last_ok;             /* the last write succeeded, or none was needed yet */
+    uint64_t writes, failures;
+    uint64_t last_write_unix_ms; /* of the last successful write; 0: none yet */
+};
+
 struct snapshot {
     uint64_t generation;   /* of the current table */
     uint64_t table_swaps;  /* tables published since start */
@@ -44,6 +52,7 @@ struct snapshot {
     unsigned workers;
     int health_check;      /* enum config_health */
     struct snapshot_watcher watcher;
+    struct snapshot_state_file state_file;
 };
 
 /* Fills *out; returns 0 or -ENOMEM. Any thread. */

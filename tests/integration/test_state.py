@@ -10,7 +10,8 @@ import signal
 import threading
 import time
 
-from harness import Apilb, Backend, check, refused_addr, run, tmpdir, whoami, write_atomic
+from harness import (Apilb, Backend, check, metric, refused_addr, run, tmpdir, whoami,
+                     write_atomic)
 
 
 def roundtrip():
@@ -33,6 +34,48 @@ def roundtrip():
         check(names == {"A", "B"}, "restart with the state file reached %r" % names)
         check(not any("upstream connect failed" in l for l in a.lines()),
               "the dead seed was tried although state entries work")
+    finally:
+        a.stop()
+        A.stop()
+        B.stop()
+
+
+def metrics():
+    """apilb_state_file_* tell whether the state file is written: a file it
+    can write, then an upstreams file change it cannot write (its directory
+    replaced by a file), then one it can again."""
+    d = tmpdir()
+    ups, sdir = os.path.join(d, "ups"), os.path.join(d, "s")
+    os.mkdir(sdir)
+    A, B = Backend("127.0.0.2", "A"), Backend("127.0.0.3", "B")
+    write_atomic(ups, "%s\n" % A.addr)
+    a = Apilb("--upstreams-file", ups, "--state-file", os.path.join(sdir, "state"), admin=True)
+    try:
+        a.wait_log(r'state file written.*upstreams=1')
+        check(metric(a, "apilb_state_file_write_ok") == 1 and
+              metric(a, 'apilb_state_file_writes_total{result="success"}') == 1 and
+              metric(a, "apilb_state_file_last_write_timestamp_seconds") > time.time() - 60,
+              "after a write: %s" % [l for l in a.admin("/metrics")[1].splitlines()
+                                     if "state_file" in l])
+        os.rename(sdir, sdir + ".gone")
+        with open(sdir, "w") as f:
+            f.write("not a directory\n")
+        write_atomic(ups, "%s\n%s\n" % (A.addr, B.addr))
+        a.wait_log(r'state file not written')
+        check(metric(a, "apilb_state_file_write_ok") == 0 and
+              metric(a, 'apilb_state_file_writes_total{result="failure"}') >= 1,
+              "after a failed write: write_ok %s failures %s" % (
+                  metric(a, "apilb_state_file_write_ok"),
+                  metric(a, 'apilb_state_file_writes_total{result="failure"}')))
+        os.unlink(sdir)
+        os.rename(sdir + ".gone", sdir)
+        mark = len(a.lines())
+        write_atomic(ups, "%s\n" % B.addr)
+        a.wait_log(r'state file written.*upstreams=1', start=mark)
+        check(metric(a, "apilb_state_file_write_ok") == 1 and
+              metric(a, 'apilb_state_file_writes_total{result="success"}') == 2,
+              "after the directory came back: write_ok %s" % metric(a, "apilb_state_file_write_ok"))
+        print("state file metrics: written 1, failed, written again")
     finally:
         a.stop()
         A.stop()
@@ -117,4 +160,4 @@ def crash_safety():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (roundtrip, corrupt, crash_safety)})
+    run({f.__name__: f for f in (roundtrip, corrupt, crash_safety, metrics)})
