@@ -13,20 +13,13 @@ import subprocess
 import sys
 import tempfile
 
+import k8stools
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("APILB_SOURCE_DIR", os.path.join(HERE, "..", ".."))
 CHART = os.path.join(SRC, "helm", "apilb")
 APILB = os.environ["APILB"]
-if os.environ.get("HELM") and os.environ.get("NODE_PATH"):
-    HELM = os.environ["HELM"]
-    NODE_PATH = os.environ["NODE_PATH"]
-else:
-    # Run alone (plain ctest): install or find helm v4 and the schemas.
-    TOOLS = subprocess.run(["bash", os.path.join(SRC, "scripts", "k8s-tools.sh")],
-                           capture_output=True, text=True, check=True,
-                           timeout=900).stdout.strip().splitlines()[-1]
-    HELM = os.path.join(TOOLS, "helm")
-    NODE_PATH = os.path.join(TOOLS, "npm", "node_modules")
+HELM, NODE_PATH = k8stools.find(SRC)
 # A real CA file for --health-ca through extraArgs (apilb --check-config loads it).
 _CA_DIR = tempfile.mkdtemp(prefix="apilb-ca-")
 HEALTH_CA = os.path.join(_CA_DIR, "ca.crt")
@@ -69,6 +62,25 @@ VARIANTS = {
                      "--set", "terminationGracePeriodSeconds=90",
                      "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=existing",
                      "--set", "rbac.create=false"],
+    # The monitoring objects (test_monitoring.py checks them in depth).
+    "monitoring": ["--set", "adminListen=$(HOST_IP):9444",
+                   "--set", "metrics.serviceMonitor.enabled=true",
+                   "--set", "metrics.serviceMonitor.interval=15s",
+                   "--set", "metrics.serviceMonitor.labels.release=kps",
+                   "--set", "metrics.podMonitor.enabled=true",
+                   "--set", "metrics.podMonitor.interval=20s",
+                   "--set", "metrics.podMonitor.labels.release=kps",
+                   "--set", "metrics.scrapeTimeout=5s",
+                   "--set", "prometheusRule.enabled=true",
+                   "--set", "prometheusRule.labels.release=kps",
+                   "--set-json", "prometheusRule.apiserverDownFraction=0.6",
+                   "--set", "prometheusRule.discoveryStaleSeconds=1200",
+                   "--set-json", "prometheusRule.connectFailuresPerSecond=0.1",
+                   "--set", "prometheusRule.flapChanges=6",
+                   "--set", "prometheusRule.runbookBaseURL=https://runbooks.example/apilb",
+                   "--set", "grafanaDashboard.enabled=true",
+                   "--set", "grafanaDashboard.namespace=monitoring",
+                   "--set-string", "grafanaDashboard.labels.grafana_dashboard=1"],
     "static-pod-custom": ["--set", "staticPod.enabled=true", "--set",
                           "staticPod.manifestDir=/etc/kubernetes/static", "--set",
                           "staticPod.fileName=lb.yaml", "--set", "staticPod.syncInterval=30s"],
@@ -104,7 +116,8 @@ def leaf_values():
     out = []
 
     def walk(prefix, v):
-        if isinstance(v, dict) and prefix not in ("resources",):
+        if isinstance(v, dict) and prefix not in ("resources",) and \
+                not prefix.endswith(".labels"):
             for k, x in v.items():
                 walk(prefix + "." + k if prefix else k, x)
         else:
@@ -172,7 +185,10 @@ def main():
         if not containers:
             fail("%s: no apilb container rendered" % name)
         for c in containers:
-            r = subprocess.run([APILB, *c["args"], "--check-config"], capture_output=True,
+            # kubelet expands $(HOST_IP) from the container's env (the downward
+            # API's status.hostIP; test_monitoring.py checks that it is there).
+            argv = [a.replace("$(HOST_IP)", "127.0.0.1") for a in c["args"]]
+            r = subprocess.run([APILB, *argv, "--check-config"], capture_output=True,
                                text=True, timeout=30,
                                env={"PATH": "/usr/bin:/bin"})
             if r.returncode != 0:

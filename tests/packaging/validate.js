@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Validates rendered Kubernetes manifests (multi-document YAML on stdin)
-// against the API schemas of the kubernetes-models package, offline. Prints
+// against the API schemas of the kubernetes-models packages (Kubernetes and
+// the Prometheus Operator's objects), offline. Prints
 // one JSON line per apilb container found (in a Pod template, or in a static
 // pod manifest carried by a ConfigMap): {"where": ..., "args": [...]}.
 // Exits 1 naming the object and the schema error.
@@ -16,6 +17,13 @@ const models = {
   "rbac.authorization.k8s.io/v1/Role": "kubernetes-models/rbac.authorization.k8s.io/v1/Role",
   "rbac.authorization.k8s.io/v1/RoleBinding":
     "kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding",
+  "v1/Service": "kubernetes-models/v1/Service",
+  "monitoring.coreos.com/v1/ServiceMonitor":
+    "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor",
+  "monitoring.coreos.com/v1/PodMonitor":
+    "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor",
+  "monitoring.coreos.com/v1/PrometheusRule":
+    "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule",
 };
 
 function validate(obj, where) {

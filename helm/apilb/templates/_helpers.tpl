@@ -64,6 +64,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "apilb.adminHost" -}}
 {{- regexReplaceAll ":[0-9]+$" .Values.adminListen "" | trimPrefix "[" | trimSuffix "]" -}}
 {{- end -}}
+{{/* The probes' host: the admin address, or none (the pod's IP, which is the
+node's with hostNetwork) when apilb listens on the node's address or on all. */}}
+{{- define "apilb.probeHost" -}}
+{{- $h := include "apilb.adminHost" . -}}
+{{- if not (has $h (list "$(HOST_IP)" "0.0.0.0" "::")) -}}
+host: {{ $h }}
+{{- end -}}
+{{- end -}}
+{{/* Prometheus scrapes the admin endpoint from another pod: it must listen on
+the node's address (or all of them), never on loopback only. */}}
+{{- define "apilb.scrapable" -}}
+{{- $m := .Values.metrics -}}
+{{- if or $m.serviceMonitor.enabled $m.podMonitor.enabled -}}
+{{- if eq .Values.adminListen "off" -}}
+{{- fail "metrics.serviceMonitor/podMonitor need the admin endpoint: adminListen is off" -}}
+{{- end -}}
+{{- if not (has (include "apilb.adminHost" .) (list "$(HOST_IP)" "0.0.0.0" "::")) -}}
+{{- fail (printf "metrics.serviceMonitor/podMonitor: Prometheus cannot reach adminListen=%s from its pod; set adminListen to \"$(HOST_IP):%s\" (the node's address) or \"0.0.0.0:%s\"" .Values.adminListen (include "apilb.adminPort" .) (include "apilb.adminPort" .)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{/* The apilb container, shared by the DaemonSet and the static pod. */}}
 {{- define "apilb.container" -}}
 name: apilb
@@ -73,6 +94,16 @@ args:
 {{- include "apilb.args" . | nindent 2 }}
 {{- with .extraArgs }}
 {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if hasPrefix "$(HOST_IP):" .Values.adminListen }}
+{{- if .Values.staticPod.enabled }}
+{{- fail "adminListen=$(HOST_IP):PORT needs the downward API, which a static pod cannot rely on without an apiserver; give the node's address or 0.0.0.0 instead" }}
+{{- end }}
+env:
+  - name: HOST_IP
+    valueFrom:
+      fieldRef:
+        fieldPath: status.hostIP
 {{- end }}
 securityContext:
   runAsNonRoot: true
@@ -88,14 +119,18 @@ securityContext:
 {{- if ne .Values.adminListen "off" }}
 livenessProbe:
   httpGet:
-    host: {{ include "apilb.adminHost" . }}
+    {{- with include "apilb.probeHost" . }}
+    {{ . }}
+    {{- end }}
     path: /healthz
     port: {{ include "apilb.adminPort" . }}
   periodSeconds: 10
   failureThreshold: 6
 readinessProbe:
   httpGet:
-    host: {{ include "apilb.adminHost" . }}
+    {{- with include "apilb.probeHost" . }}
+    {{ . }}
+    {{- end }}
     path: /readyz
     port: {{ include "apilb.adminPort" . }}
   periodSeconds: 5
