@@ -3,7 +3,8 @@
 # The demo: installs what is needed (Debian packages), builds apilb, starts
 # three TLS "apiservers" on 127.0.0.2-4:6443 and apilb on 127.0.0.1:443 in
 # front of them, then shows a real client (curl) being balanced, an
-# apiserver dying without the client noticing, and a live reload.
+# apiserver dying without the client noticing, and a live reload; then
+# apilb's main job, discovery, against a fake cluster (scripts/demo-discovery.sh).
 # DEMO_PORT picks another listen port (443 is used when free).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,3 +99,11 @@ echo "   apilb exited $rc"
 echo "== apilb's log"
 sed 's/^/   /' "$work/apilb.log"
 [ "$rc" -eq 0 ]
+
+echo
+echo "==== discovery: apilb following a cluster's apiservers"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "demo: the discovery part needs root (a network namespace of its own); skipped"
+    exit 0
+fi
+APILB="$apilb" bash "$root/scripts/demo-discovery.sh"
