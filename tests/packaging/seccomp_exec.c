@@ -28,7 +28,9 @@
  * another one kills the process (SystemCallArchitectures=native).
  *
  * Errors in the policy are reported with the file and line, exit 125; a
- * failing exec exits 127. One thread; no cleanup, the process is replaced. */
+ * failing exec exits 127 (said and done only if the filters still allow
+ * write(2) and exit_group(2)). One thread; no cleanup, the process is
+ * replaced. */
 #include <errno.h>
 #include <grp.h>
 #include <linux/capability.h>
