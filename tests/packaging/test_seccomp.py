@@ -495,12 +495,29 @@ def representative_run(d, families):
     # so no connection queued in the closing apilb is reset.
     with open("/proc/sys/net/ipv4/tcp_migrate_req", "w") as f:
         f.write("1")
+    def until_traced(name, call, port, timeout=60):
+        """Bursts of 8 concurrent requests until apilb name has made call:
+        sends are batched (io_uring) only when one round of events has
+        several, which sequential requests may never give."""
+        end = time.time() + timeout
+        while True:
+            with open(os.path.join(traces, name + ".strace")) as f:
+                if re.search(r"^\d+\s+(<\.\.\. )?%s\b" % call, f.read(), re.M):
+                    return
+            check(time.time() < end, "apilb %s made no %s call in %d s" % (name, call, timeout))
+            ps = [subprocess.Popen(["curl", "-sS", "--fail", "--max-time", "10", "-o", "/dev/null",
+                                    "--cacert", os.path.join(d, "ca.pem"),
+                                    "--resolve", "kubernetes:%d:127.0.0.1" % port,
+                                    "https://kubernetes:%d/version" % port]) for _ in range(8)]
+            check(all(p.wait(20) == 0 for p in ps), "a request through apilb %s failed" % name)
+
     a = start("a", "--listen", "127.0.0.2:0", admin=True)
     b = None
     try:
         wait_upstreams(a, ["%s:6443" % ip for ip in APISERVERS])
         for _ in range(5):
             curl(a.port)
+        until_traced("a", "io_uring_enter", a.port)
         for path in ("/metrics", "/readyz", "/healthz", "/upstreams"):
             check(a.admin(path)[0] == 200, "admin %s" % path)
         write_atomic(upfile, "%s:6443\n%s:6443\n" % (APISERVERS[1], APISERVERS[2]))
