@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "statusview.h"
 #include "strbuf.h"
 #include "upjson.h"
 #include "worker.h"
@@ -78,8 +80,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return reply(c, MHD_HTTP_OK, type, &b);
     }
     if (strcmp(url, "/readyz") != 0 && strcmp(url, "/upstreams") != 0 &&
-        strcmp(url, "/metrics") != 0) {
-        strbuf_puts(&b, "not found: try /healthz /readyz /upstreams /metrics\n");
+        strcmp(url, "/metrics") != 0 && strcmp(url, "/status") != 0) {
+        strbuf_puts(&b, "not found: try /healthz /readyz /upstreams /status /metrics\n");
         return reply(c, MHD_HTTP_NOT_FOUND, type, &b);
     }
     if (a->snap(a->arg, &s) != 0) {
@@ -91,6 +93,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     } else if (strcmp(url, "/upstreams") == 0) {
         upjson_render(&s, now, &b);
         type = "application/json";
+    } else if (strcmp(url, "/status") == 0) {
+        statusview_render(&s, now, (uint64_t)time(NULL) * 1000u, &b);
     } else {
         metrics_render(&s, now, &b);
         type = "text/plain; version=0.0.4; charset=utf-8";

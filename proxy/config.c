@@ -661,7 +661,9 @@ void config_print(const struct config *cfg, FILE *out)
 
 void config_usage(FILE *out)
 {
-    fprintf(out, "usage: apilb [options]\n\n"
+    fprintf(out, "usage: apilb [options]\n"
+                 "       apilb status [--admin ADDR:PORT] [-o table|json]   what a running "
+                 "apilb does (its admin endpoint)\n\n"
                  "Node-local TCP load balancer for the Kubernetes API.\n\n");
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];

@@ -561,6 +561,8 @@ static int control_snapshot(void *arg, struct snapshot *out)
         su->in_table = k >= 0;
         su->sources = k >= 0 ? c->table->e[k].sources : 0;
         su->fallback = k >= 0 && c->table->e[k].fallback;
+        su->health_since_unix_ms = su->up->health_since_unix_ms;
+        memcpy(su->health_reason, su->up->health_reason, sizeof(su->health_reason));
     }
     out->generation = c->generation;
     out->table_swaps = c->swaps;
@@ -750,6 +752,10 @@ static void health_changed(void *arg, struct upstream *up, enum upstream_health 
 {
     struct control *c = arg;
 
+    uv_mutex_lock(&c->lock);
+    up->health_since_unix_ms = (uint64_t)time(NULL) * 1000u;
+    snprintf(up->health_reason, sizeof(up->health_reason), "%s", why);
+    uv_mutex_unlock(&c->lock);
     if (to == UPSTREAM_UNHEALTHY)
         log_warn("upstream health changed", "upstream=%s from=%s to=%s reason=\"%s\" active=%u%s",
                  up->name, upstream_health_name(from), upstream_health_name(to), log_quote(why),

@@ -4,11 +4,13 @@
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "control.h"
 #include "log.h"
+#include "statuscmd.h"
 
 extern char **environ;
 
@@ -33,6 +35,8 @@ int main(int argc, char *argv[])
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int rc;
 
+    if (argc > 1 && strcmp(argv[1], "status") == 0)
+        return statuscmd_main(argc - 1, argv + 1, environ, stdout, stderr);
     if (config_parse(&cfg, argc, argv, environ, cpus > 0 ? (unsigned)cpus : 1, err) < 0) {
         fprintf(stderr, "apilb: %s\n", err);
         config_free(&cfg);

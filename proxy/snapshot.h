@@ -19,6 +19,8 @@ struct snapshot_upstream {
     unsigned sources;    /* enum upstream_source bits; 0 when draining */
     bool fallback;
     bool in_table;       /* false: removed, draining */
+    uint64_t health_since_unix_ms; /* copied under the lock: see struct upstream */
+    char health_reason[UPSTREAM_REASON_MAX];
 };
 
 /* The watcher's state as the proxy reports it (filled when discovery runs). */

@@ -5,6 +5,21 @@
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
+/* ,"watcher":{...} when discovery runs. */
+static void watcher_json(const struct snapshot_watcher *w, struct strbuf *b)
+{
+    if (!w->enabled)
+        return;
+    strbuf_printf(b, ",\"watcher\":{\"state\":\"%s\",\"source\":\"%s\",\"last_sync\":%.3f,"
+                     "\"resource_version\":\"",
+                  w->state != NULL ? w->state : "", w->source != NULL ? w->source : "",
+                  (double)w->last_sync_unix_ms / 1000.0);
+    strbuf_json_escape(b, w->resource_version);
+    strbuf_printf(b, "\",\"lists\":%" PRIu64 ",\"watches\":%" PRIu64 ",\"events\":%" PRIu64
+                     ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64 "}",
+                  w->lists, w->watches, w->events, w->errors, w->publishes);
+}
+
 void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
 {
     static const char *const src_names[] = {"seed", "file", "discovered", "state"};
@@ -45,11 +60,22 @@ void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
                           LOAD(up->connect_fail[k]));
         strbuf_printf(b,
                       "},\"bytes_to_upstream\":%" PRIu64 ",\"bytes_from_upstream\":%" PRIu64
-                      ",\"health_checks\":{\"success\":%" PRIu64 ",\"failure\":%" PRIu64 "}}",
+                      ",\"health_checks\":{\"success\":%" PRIu64 ",\"failure\":%" PRIu64 "}",
                       LOAD(up->bytes_to), LOAD(up->bytes_from), LOAD(up->health_checks[1]),
                       LOAD(up->health_checks[0]));
+        strbuf_puts(b, ",\"health_reason\":\"");
+        strbuf_json_escape(b, su->health_reason);
+        strbuf_printf(b, "\",\"health_since\":%.3f,\"connect_seconds_avg\":",
+                      (double)su->health_since_unix_ms / 1000.0);
+        if (LOAD(up->conns_total) > 0)
+            strbuf_printf(b, "%.6f}", (double)LOAD(up->connect_latency_sum_us) / 1e6 /
+                                          (double)LOAD(up->conns_total));
+        else
+            strbuf_puts(b, "null}");
     }
-    strbuf_puts(b, "]}\n");
+    strbuf_puts(b, "]");
+    watcher_json(&s->watcher, b);
+    strbuf_puts(b, "}\n");
 }
 
 int upjson_readyz(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)

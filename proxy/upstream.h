@@ -30,6 +30,7 @@
 
 #define UPSTREAM_MAX 1024
 #define UPSTREAM_LATENCY_BUCKETS 12
+#define UPSTREAM_REASON_MAX 96
 
 /* Bit flags: an address may come from several sources at once. */
 enum upstream_source {
@@ -77,6 +78,11 @@ struct upstream {
     _Atomic uint64_t health_latency_sum_us;
     _Atomic uint64_t closed_by_health; /* connections closed because it failed */
     _Atomic uint64_t closed_by_drain;
+    /* The last health change: when (wall clock, ms since the epoch; 0: none
+     * yet) and why. Written by the control thread under the lock its
+     * snapshots take (control.c), read only in those snapshots. */
+    uint64_t health_since_unix_ms;
+    char health_reason[UPSTREAM_REASON_MAX];
 };
 
 struct upstream_entry {

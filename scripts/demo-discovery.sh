@@ -58,14 +58,7 @@ echo "== apilb on 127.0.0.1:$port with the kubeconfig (server 10.213.0.2) and no
 apid=$!
 pids+=("$apid")
 
-show() {  # the table apilb uses, from its admin endpoint
-    curl -s --max-time 2 "http://127.0.0.1:$admin/upstreams" | python3 -c '
-import json, sys
-print("%-18s %-10s %-9s %s" % ("UPSTREAM", "HEALTH", "STATE", "ACTIVE"))
-for e in json.load(sys.stdin)["upstreams"]:
-    print("%-18s %-10s %-9s %d" % (e["address"], e["health"],
-          "draining" if e["draining"] else "in table", e["active"]))' | sed 's/^/   /'
-}
+show() { "$apilb" status --admin "127.0.0.1:$admin" | sed 's/^/   /'; }
 # wait_for EXPR: until the /upstreams JSON (as u) makes the Python expression true.
 wait_for() {
     for _ in $(seq 100); do
@@ -88,7 +81,7 @@ ask() {
 }
 healthy='all(u[a]["health"] == "healthy" for a in u if not u[a]["draining"])'
 wait_for "sorted(u) == ['10.213.0.2:6443', '10.213.0.3:6443', '10.213.0.4:6443'] and $healthy"
-echo "== discovered:"
+echo "== discovered (apilb status):"
 show
 
 echo "== 10.213.0.5 becomes ready and joins the EndpointSlice: apilb adds it live"

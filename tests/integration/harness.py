@@ -609,6 +609,18 @@ def tmpdir():
     return d
 
 
+def unreachable_kubeconfig(d):
+    """A kubeconfig (path, in directory d) whose apiserver refuses
+    connections: discovery runs, and backs off."""
+    path = os.path.join(d, "kubeconfig")
+    with open(path, "w") as f:
+        f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+                "    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context: "
+                "{cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: "
+                "{token: t}\n")
+    return path
+
+
 def write_atomic(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:

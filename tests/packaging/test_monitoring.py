@@ -21,7 +21,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("APILB_SOURCE_DIR", os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
-from harness import Apilb  # noqa: E402
+from harness import Apilb, unreachable_kubeconfig  # noqa: E402
 
 import k8stools  # noqa: E402
 
@@ -195,12 +195,7 @@ def dashboard_exprs():
 
 def exported_metrics():
     """The metric families a running apilb with discovery and a state file exports."""
-    kc = os.path.join(TMP, "kubeconfig")
-    with open(kc, "w") as f:
-        f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
-                "    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context: "
-                "{cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: "
-                "{token: t}\n")
+    kc = unreachable_kubeconfig(TMP)
     a = Apilb("--upstream", "127.0.0.2:1", "--kubeconfig", kc,
               "--state-file", os.path.join(TMP, "state"), admin=True)
     try:
