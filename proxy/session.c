@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "sockopt.h"
+#include "tlshello.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -94,7 +95,9 @@ struct session {
     bool keepalive;                /* the upstream socket has keepalive */
     /* Until the upstream's first byte, what the client sent is kept, so an
      * upstream that resets or closes before answering (a dying apiserver
-     * with connections in its accept queue) is replaced invisibly. */
+     * with connections in its accept queue) is replaced invisibly. Only
+     * while those bytes are a TLS ClientHello (tlshello.h): anything else
+     * may have been acted on, and is never sent to a second upstream. */
     bool early;
     char *replay;
     uint32_t replay_len, replay_cap;
@@ -352,7 +355,8 @@ static void early_end(struct session *s)
 }
 
 /* Keeps what the client sent (copy mode: f->data) until the upstream
- * answers; the first upstream byte, or more than fits, ends the early phase. */
+ * answers; the first upstream byte, more than fits, or bytes that are not
+ * the start of a TLS handshake end the early phase. */
 static void early_note(struct session *s, struct flow *f, size_t n)
 {
     if (f == &s->u2c) {
@@ -382,6 +386,10 @@ static void early_note(struct session *s, struct flow *f, size_t n)
     }
     memcpy(s->replay + s->replay_len, f->data, n);
     s->replay_len += (uint32_t)n;
+    /* Checked before these bytes are sent: an upstream that has them
+     * could act on them (a plaintext request), so no other may get them. */
+    if (!tlshello_prefix((const unsigned char *)s->replay, s->replay_len))
+        early_end(s);
 }
 
 static void try_next(struct session *s);
@@ -555,7 +563,15 @@ static void session_relay(struct session *s)
 
     s->again = false;
     rc = flow_pump(s, &s->c2u, &s->client, s->up, &up->bytes_to);
-    if (rc == 0 || s->early)
+    if (rc != 0 && s->up->failed) {
+        /* A send to the upstream failed (it reset), maybe before its own
+         * event was handled: what it sent before the reset may wait unread.
+         * Read it now: it goes to the client (before the reset that
+         * follows), and when it is a first byte the upstream has answered,
+         * so nothing is replayed elsewhere. */
+        s->up->readable = true;
+    }
+    if (rc == 0 || s->early || s->up->failed)
         rc2 = flow_pump(s, &s->u2c, s->up, &s->client, &up->bytes_from);
     if (rc == 0)
         rc = rc2;

@@ -19,9 +19,9 @@ import tempfile
 import threading
 import time
 
-from harness import (APILB, Apilb, Backend, BlackHole, Fail, _children, check, closed_by_peer,
-                     exchange, listener, metric, payload, refused_addr, roundtrip, run, tmpdir,
-                     whoami, write_atomic)
+from harness import (APILB, Apilb, Backend, BlackHole, Fail, HttpsConn, TlsApiserver, _children,
+                     check, closed_by_peer, exchange, listener, make_certs, metric, payload,
+                     refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
 
 
 def payloads():
@@ -246,28 +246,213 @@ class Slammer(Acceptor):
         c.close()
 
 
+def client_hello(name="kubernetes"):
+    """The first flight of a real TLS client (Python's OpenSSL, TLS 1.3): its
+    ClientHello record, as bytes."""
+    import ssl
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(inc, out, server_hostname=name)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = out.read()
+    check(hello[:1] == b"\x16" and len(hello) > 200, "not a ClientHello: %r" % hello[:10])
+    return hello
+
+
 def early_close():
-    """An upstream that accepts and then closes or resets before its first
-    byte is replaced by the next one, replaying what the client sent: the
-    client never notices."""
-    b = Backend("127.0.0.2", "good")
+    """A TLS upstream that accepts and then closes or resets before its first
+    byte (an apiserver dying with connections in its accept queue) is replaced
+    by the next one, replaying the ClientHello: real TLS clients (curl, and
+    Python's OpenSSL with a verified certificate) never notice. Safe because a
+    ClientHello alone cannot make a server act (no 0-RTT data in it)."""
+    d = tmpdir()
+    ca, crt, key = make_certs(d)
+    good = TlsApiserver("127.0.0.2", crt, key, name="good")
     fin, rst = Slammer("127.0.0.3"), Slammer("127.0.0.4", reset=True)
-    a = Apilb("--upstream", fin.addr, "--upstream", rst.addr, "--upstream", b.addr,
+    a = Apilb("--upstream", fin.addr, "--upstream", rst.addr, "--upstream", good.addr,
               "--balance", "round-robin")
     try:
-        for i in range(30):
-            check(whoami(a.port) == "good", "connection %d failed" % i)
-        data = payload(10000)
-        check(exchange(a.port, data) == data, "replayed bytes corrupted")
+        for i in range(24):
+            conn = HttpsConn(a.port, ca, timeout=10)
+            try:
+                status, body = conn.get("/version")
+            finally:
+                conn.close()
+            check((status, body) == (200, "good"), "connection %d: %r" % (i, (status, body)))
+        for i in range(6):
+            p = subprocess.run(["curl", "-sS", "--fail", "--cacert", ca, "--resolve",
+                                "kubernetes:%d:127.0.0.1" % a.port,
+                                "https://kubernetes:%d/version" % a.port],
+                               capture_output=True, text=True, timeout=20)
+            check(p.returncode == 0 and p.stdout == "good",
+                  "curl %d: rc %d %r %s" % (i, p.returncode, p.stdout[:100], p.stderr.strip()))
         check(fin.count > 0 and rst.count > 0, "the dying upstreams were never tried")
         a.wait_log(r'upstream closed before answering: retrying')
-        print("early close: %d FIN and %d RST upstream closes hidden from 31 clients"
+        print("early close: %d FIN and %d RST upstream closes hidden from 30 TLS clients"
               % (fin.count, rst.count))
     finally:
         a.stop()
-        b.stop()
+        good.stop()
         fin.close()
         rst.close()
+
+
+class Recorder(Acceptor):
+    """Per connection: reads the first line (or, for bytes that are not text,
+    what the first read brings), appends (name, bytes) to the shared list
+    got, then answers `answer` and closes, or with answer None closes with a
+    reset without a byte (an upstream that acted on a request and died)."""
+
+    def __init__(self, host, name, got, answer):
+        self.name, self.got, self.answer = name, got, answer
+        super().__init__(host)
+
+    def serve(self, c):
+        c.settimeout(5)
+        req = b""
+        try:
+            while not req.endswith(b"\n") and not req.startswith(b"\x16"):
+                d = c.recv(4096)
+                if not d:
+                    break
+                req += d
+        except OSError:
+            pass
+        self.got.append((self.name, req))
+        if self.answer is None:
+            reset(c)
+            return
+        try:
+            c.sendall(self.answer)
+        except OSError:
+            pass
+        c.close()
+
+
+def outcome(c):
+    """Everything c receives until EOF, then how it ended: (bytes, "FIN" or
+    "reset" or "timeout")."""
+    got = b""
+    while True:
+        try:
+            d = c.recv(4096)
+        except ConnectionResetError:
+            return got, "reset"
+        except socket.timeout:
+            return got, "timeout"
+        if not d:
+            return got, "FIN"
+        got += d
+
+
+def replay_plaintext():
+    """A plaintext request that reached an upstream is never sent to another
+    one: an upstream that reads it and resets without a byte may have acted
+    on it, so the client gets that reset (as it would connecting directly),
+    not a second run of its request elsewhere."""
+    got = []
+    A = Recorder("127.0.0.2", "A", got, None)
+    B = Recorder("127.0.0.3", "B", got, b"B done\n")
+    a = Apilb("--upstream", A.addr, "--upstream", B.addr, "--balance", "round-robin")
+    try:
+        ends = []
+        for i in range(10):
+            c = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+            c.sendall(b"POST /charge/%d\n" % i)
+            ends.append(outcome(c))
+            c.close()
+        time.sleep(0.3)  # a late replay would land by now
+        runs = {}
+        for who, req in got:
+            runs.setdefault(req, []).append(who)
+        twice = {r.decode(): w for r, w in runs.items() if len(w) > 1}
+        print("10 requests: upstreams per request %s; the clients saw %s" %
+              (sorted(runs.values()), sorted({(e[0].decode(), e[1]) for e in ends})))
+        check(any("A" in w for w in runs.values()), "upstream A was never tried")
+        check(not twice, "requests run on two upstreams: %s" % twice)
+        check(len(runs) == 10, "%d of 10 requests reached an upstream" % len(runs))
+        for (data, how), i in zip(ends, range(10)):
+            check((data, how) in ((b"B done\n", "FIN"), (b"", "reset")),
+                  "client %d got %r then %s" % (i, data, how))
+        check(not any("retrying on the next one" in l for l in a.lines()),
+              "a plaintext request was retried")
+    finally:
+        a.stop()
+        A.close()
+        B.close()
+
+
+def stopped(pid):
+    """True when every thread of pid is stopped (SIGSTOP has taken effect)."""
+    for t in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] != "T":
+                return False
+    return True
+
+
+def replay_answer_kept():
+    """An upstream that answers and resets while the client's next bytes are
+    on their way: its answer reaches the client and nothing is replayed
+    elsewhere. apilb is stopped (SIGSTOP) while the client sends and the
+    upstream answers and resets, so the client's event comes first in the
+    batch apilb then handles: the send to the reset upstream fails before
+    the upstream's own event says that its answer waits. Both with TLS
+    handshake bytes (the part of a ClientHello that may be replayed) and
+    with plaintext, with and without batched sends."""
+    hello = client_hello()
+    ls, addr = listener("127.0.0.2", 8)
+    ls.settimeout(1)
+    got = []
+    B = Recorder("127.0.0.3", "B", got, b"B-answer")
+    try:
+        for batched in ("true", "false"):
+            a = Apilb("--upstream", addr, "--upstream", B.addr, "--balance", "round-robin",
+                      "--io-uring=" + batched)
+            try:
+                for kind, first, rest in (("tls", hello[:120], hello[120:]),
+                                          ("plaintext", b"GET /a HTTP/1.1\r\n", b"\r\n")):
+                    for _ in range(10):  # until the connection lands on the listener first
+                        c = socket.create_connection(("127.0.0.1", a.port), timeout=5)
+                        c.sendall(first)
+                        try:
+                            u, _ = ls.accept()
+                            break
+                        except socket.timeout:
+                            c.close()
+                    else:
+                        raise Fail("no connection reached the first upstream")
+                    del got[:]
+                    u.settimeout(5)
+                    seen = b""
+                    while len(seen) < len(first):
+                        seen += u.recv(4096)
+                    a.signal(signal.SIGSTOP)
+                    t0 = time.time()
+                    while not stopped(a.proc.pid) and time.time() < t0 + 5:
+                        time.sleep(0.01)
+                    c.sendall(rest)
+                    u.sendall(b"A-answer")
+                    reset(u)
+                    time.sleep(0.1)
+                    a.signal(signal.SIGCONT)
+                    data, how = outcome(c)
+                    c.close()
+                    time.sleep(0.2)
+                    print("io-uring %s, %s: the client got %r then %s; the other upstream "
+                          "got %d bytes" % (batched, kind, data, how,
+                                            sum(len(r) for _, r in got)))
+                    check(not got, "bytes replayed to the other upstream (%s)" % kind)
+                    check(data == b"A-answer", "the first upstream's answer was lost (%s): "
+                          "the client got %r" % (kind, data))
+            finally:
+                a.signal(signal.SIGCONT)
+                a.stop()
+    finally:
+        ls.close()
+        B.close()
 
 
 def wait_active(a, want, timeout=3.0):
@@ -1267,4 +1452,4 @@ if __name__ == "__main__":
                                   tls_curl, socket_options, client_fin_first, modules,
                                   client_reset_early, reset_while_stalled, segments,
                                   reset_passed_on, loopback_unpaced, batched_sends,
-                                  batched_sends_denied)})
+                                  batched_sends_denied, replay_plaintext, replay_answer_kept)})
