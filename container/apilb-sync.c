@@ -10,9 +10,10 @@
  * mode 0700: a hostPath the kubelet created belongs to root, and apilb, which
  * runs as --owner, must write its state file there (the chart runs this as
  * an init container).
- * Every interval, each SRC that differs from its DST is written to a
- * temporary file beside DST (owned by --owner, mode 0640; a file under a
- * "manifests" directory keeps 0644), synced and renamed over DST. A missing
+ * Every interval, each SRC that differs from its DST is written to a new
+ * temporary file beside DST with an unpredictable name (owned by --owner,
+ * mode 0640; a file under a "manifests" directory keeps 0644), synced and
+ * renamed over DST. A missing
  * SRC is reported and retried. SIGTERM/SIGINT end it with status 0. With
  * --once it makes one pass and exits 0, or 1 if anything failed. */
 #include <errno.h>
@@ -25,6 +26,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "atomicfile.h"
 
 #define MAX_BYTES (1u << 20)
 #define MAX_PAIRS 16
@@ -59,12 +62,17 @@ static char *slurp(const char *path, size_t *len)
     return buf;
 }
 
-/* Returns 1 when dst was rewritten, 0 when it was current, -1 on error. */
+/* Returns 1 when dst was rewritten, 0 when it was current, -1 on error. The
+ * temporary file is one this call created (atomicfile.h: O_EXCL|O_NOFOLLOW,
+ * an unpredictable name), so the fchown to --owner can only reach it, never
+ * a file that a link planted in dst's directory points to. */
 static int sync_one(const char *src, const char *dst, long owner)
 {
     size_t n, m;
-    char *a = slurp(src, &n), *b, tmp[4096];
-    int fd, rc = -1;
+    char *a = slurp(src, &n), *b;
+    struct atomicfile f;
+    const char *step = "write";
+    int rc;
     mode_t mode = strstr(dst, "manifests/") != NULL ? 0644 : 0640;
 
     if (a == NULL) {
@@ -78,27 +86,32 @@ static int sync_one(const char *src, const char *dst, long owner)
         return 0;
     }
     free(b);
-    snprintf(tmp, sizeof(tmp), "%s.apilb-sync.tmp", dst);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd == -1) {
-        fprintf(stderr, "apilb-sync: %s: %s\n", tmp, strerror(errno));
+    rc = atomicfile_open(&f, dst, mode);
+    if (rc != 0) {
+        fprintf(stderr, "apilb-sync: %s: cannot create a temporary file beside it: %s\n", dst,
+                strerror(-rc));
         free(a);
         return -1;
     }
-    if (write(fd, a, n) == (ssize_t)n && fchmod(fd, mode) == 0 &&
-        (owner < 0 || fchown(fd, (uid_t)owner, (gid_t)owner) == 0) && fsync(fd) == 0)
-        rc = 1;
-    else
-        fprintf(stderr, "apilb-sync: %s: %s\n", tmp, strerror(errno));
-    close(fd);
-    if (rc == 1 && rename(tmp, dst) != 0) {
-        fprintf(stderr, "apilb-sync: %s: %s\n", dst, strerror(errno));
-        rc = -1;
-    }
-    if (rc != 1)
-        unlink(tmp);
+    rc = atomicfile_write_all(f.fd, a, n);
     free(a);
-    return rc;
+    if (rc == 0 && fchmod(f.fd, mode) == -1) {
+        step = "chmod";
+        rc = -errno;
+    }
+    if (rc == 0 && owner >= 0 && fchown(f.fd, (uid_t)owner, (gid_t)owner) == -1) {
+        step = "chown";
+        rc = -errno;
+    }
+    if (rc != 0)
+        atomicfile_abort(&f);
+    else
+        rc = atomicfile_commit(&f, &step);
+    if (rc != 0) {
+        fprintf(stderr, "apilb-sync: %s: cannot %s: %s\n", dst, step, strerror(-rc));
+        return -1;
+    }
+    return 1;
 }
 
 /* Makes dir exist as a directory owned by owner (if >= 0), mode 0700.

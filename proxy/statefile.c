@@ -3,14 +3,12 @@
 #include "statefile.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "atomicfile.h"
 #include "fileread.h"
 
 #define HEADER "# apilb state v1\n"
@@ -144,29 +142,12 @@ int statefile_read(const char *path, struct addr *out, size_t max, char *err, si
     return rc;
 }
 
-static int fsync_dir(const char *path)
-{
-    char *copy = strdup(path);
-    int fd, rc = 0;
-
-    if (copy == NULL)
-        return -ENOMEM;
-    fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd == -1)
-        return -errno;
-    if (fsync(fd) == -1)
-        rc = -errno;
-    close(fd);
-    return rc;
-}
-
 int statefile_write(const char *path, const struct addr *a, size_t n, char *err, size_t err_len)
 {
-    char tmp[4096];
     char *buf = malloc(STATEFILE_MAX_BYTES);
-    int len, fd, rc = 0;
-    size_t off = 0;
+    struct atomicfile f;
+    const char *step = "write";
+    int len, rc;
 
     if (buf == NULL) {
         snprintf(err, err_len, "out of memory");
@@ -178,43 +159,19 @@ int statefile_write(const char *path, const struct addr *a, size_t n, char *err,
         snprintf(err, err_len, "too many upstreams for the state file");
         return len;
     }
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
-        free(buf);
-        snprintf(err, err_len, "path too long");
-        return -ENAMETOOLONG;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd == -1) {
-        rc = -errno;
-        snprintf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
-        free(buf);
-        return rc;
-    }
-    while (off < (size_t)len) {
-        ssize_t w = write(fd, buf + off, (size_t)len - off);
-
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            break;
-        }
-        off += (size_t)w;
-    }
-    free(buf);
-    if (rc == 0 && fsync(fd) == -1)
-        rc = -errno;
-    if (close(fd) == -1 && rc == 0)
-        rc = -errno;
-    if (rc == 0 && rename(tmp, path) == -1)
-        rc = -errno;
+    rc = atomicfile_open(&f, path, 0644);
     if (rc != 0) {
-        snprintf(err, err_len, "cannot write %s: %s", path, strerror(-rc));
-        unlink(tmp);
+        snprintf(err, err_len, "cannot create a temporary file beside %s: %s", path, strerror(-rc));
+        free(buf);
         return rc;
     }
-    rc = fsync_dir(path);
+    rc = atomicfile_write_all(f.fd, buf, (size_t)len);
+    free(buf);
     if (rc != 0)
-        snprintf(err, err_len, "cannot sync the directory of %s: %s", path, strerror(-rc));
+        atomicfile_abort(&f);
+    else
+        rc = atomicfile_commit(&f, &step);
+    if (rc != 0)
+        snprintf(err, err_len, "cannot %s %s: %s", step, path, strerror(-rc));
     return rc;
 }

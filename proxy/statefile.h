@@ -9,8 +9,9 @@
  *     upstream [fd00::11]:6443
  *     end 2 3f1c9a02
  *
- * Written atomically: a temporary file in the same directory, fsync, rename,
- * fsync of the directory. Main thread. */
+ * Written atomically (atomicfile.h): a new temporary file with an
+ * unpredictable name in the same directory, fsync, rename, fsync of the
+ * directory. Any thread, one writer at a time per path. */
 #ifndef PROXY_STATEFILE_H
 #define PROXY_STATEFILE_H
 

@@ -7,10 +7,11 @@ an unreadable file."""
 import os
 import random
 import signal
+import sys
 import threading
 import time
 
-from harness import (Apilb, Backend, check, metric, refused_addr, run, tmpdir, whoami,
+from harness import (Apilb, Backend, Fail, check, metric, refused_addr, run, tmpdir, whoami,
                      write_atomic)
 
 
@@ -159,5 +160,94 @@ def crash_safety():
             b.stop()
 
 
+def fnv1a(data):
+    h = 2166136261
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def state_ok(path):
+    """True when path is a whole state file (its trailer's count and checksum
+    match, as statefile_parse checks)."""
+    with open(path, "rb") as f:
+        text = f.read()
+    body, _, last = text.rstrip(b"\n").rpartition(b"\n")
+    body += b"\n"
+    lines = body.splitlines()
+    return (text.endswith(b"\n") and lines[0] == b"# apilb state v1" and
+            last == b"end %d %08x" % (len(lines) - 1, fnv1a(body)))
+
+
+def in_pid_ns(a):
+    """The PID of apilb a started through `unshare --pid --fork` (its child)."""
+    t0 = time.time()
+    while time.time() < t0 + 5:
+        with open("/proc/%d/task/%d/children" % (a.proc.pid, a.proc.pid)) as f:
+            kids = f.read().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.01)
+    raise Fail("no apilb under unshare")
+
+
+def two_writers():
+    """Two apilbs that share a state file and are both PID 1 (the old and the
+    new DaemonSet pod during a rollout, each in its own PID namespace) write
+    it many times at once: every write succeeds and the file is always whole."""
+    if os.geteuid() != 0:
+        print("SKIP: needs root for PID namespaces")
+        sys.exit(77)
+    d = tmpdir()
+    state = os.path.join(d, "state")
+    bs = [Backend("127.0.0.%d" % (2 + i % 3), "b%d" % i) for i in range(5)]
+    rng = random.Random(11)
+    wrapper = os.environ.get("APILB_WRAPPER", "")
+    os.environ["APILB_WRAPPER"] = "unshare --pid --fork --kill-child " + wrapper
+    ps, ups = [], []
+    try:
+        for i in range(2):
+            ups.append(os.path.join(d, "ups%d" % i))
+            write_atomic(ups[i], "%s\n" % bs[i].addr)
+            ps.append(Apilb("--upstreams-file", ups[i], "--state-file", state))
+        os.environ["APILB_WRAPPER"] = wrapper
+        pids = [in_pid_ns(a) for a in ps]
+        with open("/proc/%d/status" % pids[0]) as f:
+            nspid = [l for l in f.read().splitlines() if l.startswith("NSpid:")]
+        check(nspid and nspid[0].split()[-1] == "1", "apilb is not PID 1 in its namespace: %s"
+              % nspid)
+        torn = 0
+        t0 = time.time()
+        while time.time() < t0 + 4:
+            for i in range(2):
+                pick = rng.sample(bs, rng.randint(1, len(bs)))
+                write_atomic(ups[i], "".join("%s\n" % b.addr for b in pick))
+                os.kill(pids[i], signal.SIGHUP)
+            time.sleep(0.003)
+            torn += not state_ok(state)
+        time.sleep(0.5)
+        writes = [sum("state file written" in l for l in a.lines()) for a in ps]
+        failed = [l for a in ps for l in a.lines() if "state file not written" in l]
+        left = [n for n in os.listdir(d) if ".tmp" in n]
+        print("two apilbs as PID 1 sharing %s: %s writes, %d failed, %d torn reads, "
+              "temporary files left %s" % (state, writes, len(failed), torn, left))
+        check(min(writes) >= 20, "too few writes to race: %s" % writes)
+        check(not failed, "writes failed: %s" % failed[:3])
+        check(torn == 0 and state_ok(state), "the state file was torn")
+        for i, a in enumerate(ps):
+            os.kill(pids[i], signal.SIGTERM)
+            check(a.wait_exit(20) == 0, "apilb %d did not exit 0" % i)
+            a.check_sanitizers()
+        check(not [n for n in os.listdir(d) if ".tmp" in n], "temporary files left behind")
+    finally:
+        os.environ["APILB_WRAPPER"] = wrapper
+        for a in ps:
+            if a.proc.poll() is None:  # unshare --kill-child takes apilb along
+                a.proc.kill()
+                a.proc.wait()
+        for b in bs:
+            b.stop()
+
+
 if __name__ == "__main__":
-    run({f.__name__: f for f in (roundtrip, corrupt, crash_safety, metrics)})
+    run({f.__name__: f for f in (roundtrip, corrupt, crash_safety, metrics, two_writers)})

@@ -562,7 +562,7 @@ def representative_run(d, families):
         names |= strace_names(os.path.join(traces, n + ".strace"), APILB, families)
     # A run that did not reach these paths would prove little.
     for n in ("bpf", "io_uring_setup", "io_uring_enter", "accept4", "connect",
-              "inotify_add_watch", "rename", "splice"):
+              "inotify_add_watch", "renameat", "splice"):
         check(n in names, "the run never called %s: not representative" % n)
     return names
 

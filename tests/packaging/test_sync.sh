@@ -4,7 +4,8 @@
 # copies appear atomically with the right mode and owner, change when the
 # source changes (and only then), a missing source is an error that is
 # retried, --dir hands a root-owned directory to the apilb user and refuses
-# a symlink, SIGTERM ends it with status 0, and bad arguments exit 1.
+# a symlink, a link planted beside a destination is never followed,
+# SIGTERM ends it with status 0, and bad arguments exit 1.
 set -euo pipefail
 sync=${APILB_SYNC:?path to apilb-sync}
 work=$(mktemp -d)
@@ -86,6 +87,39 @@ if "$sync" --once --owner=65532 --dir="$work/state-link" 2>"$work/err"; then
 fi
 [ "$(mode_owner "$work/target")" = "755 $(id -u):$(id -g)" ] || fail "symlink target was changed"
 
+# A link planted where the temporary file used to go (DST.apilb-sync.tmp)
+# is not followed: its target keeps its bytes and its owner, and DST is
+# still replaced (a compromised apilb owning the directory could otherwise
+# make the root helper truncate and chown any file, e.g. a manifest).
+printf 'victim\n' >"$work/victim"
+victim_was=$(mode_owner "$work/victim")
+ln -s "$work/victim" "$work/creds/token.apilb-sync.tmp"
+printf 'token-3\n' >"$work/src/token"
+"$sync" --once --owner=4321 "$work/src/token=$work/creds/token" >"$work/out" ||
+    fail "sync failed with a link planted beside the destination"
+[ "$(cat "$work/victim")" = victim ] || fail "the planted link was followed: victim now $(cat "$work/victim")"
+[ "$(mode_owner "$work/victim")" = "$victim_was" ] ||
+    fail "the link's target was chowned: $(mode_owner "$work/victim")"
+cmp -s "$work/src/token" "$work/creds/token" || fail "token not copied beside a planted link"
+[ -L "$work/creds/token" ] && fail "the destination was replaced by the planted link"
+[ "$(mode_owner "$work/creds/token")" = "640 4321:4321" ] ||
+    fail "token mode/owner beside a planted link: $(mode_owner "$work/creds/token")"
+rm "$work/creds/token.apilb-sync.tmp"
+ls "$work/creds" | grep -q tmp && fail "temporary file left behind: $(ls "$work/creds")"
+# Two syncs at once into one directory never share a temporary file: each
+# copy that lands is whole.
+for i in $(seq 40); do printf 'token-a-%04d\n' "$i" >>"$work/src/ta"; done
+for i in $(seq 40); do printf 'token-b-%04d\n' "$i" >>"$work/src/tb"; done
+for r in $(seq 30); do
+    "$sync" --once "$work/src/ta=$work/creds/shared" >/dev/null 2>>"$work/err2" &
+    "$sync" --once "$work/src/tb=$work/creds/shared" >/dev/null 2>>"$work/err2" &
+    wait
+    cmp -s "$work/creds/shared" "$work/src/ta" || cmp -s "$work/creds/shared" "$work/src/tb" ||
+        fail "round $r: two syncs at once tore the copy"
+    rm "$work/creds/shared"
+done
+[ -s "$work/err2" ] && fail "syncs at once failed: $(head -3 "$work/err2")"
+
 # Bad arguments: exit 1 with a usage line.
 for bad in "--owner=abc --dir=/tmp/x" "--interval=fast a=b" "--dir=relative" "" "--frob"; do
     # shellcheck disable=SC2086
@@ -93,4 +127,4 @@ for bad in "--owner=abc --dir=/tmp/x" "--interval=fast a=b" "--dir=relative" "" 
         fail "accepted bad arguments: '$bad'"
     fi
 done
-echo "PASS apilb-sync: atomic copies, modes and owner, rotation, missing source, --dir, SIGTERM, bad args"
+echo "PASS apilb-sync: atomic copies, modes and owner, rotation, missing source, --dir, SIGTERM, planted link, two at once, bad args"
