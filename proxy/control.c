@@ -57,6 +57,15 @@ struct control {
     struct source seeds, file, state, disc;
     struct source written; /* what the state file holds now */
     struct snapshot_state_file state_stats; /* under lock */
+    /* The state file is written on libuv's threadpool, one write at a time
+     * and never under the lock (state_save): queued is what the file will
+     * hold once the writes are done, next the newest set not yet handed to
+     * the writer, doing what the writer writes. */
+    struct source state_queued, state_next, state_doing;
+    bool state_has_next, state_busy;
+    int state_rc;
+    char state_err[CONFIG_ERR_BYTES];
+    uv_work_t state_work;
     struct upstream *reg[UPSTREAM_MAX * 2]; /* in the table or draining */
     size_t n_reg;
     struct upstream_table *table;
@@ -252,41 +261,95 @@ static void entries_add(struct upstream_entry *e, size_t *n, struct control *c,
     }
 }
 
-/* Writes the learned part of t (file and discovered entries) to the state
- * file when it changed. */
+/* Notes the learned part of t (file and discovered entries) for the state
+ * file when it changed. No disk I/O here: this runs under c->lock, which
+ * /readyz snapshots and the watcher's routing take; state_flush() writes
+ * once the lock is released. Loop thread. */
 static void state_save(struct control *c, const struct upstream_table *t)
 {
-    struct source *now;
-    char err[CONFIG_ERR_BYTES];
+    struct source *now = &c->state_next;
     bool same;
 
     if (c->cfg->state_file == NULL)
-        return;
-    now = malloc(sizeof(*now));
-    if (now == NULL)
         return;
     now->n = 0;
     for (size_t i = 0; i < t->n; i++)
         if (t->e[i].sources & (UPSTREAM_SRC_FILE | UPSTREAM_SRC_DISCOVERED))
             now->a[now->n++] = t->e[i].up->addr;
-    same = now->n == c->written.n;
+    same = now->n == c->state_queued.n;
     for (size_t i = 0; same && i < now->n; i++)
-        same = addr_cmp(&now->a[i], &c->written.a[i]) == 0;
-    if (now->n > 0 && !same) {
-        c->state_stats.last_ok = statefile_write(c->cfg->state_file, now->a, now->n, err,
-                                                 sizeof(err)) == 0;
-        if (c->state_stats.last_ok) {
-            c->written = *now;
-            c->state_stats.writes++;
-            c->state_stats.last_write_unix_ms = (uint64_t)time(NULL) * 1000u;
-            log_info("state file written", "file=\"%s\" upstreams=%zu", c->cfg->state_file, now->n);
-        } else {
-            c->state_stats.failures++;
-            log_warn_limited("state-write", 10000, "state file not written", "file=\"%s\" err=\"%s\"",
-                             log_quote(c->cfg->state_file), log_quote(err));
-        }
+        same = addr_cmp(&now->a[i], &c->state_queued.a[i]) == 0;
+    c->state_has_next = now->n > 0 && !same;
+    if (c->state_has_next)
+        c->state_queued = *now;
+}
+
+/* uv_work_cb: a thread of libuv's pool; touches only state_doing, state_rc
+ * and state_err, which the loop leaves alone while state_busy. */
+static void state_write_cb(uv_work_t *w)
+{
+    struct control *c = w->data;
+
+    c->state_rc = statefile_write(c->cfg->state_file, c->state_doing.a, c->state_doing.n,
+                                  c->state_err, sizeof(c->state_err));
+}
+
+static void state_written_cb(uv_work_t *w, int status);
+
+/* A write that did not happen: said, and the next change tries again
+ * (unless a newer set waits already). */
+static void state_write_failed(struct control *c, const char *why)
+{
+    uv_mutex_lock(&c->lock);
+    c->state_stats.last_ok = false;
+    c->state_stats.failures++;
+    uv_mutex_unlock(&c->lock);
+    log_warn_limited("state-write", 10000, "state file not written", "file=\"%s\" err=\"%s\"",
+                     log_quote(c->cfg->state_file), log_quote(why));
+    if (!c->state_has_next)
+        c->state_queued = c->written;
+}
+
+/* Hands the newest noted set to the writer unless a write is under way
+ * (then state_written_cb comes back here): one write at a time, so an
+ * older set never lands after a newer one, and sets noted during a write
+ * are coalesced into the newest. Loop thread, without c->lock. */
+static void state_flush(struct control *c)
+{
+    int rc;
+
+    if (!c->state_has_next || c->state_busy)
+        return;
+    c->state_doing = c->state_next;
+    c->state_has_next = false;
+    c->state_work.data = c;
+    rc = uv_queue_work(&c->loop, &c->state_work, state_write_cb, state_written_cb);
+    if (rc != 0) {
+        state_write_failed(c, uv_strerror(rc));
+        return;
     }
-    free(now);
+    c->state_busy = true;
+}
+
+/* uv_after_work_cb: the loop learns how the write went. */
+static void state_written_cb(uv_work_t *w, int status)
+{
+    struct control *c = w->data;
+
+    c->state_busy = false;
+    if (status == 0 && c->state_rc == 0) {
+        c->written = c->state_doing;
+        uv_mutex_lock(&c->lock);
+        c->state_stats.last_ok = true;
+        c->state_stats.writes++;
+        c->state_stats.last_write_unix_ms = (uint64_t)time(NULL) * 1000u;
+        uv_mutex_unlock(&c->lock);
+        log_info("state file written", "file=\"%s\" upstreams=%zu", c->cfg->state_file,
+                 c->written.n);
+    } else {
+        state_write_failed(c, status != 0 ? uv_strerror(status) : c->state_err);
+    }
+    state_flush(c);
 }
 
 static void state_load(struct control *c)
@@ -305,6 +368,7 @@ static void state_load(struct control *c)
     }
     c->state.n = (size_t)n;
     c->written = c->state;
+    c->state_queued = c->state;
     log_info("state file loaded", "file=\"%s\" upstreams=%d", c->cfg->state_file, n);
 }
 
@@ -405,6 +469,7 @@ static void table_rebuild(struct control *c, const char *reason)
     uv_mutex_lock(&c->lock);
     table_rebuild_locked(c, reason);
     uv_mutex_unlock(&c->lock);
+    state_flush(c);
     reg_prune(c);
 }
 

@@ -6,7 +6,9 @@ an unreadable file."""
 
 import os
 import random
+import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -249,5 +251,74 @@ def two_writers():
             b.stop()
 
 
+def slow_disk():
+    """While the state file is synced to a slow disk (every fsync of a file
+    takes 3 s: an LD_PRELOAD shim built here), /readyz and /upstreams still
+    answer at once and a SIGHUP reload is applied at once; and the writes keep
+    their order: two changes made during a write leave the newer in the file."""
+    d = tmpdir()
+    shim = os.path.join(d, "slow_fsync.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim,
+                    os.path.join(os.path.dirname(os.path.abspath(__file__)), "shims",
+                                 "slow_fsync.c"), "-ldl"], check=True)
+    ups, state, mark = (os.path.join(d, n) for n in ("ups", "state", "syncing"))
+    A, B, C = (Backend("127.0.0.%d" % i, n) for i, n in ((2, "A"), (3, "B"), (4, "C")))
+    write_atomic(ups, "%s\n" % A.addr)
+    env = {"LD_PRELOAD": shim, "SLOW_FSYNC_MS": "3000", "SLOW_FSYNC_MARK": mark,
+           # A sanitized apilb must accept a library loaded before its runtime.
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    a = Apilb("--upstreams-file", ups, "--state-file", state, admin=True, env=env)
+    try:
+        a.wait_log(r"state file written.*upstreams=1", 20)
+        write_atomic(ups, "%s\n%s\n" % (A.addr, B.addr))
+        a.signal(signal.SIGHUP)
+        t0 = time.time()
+        while not os.path.exists(mark) and time.time() < t0 + 10:
+            time.sleep(0.01)
+        check(os.path.exists(mark), "no state file sync began after the reload")
+        took = {}
+        for path in ("/readyz", "/upstreams"):
+            t1 = time.time()
+            code, body = a.admin(path)
+            took[path] = time.time() - t1
+            check(code == 200, "%s answered %d" % (path, code))
+        print("during a 3 s fsync: /readyz answered in %.3f s, /upstreams in %.3f s"
+              % (took["/readyz"], took["/upstreams"]))
+        check(took["/readyz"] < 1.0 and took["/upstreams"] < 1.0,
+              "admin answers waited for the disk: %s" % took)
+        # Two more changes while that write is under way: the second wins.
+        write_atomic(ups, "%s\n%s\n%s\n" % (A.addr, B.addr, C.addr))
+        a.signal(signal.SIGHUP)
+        a.wait_log(r"upstream table published.*upstreams=3", 10)
+        n = len(a.lines())
+        write_atomic(ups, "%s\n%s\n" % (A.addr, C.addr))  # the file watch reloads too
+        t1 = time.time()
+        a.signal(signal.SIGHUP)
+        a.wait_log(r"upstream removed\" upstream=%s" % re.escape(B.addr), 10, start=n)
+        # Published while the disk is busy (the table comes before the file).
+        applied = time.time() - t1
+        syncing = os.path.exists(mark)
+        print("a reload during a sync applied in %.3f s (sync still under way: %s)"
+              % (applied, syncing))
+        check(applied < 1.0, "the reload waited %.2f s for the disk" % applied)
+        want = "# apilb state v1\nupstream %s\nupstream %s\n" % (A.addr, C.addr)
+        t1 = time.time()
+        while time.time() < t1 + 20 and not open(state).read().startswith(want):
+            time.sleep(0.1)
+        check(open(state).read().startswith(want), "the state file holds %r" % open(state).read())
+        time.sleep(3.5)  # an older write, were one still pending, would land now
+        text = open(state).read()
+        writes = [l for l in a.lines() if "state file written" in l]
+        print("state file after the changes: %s; %d writes" %
+              (text.splitlines()[1:-1], len(writes)))
+        check(text.startswith(want), "an older set overwrote the newest: %r" % text)
+        check(not any("state file not written" in l for l in a.lines()), "a write failed")
+    finally:
+        a.stop()
+        for b in (A, B, C):
+            b.stop()
+
+
 if __name__ == "__main__":
-    run({f.__name__: f for f in (roundtrip, corrupt, crash_safety, metrics, two_writers)})
+    run({f.__name__: f for f in (roundtrip, corrupt, crash_safety, metrics, two_writers,
+                                 slow_disk)})
