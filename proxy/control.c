@@ -55,6 +55,12 @@ struct control {
     uv_timer_t tick;
     char *file_dir, *file_base;
     struct source seeds, file, state, disc;
+    /* The upstreams file: file is file_ips plus file_named, the addresses
+     * of its names from the last finished lookup (file_job: the one under
+     * way, which file_async reports; file_reload). */
+    struct source file_ips, file_named;
+    struct resolve_job *file_job;
+    uv_async_t file_async;
     struct source written; /* what the state file holds now */
     struct snapshot_state_file state_stats; /* under lock */
     /* The state file is written on libuv's threadpool, one write at a time
@@ -107,7 +113,11 @@ static int seeds_resolve(const struct config *cfg, const struct config_seed *sd,
     return 0;
 }
 
-static int file_load(const struct config *cfg, struct source *out, bool fatal)
+/* Reads the upstreams file: its IP entries into ips, its host names into
+ * names[0..*n_names) (UPSTREAM_MAX of room). Returns 0, or a negative errno
+ * after saying why (on stderr when fatal, else in the log). */
+static int file_entries(const struct config *cfg, struct source *ips, struct config_seed *names,
+                        size_t *n_names, bool fatal)
 {
     struct config_seed *sd;
     char err[CONFIG_ERR_BYTES];
@@ -125,9 +135,59 @@ static int file_load(const struct config *cfg, struct source *out, bool fatal)
         free(sd);
         return n;
     }
-    n = seeds_resolve(cfg, sd, (size_t)n, out, "--upstreams-file", fatal);
+    ips->n = 0;
+    *n_names = 0;
+    for (int i = 0; i < n; i++) {
+        struct addr a;
+
+        if (addr_from_ip(sd[i].host, sd[i].port, &a) == 0)
+            ips->a[ips->n++] = a;
+        else
+            names[(*n_names)++] = sd[i];
+    }
     free(sd);
-    return n;
+    return 0;
+}
+
+/* out = a, then what of b is not in a. */
+static void source_merge(struct source *out, const struct source *a, const struct source *b)
+{
+    *out = *a;
+    for (size_t i = 0; i < b->n && out->n < UPSTREAM_MAX; i++) {
+        size_t k = 0;
+
+        while (k < a->n && addr_cmp(&a->a[k], &b->a[i]) != 0)
+            k++;
+        if (k == a->n)
+            out->a[out->n++] = b->a[i];
+    }
+}
+
+/* At start (and --check-config): the whole file, names looked up here,
+ * blocking, before the loop runs; a name that does not resolve is a
+ * configuration error when fatal. ips and named may be NULL. */
+static int file_load(const struct config *cfg, struct source *out, struct source *ips,
+                     struct source *named, bool fatal)
+{
+    struct source *own = malloc(sizeof(*own) * 2);
+    struct config_seed *names = malloc(sizeof(*names) * UPSTREAM_MAX);
+    size_t n_names;
+    int rc = -ENOMEM;
+
+    if (own != NULL && names != NULL)
+        rc = file_entries(cfg, &own[0], names, &n_names, fatal);
+    if (rc == 0)
+        rc = seeds_resolve(cfg, names, n_names, &own[1], "--upstreams-file", fatal);
+    if (rc == 0) {
+        source_merge(out, &own[0], &own[1]);
+        if (ips != NULL)
+            *ips = own[0];
+        if (named != NULL)
+            *named = own[1];
+    }
+    free(own);
+    free(names);
+    return rc;
 }
 
 /* The discovery module, loaded on first use; NULL after printing one line
@@ -186,7 +246,7 @@ int control_check(const struct config *cfg)
         rc = EXIT_CONFIG;
     else if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, s, cfg->seeds_from, true) < 0)
         rc = EXIT_CONFIG;
-    else if (cfg->upstreams_file != NULL && file_load(cfg, s, true) < 0)
+    else if (cfg->upstreams_file != NULL && file_load(cfg, s, NULL, NULL, true) < 0)
         rc = EXIT_CONFIG;
     free(s);
     return rc;
@@ -665,17 +725,51 @@ static int control_snapshot(void *arg, struct snapshot *out)
 
 /* --- the upstreams file ----------------------------------------------------- */
 
+/* Applies the file's IP entries at once, with the addresses its names had
+ * at the last lookup, and starts looking the names up again off the loop
+ * (file_resolved_cb applies them): a DNS server that does not answer holds
+ * only that lookup. A lookup still under way is abandoned for the new one. */
 static void file_reload(struct control *c, const char *why)
 {
-    struct source *s = malloc(sizeof(*s));
+    struct source *ips = malloc(sizeof(*ips));
+    struct config_seed *names = malloc(sizeof(*names) * UPSTREAM_MAX);
+    size_t n_names = 0;
+    int rc;
 
-    if (s == NULL)
+    if (ips == NULL || names == NULL || file_entries(c->cfg, ips, names, &n_names, false) != 0) {
+        free(ips);
+        free(names);
         return;
-    if (file_load(c->cfg, s, false) == 0) {
-        c->file = *s;
-        table_rebuild(c, why);
     }
-    free(s);
+    resolve_job_release(c->file_job);
+    c->file_job = NULL;
+    if (n_names == 0) {
+        c->file_named.n = 0;
+    } else if ((rc = resolve_job_start(names, n_names, &c->file_async, &c->file_job)) != 0) {
+        log_warn("upstream names not looked up: keeping their last addresses",
+                 "n=%zu err=\"%s\"", n_names, strerror(-rc));
+    } else {
+        log_debug("looking up the upstreams file's names", "n=%zu", n_names);
+    }
+    c->file_ips = *ips;
+    source_merge(&c->file, &c->file_ips, &c->file_named);
+    free(ips);
+    free(names);
+    table_rebuild(c, why);
+}
+
+/* The file's names have been looked up: their addresses join its IPs. */
+static void file_resolved_cb(uv_async_t *h)
+{
+    struct control *c = h->data;
+
+    if (c->file_job == NULL ||
+        !resolve_job_take(c->file_job, c->file_named.a, &c->file_named.n))
+        return; /* an abandoned lookup's wake-up, or not done yet */
+    resolve_job_release(c->file_job);
+    c->file_job = NULL;
+    source_merge(&c->file, &c->file_ips, &c->file_named);
+    table_rebuild(c, "file-names-resolved");
 }
 
 static void file_debounce_cb(uv_timer_t *t)
@@ -779,6 +873,8 @@ static void done_cb(uv_async_t *a)
             return;
     health_free(c->health);
     c->health = NULL;
+    resolve_job_release(c->file_job); /* before file_async closes */
+    c->file_job = NULL;
     uv_walk(&c->loop, close_cb, NULL);
 }
 
@@ -914,7 +1010,8 @@ int control_run(const struct config *cfg)
     uv_mutex_init(&c->lock);
     uv_mutex_init(&c->disc_lock);
     if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, &c->seeds, cfg->seeds_from, false) < 0 ||
-        (cfg->upstreams_file != NULL && file_load(cfg, &c->file, true) < 0)) {
+        (cfg->upstreams_file != NULL &&
+         file_load(cfg, &c->file, &c->file_ips, &c->file_named, true) < 0)) {
         uv_mutex_destroy(&c->lock);
         uv_mutex_destroy(&c->disc_lock);
         free(c);
@@ -993,6 +1090,8 @@ int control_run(const struct config *cfg)
     c->done.data = c;
     uv_async_init(&c->loop, &c->disc_async, disc_async_cb);
     c->disc_async.data = c;
+    uv_async_init(&c->loop, &c->file_async, file_resolved_cb);
+    c->file_async.data = c;
     for (unsigned i = 0; i < c->n_workers; i++) {
         struct upstream_table *t = c->table;
 
@@ -1043,6 +1142,8 @@ int control_run(const struct config *cfg)
         log_info("stopped", "accepted=%" PRIu64, atomic_load(&c->sh.accepted));
     rc = start_failed ? EXIT_CONFIG : 0;
 out_loop:
+    resolve_job_release(c->file_job);
+    c->file_job = NULL;
     uv_walk(&c->loop, close_cb, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&c->loop);

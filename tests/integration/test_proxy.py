@@ -723,6 +723,107 @@ def reload():
             b.stop()
 
 
+def in_private_ns(name, timeout=240):
+    """Runs scenario name again in a network and mount namespace of its own
+    (unshare -n -m), prints what it printed and fails with it. False when
+    already inside (the caller goes on with the scenario there)."""
+    if os.environ.get("APILB_IN_NETNS") == "1":
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        return False
+    if os.geteuid() != 0:
+        print("SKIP: needs root for network and mount namespaces")
+        sys.exit(77)
+    # A session of its own: on a timeout the whole group goes, apilb too.
+    p = subprocess.Popen(["unshare", "-n", "-m", "--", sys.executable, os.path.abspath(__file__),
+                          name], env=dict(os.environ, APILB_IN_NETNS="1"),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        raise Fail("the scenario in its namespaces took over %d s" % timeout)
+    sys.stdout.write(out)
+    if p.returncode == 77:
+        sys.exit(77)
+    check(p.returncode == 0, "the scenario in its namespaces failed")
+    return True
+
+
+def reload_dns_hangs():
+    """An upstreams file that names a host whose DNS server never answers: the
+    file's other entries apply at once (a name that resolved before keeps its
+    addresses), and /readyz and SIGTERM are answered at once, while the lookup
+    waits (not on the control loop). The DNS server is a UDP socket on
+    127.0.0.1:53 that reads and never answers, in a network namespace of this
+    scenario, named by a resolv.conf bind-mounted over /etc/resolv.conf in its
+    mount namespace; an /etc/hosts there names the backend C."""
+    if in_private_ns("reload_dns_hangs"):
+        return
+    d = tmpdir()
+    for name, text in (("resolv.conf", "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n"),
+                       ("hosts", "127.0.0.1 localhost\n127.0.0.4 works.apilb.test\n")):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+        subprocess.run(["mount", "--bind", os.path.join(d, name), "/etc/" + name], check=True)
+    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dns.bind(("127.0.0.1", 53))
+    A, B, C = Backend("127.0.0.2", "A"), Backend("127.0.0.3", "B"), Backend("127.0.0.4", "C")
+    ups = os.path.join(d, "ups")
+    write_atomic(ups, "%s\n" % A.addr)
+    a = Apilb("--upstreams-file", ups, admin=True, log_level="info")
+    try:
+        # A name that resolves is applied once looked up (off the loop).
+        write_atomic(ups, "%s\nworks.apilb.test:%d\n" % (A.addr, C.port))
+        a.signal(signal.SIGHUP)
+        a.wait_log(r"upstream added\" upstream=%s" % re.escape(C.addr), 10)
+        mark = len(a.lines())
+        t0 = time.time()
+        write_atomic(ups, "%s\nworks.apilb.test:%d\nhangs.apilb.test:6443\n%s\n"
+                     % (A.addr, C.port, B.addr))
+        a.signal(signal.SIGHUP)
+        applied = None
+        while time.time() < t0 + 15:
+            code, body = a.admin("/upstreams")
+            if B.addr in body:
+                applied = time.time() - t0
+                break
+            time.sleep(0.05)
+        dns.settimeout(5)
+        try:
+            asked = dns.recv(512)  # the lookup did reach the silent server
+        except socket.timeout:
+            asked = b""
+        _, body = a.admin("/upstreams")
+        kept = C.addr in body and not any("upstream removed" in l for l in a.lines()[mark:])
+        t1 = time.time()
+        code, _ = a.admin("/readyz")
+        readyz = time.time() - t1
+        waiting = not any("does not resolve" in l for l in a.lines()[mark:])
+        t1 = time.time()
+        a.signal(signal.SIGTERM)
+        rc = a.wait_exit(30)
+        stopped_in = time.time() - t1
+        print("the DNS server got a query: %s; the other entry applied after %s s, the name "
+              "that resolved before kept: %s; /readyz %d in %.3f s; SIGTERM: exit %d in %.2f s "
+              "(the lookup still waiting: %s)"
+              % (bool(asked), "%.2f" % applied if applied is not None else "never", kept, code,
+                 readyz, rc, stopped_in, waiting))
+        check(asked, "the resolver never asked the test's DNS server")
+        check(applied is not None and applied < 1.0,
+              "the file's other entries waited for the DNS lookup")
+        check(kept, "the name that resolved before left the table during the lookup")
+        check(readyz < 1.0 and code == 200, "/readyz waited for the DNS lookup")
+        check(rc == 0 and stopped_in < 2.0, "SIGTERM waited for the DNS lookup")
+        a.check_sanitizers()
+    finally:
+        a.stop()
+        for b in (A, B, C):
+            b.stop()
+        dns.close()
+
+
 def balance():
     """least-conn spreads open connections; round-robin cycles; random covers all."""
     bs = [Backend("127.0.0.%d" % i, "b%d" % i) for i in (2, 3, 4)]
@@ -1151,30 +1252,11 @@ def loopback_unpaced():
     the host's own) use CUBIC: no pacing timer where there is no queue. Its
     connections to other hosts keep the host's default, and with another
     default (Reno) nothing is changed. Runs in a private network namespace
-    (unshare -n), which has its own net.ipv4.tcp_congestion_control, and
+    (in_private_ns), which has its own net.ipv4.tcp_congestion_control, and
     whose lo also carries 10.213.1.2: an address of this host that is not
     loopback; a remote host is a second namespace behind a veth pair."""
-    if os.environ.get("APILB_IN_NETNS") != "1":
-        if os.geteuid() != 0:
-            print("SKIP: needs root for a network namespace")
-            sys.exit(77)
-        # A session of its own: on a timeout the whole group goes, apilb too.
-        p = subprocess.Popen(["unshare", "-n", "--", sys.executable, os.path.abspath(__file__),
-                              "loopback_unpaced"], env=dict(os.environ, APILB_IN_NETNS="1"),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
-        try:
-            out, _ = p.communicate(timeout=240)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-            raise Fail("the scenario in its network namespace took over 240 s")
-        sys.stdout.write(out)
-        if p.returncode == 77:
-            sys.exit(77)
-        check(p.returncode == 0, "the scenario in its network namespace failed")
+    if in_private_ns("loopback_unpaced"):
         return
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     subprocess.run(["ip", "addr", "add", "10.213.1.2/32", "dev", "lo"], check=True)
     try:
         with open("/proc/sys/net/ipv4/tcp_congestion_control", "w") as f:
@@ -1452,4 +1534,5 @@ if __name__ == "__main__":
                                   tls_curl, socket_options, client_fin_first, modules,
                                   client_reset_early, reset_while_stalled, segments,
                                   reset_passed_on, loopback_unpaced, batched_sends,
-                                  batched_sends_denied, replay_plaintext, replay_answer_kept)})
+                                  batched_sends_denied, replay_plaintext, replay_answer_kept,
+                                  reload_dns_hangs)})
