@@ -57,9 +57,12 @@ struct control {
     struct source seeds, file, state, disc;
     /* The upstreams file: file is file_ips plus file_named, the addresses
      * of its names from the last finished lookup (file_job: the one under
-     * way, which file_async reports; file_reload). */
+     * way, which file_async reports; file_reload). One lookup at a time:
+     * the names of a newer file wait in file_names_next. */
     struct source file_ips, file_named;
     struct resolve_job *file_job;
+    struct config_seed *file_names_next; /* UPSTREAM_MAX of room, or NULL */
+    size_t n_file_names_next;
     uv_async_t file_async;
     struct source written; /* what the state file holds now */
     struct snapshot_state_file state_stats; /* under lock */
@@ -725,31 +728,55 @@ static int control_snapshot(void *arg, struct snapshot *out)
 
 /* --- the upstreams file ----------------------------------------------------- */
 
+/* Starts looking names[0..n) up (copied) off the loop. */
+static void file_lookup_start(struct control *c, const struct config_seed *names, size_t n)
+{
+    int rc = resolve_job_start(names, n, &c->file_async, &c->file_job);
+
+    if (rc != 0)
+        log_warn("upstream names not looked up: keeping their last addresses",
+                 "n=%zu err=\"%s\"", n, strerror(-rc));
+    else
+        log_debug("looking up the upstreams file's names", "n=%zu", n);
+}
+
+/* Drops the lookup under way and the names waiting for it (the file has no
+ * names now, or apilb stops). Before file_async closes. */
+static void file_lookup_stop(struct control *c)
+{
+    resolve_job_release(c->file_job);
+    c->file_job = NULL;
+    free(c->file_names_next);
+    c->file_names_next = NULL;
+}
+
 /* Applies the file's IP entries at once, with the addresses its names had
- * at the last lookup, and starts looking the names up again off the loop
+ * at the last lookup, and looks the names up again off the loop
  * (file_resolved_cb applies them): a DNS server that does not answer holds
- * only that lookup. A lookup still under way is abandoned for the new one. */
+ * only that lookup. While one is under way the names wait for it (the
+ * newest file's), so a resolver that hangs never piles up threads. */
 static void file_reload(struct control *c, const char *why)
 {
     struct source *ips = malloc(sizeof(*ips));
     struct config_seed *names = malloc(sizeof(*names) * UPSTREAM_MAX);
     size_t n_names = 0;
-    int rc;
 
     if (ips == NULL || names == NULL || file_entries(c->cfg, ips, names, &n_names, false) != 0) {
         free(ips);
         free(names);
         return;
     }
-    resolve_job_release(c->file_job);
-    c->file_job = NULL;
     if (n_names == 0) {
+        file_lookup_stop(c);
         c->file_named.n = 0;
-    } else if ((rc = resolve_job_start(names, n_names, &c->file_async, &c->file_job)) != 0) {
-        log_warn("upstream names not looked up: keeping their last addresses",
-                 "n=%zu err=\"%s\"", n_names, strerror(-rc));
+    } else if (c->file_job != NULL) {
+        free(c->file_names_next);
+        c->file_names_next = names; /* file_resolved_cb starts it */
+        c->n_file_names_next = n_names;
+        names = NULL;
+        log_debug("the upstreams file's names wait for the lookup under way", "n=%zu", n_names);
     } else {
-        log_debug("looking up the upstreams file's names", "n=%zu", n_names);
+        file_lookup_start(c, names, n_names);
     }
     c->file_ips = *ips;
     source_merge(&c->file, &c->file_ips, &c->file_named);
@@ -758,16 +785,23 @@ static void file_reload(struct control *c, const char *why)
     table_rebuild(c, why);
 }
 
-/* The file's names have been looked up: their addresses join its IPs. */
+/* The file's names have been looked up: their addresses join its IPs, and
+ * the names of a newer file, if any waited, are looked up next. */
 static void file_resolved_cb(uv_async_t *h)
 {
     struct control *c = h->data;
+    struct config_seed *next = c->file_names_next;
 
     if (c->file_job == NULL ||
         !resolve_job_take(c->file_job, c->file_named.a, &c->file_named.n))
-        return; /* an abandoned lookup's wake-up, or not done yet */
+        return; /* a released lookup's wake-up, or not done yet */
     resolve_job_release(c->file_job);
     c->file_job = NULL;
+    if (next != NULL) {
+        c->file_names_next = NULL;
+        file_lookup_start(c, next, c->n_file_names_next);
+        free(next);
+    }
     source_merge(&c->file, &c->file_ips, &c->file_named);
     table_rebuild(c, "file-names-resolved");
 }
@@ -873,8 +907,7 @@ static void done_cb(uv_async_t *a)
             return;
     health_free(c->health);
     c->health = NULL;
-    resolve_job_release(c->file_job); /* before file_async closes */
-    c->file_job = NULL;
+    file_lookup_stop(c); /* before file_async closes */
     uv_walk(&c->loop, close_cb, NULL);
 }
 
@@ -1142,8 +1175,7 @@ int control_run(const struct config *cfg)
         log_info("stopped", "accepted=%" PRIu64, atomic_load(&c->sh.accepted));
     rc = start_failed ? EXIT_CONFIG : 0;
 out_loop:
-    resolve_job_release(c->file_job);
-    c->file_job = NULL;
+    file_lookup_stop(c);
     uv_walk(&c->loop, close_cb, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&c->loop);

@@ -797,6 +797,15 @@ def reload_dns_hangs():
             asked = b""
         _, body = a.admin("/upstreams")
         kept = C.addr in body and not any("upstream removed" in l for l in a.lines()[mark:])
+        # Reloads while the lookup hangs wait for it: no thread per reload.
+        threads = len(os.listdir("/proc/%d/task" % a.proc.pid))
+        for _ in range(20):
+            a.signal(signal.SIGHUP)
+            time.sleep(0.01)
+        t1 = time.time()
+        while sum("SIGHUP: reloading" in l for l in a.lines()[mark:]) < 21 and time.time() < t1 + 5:
+            time.sleep(0.02)
+        more = len(os.listdir("/proc/%d/task" % a.proc.pid)) - threads
         t1 = time.time()
         code, _ = a.admin("/readyz")
         readyz = time.time() - t1
@@ -814,6 +823,8 @@ def reload_dns_hangs():
         check(applied is not None and applied < 1.0,
               "the file's other entries waited for the DNS lookup")
         check(kept, "the name that resolved before left the table during the lookup")
+        print("20 more reloads during the lookup: %+d threads" % more)
+        check(more <= 0, "reloads during a hung lookup started %d more threads" % more)
         check(readyz < 1.0 and code == 200, "/readyz waited for the DNS lookup")
         check(rc == 0 and stopped_in < 2.0, "SIGTERM waited for the DNS lookup")
         a.check_sanitizers()
