@@ -87,6 +87,9 @@ static const struct opt opts[] = {
      "CA bundle to verify apiserver certificates in readyz/tls checks"},
     {"close-unhealthy", "APILB_CLOSE_UNHEALTHY", OPT_BOOL, O(close_unhealthy), 0, 0, NULL, NULL,
      "true", "close open connections of an upstream that turns unhealthy (--close-unhealthy=false keeps them)"},
+    {"access-log", "APILB_ACCESS_LOG", OPT_BOOL, O(access_log), 0, 0, NULL, NULL, "false",
+     "one line per closed connection (client, upstream, reason, duration, bytes each way) at "
+     "info level"},
     {"drain-timeout", "APILB_DRAIN_TIMEOUT", OPT_DURATION0, O(drain_timeout_ms), 0,
      MAX_DURATION_MS, NULL, "DUR", "5m",
      "how long connections to a removed upstream may live"},

@@ -68,6 +68,7 @@ struct config {
     unsigned fall;
     char *health_ca;
     bool close_unhealthy;
+    bool access_log;    /* a line per closed connection at info level */
     unsigned drain_timeout_ms;
     unsigned shutdown_timeout_ms;
     unsigned max_connection_age_ms; /* 0 = off */

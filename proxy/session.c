@@ -70,6 +70,7 @@ struct flow {
     bool queued;      /* a send to dst is queued (buf holds its bytes); op
                          answers it */
     struct sendq_op op;
+    uint64_t total;   /* bytes read from src: the close line's figure */
 };
 
 struct session {
@@ -86,6 +87,7 @@ struct session {
     bool again;                    /* a flow yielded with work left */
     struct flow c2u, u2c;
     uint64_t id;
+    uint64_t accepted_us;          /* for the duration on the close line */
     uint64_t start_us;             /* current attempt began (for latency) */
     uint64_t connect_deadline_ms;
     uint64_t age_deadline_ms;      /* 0 = none */
@@ -304,6 +306,26 @@ static void session_flush(struct session *s)
         evloop_flush(&s->w->ev);
 }
 
+/* The session's last line, with its context (nginx's trait): at info level
+ * with --access-log, else at debug level; the client's address is looked up
+ * only when the line is written. */
+static void log_close(const struct session *s, const char *why)
+{
+    bool access = s->w->sh->cfg->access_log;
+    struct addr peer = {.len = sizeof(peer.ss)};
+    char client[ADDR_STRLEN] = "-";
+
+    if (!log_enabled(access ? LOG_INFO : LOG_DEBUG))
+        return;
+    if (getpeername(s->client.io.fd, (struct sockaddr *)&peer.ss, &peer.len) == 0)
+        addr_format(&peer, client, sizeof(client));
+    LOG_AT(access ? LOG_INFO : LOG_DEBUG, "connection closed",
+           "sid=%" PRIu64 " client=%s upstream=%s reason=%s duration_ms=%" PRIu64
+           " bytes_in=%" PRIu64 " bytes_out=%" PRIu64,
+           s->id, client, s->upstream != NULL ? s->upstream->name : "-", why,
+           (now_us() - s->accepted_us) / 1000, s->c2u.total, s->u2c.total);
+}
+
 static void session_close(struct session *s, const char *why)
 {
     struct upstream *up = s->upstream;
@@ -321,15 +343,12 @@ static void session_close(struct session *s, const char *why)
         upstream_table_unref(s->table);
         s->table = NULL;
     }
+    log_close(s, why);
     if (up != NULL) {
         if (s->counted)
             atomic_fetch_sub(&up->active, 1);
-        log_debug("session closed", "sid=%" PRIu64 " upstream=%s reason=%s", s->id, up->name,
-                  why);
         upstream_unref(up);
         s->upstream = NULL;
-    } else {
-        log_debug("session closed", "sid=%" PRIu64 " reason=%s", s->id, why);
     }
     if (s->up != NULL) {
         leg_close(s->up);
@@ -545,6 +564,7 @@ static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct l
             f->bulk = false; /* the stream has calmed down: copy again */
         }
         atomic_fetch_add_explicit(bytes, (uint64_t)n, memory_order_relaxed);
+        f->total += (uint64_t)n;
         if (s->early)
             early_note(s, f, (size_t)n);
     }
@@ -806,6 +826,7 @@ void session_start(struct worker *w, int client_fd)
     }
     s->w = w;
     s->id = atomic_fetch_add_explicit(&w->sh->next_session_id, 1, memory_order_relaxed);
+    s->accepted_us = now_us();
     s->client.io.fd = client_fd;
     s->client.io.cb = client_cb;
     s->client.s = s;

@@ -1538,8 +1538,48 @@ def batched_sends_denied():
             b.stop()
 
 
+def access_log():
+    """--access-log: one line per closed connection with its client address,
+    upstream, reason, duration and the bytes each way; without it, the same
+    line only at debug level."""
+    A = Backend("127.0.0.2", "A")
+    try:
+        for args, level, want in ((["--access-log"], "info", True), ([], "info", False),
+                                  ([], "debug", True)):
+            a = Apilb("--upstream", A.addr, *args, log_level=level)
+            try:
+                c = a.connect()
+                c.sendall(b"echo\n" + b"x" * 9995)
+                got = b""
+                while len(got) < 9995:  # the echo, without the mode line
+                    got += c.recv(65536)
+                time.sleep(0.3)
+                me = "%s:%d" % c.getsockname()
+                c.shutdown(socket.SHUT_WR)
+                check(closed_by_peer(c), "the echo backend did not close")
+                c.close()
+                pat = (r"connection closed.*client=%s upstream=%s reason=\S+ duration_ms=(\d+) "
+                       r"bytes_in=(\d+) bytes_out=(\d+)" % (re.escape(me), re.escape(A.addr)))
+                if not want:
+                    time.sleep(0.5)
+                    check(not any("connection closed" in l for l in a.lines()),
+                          "a close line at info level without --access-log")
+                    print("%s %s: no line" % (args, level))
+                    continue
+                line = a.wait_log(pat)
+                m = re.search(pat, line)
+                check(int(m.group(1)) >= 300 and int(m.group(2)) == 10000 and
+                      int(m.group(3)) == 9995, "close line: %s" % line)
+                check(("level=info" in line) == bool(args), "level of %s" % line)
+                print("%s %s: %s" % (args, level, line[line.index("msg="):]))
+            finally:
+                a.stop()
+    finally:
+        A.stop()
+
+
 if __name__ == "__main__":
-    run({f.__name__: f for f in (payloads, half_close, concurrent, failover_refused, early_close,
+    run({f.__name__: f for f in (access_log, payloads, half_close, concurrent, failover_refused, early_close,
                                   failover_blackhole, all_down, sigterm_drain, reload, balance,
                                   max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
                                   tls_curl, socket_options, client_fin_first, modules,

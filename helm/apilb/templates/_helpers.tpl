@@ -44,6 +44,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - --rise={{ $v.rise }}
 - --fall={{ $v.fall }}
 - --close-unhealthy={{ $v.closeUnhealthy }}
+- --access-log={{ $v.accessLog }}
 - --drain-timeout={{ $v.drainTimeout }}
 - --shutdown-timeout={{ $v.shutdownTimeout }}
 - --max-connection-age={{ $v.maxConnectionAge }}
