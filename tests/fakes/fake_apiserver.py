@@ -27,12 +27,14 @@ of a single simulated cluster. What it reproduces (see
   apiserver; graceful shutdown (readyz fails, address leaves the list, then
   after a delay the listener closes, or first answers 429 Retry-After: 5 with
   Connection: close for a while, like --shutdown-send-retry-after);
-  serving-certificate rotation.
+  serving-certificate rotation; one certificate shared by every instance
+  (--cert, RKE1's shape) or each instance its own (--instance-cert, as kubeadm
+  and k3s issue them: its own address and the kubernetes names only).
 
 Control: a plain-HTTP JSON API on 127.0.0.1: POST /members {"ips": [...]},
 /compact, /forbid {"resources": [...]}, /fault {"kind": K, "on": bool},
 /status {"code", "retry_after", "count"}, /revoke {"serial"}, /chunk {"max"},
-/label {"on"}, /serving-cert {"cert", "key"}, /instance/IP/ACTION with
+/label {"on"}, /serving-cert {"cert", "key", "ip"}, /instance/IP/ACTION with
 ACTION stop {"delay", "retry_after"} | crash | start | ready | unready | blackhole; GET /
 returns the state and recent requests. The chosen ports are written to
 --ready-file as JSON.
@@ -676,9 +678,12 @@ class Control(http.server.BaseHTTPRequestHandler):
                     c.status_faults += [[body["code"], body.get("retry_after", 1)]] * \
                         body.get("count", 1)
             elif parts == ["serving-cert"]:
-                # A rotated serving certificate: new handshakes get it, and
-                # running watches end (cleanly) so clients reconnect to it.
-                CTX.load_cert_chain(body["cert"], body["key"])
+                # A rotated serving certificate (of the instance "ip", or of
+                # every instance): new handshakes get it, and running
+                # watches end (cleanly) so clients reconnect to it.
+                for ip, inst in INSTANCES.items():
+                    if body.get("ip") in (None, ip):
+                        inst.ctx.load_cert_chain(body["cert"], body["key"])
                 with LOCK:
                     c.cut += 1
                     LOCK.notify_all()
@@ -722,12 +727,27 @@ class Control(http.server.BaseHTTPRequestHandler):
         self.reply(200, {"ok": True})
 
 
+def serving_context(cert, key):
+    """One instance's TLS server context: its own certificate, so an instance
+    answers on its address with what that apiserver would present."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    if ARGS.client_ca:
+        ctx.load_verify_locations(ARGS.client_ca)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
 def main():
-    global ARGS, CLUSTER, CTX
+    global ARGS, CLUSTER
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--listen", action="append", required=True, help="IP:PORT of an instance")
-    p.add_argument("--cert", required=True)
-    p.add_argument("--key", required=True)
+    p.add_argument("--cert", help="serving certificate of the instances without their own")
+    p.add_argument("--key")
+    p.add_argument("--instance-cert", action="append", default=[], metavar="IP=CERT,KEY",
+                   help="the serving certificate of the instance on IP (repeatable): each "
+                        "apiserver its own, as kubeadm and k3s issue them")
     p.add_argument("--client-ca", help="CA that signs accepted client certificates")
     p.add_argument("--token-file", help="file holding the accepted bearer token (re-read)")
     p.add_argument("--ready-file", required=True)
@@ -743,20 +763,27 @@ def main():
                                      "(default: every instance)")
     ARGS = p.parse_args()
     CLUSTER = Cluster(ARGS)
-    ctx = CTX = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(ARGS.cert, ARGS.key)
-    ctx.set_alpn_protocols(["http/1.1"])
-    if ARGS.client_ca:
-        ctx.load_verify_locations(ARGS.client_ca)
-        ctx.verify_mode = ssl.CERT_OPTIONAL
+    own = {}
+    for spec in ARGS.instance_cert:
+        ip, _, files = spec.partition("=")
+        cert, _, key = files.partition(",")
+        if not ip or not cert or not key:
+            p.error("--instance-cert %r: want IP=CERT,KEY" % spec)
+        own[ip.strip("[]")] = (cert, key)
     ports = {}
     for spec in ARGS.listen:
         ip, port = spec.rsplit(":", 1)
-        inst = Instance(CLUSTER, ip.strip("[]"), int(port), ctx)
+        ip = ip.strip("[]")
+        cert, key = own.pop(ip, (ARGS.cert, ARGS.key))
+        if cert is None or key is None:
+            p.error("instance %s: no serving certificate (--cert/--key or --instance-cert)" % ip)
+        inst = Instance(CLUSTER, ip, int(port), serving_context(cert, key))
         inst.start(join=False)
         INSTANCES[inst.ip] = inst
         ports[inst.ip] = inst.port
         CLUSTER.port = inst.port
+    if own:
+        p.error("--instance-cert for %s, which has no --listen" % ", ".join(sorted(own)))
     members = ARGS.members.split(",") if ARGS.members else list(INSTANCES)
     CLUSTER.set_members([m for m in members if m])
     ctl = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Control)
@@ -774,7 +801,6 @@ def main():
 
 
 ARGS = None
-CTX = None
 ARGS_REVOKED = set()
 CLUSTER = None
 INSTANCES = {}

@@ -48,9 +48,28 @@ IPS = ["10.213.0.2", "10.213.0.3", "10.213.0.4"]
 class Fake:
     """The fake apiserver process and its control API."""
 
-    def __init__(self, d, ips=IPS, members=None, extra=()):
+    def __init__(self, d, ips=IPS, members=None, extra=(), certs="shared", own=None,
+                 extra_sans=""):
+        """certs: "shared" (one certificate naming every instance, RKE1's
+        shape) or "kubeadm"/"k3s" (each instance its own, naming only its
+        own address and the kubernetes names; extra_sans added to each).
+        own: {ip: SANs} for instances given a certificate of their own
+        making instead."""
         self.d = d
-        subprocess.run(["bash", os.path.join(FAKES, "mkcerts.sh"), d], check=True)
+        mk = os.path.join(FAKES, "mkcerts.sh")
+        subprocess.run(["bash", mk, d], check=True)
+        certs_args = []
+        if certs != "shared":
+            subprocess.run(["bash", mk, d, "apiservers", certs, *ips], check=True,
+                           env=dict(os.environ, EXTRA_SANS=extra_sans))
+            certs_args = [x for ip in ips for x in (
+                "--instance-cert", "%s=%s,%s" % (ip, os.path.join(d, "apiserver-%s.pem" % ip),
+                                                 os.path.join(d, "apiserver-%s.key" % ip)))]
+        for ip, sans in (own or {}).items():
+            name = "own-%s" % ip
+            subprocess.run(["bash", mk, d, "leaf", name, sans], check=True)
+            certs_args += ["--instance-cert", "%s=%s,%s" % (
+                ip, os.path.join(d, name + ".pem"), os.path.join(d, name + ".key"))]
         self.token_file = os.path.join(d, "fake-token")
         with open(self.token_file, "w") as f:
             f.write("token-one\n")
@@ -59,7 +78,7 @@ class Fake:
                 "--cert", os.path.join(d, "server.pem"), "--key", os.path.join(d, "server.key"),
                 "--client-ca", os.path.join(d, "client-ca.pem"),
                 "--token-file", self.token_file, "--ready-file", ready,
-                "--bookmark-interval", "1", "--lease-ttl", "2", *extra]
+                "--bookmark-interval", "1", "--lease-ttl", "2", *certs_args, *extra]
         for ip in ips:
             args += ["--listen", "%s:6443" % ip]
         if members is not None:
@@ -171,9 +190,9 @@ def served_by(fake, a, n=1):
     return out
 
 
-def new_case(ips=IPS, members=None, extra=()):
+def new_case(ips=IPS, members=None, extra=(), **certs):
     d = tmpdir()
-    fake = Fake(d, ips, members, extra)
+    fake = Fake(d, ips, members, extra, **certs)
     return d, fake
 
 
