@@ -171,8 +171,10 @@ int kubeconfig_load(const char *path, struct kube_creds *c, char *err, size_t er
         snprintf(err, err_len, "--kubeconfig=%s: %s", path, sub);
         goto out;
     }
-    if ((v = str(cluster, "tls-server-name")) != NULL && *v != '\0')
+    if ((v = str(cluster, "tls-server-name")) != NULL && *v != '\0') {
         snprintf(c->tls_name, sizeof(c->tls_name), "%s", v);
+        c->tls_name_set = true;
+    }
     v = str(cluster, "insecure-skip-tls-verify");
     c->insecure = v != NULL && strcmp(v, "true") == 0;
     if ((v = str(cluster, "certificate-authority-data")) != NULL) {
@@ -251,6 +253,7 @@ int incluster_load(const char *dir, struct kube_creds *c, char *err, size_t err_
     /* Verify the name every apiserver certificate carries; the address to
      * dial comes from the upstream table (or the service host, last). */
     snprintf(c->tls_name, sizeof(c->tls_name), "kubernetes.default.svc");
+    c->tls_name_set = true;
     snprintf(c->origin, sizeof(c->origin), "%s", host != NULL ? host : "kubernetes.default.svc");
     c->port = port != NULL ? (unsigned)atoi(port) : 443;
     if (c->port == 0 || c->port > 65535)

@@ -16,6 +16,8 @@
 
 struct kube_creds {
     char tls_name[ADDR_HOST_MAX]; /* host in the URL: what TLS verifies (and SNI) */
+    bool tls_name_set;            /* tls_name was configured (tls-server-name, in-cluster),
+                                     not taken from the server URL */
     unsigned port;                /* port of the server URL */
     char origin[ADDR_HOST_MAX];   /* host of the server URL, dialled when no route is known */
     char *ca_file, *ca_pem;       /* PEM file or decoded data (data wins) */

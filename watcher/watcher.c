@@ -29,6 +29,7 @@
 #define LIST_TIMEOUT_MS 30000
 #define ROUTE_TRIES 3
 #define TOKEN_MAX 16384
+#define TLS_MEMO_MAX 32
 
 enum mode {
     MODE_SLICES = 0,
@@ -44,6 +45,12 @@ enum stop_reason {
     END_ERROR,     /* ERROR event of another kind */
     END_GARBAGE,   /* not JSON, or an event we cannot use */
     END_CREDS,     /* a credential file changed */
+};
+
+/* The name an apiserver's certificate was last verified for. */
+struct tls_memo {
+    struct addr a;
+    char name[ADDR_HOST_MAX];
 };
 
 struct watcher {
@@ -87,6 +94,8 @@ struct watcher {
     bool routed_ok;             /* routed is set (else the kubeconfig's server) */
     struct addr avoid;          /* it answered Retry-After: others first */
     bool avoiding;
+    struct tls_memo memo[TLS_MEMO_MAX]; /* see tls_names() */
+    size_t n_memo;
 };
 
 const char *watcher_state_name(int state)
@@ -403,14 +412,140 @@ static void set_pem(CURL *c, CURLoption blob_opt, CURLoption file_opt, const cha
     }
 }
 
-/* Runs one request. Returns the HTTP status, or a negative curl error. */
-static long request(struct watcher *w, const char *path, bool watch, unsigned attempt,
-                    char *errbuf)
+/* --- which name an apiserver is verified for -------------------------------------
+ *
+ * The watcher dials an address from the upstream table (CONNECT_TO) and
+ * verifies the certificate for a name, never for nothing:
+ * - tls-server-name (or in-cluster's kubernetes.default.svc), when set, for
+ *   every apiserver: the operator said which name the certificates carry;
+ * - the kubeconfig server's host when dialling that very address;
+ * - any other apiserver for a name it must carry, because kubeadm and k3s
+ *   issue each apiserver its own certificate (its own address and the
+ *   kubernetes names, not the other apiservers' addresses): first DNS
+ *   `kubernetes`, which every kubeadm, RKE and k3s serving certificate
+ *   carries whichever of the node's addresses was dialled; then the address
+ *   itself, as the cluster publishes it (an EndpointSlice address is the
+ *   apiserver's advertise address, which kubeadm puts in its certificate),
+ *   for certificates without the kubernetes names; last the kubeconfig
+ *   server's host (a load balancer's DNS name that every certificate was
+ *   also issued for, e.g. kubeadm's controlPlaneEndpoint).
+ * A name that fails verification costs one more handshake with the next;
+ * the one that verified is remembered per address and tried first. */
+
+enum tls_kind {
+    TLS_CONFIGURED = 0, /* tls-server-name, or the kubeconfig server's host */
+    TLS_KUBERNETES,
+    TLS_ADDRESS,
+    TLS_KINDS
+};
+
+/* Whether a is the kubeconfig server's own address (its host is that IP). */
+static bool is_origin(const struct watcher *w, const struct addr *a)
+{
+    struct addr o;
+
+    return addr_from_ip(w->creds.origin, addr_port(a), &o) == 0 && addr_cmp(&o, a) == 0;
+}
+
+/* Writes the host of a (no port, no brackets) into buf[ADDR_HOST_MAX]. */
+static void addr_host(const struct addr *a, char *buf)
+{
+    char s[ADDR_STRLEN], *p = s, *colon;
+
+    addr_format(a, s, sizeof(s));
+    colon = strrchr(s, ':');
+    *colon = '\0';
+    if (*p == '[') {
+        p++;
+        p[strlen(p) - 1] = '\0';
+    }
+    snprintf(buf, ADDR_HOST_MAX, "%s", p);
+}
+
+static struct tls_memo *memo_find(struct watcher *w, const struct addr *a)
+{
+    for (size_t i = 0; i < w->n_memo; i++)
+        if (addr_cmp(&w->memo[i].a, a) == 0)
+            return &w->memo[i];
+    return NULL;
+}
+
+/* Fills names[] with the names to verify the apiserver at route for (NULL:
+ * the kubeconfig's server itself), best first; returns how many. */
+static size_t tls_names(struct watcher *w, const struct addr *route,
+                        char names[TLS_KINDS][ADDR_HOST_MAX])
+{
+    static const enum tls_kind order[] = {TLS_KUBERNETES, TLS_ADDRESS, TLS_CONFIGURED};
+    struct tls_memo *m;
+    size_t n = 0;
+
+    if (route == NULL || w->creds.tls_name_set || w->creds.insecure || is_origin(w, route)) {
+        snprintf(names[n++], ADDR_HOST_MAX, "%s", w->creds.tls_name);
+        return n;
+    }
+    m = memo_find(w, route);
+    if (m != NULL)
+        snprintf(names[n++], ADDR_HOST_MAX, "%s", m->name);
+    for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+        char name[ADDR_HOST_MAX];
+        bool dup = false;
+
+        if (order[k] == TLS_KUBERNETES)
+            snprintf(name, sizeof(name), "kubernetes");
+        else if (order[k] == TLS_ADDRESS)
+            addr_host(route, name);
+        else
+            snprintf(name, sizeof(name), "%s", w->creds.tls_name);
+        for (size_t i = 0; i < n; i++)
+            dup = dup || strcmp(names[i], name) == 0;
+        if (!dup)
+            snprintf(names[n++], ADDR_HOST_MAX, "%s", name);
+    }
+    return n;
+}
+
+/* Remembers that the apiserver at route was verified for name, and logs it
+ * when that is new for the address. */
+static void tls_verified(struct watcher *w, const struct addr *route, const char *name)
+{
+    struct tls_memo *m;
+    char up[ADDR_STRLEN];
+    const char *why;
+
+    if (route == NULL)
+        return;
+    m = memo_find(w, route);
+    if (m != NULL && strcmp(m->name, name) == 0)
+        return;
+    if (m == NULL) {
+        /* Few apiservers: a full memo (a churning table) starts over. */
+        if (w->n_memo == TLS_MEMO_MAX)
+            w->n_memo = 0;
+        m = &w->memo[w->n_memo++];
+        m->a = *route;
+    }
+    snprintf(m->name, sizeof(m->name), "%s", name);
+    if (w->creds.tls_name_set)
+        why = w->cfg.kubeconfig != NULL ? "tls-server-name" : "in-cluster";
+    else if (strcmp(name, w->creds.tls_name) == 0)
+        why = "kubeconfig-server";
+    else if (strcmp(name, "kubernetes") == 0)
+        why = "kubernetes";
+    else
+        why = "own-address";
+    log_info("apiserver certificate verified", "upstream=%s tls_name=%s because=%s",
+             addr_format(route, up, sizeof(up)), log_quote(name), why);
+}
+
+/* One transfer to the apiserver at route (NULL: the kubeconfig's server),
+ * verifying its certificate for name. Returns the HTTP status, or a negative
+ * CURLcode with errbuf filled. */
+static long perform(struct watcher *w, const char *path, bool watch, const struct addr *route,
+                    const char *name, char *errbuf)
 {
     char url[1024], host[ADDR_HOST_MAX + 2], connect_to[2 * ADDR_HOST_MAX + 32];
     char *auth = NULL, *token = NULL;
     struct curl_slist *hdrs = NULL, *ct = NULL;
-    struct addr route;
     CURL *c;
     CURLcode rc;
     long code = 0;
@@ -418,21 +553,17 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
     c = curl_easy_init();
     if (c == NULL)
         return -CURLE_OUT_OF_MEMORY;
-    format_host(w->creds.tls_name, host, sizeof(host));
+    format_host(name, host, sizeof(host));
     snprintf(url, sizeof(url), "https://%s:%u%s", host, w->creds.port, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
     /* Dial an upstream from the table directly, but verify the name. */
-    w->routed_ok = w->route(w->arg, attempt, w->avoiding ? &w->avoid : NULL, &route) == 0;
-    if (w->routed_ok) {
-        char ip[ADDR_STRLEN], *colon;
+    if (route != NULL) {
+        char ip[ADDR_HOST_MAX], dial[ADDR_HOST_MAX + 2];
 
-        w->routed = route;
-
-        addr_format(&route, ip, sizeof(ip));
-        colon = strrchr(ip, ':');
-        *colon = '\0';
-        snprintf(connect_to, sizeof(connect_to), "%s:%u:%s:%s", host, w->creds.port, ip,
-                 colon + 1);
+        addr_host(route, ip);
+        format_host(ip, dial, sizeof(dial));
+        snprintf(connect_to, sizeof(connect_to), "%s:%u:%s:%u", host, w->creds.port, dial,
+                 addr_port(route));
     } else {
         char origin[ADDR_HOST_MAX + 2];
 
@@ -506,6 +637,49 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
         if (errbuf[0] == '\0')
             snprintf(errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
         return code != 0 && rc == CURLE_PARTIAL_FILE ? code : -(long)rc;
+    }
+    return code;
+}
+
+/* Runs one request to the apiserver that route() gives for attempt, trying
+ * the names it may be verified for (see above) while only the name fails.
+ * Returns the HTTP status, or a negative curl error with errbuf filled. */
+static long request(struct watcher *w, const char *path, bool watch, unsigned attempt,
+                    char *errbuf)
+{
+    char names[TLS_KINDS][ADDR_HOST_MAX], tried[CURL_ERROR_SIZE];
+    struct addr route;
+    size_t n, off = 0;
+    long code = -CURLE_FAILED_INIT;
+
+    w->routed_ok = w->route(w->arg, attempt, w->avoiding ? &w->avoid : NULL, &route) == 0;
+    if (w->routed_ok)
+        w->routed = route;
+    n = tls_names(w, w->routed_ok ? &route : NULL, names);
+    tried[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (w->body != NULL)
+            w->body_len = 0;
+        code = perform(w, path, watch, w->routed_ok ? &route : NULL, names[i], errbuf);
+        if (code > 0) {
+            tls_verified(w, w->routed_ok ? &route : NULL, names[i]);
+            return code;
+        }
+        /* Only a certificate that is not for this name (or not from the
+         * CA: then every name fails alike) is worth another handshake. */
+        if (code != -CURLE_PEER_FAILED_VERIFICATION || atomic_load(&w->stop))
+            return code;
+        if (off < sizeof(tried))
+            off += (size_t)snprintf(tried + off, sizeof(tried) - off, "%s%s", i ? ", " : "",
+                                    names[i]);
+    }
+    if (n > 1) {
+        char last[CURL_ERROR_SIZE];
+
+        snprintf(last, sizeof(last), "%s", errbuf);
+        if (snprintf(errbuf, CURL_ERROR_SIZE, "certificate verified for none of %s: %s", tried,
+                     last) >= CURL_ERROR_SIZE)
+            memcpy(errbuf + CURL_ERROR_SIZE - 4, "...", 4);
     }
     return code;
 }
@@ -668,10 +842,20 @@ static void status_message(struct watcher *w, char *buf, size_t len)
     json_decref(root);
 }
 
+/* The apiserver the last request went to, for the log: its address, or the
+ * kubeconfig server's host when no route was known. */
+static const char *routed_name(const struct watcher *w, char *buf, size_t len)
+{
+    if (w->routed_ok)
+        return addr_format(&w->routed, buf, len);
+    snprintf(buf, len, "%s", w->creds.origin);
+    return buf;
+}
+
 /* One LIST. Returns 0 on success, 1 to relist now, -1 to back off. */
 static int do_list(struct watcher *w)
 {
-    char path[512], errbuf[CURL_ERROR_SIZE], msg[256];
+    char path[512], errbuf[CURL_ERROR_SIZE], msg[256], up[ADDR_HOST_MAX];
     long code = -1;
 
     set_state(w, WATCHER_LISTING);
@@ -684,8 +868,9 @@ static int do_list(struct watcher *w)
         code = request(w, path, false, attempt, errbuf);
         if (code > 0 || atomic_load(&w->stop))
             break;
-        log_warn("apiserver request failed", "source=%s attempt=%u err=\"%s\"", mode_name(w->mode),
-                 attempt + 1, log_quote(errbuf));
+        log_warn("apiserver request failed", "source=%s upstream=%s attempt=%u err=\"%s\"",
+                 mode_name(w->mode), routed_name(w, up, sizeof(up)), attempt + 1,
+                 log_quote(errbuf));
         count_error(w, WATCHER_ERR_CONNECT);
     }
     if (code == 200) {
@@ -778,8 +963,10 @@ static int do_watch(struct watcher *w)
     if (code == 410)
         return 1;
     if (code <= 0) {
-        log_warn("watch connection failed", "source=%s err=\"%s\"", mode_name(w->mode),
-                 log_quote(errbuf));
+        char up[ADDR_HOST_MAX];
+
+        log_warn("watch connection failed", "source=%s upstream=%s err=\"%s\"",
+                 mode_name(w->mode), routed_name(w, up, sizeof(up)), log_quote(errbuf));
         count_error(w, WATCHER_ERR_CONNECT);
     } else {
         log_warn("WATCH failed", "source=%s code=%ld", mode_name(w->mode), code);

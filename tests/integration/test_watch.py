@@ -146,12 +146,12 @@ def rotate_token(sa, token):
     os.rename(tmp, os.path.join(sa, "..data"))  # the atomic swap kubelet does
 
 
-def start_apilb(fake, kc, *extra, seeds=("10.213.0.2:6443",)):
+def start_apilb(fake, kc, *extra, seeds=("10.213.0.2:6443",), health="readyz"):
     args = ["--kubeconfig", kc, "--discovery-debounce", "200ms", "--health-interval", "300ms",
             "--health-timeout", "250ms", "--watch-stall", "3s", "--connect-timeout", "500ms"]
     for s in seeds:
         args += ["--upstream", s]
-    return Apilb(*args, *extra, health="readyz", admin=True)
+    return Apilb(*args, *extra, health=health, admin=True)
 
 
 def upstreams(a):
@@ -198,7 +198,7 @@ def new_case(ips=IPS, members=None, extra=(), **certs):
 
 def initial_sync():
     """One seed is enough: the watcher finds every apiserver and clients use them."""
-    d, fake = new_case()
+    d, fake = new_case(certs="kubeadm")
     a = start_apilb(fake, kubeconfig(d, token_user(d)))
     try:
         t0 = time.time()
@@ -236,7 +236,7 @@ def initial_sync():
 
 def scale():
     """Scale up (an apiserver joins when ready) and down (graceful stop drains)."""
-    d, fake = new_case(IPS + ["10.213.0.5"], members=IPS[:2])
+    d, fake = new_case(IPS + ["10.213.0.5"], members=IPS[:2], certs="kubeadm")
     a = start_apilb(fake, kubeconfig(d, token_user(d)))
     try:
         wait_discovered(a, IPS[:2])
@@ -283,7 +283,7 @@ def scale():
 def crash():
     """A crashed apiserver stays listed until its lease expires; health checks
     keep new connections away from it at once, then it leaves the table."""
-    d, fake = new_case()
+    d, fake = new_case(certs="kubeadm")
     a = start_apilb(fake, kubeconfig(d, token_user(d)))
     try:
         wait_discovered(a, IPS)
@@ -672,7 +672,7 @@ def kubectl():
     exe = os.environ.get("KUBECTL") or shutil.which("kubectl")
     if not exe:
         raise Fail("no kubectl: run scripts/k8s-tools.sh (set KUBECTL)")
-    d, fake = new_case()
+    d, fake = new_case(certs="kubeadm")
     a = start_apilb(fake, kubeconfig(d, token_user(d)))
     try:
         wait_discovered(a, IPS)
@@ -777,10 +777,152 @@ def admin_during_start_stop():
         fake.stop()
 
 
+# -- each apiserver its own certificate (issue 19 part 1) --------------------
+
+def watcher_errors(a, start=0):
+    """The watcher's last request failures, for a failure message."""
+    bad = [l for l in a.lines()[start:] if re.search(
+        r'apiserver request failed|watch connection failed|LIST failed', l)]
+    return "\n".join(bad[-3:]) or "(no request failed)"
+
+
+def served_by_apiserver(fake, ip):
+    """Requests of the watcher (LIST or WATCH) that the instance on ip served."""
+    return [r for r in fake.state()["requests"]
+            if r[0] == ip and "/endpoint" in r[1] and r[2] is not None]
+
+
+def wait_served_by(fake, a, ip, deadline):
+    """Connects through apilb until one lands on ip; fails at deadline."""
+    seen = []
+    while time.time() < deadline:
+        seen += served_by(fake, a)
+        if ip in seen:
+            return
+    raise Fail("no new connection landed on %s in time: %r" % (ip, seen))
+
+
+def origin_lost():
+    """kubeadm's shape: each apiserver has its own certificate (its own
+    address and the kubernetes names), the kubeconfig names the first one by
+    IP. Once that one is killed, discovery goes on through the others: its
+    removal and an apiserver added afterwards reach new connections within
+    5 s each."""
+    d, fake = new_case(IPS + ["10.213.0.5"], members=IPS, certs="kubeadm")
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        mark = len(a.lines())
+        fake.ctl("/instance/10.213.0.2/crash")
+        end = time.time() + 10
+        while "10.213.0.2" in fake.state()["members"]:  # its lease expires (2 s)
+            check(time.time() < end, "the fake never dropped the crashed apiserver")
+            time.sleep(0.05)
+        t0 = time.time()
+        try:
+            wait_discovered(a, IPS[1:], 5)
+        except Fail as e:
+            raise Fail("%s; the watcher's last errors:\n%s" % (e, watcher_errors(a, mark)))
+        print("removal of the kubeconfig's apiserver seen %.2fs after its lease expired"
+              % (time.time() - t0))
+        fake.ctl("/instance/10.213.0.5/ready")
+        t0 = time.time()
+        try:
+            wait_discovered(a, IPS[1:] + ["10.213.0.5"], 5)
+        except Fail as e:
+            raise Fail("%s; the watcher's last errors:\n%s" % (e, watcher_errors(a, mark)))
+        wait_served_by(fake, a, "10.213.0.5", t0 + 5)
+        print("apiserver added after the loss reached new connections in %.2fs"
+              % (time.time() - t0))
+        check(served_by_apiserver(fake, "10.213.0.3") or served_by_apiserver(fake, "10.213.0.4"),
+              "no survivor served the watcher")
+        a.wait_log(r'apiserver certificate verified" upstream=10\.213\.0\.(3|4):6443 '
+                   r'tls_name=kubernetes because=kubernetes', 1)
+        a.wait_log(r'apiserver certificate verified" upstream=10\.213\.0\.2:6443 '
+                   r'tls_name=10\.213\.0\.2 because=kubeconfig-server', 1)
+        n = len([l for l in a.lines() if "apiserver certificate verified" in l])
+        check(n <= 4, "the verified name was logged %d times for 4 apiservers" % n)
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def tls_name_wins():
+    """tls-server-name, when set, is verified on every apiserver, even where
+    another name would pass: the kubeconfig's own apiserver (its address and
+    kubernetes in its certificate, not the tls-server-name) is never used by
+    the watcher, the others (which carry it) are."""
+    kubeadm_2 = ("DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+                 "DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1,IP:10.213.0.2")
+    d, fake = new_case(certs="kubeadm", extra_sans="DNS:apiserver.internal",
+                       own={"10.213.0.2": kubeadm_2})
+    kc = kubeconfig(d, token_user(d), tls_server_name="apiserver.internal")
+    a = start_apilb(fake, kc, "--watch-timeout", "1s", seeds=("10.213.0.3:6443",))
+    try:
+        wait_discovered(a, IPS)
+        a.wait_log(r'(request failed|connection failed)" source=\S+ upstream=10\.213\.0\.2:6443 '
+                   r'.*apiserver\.internal', 20)
+        fake.ctl("/members", {"ips": IPS[1:]})
+        wait_discovered(a, IPS[1:])
+        check(not served_by_apiserver(fake, "10.213.0.2"),
+              "the apiserver without the tls-server-name served the watcher")
+        verified = [l for l in a.lines() if "apiserver certificate verified" in l]
+        check(verified and all("tls_name=apiserver.internal because=tls-server-name" in l
+                               for l in verified), "other names verified:\n" + "\n".join(verified))
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def dns_server():
+    """The kubeconfig names a DNS name (a load balancer's) that no apiserver
+    certificate carries and nothing here resolves: the watcher dials the
+    addresses it knows (the seed, then discovery) and verifies kubernetes."""
+    d, fake = new_case(certs="kubeadm")
+    kc = kubeconfig(d, token_user(d), server="https://api.example.test:6443")
+    a = start_apilb(fake, kc)
+    try:
+        try:
+            wait_discovered(a, IPS)
+        except Fail as e:
+            raise Fail("%s; the watcher's last errors:\n%s" % (e, watcher_errors(a)))
+        fake.ctl("/members", {"ips": IPS[:2]})
+        wait_discovered(a, IPS[:2], 5)
+        a.wait_log(r'apiserver certificate verified" upstream=10\.213\.0\.2:6443 '
+                   r'tls_name=kubernetes because=kubernetes', 1)
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def foreign_cert_refused():
+    """Verification is really on: an apiserver whose certificate (from the
+    cluster CA) names neither kubernetes, nor its address, nor the
+    kubeconfig's server never serves the watcher. (TCP health checks, so the
+    proxy keeps it in rotation and the watcher does dial it.)"""
+    d, fake = new_case(certs="kubeadm", own={"10.213.0.3": "DNS:other.example.test"})
+    a = start_apilb(fake, kubeconfig(d, token_user(d)), "--watch-timeout", "1s", health="tcp")
+    try:
+        wait_discovered(a, IPS)
+        line = a.wait_log(r'(request failed|connection failed)" source=\S+ '
+                          r'upstream=10\.213\.0\.3:6443 ', 20)
+        check("certificate verified for none of kubernetes, 10.213.0.3, 10.213.0.2" in line,
+              "not refused for its names: " + line)
+        fake.ctl("/members", {"ips": IPS[:2]})
+        wait_discovered(a, IPS[:2])
+        check(not served_by_apiserver(fake, "10.213.0.3"),
+              "the apiserver with a foreign certificate served the watcher")
+        check(not [l for l in a.lines() if re.search(
+            r'certificate verified" upstream=10\.213\.0\.3', l)], "10.213.0.3 was verified")
+    finally:
+        a.stop()
+        fake.stop()
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (
         initial_sync, scale, crash, relist_410, stall, chunks, garbage, reset_mid_event,
         token_rotation, cert_rotation, ca_rotation, retry_after, retry_after_elsewhere,
         slices_forbidden, empty_ignored,
         stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop,
-        shutdown_retry_after)})
+        shutdown_retry_after, origin_lost, tls_name_wins, dns_server, foreign_cert_refused)})
