@@ -7,12 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonlimit.h"
+
 void eventstream_init(struct eventstream *s, size_t max)
 {
     s->buf = NULL;
     s->len = 0;
     s->cap = 0;
     s->max = max;
+    s->why[0] = '\0';
 }
 
 void eventstream_reset(struct eventstream *s)
@@ -57,7 +60,7 @@ int eventstream_feed(struct eventstream *s, const char *data, size_t n, eventstr
     for (;;) {
         json_error_t e;
         json_t *ev;
-        size_t end;
+        size_t end, used;
         int rc;
 
         while (start < s->len && is_ws(s->buf[start]))
@@ -73,13 +76,18 @@ int eventstream_feed(struct eventstream *s, const char *data, size_t n, eventstr
             end--;
         if (s->buf[end - 1] != '}' && memchr(s->buf + start, '\n', s->len - start) == NULL)
             break;
-        ev = json_loadb(s->buf + start, s->len - start, JSON_DISABLE_EOF_CHECK, &e);
-        if (ev == NULL) {
-            if (json_error_code(&e) == json_error_premature_end_of_input)
-                break;
+        rc = jsonlimit_scan(s->buf + start, s->len - start, JSONLIMIT_VALUES, JSONLIMIT_DEPTH,
+                            &used, s->why, sizeof(s->why));
+        if (rc == -EAGAIN)
+            break;
+        if (rc == -E2BIG)
+            return -EMSGSIZE;
+        if (rc < 0)
             return -EBADMSG;
-        }
-        start += (size_t)e.position;
+        ev = json_loadb(s->buf + start, used, 0, &e);
+        if (ev == NULL)
+            return -EBADMSG;
+        start += used;
         rc = fn(arg, ev);
         json_decref(ev);
         if (rc < 0)

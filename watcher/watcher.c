@@ -22,6 +22,7 @@
 #include "endpoints.h"
 #include "eventstream.h"
 #include "filewatch.h"
+#include "jsonlimit.h"
 #include "kubeconfig.h"
 #include "log.h"
 
@@ -339,6 +340,11 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
     switch (eventstream_feed(&w->es, data, n, on_event, w)) {
     case 0:
         return n;
+    case -EMSGSIZE:
+        log_warn("watch event refused: far larger than any EndpointSlice or Endpoints object: "
+                 "re-listing", "source=%s err=\"%s\"", mode_name(w->mode), log_quote(w->es.why));
+        w->end = END_GARBAGE;
+        return 0;
     case -E2BIG:
     case -EBADMSG:
         log_warn("watch stream is not valid JSON: re-listing", "source=%s", mode_name(w->mode));
@@ -832,10 +838,23 @@ static int apply_list(struct watcher *w)
     return 0;
 }
 
+/* Scans the answer in w->body (jsonlimit_scan): -E2BIG, with why, when its
+ * tree would be too large to build. */
+static int body_scan(const struct watcher *w, char *why, size_t why_len)
+{
+    size_t end;
+
+    return jsonlimit_scan(w->body, w->body_len, JSONLIMIT_VALUES, JSONLIMIT_DEPTH, &end, why,
+                          why_len);
+}
+
 /* Status body of a failed request, for the log. */
 static void status_message(struct watcher *w, char *buf, size_t len)
 {
-    json_t *root = w->body_len > 0 ? json_loadb(w->body, w->body_len, 0, NULL) : NULL;
+    char why[128];
+    json_t *root = body_scan(w, why, sizeof(why)) == 0
+                       ? json_loadb(w->body, w->body_len, 0, NULL)
+                       : NULL;
     json_t *m = json_object_get(root, "message");
 
     snprintf(buf, len, "%s", json_is_string(m) ? json_string_value(m) : "");
@@ -874,8 +893,17 @@ static int do_list(struct watcher *w)
         count_error(w, WATCHER_ERR_CONNECT);
     }
     if (code == 200) {
-        int rc = apply_list(w);
+        char why[128];
+        int rc = -EINVAL;
 
+        if (body_scan(w, why, sizeof(why)) != -E2BIG) {
+            rc = apply_list(w); /* which says what else may be wrong */
+        } else {
+            log_warn("LIST answer refused: far larger than any list of EndpointSlices or "
+                     "Endpoints", "source=%s bytes=%zu err=\"%s\"", mode_name(w->mode),
+                     w->body_len, log_quote(why));
+            count_error(w, WATCHER_ERR_PARSE);
+        }
         free(w->body);
         w->body = NULL;
         return rc == 0 ? 0 : -1;

@@ -18,7 +18,8 @@ of a single simulated cluster. What it reproduces (see
   staying listed after a crash until their lease expires;
 - faults: stall, reset mid-event, a truncated last chunk, garbage, duplicate
   events, resourceVersion as a number, Connection: close, 429/503 with
-  Retry-After, empty list, per-instance unready / refusing / black-holed;
+  Retry-After, empty list, per-instance unready / refusing / black-holed,
+  answers of nearly 8 MiB that make huge JSON trees (fault "hostile");
 - streaming lists (sendInitialEvents=true: ADDED for the current state, then
   a BOOKMARK annotated k8s.io/initial-events-end; 422 with --no-watch-list or
   without allowWatchBookmarks and resourceVersionMatch=NotOlderThan);
@@ -453,6 +454,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rv = q.get("resourceVersion", "")
         with LOCK:
             current = self.cluster.rv
+            hostile = self.cluster.faults.get("hostile")
+        if hostile is not None:
+            return self.hostile(resource, watch, hostile.get("shape", "wide"))
         if rv not in ("", "0"):
             try:
                 rvn = int(rv)
@@ -478,6 +482,53 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                      "items": items})
             return
         self.watch(resource, rv, q)
+
+    def hostile(self, resource, watch, shape):
+        """A compromised apiserver: a LIST answer, or one watch event, of
+        nearly 8 MiB (the most a client reads of either) whose JSON tree is
+        far larger than its text: "wide" is [[],[],...] (3 bytes of text,
+        100+ bytes of tree each), "deep" brackets nested a million deep,
+        "many" one slice of ~100k endpoints (the API allows 1000)."""
+        size = (8 << 20) - 4096
+        with LOCK:
+            rv = str(self.cluster.rv)
+        if shape == "deep":
+            inner = b"[" * (size // 2 - 100) + b"]" * (size // 2 - 100)
+        elif shape == "many":
+            one = [b'{"addresses":["10.%d.%d.%d"],"conditions":{"ready":true}}'
+                   % (20 + i // 65536, i // 256 % 256, i % 256) for i in range(size // 64)]
+            inner = b"[" + b",".join(one) + b"]"
+        else:
+            inner = b"[" + b"[]," * (size // 3 - 100) + b"[]]"
+        key = b"subsets" if resource == "endpoints" else b"endpoints"
+        obj = b'{"metadata":{"name":"kubernetes","namespace":"default","resourceVersion":"%s"},' \
+              b'"addressType":"IPv4","%s":%s}' % (rv.encode(), key, inner)
+        if watch is None:  # the event for a running watch
+            return b'{"type":"MODIFIED","object":%s}\n' % obj
+        if not watch:
+            body = b'{"kind":"List","apiVersion":"v1","metadata":{"resourceVersion":"%s"},' \
+                   b'"items":[%s]}' % (rv.encode(), obj)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            self.send_hostile(b'{"type":"MODIFIED","object":%s}\n' % obj)
+        except (OSError, ssl.SSLError):
+            pass
+
+    def send_hostile(self, event):
+        """Sends event in 64 KiB chunks, then ends the watch."""
+        for i in range(0, len(event), 1 << 16):
+            self.chunk(event[i:i + (1 << 16)])
+        self.chunk(b"")
+        self.close_connection = True
 
     # -- watch ----------------------------------------------------------
 
@@ -553,6 +604,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if self.cluster.history:
                         sent_rv = max(sent_rv, self.cluster.history[-1][0])
                     faults = dict(self.cluster.faults)
+                if "hostile" in faults:  # a running watch gets it too, then ends
+                    return self.send_hostile(self.hostile(
+                        resource, None, faults["hostile"].get("shape", "wide")))
                 if "stall" in faults:
                     # Nothing at all: no events, no bookmarks, no end.
                     time.sleep(0.05)

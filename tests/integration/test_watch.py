@@ -919,10 +919,77 @@ def foreign_cert_refused():
         fake.stop()
 
 
+# -- answers that would build huge JSON trees (audit F9) ----------------------
+
+def memory_limit(pid, limit):
+    """Puts pid in a new memory cgroup limited to limit bytes (v1 or v2);
+    returns its directory (remove it after the process is gone)."""
+    base = "/sys/fs/cgroup/memory" if os.path.isdir("/sys/fs/cgroup/memory") else \
+        "/sys/fs/cgroup" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else None
+    if base is None:
+        raise Fail("no memory cgroup controller")
+    cg = os.path.join(base, "apilb-test-%d" % os.getpid())
+    os.mkdir(cg)
+    with open(os.path.join(cg, "memory.max" if base == "/sys/fs/cgroup"
+                           else "memory.limit_in_bytes"), "w") as f:
+        f.write(str(limit))
+    with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+        f.write(str(pid))
+    return cg
+
+
+def hostile_answers():
+    """LIST answers and watch events of nearly 8 MiB whose JSON trees would be
+    many times that ([[],[],...], nesting a million deep, a slice of 100k
+    endpoints), under the chart's memory limit (128 Mi, a cgroup): apilb
+    refuses each with a clear error, keeps proxying, and follows the cluster
+    again once its answers are sane."""
+    sanitized = bool(os.environ.get("APILB_SANITIZED"))
+    d, fake = new_case()
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    cg = None
+    try:
+        wait_discovered(a, IPS)
+        if sanitized:
+            print("sanitizer build: no memory cap (its quarantine and shadow memory exceed it)")
+        else:
+            cg = memory_limit(a.proc.pid, 128 << 20)
+        members = IPS
+        for shape in ("wide", "deep", "many"):
+            mark = len(a.lines())
+            fake.ctl("/fault", {"kind": "hostile", "shape": shape})
+            ev = a.wait_log(r'watch event refused', 30, start=mark)
+            ls = a.wait_log(r'LIST answer refused', 30, start=mark)
+            check(a.proc.poll() is None, "apilb died (%s)" % a.proc.returncode)
+            check(len(set(served_by(fake, a, 6))) >= 1, "no longer proxying")
+            fake.ctl("/fault", {"kind": "hostile", "on": False})
+            members = IPS[:2] if members == IPS else IPS
+            fake.ctl("/members", {"ips": members})
+            wait_discovered(a, members, 40)
+            print("%s: %s | %s" % (shape, re.search(r'err="[^"]*"', ev).group(0),
+                                   re.search(r'err="[^"]*"', ls).group(0)))
+        with open("/proc/%d/status" % a.proc.pid) as f:
+            peak = [l.split()[1] for l in f if l.startswith("VmHWM")][0]
+        print("apilb's peak RSS: %s KiB%s" % (peak, "" if sanitized else " (limit 131072)"))
+    except Fail as e:
+        if a.proc.poll() is not None:
+            raise Fail("%s; apilb exited %s%s" % (e, a.proc.returncode,
+                                                 " (killed: out of memory)" if a.proc.returncode
+                                                 == -signal.SIGKILL else ""))
+        raise
+    finally:
+        if a.proc.poll() is None:
+            a.stop()
+        fake.stop()
+        if cg is not None:
+            os.rmdir(cg)
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (
         initial_sync, scale, crash, relist_410, stall, chunks, garbage, reset_mid_event,
         token_rotation, cert_rotation, ca_rotation, retry_after, retry_after_elsewhere,
         slices_forbidden, empty_ignored,
         stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop,
-        shutdown_retry_after, origin_lost, tls_name_wins, dns_server, foreign_cert_refused)})
+        shutdown_retry_after, origin_lost, tls_name_wins, dns_server, foreign_cert_refused,
+        hostile_answers)})

@@ -315,9 +315,9 @@ START_TEST(thousands_bounded)
 }
 END_TEST
 
-/* Deeply nested JSON in a watch event is refused as bad JSON, not a crash
- * (the parser's depth limit); an event over the buffer cap is refused
- * before it is parsed. */
+/* Deeply nested JSON in a watch event is refused before it is parsed (the
+ * nesting bound of jsonlimit.h), not a crash; an event over the buffer cap is
+ * refused before it is parsed. */
 START_TEST(stream_nested_and_huge)
 {
     size_t depth = 200000, len = 0;
@@ -334,7 +334,8 @@ START_TEST(stream_nested_and_huge)
     deep[len++] = '}';
     deep[len++] = '\n';
     eventstream_init(&es, EVENTSTREAM_MAX_BYTES);
-    ck_assert_int_eq(eventstream_feed(&es, deep, len, on_ev, &s), -EBADMSG);
+    ck_assert_int_eq(eventstream_feed(&es, deep, len, on_ev, &s), -EMSGSIZE);
+    ck_assert_str_eq(es.why, "JSON nested deeper than 64");
     ck_assert_int_eq(s.n, 0);
     eventstream_free(&es);
     free(deep);
