@@ -919,6 +919,31 @@ def foreign_cert_refused():
         fake.stop()
 
 
+def own_address_verified():
+    """A certificate without the kubernetes names but with the apiserver's
+    own address (as the cluster publishes it) is verified for that address,
+    and only that apiserver's. (TCP health checks: the readyz checks verify
+    kubernetes and would keep the watcher away from it.)"""
+    d, fake = new_case(certs="kubeadm", own={"10.213.0.3": "IP:10.213.0.3"})
+    a = start_apilb(fake, kubeconfig(d, token_user(d)), "--watch-timeout", "1s", health="tcp")
+    try:
+        wait_discovered(a, IPS)
+        end = time.time() + 20
+        while not served_by_apiserver(fake, "10.213.0.3"):
+            check(time.time() < end, "10.213.0.3 never served the watcher; its last errors:\n"
+                  + watcher_errors(a))
+            time.sleep(0.2)
+        a.wait_log(r'apiserver certificate verified" upstream=10\.213\.0\.3:6443 '
+                   r'tls_name=10\.213\.0\.3 because=own-address', 1)
+        fake.ctl("/members", {"ips": IPS[1:]})
+        wait_discovered(a, IPS[1:])
+        n = len([l for l in a.lines()
+                 if re.search(r'certificate verified" upstream=10\.213\.0\.3', l)])
+        check(n == 1, "the name verified on 10.213.0.3 was logged %d times" % n)
+    finally:
+        a.stop()
+        fake.stop()
+
 # -- answers that would build huge JSON trees (audit F9) ----------------------
 
 def memory_limit(pid, limit):
@@ -992,4 +1017,4 @@ if __name__ == "__main__":
         slices_forbidden, empty_ignored,
         stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop,
         shutdown_retry_after, origin_lost, tls_name_wins, dns_server, foreign_cert_refused,
-        hostile_answers)})
+        hostile_answers, own_address_verified)})
