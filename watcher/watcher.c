@@ -97,6 +97,8 @@ struct watcher {
     bool avoiding;
     struct tls_memo memo[TLS_MEMO_MAX]; /* see tls_names() */
     size_t n_memo;
+    const char *try_name;           /* the name the running transfer verifies, until */
+    const struct addr *try_route;   /* header_cb has seen it verified (borrowed) */
 };
 
 const char *watcher_state_name(int state)
@@ -319,6 +321,7 @@ static void creds_reload(struct watcher *w)
 /* --- one HTTP request --------------------------------------------------------- */
 
 static int on_event(void *arg, json_t *ev);
+static void tls_verified(struct watcher *w, const struct addr *route, const char *name);
 
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -362,6 +365,12 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *arg)
     struct watcher *w = arg;
     size_t n = size * nmemb;
 
+    /* A status line: the handshake, and so the name, verified. Said now,
+     * not when the transfer ends (a watch lasts minutes). */
+    if (w->try_name != NULL && n > 5 && strncmp(data, "HTTP/", 5) == 0) {
+        tls_verified(w, w->try_route, w->try_name);
+        w->try_name = NULL;
+    }
     if (n > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
         long s = strtol(data + 12, NULL, 10);
 
@@ -666,11 +675,13 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
     for (size_t i = 0; i < n; i++) {
         if (w->body != NULL)
             w->body_len = 0;
-        code = perform(w, path, watch, w->routed_ok ? &route : NULL, names[i], errbuf);
-        if (code > 0) {
-            tls_verified(w, w->routed_ok ? &route : NULL, names[i]);
+        w->try_name = names[i];
+        w->try_route = w->routed_ok ? &route : NULL;
+        code = perform(w, path, watch, w->try_route, names[i], errbuf);
+        w->try_name = NULL;
+        w->try_route = NULL;
+        if (code > 0)
             return code;
-        }
         /* Only a certificate that is not for this name (or not from the
          * CA: then every name fails alike) is worth another handshake. */
         if (code != -CURLE_PEER_FAILED_VERIFICATION || atomic_load(&w->stop))
