@@ -802,13 +802,13 @@ def wait_served_by(fake, a, ip, deadline):
     raise Fail("no new connection landed on %s in time: %r" % (ip, seen))
 
 
-def origin_lost():
+def origin_lost(certs="kubeadm"):
     """kubeadm's shape: each apiserver has its own certificate (its own
     address and the kubernetes names), the kubeconfig names the first one by
     IP. Once that one is killed, discovery goes on through the others: its
     removal and an apiserver added afterwards reach new connections within
     5 s each."""
-    d, fake = new_case(IPS + ["10.213.0.5"], members=IPS, certs="kubeadm")
+    d, fake = new_case(IPS + ["10.213.0.5"], members=IPS, certs=certs)
     a = start_apilb(fake, kubeconfig(d, token_user(d)))
     try:
         wait_discovered(a, IPS)
@@ -845,6 +845,12 @@ def origin_lost():
     finally:
         a.stop()
         fake.stop()
+
+
+def origin_lost_k3s():
+    """origin_lost with k3s's certificates (its own addresses, 127.0.0.1,
+    localhost and the kubernetes names)."""
+    origin_lost("k3s")
 
 
 def tls_name_wins():
@@ -1017,4 +1023,4 @@ if __name__ == "__main__":
         slices_forbidden, empty_ignored,
         stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop,
         shutdown_retry_after, origin_lost, tls_name_wins, dns_server, foreign_cert_refused,
-        hostile_answers, own_address_verified)})
+        hostile_answers, own_address_verified, origin_lost_k3s)})
