@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-int jsonlimit_scan(const char *buf, size_t len, size_t max_values, unsigned max_depth,
-                   size_t *end, char *err, size_t err_len)
+int jsonlimit_scan(const char *buf, size_t len, size_t max_values, unsigned max_depth, size_t *end,
+                   char *err, size_t err_len)
 {
     size_t i = 0, values = 1;
     unsigned depth = 0;

@@ -28,7 +28,7 @@
  * values or nests deeper than max_depth, with err saying which; -EBADMSG
  * when the text does not start with '{' or '['. Only the bounds and the
  * brackets are checked: the grammar is left to the parser. */
-int jsonlimit_scan(const char *buf, size_t len, size_t max_values, unsigned max_depth,
-                   size_t *end, char *err, size_t err_len) __attribute__((warn_unused_result));
+int jsonlimit_scan(const char *buf, size_t len, size_t max_values, unsigned max_depth, size_t *end,
+                   char *err, size_t err_len) __attribute__((warn_unused_result));
 
 #endif

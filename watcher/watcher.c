@@ -97,8 +97,8 @@ struct watcher {
     bool avoiding;
     struct tls_memo memo[TLS_MEMO_MAX]; /* see tls_names() */
     size_t n_memo;
-    const char *try_name;           /* the name the running transfer verifies, until */
-    const struct addr *try_route;   /* header_cb has seen it verified (borrowed) */
+    const char *try_name;         /* the name the running transfer verifies, until */
+    const struct addr *try_route; /* header_cb has seen it verified (borrowed) */
 };
 
 const char *watcher_state_name(int state)
@@ -345,7 +345,8 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
         return n;
     case -EMSGSIZE:
         log_warn("watch event refused: far larger than any EndpointSlice or Endpoints object: "
-                 "re-listing", "source=%s err=\"%s\"", mode_name(w->mode), log_quote(w->es.why));
+                 "re-listing",
+                 "source=%s err=\"%s\"", mode_name(w->mode), log_quote(w->es.why));
         w->end = END_GARBAGE;
         return 0;
     case -E2BIG:
@@ -659,8 +660,7 @@ static long perform(struct watcher *w, const char *path, bool watch, const struc
 /* Runs one request to the apiserver that route() gives for attempt, trying
  * the names it may be verified for (see above) while only the name fails.
  * Returns the HTTP status, or a negative curl error with errbuf filled. */
-static long request(struct watcher *w, const char *path, bool watch, unsigned attempt,
-                    char *errbuf)
+static long request(struct watcher *w, const char *path, bool watch, unsigned attempt, char *errbuf)
 {
     char names[TLS_KINDS][ADDR_HOST_MAX], tried[CURL_ERROR_SIZE];
     struct addr route;
@@ -687,8 +687,8 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
         if (code != -CURLE_PEER_FAILED_VERIFICATION || atomic_load(&w->stop))
             return code;
         if (off < sizeof(tried))
-            off += (size_t)snprintf(tried + off, sizeof(tried) - off, "%s%s", i ? ", " : "",
-                                    names[i]);
+            off +=
+                (size_t)snprintf(tried + off, sizeof(tried) - off, "%s%s", i ? ", " : "", names[i]);
     }
     if (n > 1) {
         char last[CURL_ERROR_SIZE];
@@ -863,9 +863,8 @@ static int body_scan(const struct watcher *w, char *why, size_t why_len)
 static void status_message(struct watcher *w, char *buf, size_t len)
 {
     char why[128];
-    json_t *root = body_scan(w, why, sizeof(why)) == 0
-                       ? json_loadb(w->body, w->body_len, 0, NULL)
-                       : NULL;
+    json_t *root =
+        body_scan(w, why, sizeof(why)) == 0 ? json_loadb(w->body, w->body_len, 0, NULL) : NULL;
     json_t *m = json_object_get(root, "message");
 
     snprintf(buf, len, "%s", json_is_string(m) ? json_string_value(m) : "");
@@ -911,8 +910,9 @@ static int do_list(struct watcher *w)
             rc = apply_list(w); /* which says what else may be wrong */
         } else {
             log_warn("LIST answer refused: far larger than any list of EndpointSlices or "
-                     "Endpoints", "source=%s bytes=%zu err=\"%s\"", mode_name(w->mode),
-                     w->body_len, log_quote(why));
+                     "Endpoints",
+                     "source=%s bytes=%zu err=\"%s\"", mode_name(w->mode), w->body_len,
+                     log_quote(why));
             count_error(w, WATCHER_ERR_PARSE);
         }
         free(w->body);
@@ -1004,8 +1004,8 @@ static int do_watch(struct watcher *w)
     if (code <= 0) {
         char up[ADDR_HOST_MAX];
 
-        log_warn("watch connection failed", "source=%s upstream=%s err=\"%s\"",
-                 mode_name(w->mode), routed_name(w, up, sizeof(up)), log_quote(errbuf));
+        log_warn("watch connection failed", "source=%s upstream=%s err=\"%s\"", mode_name(w->mode),
+                 routed_name(w, up, sizeof(up)), log_quote(errbuf));
         count_error(w, WATCHER_ERR_CONNECT);
     } else {
         log_warn("WATCH failed", "source=%s code=%ld", mode_name(w->mode), code);
