@@ -901,6 +901,28 @@ def dns_server():
         fake.stop()
 
 
+def lb_name_verified():
+    """Certificates that carry only the kubeconfig's DNS name (a load
+    balancer's, put in every apiserver certificate; no kubernetes, no
+    address): the last fallback verifies that name on every address dialled.
+    (TCP health checks: the readyz checks verify kubernetes.)"""
+    d, fake = new_case(own={ip: "DNS:api.example.test" for ip in IPS})
+    kc = kubeconfig(d, token_user(d), server="https://api.example.test:6443")
+    a = start_apilb(fake, kc, health="tcp")
+    try:
+        try:
+            wait_discovered(a, IPS)
+        except Fail as e:
+            raise Fail("%s; the watcher's last errors:\n%s" % (e, watcher_errors(a)))
+        fake.ctl("/members", {"ips": IPS[1:]})
+        wait_discovered(a, IPS[1:], 5)
+        a.wait_log(r'apiserver certificate verified" upstream=10\.213\.0\.\d:6443 '
+                   r'tls_name=api\.example\.test because=kubeconfig-server', 1)
+    finally:
+        a.stop()
+        fake.stop()
+
+
 def foreign_cert_refused():
     """Verification is really on: an apiserver whose certificate (from the
     cluster CA) names neither kubernetes, nor its address, nor the
@@ -1023,4 +1045,4 @@ if __name__ == "__main__":
         slices_forbidden, empty_ignored,
         stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop,
         shutdown_retry_after, origin_lost, tls_name_wins, dns_server, foreign_cert_refused,
-        hostile_answers, own_address_verified, origin_lost_k3s)})
+        hostile_answers, own_address_verified, origin_lost_k3s, lb_name_verified)})
