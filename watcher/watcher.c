@@ -241,8 +241,10 @@ static bool looks_transient(struct watcher *w, const struct endpoints_split *spl
                  split->b, split->family == AF_INET ? "IPv4" : "IPv6");
         return true;
     }
-    lost = w->have_published ? endpoints_family_lost(w->published, w->n_published, w->scratch, n)
-                             : 0;
+    /* One Endpoints object changes whole: no replacement to wait for. */
+    lost = w->have_published && w->mode == MODE_SLICES
+               ? endpoints_family_lost(w->published, w->n_published, w->scratch, n)
+               : 0;
     if (lost != 0) {
         snprintf(why, len, "no %s apiserver is listed any more", lost == AF_INET ? "IPv4" : "IPv6");
         return true;

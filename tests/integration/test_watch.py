@@ -848,6 +848,28 @@ def dual_stack():
         fake.stop()
 
 
+def dual_stack_endpoints():
+    """Where slices are forbidden, the Endpoints object lists both families;
+    it changes whole, so the IPv6 addresses leaving it are applied after
+    the debounce, not held as half of a slice replacement."""
+    d, fake = new_case(IPS[:2] + V6)
+    fake.ctl("/forbid", {"resources": ["endpointslices"]})
+    a = start_apilb(fake, kubeconfig(d, token_user(d)), debounce="500ms")
+    try:
+        wait_discovered(a, IPS[:2] + V6)
+        a.wait_log(r'apiservers discovered.*source=endpoints ')
+        t0 = time.time()
+        fake.ctl("/members", {"ips": IPS[:2]})
+        wait_discovered(a, IPS[:2], 4)  # the hold would be 5 s
+        print("IPv6 addresses left the Endpoints object: applied after %.2fs"
+              % (time.time() - t0))
+        check(not any("replacement in flight" in line for line in a.lines()),
+              "an Endpoints change was held as a slice replacement")
+    finally:
+        a.stop()
+        fake.stop()
+
+
 def slice_replaced():
     """One family's slice replaced one at a time, each step 1.5 s apart
     (longer than the debounce): add-then-delete never applies the union of
@@ -941,4 +963,4 @@ if __name__ == "__main__":
         token_rotation, cert_rotation, ca_rotation, retry_after, retry_after_elsewhere,
         slices_forbidden, empty_ignored,
         stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop,
-        shutdown_retry_after, dual_stack, slice_replaced, zones)})
+        shutdown_retry_after, dual_stack, slice_replaced, zones, dual_stack_endpoints)})
