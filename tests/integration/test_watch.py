@@ -936,6 +936,14 @@ def zones():
         check(got == want, "zones in /upstreams: %r" % got)
         a.wait_log(r'apiservers discovered.*zones="10\.213\.0\.2:6443=zone-a,'
                    r'10\.213\.0\.3:6443=zone-b"')
+        check(metric(a, 'apilb_upstream_zone_info{upstream="10.213.0.2:6443",zone="zone-a"}')
+              == 1, "no zone metric")
+        code, text = a.admin("/metrics")
+        check(text.count("apilb_upstream_zone_info{") == 2, "zone samples: %r"
+              % [l for l in text.splitlines() if l.startswith("apilb_upstream_zone_info")])
+        p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True)
+        check(p.returncode == 0, "promtool rejects the zone metric: %s" % p.stderr)
         fake.ctl("/members", {"ips": IPS, "zones": {IPS[0]: "zone-c"}, "hints": False})
         end = time.time() + 10
         while time.time() < end:
