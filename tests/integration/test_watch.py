@@ -39,7 +39,7 @@ for i in range(2, 6):  # IPv6 apiservers (private fd00::/8, inside the namespace
     subprocess.run(["ip", "-6", "addr", "add", "fd00:213::%d/128" % i, "dev", "lo", "nodad"],
                    check=True)
 
-from harness import (Apilb, Fail, HttpsConn, _children, check, metric, raw_admin,  # noqa: E402
+from harness import (APILB, Apilb, Fail, HttpsConn, _children, check, metric, raw_admin,  # noqa: E402
                      run, tmpdir)
 
 # Tokens and private keys of these scenarios: Apilb.stop() fails a scenario
@@ -934,6 +934,11 @@ def zones():
                 break
             time.sleep(0.1)
         check(got == want, "zones in /upstreams: %r" % got)
+        p = subprocess.run([APILB, "status", "--admin", "127.0.0.1:%d" % a.admin_port],
+                           capture_output=True, text=True, timeout=30)
+        zone_of = {l.split()[0]: l.split()[-1] for l in p.stdout.splitlines()[1:4]}
+        check(p.returncode == 0 and zone_of.get("10.213.0.2:6443") == "zone-a" and
+              zone_of.get("10.213.0.4:6443") == "-", "apilb status zones: %s" % p.stdout)
         a.wait_log(r'apiservers discovered.*zones="10\.213\.0\.2:6443=zone-a,'
                    r'10\.213\.0\.3:6443=zone-b"')
         check(metric(a, 'apilb_upstream_zone_info{upstream="10.213.0.2:6443",zone="zone-a"}')
