@@ -371,9 +371,11 @@ def start_lb(system, i, addr, d, net, args):
 
 
 def proc_usage(pids):
-    """(RSS MiB, CPU seconds) summed over the processes and their children."""
-    rss = 0
-    cpu = 0
+    """(RSS MiB, PSS MiB, CPU seconds) summed over the processes and their
+    children (PSS shares each shared page among its processes, so the sum
+    is what the fleet really holds; RSS counts shared libraries once per
+    process). CPU comes in clock ticks (10 ms) per process."""
+    rss = pss = cpu = 0
     tck = os.sysconf("SC_CLK_TCK")
     for pid in pids:
         for p in [pid] + child_pids(pid):
@@ -382,9 +384,13 @@ def proc_usage(pids):
                     st = f.read().rsplit(")", 1)[1].split()
                 cpu += (int(st[11]) + int(st[12])) / tck
                 rss += int(st[21]) * os.sysconf("SC_PAGE_SIZE")
+                with open("/proc/%d/smaps_rollup" % p) as f:
+                    for ln in f:
+                        if ln.startswith("Pss:"):
+                            pss += int(ln.split()[1]) * 1024
             except (OSError, IndexError, ValueError):
                 pass
-    return rss / 1048576.0, cpu
+    return rss / 1048576.0, pss / 1048576.0, cpu
 
 
 # -- one scenario --------------------------------------------------------------
@@ -500,7 +506,8 @@ def run_scenario(name, args, py, base):
     del _procs[first:]
     return analyze(name, d, args, cl.timeline, back,
                    {s: {"rss_mib_sum": round(usage1[s][0], 1),
-                        "cpu_s_sum": round(usage1[s][1] - usage0[s][1], 2)}
+                        "pss_mib_sum": round(usage1[s][1], 1),
+                        "cpu_s_sum": round(usage1[s][2] - usage0[s][2], 2)}
                     for s in args.systems})
 
 
@@ -684,6 +691,7 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
 
 
 def svg_chart(path, title, series, ylabel, hline=None, width=640, height=300):
+    series = {k: [p for p in v if p[0] >= 0] for k, v in series.items()}
     pts = [p for s in series.values() for p in s]
     if not pts:
         return
@@ -740,6 +748,66 @@ def charts(result, outdir):
                       v["conns_series"], "connections")
 
 
+def summary_md(result):
+    """The results as Markdown tables (results/DIR/summary.md)."""
+    m = result["machine"]
+    out = ["# Fleet run %s" % result["date"], "",
+           "%d nodes per system (%s); %s, %d CPUs (%s), %d MiB; settings %s." % (
+               result["nodes_per_system"], ", ".join(result["systems"]), m["kernel"], m["cpus"],
+               m["cpu_model"], m["mem_mib"], json.dumps(result["settings"])), "",
+           "| scenario | system | NotReady | lease gap p50 / p99 / max (s) | renewals failed "
+           "(beyond first) | slow > 1 s | lease latency p99 (s) | watch breaks (resume max s) "
+           "| storm peak new conn/s at a survivor | fair share after (s) | LB RSS (PSS) sum "
+           "(MiB) | LB CPU (s) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["runs"]:
+        faulted = {"as%d" % k for k in r.get("fault_apiservers", [])}
+        for sys_, v in r["systems"].items():
+            g = v["lease_gap_s"]
+            storm = [n for a, n in v["storm_peak_new_conns_per_s"].items()
+                     if a not in faulted or r["scenario"] == "rolling"]
+            out.append("| %s | %s | %d | %s / %s / %s | %d (%d) | %d | %s | %d (%s) | %s | %s | "
+                       "%.0f (%s) | %.1f |" % (
+                           r["scenario"], sys_, v["notready_nodes"], g["p50"], g["p99"],
+                           g["max"], v["lease_failed"],
+                           v["lease_failed_beyond_first_on_dying_conn"],
+                           v["requests_slow_over_1s"], v["lease_latency_s"]["p99"]
+                           if "lease_latency_s" in v else "-", v["watch_interruptions"],
+                           v["watch_resume_s"]["max"], max(storm) if storm else "-",
+                           v["fair_share_converged_s"] if v["fair_share_converged_s"]
+                           is not None else "not within the run", v["rss_mib_sum"],
+                           "%.0f" % v["pss_mib_sum"] if "pss_mib_sum" in v else "-",
+                           v["cpu_s_sum"]))
+    out += ["", "Health checks arriving at each apiserver (per second; share on a resumed TLS "
+            "session): readyz = apilb's, healthz = HAProxy's (nginx-proxy has none).", ""]
+    for r in result["runs"]:
+        out.append("- %s: %s" % (r["scenario"], "; ".join(
+            "%s %s" % (a, ", ".join("%s %.1f/s (%.0f %% resumed)" % (k, c["per_s"],
+                                                                    100 * c["resumed_share"])
+                                    for k, c in v.items()))
+            for a, v in sorted(r["health_checks"].items()))))
+    rep = [(r["scenario"], s, v["replace"]) for r in result["runs"]
+           for s, v in r["systems"].items() if "replace" in v]
+    if rep:
+        out += ["", "Replacement (apiserver 4 added at 0 s, apiserver 1 removed at 10 s):", ""]
+        for sc, s, v in rep:
+            out.append("- %s: %d nodes renewed through the new apiserver; the first %s s after "
+                       "it joined; the last renewal through the removed one at %s s"
+                       % (s, v["nodes_served_by_new"], v["first_lease_on_new_after_s"],
+                          v["last_lease_on_removed_s"]))
+    return "\n".join(out) + "\n"
+
+
+def write_out(result, outdir):
+    os.makedirs(outdir, exist_ok=True)
+    with open(os.path.join(outdir, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    charts(result, outdir)
+    with open(os.path.join(outdir, "summary.md"), "w") as f:
+        f.write(summary_md(result))
+    log("wrote %s: results.json, summary.md, charts" % outdir)
+
+
 def machine():
     mem = 0
     with open("/proc/meminfo") as f:
@@ -777,7 +845,13 @@ def main():
                     help="the apiservers' --shutdown-delay-duration")
     ap.add_argument("--out", help="directory for results.json and the charts")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--report", metavar="DIR",
+                    help="only rewrite DIR's summary.md and charts from its results.json")
     a = ap.parse_args()
+    if a.report:
+        with open(os.path.join(a.report, "results.json")) as f:
+            write_out(json.load(f), a.report)
+        return 0
     if a.quick:
         a.nodes, a.systems, a.scenarios = 20, "apilb", "kill,blackhole"
         a.warmup, a.fault_duration, a.observe = 15.0, 35.0, 15.0
@@ -826,11 +900,7 @@ def main():
         else:
             log("work directory kept: %s" % base)
     if a.out:
-        os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "results.json"), "w") as f:
-            json.dump(result, f, indent=1)
-        charts(result, a.out)
-        log("wrote %s/results.json and charts" % a.out)
+        write_out(result, a.out)
     if a.quick:
         return verdict(result["runs"])
     return 0
