@@ -64,6 +64,7 @@ struct control {
     struct config_seed *file_names_next; /* UPSTREAM_MAX of room, or NULL */
     size_t n_file_names_next;
     uv_async_t file_async;
+    struct zone_info disc_zone[WATCHER_MAX_ADDRS]; /* of disc.a[i] */
     struct source written; /* what the state file holds now */
     struct snapshot_state_file state_stats; /* under lock */
     /* The state file is written on libuv's threadpool, one write at a time
@@ -88,6 +89,7 @@ struct control {
     uv_async_t disc_async;    /* the watcher published a set */
     uv_mutex_t disc_lock;     /* disc_pending, disc_ready */
     struct source disc_pending;
+    struct zone_info disc_pending_zone[WATCHER_MAX_ADDRS];
     bool disc_ready;
     char *disc_ca;            /* a rotated cluster CA for the health checks */
     unsigned peak_active;     /* most open sessions since the last malloc_trim */
@@ -298,8 +300,10 @@ static void reg_prune(struct control *c)
         health_sync(c->health, c->reg, c->n_reg);
 }
 
+/* zones, when not NULL, gives the zone of src->a[i] (only discovery knows
+ * zones). */
 static void entries_add(struct upstream_entry *e, size_t *n, struct control *c,
-                        const struct source *src, unsigned bit)
+                        const struct source *src, const struct zone_info *zones, unsigned bit)
 {
     for (size_t i = 0; i < src->n; i++) {
         size_t k;
@@ -318,8 +322,11 @@ static void entries_add(struct upstream_entry *e, size_t *n, struct control *c,
             e[k].up = up;
             e[k].sources = 0;
             e[k].fallback = false;
+            memset(&e[k].zone, 0, sizeof(e[k].zone));
             (*n)++;
         }
+        if (zones != NULL)
+            e[k].zone = zones[i];
         e[k].sources |= bit;
     }
 }
@@ -454,16 +461,16 @@ static void table_rebuild_locked(struct control *c, const char *reason)
 
     if (e == NULL)
         return;
-    entries_add(e, &n, c, &c->file, UPSTREAM_SRC_FILE);
-    entries_add(e, &n, c, &c->disc, UPSTREAM_SRC_DISCOVERED);
+    entries_add(e, &n, c, &c->file, NULL, UPSTREAM_SRC_FILE);
+    entries_add(e, &n, c, &c->disc, c->disc_zone, UPSTREAM_SRC_DISCOVERED);
     /* The state file stands in for discovery until discovery answers. */
     if (c->disc.n == 0)
-        entries_add(e, &n, c, &c->state, UPSTREAM_SRC_STATE);
+        entries_add(e, &n, c, &c->state, NULL, UPSTREAM_SRC_STATE);
     {
         size_t before = n;
         bool learned = c->disc.n > 0 || c->state.n > 0;
 
-        entries_add(e, &n, c, &c->seeds, UPSTREAM_SRC_SEED);
+        entries_add(e, &n, c, &c->seeds, NULL, UPSTREAM_SRC_SEED);
         /* Seeds are the last resort once the cluster told us its apiservers. */
         for (size_t i = before; i < n; i++)
             e[i].fallback = learned;
@@ -486,7 +493,8 @@ static void table_rebuild_locked(struct control *c, const char *reason)
     same = c->table != NULL && c->table->n == t->n;
     for (size_t i = 0; same && i < t->n; i++)
         same = t->e[i].up == c->table->e[i].up && t->e[i].sources == c->table->e[i].sources &&
-               t->e[i].fallback == c->table->e[i].fallback;
+               t->e[i].fallback == c->table->e[i].fallback &&
+               zone_info_equal(&t->e[i].zone, &c->table->e[i].zone);
     if (same) {
         upstream_table_unref(t);
         return;
@@ -538,14 +546,18 @@ static void table_rebuild(struct control *c, const char *reason)
 
 /* --- discovery ------------------------------------------------------------- */
 
-/* watcher_publish_fn: runs on the watcher thread; hands the set over. */
-static void disc_publish(void *arg, const struct addr *addrs, size_t n, const char *rv)
+/* watcher_publish_fn: runs on the watcher thread; hands the set (addresses
+ * and their zones) over. */
+static void disc_publish(void *arg, const struct watcher_endpoint *eps, size_t n, const char *rv)
 {
     struct control *c = arg;
 
     uv_mutex_lock(&c->disc_lock);
-    c->disc_pending.n = n < UPSTREAM_MAX ? n : UPSTREAM_MAX;
-    memcpy(c->disc_pending.a, addrs, c->disc_pending.n * sizeof(addrs[0]));
+    c->disc_pending.n = n < WATCHER_MAX_ADDRS ? n : WATCHER_MAX_ADDRS;
+    for (size_t i = 0; i < c->disc_pending.n; i++) {
+        c->disc_pending.a[i] = eps[i].addr;
+        c->disc_pending_zone[i] = eps[i].zone;
+    }
     c->disc_ready = true;
     uv_mutex_unlock(&c->disc_lock);
     uv_async_send(&c->disc_async);
@@ -572,14 +584,19 @@ static void disc_async_cb(uv_async_t *a)
 {
     struct control *c = a->data;
     struct source *s = malloc(sizeof(*s));
+    struct zone_info *z = malloc(sizeof(c->disc_pending_zone));
     char *ca;
     bool ready;
 
-    if (s == NULL)
+    if (s == NULL || z == NULL) {
+        free(s);
+        free(z);
         return;
+    }
     uv_mutex_lock(&c->disc_lock);
     ready = c->disc_ready;
     *s = c->disc_pending;
+    memcpy(z, c->disc_pending_zone, sizeof(c->disc_pending_zone));
     c->disc_ready = false;
     ca = c->disc_ca;
     c->disc_ca = NULL;
@@ -589,9 +606,11 @@ static void disc_async_cb(uv_async_t *a)
     free(ca);
     if (ready && s->n > 0) {
         c->disc = *s;
+        memcpy(c->disc_zone, z, sizeof(c->disc_zone));
         table_rebuild(c, "discovery");
     }
     free(s);
+    free(z);
 }
 
 /* Whether up is a candidate in pass 0 (usable, not avoid), 1 (usable) or
@@ -691,6 +710,8 @@ static int control_snapshot(void *arg, struct snapshot *out)
         su->fallback = k >= 0 && c->table->e[k].fallback;
         su->health_since_unix_ms = su->up->health_since_unix_ms;
         memcpy(su->health_reason, su->up->health_reason, sizeof(su->health_reason));
+        if (k >= 0)
+            su->zone = c->table->e[k].zone;
     }
     out->generation = c->generation;
     out->table_swaps = c->swaps;

@@ -98,6 +98,17 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
     head(b, "apilb_upstream_draining", "gauge", "1 while a removed upstream drains.");
     for (size_t i = 0; i < s->n; i++)
         up_sample(b, "apilb_upstream_draining", s->u[i].up, "", !s->u[i].in_table);
+    head(b, "apilb_upstream_zone_info", "gauge",
+         "1 per upstream whose zone the cluster publishes (EndpointSlice endpoints[].zone).");
+    for (size_t i = 0; i < s->n; i++) {
+        char extra[16 + ZONE_NAME_MAX];
+
+        if (!s->u[i].in_table || s->u[i].zone.name[0] == '\0')
+            continue;
+        /* A label value by the watcher's validation: nothing to escape. */
+        snprintf(extra, sizeof(extra), "zone=\"%s\"", s->u[i].zone.name);
+        up_sample(b, "apilb_upstream_zone_info", s->u[i].up, extra, 1);
+    }
     head(b, "apilb_upstream_active_connections", "gauge", "Proxied connections open now.");
     for (size_t i = 0; i < s->n; i++)
         up_sample(b, "apilb_upstream_active_connections", s->u[i].up, "",

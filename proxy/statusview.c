@@ -42,6 +42,7 @@ static void row(const struct snapshot_upstream *su, uint64_t now_ms, uint64_t no
 {
     const struct upstream *up = su->up;
     char src[64], state[48], reason[REASON_COLUMN + 1], since[32] = "-", conn[32] = "-";
+    char zone[17];
     uint64_t drain = LOAD(up->draining_since_ms), total = LOAD(up->conns_total);
 
     upstream_sources_format(su->sources, src, sizeof(src));
@@ -56,14 +57,15 @@ static void row(const struct snapshot_upstream *su, uint64_t now_ms, uint64_t no
         snprintf(state, sizeof(state), "%s", su->fallback ? "fallback" : "in table");
     }
     clean(su->health_reason[0] != '\0' ? su->health_reason : "-", reason, sizeof(reason));
+    clean(su->zone.name[0] != '\0' ? su->zone.name : "-", zone, sizeof(zone));
     if (su->health_since_unix_ms != 0 && now_unix_ms >= su->health_since_unix_ms)
         age(now_unix_ms - su->health_since_unix_ms, since, sizeof(since));
     if (total > 0)
         snprintf(conn, sizeof(conn), "%.2fms",
                  (double)LOAD(up->connect_latency_sum_us) / 1000.0 / (double)total);
-    strbuf_printf(b, "%-24s %-20s %-14s %-10s %-*s %-7s %6u %8s\n", up->name, src, state,
+    strbuf_printf(b, "%-24s %-20s %-14s %-10s %-*s %-7s %6u %8s  %s\n", up->name, src, state,
                   upstream_health_name((enum upstream_health)LOAD(up->health)), REASON_COLUMN,
-                  reason, since, LOAD(up->active), conn);
+                  reason, since, LOAD(up->active), conn, zone);
 }
 
 static void watcher_line(const struct snapshot_watcher *w, uint64_t now_unix_ms, struct strbuf *b)
@@ -90,8 +92,8 @@ static void watcher_line(const struct snapshot_watcher *w, uint64_t now_unix_ms,
 void statusview_render(const struct snapshot *s, uint64_t now_ms, uint64_t now_unix_ms,
                        struct strbuf *b)
 {
-    strbuf_printf(b, "%-24s %-20s %-14s %-10s %-*s %-7s %6s %8s\n", "UPSTREAM", "SOURCES",
-                  "STATE", "HEALTH", REASON_COLUMN, "REASON", "SINCE", "ACTIVE", "CONNECT");
+    strbuf_printf(b, "%-24s %-20s %-14s %-10s %-*s %-7s %6s %8s  %s\n", "UPSTREAM", "SOURCES",
+                  "STATE", "HEALTH", REASON_COLUMN, "REASON", "SINCE", "ACTIVE", "CONNECT", "ZONE");
     for (size_t i = 0; i < s->n; i++)
         row(&s->u[i], now_ms, now_unix_ms, b);
     if (s->n == 0)

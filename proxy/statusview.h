@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Renders a snapshot as the human table of GET /status (what `apilb status`
  * prints): one row per upstream (address, sources, state, health and why,
- * since when, active connections, mean connect time) and a line for the
+ * since when, active connections, mean connect time, zone when the cluster
+ * publishes it) and a line for the
  * watcher. Pure (reads atomics). Every byte it writes is printable ASCII, a
  * space or a newline: names and reasons are cleaned, so a hostile reason
  * string cannot drive the operator's terminal. */

@@ -20,6 +20,30 @@ static void watcher_json(const struct snapshot_watcher *w, struct strbuf *b)
                   w->lists, w->watches, w->events, w->errors, w->publishes);
 }
 
+/* ,"zone":"a"|null,"hints":{"for_zones":["a",...]}|null: what discovery
+ * publishes (EndpointSlice endpoints[].zone and hints.forZones). */
+static void render_zone(const struct zone_info *z, struct strbuf *b)
+{
+    if (z->name[0] != '\0') {
+        strbuf_puts(b, ",\"zone\":\"");
+        strbuf_json_escape(b, z->name);
+        strbuf_puts(b, "\"");
+    } else {
+        strbuf_puts(b, ",\"zone\":null");
+    }
+    if (z->n_for_zones == 0) {
+        strbuf_puts(b, ",\"hints\":null");
+        return;
+    }
+    strbuf_puts(b, ",\"hints\":{\"for_zones\":[");
+    for (unsigned i = 0; i < z->n_for_zones; i++) {
+        strbuf_puts(b, i ? ",\"" : "\"");
+        strbuf_json_escape(b, z->for_zones[i]);
+        strbuf_puts(b, "\"");
+    }
+    strbuf_puts(b, "]}");
+}
+
 void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
 {
     static const char *const src_names[] = {"seed", "file", "discovered", "state"};
@@ -68,10 +92,12 @@ void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
         strbuf_printf(b, "\",\"health_since\":%.3f,\"connect_seconds_avg\":",
                       (double)su->health_since_unix_ms / 1000.0);
         if (LOAD(up->conns_total) > 0)
-            strbuf_printf(b, "%.6f}", (double)LOAD(up->connect_latency_sum_us) / 1e6 /
+            strbuf_printf(b, "%.6f", (double)LOAD(up->connect_latency_sum_us) / 1e6 /
                                           (double)LOAD(up->conns_total));
         else
-            strbuf_puts(b, "null}");
+            strbuf_puts(b, "null");
+        render_zone(&su->zone, b);
+        strbuf_puts(b, "}");
     }
     strbuf_puts(b, "]");
     watcher_json(&s->watcher, b);

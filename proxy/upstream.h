@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "zone.h"
 
 #define UPSTREAM_MAX 1024
 #define UPSTREAM_LATENCY_BUCKETS 12
@@ -89,6 +90,10 @@ struct upstream_entry {
     struct upstream *up; /* one reference held by the table */
     unsigned sources;    /* enum upstream_source bits */
     bool fallback;       /* seed kept only as the last resort */
+    /* Its zone and zone hints as discovery publishes them (empty for other
+     * sources): in the table, not in struct upstream, because a new table
+     * is the only way they change. */
+    struct zone_info zone;
 };
 
 struct upstream_table {

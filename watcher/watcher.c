@@ -70,12 +70,17 @@ struct watcher {
     bool auto_mode;
     char rv[64];
     struct endpoints_cache cache;
-    struct addr published[WATCHER_MAX_ADDRS];
+    struct watcher_endpoint published[WATCHER_MAX_ADDRS];
     size_t n_published;
     bool have_published;
-    struct addr pending[WATCHER_MAX_ADDRS];
+    struct watcher_endpoint pending[WATCHER_MAX_ADDRS];
     size_t n_pending;
     uint64_t pending_since_ms; /* 0 = nothing pending */
+    /* The pending set looks like half of a slice replacement (two slices of
+     * one family disagree, or a family vanished): held since then (0: not). */
+    uint64_t held_since_ms;
+    char held_why[600];
+    struct watcher_endpoint scratch[WATCHER_MAX_ADDRS];
     bool warned_empty;
     struct backoff backoff;
     struct filewatch files;     /* the kubeconfig (or service account) and its files */
@@ -174,54 +179,99 @@ static bool nap(struct watcher *w, uint64_t ms)
 
 /* --- publishing ----------------------------------------------------------- */
 
-static void format_set(const struct addr *a, size_t n, char *buf, size_t len)
+/* "10.0.0.1:6443,..." into set; "10.0.0.1:6443=zone-a,..." into zones for
+ * the endpoints that have a zone ("" when none has). */
+static void format_set(const struct watcher_endpoint *e, size_t n, char *set, char *zones,
+                       size_t len)
 {
-    size_t off = 0;
+    size_t off = 0, zoff = 0;
 
-    buf[0] = '\0';
+    set[0] = zones[0] = '\0';
     for (size_t i = 0; i < n && off + ADDR_STRLEN + 2 < len; i++) {
         char name[ADDR_STRLEN];
 
-        off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? "," : "",
-                                addr_format(&a[i], name, sizeof(name)));
+        addr_format(&e[i].addr, name, sizeof(name));
+        off += (size_t)snprintf(set + off, len - off, "%s%s", i ? "," : "", name);
+        if (e[i].zone.name[0] != '\0' && zoff + ADDR_STRLEN + ZONE_NAME_MAX + 2 < len)
+            zoff += (size_t)snprintf(zones + zoff, len - zoff, "%s%s=%s", zoff ? "," : "", name,
+                                     e[i].zone.name);
     }
 }
 
-static bool same_set(const struct addr *a, size_t na, const struct addr *b, size_t nb)
+/* How long a set that looks like half of a slice replacement is held. */
+static uint64_t hold_ms(const struct watcher *w)
 {
-    if (na != nb)
-        return false;
-    for (size_t i = 0; i < na; i++)
-        if (addr_cmp(&a[i], &b[i]) != 0)
-            return false;
-    return true;
+    return 10u * (uint64_t)w->cfg.debounce_ms;
 }
 
-/* Publishes the pending set once it has been stable for the debounce time. */
+/* Publishes the pending set once it has been stable for the debounce time
+ * and, when it looks like half of a replacement, once the hold is over. */
 static void publish_due(struct watcher *w)
 {
-    char set[1024];
+    char set[1024], zones[1024];
+    uint64_t now = now_ms();
 
-    if (w->pending_since_ms == 0 || now_ms() - w->pending_since_ms < w->cfg.debounce_ms)
+    if (w->pending_since_ms == 0 || now - w->pending_since_ms < w->cfg.debounce_ms)
         return;
+    if (w->held_since_ms != 0) {
+        if (now - w->held_since_ms < hold_ms(w))
+            return;
+        log_warn("EndpointSlices still disagree: applying what they list",
+                 "source=%s held_ms=%" PRIu64 " why=\"%s\" resource_version=%s",
+                 mode_name(w->mode), now - w->held_since_ms, log_quote(w->held_why),
+                 log_quote(w->rv));
+        w->held_since_ms = 0;
+    }
     w->pending_since_ms = 0;
-    if (w->have_published && same_set(w->pending, w->n_pending, w->published, w->n_published))
+    if (w->have_published &&
+        endpoints_same(w->pending, w->n_pending, w->published, w->n_published))
         return;
     memcpy(w->published, w->pending, w->n_pending * sizeof(w->pending[0]));
     w->n_published = w->n_pending;
     w->have_published = true;
-    format_set(w->published, w->n_published, set, sizeof(set));
-    log_info("apiservers discovered", "source=%s upstreams=%zu set=\"%s\" resource_version=%s",
-             mode_name(w->mode), w->n_published, set, log_quote(w->rv));
+    format_set(w->published, w->n_published, set, zones, sizeof(set));
+    log_info("apiservers discovered",
+             "source=%s upstreams=%zu set=\"%s\" zones=\"%s\" resource_version=%s",
+             mode_name(w->mode), w->n_published, set, zones, log_quote(w->rv));
     STAT_ADD(w, publishes);
     w->publish(w->arg, w->published, w->n_published, w->rv);
+}
+
+/* Whether the merged set looks like half of a slice replacement, with why
+ * (for the log). The apiserver's reconciler writes a family's whole set
+ * into one slice and replaces a slice by adding the new one and deleting
+ * the old, or the other way round: two slices of one family that disagree
+ * mean the old one is still there; a family that vanishes while another
+ * stays means its slice was deleted before its successor was added. */
+static bool looks_transient(struct watcher *w, const struct endpoints_split *split, size_t n,
+                            char *why, size_t len)
+{
+    int lost;
+
+    if (split->found) {
+        snprintf(why, len, "EndpointSlices %s and %s (%s) list different apiservers", split->a,
+                 split->b, split->family == AF_INET ? "IPv4" : "IPv6");
+        return true;
+    }
+    /* One Endpoints object changes whole: no replacement to wait for. */
+    lost = w->have_published && w->mode == MODE_SLICES
+               ? endpoints_family_lost(w->published, w->n_published, w->scratch, n)
+               : 0;
+    if (lost != 0) {
+        snprintf(why, len, "no %s apiserver is listed any more", lost == AF_INET ? "IPv4" : "IPv6");
+        return true;
+    }
+    return false;
 }
 
 /* Recomputes the set from the cache after a change. */
 static void cache_changed(struct watcher *w)
 {
-    struct addr now[WATCHER_MAX_ADDRS];
-    size_t n = endpoints_cache_union(&w->cache, now, WATCHER_MAX_ADDRS);
+    struct watcher_endpoint *now = w->scratch;
+    struct endpoints_split split;
+    size_t n = endpoints_cache_merge(&w->cache, now, WATCHER_MAX_ADDRS, &split);
+    char why[sizeof(w->held_why)];
+    bool transient;
 
     pthread_mutex_lock(&w->mu);
     w->stats.last_sync_unix_ms = wall_ms();
@@ -233,13 +283,25 @@ static void cache_changed(struct watcher *w)
                      "source=%s resource_version=%s", mode_name(w->mode), log_quote(w->rv));
         w->warned_empty = true;
         w->pending_since_ms = 0; /* an empty set is never applied */
+        w->held_since_ms = 0;
         return;
     }
     w->warned_empty = false;
-    if (w->pending_since_ms != 0 && same_set(now, n, w->pending, w->n_pending))
+    transient = looks_transient(w, &split, n, why, sizeof(why));
+    if (!transient) {
+        w->held_since_ms = 0;
+    } else if (w->held_since_ms == 0) {
+        w->held_since_ms = now_ms();
+        snprintf(w->held_why, sizeof(w->held_why), "%s", why);
+        log_info("EndpointSlice replacement in flight: holding the current upstreams",
+                 "source=%s why=\"%s\" hold_ms=%" PRIu64 " resource_version=%s",
+                 mode_name(w->mode), log_quote(why), hold_ms(w), log_quote(w->rv));
+    }
+    if (w->pending_since_ms != 0 && endpoints_same(now, n, w->pending, w->n_pending))
         return; /* already waiting for this one */
-    if (w->have_published && same_set(now, n, w->published, w->n_published)) {
+    if (w->have_published && endpoints_same(now, n, w->published, w->n_published)) {
         w->pending_since_ms = 0; /* flapped back: nothing to do */
+        w->held_since_ms = 0;
         return;
     }
     memcpy(w->pending, now, n * sizeof(now[0]));
@@ -711,14 +773,20 @@ static const char *base_path(const struct watcher *w)
                : "/api/v1/namespaces/default/endpoints?fieldSelector=metadata.name%3Dkubernetes";
 }
 
-static int object_addrs(struct watcher *w, json_t *obj, const char **name, struct addr *a,
-                        size_t *n)
+/* The endpoints of one object into a[0..*n) and its family. Returns 0, or
+ * -EINVAL for an object that is not used (logged; an FQDN slice is used as
+ * one that lists nothing). */
+static int object_endpoints(struct watcher *w, json_t *obj, const char **name,
+                            struct watcher_endpoint *a, size_t *n, int *family)
 {
     char err[160];
     json_t *meta = json_object_get(obj, "metadata");
     json_t *jn = json_object_get(meta, "name");
+    int rc;
 
     *n = 0;
+    *family = AF_UNSPEC;
+    *name = NULL;
     if (!json_is_string(jn)) {
         log_warn_limited("object-no-name", 10000, "object without a name ignored", "source=%s",
                          mode_name(w->mode));
@@ -727,13 +795,18 @@ static int object_addrs(struct watcher *w, json_t *obj, const char **name, struc
     *name = json_string_value(jn);
     if (w->mode == MODE_ENDPOINTS && strcmp(*name, "kubernetes") != 0)
         return -EINVAL;
-    if (endpoints_extract(obj, w->mode == MODE_SLICES ? ENDPOINTS_SLICE : ENDPOINTS_V1, a,
-                          WATCHER_MAX_ADDRS, n, err, sizeof(err)) < 0) {
+    rc = endpoints_extract(obj, w->mode == MODE_SLICES ? ENDPOINTS_SLICE : ENDPOINTS_V1, a,
+                           WATCHER_MAX_ADDRS, n, family, err, sizeof(err));
+    if (rc < 0) {
         log_warn_limited("object-bad", 10000, "object ignored", "source=%s name=\"%s\" err=\"%s\"",
                          mode_name(w->mode), log_quote(*name), log_quote(err));
         count_error(w, WATCHER_ERR_PARSE);
         return -EINVAL;
     }
+    if (rc == 1 && log_enabled(LOG_INFO))
+        log_emit_limited(LOG_INFO, LOG_MODULE, "fqdn-slice", 60000,
+                         "EndpointSlice of addressType FQDN ignored (no semantics defined)",
+                         "name=\"%s\"", log_quote(*name));
     return 0;
 }
 
@@ -757,9 +830,9 @@ static int on_event(void *arg, json_t *ev)
     struct watcher *w = arg;
     json_t *type = json_object_get(ev, "type"), *obj = json_object_get(ev, "object");
     const char *t = json_is_string(type) ? json_string_value(type) : "";
-    struct addr a[WATCHER_MAX_ADDRS];
-    const char *name;
+    const char *name = NULL;
     size_t n;
+    int family;
 
     if (!json_is_object(obj)) {
         w->end = END_GARBAGE;
@@ -807,11 +880,17 @@ static int on_event(void *arg, json_t *ev)
         return -1;
     }
     STAT_ADD(w, events);
-    if (object_addrs(w, obj, &name, a, &n) < 0)
+    if (object_endpoints(w, obj, &name, w->scratch, &n, &family) < 0) {
+        /* A deleted object goes, whatever its last content was. */
+        if (strcmp(t, "DELETED") == 0 && name != NULL) {
+            endpoints_cache_remove(&w->cache, name);
+            cache_changed(w);
+        }
         return 0;
+    }
     if (strcmp(t, "DELETED") == 0)
         endpoints_cache_remove(&w->cache, name);
-    else if (endpoints_cache_set(&w->cache, name, a, n) < 0)
+    else if (endpoints_cache_set(&w->cache, name, family, w->scratch, n) < 0)
         log_warn_limited("too-many-objects", 10000, "too many objects: ignored", "name=\"%s\"",
                          log_quote(name));
     cache_changed(w);
@@ -835,12 +914,14 @@ static int apply_list(struct watcher *w)
     items = json_object_get(root, "items");
     if (json_is_array(items)) {
         json_array_foreach(items, i, it) {
-            struct addr a[WATCHER_MAX_ADDRS];
             const char *name;
             size_t n;
+            int family;
 
-            if (object_addrs(w, it, &name, a, &n) == 0)
-                (void)endpoints_cache_set(&w->cache, name, a, n);
+            if (object_endpoints(w, it, &name, w->scratch, &n, &family) == 0 &&
+                endpoints_cache_set(&w->cache, name, family, w->scratch, n) < 0)
+                log_warn_limited("too-many-objects", 10000, "too many objects: ignored",
+                                 "name=\"%s\"", log_quote(name));
         }
     }
     json_decref(root);
@@ -1164,6 +1245,7 @@ void watcher_stop(struct watcher *w)
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+    endpoints_cache_clear(&w->cache);
     eventstream_free(&w->es);
     filewatch_free(&w->files);
     free(w->ca_seen);

@@ -19,8 +19,15 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "zone.h"
 
 #define WATCHER_MAX_ADDRS 256
+
+/* One apiserver as the cluster lists it. A plain value. */
+struct watcher_endpoint {
+    struct addr addr;
+    struct zone_info zone; /* empty: none published (always so for Endpoints v1) */
+};
 
 enum watcher_discovery {
     WATCHER_DISCOVERY_AUTO = 0,      /* EndpointSlices, Endpoints on 403/404 */
@@ -33,7 +40,8 @@ struct watcher_config {
     const char *sa_dir;       /* in-cluster: directory with token, ca.crt, namespace */
     enum watcher_discovery discovery;
     unsigned connect_timeout_ms;
-    unsigned debounce_ms;     /* a set must be stable this long before publish (0: none) */
+    unsigned debounce_ms;     /* a set must be stable this long before publish (0: none);
+                               * a slice replacement in flight is held up to 10 times this */
     unsigned watch_timeout_s; /* timeoutSeconds sent with each WATCH */
     unsigned stall_ms;        /* no byte for this long ends a watch */
     /* Called (watcher thread, with the arg of watcher_start) when the CA
@@ -41,10 +49,11 @@ struct watcher_config {
     void (*ca_changed)(void *arg, const char *ca_pem);
 };
 
-/* Called with every new, non-empty, debounced set of ready apiserver
- * addresses (IPv4 and IPv6, sorted, no duplicates) and the resourceVersion it
- * was seen at. The callee copies what it keeps. Watcher thread. */
-typedef void (*watcher_publish_fn)(void *arg, const struct addr *addrs, size_t n,
+/* Called with every new, non-empty, debounced set of ready apiservers (the
+ * union of every EndpointSlice, IPv4 and IPv6, sorted by address, no
+ * duplicates, each with its zone and hints) and the resourceVersion it was
+ * seen at. The callee copies what it keeps. Watcher thread. */
+typedef void (*watcher_publish_fn)(void *arg, const struct watcher_endpoint *eps, size_t n,
                                    const char *resource_version);
 
 /* Fills *out with the address the next API connection should dial (attempt

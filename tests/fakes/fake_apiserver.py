@@ -32,7 +32,21 @@ of a single simulated cluster. What it reproduces (see
   (--cert, RKE1's shape) or each instance its own (--instance-cert, as kubeadm
   and k3s issue them: its own address and the kubernetes names only).
 
-Control: a plain-HTTP JSON API on 127.0.0.1: POST /members {"ips": [...]},
+EndpointSlices: the reconciler writes the members of the first member's
+family into the slice "kubernetes" and, when there are members of the other
+family too, those into "kubernetes-v6" (or "-v4"), with endpoints[].zone (and
+hints.forZones) from /members "zones" ("hints"); POST /slices/NAME
+{"addressType", "endpoints", "ports"?} creates or replaces any labelled slice
+(ADDED/MODIFIED), POST /slices/NAME/delete deletes one (DELETED). Every write
+is validated like the API's: an address the API refuses (not of the slice's
+addressType; unspecified, loopback 127.0.0.0/8 and ::1, link-local
+169.254.0.0/16 and fe80::/10, link-local multicast 224.0.0.0/24 and ff02::),
+a zone or hint that is not a label value, an endpoint without addresses, get
+422 Invalid with the API's Status body and are never served. An instance on
+such an address (127.0.0.1) is never listed.
+
+Control: a plain-HTTP JSON API on 127.0.0.1: POST /members {"ips": [...],
+"zones": {ip: zone}, "hints": bool}, /slices/NAME, /slices/NAME/delete,
 /compact, /forbid {"resources": [...]}, /fault {"kind": K, "on": bool},
 /status {"code", "retry_after", "count"}, /revoke {"serial"}, /chunk {"max"},
 /label {"on"}, /serving-cert {"cert", "key", "ip"}, /instance/IP/ACTION with
@@ -43,9 +57,11 @@ returns the state and recent requests. The chosen ports are written to
 
 import argparse
 import http.server
+import ipaddress
 import json
 import os
 import random
+import re
 import socket
 import socketserver
 import ssl
@@ -81,6 +97,9 @@ class Cluster:
         self.ep_uid = str(uuid.uuid4())
         self.slice_uid = str(uuid.uuid4())
         self.objects = {}
+        self.slices = {}           # name -> EndpointSlice: the reconciler's and /slices ones
+        self.zones = {}            # member IP -> zone the reconciler writes
+        self.zone_hints = False    # the reconciler writes hints.forZones = [its zone]
         with LOCK:
             self._rebuild(initial=True)
 
@@ -98,34 +117,117 @@ class Cluster:
                                           "protocol": "TCP"}]}]
         return obj
 
-    def _slice(self, rv):
-        v6 = bool(self.members) and all(":" in ip for ip in self.members)
-        labels = {"kubernetes.io/service-name": "kubernetes"} if self.labeled else \
-            {"test/unlabeled": "true"}
+    def _slice(self, rv, name="kubernetes", ips=None):
+        """The reconciler's slice: the members of the primary family (that
+        of the first member) in "kubernetes", the other family's, when every
+        apiserver has one, in "kubernetes-v6" or "kubernetes-v4"."""
+        ips = self.members if ips is None else ips
+        v6 = bool(ips) and all(":" in ip for ip in ips)
+        labels = {"kubernetes.io/service-name": "kubernetes"} if self.labeled or \
+            name != "kubernetes" else {"test/unlabeled": "true"}
+        eps = []
+        for ip in sorted(ips):
+            e = {"addresses": [ip], "conditions": {"ready": True}}
+            if ip in self.zones:
+                e["zone"] = self.zones[ip]
+                if self.zone_hints:
+                    e["hints"] = {"forZones": [{"name": self.zones[ip]}]}
+            eps.append(e)
         return {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
-                "metadata": {"name": "kubernetes", "namespace": "default",
-                             "uid": self.slice_uid, "resourceVersion": str(rv),
-                             "generation": rv, "creationTimestamp": "2026-01-01T00:00:00Z",
-                             "labels": labels},
+                "metadata": {"name": name, "namespace": "default",
+                             "uid": self.slice_uid if name == "kubernetes" else
+                             str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
+                             "resourceVersion": str(rv), "generation": rv,
+                             "creationTimestamp": "2026-01-01T00:00:00Z", "labels": labels},
                 "addressType": "IPv6" if v6 else "IPv4",
-                "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}
-                              for ip in sorted(self.members)],
+                "endpoints": eps,
                 "ports": [{"name": "https", "protocol": "TCP", "port": self.port}]}
 
+    def _family_split(self):
+        """(primary, secondary name, secondary IPs) of the members."""
+        if not self.members:
+            return self.members, None, []
+        v6 = ":" in self.members[0]
+        primary = [ip for ip in self.members if (":" in ip) == v6]
+        other = [ip for ip in self.members if (":" in ip) != v6]
+        return primary, "kubernetes-v4" if v6 else "kubernetes-v6", other
+
+    def _put_slice(self, sl, initial=False):
+        """Stores a slice and records its event (caller holds LOCK)."""
+        name = sl["metadata"]["name"]
+        typ = "MODIFIED" if name in self.slices else "ADDED"
+        self.slices[name] = sl
+        listed = name != "kubernetes" or self.labeled
+        if not initial and listed:  # a watch by label does not see an unlabeled slice
+            self.history.append((int(sl["metadata"]["resourceVersion"]), "endpointslices", typ,
+                                 sl))
+
+    def _drop_slice(self, name):
+        """Deletes a slice: DELETED with its last content at a new RV (LOCK held)."""
+        old = self.slices.pop(name)
+        self.rv += 1
+        gone = json.loads(json.dumps(old))
+        gone["metadata"]["resourceVersion"] = str(self.rv)
+        if name != "kubernetes" or self.labeled:
+            self.history.append((self.rv, "endpointslices", "DELETED", gone))
+
     def _rebuild(self, initial=False):
-        """Writes both objects with new resourceVersions (caller holds LOCK)."""
+        """Writes the objects with new resourceVersions (caller holds LOCK)."""
         self.rv += 1
         ep = self._endpoints(self.rv)
+        primary, second, other = self._family_split()
         self.rv += 1
-        sl = self._slice(self.rv)
-        self.objects = {"endpoints": ep, "endpointslices": sl}
+        self.objects = {"endpoints": ep}
+        self._put_slice(self._slice(self.rv, ips=primary), initial)
+        if other:
+            self.rv += 1
+            self._put_slice(self._slice(self.rv, second, other), initial)
+        for stale in ("kubernetes-v4", "kubernetes-v6"):
+            if stale in self.slices and (stale != second or not other):
+                self._drop_slice(stale)
         if not initial:
             self.history.append((int(ep["metadata"]["resourceVersion"]), "endpoints",
                                  "MODIFIED", ep))
-            if self.labeled:  # a watch by label does not see an unlabeled slice
-                self.history.append((self.rv, "endpointslices", "MODIFIED", sl))
+            self.history.sort(key=lambda h: h[0])
             self.history = self.history[-self.history_window:]
         LOCK.notify_all()
+
+    def listed_slices(self):
+        """The slices a label-selector LIST or WATCH sees, by name (LOCK held)."""
+        return [self.slices[n] for n in sorted(self.slices)
+                if n != "kubernetes" or self.labeled]
+
+    def put_slice(self, name, body):
+        """POST /slices/NAME: creates or replaces one slice as a client of the
+        API would, validated like the API. Returns None or a 422 Status."""
+        st = validate_slice(name, body)
+        if st is not None:
+            return st
+        with LOCK:
+            self.rv += 1
+            sl = {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+                  "metadata": {"name": name, "namespace": "default",
+                               "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
+                               "resourceVersion": str(self.rv), "generation": self.rv,
+                               "creationTimestamp": "2026-01-01T00:00:00Z",
+                               "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                  "addressType": body["addressType"],
+                  "endpoints": body.get("endpoints") or [],
+                  "ports": body.get("ports", [{"name": "https", "protocol": "TCP",
+                                               "port": self.port}])}
+            self._put_slice(sl)
+            self.history = self.history[-self.history_window:]
+            LOCK.notify_all()
+        return None
+
+    def delete_slice(self, name):
+        with LOCK:
+            if name not in self.slices:
+                return False
+            self._drop_slice(name)
+            self.history = self.history[-self.history_window:]
+            LOCK.notify_all()
+        return True
 
     def set_labeled(self, on):
         """Selector transitions: a slice that stops matching the watch's label
@@ -134,11 +236,11 @@ class Cluster:
         with LOCK:
             if on == self.labeled:
                 return
-            old = self.objects["endpointslices"]
+            old = self.slices["kubernetes"]
             self.labeled = on
             self.rv += 1
-            sl = self._slice(self.rv)
-            self.objects["endpointslices"] = sl
+            sl = self._slice(self.rv, ips=self._family_split()[0])
+            self.slices["kubernetes"] = sl
             if on:
                 self.history.append((self.rv, "endpointslices", "ADDED", sl))
             else:
@@ -148,11 +250,23 @@ class Cluster:
             self.history = self.history[-self.history_window:]
             LOCK.notify_all()
 
-    def set_members(self, ips):
+    def set_members(self, ips, zones=None, hints=None):
+        """The reconciler's write. Returns None, or the API's 422 Status for
+        an address the API refuses (nothing is written then)."""
+        st = validate_members(ips)
+        if st is not None:
+            return st
         with LOCK:
-            if list(ips) != self.members or not self.history:
+            changed = zones is not None and zones != self.zones or \
+                hints is not None and hints != self.zone_hints
+            if zones is not None:
+                self.zones = dict(zones)
+            if hints is not None:
+                self.zone_hints = bool(hints)
+            if list(ips) != self.members or not self.history or changed:
                 self.members = list(ips)
                 self._rebuild()
+        return None
 
     def oldest_rv(self):
         return self.history[0][0] - 1 if self.history else self.rv
@@ -190,12 +304,17 @@ class Instance:
             self.join()
 
     def join(self):
-        # Like the reconciler: an apiserver lists itself once its /readyz is green.
+        # Like the reconciler: an apiserver lists itself once its /readyz is
+        # green, and the API refuses the write when its address is one that
+        # endpoints may not carry (a 127.0.0.1 listener is never listed).
         if self.ready:
             with LOCK:
                 members = list(self.cluster.members)
             if self.ip not in members:
-                self.cluster.set_members(members + [self.ip])
+                st = self.cluster.set_members(members + [self.ip])
+                if st is not None:
+                    print("fake_apiserver: %s not listed: %s" % (self.ip, st["message"]),
+                          file=sys.stderr)
 
     def leave(self):
         with LOCK:
@@ -284,6 +403,8 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def __init__(self, addr, handler, instance):
         self.instance = instance
+        if ":" in addr[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(addr, handler)
 
     def finish_request(self, request, client_address):
@@ -302,6 +423,127 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             self.RequestHandlerClass(tls, client_address, self)
         finally:
             inst.conns.discard(tls)
+
+
+def ip_errors(value, family, path):
+    """What the API's validation says of an endpoint address (apimachinery's
+    IsValidIPv4Address/IsValidIPv6Address for a slice's addressType, then
+    core validation's ValidateNonSpecialIP): a list of Status causes."""
+    def cause(msg):
+        return {"reason": "FieldValueInvalid", "message": 'Invalid value: "%s": %s'
+                % (value, msg), "field": path}
+    try:
+        ip = ipaddress.ip_address(value) if isinstance(value, str) else None
+    except ValueError:
+        ip = None
+    if family == "IPv4" and (ip is None or ip.version != 4):
+        return [cause("must be a valid IPv4 address")]
+    if family == "IPv6" and (ip is None or ip.version != 6):
+        return [cause("must be a valid IPv6 address")]
+    if ip is None:
+        return [cause("must be a valid IP address")]
+    errs = []
+    if ip.is_unspecified:
+        errs.append(cause("may not be unspecified (%s)" % value))
+    if ip.is_loopback:
+        errs.append(cause("may not be in the loopback range (127.0.0.0/8, ::1/128)"))
+    if ip.is_link_local:
+        errs.append(cause("may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
+    packed = ip.packed
+    if (ip.version == 4 and packed[:3] == b"\xe0\x00\x00") or \
+            (ip.version == 6 and packed[0] == 0xff and packed[1] & 0x0f == 0x02):
+        errs.append(cause("may not be in the link-local multicast range "
+                          "(224.0.0.0/24, ff02::/10)"))
+    return errs
+
+
+LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric "
+                   "characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                   "character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for "
+                   "validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+
+
+def label_value_errors(value, path):
+    if not isinstance(value, str):
+        return [{"reason": "FieldValueInvalid", "message": "Invalid value: %s: must be a string"
+                 % json.dumps(value), "field": path}]
+    errs = []
+    if len(value) > 63:
+        errs.append("must be no more than 63 characters")
+    if not re.fullmatch(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", value):
+        errs.append(LABEL_VALUE_MSG)
+    return [{"reason": "FieldValueInvalid", "message": 'Invalid value: "%s": %s' % (value, m),
+             "field": path} for m in errs]
+
+
+def invalid(kind, group, name, causes):
+    """422 Invalid as the API builds it (apimachinery errors.NewInvalid)."""
+    msgs = ["%s: %s" % (c["field"], c["message"]) for c in causes]
+    qualified = "%s.%s" % (kind, group) if group else kind
+    message = '%s "%s" is invalid: %s' % (qualified, name, msgs[0] if len(msgs) == 1
+                                          else "[" + ", ".join(msgs) + "]")
+    details = {"name": name, "kind": kind, "causes": causes}
+    if group:
+        details["group"] = group
+    return status(422, "Invalid", message, details)
+
+
+def validate_members(ips):
+    """The reconciler's Endpoints write (one subset, addresses sorted), as the
+    API validates it. None when valid."""
+    if not isinstance(ips, list):
+        return status(400, "BadRequest", "ips is not a list")
+    causes = []
+    for i, ip in enumerate(sorted(ips, key=str)):
+        causes += ip_errors(ip, None, "subsets[0].addresses[%d].ip" % i)
+    return invalid("Endpoints", "", "kubernetes", causes) if causes else None
+
+
+def validate_slice(name, body):
+    """An EndpointSlice write, as the API's validation sees it (the parts a
+    client of apilb can get wrong). None when valid."""
+    causes = []
+    if len(name) > 253 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+                                           r"(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", name):
+        causes.append({"reason": "FieldValueInvalid", "message": 'Invalid value: "%s": a '
+                       "lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                       "characters, '-' or '.', and must start and end with an alphanumeric "
+                       "character" % name, "field": "metadata.name"})
+    at = body.get("addressType") if isinstance(body, dict) else None
+    if at not in ("IPv4", "IPv6", "FQDN"):
+        causes.append({"reason": "FieldValueNotSupported", "message": 'Unsupported value: "%s": '
+                       'supported values: "FQDN", "IPv4", "IPv6"' % at, "field": "addressType"})
+    eps = body.get("endpoints") if isinstance(body, dict) else None
+    if eps is not None and not isinstance(eps, list):
+        causes.append({"reason": "FieldValueInvalid", "message": "Invalid value: must be a list",
+                       "field": "endpoints"})
+        eps = []
+    if eps and len(eps) > 1000:
+        causes.append({"reason": "FieldValueTooMany", "message": "Too many: %d: must have at "
+                       "most 1000 items" % len(eps), "field": "endpoints"})
+    for i, ep in enumerate(eps or []):
+        addrs = ep.get("addresses") if isinstance(ep, dict) else None
+        if not isinstance(addrs, list) or not addrs:
+            causes.append({"reason": "FieldValueRequired", "message": "Required value: must "
+                           "contain at least 1 address", "field": "endpoints[%d].addresses" % i})
+            continue
+        if len(addrs) > 100:
+            causes.append({"reason": "FieldValueTooMany", "message": "Too many: %d: must have at "
+                           "most 100 items" % len(addrs), "field": "endpoints[%d].addresses" % i})
+        if at in ("IPv4", "IPv6"):
+            for j, a in enumerate(addrs):
+                causes += ip_errors(a, at, "endpoints[%d].addresses[%d]" % (i, j))
+        if ep.get("zone") is not None:
+            causes += label_value_errors(ep["zone"], "endpoints[%d].zone" % i)
+        zones = (ep.get("hints") or {}).get("forZones") or []
+        if len(zones) > 8:
+            causes.append({"reason": "FieldValueTooMany", "message": "Too many: %d: must have at "
+                           "most 8 items" % len(zones),
+                           "field": "endpoints[%d].hints.forZones" % i})
+        for k, z in enumerate(zones):
+            causes += label_value_errors(z.get("name") if isinstance(z, dict) else z,
+                                         "endpoints[%d].hints.forZones[%d].name" % (i, k))
+    return invalid("EndpointSlice", "discovery.k8s.io", name, causes) if causes else None
 
 
 def status(code, reason, message, details=None):
@@ -470,11 +712,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                        "retryAfterSeconds": 1}))
         if not watch:
             with LOCK:
-                obj = self.cluster.objects[resource]
-                item = dict(obj)
-                item.pop("kind")  # list items carry no kind/apiVersion
-                item.pop("apiVersion")
-                items = [item] if resource == "endpoints" or self.cluster.labeled else []
+                objs = [self.cluster.objects["endpoints"]] if resource == "endpoints" \
+                    else self.cluster.listed_slices()
+                items = []
+                for obj in objs:
+                    item = dict(obj)
+                    item.pop("kind")  # list items carry no kind/apiVersion
+                    item.pop("apiVersion")
+                    items.append(item)
                 kind = "EndpointsList" if resource == "endpoints" else "EndpointSliceList"
                 api = "v1" if resource == "endpoints" else "discovery.k8s.io/v1"
                 self.send_json(200, {"kind": kind, "apiVersion": api,
@@ -582,8 +827,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if initial:
                 start_rv = None  # NotOlderThan: the current state, then changes
             if start_rv is None:  # synthetic ADDED for the current state
-                pending = [("ADDED", self.cluster.objects[resource])] \
-                    if resource == "endpoints" or self.cluster.labeled else []
+                pending = [("ADDED", o) for o in (
+                    [self.cluster.objects["endpoints"]] if resource == "endpoints"
+                    else self.cluster.listed_slices())]
                 sent_rv = self.cluster.rv
             else:
                 pending = []
@@ -697,7 +943,8 @@ class Control(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         c = CLUSTER
         with LOCK:
-            self.reply(200, {"rv": c.rv, "members": c.members, "faults": list(c.faults),
+            self.reply(200, {"rv": c.rv, "members": c.members, "slices": sorted(c.slices),
+                             "faults": list(c.faults),
                              "forbidden": sorted(c.forbidden),
                              "instances": {ip: {"port": i.port, "ready": i.ready,
                                                 "up": i.server is not None}
@@ -714,7 +961,19 @@ class Control(http.server.BaseHTTPRequestHandler):
         c = CLUSTER
         try:
             if parts == ["members"]:
-                c.set_members(body["ips"])
+                st = c.set_members(body["ips"], body.get("zones"), body.get("hints"))
+                if st is not None:
+                    return self.reply(st["code"], st)
+            elif len(parts) == 2 and parts[0] == "slices":
+                st = c.put_slice(parts[1], body)
+                if st is not None:
+                    return self.reply(st["code"], st)
+            elif len(parts) == 3 and parts[0] == "slices" and parts[2] == "delete":
+                if not c.delete_slice(parts[1]):
+                    return self.reply(404, status(404, "NotFound", 'endpointslices.discovery.'
+                                                  'k8s.io "%s" not found' % parts[1],
+                                                  {"name": parts[1], "group": "discovery.k8s.io",
+                                                   "kind": "endpointslices"}))
             elif parts == ["compact"]:
                 c.compact()
             elif parts == ["forbid"]:
@@ -838,8 +1097,12 @@ def main():
         CLUSTER.port = inst.port
     if own:
         p.error("--instance-cert for %s, which has no --listen" % ", ".join(sorted(own)))
-    members = ARGS.members.split(",") if ARGS.members else list(INSTANCES)
-    CLUSTER.set_members([m for m in members if m])
+    if ARGS.members:
+        st = CLUSTER.set_members([m for m in ARGS.members.split(",") if m])
+        if st is not None:
+            p.error("--members: %s" % st["message"])
+    else:  # every instance the API lets the reconciler list
+        CLUSTER.set_members([m for m in INSTANCES if ip_errors(m, None, "") == []])
     ctl = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Control)
     ctl.daemon_threads = True
     threading.Thread(target=ctl.serve_forever, daemon=True).start()

@@ -3,7 +3,8 @@
 (../../../shared/reference/k8s-watch-spec.md sections 1, 2, 5 and 6) where
 apilb's own scenarios do not reach: exact Status bodies, list shape, the
 Endpoints deprecation warning, health endpoints with ?verbose and ?exclude,
-streaming lists, selector transitions and 504 for a future resourceVersion.
+streaming lists, selector transitions, 504 for a future resourceVersion,
+the addresses endpoints may not carry (422 Invalid) and several slices.
 A fake that drifts from the API would make every discovery test lie."""
 
 import http.client
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -85,6 +87,16 @@ class Fake:
         req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.control, path),
                                      data=json.dumps(body).encode(), method="POST")
         urllib.request.urlopen(req, timeout=10).read()
+
+    def ctl_status(self, path, body):
+        """POSTs to the control API; returns (code, parsed body) even on errors."""
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.control, path),
+                                     data=json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
 
     def stop(self):
         self.proc.kill()
@@ -165,6 +177,100 @@ def main():
         f.ctl("/label", {"on": True})
         code, _, body = f.get(SLICES)
         check(len(json.loads(body)["items"]) == 1, "the relabeled slice is not listed")
+    finally:
+        f.stop()
+
+    # What the API's validation refuses in endpoints (core validation
+    # ValidateNonSpecialIP; discovery validation per addressType), with its
+    # 422 Invalid Status, is refused by the fake too and never served.
+    f = Fake()
+    try:
+        for ip, why in (("127.0.0.1", "may not be in the loopback range (127.0.0.0/8, ::1/128)"),
+                        ("169.254.0.1", "may not be in the link-local range (169.254.0.0/16, "
+                                        "fe80::/10)"),
+                        ("224.0.0.5", "may not be in the link-local multicast range "
+                                      "(224.0.0.0/24, ff02::/10)"),
+                        ("0.0.0.0", "may not be unspecified (0.0.0.0)"),
+                        ("::1", "may not be in the loopback range (127.0.0.0/8, ::1/128)")):
+            code, st = f.ctl_status("/members", {"ips": [ip]})
+            cause = 'Invalid value: "%s": %s' % (ip, why)
+            check(code == 422 and st == {
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": 'Endpoints "kubernetes" is invalid: subsets[0].addresses[0].ip: '
+                           + cause,
+                "reason": "Invalid", "details": {"name": "kubernetes", "kind": "Endpoints",
+                                                 "causes": [{"reason": "FieldValueInvalid",
+                                                             "message": cause,
+                                                             "field": "subsets[0].addresses[0].ip"}]},
+                "code": 422}, "members %s: %d %r" % (ip, code, st))
+        for ip, at, why in (("127.0.0.1", "IPv4", "may not be in the loopback range"),
+                            ("169.254.0.1", "IPv4", "may not be in the link-local range"),
+                            ("fe80::1", "IPv6", "may not be in the link-local range"),
+                            ("ff02::2", "IPv6", "may not be in the link-local multicast range"),
+                            ("fd00::1", "IPv4", "must be a valid IPv4 address"),
+                            ("10.213.0.7", "IPv6", "must be a valid IPv6 address")):
+            code, st = f.ctl_status("/slices/extra", {"addressType": at, "endpoints": [
+                {"addresses": ["10.213.0.9" if at == "IPv4" else "fd00::9"]},
+                {"addresses": [ip]}]})
+            check(code == 422 and st["reason"] == "Invalid" and
+                  st["message"].startswith('EndpointSlice.discovery.k8s.io "extra" is invalid: '
+                                           'endpoints[1].addresses[0]: Invalid value: "%s": %s'
+                                           % (ip, why)) and
+                  st["details"]["group"] == "discovery.k8s.io" and
+                  st["details"]["kind"] == "EndpointSlice" and
+                  st["details"]["causes"][0]["field"] == "endpoints[1].addresses[0]",
+                  "slice %s %s: %d %r" % (at, ip, code, st))
+        code, st = f.ctl_status("/slices/extra", {"addressType": "IPv4", "endpoints": [
+            {"addresses": ["10.213.0.9"], "zone": "zone a"}]})
+        check(code == 422 and st["details"]["causes"][0]["field"] == "endpoints[0].zone",
+              "zone 'zone a': %d %r" % (code, st))
+        code, st = f.ctl_status("/slices/Not_A_Name", {"addressType": "IPv4", "endpoints": []})
+        check(code == 422 and st["details"]["causes"][0]["field"] == "metadata.name",
+              "name 'Not_A_Name': %d %r" % (code, st))
+        f.ctl("/instance/127.0.0.1/ready", {})  # an apiserver on 127.0.0.1 joins: refused
+        code, _, body = f.get(SLICES)
+        addrs = [e["addresses"][0] for it in json.loads(body)["items"] for e in it["endpoints"]]
+        check(code == 200 and addrs == ["10.213.0.2", "10.213.0.3"],
+              "refused addresses served: %r" % addrs)
+        code, _, body = f.get("/api/v1/namespaces/default/endpoints/kubernetes")
+        check([a["ip"] for a in json.loads(body)["subsets"][0]["addresses"]] ==
+              ["10.213.0.2", "10.213.0.3"], "Endpoints: %r" % body)
+
+        # Several slices: a second family's slice, written zones and hints,
+        # one created and deleted through the API.
+        code, st = f.ctl_status("/members", {"ips": ["10.213.0.2", "fd00::2"],
+                                             "zones": {"10.213.0.2": "zone-a",
+                                                       "fd00::2": "zone-a"}, "hints": True})
+        check(code == 200, "dual-stack members: %d %r" % (code, st))
+        code, st = f.ctl_status("/slices/extra", {"addressType": "IPv6", "endpoints": [
+            {"addresses": ["fd00::9"], "zone": "zone-b", "conditions": {"ready": True}}]})
+        check(code == 200, "valid slice refused: %d %r" % (code, st))
+        code, _, body = f.get(SLICES)
+        items = {it["metadata"]["name"]: it for it in json.loads(body)["items"]}
+        check(sorted(items) == ["extra", "kubernetes", "kubernetes-v6"] and
+              items["kubernetes"]["addressType"] == "IPv4" and
+              items["kubernetes-v6"]["addressType"] == "IPv6" and
+              items["kubernetes-v6"]["endpoints"] == [
+                  {"addresses": ["fd00::2"], "conditions": {"ready": True}, "zone": "zone-a",
+                   "hints": {"forZones": [{"name": "zone-a"}]}}] and
+              all(it["metadata"]["labels"] == {"kubernetes.io/service-name": "kubernetes"}
+                  for it in items.values()), "slices: %r" % items)
+        rv = int(json.loads(body)["metadata"]["resourceVersion"])
+        deleted = []
+
+        def delete_once(events):
+            if not deleted:
+                deleted.append(f.ctl("/slices/extra/delete", {}))
+            return any(x["type"] == "DELETED" for x in events)
+        code, ev = f.watch(SLICES + "&watch=true&resourceVersion=%d" % rv, delete_once)
+        check([(x["type"], x["object"]["metadata"]["name"]) for x in ev] ==
+              [("DELETED", "extra")], "delete: %r" % ev)
+        code, st = f.ctl_status("/slices/extra/delete", {})
+        check(code == 404 and st["reason"] == "NotFound", "delete twice: %d %r" % (code, st))
+        f.ctl("/members", {"ips": ["10.213.0.2"]})
+        code, _, body = f.get(SLICES)
+        check([it["metadata"]["name"] for it in json.loads(body)["items"]] == ["kubernetes"],
+              "the other family's slice outlived its members: %r" % body[:300])
     finally:
         f.stop()
 

@@ -12,17 +12,22 @@
 
 static int on_event(void *arg, json_t *ev)
 {
-    struct addr a[ENDPOINTS_MAX_ADDRS];
+    static struct watcher_endpoint a[ENDPOINTS_MAX_ADDRS];
     char err[256];
+    int family;
     json_t *obj = json_object_get(ev, "object");
 
     for (int kind = 0; kind < 2; kind++) {
         size_t n = 0;
 
-        if (endpoints_extract(obj, (enum endpoints_kind)kind, a, ENDPOINTS_MAX_ADDRS, &n, err,
-                              sizeof(err)) == 0)
-            for (size_t i = 0; i < n; i++)
-                assert(!addr_is_loopback(&a[i]) && !addr_is_bogus(&a[i]));
+        if (endpoints_extract(obj, (enum endpoints_kind)kind, a, ENDPOINTS_MAX_ADDRS, &n, &family,
+                              err, sizeof(err)) >= 0)
+            for (size_t i = 0; i < n; i++) {
+                assert(!addr_is_loopback(&a[i].addr) && !addr_is_bogus(&a[i].addr));
+                assert(family == AF_UNSPEC || a[i].addr.ss.ss_family == family);
+                assert(strlen(a[i].zone.name) <= ZONE_NAME_MAX &&
+                       a[i].zone.n_for_zones <= ZONE_HINTS_MAX);
+            }
     }
     return 0;
 }

@@ -25,7 +25,8 @@ def rows(table):
     """{address: row dict} of the status table's upstream rows."""
     lines = table.splitlines()
     head = lines[0]
-    cols = ["UPSTREAM", "SOURCES", "STATE", "HEALTH", "REASON", "SINCE", "ACTIVE", "CONNECT"]
+    cols = ["UPSTREAM", "SOURCES", "STATE", "HEALTH", "REASON", "SINCE", "ACTIVE", "CONNECT",
+            "ZONE"]
     starts = [head.index(c) for c in cols]
     out = {}
     for line in lines[1:]:
@@ -56,7 +57,8 @@ def table():
         check(r[dead_addr]["HEALTH"] == "unhealthy" and "refused" in r[dead_addr]["REASON"],
               "the dead upstream's row: %s" % r[dead_addr])
         check(all(r[x]["HEALTH"] == "healthy" and r[x]["STATE"] == "in table" and
-                  r[x]["SOURCES"] == "seed" for x in (A.addr, B.addr)), out)
+                  r[x]["SOURCES"] == "seed" and r[x]["ZONE"] == "-" for x in (A.addr, B.addr)),
+              out)
         check(sum(int(r[x]["ACTIVE"]) for x in r) == 1, "the open connection: %s" % out)
         check("WATCHER  off" in out and "generation 1" in out, out)
         print(out)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,8 +35,11 @@ if os.environ.get("APILB_IN_NETNS") != "1":
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 for i in range(2, 10):
     subprocess.run(["ip", "addr", "add", "10.213.0.%d/32" % i, "dev", "lo"], check=True)
+for i in range(2, 6):  # IPv6 apiservers (private fd00::/8, inside the namespace only)
+    subprocess.run(["ip", "-6", "addr", "add", "fd00:213::%d/128" % i, "dev", "lo", "nodad"],
+                   check=True)
 
-from harness import (Apilb, Fail, HttpsConn, _children, check, metric, raw_admin,  # noqa: E402
+from harness import (APILB, Apilb, Fail, HttpsConn, _children, check, metric, raw_admin,  # noqa: E402
                      run, tmpdir)
 
 # Tokens and private keys of these scenarios: Apilb.stop() fails a scenario
@@ -101,6 +105,13 @@ class Fake:
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.load(r)
 
+    def ctl_status(self, path, body=None):
+        """(code, body) of a control request, errors included (422 Invalid)."""
+        try:
+            return 200, self.ctl(path, body)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
     def state(self):
         with urllib.request.urlopen("http://127.0.0.1:%d/" % self.info["control"],
                                     timeout=10) as r:
@@ -146,8 +157,9 @@ def rotate_token(sa, token):
     os.rename(tmp, os.path.join(sa, "..data"))  # the atomic swap kubelet does
 
 
-def start_apilb(fake, kc, *extra, seeds=("10.213.0.2:6443",), health="readyz"):
-    args = ["--kubeconfig", kc, "--discovery-debounce", "200ms", "--health-interval", "300ms",
+def start_apilb(fake, kc, *extra, seeds=("10.213.0.2:6443",), health="readyz",
+                debounce="200ms"):
+    args = ["--kubeconfig", kc, "--discovery-debounce", debounce, "--health-interval", "300ms",
             "--health-timeout", "250ms", "--watch-stall", "3s", "--connect-timeout", "500ms"]
     for s in seeds:
         args += ["--upstream", s]
@@ -165,8 +177,12 @@ def discovered(a):
                   if "discovered" in u["sources"] and not u["draining"])
 
 
+def hostport(ip):
+    return "[%s]:6443" % ip if ":" in ip else "%s:6443" % ip
+
+
 def wait_discovered(a, want, timeout=10.0):
-    want = sorted("%s:6443" % ip for ip in want)
+    want = sorted(hostport(ip) for ip in want)
     end = time.time() + timeout
     got = None
     while time.time() < end:
@@ -776,6 +792,203 @@ def admin_during_start_stop():
             a.stop()
         fake.stop()
 
+V6 = ["fd00:213::2", "fd00:213::3"]
+
+
+class SetRecorder:
+    """Samples the discovered set (GET /upstreams) every 50 ms on a thread:
+    what apilb applied over time, to prove a transient set never was."""
+
+    def __init__(self, a):
+        self.a = a
+        self.seen = []
+        self.stop_ = threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop_.is_set():
+            try:
+                got = tuple(discovered(self.a))
+            except Exception:  # noqa: BLE001 - a sample lost is no verdict
+                got = None
+            if got is not None and (not self.seen or self.seen[-1] != got):
+                self.seen.append(got)
+            time.sleep(0.05)
+
+    def stop(self):
+        self.stop_.set()
+        self.t.join()
+        return self.seen
+
+
+def v4_slice(ips, zone=None):
+    return {"addressType": "IPv4", "endpoints": [
+        dict({"addresses": [ip], "conditions": {"ready": True}}, **({"zone": zone} if zone else {}))
+        for ip in ips]}
+
+
+def dual_stack():
+    """An IPv4 slice and an IPv6 one (kubernetes, kubernetes-v6) make one
+    table; an FQDN slice is ignored with a log line; the IPv4 slice deleted
+    and re-added one at a time (the reconciler changing its addressType
+    does this) never leaves an IPv6-only table behind."""
+    d, fake = new_case(IPS[:2] + V6)
+    a = start_apilb(fake, kubeconfig(d, token_user(d)), debounce="300ms")
+    try:
+        t0 = time.time()
+        wait_discovered(a, IPS[:2] + V6)
+        print("IPv4 + IPv6 slices merged %.2fs after start" % (time.time() - t0))
+        slices = sorted(u for u in fake.state().get("slices", []))
+        check(slices == ["kubernetes", "kubernetes-v6"], "the fake's slices: %r" % slices)
+        a.wait_log(r'apiservers discovered.*upstreams=4 set="10\.213\.0\.2:6443,'
+                   r'10\.213\.0\.3:6443,\[fd00:213::2\]:6443,\[fd00:213::3\]:6443"')
+        served = []
+        while len(served) < 40 and not set(V6) <= set(served):
+            served += served_by(fake, a)
+        check(set(V6) <= set(served), "no client reached an IPv6 apiserver: %r" % served)
+        rec = SetRecorder(a)
+        fake.ctl("/slices/kubernetes/delete")
+        time.sleep(1.5)  # longer than the debounce: only the hold keeps it out
+        fake.ctl("/slices/kubernetes-v4new", v4_slice(IPS[1:3]))
+        wait_discovered(a, IPS[1:3] + V6)
+        time.sleep(0.5)
+        seen = rec.stop()
+        check(all(any(ip.startswith("10.") for ip in s) for s in seen),
+              "an IPv6-only table was applied: %r" % seen)
+        print("IPv4 slice deleted, re-added 1.5 s later: sets applied %r" % (seen,))
+        code, st = fake.ctl_status("/slices/names", {"addressType": "FQDN", "endpoints": [
+            {"addresses": ["api.example.test"]}]})
+        check(code == 200, "FQDN slice: %d %r" % (code, st))
+        a.wait_log(r'EndpointSlice of addressType FQDN ignored .*name="names"', 5)
+        time.sleep(0.5)
+        wait_discovered(a, IPS[1:3] + V6)
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def dual_stack_endpoints():
+    """Where slices are forbidden, the Endpoints object lists both families;
+    it changes whole, so the IPv6 addresses leaving it are applied after
+    the debounce, not held as half of a slice replacement."""
+    d, fake = new_case(IPS[:2] + V6)
+    fake.ctl("/forbid", {"resources": ["endpointslices"]})
+    a = start_apilb(fake, kubeconfig(d, token_user(d)), debounce="500ms")
+    try:
+        wait_discovered(a, IPS[:2] + V6)
+        a.wait_log(r'apiservers discovered.*source=endpoints ')
+        t0 = time.time()
+        fake.ctl("/members", {"ips": IPS[:2]})
+        wait_discovered(a, IPS[:2], 4)  # the hold would be 5 s
+        print("IPv6 addresses left the Endpoints object: applied after %.2fs"
+              % (time.time() - t0))
+        check(not any("replacement in flight" in line for line in a.lines()),
+              "an Endpoints change was held as a slice replacement")
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def slice_replaced():
+    """One family's slice replaced one at a time, each step 1.5 s apart
+    (longer than the debounce): add-then-delete never applies the union of
+    the old and new slice, delete-then-add never an empty set; two slices
+    that keep disagreeing are applied (as their union) after the hold."""
+    more = ["10.213.0.5", "10.213.0.6"]
+    d, fake = new_case(IPS + more, members=IPS)
+    a = start_apilb(fake, kubeconfig(d, token_user(d)), debounce="300ms")
+    try:
+        wait_discovered(a, IPS)
+        rec = SetRecorder(a)
+        fake.ctl("/slices/kubernetes-new", v4_slice(more))
+        time.sleep(1.5)
+        fake.ctl("/slices/kubernetes/delete")
+        wait_discovered(a, more)
+        time.sleep(0.2)
+        union = tuple(sorted(hostport(ip) for ip in IPS + more))
+        check(union not in rec.seen, "add-then-delete: the union was applied: %r" % rec.seen)
+        a.wait_log(r'EndpointSlice replacement in flight: holding the current upstreams.*'
+                   r'EndpointSlices kubernetes and kubernetes-new \(IPv4\) list different', 1)
+        # delete-then-add
+        fake.ctl("/slices/kubernetes-new/delete")
+        time.sleep(1.5)
+        fake.ctl("/slices/kubernetes-newer", v4_slice(IPS[:2]))
+        wait_discovered(a, IPS[:2])
+        time.sleep(0.5)
+        seen = rec.stop()
+        want = [tuple(sorted(hostport(ip) for ip in s)) for s in (IPS, more, IPS[:2])]
+        check(seen == want, "applied over time %r, expected %r" % (seen, want))
+        print("add-then-delete and delete-then-add, 1.5 s apart: applied %r" % (seen,))
+        # A writer that splits one family over two slices for good.
+        t0 = time.time()
+        fake.ctl("/slices/kubernetes-split", v4_slice(more[:1]))
+        wait_discovered(a, IPS[:2] + more[:1], 15)
+        took = time.time() - t0
+        check(took >= 2.5, "the split was applied after %.2fs, before the hold" % took)
+        a.wait_log(r'EndpointSlices still disagree: applying what they list', 2)
+        print("a lasting split applied after %.2fs (hold 3 s)" % took)
+    finally:
+        a.stop()
+        fake.stop()
+
+
+def zones():
+    """endpoints[].zone and hints.forZones reach GET /upstreams; a zone
+    change alone is a change; Endpoints (v1) carry none."""
+    d, fake = new_case()
+    fake.ctl("/members", {"ips": IPS, "zones": {IPS[0]: "zone-a", IPS[1]: "zone-b"},
+                          "hints": True})
+    a = start_apilb(fake, kubeconfig(d, token_user(d)))
+    try:
+        wait_discovered(a, IPS)
+        end = time.time() + 10
+        while True:
+            u = upstreams(a)
+            got = {k: (v.get("zone", "absent"), v.get("hints", "absent")) for k, v in u.items()
+                   if "discovered" in v["sources"]}
+            want = {"10.213.0.2:6443": ("zone-a", {"for_zones": ["zone-a"]}),
+                    "10.213.0.3:6443": ("zone-b", {"for_zones": ["zone-b"]}),
+                    "10.213.0.4:6443": (None, None)}
+            if got == want or time.time() > end:
+                break
+            time.sleep(0.1)
+        check(got == want, "zones in /upstreams: %r" % got)
+        p = subprocess.run([APILB, "status", "--admin", "127.0.0.1:%d" % a.admin_port],
+                           capture_output=True, text=True, timeout=30)
+        zone_of = {l.split()[0]: l.split()[-1] for l in p.stdout.splitlines()[1:4]}
+        check(p.returncode == 0 and zone_of.get("10.213.0.2:6443") == "zone-a" and
+              zone_of.get("10.213.0.4:6443") == "-", "apilb status zones: %s" % p.stdout)
+        a.wait_log(r'apiservers discovered.*zones="10\.213\.0\.2:6443=zone-a,'
+                   r'10\.213\.0\.3:6443=zone-b"')
+        check(metric(a, 'apilb_upstream_zone_info{upstream="10.213.0.2:6443",zone="zone-a"}')
+              == 1, "no zone metric")
+        code, text = a.admin("/metrics")
+        check(text.count("apilb_upstream_zone_info{") == 2, "zone samples: %r"
+              % [l for l in text.splitlines() if l.startswith("apilb_upstream_zone_info")])
+        p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True)
+        check(p.returncode == 0, "promtool rejects the zone metric: %s" % p.stderr)
+        fake.ctl("/members", {"ips": IPS, "zones": {IPS[0]: "zone-c"}, "hints": False})
+        end = time.time() + 10
+        while time.time() < end:
+            z = {k: (v["zone"], v["hints"]) for k, v in upstreams(a).items()}
+            if z.get("10.213.0.2:6443") == ("zone-c", None):
+                break
+            time.sleep(0.1)
+        check(z.get("10.213.0.2:6443") == ("zone-c", None) and
+              z.get("10.213.0.3:6443") == (None, None), "zone change not applied: %r" % z)
+        # What the API refuses, the fake refuses: nothing changes in apilb.
+        for bad in ("127.0.0.1", "169.254.0.1"):
+            code, st = fake.ctl_status("/members", {"ips": IPS[:1] + [bad]})
+            check(code == 422 and st["reason"] == "Invalid" and bad in st["message"],
+                  "the fake took %s: %d %r" % (bad, code, st))
+        time.sleep(0.5)
+        check(discovered(a) == sorted(hostport(ip) for ip in IPS), "a refused write applied")
+    finally:
+        a.stop()
+        fake.stop()
+
 
 # -- each apiserver its own certificate (issue 19 part 1) --------------------
 
@@ -1051,4 +1264,5 @@ if __name__ == "__main__":
         slices_forbidden, empty_ignored,
         stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop,
         shutdown_retry_after, origin_lost, tls_name_wins, dns_server, foreign_cert_refused,
-        hostile_answers, own_address_verified, origin_lost_k3s, lb_name_verified)})
+        hostile_answers, own_address_verified, origin_lost_k3s, lb_name_verified, dual_stack,
+        slice_replaced, zones, dual_stack_endpoints)})

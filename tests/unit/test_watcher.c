@@ -134,6 +134,9 @@ START_TEST(kubeconfig_errors)
 }
 END_TEST
 
+static struct watcher_endpoint xep[16];
+static int xfamily;
+
 static size_t extract(const char *json, enum endpoints_kind kind, struct addr *out, int *rc)
 {
     json_error_t e;
@@ -141,8 +144,11 @@ static size_t extract(const char *json, enum endpoints_kind kind, struct addr *o
     size_t n = 0;
 
     ck_assert_msg(o != NULL, "%s", e.text);
-    *rc = endpoints_extract(o, kind, out, 16, &n, err, sizeof(err));
+    err[0] = '\0';
+    *rc = endpoints_extract(o, kind, xep, 16, &n, &xfamily, err, sizeof(err));
     json_decref(o);
+    for (size_t i = 0; i < n; i++)
+        out[i] = xep[i].addr;
     return n;
 }
 
@@ -156,28 +162,53 @@ START_TEST(slices_and_endpoints)
     n = extract("{\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"metrics\",\"port\":9},"
                 "{\"name\":\"https\",\"port\":6443}],\"endpoints\":["
                 "{\"addresses\":[\"10.0.0.1\"],\"conditions\":{\"ready\":true}},"
-                "{\"addresses\":[\"10.0.0.2\",\"10.0.0.9\"]},"
+                "{\"addresses\":[\"10.0.0.2\",\"10.0.0.9\"],\"conditions\":{\"ready\":null}},"
                 "{\"addresses\":[\"10.0.0.3\"],\"conditions\":{\"ready\":false}}]}",
                 ENDPOINTS_SLICE, a, &rc);
     ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(xfamily, AF_INET);
     ck_assert_uint_eq(n, 2); /* ready nil counts, ready false does not, first address only */
     ck_assert_str_eq(addr_format(&a[1], buf, sizeof(buf)), "10.0.0.2:6443");
     n = extract("{\"addressType\":\"IPv6\",\"ports\":[{\"port\":443}],\"endpoints\":["
                 "{\"addresses\":[\"fd00::5\"]}]}",
                 ENDPOINTS_SLICE, a, &rc);
     ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(xfamily, AF_INET6);
     ck_assert_str_eq(addr_format(&a[0], buf, sizeof(buf)), "[fd00::5]:443");
     n = extract("{\"addressType\":\"FQDN\",\"ports\":[{\"port\":443}],\"endpoints\":["
                 "{\"addresses\":[\"api.example\"]}]}",
                 ENDPOINTS_SLICE, a, &rc);
-    ck_assert(rc == 0 && n == 0);
-    n = extract("{\"subsets\":[{\"addresses\":[{\"ip\":\"10.0.0.1\"},{\"ip\":\"10.0.0.2\"}],"
+    ck_assert(rc == 1 && n == 0); /* ignored, and said so */
+    n = extract("{\"subsets\":[{\"addresses\":[{\"ip\":\"10.0.0.1\"},{\"ip\":\"fd00::1\"}],"
                 "\"notReadyAddresses\":[{\"ip\":\"10.0.0.7\"}],"
                 "\"ports\":[{\"name\":\"https\",\"port\":6443}]}]}",
                 ENDPOINTS_V1, a, &rc);
-    ck_assert(rc == 0 && n == 2);
+    ck_assert(rc == 0 && n == 2 && xfamily == AF_UNSPEC);
     n = extract("{\"metadata\":{}}", ENDPOINTS_V1, a, &rc);
     ck_assert(rc == 0 && n == 0);
+}
+END_TEST
+
+/* endpoints[].zone and hints.forZones are kept with each address. */
+START_TEST(slice_zones_and_hints)
+{
+    struct addr a[16];
+    int rc;
+    size_t n;
+
+    n = extract("{\"addressType\":\"IPv4\",\"ports\":[{\"port\":6443}],\"endpoints\":["
+                "{\"addresses\":[\"10.0.0.2\"],\"zone\":\"zone-b\","
+                "\"hints\":{\"forZones\":[{\"name\":\"zone-b\"},{\"name\":\"zone-c\"}]}},"
+                "{\"addresses\":[\"10.0.0.1\"],\"zone\":\"zone-a\",\"hints\":{\"forNodes\":[]}},"
+                "{\"addresses\":[\"10.0.0.3\"],\"zone\":null}]}",
+                ENDPOINTS_SLICE, a, &rc);
+    ck_assert_msg(rc == 0 && n == 3, "%d %zu %s", rc, n, err);
+    ck_assert_str_eq(xep[0].zone.name, "zone-b");
+    ck_assert_uint_eq(xep[0].zone.n_for_zones, 2);
+    ck_assert_str_eq(xep[0].zone.for_zones[1], "zone-c");
+    ck_assert_str_eq(xep[1].zone.name, "zone-a");
+    ck_assert_uint_eq(xep[1].zone.n_for_zones, 0);
+    ck_assert_str_eq(xep[2].zone.name, "");
 }
 END_TEST
 
@@ -192,6 +223,21 @@ START_TEST(bad_objects)
         "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"not-an-ip\"]}]}",
         "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[]}]}",
         "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":{}}",
+        /* the other family than addressType says */
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"fd00::1\"]}]}",
+        "{\"addressType\":\"IPv6\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"10.0.0.1\"]}]}",
+        "{\"addressType\":\"IPv6\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"fe80::1\"]}]}",
+        "{\"addressType\":\"IPX\",\"ports\":[{\"port\":443}],\"endpoints\":[]}",
+        /* zones and hints that are not label values, or too many hints */
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"zone\":\"a b\"}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"zone\":7}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"zone\":\"-a\"}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],"
+        "\"zone\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"hints\":{\"forZones\":{}}}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"hints\":{\"forZones\":[{\"name\":\"x\\n\"}]}}]}",
+        "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"hints\":{\"forZones\":"
+        "[{\"name\":\"a\"},{\"name\":\"b\"},{\"name\":\"c\"},{\"name\":\"d\"},{\"name\":\"e\"},{\"name\":\"f\"},{\"name\":\"g\"},{\"name\":\"h\"},{\"name\":\"i\"}]}}]}",
         "{\"subsets\":[{\"addresses\":[{\"ip\":\"::1\"}],\"ports\":[{\"port\":443}]}]}",
         "{\"subsets\":{}}",
     };
@@ -205,21 +251,92 @@ START_TEST(bad_objects)
 }
 END_TEST
 
-START_TEST(cache_union)
+static struct watcher_endpoint ep(const char *s, const char *zone)
 {
-    struct endpoints_cache *c = calloc(1, sizeof(*c));
-    struct addr a[3], out[8];
+    struct watcher_endpoint e;
     const char *why;
 
-    ck_assert_int_eq(addr_parse("10.0.0.2:6443", -1, &a[0], &why), 0);
-    ck_assert_int_eq(addr_parse("10.0.0.1:6443", -1, &a[1], &why), 0);
-    ck_assert_int_eq(addr_parse("[fd00::1]:6443", -1, &a[2], &why), 0);
-    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes", a, 2), 0);
-    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes-v6", a + 1, 2), 0);
-    ck_assert_uint_eq(endpoints_cache_union(c, out, 8), 3); /* deduplicated */
-    ck_assert_int_eq(addr_cmp(&out[0], &a[1]), 0);         /* sorted */
+    memset(&e, 0, sizeof(e));
+    ck_assert_int_eq(addr_parse(s, -1, &e.addr, &why), 0);
+    snprintf(e.zone.name, sizeof(e.zone.name), "%s", zone);
+    return e;
+}
+
+/* Every object's endpoints merged: deduplicated, sorted, IPv4 and IPv6
+ * slices in one set; the zone of a doubly listed address comes from the
+ * object first by name, whatever the order they were seen in. */
+START_TEST(cache_merge)
+{
+    struct endpoints_cache *c = calloc(1, sizeof(*c));
+    struct watcher_endpoint v4[2] = {ep("10.0.0.2:6443", "b"), ep("10.0.0.1:6443", "a")};
+    struct watcher_endpoint v6[1] = {ep("[fd00::1]:6443", "a")};
+    struct watcher_endpoint dup[1] = {ep("10.0.0.1:6443", "other")};
+    struct watcher_endpoint out[8];
+    struct endpoints_split split;
+
+    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes-v6", AF_INET6, v6, 1), 0);
+    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes", AF_INET, v4, 2), 0);
+    ck_assert_uint_eq(endpoints_cache_merge(c, out, 8, &split), 3);
+    ck_assert(!split.found); /* two families are no replacement */
+    ck_assert_int_eq(addr_cmp(&out[0].addr, &v4[1].addr), 0); /* sorted */
+    ck_assert_str_eq(out[0].zone.name, "a");
+    ck_assert_int_eq(out[2].addr.ss.ss_family, AF_INET6);
+    ck_assert_int_eq(endpoints_cache_set(c, "zz-endpoints", AF_UNSPEC, dup, 1), 0);
+    ck_assert_uint_eq(endpoints_cache_merge(c, out, 8, &split), 3);
+    ck_assert_str_eq(out[0].zone.name, "a"); /* "kubernetes" sorts first */
     endpoints_cache_remove(c, "kubernetes");
-    ck_assert_uint_eq(endpoints_cache_union(c, out, 8), 2);
+    ck_assert_uint_eq(endpoints_cache_merge(c, out, 8, NULL), 2);
+    ck_assert_str_eq(out[0].zone.name, "other");
+    endpoints_cache_clear(c);
+    ck_assert_uint_eq(endpoints_cache_merge(c, out, 8, NULL), 0);
+    free(c);
+}
+END_TEST
+
+/* A replacement in flight: two slices of one family that list different
+ * apiservers are reported (their union never existed), equal ones or an
+ * empty one are not; a family that vanishes while another stays is. */
+START_TEST(cache_replacement_seen)
+{
+    struct endpoints_cache *c = calloc(1, sizeof(*c));
+    struct watcher_endpoint old[2] = {ep("10.0.0.1:6443", ""), ep("10.0.0.2:6443", "")};
+    struct watcher_endpoint new[2] = {ep("10.0.0.3:6443", ""), ep("10.0.0.4:6443", "")};
+    struct watcher_endpoint v6[1] = {ep("[fd00::1]:6443", "")};
+    struct watcher_endpoint out[8], applied[8];
+    struct endpoints_split split;
+    size_t n, na;
+
+    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes", AF_INET, old, 2), 0);
+    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes-v6", AF_INET6, v6, 1), 0);
+    na = endpoints_cache_merge(c, applied, 8, &split);
+    ck_assert(na == 3 && !split.found);
+    /* add-then-delete: the new slice beside the old one */
+    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes-new", AF_INET, new, 2), 0);
+    n = endpoints_cache_merge(c, out, 8, &split);
+    ck_assert_uint_eq(n, 5);
+    ck_assert(split.found && split.family == AF_INET);
+    ck_assert_str_eq(split.a, "kubernetes");
+    ck_assert_str_eq(split.b, "kubernetes-new");
+    /* the same set twice is harmless; so is an empty slice */
+    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes-new", AF_INET, old, 2), 0);
+    endpoints_cache_merge(c, out, 8, &split);
+    ck_assert(!split.found);
+    ck_assert_int_eq(endpoints_cache_set(c, "kubernetes-new", AF_INET, new, 0), 0);
+    endpoints_cache_merge(c, out, 8, &split);
+    ck_assert(!split.found);
+    /* delete-then-add with the IPv6 slice left: the IPv4 family vanished */
+    endpoints_cache_remove(c, "kubernetes-new");
+    endpoints_cache_remove(c, "kubernetes");
+    n = endpoints_cache_merge(c, out, 8, &split);
+    ck_assert(n == 1 && !split.found);
+    ck_assert_int_eq(endpoints_family_lost(applied, na, out, n), AF_INET);
+    ck_assert_int_eq(endpoints_family_lost(applied, na, out, 0), 0); /* empty: a rule of its own */
+    ck_assert_int_eq(endpoints_family_lost(applied, na, applied, na), 0);
+    ck_assert(endpoints_same(applied, na, applied, na));
+    out[0] = applied[0];
+    snprintf(out[0].zone.name, sizeof(out[0].zone.name), "zone-a");
+    ck_assert(!endpoints_same(applied, 1, out, 1)); /* a zone change is a change */
+    endpoints_cache_clear(c);
     free(c);
 }
 END_TEST
@@ -294,10 +411,11 @@ START_TEST(thousands_bounded)
 {
     size_t cap = 64 + 5000 * 48, len;
     char *json = malloc(cap);
-    struct addr a[16];
+    struct watcher_endpoint a[16];
     size_t n = 0;
     json_error_t e;
     json_t *o;
+    int family;
 
     ck_assert_ptr_nonnull(json);
     len = (size_t)snprintf(json, cap, "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],"
@@ -308,7 +426,7 @@ START_TEST(thousands_bounded)
     len += (size_t)snprintf(json + len, cap - len, "]}");
     o = json_loadb(json, len, 0, &e);
     ck_assert_msg(o != NULL, "%s", e.text);
-    ck_assert_int_eq(endpoints_extract(o, ENDPOINTS_SLICE, a, 16, &n, err, sizeof(err)), 0);
+    ck_assert_int_eq(endpoints_extract(o, ENDPOINTS_SLICE, a, 16, &n, &family, err, sizeof(err)), 0);
     ck_assert_uint_eq(n, 16);
     json_decref(o);
     free(json);
@@ -401,7 +519,9 @@ int main(void)
     tcase_add_test(tc, kubeconfig_errors);
     tcase_add_test(tc, slices_and_endpoints);
     tcase_add_test(tc, bad_objects);
-    tcase_add_test(tc, cache_union);
+    tcase_add_test(tc, slice_zones_and_hints);
+    tcase_add_test(tc, cache_merge);
+    tcase_add_test(tc, cache_replacement_seen);
     tcase_add_test(tc, stream_any_split);
     tcase_add_test(tc, stream_bad_and_bounded);
     tcase_add_test(tc, stream_nested_and_huge);
