@@ -78,6 +78,7 @@ struct control {
     uv_work_t state_work;
     struct upstream *reg[UPSTREAM_MAX * 2]; /* in the table or draining */
     size_t n_reg;
+    struct upstream *checked[UPSTREAM_MAX * 2]; /* reg_prune: the ones health checks follow */
     struct upstream_table *table;
     uint64_t generation;
     uint64_t swaps;
@@ -278,26 +279,34 @@ static struct upstream *reg_get(struct control *c, const struct addr *a)
     return up;
 }
 
-/* Drops registry entries that are in no table and carry no connection. */
+/* Drops registry entries that are in no table and carry no connection.
+ *
+ * A removed upstream is checked only while it still carries connections
+ * (their fate follows its health). Once it has none its checker stops, and
+ * with it the checker's reference: the entry is freed on a later tick, when
+ * the registry's is the last (no table, session or checker holds it). */
 static void reg_prune(struct control *c)
 {
-    size_t j = 0;
+    size_t j = 0, n_checked = 0;
 
     uv_mutex_lock(&c->lock);
     for (size_t i = 0; i < c->n_reg; i++) {
         struct upstream *up = c->reg[i];
+        bool draining = atomic_load(&up->draining_since_ms) != 0;
 
-        if (atomic_load(&up->draining_since_ms) != 0 && atomic_load(&up->refs) == 1) {
+        if (draining && atomic_load(&up->refs) == 1) {
             log_info("upstream drained", "upstream=%s", up->name);
             upstream_unref(up);
             continue;
         }
         c->reg[j++] = up;
+        if (!draining || atomic_load(&up->active) > 0)
+            c->checked[n_checked++] = up;
     }
     c->n_reg = j;
     uv_mutex_unlock(&c->lock);
     if (c->health != NULL)
-        health_sync(c->health, c->reg, c->n_reg);
+        health_sync(c->health, c->checked, n_checked);
 }
 
 /* zones, when not NULL, gives the zone of src->a[i] (only discovery knows
@@ -313,12 +322,26 @@ static void entries_add(struct upstream_entry *e, size_t *n, struct control *c,
                 break;
         if (k == *n) {
             struct upstream *up;
+            char name[ADDR_STRLEN];
 
-            if (*n == UPSTREAM_MAX)
+            if (*n == UPSTREAM_MAX) {
+                log_warn_limited("table-full", 10000, "upstream table full: address left out",
+                                 "upstream=%s max=%d", addr_format(&src->a[i], name, sizeof(name)),
+                                 UPSTREAM_MAX);
                 return;
+            }
             up = reg_get(c, &src->a[i]);
-            if (up == NULL)
+            if (up == NULL) {
+                /* Full of removed upstreams that still carry connections
+                 * (or out of memory): never a silent loss. */
+                log_warn_limited("registry-full", 10000,
+                                 "upstream registry full: address left out until removed "
+                                 "upstreams drain",
+                                 "upstream=%s known=%zu max=%zu",
+                                 addr_format(&src->a[i], name, sizeof(name)), c->n_reg,
+                                 sizeof(c->reg) / sizeof(c->reg[0]));
                 return;
+            }
             e[k].up = up;
             e[k].sources = 0;
             e[k].fallback = false;
