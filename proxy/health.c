@@ -373,34 +373,62 @@ static void probe_cb(uv_poll_t *hd, int status, int events)
     probe_step(p->ck);
 }
 
+/* The check could not run because this host ran short (err, a positive
+ * errno, from what): no verdict about the upstream. The counters and its
+ * health stay as they are; it is logged (rate-limited), counted, and the
+ * next check comes an interval later. */
+static void check_skipped(struct checker *ck, const char *what, int err)
+{
+    struct upstream *up = ck->up;
+
+    if (ck->probe != NULL) {
+        probe_free(ck->probe);
+        ck->probe = NULL;
+    }
+    atomic_fetch_add_explicit(&up->health_checks[2], 1, memory_order_relaxed);
+    log_warn_limited("health-local", 10000,
+                     "health check not run: this host is short of resources (no verdict about "
+                     "the upstream)",
+                     "upstream=%s err=\"%s: %s\"", up->name, what, strerror(err));
+    uv_timer_start(&ck->timer, timer_cb, next_delay(ck->h), 0);
+}
+
 static void check_start(struct checker *ck)
 {
     struct upstream *up = ck->up;
     struct probe *p;
     char why[96];
+    int rc;
 
     health_ca_reload(ck->h);
     ck->started_us = uv_hrtime() / 1000;
     ck->not_ready = ck->shutting_down = ck->timed_out = false;
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
-        uv_timer_start(&ck->timer, timer_cb, next_delay(ck->h), 0);
+        check_skipped(ck, "probe", ENOMEM);
         return;
     }
     p->ck = ck;
     p->fd = socket(up->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (p->fd == -1) {
-        snprintf(why, sizeof(why), "socket: %s", strerror(errno));
+        rc = errno;
         free(p);
         ck->probe = NULL;
+        if (upstream_fail_is_local(rc)) {
+            check_skipped(ck, "socket", rc);
+            return;
+        }
+        snprintf(why, sizeof(why), "socket: %s", strerror(rc));
         health_done(ck, false, why);
         return;
     }
     sockopt_nodelay(p->fd); /* a probe lives well under the keepalive time */
-    if (uv_poll_init_socket(ck->h->loop, &p->poll, p->fd) != 0) {
+    rc = uv_poll_init_socket(ck->h->loop, &p->poll, p->fd);
+    if (rc != 0) {
+        /* epoll_ctl: ENOMEM or ENOSPC (max_user_watches), ours either way. */
         close(p->fd);
         free(p);
-        health_done(ck, false, "poll: cannot watch the socket");
+        check_skipped(ck, "poll", -rc);
         return;
     }
     p->poll.data = p;
@@ -408,7 +436,12 @@ static void check_start(struct checker *ck)
     uv_timer_start(&ck->timer, timer_cb, ck->h->cfg->health_timeout_ms, 0);
     if (connect(p->fd, (const struct sockaddr *)&up->addr.ss, up->addr.len) == -1 &&
         errno != EINPROGRESS) {
-        snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+        rc = errno;
+        if (upstream_fail_is_local(rc)) {
+            check_skipped(ck, "connect", rc);
+            return;
+        }
+        snprintf(why, sizeof(why), "connect: %s", strerror(rc));
         health_done(ck, false, why);
         return;
     }
@@ -420,8 +453,10 @@ static uint64_t fails_of(const struct upstream *up)
 {
     uint64_t n = 0;
 
+    /* This host's own shortage says nothing about the upstream. */
     for (int i = 0; i < UPSTREAM_FAIL_COUNT; i++)
-        n += atomic_load_explicit(&up->connect_fail[i], memory_order_relaxed);
+        if (i != UPSTREAM_FAIL_LOCAL)
+            n += atomic_load_explicit(&up->connect_fail[i], memory_order_relaxed);
     return n;
 }
 

@@ -70,7 +70,7 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
 static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
 {
     static const char *const fail_names[UPSTREAM_FAIL_COUNT] = {"refused", "timeout",
-                                                                 "unreachable", "other"};
+                                                                 "unreachable", "other", "local"};
     static const char *const states[] = {"unknown", "healthy", "unhealthy"};
     size_t usable = snapshot_usable(s, now_ms);
 
@@ -157,12 +157,14 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
     for (size_t i = 0; i < s->n; i++)
         up_sample(b, "apilb_upstream_received_bytes_total", s->u[i].up, "",
                   LOAD(s->u[i].up->bytes_from));
-    head(b, "apilb_upstream_health_checks_total", "counter", "Active health checks, by result.");
+    head(b, "apilb_upstream_health_checks_total", "counter", "Active health checks, by result (local_error: not run to a verdict, this host ran short).");
     for (size_t i = 0; i < s->n; i++) {
         up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up, "result=\"success\"",
                   LOAD(s->u[i].up->health_checks[1]));
         up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up, "result=\"failure\"",
                   LOAD(s->u[i].up->health_checks[0]));
+        up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up,
+                  "result=\"local_error\"", LOAD(s->u[i].up->health_checks[2]));
     }
     head(b, "apilb_upstream_health_check_seconds_total", "counter",
          "Time spent in active health checks (divide by the checks for the mean).");

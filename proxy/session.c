@@ -222,6 +222,8 @@ static int leg_open(struct session *s, struct leg *l, int fd, ev_io_fn cb)
 
 static enum upstream_fail classify(int err)
 {
+    if (upstream_fail_is_local(err))
+        return UPSTREAM_FAIL_LOCAL;
     switch (err) {
     case ECONNREFUSED:
     case ECONNRESET:
@@ -230,7 +232,6 @@ static enum upstream_fail classify(int err)
         return UPSTREAM_FAIL_TIMEOUT;
     case ENETUNREACH:
     case EHOSTUNREACH:
-    case EADDRNOTAVAIL:
         return UPSTREAM_FAIL_UNREACHABLE;
     default:
         return UPSTREAM_FAIL_OTHER;

@@ -48,7 +48,7 @@ void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
 {
     static const char *const src_names[] = {"seed", "file", "discovered", "state"};
     static const char *const fail_names[UPSTREAM_FAIL_COUNT] = {"refused", "timeout",
-                                                                 "unreachable", "other"};
+                                                                 "unreachable", "other", "local"};
 
     strbuf_printf(b, "{\"generation\":%" PRIu64 ",\"usable\":%zu,\"upstreams\":[",
                   s->generation, snapshot_usable(s, now_ms));

@@ -2,6 +2,7 @@
 /* Upstreams, tables and the balancing algorithms; see upstream.h. */
 #include "upstream.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,22 @@ void upstream_dial_failed(struct upstream *up, enum upstream_fail why, uint64_t 
                           unsigned hold_ms)
 {
     atomic_fetch_add_explicit(&up->connect_fail[why], 1, memory_order_relaxed);
-    atomic_store_explicit(&up->passive_down_until_ms, now_ms + hold_ms, memory_order_relaxed);
+    if (why != UPSTREAM_FAIL_LOCAL)
+        atomic_store_explicit(&up->passive_down_until_ms, now_ms + hold_ms, memory_order_relaxed);
+}
+
+bool upstream_fail_is_local(int err)
+{
+    switch (err) {
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+    case EADDRNOTAVAIL:
+        return true;
+    default:
+        return false;
+    }
 }
 
 void upstream_dial_ok(struct upstream *up, uint64_t latency_us)

@@ -52,6 +52,10 @@ enum upstream_fail {
     UPSTREAM_FAIL_TIMEOUT,
     UPSTREAM_FAIL_UNREACHABLE,
     UPSTREAM_FAIL_OTHER,
+    /* This host ran short (EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL:
+     * no fd, buffer or ephemeral port): no verdict about the upstream, so
+     * neither a passive hold nor a failed health check. */
+    UPSTREAM_FAIL_LOCAL,
     UPSTREAM_FAIL_COUNT
 };
 
@@ -75,7 +79,9 @@ struct upstream {
     _Atomic uint64_t connect_latency_sum_us;
     _Atomic uint64_t bytes_to;         /* client -> upstream */
     _Atomic uint64_t bytes_from;       /* upstream -> client */
-    _Atomic uint64_t health_checks[2]; /* [0] failed, [1] passed */
+    /* [0] failed, [1] passed, [2] not run to a verdict: a local shortage
+     * (upstream_fail_is_local) when the probe's socket or connect failed. */
+    _Atomic uint64_t health_checks[3];
     _Atomic uint64_t health_latency_sum_us;
     _Atomic uint64_t closed_by_health; /* connections closed because it failed */
     _Atomic uint64_t closed_by_drain;
@@ -119,7 +125,8 @@ void upstream_unref(struct upstream *up);
 bool upstream_usable(const struct upstream *up, uint64_t now_ms);
 
 /* Records a connect failure of the data path: counts it and keeps new
- * connections away for hold_ms. Any thread. */
+ * connections away for hold_ms (not for UPSTREAM_FAIL_LOCAL: this host's
+ * shortage says nothing about the upstream). Any thread. */
 void upstream_dial_failed(struct upstream *up, enum upstream_fail why, uint64_t now_ms,
                           unsigned hold_ms);
 
@@ -174,6 +181,10 @@ long upstream_pick(struct upstream_picker *p, const struct upstream_table *t,
 size_t upstream_table_usable(const struct upstream_table *t, uint64_t now_ms);
 
 const char *upstream_health_name(enum upstream_health h);
+
+/* Whether err (a positive errno from socket(2) or connect(2)) is this
+ * host's own shortage rather than anything the upstream did. Any thread. */
+bool upstream_fail_is_local(int err);
 
 /* Writes "seed,file" style source names into buf. */
 void upstream_sources_format(unsigned sources, char *buf, size_t len);
