@@ -53,7 +53,6 @@ struct checker {
     struct upstream *up; /* reference */
     uv_timer_t timer;    /* next check, or the deadline of the running one */
     struct probe *probe; /* NULL between checks */
-    SSL_SESSION *session; /* resumed next time: a cheaper handshake for the apiserver */
     uint64_t started_us;
     unsigned ok_run, fail_run;
     uint64_t fails_seen; /* data-path connect failures already counted */
@@ -69,6 +68,7 @@ struct health {
     health_changed_fn changed;
     void *arg;
     SSL_CTX *ctx;
+    char *cluster_ca; /* the cluster CA bundle trusted now (NULL: none yet) */
     bool verify; /* certificates are verified (a CA is known) */
     struct filewatch ca_watch; /* --health-ca */
     struct checker *list;
@@ -185,15 +185,6 @@ static void health_done(struct checker *ck, bool ok, const char *why)
     uint64_t took = uv_hrtime() / 1000 - ck->started_us;
 
     if (ck->probe != NULL) {
-        if (ok && ck->probe->ssl != NULL) {
-            SSL_SESSION *s = SSL_get1_session(ck->probe->ssl);
-
-            if (s != NULL) {
-                if (ck->session != NULL)
-                    SSL_SESSION_free(ck->session);
-                ck->session = s;
-            }
-        }
         probe_free(ck->probe);
         ck->probe = NULL;
     }
@@ -270,8 +261,6 @@ static void probe_step(struct checker *ck)
             SSL_set_tlsext_host_name(p->ssl, HEALTH_SERVER_NAME);
             if (ck->h->verify)
                 SSL_set1_host(p->ssl, HEALTH_SERVER_NAME);
-            if (ck->session != NULL)
-                SSL_set_session(p->ssl, ck->session);
             p->step = STEP_HANDSHAKE;
             break;
         }
@@ -464,8 +453,6 @@ static void checker_free(uv_handle_t *hd)
 {
     struct checker *ck = hd->data;
 
-    if (ck->session != NULL)
-        SSL_SESSION_free(ck->session);
     upstream_unref(ck->up);
     free(ck);
 }
@@ -512,7 +499,14 @@ static SSL_CTX *ctx_build(const char *ca_file, const char *ca_pem, bool *verify,
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+    /* Every check is a full handshake that verifies the chain: a resumed
+     * session carries no certificate, so an apiserver whose serving
+     * certificate changed to one the CA does not sign would pass for as
+     * long as its tickets are honoured (days, for Go), and a session from
+     * a check that began before a CA change would carry the old trust
+     * past it. No session is kept, and none is asked for. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     if (ca_file != NULL) {
         FILE *f = fopen(ca_file, "r");
         const char *why = f != NULL ? NULL : strerror(errno);
@@ -537,20 +531,13 @@ static SSL_CTX *ctx_build(const char *ca_file, const char *ca_pem, bool *verify,
 }
 
 /* Puts ctx in place. Running probes keep the old one (SSL objects hold a
- * reference); sessions of the old trust are forgotten, so no check resumes
- * its way past the new CA. */
+ * reference); the next check of each upstream uses the new one. */
 static void ctx_swap(struct health *h, SSL_CTX *ctx, bool verify)
 {
     if (h->ctx != NULL)
         SSL_CTX_free(h->ctx);
     h->ctx = ctx;
     h->verify = verify;
-    for (struct checker *ck = h->list; ck != NULL; ck = ck->next) {
-        if (ck->session != NULL) {
-            SSL_SESSION_free(ck->session);
-            ck->session = NULL;
-        }
-    }
 }
 
 int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca_pem,
@@ -571,6 +558,12 @@ int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca
     filewatch_init(&h->ca_watch);
     if (cfg->health_check == CONFIG_HEALTH_READYZ || cfg->health_check == CONFIG_HEALTH_TLS) {
         h->ctx = ctx_build(cfg->health_ca, cluster_ca_pem, &h->verify, err, err_len);
+        if (h->ctx != NULL && cluster_ca_pem != NULL &&
+            (h->cluster_ca = strdup(cluster_ca_pem)) == NULL) {
+            snprintf(err, err_len, "health checks: out of memory");
+            SSL_CTX_free(h->ctx);
+            h->ctx = NULL;
+        }
         if (h->ctx == NULL) {
             filewatch_free(&h->ca_watch);
             free(h);
@@ -591,21 +584,29 @@ int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca
 
 int health_set_ca(struct health *h, const char *ca_pem)
 {
-    char err[256];
+    char err[256], *copy;
     bool verify;
     SSL_CTX *ctx;
 
     if (h->ctx == NULL || h->cfg->health_ca != NULL)
         return 0; /* no TLS checks, or --health-ca decides */
+    if (h->cluster_ca != NULL && strcmp(h->cluster_ca, ca_pem) == 0)
+        return 0; /* the one read at start, announced by the watcher */
+    copy = strdup(ca_pem);
+    if (copy == NULL)
+        return -ENOMEM;
     ctx = ctx_build(NULL, ca_pem, &verify, err, sizeof(err));
     if (ctx == NULL || !verify) {
         log_warn("new cluster CA has no usable certificate: health checks keep the old one",
                  "err=\"%s\"", ctx == NULL ? log_quote(err) : "no PEM certificate");
         if (ctx != NULL)
             SSL_CTX_free(ctx);
+        free(copy);
         return -EINVAL;
     }
     ctx_swap(h, ctx, verify);
+    free(h->cluster_ca);
+    h->cluster_ca = copy;
     log_info("health checks use the new cluster CA", "%s", "");
     return 0;
 }
@@ -707,6 +708,7 @@ void health_free(struct health *h)
     }
     if (h->ctx != NULL)
         SSL_CTX_free(h->ctx);
+    free(h->cluster_ca);
     filewatch_free(&h->ca_watch);
     free(h);
 }

@@ -31,10 +31,12 @@ int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca
                health_changed_fn changed, void *arg, struct health **out, char *err,
                size_t err_len) __attribute__((warn_unused_result));
 
-/* The cluster CA changed (rotation seen by the watcher): later checks verify
- * against ca_pem, unless --health-ca is given (that file is followed itself
- * and reloaded when it changes). A bundle without a certificate is refused
- * (-EINVAL, logged) and the old trust kept. Control loop. */
+/* The cluster CA changed (rotation seen by the watcher, or a CA file that
+ * was missing at start appeared): later checks verify against ca_pem
+ * (borrowed, copied), unless --health-ca is given (that file is followed
+ * itself and reloaded when it changes). A bundle equal to the one trusted now
+ * changes nothing (0). A bundle without a certificate is refused (-EINVAL,
+ * logged) and the old trust kept; -ENOMEM. Control loop. */
 int health_set_ca(struct health *h, const char *ca_pem);
 
 /* Makes the set of checked upstreams equal to ups[0..n): new ones start

@@ -334,7 +334,10 @@ static void follow_files(struct watcher *w)
 }
 
 /* Tells the proxy about a CA bundle it has not seen (health checks verify
- * apiservers with it). */
+ * apiservers with it), the first one too: a CA file that was missing when
+ * the proxy started and appeared later (static-pod mode writes the token
+ * before ca.crt) must reach the checks. The proxy ignores a bundle equal to
+ * the one it already trusts (the one it read at start). */
 static void ca_announce(struct watcher *w)
 {
     char *ca = kube_creds_ca(&w->creds);
@@ -343,7 +346,7 @@ static void ca_announce(struct watcher *w)
         free(ca);
         return;
     }
-    if (w->ca_seen != NULL && w->cfg.ca_changed != NULL)
+    if (w->cfg.ca_changed != NULL)
         w->cfg.ca_changed(w->arg, ca);
     free(w->ca_seen);
     w->ca_seen = ca;

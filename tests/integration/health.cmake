@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 # The health checker's own scenarios (test_healthcheck.py); included by CMakeLists.txt.
-set(APILB_HEALTHCHECK_SCENARIOS drain_tcp drain_readyz churn local_errors)
+set(APILB_HEALTHCHECK_SCENARIOS drain_tcp drain_readyz churn local_errors ca_appears)
 foreach(s ${APILB_HEALTHCHECK_SCENARIOS})
   add_test(NAME it_healthcheck_${s}
            COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/test_healthcheck.py ${s})
