@@ -76,7 +76,7 @@ static const struct opt opts[] = {
     {"health-check", "APILB_HEALTH_CHECK", OPT_ENUM, O(health_check), 0, 0, health_names, "KIND",
      "readyz", "readyz | tls | tcp | none"},
     {"health-interval", "APILB_HEALTH_INTERVAL", OPT_DURATION, O(health_interval_ms), 100,
-     3600000, NULL, "DUR", "5s", "time between active checks of one upstream (jittered)"},
+     3600000, NULL, "DUR", "5s", "from the end of one check of an upstream to the next (jittered)"},
     {"health-timeout", "APILB_HEALTH_TIMEOUT", OPT_DURATION, O(health_timeout_ms), 50, 60000, NULL,
      "DUR", "2s", "one active check's deadline"},
     {"rise", "APILB_RISE", OPT_UINT, O(rise), 1, 100, NULL, "N", "2",
@@ -561,14 +561,9 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
                   "--in-cluster");
         return -EINVAL;
     }
-    if (cfg->health_timeout_ms > cfg->health_interval_ms && cfg->health_check != CONFIG_HEALTH_NONE) {
-        char a[16], b[16];
-
-        config_duration_format(cfg->health_timeout_ms, a, sizeof(a));
-        config_duration_format(cfg->health_interval_ms, b, sizeof(b));
-        errf(err, "--health-timeout=%s: must not exceed --health-interval=%s", a, b);
-        return -EINVAL;
-    }
+    /* --health-interval and --health-timeout are independent: a check may
+     * take longer than the interval; the next one starts an interval after
+     * it ends (health.c). */
     for (size_t i = 0; i < cfg->n_listen; i++) {
         for (size_t j = 0; j < i; j++) {
             if (addr_cmp(&cfg->listen[i], &cfg->listen[j]) == 0) {

@@ -145,8 +145,6 @@ START_TEST(errors_name_option_and_value)
     BAD("--frobnicate", "unknown", "--upstream", "1.2.3.4:5", "--frobnicate");
     BAD("--balance", "more than once", "--upstream", "1.2.3.4:5", "--balance", "random",
         "--balance", "random");
-    BAD("--health-timeout", "must not exceed", "--upstream", "1.2.3.4:5", "--health-timeout",
-        "10s", "--health-interval", "1s");
     BAD("stray", "unexpected", "stray");
     ck_assert_int_eq(parse(2, ARGV("--connect-timeout"), NOENV), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "needs a value"));
@@ -159,6 +157,33 @@ START_TEST(errors_name_option_and_value)
                      -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "APILB_CONNECT_TIMEOUT"));
     ck_assert_ptr_nonnull(strstr(err, "soon"));
+}
+END_TEST
+
+/* Issue 19: any positive pair is accepted; a check may outlast the interval. */
+START_TEST(health_interval_and_timeout_independent)
+{
+    OK("--upstream", "1.2.3.4:5", "--health-interval", "1s");
+    ck_assert_uint_eq(cfg.health_interval_ms, 1000);
+    ck_assert_uint_eq(cfg.health_timeout_ms, 2000);
+    OK("--upstream", "1.2.3.4:5", "--health-interval", "500ms", "--health-timeout", "1s");
+    ck_assert_uint_eq(cfg.health_interval_ms, 500);
+    ck_assert_uint_eq(cfg.health_timeout_ms, 1000);
+    OK("--upstream", "1.2.3.4:5", "--health-interval", "100ms", "--health-timeout", "1m");
+    OK("--upstream", "1.2.3.4:5", "--health-interval", "1h", "--health-timeout", "50ms");
+    ck_assert_int_eq(parse(1, (char *const[]){"apilb", NULL},
+                           (char *const[]){"APILB_UPSTREAMS=10.0.0.1:6443",
+                                           "APILB_HEALTH_INTERVAL=300ms",
+                                           "APILB_HEALTH_TIMEOUT=3s", NULL}),
+                     0);
+    ck_assert_uint_eq(cfg.health_timeout_ms, 3000);
+    /* Zero and absurd values keep their clear error. */
+    BAD("--health-interval", "0", "--upstream", "1.2.3.4:5", "--health-interval", "0");
+    BAD("--health-timeout", "0", "--upstream", "1.2.3.4:5", "--health-timeout", "0");
+    BAD("--health-interval", "99ms", "--upstream", "1.2.3.4:5", "--health-interval", "99ms");
+    BAD("--health-interval", "2h", "--upstream", "1.2.3.4:5", "--health-interval", "2h");
+    BAD("--health-timeout", "10m", "--upstream", "1.2.3.4:5", "--health-timeout", "10m");
+    BAD("--health-timeout", "-1s", "--upstream", "1.2.3.4:5", "--health-timeout", "-1s");
 }
 END_TEST
 
@@ -262,6 +287,7 @@ int main(void)
     tcase_add_test(tc, cp_hosts);
     tcase_add_test(tc, errors_name_option_and_value);
     tcase_add_test(tc, info_flags);
+    tcase_add_test(tc, health_interval_and_timeout_independent);
     tcase_add_test(tc, durations);
     tcase_add_test(tc, print_and_usage_cover_every_option);
     tcase_add_test(tc, readme_documents_every_option);
