@@ -41,6 +41,7 @@ struct opt {
 
 static const char *const balance_names[] = {"least-conn", "round-robin", "random", NULL};
 static const char *const health_names[] = {"readyz", "tls", "tcp", "none", NULL};
+static const char *const health_auth_names[] = {"none", "kubeconfig", NULL};
 static const char *const discovery_names[] = {"auto", "endpointslices", "endpoints", "off", NULL};
 
 #define O(field) offsetof(struct config, field)
@@ -85,6 +86,9 @@ static const struct opt opts[] = {
      "consecutive failed checks that make an upstream unhealthy"},
     {"health-ca", "APILB_HEALTH_CA", OPT_STRING, O(health_ca), 0, 0, NULL, "PATH", NULL,
      "CA bundle to verify apiserver certificates in readyz/tls checks"},
+    {"health-auth", "APILB_HEALTH_AUTH", OPT_ENUM, O(health_auth), 0, 0, health_auth_names,
+     "MODE", "none",
+     "none | kubeconfig: readyz checks present the discovery credentials (401/403 then fail)"},
     {"close-unhealthy", "APILB_CLOSE_UNHEALTHY", OPT_BOOL, O(close_unhealthy), 0, 0, NULL, NULL,
      "true", "close open connections of an upstream that turns unhealthy (--close-unhealthy=false keeps them)"},
     {"access-log", "APILB_ACCESS_LOG", OPT_BOOL, O(access_log), 0, 0, NULL, NULL, "false",
@@ -564,6 +568,18 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
     /* --health-interval and --health-timeout are independent: a check may
      * take longer than the interval; the next one starts an interval after
      * it ends (health.c). */
+    if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG) {
+        if (cfg->health_check != CONFIG_HEALTH_READYZ) {
+            errf(err, "--health-auth=kubeconfig: needs --health-check=readyz (got %s)",
+                 health_names[cfg->health_check]);
+            return -EINVAL;
+        }
+        if (cfg->discovery == CONFIG_DISCOVERY_OFF) {
+            errf(err, "--health-auth=kubeconfig: needs credentials: --kubeconfig or "
+                      "--in-cluster (and --discovery not off)");
+            return -EINVAL;
+        }
+    }
     for (size_t i = 0; i < cfg->n_listen; i++) {
         for (size_t j = 0; j < i; j++) {
             if (addr_cmp(&cfg->listen[i], &cfg->listen[j]) == 0) {

@@ -30,6 +30,12 @@ enum config_health {
     CONFIG_HEALTH_NONE,
 };
 
+/* What the readyz checks present to the apiserver. */
+enum config_health_auth {
+    CONFIG_HEALTH_AUTH_NONE = 0,   /* anonymous: 401/403 count as alive */
+    CONFIG_HEALTH_AUTH_KUBECONFIG, /* the discovery credentials: 401/403 fail */
+};
+
 enum config_discovery {
     CONFIG_DISCOVERY_AUTO = 0,
     CONFIG_DISCOVERY_SLICES,
@@ -67,6 +73,7 @@ struct config {
     unsigned rise;
     unsigned fall;
     char *health_ca;
+    enum config_health_auth health_auth;
     bool close_unhealthy;
     bool access_log;    /* a line per closed connection at info level */
     unsigned drain_timeout_ms;

@@ -93,6 +93,8 @@ struct control {
     struct zone_info disc_pending_zone[WATCHER_MAX_ADDRS];
     bool disc_ready;
     char *disc_ca;            /* a rotated cluster CA for the health checks */
+    struct watcher_auth disc_auth; /* rotated client credentials for them (--health-auth) */
+    bool disc_auth_ready;
     unsigned peak_active;     /* most open sessions since the last malloc_trim */
 };
 
@@ -230,6 +232,53 @@ static int cluster_ca(const struct config *cfg, char **pem)
     return 0;
 }
 
+/* --health-auth kubeconfig: reads the client credentials the checks present
+ * (*out; release with the module's auth_free). Returns 0, or -1 after
+ * printing one line. */
+static int health_auth_load(const struct config *cfg, struct watcher_auth *out)
+{
+    const struct watcher_ops *ops;
+    char err[CONFIG_ERR_BYTES];
+
+    memset(out, 0, sizeof(*out));
+    if (cfg->health_auth != CONFIG_HEALTH_AUTH_KUBECONFIG)
+        return 0;
+    if ((ops = discovery_module()) == NULL)
+        return -1;
+    if (ops->auth_load(cfg->kubeconfig, cfg->sa_dir, out, err, sizeof(err)) < 0) {
+        fprintf(stderr, "apilb: --health-auth=kubeconfig: %s\n", err);
+        return -1;
+    }
+    if (out->cert_pem == NULL && out->token == NULL) {
+        fprintf(stderr, "apilb: --health-auth=kubeconfig: the %s credentials have neither a "
+                        "client certificate nor a token\n",
+                cfg->kubeconfig != NULL ? "kubeconfig's" : "service account's");
+        return -1;
+    }
+    return 0;
+}
+
+/* Releases what health_auth_load() read (nothing without --health-auth). */
+static void health_auth_free(const struct config *cfg, struct watcher_auth *a)
+{
+    if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG && discovery_module() != NULL)
+        discovery_module()->auth_free(a);
+}
+
+/* Hands the credentials of --health-auth kubeconfig to h at start (or in
+ * --check-config). Returns 0, or -1 after printing one line. */
+static int health_auth_start(const struct config *cfg, struct health *h,
+                             const struct watcher_auth *a)
+{
+    const char *why;
+
+    if (health_set_auth(h, a->cert_pem, a->key_pem, a->token, &why) == 0)
+        return 0;
+    fprintf(stderr, "apilb: --health-auth=kubeconfig: the %s credentials cannot be used: %s\n",
+            cfg->kubeconfig != NULL ? "kubeconfig's" : "service account's", why);
+    return -1;
+}
+
 int control_check(const struct config *cfg)
 {
     struct source *s = malloc(sizeof(*s));
@@ -239,6 +288,7 @@ int control_check(const struct config *cfg)
         return EXIT_CONFIG;
     if (cfg->health_check != CONFIG_HEALTH_NONE) {
         struct health *h = NULL;
+        struct watcher_auth a;
         char err[CONFIG_ERR_BYTES];
 
         if (health_new(NULL, cfg, NULL, health_changed, NULL, &h, err, sizeof(err)) != 0) {
@@ -246,9 +296,12 @@ int control_check(const struct config *cfg)
             free(s);
             return EXIT_CONFIG;
         }
+        if (health_auth_load(cfg, &a) < 0 || health_auth_start(cfg, h, &a) < 0)
+            rc = EXIT_CONFIG;
+        health_auth_free(cfg, &a);
         health_free(h);
     }
-    if (cluster_ca(cfg, NULL) < 0)
+    if (rc != 0 || cluster_ca(cfg, NULL) < 0)
         rc = EXIT_CONFIG;
     else if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, s, cfg->seeds_from, true) < 0)
         rc = EXIT_CONFIG;
@@ -602,14 +655,38 @@ static void disc_ca_changed(void *arg, const char *ca_pem)
     uv_async_send(&c->disc_async);
 }
 
-/* The control loop applies the newest discovered set and cluster CA. */
+/* watcher_config.auth_changed (--health-auth kubeconfig): runs on the
+ * watcher thread; hands the rotated client credentials over to the health
+ * checks. */
+static void disc_auth_changed(void *arg, const struct watcher_auth *auth)
+{
+    struct control *c = arg;
+    struct watcher_auth copy = {NULL, NULL, NULL};
+
+    if ((auth->cert_pem != NULL && (copy.cert_pem = strdup(auth->cert_pem)) == NULL) ||
+        (auth->key_pem != NULL && (copy.key_pem = strdup(auth->key_pem)) == NULL) ||
+        (auth->token != NULL && (copy.token = strdup(auth->token)) == NULL)) {
+        discovery_module()->auth_free(&copy);
+        return;
+    }
+    uv_mutex_lock(&c->disc_lock);
+    discovery_module()->auth_free(&c->disc_auth);
+    c->disc_auth = copy;
+    c->disc_auth_ready = true;
+    uv_mutex_unlock(&c->disc_lock);
+    uv_async_send(&c->disc_async);
+}
+
+/* The control loop applies the newest discovered set, cluster CA and
+ * client credentials. */
 static void disc_async_cb(uv_async_t *a)
 {
     struct control *c = a->data;
     struct source *s = malloc(sizeof(*s));
     struct zone_info *z = malloc(sizeof(c->disc_pending_zone));
+    struct watcher_auth auth = {NULL, NULL, NULL};
     char *ca;
-    bool ready;
+    bool ready, auth_ready;
 
     if (s == NULL || z == NULL) {
         free(s);
@@ -623,10 +700,25 @@ static void disc_async_cb(uv_async_t *a)
     c->disc_ready = false;
     ca = c->disc_ca;
     c->disc_ca = NULL;
+    auth_ready = c->disc_auth_ready;
+    if (auth_ready) {
+        auth = c->disc_auth;
+        memset(&c->disc_auth, 0, sizeof(c->disc_auth));
+        c->disc_auth_ready = false;
+    }
     uv_mutex_unlock(&c->disc_lock);
     if (ca != NULL && c->health != NULL)
         (void)health_set_ca(c->health, ca);
     free(ca);
+    if (auth_ready) {
+        const char *why;
+
+        if (c->health != NULL &&
+            health_set_auth(c->health, auth.cert_pem, auth.key_pem, auth.token, &why) != 0)
+            log_warn("credentials for the health checks cannot be used: keeping the old ones",
+                     "err=\"%s\"", why);
+        discovery_module()->auth_free(&auth);
+    }
     if (ready && s->n > 0) {
         c->disc = *s;
         memcpy(c->disc_zone, z, sizeof(c->disc_zone));
@@ -697,6 +789,8 @@ static int discovery_start(struct control *c)
     wc.watch_timeout_s = (cfg->watch_timeout_ms + 999) / 1000;
     wc.stall_ms = cfg->watch_stall_ms;
     wc.ca_changed = disc_ca_changed;
+    if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG)
+        wc.auth_changed = disc_auth_changed;
     if (discovery_module()->start(&wc, disc_publish, disc_route, c, &w, err, sizeof(err)) !=
         0) {
         fprintf(stderr, "apilb: %s\n", err);
@@ -1071,6 +1165,7 @@ int control_run(const struct config *cfg)
     int rc = EXIT_RUNTIME;
     bool start_failed = false, curl_ready = false;
     char *ca_pem = NULL; /* the cluster CA, for health checks */
+    struct watcher_auth auth = {NULL, NULL, NULL}; /* --health-auth kubeconfig */
     const struct admin_ops *admin = NULL;
 
     if (c == NULL) {
@@ -1094,7 +1189,9 @@ int control_run(const struct config *cfg)
         free(c);
         return EXIT_CONFIG;
     }
-    if (cluster_ca(cfg, &ca_pem) < 0) {
+    if (cluster_ca(cfg, &ca_pem) < 0 || health_auth_load(cfg, &auth) < 0) {
+        free(ca_pem);
+        health_auth_free(cfg, &auth);
         uv_mutex_destroy(&c->lock);
         uv_mutex_destroy(&c->disc_lock);
         free(c);
@@ -1151,9 +1248,14 @@ int control_run(const struct config *cfg)
     if (cfg->health_check != CONFIG_HEALTH_NONE) {
         char err[CONFIG_ERR_BYTES];
 
-        if (health_new(&c->loop, cfg, ca_pem, health_changed, c, &c->health, err,
-                       sizeof(err)) != 0) {
+        int hrc = health_new(&c->loop, cfg, ca_pem, health_changed, c, &c->health, err,
+                             sizeof(err));
+
+        if (hrc != 0)
             fprintf(stderr, "apilb: %s\n", err);
+        else if (health_auth_start(cfg, c->health, &auth) < 0)
+            hrc = -EINVAL;
+        if (hrc != 0) {
             rc = EXIT_CONFIG;
             if (c->admin != NULL)
                 admin->stop(c->admin);
@@ -1234,6 +1336,8 @@ out:
     free(fds);
     free(ca_pem);
     free(c->disc_ca);
+    health_auth_free(cfg, &auth);
+    health_auth_free(cfg, &c->disc_auth);
     if (curl_ready)
         discovery_module()->global_cleanup();
     uv_mutex_destroy(&c->lock);

@@ -17,6 +17,7 @@
 #include <openssl/x509v3.h>
 
 #include "filewatch.h"
+#include "healthauth.h"
 #include "log.h"
 #include "sockopt.h"
 #include "worker.h"
@@ -42,7 +43,7 @@ struct probe {
     SSL *ssl;
     struct checker *ck;
     enum probe_step step;
-    char req[256];
+    char *req; /* may hold the bearer token: wiped before free */
     size_t req_len, req_off;
     char resp[RESP_MAX];
     size_t resp_len;
@@ -69,6 +70,7 @@ struct health {
     void *arg;
     SSL_CTX *ctx;
     char *cluster_ca; /* the cluster CA bundle trusted now (NULL: none yet) */
+    struct health_auth auth; /* --health-auth kubeconfig: what checks present */
     bool verify; /* certificates are verified (a CA is known) */
     struct filewatch ca_watch; /* --health-ca */
     struct checker *list;
@@ -76,6 +78,7 @@ struct health {
 };
 
 static void check_start(struct checker *ck);
+static int request_build(struct health *h, struct probe *p);
 static void health_ca_reload(struct health *h);
 static void probe_cb(uv_poll_t *p, int status, int events);
 static void health_done(struct checker *ck, bool ok, const char *why);
@@ -122,6 +125,11 @@ static void probe_closed(uv_handle_t *hd)
 
 static void probe_free(struct probe *p)
 {
+    if (p->req != NULL) {
+        OPENSSL_cleanse(p->req, p->req_len);
+        free(p->req);
+        p->req = NULL;
+    }
     if (p->ssl != NULL)
         SSL_free(p->ssl);
     p->poll.data = p;
@@ -261,6 +269,10 @@ static void probe_step(struct checker *ck)
             SSL_set_tlsext_host_name(p->ssl, HEALTH_SERVER_NAME);
             if (ck->h->verify)
                 SSL_set1_host(p->ssl, HEALTH_SERVER_NAME);
+            if (health_auth_attach(&ck->h->auth, p->ssl) != 0) {
+                health_done(ck, false, "tls: cannot use the client certificate");
+                return;
+            }
             p->step = STEP_HANDSHAKE;
             break;
         }
@@ -284,11 +296,10 @@ static void probe_step(struct checker *ck)
                 health_done(ck, true, "tls ok");
                 return;
             }
-            p->req_len = (size_t)snprintf(p->req, sizeof(p->req),
-                                          "GET /readyz HTTP/1.1\r\nHost: %s\r\n"
-                                          "User-Agent: apilb/%s\r\nAccept: */*\r\n"
-                                          "Connection: close\r\n\r\n",
-                                          HEALTH_SERVER_NAME, APILB_VERSION);
+            if (request_build(ck->h, p) != 0) {
+                health_done(ck, false, "readyz: out of memory");
+                return;
+            }
             p->step = STEP_WRITE;
             break;
         case STEP_WRITE:
@@ -334,9 +345,19 @@ static void probe_step(struct checker *ck)
                 health_done(ck, false, "readyz: not an HTTP response");
                 return;
             }
-            if (code == 200 || code == 401 || code == 403) {
+            if (code == 200 ||
+                ((code == 401 || code == 403) && ck->h->cfg->health_auth == CONFIG_HEALTH_AUTH_NONE)) {
+                /* Anonymous: 401/403 say the apiserver answers but not
+                 * whether it is ready (its etcd may be gone). */
                 snprintf(why, sizeof(why), "readyz: HTTP %d", code);
                 health_done(ck, true, why);
+                return;
+            }
+            if (code == 401 || code == 403) {
+                snprintf(why, sizeof(why), "readyz: HTTP %d: %s", code,
+                         code == 401 ? "the apiserver refused apilb's credentials (--health-auth)"
+                                     : "apilb's credentials may not GET /readyz (--health-auth)");
+                health_done(ck, false, why);
                 return;
             }
             /* A failure: read the body for the check that failed. */
@@ -351,6 +372,29 @@ static void probe_step(struct checker *ck)
         }
         }
     }
+}
+
+/* The request of a readyz check: the exact path /readyz (the one exempt
+ * from API priority and fairness and matched by the apiserver's
+ * anonymous-endpoint conditions), with the bearer token of --health-auth
+ * kubeconfig when there is one. Returns 0 or -ENOMEM. */
+static int request_build(struct health *h, struct probe *p)
+{
+    static const char fmt[] = "GET /readyz HTTP/1.1\r\nHost: %s\r\n"
+                              "User-Agent: apilb/%s\r\nAccept: */*\r\n"
+                              "%s%s%s"
+                              "Connection: close\r\n\r\n";
+    const char *tok = h->auth.token;
+    size_t n = sizeof(fmt) + strlen(HEALTH_SERVER_NAME) + strlen(APILB_VERSION) + 32 +
+               (tok != NULL ? strlen(tok) : 0);
+
+    p->req = malloc(n);
+    if (p->req == NULL)
+        return -ENOMEM;
+    p->req_len = (size_t)snprintf(p->req, n, fmt, HEALTH_SERVER_NAME, APILB_VERSION,
+                                  tok != NULL ? "Authorization: Bearer " : "",
+                                  tok != NULL ? tok : "", tok != NULL ? "\r\n" : "");
+    return 0;
 }
 
 static void probe_cb(uv_poll_t *hd, int status, int events)
@@ -611,6 +655,24 @@ int health_set_ca(struct health *h, const char *ca_pem)
     return 0;
 }
 
+int health_set_auth(struct health *h, const char *cert_pem, const char *key_pem,
+                    const char *token, const char **why)
+{
+    bool first = !health_auth_present(&h->auth), changed;
+
+    *why = NULL;
+    if (h->cfg->health_auth != CONFIG_HEALTH_AUTH_KUBECONFIG)
+        return 0;
+    if (health_auth_set(&h->auth, cert_pem, key_pem, token, &changed, why) != 0)
+        return -EINVAL;
+    if (changed && h->loop != NULL)
+        log_info(first ? "health checks present the discovery credentials"
+                       : "health checks present the rotated discovery credentials",
+                 "client_certificate=%s token=%s", h->auth.cert != NULL ? "yes" : "no",
+                 h->auth.token != NULL ? "yes" : "no");
+    return 0;
+}
+
 /* --health-ca rewritten or replaced: reload it (keeping the old trust when
  * the new file is unreadable). Called as each check starts: cheap, since
  * filewatch only reads its inotify descriptor unless something moved. */
@@ -709,6 +771,7 @@ void health_free(struct health *h)
     if (h->ctx != NULL)
         SSL_CTX_free(h->ctx);
     free(h->cluster_ca);
+    health_auth_destroy(&h->auth);
     filewatch_free(&h->ca_watch);
     free(h);
 }

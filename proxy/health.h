@@ -3,8 +3,10 @@
  * on a worker loop). One checker per upstream; each check is a fresh
  * connection: `tcp` connects, `tls` also completes a TLS handshake (verified
  * against --health-ca when given), `readyz` also sends GET /readyz over
- * HTTP/1.1: 200 is healthy, 401/403 alive (anonymous auth off), anything else
- * or a timeout a failure. Checks are jittered (+-10% of the interval, random
+ * HTTP/1.1: 200 is healthy; 401/403 are alive when the check is anonymous
+ * (anonymous auth off) and a failure with --health-auth kubeconfig (the
+ * check then presents the discovery credentials); anything else or a
+ * timeout a failure. Checks are jittered (+-10% of the interval, random
  * first offset). Rise/fall hysteresis decides upstream->health; every change
  * is reported through the callback with its reason. */
 #ifndef PROXY_HEALTH_H
@@ -38,6 +40,17 @@ int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca
  * changes nothing (0). A bundle without a certificate is refused (-EINVAL,
  * logged) and the old trust kept; -ENOMEM. Control loop. */
 int health_set_ca(struct health *h, const char *ca_pem);
+
+/* --health-auth kubeconfig: later readyz checks present the client
+ * certificate (cert_pem: leaf, then its chain; key_pem: its key) and/or the
+ * bearer token of the discovery credentials (all borrowed, copied; NULL:
+ * absent); a change is logged. Equal to what is presented now: nothing
+ * changes (0). Unusable (a certificate without its key, a key that does not
+ * match, neither a certificate nor a token): -EINVAL with the reason in
+ * *why (static text), the old ones kept. Without --health-auth kubeconfig
+ * it does nothing. Control loop (or, with a NULL loop, only to validate). */
+int health_set_auth(struct health *h, const char *cert_pem, const char *key_pem,
+                    const char *token, const char **why) __attribute__((warn_unused_result));
 
 /* Makes the set of checked upstreams equal to ups[0..n): new ones start
  * (with a random first offset), missing ones stop. Control loop. */

@@ -301,6 +301,61 @@ char *kube_creds_ca(const struct kube_creds *c)
     return buf;
 }
 
+/* The PEM text of data, else of the file at path (read now); NULL in *out
+ * when there is neither. */
+static int pem_of(const char *data, const char *path, char **out)
+{
+    size_t n;
+
+    *out = NULL;
+    if (data != NULL)
+        return (*out = strdup(data)) == NULL ? -ENOMEM : 0;
+    if (path == NULL)
+        return 0;
+    return file_read(path, FILE_MAX, out, &n);
+}
+
+static void secret_free(char *s)
+{
+    if (s != NULL)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+int kube_creds_client(const struct kube_creds *c, char **cert_pem, char **key_pem, char **token,
+                      const char **what)
+{
+    char *buf = NULL;
+    int rc, n;
+
+    *cert_pem = *key_pem = *token = NULL;
+    *what = "client certificate";
+    if ((rc = pem_of(c->cert_pem, c->cert_file, cert_pem)) < 0)
+        goto fail;
+    *what = "client key";
+    if ((rc = pem_of(c->key_pem, c->key_file, key_pem)) < 0)
+        goto fail;
+    *what = "token";
+    rc = -ENOMEM;
+    if ((buf = malloc(KUBE_TOKEN_MAX)) == NULL)
+        goto fail;
+    n = kube_creds_token(c, buf, KUBE_TOKEN_MAX);
+    if (n < 0) {
+        rc = n;
+        goto fail;
+    }
+    if (n > 0 && (*token = strdup(buf)) == NULL)
+        goto fail;
+    secret_free(buf);
+    return 0;
+fail:
+    secret_free(buf);
+    secret_free(*cert_pem);
+    secret_free(*key_pem);
+    *cert_pem = *key_pem = NULL;
+    return rc;
+}
+
 void kube_creds_free(struct kube_creds *c)
 {
     free(c->ca_file);

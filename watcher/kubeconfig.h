@@ -43,11 +43,22 @@ int incluster_load(const char *dir, struct kube_creds *out, char *err, size_t er
 int kube_creds_token(const struct kube_creds *c, char *buf, size_t len);
 
 #define KUBE_CA_MAX (1u << 20)
+/* The longest bearer token used (projected tokens are ~1 KiB). */
+#define KUBE_TOKEN_MAX 16384
 
 /* The CA bundle as PEM text: the decoded data, or the file's content (read
  * now, at most KUBE_CA_MAX bytes). Caller frees. NULL when there is none or
  * the file cannot be read. */
 char *kube_creds_ca(const struct kube_creds *c);
+
+/* The client certificate and key as PEM text (the decoded data, or the
+ * files' content read now) and the bearer token (read now), each new
+ * (caller frees, wiping the key and the token) or NULL when the
+ * credentials have none. Returns 0, or -errno with *what naming the part
+ * that could not be read ("client certificate", "client key", "token");
+ * nothing is returned then. */
+int kube_creds_client(const struct kube_creds *c, char **cert_pem, char **key_pem, char **token,
+                      const char **what) __attribute__((warn_unused_result));
 
 void kube_creds_free(struct kube_creds *c);
 

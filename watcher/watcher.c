@@ -86,6 +86,7 @@ struct watcher {
     struct filewatch files;     /* the kubeconfig (or service account) and its files */
     bool reload;                /* re-read the credentials before the next request */
     char *ca_seen;              /* the CA bundle last handed to ca_changed */
+    struct watcher_auth auth_seen; /* the client credentials last handed to auth_changed */
 
     /* The running request. */
     struct eventstream es;
@@ -352,6 +353,39 @@ static void ca_announce(struct watcher *w)
     w->ca_seen = ca;
 }
 
+static bool same_str(const char *a, const char *b)
+{
+    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+/* Hands the client credentials to the proxy (health checks that present
+ * them) when they differ from what it was handed last: a rotated token,
+ * kubelet's renewed client certificate. A part that cannot be read now
+ * (a file between its unlink and rename) waits for the next reload. */
+static void auth_announce(struct watcher *w)
+{
+    struct watcher_auth a;
+    const char *what;
+    int rc;
+
+    if (w->cfg.auth_changed == NULL)
+        return;
+    rc = kube_creds_client(&w->creds, &a.cert_pem, &a.key_pem, &a.token, &what);
+    if (rc < 0) {
+        log_warn("client credentials for the health checks cannot be read: keeping the old ones",
+                 "source=%s part=\"%s\" err=\"%s\"", w->creds.source, what, strerror(-rc));
+        return;
+    }
+    if (same_str(a.cert_pem, w->auth_seen.cert_pem) && same_str(a.key_pem, w->auth_seen.key_pem) &&
+        same_str(a.token, w->auth_seen.token)) {
+        watcher_auth_free(&a);
+        return;
+    }
+    w->cfg.auth_changed(w->arg, &a);
+    watcher_auth_free(&w->auth_seen);
+    w->auth_seen = a;
+}
+
 /* Re-reads the kubeconfig (or service account): a rotated token, client
  * certificate or CA, or an edited kubeconfig. Unusable new credentials are
  * logged and the old ones kept. Watcher thread, between requests. */
@@ -381,6 +415,7 @@ static void creds_reload(struct watcher *w)
     log_info("credentials re-read", "source=%s server=\"%s:%u\" tls_name=%s", w->creds.source,
              log_quote(w->creds.origin), w->creds.port, w->creds.tls_name);
     ca_announce(w);
+    auth_announce(w);
 }
 
 /* --- one HTTP request --------------------------------------------------------- */
@@ -1223,6 +1258,7 @@ int watcher_start(const struct watcher_config *cfg, watcher_publish_fn publish,
     filewatch_init(&w->files);
     follow_files(w);
     ca_announce(w); /* the bundle the proxy starts with */
+    auth_announce(w);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     log_info("watcher starting", "credentials=%s server=\"%s:%u\" tls_name=%s discovery=%s",
@@ -1231,6 +1267,8 @@ int watcher_start(const struct watcher_config *cfg, watcher_publish_fn publish,
     rc = pthread_create(&w->thread, NULL, watcher_main, w);
     if (rc != 0) {
         snprintf(err, err_len, "watcher: cannot start the thread: %s", strerror(rc));
+        free(w->ca_seen);
+        watcher_auth_free(&w->auth_seen);
         kube_creds_free(&w->creds);
         free(w);
         return -rc;
@@ -1252,6 +1290,7 @@ void watcher_stop(struct watcher *w)
     eventstream_free(&w->es);
     filewatch_free(&w->files);
     free(w->ca_seen);
+    watcher_auth_free(&w->auth_seen);
     kube_creds_free(&w->creds);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
@@ -1284,6 +1323,40 @@ int watcher_cluster_ca(const char *kubeconfig, const char *sa_dir, char **pem, c
     return 0;
 }
 
+int watcher_auth_load(const char *kubeconfig, const char *sa_dir, struct watcher_auth *out,
+                      char *err, size_t err_len)
+{
+    struct kube_creds kc;
+    const char *what;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = kubeconfig != NULL ? kubeconfig_load(kubeconfig, &kc, err, err_len)
+                            : incluster_load(sa_dir, &kc, err, err_len);
+    if (rc < 0)
+        return rc;
+    rc = kube_creds_client(&kc, &out->cert_pem, &out->key_pem, &out->token, &what);
+    if (rc < 0)
+        snprintf(err, err_len, "%s: cannot read the %s: %s", kc.source, what, strerror(-rc));
+    kube_creds_free(&kc);
+    return rc;
+}
+
+void watcher_auth_free(struct watcher_auth *a)
+{
+    /* kubelet-client-current.pem holds the key beside the certificate. */
+    if (a->cert_pem != NULL)
+        explicit_bzero(a->cert_pem, strlen(a->cert_pem));
+    if (a->key_pem != NULL)
+        explicit_bzero(a->key_pem, strlen(a->key_pem));
+    if (a->token != NULL)
+        explicit_bzero(a->token, strlen(a->token));
+    free(a->cert_pem);
+    free(a->key_pem);
+    free(a->token);
+    memset(a, 0, sizeof(*a));
+}
+
 const struct watcher_ops apilb_watcher_ops = {
     .global_init = watcher_global_init,
     .global_cleanup = watcher_global_cleanup,
@@ -1292,4 +1365,6 @@ const struct watcher_ops apilb_watcher_ops = {
     .stats_get = watcher_stats_get,
     .state_name = watcher_state_name,
     .cluster_ca = watcher_cluster_ca,
+    .auth_load = watcher_auth_load,
+    .auth_free = watcher_auth_free,
 };

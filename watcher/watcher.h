@@ -35,6 +35,16 @@ enum watcher_discovery {
     WATCHER_DISCOVERY_ENDPOINTS,
 };
 
+/* Client credentials for another TLS client of the apiserver (the health
+ * checks, --health-auth kubeconfig): PEM text of the client certificate
+ * (with its chain) and its key, and the bearer token; each NULL when the
+ * credentials have none. */
+struct watcher_auth {
+    char *cert_pem;
+    char *key_pem;
+    char *token;
+};
+
 struct watcher_config {
     const char *kubeconfig;   /* path, or NULL for in-cluster */
     const char *sa_dir;       /* in-cluster: directory with token, ca.crt, namespace */
@@ -44,9 +54,16 @@ struct watcher_config {
                                * a slice replacement in flight is held up to 10 times this */
     unsigned watch_timeout_s; /* timeoutSeconds sent with each WATCH */
     unsigned stall_ms;        /* no byte for this long ends a watch */
-    /* Called (watcher thread, with the arg of watcher_start) when the CA
-     * bundle of the credentials changes after start; may be NULL. */
+    /* Called with the arg of watcher_start whenever the watcher sees a CA
+     * bundle of the credentials it has not handed over yet: in
+     * watcher_start (caller's thread) and on the watcher thread after a
+     * reload; may be NULL. */
     void (*ca_changed)(void *arg, const char *ca_pem);
+    /* Called with the arg of watcher_start once in watcher_start (caller's
+     * thread) and on the watcher thread whenever the client certificate, key or token of the credentials
+     * change (rotation); auth is borrowed for the call (copy what is kept,
+     * wipe it when done). NULL: not wanted (the files are then not read). */
+    void (*auth_changed)(void *arg, const struct watcher_auth *auth);
 };
 
 /* Called with every new, non-empty, debounced set of ready apiservers (the
@@ -125,6 +142,18 @@ const char *watcher_state_name(int state);
 int watcher_cluster_ca(const char *kubeconfig, const char *sa_dir, char **pem, char *err,
                        size_t err_len) __attribute__((warn_unused_result));
 
+/* Reads the client credentials of the discovery credentials (as
+ * watcher_cluster_ca() reads them) into *out (new strings; release with
+ * watcher_auth_free). Returns 0, or a negative errno with one line in err
+ * (unreadable credentials, or a named certificate, key or token file that
+ * cannot be read). */
+int watcher_auth_load(const char *kubeconfig, const char *sa_dir, struct watcher_auth *out,
+                      char *err, size_t err_len) __attribute__((warn_unused_result));
+
+/* Wipes (the certificate text, which may hold the key too, the key and the
+ * token) and frees what *a holds; *a is zeroed. */
+void watcher_auth_free(struct watcher_auth *a);
+
 /* The discovery module (see proxy/module.h): the executable reaches the
  * functions above only through this table, exported by apilb-discovery.so. */
 #define WATCHER_MODULE "apilb-discovery.so"
@@ -140,6 +169,9 @@ struct watcher_ops {
     const char *(*state_name)(int state);
     int (*cluster_ca)(const char *kubeconfig, const char *sa_dir, char **pem, char *err,
                       size_t err_len);
+    int (*auth_load)(const char *kubeconfig, const char *sa_dir, struct watcher_auth *out,
+                     char *err, size_t err_len);
+    void (*auth_free)(struct watcher_auth *a);
 };
 extern const struct watcher_ops apilb_watcher_ops;
 

@@ -13,7 +13,9 @@ of a single simulated cluster. What it reproduces (see
   504 "Too large resource version");
 - client-certificate auth (against a client CA) and bearer tokens re-read
   from a file on every request (so tests rotate them); anonymous access only
-  to /readyz /livez /healthz /version; 403 per resource on demand;
+  to /readyz /livez /healthz /version, or (--anonymous-auth false, like
+  kube-apiserver's flag) to none: anonymous health endpoints answer 401;
+  403 per resource on demand;
 - instances joining only when ready, leaving at once on graceful stop, and
   staying listed after a crash until their lease expires;
 - faults: stall, reset mid-event, a truncated last chunk, garbage, duplicate
@@ -49,7 +51,8 @@ Control: a plain-HTTP JSON API on 127.0.0.1: POST /members {"ips": [...],
 "zones": {ip: zone}, "hints": bool}, /slices/NAME, /slices/NAME/delete,
 /compact, /forbid {"resources": [...]}, /fault {"kind": K, "on": bool},
 /status {"code", "retry_after", "count"}, /revoke {"serial"}, /chunk {"max"},
-/label {"on"}, /serving-cert {"cert", "key", "ip"}, /instance/IP/ACTION with
+/label {"on"}, /serving-cert {"cert", "key", "ip"}, /etcd {"ok": bool} (the
+etcd checks of /readyz /livez /healthz fail while false), /instance/IP/ACTION with
 ACTION stop {"delay", "retry_after"} | crash | start | ready | unready | blackhole; GET /
 returns the state and recent requests. The chosen ports are written to
 --ready-file as JSON.
@@ -87,6 +90,7 @@ class Cluster:
         self.bookmark_interval = args.bookmark_interval
         self.lease_ttl = args.lease_ttl
         self.forbidden = set()     # resources answered with 403
+        self.etcd_ok = True        # the etcd checks of /readyz /livez /healthz
         self.faults = {}           # kind -> parameters
         self.status_faults = []    # [code, retry_after] for the next requests
         self.rng = random.Random(args.seed)
@@ -605,10 +609,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = url.path
         if path in ("/readyz", "/livez", "/healthz"):
             name = path[1:]
+            if not ARGS.anonymous_auth:
+                # --anonymous-auth=false: authentication runs before the
+                # health handlers, so an anonymous caller learns nothing.
+                who = self.identity()
+                with LOCK:
+                    self.cluster.requests.append((self.inst.ip, self.path, who))
+                if who is None:
+                    self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+                    return
             excluded = set(urllib.parse.parse_qs(url.query).get("exclude", []))
-            checks = [("ping", True), ("log", True), ("etcd", True)]
+            etcd = self.cluster.etcd_ok
+            checks = [("ping", True), ("log", True), ("etcd", etcd)]
             if name == "readyz":
-                checks += [("etcd-readiness", True), ("informer-sync", True),
+                checks += [("etcd-readiness", etcd), ("informer-sync", True),
                            ("shutdown", self.inst.ready)]
             checks = [(c, passed) for c, passed in checks if c not in excluded]
             ok = all(passed for _, passed in checks)
@@ -976,6 +990,9 @@ class Control(http.server.BaseHTTPRequestHandler):
                                                    "kind": "endpointslices"}))
             elif parts == ["compact"]:
                 c.compact()
+            elif parts == ["etcd"]:
+                with LOCK:
+                    c.etcd_ok = bool(body.get("ok", True))
             elif parts == ["forbid"]:
                 with LOCK:
                     c.forbidden = set(body.get("resources", []))
@@ -1072,9 +1089,12 @@ def main():
     p.add_argument("--expired-reason", default="Expired", choices=["Expired", "Gone"])
     p.add_argument("--no-watch-list", action="store_true",
                    help="answer sendInitialEvents with 422, like a server without WatchList")
+    p.add_argument("--anonymous-auth", default="true", choices=["true", "false"],
+                   help="false: anonymous /readyz /livez /healthz answer 401")
     p.add_argument("--members", help="comma-separated IPs to list at start "
                                      "(default: every instance)")
     ARGS = p.parse_args()
+    ARGS.anonymous_auth = ARGS.anonymous_auth == "true"
     CLUSTER = Cluster(ARGS)
     own = {}
     for spec in ARGS.instance_cert:

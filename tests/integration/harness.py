@@ -643,3 +643,17 @@ def run(scenarios):
             _cleanup()
             sys.exit(1)
         print("PASS %s (%.2fs)" % (name, time.time() - t0))
+
+
+def reexec_in_netns(script):
+    """Runs script again, with the same arguments, in a network namespace of
+    its own (unshare -n), unless this process already runs in one; exits 77
+    (skip) without root."""
+    if os.environ.get("APILB_IN_NETNS") == "1":
+        return
+    if os.geteuid() != 0:
+        print("SKIP: needs root for a network namespace")
+        sys.exit(77)
+    env = dict(os.environ, APILB_IN_NETNS="1")
+    os.execvpe("unshare", ["unshare", "-n", "--", sys.executable, os.path.abspath(script)]
+               + sys.argv[1:], env)

@@ -19,7 +19,8 @@ import threading
 import time
 
 from harness import (Apilb, Backend, Fail, TlsApiserver, check, listener, make_certs, metric,
-                     refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
+                     reexec_in_netns, refused_addr, roundtrip, run, tmpdir, whoami,
+                     write_atomic)
 
 
 def health_line(a, addr, to, start=0, timeout=5.0):
@@ -167,19 +168,6 @@ def churn():
 
 
 # --- this host's own shortage ---------------------------------------------------------------
-
-
-def in_netns():
-    """Re-executes this scenario in a network namespace of its own (root)."""
-    if os.environ.get("APILB_IN_NETNS") == "1":
-        return
-    if os.geteuid() != 0:
-        print("SKIP: needs root for a network namespace")
-        sys.exit(77)
-    env = dict(os.environ, APILB_IN_NETNS="1")
-    rc = subprocess.call(["unshare", "-n", "--", sys.executable, os.path.abspath(__file__)] +
-                         sys.argv[1:], env=env)
-    sys.exit(rc)
 
 
 def local_errors():
@@ -434,6 +422,6 @@ def interval_timeout():
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["local_errors"]:
-        in_netns()
+        reexec_in_netns(__file__)
     run({f.__name__: f for f in (drain_tcp, drain_readyz, churn, local_errors, ca_appears,
                                   full_handshakes, interval_timeout)})

@@ -27,6 +27,8 @@ atexit.register(shutil.rmtree, _CA_DIR, True)
 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                 "-subj", "/CN=apilb-test-ca", "-keyout", os.path.join(_CA_DIR, "ca.key"),
                 "-out", HEALTH_CA], capture_output=True, check=True, timeout=60)
+with open(os.path.join(_CA_DIR, "token"), "w") as _f:
+    _f.write("t\n")
 
 # Every value the chart documents, set to something other than its default.
 VARIANTS = {
@@ -49,6 +51,10 @@ VARIANTS = {
                    "--set", "logFormat=text", "--set", "excludeControlPlane=true",
                    "--set", "image.repository=registry.example/apilb", "--set", "image.tag=9.9.9",
                    "--set", "runAsUser=1234", "--set", "serviceAccount.name=custom"],
+    # The DaemonSet's service account is not mounted here: a token in a
+    # directory of its own stands in for it (--check-config reads it).
+    "health-auth": ["--set", "healthAuth=kubeconfig",
+                    "--set-json", 'extraArgs=["--service-account-dir=%s"]' % _CA_DIR],
     "admin-off-no-state": ["--set", "adminListen=off", "--set", "stateFile.enabled=false",
                            "--set", "upstreams={10.0.0.11:6443}"],
     # The values that are not apilb flags (and extraArgs) changed too.

@@ -145,6 +145,7 @@ START_TEST(errors_name_option_and_value)
     BAD("--frobnicate", "unknown", "--upstream", "1.2.3.4:5", "--frobnicate");
     BAD("--balance", "more than once", "--upstream", "1.2.3.4:5", "--balance", "random",
         "--balance", "random");
+    BAD("--health-auth", "ldap", "--upstream", "1.2.3.4:5", "--health-auth", "ldap");
     BAD("stray", "unexpected", "stray");
     ck_assert_int_eq(parse(2, ARGV("--connect-timeout"), NOENV), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "needs a value"));
@@ -184,6 +185,27 @@ START_TEST(health_interval_and_timeout_independent)
     BAD("--health-interval", "2h", "--upstream", "1.2.3.4:5", "--health-interval", "2h");
     BAD("--health-timeout", "10m", "--upstream", "1.2.3.4:5", "--health-timeout", "10m");
     BAD("--health-timeout", "-1s", "--upstream", "1.2.3.4:5", "--health-timeout", "-1s");
+}
+END_TEST
+
+START_TEST(health_auth)
+{
+    OK("--upstream", "1.2.3.4:5");
+    ck_assert_int_eq(cfg.health_auth, CONFIG_HEALTH_AUTH_NONE);
+    OK("--kubeconfig", "/x/kubeconfig", "--health-auth", "kubeconfig");
+    ck_assert_int_eq(cfg.health_auth, CONFIG_HEALTH_AUTH_KUBECONFIG);
+    ck_assert_int_eq(parse(1, (char *const[]){"apilb", NULL},
+                           (char *const[]){"APILB_KUBECONFIG=/x/k", "APILB_HEALTH_AUTH=kubeconfig",
+                                           NULL}),
+                     0);
+    ck_assert_int_eq(cfg.health_auth, CONFIG_HEALTH_AUTH_KUBECONFIG);
+    /* Credentials are needed, and a check that sends a request. */
+    BAD("--health-auth=kubeconfig", "--kubeconfig", "--upstream", "1.2.3.4:5", "--health-auth",
+        "kubeconfig");
+    BAD("--health-auth=kubeconfig", "--health-check=readyz", "--kubeconfig", "/x/k",
+        "--health-auth", "kubeconfig", "--health-check", "tcp");
+    BAD("--health-auth=kubeconfig", "not off", "--kubeconfig", "/x/k", "--discovery", "off",
+        "--upstream", "1.2.3.4:5", "--health-auth", "kubeconfig");
 }
 END_TEST
 
@@ -288,6 +310,7 @@ int main(void)
     tcase_add_test(tc, errors_name_option_and_value);
     tcase_add_test(tc, info_flags);
     tcase_add_test(tc, health_interval_and_timeout_independent);
+    tcase_add_test(tc, health_auth);
     tcase_add_test(tc, durations);
     tcase_add_test(tc, print_and_usage_cover_every_option);
     tcase_add_test(tc, readme_documents_every_option);

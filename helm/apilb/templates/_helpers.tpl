@@ -43,6 +43,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - --health-timeout={{ $v.healthTimeout }}
 - --rise={{ $v.rise }}
 - --fall={{ $v.fall }}
+- --health-auth={{ $v.healthAuth }}
 - --close-unhealthy={{ $v.closeUnhealthy }}
 - --access-log={{ $v.accessLog }}
 - --drain-timeout={{ $v.drainTimeout }}
