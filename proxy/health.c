@@ -44,6 +44,7 @@ struct probe {
     struct checker *ck;
     enum probe_step step;
     char *req; /* may hold the bearer token: wiped before free */
+    bool authed; /* presents the credentials of --health-auth kubeconfig */
     size_t req_len, req_off;
     char resp[RESP_MAX];
     size_t resp_len;
@@ -269,7 +270,10 @@ static void probe_step(struct checker *ck)
             SSL_set_tlsext_host_name(p->ssl, HEALTH_SERVER_NAME);
             if (ck->h->verify)
                 SSL_set1_host(p->ssl, HEALTH_SERVER_NAME);
-            if (health_auth_attach(&ck->h->auth, p->ssl) != 0) {
+            /* Credentials go only to a peer whose certificate is verified:
+             * never to whoever answers on an upstream's address. */
+            p->authed = ck->h->cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG && ck->h->verify;
+            if (p->authed && health_auth_attach(&ck->h->auth, p->ssl) != 0) {
                 health_done(ck, false, "tls: cannot use the client certificate");
                 return;
             }
@@ -346,7 +350,7 @@ static void probe_step(struct checker *ck)
                 return;
             }
             if (code == 200 ||
-                ((code == 401 || code == 403) && ck->h->cfg->health_auth == CONFIG_HEALTH_AUTH_NONE)) {
+                ((code == 401 || code == 403) && !p->authed)) {
                 /* Anonymous: 401/403 say the apiserver answers but not
                  * whether it is ready (its etcd may be gone). */
                 snprintf(why, sizeof(why), "readyz: HTTP %d", code);
@@ -377,14 +381,15 @@ static void probe_step(struct checker *ck)
 /* The request of a readyz check: the exact path /readyz (the one exempt
  * from API priority and fairness and matched by the apiserver's
  * anonymous-endpoint conditions), with the bearer token of --health-auth
- * kubeconfig when there is one. Returns 0 or -ENOMEM. */
+ * kubeconfig when the probe presents credentials (p->authed) and there is
+ * one. Returns 0 or -ENOMEM. */
 static int request_build(struct health *h, struct probe *p)
 {
     static const char fmt[] = "GET /readyz HTTP/1.1\r\nHost: %s\r\n"
                               "User-Agent: apilb/%s\r\nAccept: */*\r\n"
                               "%s%s%s"
                               "Connection: close\r\n\r\n";
-    const char *tok = h->auth.token;
+    const char *tok = p->authed ? h->auth.token : NULL;
     size_t n = sizeof(fmt) + strlen(HEALTH_SERVER_NAME) + strlen(APILB_VERSION) + 32 +
                (tok != NULL ? strlen(tok) : 0);
 
@@ -621,6 +626,10 @@ int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca
         if (!h->verify && loop != NULL)
             log_warn("health checks do not verify apiserver certificates (no --health-ca)",
                      "check=%s", cfg->health_check == CONFIG_HEALTH_READYZ ? "readyz" : "tls");
+        if (!h->verify && loop != NULL && cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG)
+            log_warn("health checks present no credentials (and take 401/403 for alive) until a "
+                     "CA verifies the apiservers (--health-ca, or the credentials' CA)",
+                     "%s", "");
     }
     *out = h;
     return 0;

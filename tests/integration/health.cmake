@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # The health checker's own scenarios (test_healthcheck.py); included by CMakeLists.txt.
 set(APILB_HEALTHCHECK_SCENARIOS drain_tcp drain_readyz churn local_errors ca_appears
-    full_handshakes interval_timeout)
+    full_handshakes interval_timeout no_credentials_unverified)
 foreach(s ${APILB_HEALTHCHECK_SCENARIOS})
   add_test(NAME it_healthcheck_${s}
            COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/test_healthcheck.py ${s})

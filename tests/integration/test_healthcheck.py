@@ -262,6 +262,7 @@ class HoldingTls:
         self.sock, self.addr = listener(host, 64)
         self.lock = threading.Lock()
         self.handshakes = []  # (time, resumed); False also for a handshake that failed
+        self.requests = []  # the request heads, as received
         self.hold = False
         self.held = threading.Event()
         self.held_answered = None  # when the held request was answered, and closed cleanly
@@ -294,6 +295,8 @@ class HoldingTls:
                 if not got:
                     return
                 req += got
+            with self.lock:
+                self.requests.append(req)
             if hold:
                 self.held.set()
                 self.release.wait(10)
@@ -366,6 +369,41 @@ def full_handshakes():
         srv.stop()
 
 
+def no_credentials_unverified():
+    """--health-auth kubeconfig while no CA can verify the apiservers (an
+    in-cluster ca.crt missing at start): the checks send no token (401/403
+    would count as alive); once ca.crt appears they verify and present it."""
+    d = tmpdir()
+    ca, crt, key = make_certs(d)
+    sa = os.path.join(d, "sa")
+    os.makedirs(sa)
+    with open(os.path.join(sa, "token"), "w") as f:
+        f.write("token-one\n")
+    srv = HoldingTls("127.0.0.2", crt, key)
+    os.environ["APILB_TEST_SECRETS"] = "token-one,Bearer "  # Apilb.stop(): never in the log
+    a = Apilb("--upstream", srv.addr, "--in-cluster", "--service-account-dir", sa,
+              "--health-auth", "kubeconfig", "--health-interval", "200ms",
+              "--health-timeout", "500ms", "--connect-timeout", "500ms", health="readyz")
+    try:
+        a.wait_log(r'health checks present no credentials .* until a CA verifies')
+        wait_for("three checks", lambda: len(srv.requests) >= 3, 5)
+        with srv.lock:
+            sent = [r for r in srv.requests if b"authorization:" in r.lower()]
+        check(not sent, "a token went to an unverified apiserver: %d of %d checks" %
+              (len(sent), len(srv.requests)))
+        mark = len(a.lines())
+        write_atomic(os.path.join(sa, "ca.crt"), open(ca).read())
+        a.wait_log(r'health checks use the new cluster CA', 15, start=mark)
+        n = len(srv.requests)
+        wait_for("a check with the token",
+                 lambda: any(b"Authorization: Bearer token-one\r\n" in r
+                             for r in srv.requests[n:]), 5)
+        print("no token while unverified; presented once ca.crt appeared")
+    finally:
+        a.stop()
+        srv.stop()
+
+
 # --- interval and timeout ----------------------------------------------------------------------
 
 
@@ -424,4 +462,4 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["local_errors"]:
         reexec_in_netns(__file__)
     run({f.__name__: f for f in (drain_tcp, drain_readyz, churn, local_errors, ca_appears,
-                                  full_handshakes, interval_timeout)})
+                                  full_handshakes, no_credentials_unverified, interval_timeout)})
