@@ -127,6 +127,7 @@ livenessProbe:
     path: /healthz
     port: {{ include "apilb.adminPort" . }}
   periodSeconds: 10
+  timeoutSeconds: 1 # it_admin_admin_slowloris holds the admin port and asks within this
   failureThreshold: 6
 readinessProbe:
   httpGet:
@@ -136,6 +137,7 @@ readinessProbe:
     path: /readyz
     port: {{ include "apilb.adminPort" . }}
   periodSeconds: 5
+  timeoutSeconds: 1
 {{- end }}
 resources:
   {{- toYaml .Values.resources | nindent 2 }}
