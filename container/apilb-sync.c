@@ -3,8 +3,8 @@
  * DaemonSet runs it to install the static-pod manifest on each node and to
  * hand the static pod the rotating service-account token and CA:
  *
- *     apilb-sync --interval=60s --owner=65532 SRC=DST [SRC=DST ...]
- *     apilb-sync --once --owner=65532 --dir=/var/lib/apilb
+ *     apilb-sync --interval=60s --owner=70443 SRC=DST [SRC=DST ...]
+ *     apilb-sync --once --owner=70443 --dir=/var/lib/apilb
  *
  * Each --dir is created if missing (mode 0700) and handed to --owner with
  * mode 0700: a hostPath the kubelet created belongs to root, and apilb, which

@@ -8,6 +8,7 @@ security context and RBAC the design asks for."""
 import atexit
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -227,6 +228,14 @@ def main():
         for want in wants:
             if want not in text:
                 fail("%s: rendering lacks %r" % (name, want))
+        # apilb's own uid and gid everywhere it runs (DaemonSet, static pod)
+        # and where its state directory is handed to it: one a process of
+        # another image cannot have by chance (SO_REUSEPORT, docs/security.md).
+        uid = "1234" if "runAsUser=1234" in joined else "70443"
+        ids = re.findall(r"(?:runAsUser|runAsGroup): (\d+)|--owner=(\d+)", text)
+        ids = [a or b for a, b in ids if (a or b) != "0"]  # 0: the root init helpers
+        if not ids or set(ids) != {uid} or "65532" in text:
+            fail("%s: apilb's uid/gid should be %s everywhere, found %r" % (name, uid, ids))
         if "kind: ClusterRole" in text:
             fail("%s: RBAC must be a namespaced Role" % name)
         if "staticPod.enabled=true" in " ".join(args) and "/etc/kubernetes/" not in text:

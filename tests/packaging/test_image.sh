@@ -80,7 +80,7 @@ ask() {  # prints the name of the upstream that answered through port $1
 }
 
 podman run -d --name "$name" --network host --read-only --cap-drop ALL \
-    --cap-add NET_BIND_SERVICE --security-opt no-new-privileges --user 65532:65532 "$tag" \
+    --cap-add NET_BIND_SERVICE --security-opt no-new-privileges --user 70443:70443 "$tag" \
     --listen "127.0.0.1:$port" --upstream "127.0.0.2:$up" --upstream "127.0.0.3:$up" \
     --upstream "127.0.0.4:$up" --admin-listen "127.0.0.1:$admin" --health-check tls \
     --health-interval 500ms --health-timeout 400ms --rise 1 >/dev/null
@@ -125,7 +125,7 @@ path, caps, port, up = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.ar
 c = json.load(open(path))
 p = c["process"]
 p["terminal"] = False
-p["user"] = {"uid": 65532, "gid": 65532}
+p["user"] = {"uid": 70443, "gid": 70443}
 p["args"] = ["/usr/bin/apilb", "--listen", "127.0.0.1:" + port, "--upstream",
              "127.0.0.3:" + up, "--admin-listen", "127.0.0.1:0", "--health-check", "none"]
 p["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}

@@ -69,20 +69,20 @@ pid=
 
 # --dir: created, or taken over from root, as 0700 owned by --owner.
 mkdir -m 0755 "$work/state-existing"
-"$sync" --once --owner=65532 --dir="$work/state-new" --dir="$work/state-existing"
-[ "$(mode_owner "$work/state-new")" = "700 65532:65532" ] ||
+"$sync" --once --owner=70443 --dir="$work/state-new" --dir="$work/state-existing"
+[ "$(mode_owner "$work/state-new")" = "700 70443:70443" ] ||
     fail "new state dir: $(mode_owner "$work/state-new")"
-[ "$(mode_owner "$work/state-existing")" = "700 65532:65532" ] ||
+[ "$(mode_owner "$work/state-existing")" = "700 70443:70443" ] ||
     fail "existing state dir: $(mode_owner "$work/state-existing")"
 # The apilb user can now create files there (what the state file needs).
 if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
-    setpriv --reuid=65532 --regid=65532 --clear-groups touch "$work/state-existing/state.tmp" ||
-        fail "uid 65532 cannot write in the state dir"
+    setpriv --reuid=70443 --regid=70443 --clear-groups touch "$work/state-existing/state.tmp" ||
+        fail "uid 70443 cannot write in the state dir"
 fi
 # A symlink planted at the path is refused, and its target is not touched.
 mkdir -m 0755 "$work/target"
 ln -s "$work/target" "$work/state-link"
-if "$sync" --once --owner=65532 --dir="$work/state-link" 2>"$work/err"; then
+if "$sync" --once --owner=70443 --dir="$work/state-link" 2>"$work/err"; then
     fail "--dir followed a symlink"
 fi
 [ "$(mode_owner "$work/target")" = "755 $(id -u):$(id -g)" ] || fail "symlink target was changed"
