@@ -83,6 +83,7 @@ struct config {
     unsigned workers;
     bool io_uring;      /* batch sends through io_uring (sendq.h) when it may */
     unsigned max_connections;
+    unsigned listener_check_interval_ms; /* 0 = only at start (sharewatch.h) */
     enum log_level log_level;
     enum log_format log_format;
     bool check_config;

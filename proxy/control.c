@@ -21,6 +21,7 @@
 #include "log.h"
 #include "module.h"
 #include "resolve.h"
+#include "sharewatch.h"
 #include "snapshot.h"
 #include "sockopt.h"
 #include "statefile.h"
@@ -53,6 +54,7 @@ struct control {
     uv_timer_t file_debounce;
     uv_timer_t shutdown_timer;
     uv_timer_t tick;
+    struct sharewatch sharers; /* who else listens on --listen */
     char *file_dir, *file_base;
     struct source seeds, file, state, disc;
     /* The upstreams file: file is file_ips plus file_named, the addresses
@@ -1263,6 +1265,14 @@ int control_run(const struct config *cfg)
                 close(fds[i]);
             goto out_loop;
         }
+    }
+    {
+        int err = sharewatch_init(&c->sharers, &c->loop, fds, c->n_workers, cfg->n_listen,
+                                  cfg->listener_check_interval_ms, &c->sh);
+
+        if (err != 0)
+            log_warn("other listeners on the --listen addresses are looked for only at start",
+                     "err=\"%s\"", strerror(-err));
     }
     table_rebuild(c, "start");
     uv_async_init(&c->loop, &c->done, done_cb);

@@ -7,10 +7,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sockopt.h"
@@ -54,53 +57,65 @@ fail:
     return rc;
 }
 
-/* Finds a process with a descriptor on socket:[inode]. */
-static void inode_owner(unsigned long inode, char *buf, size_t len)
+/* Finds, in one pass over /proc, a process holding each of the n sockets in
+ * o[] (by inode), and fills its pid and comm; o[i].pid stays -1 for a socket
+ * whose owner is not visible (another PID namespace, another user). */
+static void owners(struct listener_other *o, size_t n)
 {
-    char want[64], path[600], link[64], comm[64];
+    char path[600], link[64], want[64];
     DIR *proc, *fds;
     struct dirent *p, *d;
+    size_t left = n;
 
-    snprintf(want, sizeof(want), "socket:[%lu]", inode);
     proc = opendir("/proc");
     if (proc == NULL)
         return;
-    while ((p = readdir(proc)) != NULL) {
+    while (left > 0 && (p = readdir(proc)) != NULL) {
         if (!isdigit((unsigned char)p->d_name[0]))
             continue;
         snprintf(path, sizeof(path), "/proc/%s/fd", p->d_name);
         fds = opendir(path);
         if (fds == NULL)
             continue;
-        while ((d = readdir(fds)) != NULL) {
-            ssize_t n;
+        while (left > 0 && (d = readdir(fds)) != NULL) {
+            ssize_t len;
 
             snprintf(path, sizeof(path), "/proc/%s/fd/%s", p->d_name, d->d_name);
-            n = readlink(path, link, sizeof(link) - 1);
-            if (n <= 0)
+            len = readlink(path, link, sizeof(link) - 1);
+            if (len <= 0)
                 continue;
-            link[n] = '\0';
-            if (strcmp(link, want) == 0) {
+            link[len] = '\0';
+            for (size_t i = 0; i < n; i++) {
                 FILE *f;
 
-                comm[0] = '\0';
+                snprintf(want, sizeof(want), "socket:[%lu]", o[i].inode);
+                if (o[i].pid >= 0 || strcmp(link, want) != 0)
+                    continue;
+                o[i].pid = strtol(p->d_name, NULL, 10);
                 snprintf(path, sizeof(path), "/proc/%s/comm", p->d_name);
                 f = fopen(path, "r");
                 if (f != NULL) {
-                    if (fgets(comm, sizeof(comm), f) == NULL)
-                        comm[0] = '\0';
-                    comm[strcspn(comm, "\n")] = '\0';
+                    if (fgets(o[i].comm, sizeof(o[i].comm), f) == NULL)
+                        o[i].comm[0] = '\0';
+                    o[i].comm[strcspn(o[i].comm, "\n")] = '\0';
                     fclose(f);
                 }
-                snprintf(buf, len, "pid %s (%s)", p->d_name, comm);
-                closedir(fds);
-                closedir(proc);
-                return;
+                left--;
             }
         }
         closedir(fds);
     }
     closedir(proc);
+}
+
+/* Finds a process with a descriptor on socket:[inode]. */
+static void inode_owner(unsigned long inode, char *buf, size_t len)
+{
+    struct listener_other o = {.inode = inode, .pid = -1};
+
+    owners(&o, 1);
+    if (o.pid >= 0)
+        snprintf(buf, len, "pid %ld (%s)", o.pid, o.comm);
 }
 
 /* The inodes of the sockets listening on port (IPv4 and IPv6), at most max. */
@@ -166,4 +181,71 @@ void listener_holder(const struct addr *a, char *buf, size_t len)
     inode_owner(inode, buf, len);
     if (buf[0] == '\0')
         snprintf(buf, len, "socket inode %lu (owner not visible)", inode);
+}
+
+int listener_inode(int fd, unsigned long *inode)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) == -1)
+        return -errno;
+    *inode = (unsigned long)st.st_ino;
+    return 0;
+}
+
+/* Whether the local address column of /proc/net/tcp{,6} ("0100007F:01BB")
+ * is a's address and port. The kernel prints each 32-bit word of the address
+ * in host order, as read from memory. */
+static bool same_local(const struct addr *a, const char *col)
+{
+    uint32_t w[4], mine[4];
+    unsigned port;
+
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)&a->ss;
+
+        if (sscanf(col, "%8" SCNx32 ":%x", &w[0], &port) != 2)
+            return false;
+        memcpy(mine, &in->sin_addr, 4);
+        return w[0] == mine[0] && port == addr_port(a);
+    }
+    {
+        const struct sockaddr_in6 *in6 = (const void *)&a->ss;
+
+        if (sscanf(col, "%8" SCNx32 "%8" SCNx32 "%8" SCNx32 "%8" SCNx32 ":%x", &w[0], &w[1], &w[2],
+                   &w[3], &port) != 5)
+            return false;
+        memcpy(mine, &in6->sin6_addr, 16);
+        return memcmp(w, mine, 16) == 0 && port == addr_port(a);
+    }
+}
+
+size_t listener_others(const struct addr *a, const unsigned long *ours, size_t n_ours,
+                       struct listener_other *out, size_t max)
+{
+    FILE *f = fopen(a->ss.ss_family == AF_INET ? "/proc/net/tcp" : "/proc/net/tcp6", "r");
+    char line[512];
+    size_t n = 0;
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL && n < max) {
+        char local[128];
+        unsigned st;
+        unsigned long uid, ino;
+        bool mine = false;
+
+        if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %lu %*s %lu", local, &st, &uid, &ino) != 4 ||
+            st != 0x0A || ino == 0 || !same_local(a, local))
+            continue;
+        for (size_t i = 0; i < n_ours && !mine; i++)
+            mine = ours[i] == ino;
+        if (mine)
+            continue;
+        out[n] = (struct listener_other){.inode = ino, .uid = uid, .pid = -1};
+        n++;
+    }
+    fclose(f);
+    owners(out, n);
+    return n;
 }

@@ -60,6 +60,13 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_send_batches_total", "counter",
          "System calls that made the batched sends (sends per batch: the ratio).");
     strbuf_printf(b, "apilb_send_batches_total %" PRIu64 "\n", LOAD(sh->send_batches));
+    head(b, "apilb_listener_foreign_sharers", "gauge",
+         "Sockets of other programs in the SO_REUSEPORT groups of the --listen addresses: they "
+         "get a share of new connections (docs/security.md).");
+    strbuf_printf(b, "apilb_listener_foreign_sharers %u\n", LOAD(sh->listener_foreign_sharers));
+    head(b, "apilb_listener_apilb_sharers", "gauge",
+         "Sockets of another apilb there (an upgrade in progress).");
+    strbuf_printf(b, "apilb_listener_apilb_sharers %u\n", LOAD(sh->listener_apilb_sharers));
     head(b, "apilb_table_generation", "gauge", "Generation of the current upstream table.");
     strbuf_printf(b, "apilb_table_generation %" PRIu64 "\n", s->generation);
     head(b, "apilb_table_swaps_total", "counter", "Upstream tables published to the workers.");

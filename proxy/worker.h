@@ -41,6 +41,8 @@ struct worker_shared {
     _Atomic uint64_t send_batches;        /* system calls that made them */
     _Atomic uint64_t table_generation;    /* newest generation any worker runs */
     _Atomic uint64_t next_session_id;
+    _Atomic unsigned listener_foreign_sharers; /* sharewatch.h */
+    _Atomic unsigned listener_apilb_sharers;
 };
 
 struct worker_listener {

@@ -541,7 +541,82 @@ def admin_slowloris():
         b.stop()
 
 
+def wait_metric(a, name, want, timeout=10.0):
+    """Polls /metrics until name (no labels) == want; returns the seconds it took."""
+    t0 = time.time()
+    while True:
+        code, text = a.admin("/metrics")
+        got = metric(text, name) if code == 200 else None
+        if got == want:
+            return time.time() - t0
+        if time.time() - t0 > timeout:
+            raise Fail("%s is %r, not %r, after %.0fs" % (name, got, want, timeout))
+        time.sleep(0.1)
+
+
+def listener_foreign_sharer():
+    """Issue 24 F8: a process of apilb's uid can join apilb's listener
+    (SO_REUSEPORT checks only the uid) and take a share of new connections;
+    apilb re-checks (--listener-check-interval, here 300ms) and names it: a
+    warning with its pid and comm, apilb_listener_foreign_sharers 1, back to 0
+    when it leaves. A second apilb on the same address (the upgrade path) is
+    reported as apilb, not as foreign. Before, apilb looked only at start."""
+    b = Backend("127.0.0.2", "b")
+    env = {"APILB_LISTENER_CHECK_INTERVAL": "300ms"}
+    A = Apilb("--upstream", b.addr, "--workers", "2", admin=True, log_level="info", env=env)
+    B = None
+    intruder = socket.socket()
+    try:
+        intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        intruder.bind(("127.0.0.1", A.port))
+        intruder.listen(16)
+        t0 = time.time()
+        line = A.wait_log(r"another program listens on apilb's address", timeout=10)
+        dt = time.time() - t0
+        check("pid=%d " % os.getpid() in line and 'comm="python3"' in line,
+              "the warning does not name the process: %s" % line)
+        wait_metric(A, "apilb_listener_foreign_sharers", 1)
+        print("foreign listener reported after %.2fs: %s" % (dt, line.split("msg=")[1][:60]))
+        print("  " + " ".join(line.split()[-5:]))
+        # It takes a share of new connections: that is why it matters.
+        stolen = 0
+        intruder.settimeout(0.01)
+        for _ in range(40):
+            s = socket.create_connection(("127.0.0.1", A.port), timeout=5)
+            try:
+                intruder.accept()[0].close()
+                stolen += 1
+            except socket.timeout:
+                pass
+            s.close()
+        check(stolen > 0, "the intruder got none of 40 connections: the test proves nothing")
+        intruder.close()
+        A.wait_log(r"the other listener on this address is gone", timeout=10)
+        wait_metric(A, "apilb_listener_foreign_sharers", 0)
+        print("intruder took %d of 40 connections; gone, apilb_listener_foreign_sharers 0"
+              % stolen)
+        start = len(A.lines())
+        B = Apilb("--upstream", b.addr, "--workers", "2", listen="127.0.0.1:%d" % A.port,
+                  log_level="info")
+        line = A.wait_log(r"another apilb listens on this address too", timeout=10, start=start)
+        check("pid=%d" % B.proc.pid in line, "the other apilb is not named: %s" % line)
+        wait_metric(A, "apilb_listener_apilb_sharers", 2)
+        code, text = A.admin("/metrics")
+        check(metric(text, "apilb_listener_foreign_sharers") == 0, "the upgrade counted as foreign")
+        warned = [l for l in A.lines()[start:] if "level=warn" in l]
+        check(not warned, "the upgrade was warned about: %r" % warned[:2])
+        print("second apilb (pid %d): apilb_listener_apilb_sharers 2, foreign 0, no warning"
+              % B.proc.pid)
+    finally:
+        intruder.close()
+        if B is not None:
+            B.stop()
+        A.stop()
+        b.stop()
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (metrics_promtool, readyz_flip, upstreams_json, admin_port_taken,
                                   log_formats, upgrade, upgrade_killed, admin_upgrade_killed,
-                                  hostile_admin, admin_slowloris)})
+                                  hostile_admin, admin_slowloris,
+                                  listener_foreign_sharer)})
