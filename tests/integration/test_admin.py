@@ -554,6 +554,16 @@ def wait_metric(a, name, want, timeout=10.0):
         time.sleep(0.1)
 
 
+def reuseport_listener(port):
+    """A listener of this process's uid that joins 127.0.0.1:port's
+    SO_REUSEPORT group (apilb's, when port is apilb's)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(16)
+    return s
+
+
 def listener_foreign_sharer():
     """Issue 24 F8: a process of apilb's uid can join apilb's listener
     (SO_REUSEPORT checks only the uid) and take a share of new connections;
@@ -565,11 +575,8 @@ def listener_foreign_sharer():
     env = {"APILB_LISTENER_CHECK_INTERVAL": "300ms"}
     A = Apilb("--upstream", b.addr, "--workers", "2", admin=True, log_level="info", env=env)
     B = None
-    intruder = socket.socket()
+    intruder = reuseport_listener(A.port)
     try:
-        intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        intruder.bind(("127.0.0.1", A.port))
-        intruder.listen(16)
         t0 = time.time()
         line = A.wait_log(r"another program listens on apilb's address", timeout=10)
         dt = time.time() - t0
@@ -615,8 +622,56 @@ def listener_foreign_sharer():
         b.stop()
 
 
+def listener_hidden_sharer():
+    """The pod case of F8: apilb in a PID namespace of its own (as in a
+    container) cannot see who owns another socket in its listening group.
+    Such a socket counts as another apilb (an upgrade, whose overlap is
+    short) for two minutes, with an info line, and then as foreign, with a
+    warning naming its inode and uid."""
+    if subprocess.run(["unshare", "-p", "-f", "--mount-proc", "true"],
+                      capture_output=True).returncode != 0:
+        print("SKIP: unshare -p (needs root)")
+        raise SystemExit(77)
+    b = Backend("127.0.0.2", "b")
+    old = os.environ.get("APILB_WRAPPER")
+    os.environ["APILB_WRAPPER"] = "unshare -p -f --mount-proc --kill-child"
+    try:
+        A = Apilb("--upstream", b.addr, admin=True, log_level="info",
+                  env={"APILB_LISTENER_CHECK_INTERVAL": "1s"})
+    finally:
+        if old is None:
+            del os.environ["APILB_WRAPPER"]
+        else:
+            os.environ["APILB_WRAPPER"] = old
+    hidden = reuseport_listener(A.port)
+    try:
+        t0 = time.time()
+        line = A.wait_log(r"its owner hidden", timeout=10)
+        ino = os.fstat(hidden.fileno()).st_ino
+        check("inode=%d " % ino in line, "not this socket: %s" % line)
+        wait_metric(A, "apilb_listener_apilb_sharers", 1)
+        code, text = A.admin("/metrics")
+        check(metric(text, "apilb_listener_foreign_sharers") == 0, "hidden counted foreign at once")
+        print("hidden owner after %.1fs: counted as apilb (an upgrade)" % (time.time() - t0))
+        line = A.wait_log(r"whose owner is hidden .* for two minutes", timeout=135)
+        dt = time.time() - t0
+        check(118 <= dt <= 126, "the hidden owner turned foreign after %.0fs, not 2 min" % dt)
+        check("inode=%d" % ino in line, "not this socket: %s" % line)
+        wait_metric(A, "apilb_listener_foreign_sharers", 1)
+        print("after %.0fs: apilb_listener_foreign_sharers 1, warning: %s"
+              % (dt, " ".join(line.split()[-3:])))
+    finally:
+        hidden.close()
+        # unshare ignores SIGTERM while it waits: stop apilb, its child.
+        with open("/proc/%d/task/%d/children" % (A.proc.pid, A.proc.pid)) as f:
+            for pid in f.read().split():
+                os.kill(int(pid), signal.SIGTERM)
+        A.stop()
+        b.stop()
+
+
 if __name__ == "__main__":
     run({f.__name__: f for f in (metrics_promtool, readyz_flip, upstreams_json, admin_port_taken,
                                   log_formats, upgrade, upgrade_killed, admin_upgrade_killed,
                                   hostile_admin, admin_slowloris,
-                                  listener_foreign_sharer)})
+                                  listener_foreign_sharer, listener_hidden_sharer)})
