@@ -366,13 +366,13 @@ class Profile:
 
     def policy(self, path):
         """A seccomp-exec policy for it, as the runtime runs apilb's image:
-        user 65532, NET_BIND_SERVICE only. Calls allowed for some arguments
+        user 70443, NET_BIND_SERVICE only. Calls allowed for some arguments
         only (socket, personality) are allowed for all here."""
         refused = {}
         for n, v in self.verdict.items():
             if isinstance(v, int) and v != self.default:
                 refused.setdefault(v, []).append(n)
-        lines = ["user 65532 65532", "caps %d" % CAPS["CAP_NET_BIND_SERVICE"],
+        lines = ["user 70443 70443", "caps %d" % CAPS["CAP_NET_BIND_SERVICE"],
                  "filter errno %d" % self.default,
                  "allow " + " ".join(sorted(n for n, v in self.verdict.items()
                                             if isinstance(v, str)))]
@@ -449,6 +449,8 @@ def representative_run(d, families):
     def start(name, *extra, upstream=None, **kw):
         os.environ["APILB_WRAPPER"] = "strace -f -qq -o %s %s %s --" % (
             os.path.join(traces, name + ".strace"), exec_wrapper(), pol)
+        # The periodic look at the listeners' groups (sharewatch.h) runs too.
+        kw["env"] = dict(kw.get("env") or {}, APILB_LISTENER_CHECK_INTERVAL="200ms")
         if upstream is not None:  # plain TCP, no discovery
             a = Apilb("--upstream", upstream, *extra, log_level="info", **kw)
         else:
