@@ -560,7 +560,13 @@ void admin_stop(struct admin *a)
     free(a);
 }
 
+int admin_listen_fd(const struct admin *a)
+{
+    return a->listen_fd;
+}
+
 const struct admin_ops apilb_admin_ops = {
     .start = admin_start,
     .stop = admin_stop,
+    .listen_fd = admin_listen_fd,
 };

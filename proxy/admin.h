@@ -21,6 +21,10 @@ int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin *
 /* Stops serving and frees a. */
 void admin_stop(struct admin *a);
 
+/* The listening socket (borrowed: valid until admin_stop()), for looking at
+ * who else listens on the admin address (sharewatch.h). Any thread. */
+int admin_listen_fd(const struct admin *a);
+
 /* The admin module (see module.h): the executable reaches the functions
  * above only through this table, exported by apilb-admin.so. */
 #define ADMIN_MODULE "apilb-admin.so"
@@ -29,6 +33,7 @@ struct admin_ops {
     int (*start)(struct addr *listen, snapshot_fn snap, void *arg, struct admin **out, char *err,
                  size_t err_len);
     void (*stop)(struct admin *a);
+    int (*listen_fd)(const struct admin *a);
 };
 extern const struct admin_ops apilb_admin_ops;
 

@@ -114,8 +114,8 @@ static const struct opt opts[] = {
      "N", "100000", "client connections beyond this are refused"},
     {"listener-check-interval", "APILB_LISTENER_CHECK_INTERVAL", OPT_DURATION0,
      O(listener_check_interval_ms), 100, 3600000, NULL, "DUR", "30s",
-     "how often apilb looks for other processes listening on its --listen addresses; 0 = only "
-     "at start"},
+     "how often apilb looks for other processes listening on its --listen and admin addresses; "
+     "0 = only at start"},
     {"log-level", "APILB_LOG_LEVEL", OPT_LOGLEVEL, O(log_level), 0, 0, NULL, "LEVEL", "info",
      "error | warn | info | debug"},
     {"log-format", "APILB_LOG_FORMAT", OPT_LOGFORMAT, O(log_format), 0, 0, NULL, "FORMAT", "text",

@@ -1268,10 +1268,11 @@ int control_run(const struct config *cfg)
     }
     {
         int err = sharewatch_init(&c->sharers, &c->loop, fds, c->n_workers, cfg->n_listen,
+                                  c->admin != NULL ? admin->listen_fd(c->admin) : -1,
                                   cfg->listener_check_interval_ms, &c->sh);
 
         if (err != 0)
-            log_warn("other listeners on the --listen addresses are looked for only at start",
+            log_warn("other listeners on apilb's addresses are looked for only at start",
                      "err=\"%s\"", strerror(-err));
     }
     table_rebuild(c, "start");

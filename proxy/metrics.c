@@ -61,8 +61,8 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
          "System calls that made the batched sends (sends per batch: the ratio).");
     strbuf_printf(b, "apilb_send_batches_total %" PRIu64 "\n", LOAD(sh->send_batches));
     head(b, "apilb_listener_foreign_sharers", "gauge",
-         "Sockets of other programs in the SO_REUSEPORT groups of the --listen addresses: they "
-         "get a share of new connections (docs/security.md).");
+         "Sockets of other programs in the SO_REUSEPORT groups of the --listen and admin "
+         "addresses: they get a share of new connections (docs/security.md).");
     strbuf_printf(b, "apilb_listener_foreign_sharers %u\n", LOAD(sh->listener_foreign_sharers));
     head(b, "apilb_listener_apilb_sharers", "gauge",
          "Sockets of another apilb there (an upgrade in progress).");

@@ -124,29 +124,40 @@ static void timer_cb(uv_timer_t *t)
         w->busy = true;
 }
 
-int sharewatch_init(struct sharewatch *w, uv_loop_t *loop, const int *fds, unsigned n_workers,
-                    size_t n_listen, unsigned interval_ms, struct worker_shared *sh)
+/* Adds the address of fds[0] (every fd on it: fds[k * stride]) to w. */
+static int add_addr(struct sharewatch *w, const int *fds, size_t n_fds, size_t stride)
 {
+    struct sharewatch_addr *s = &w->addrs[w->n];
     int rc;
+
+    s->a.len = sizeof(s->a.ss);
+    if (getsockname(fds[0], (struct sockaddr *)&s->a.ss, &s->a.len) == -1)
+        return -errno;
+    addr_format(&s->a, s->name, sizeof(s->name));
+    for (size_t k = 0; k < n_fds; k++) {
+        rc = listener_inode(fds[k * stride], &s->ours[s->n_ours]);
+        if (rc < 0)
+            return rc;
+        s->n_ours++;
+    }
+    w->n++;
+    return 0;
+}
+
+int sharewatch_init(struct sharewatch *w, uv_loop_t *loop, const int *fds, unsigned n_workers,
+                    size_t n_listen, int admin_fd, unsigned interval_ms, struct worker_shared *sh)
+{
+    int rc = 0;
 
     assert(n_workers <= SHAREWATCH_MAX_WORKERS && n_listen <= CONFIG_MAX_LISTEN);
     memset(w, 0, sizeof(*w));
     w->sh = sh;
-    w->n = n_listen;
-    for (size_t i = 0; i < n_listen; i++) {
-        struct sharewatch_addr *s = &w->addrs[i];
-
-        s->a.len = sizeof(s->a.ss);
-        if (getsockname(fds[i], (struct sockaddr *)&s->a.ss, &s->a.len) == -1)
-            return -errno;
-        addr_format(&s->a, s->name, sizeof(s->name));
-        for (unsigned k = 0; k < n_workers; k++) {
-            rc = listener_inode(fds[(size_t)k * n_listen + i], &s->ours[s->n_ours]);
-            if (rc < 0)
-                return rc;
-            s->n_ours++;
-        }
-    }
+    for (size_t i = 0; i < n_listen && rc == 0; i++)
+        rc = add_addr(w, fds + i, n_workers, n_listen);
+    if (rc == 0 && admin_fd >= 0)
+        rc = add_addr(w, &admin_fd, 1, 1);
+    if (rc < 0)
+        return rc;
     rc = uv_timer_init(loop, &w->timer);
     if (rc < 0)
         return rc;

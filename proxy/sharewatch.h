@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Who else listens on apilb's --listen addresses, checked every
+/* Who else listens on apilb's --listen and admin addresses, checked every
  * --listener-check-interval (issue 24 F8). SO_REUSEPORT lets any socket of
  * apilb's uid join the group of 127.0.0.1:443, and the kernel then gives it a
  * share of the kubelet's new connections; apilb cannot stop that, but it says
@@ -50,17 +50,19 @@ struct sharewatch {
     bool busy; /* a scan is on the thread pool */
     struct worker_shared *sh;
     size_t n;
-    struct sharewatch_addr addrs[CONFIG_MAX_LISTEN];
+    struct sharewatch_addr addrs[CONFIG_MAX_LISTEN + 1]; /* and the admin listener */
 };
 
 /* Initialises w (caller allocates; it must outlive the loop's run) for the
  * listeners fds[w * n_listen + i] (worker w, address i; borrowed, read once
- * here) and, when interval_ms > 0, starts checking every interval_ms.
+ * here) and the admin endpoint's admin_fd (-1: none; a share of its
+ * connections is a share of the kubelet's probes) and, when interval_ms > 0,
+ * starts checking every interval_ms.
  * Results go to sh's listener gauges. The timer is a handle of loop: closing
  * every handle (uv_walk) stops it; a scan under way finishes first. Returns 0
  * or a negative errno. Control thread. */
 int sharewatch_init(struct sharewatch *w, uv_loop_t *loop, const int *fds, unsigned n_workers,
-                    size_t n_listen, unsigned interval_ms, struct worker_shared *sh)
+                    size_t n_listen, int admin_fd, unsigned interval_ms, struct worker_shared *sh)
     __attribute__((warn_unused_result));
 
 #endif

@@ -569,8 +569,9 @@ def listener_foreign_sharer():
     (SO_REUSEPORT checks only the uid) and take a share of new connections;
     apilb re-checks (--listener-check-interval, here 300ms) and names it: a
     warning with its pid and comm, apilb_listener_foreign_sharers 1, back to 0
-    when it leaves. A second apilb on the same address (the upgrade path) is
-    reported as apilb, not as foreign. Before, apilb looked only at start."""
+    when it leaves; the same on the admin address (whose share would be the
+    kubelet's probes). A second apilb on the same address (the upgrade path)
+    is reported as apilb, not as foreign. Before, apilb looked only at start."""
     b = Backend("127.0.0.2", "b")
     env = {"APILB_LISTENER_CHECK_INTERVAL": "300ms"}
     A = Apilb("--upstream", b.addr, "--workers", "2", admin=True, log_level="info", env=env)
@@ -602,6 +603,16 @@ def listener_foreign_sharer():
         wait_metric(A, "apilb_listener_foreign_sharers", 0)
         print("intruder took %d of 40 connections; gone, apilb_listener_foreign_sharers 0"
               % stolen)
+        # On the admin address it would take a share of the kubelet's probes.
+        start = len(A.lines())
+        intruder = reuseport_listener(A.admin_port)
+        line = A.wait_log(r"another program listens on apilb's address", timeout=10, start=start)
+        check("addr=127.0.0.1:%d " % A.admin_port in line and "pid=%d " % os.getpid() in line,
+              "the admin address's intruder is not named: %s" % line)
+        wait_metric(A, "apilb_listener_foreign_sharers", 1)
+        intruder.close()
+        wait_metric(A, "apilb_listener_foreign_sharers", 0)
+        print("on the admin address too: named, then gone")
         start = len(A.lines())
         B = Apilb("--upstream", b.addr, "--workers", "2", listen="127.0.0.1:%d" % A.port,
                   log_level="info")
