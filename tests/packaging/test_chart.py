@@ -209,6 +209,9 @@ def main():
                  'drop: ["ALL"]', "type: RuntimeDefault", "runAsNonRoot: true",
                  'add: ["NET_BIND_SERVICE"]']
         joined = " ".join(args)
+        if "adminListen=off" not in joined:
+            # it_admin_admin_slowloris asks the admin endpoint within this budget.
+            wants += ["timeoutSeconds: 1"]
         if "updateStrategy" not in joined:
             wants += ["maxSurge: 1", "maxUnavailable: 0"]
         if "stateFile.enabled=false" not in joined:
