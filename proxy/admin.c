@@ -261,7 +261,6 @@ static void accept_some(struct admin *a, uint64_t now)
             }
             return; /* EAGAIN, or the client gave up (ECONNABORTED) */
         }
-        make_room(a, &peer);
         for (size_t i = 0; i < ADMIN_SLOTS && k == NULL; i++)
             if (a->conns[i].fd < 0)
                 k = &a->conns[i];
@@ -273,6 +272,7 @@ static void accept_some(struct admin *a, uint64_t now)
             a->closed[ADMIN_CLOSE_REFUSED]++;
             continue;
         }
+        make_room(a, &peer); /* k is not in the table yet: never the one closed */
         k->fd = fd;
         k->ctl = ctl;
         k->peer = peer;
