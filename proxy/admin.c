@@ -92,6 +92,7 @@ struct admin_conn {
 struct admin {
     struct MHD_Daemon *d;
     snapshot_fn snap;
+    connections_fn list_conns;
     void *arg;
     int listen_fd;
     int stop_fd; /* eventfd: admin_stop() wakes the thread */
@@ -352,6 +353,55 @@ static void admin_metrics(const struct admin *a, struct strbuf *b)
 
 /* --- requests ---------------------------------------------------------- */
 
+/* A query argument as a number in [0, max], or def when absent; -1 when it
+ * is not such a number. */
+static long long query_number(struct MHD_Connection *c, const char *name, long long def,
+                              long long max)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+    char *end;
+    long long n;
+
+    if (v == NULL)
+        return def;
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || n > max)
+        return -1;
+    return n;
+}
+
+/* GET /connections?offset=N&limit=M: the open sessions, a page at a time. */
+static enum MHD_Result connections(struct admin *a, struct MHD_Connection *c, struct strbuf *b)
+{
+    long long offset = query_number(c, "offset", 0, ADMIN_CONNECTIONS_MAX_OFFSET);
+    long long limit = query_number(c, "limit", ADMIN_CONNECTIONS_DEFAULT, ADMIN_CONNECTIONS_MAX);
+    struct session_info *out;
+    size_t n, total;
+    bool partial;
+
+    if (offset < 0 || limit < 1) {
+        strbuf_printf(b, "bad request: offset is 0..%d and limit 1..%d\n",
+                      ADMIN_CONNECTIONS_MAX_OFFSET, ADMIN_CONNECTIONS_MAX);
+        return reply(c, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", b);
+    }
+    out = calloc((size_t)limit, sizeof(*out));
+    if (out == NULL || a->list_conns(a->arg, (size_t)offset, out, (size_t)limit, &n, &total,
+                                &partial) != 0) {
+        free(out);
+        strbuf_puts(b, "out of memory\n");
+        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", b);
+    }
+    upjson_connections(out, n, total, (size_t)offset, (size_t)limit, partial, b);
+    free(out);
+    if (strbuf_failed(b)) {
+        strbuf_free(b);
+        strbuf_puts(b, "out of memory\n");
+        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", b);
+    }
+    return reply(c, MHD_HTTP_OK, "application/json", b);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
@@ -386,9 +436,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         strbuf_puts(&b, "ok\n");
         return reply(c, MHD_HTTP_OK, type, &b);
     }
+    if (strcmp(url, "/connections") == 0)
+        return connections(a, c, &b);
     if (strcmp(url, "/readyz") != 0 && strcmp(url, "/upstreams") != 0 &&
         strcmp(url, "/metrics") != 0 && strcmp(url, "/status") != 0) {
-        strbuf_puts(&b, "not found: try /healthz /readyz /upstreams /status /metrics\n");
+        strbuf_puts(&b, "not found: try /healthz /readyz /upstreams /status /connections "
+                        "/metrics\n");
         return reply(c, MHD_HTTP_NOT_FOUND, type, &b);
     }
     if (a->snap(a->arg, &s) != 0) {
@@ -472,7 +525,8 @@ static void admin_thread(void *arg)
     }
 }
 
-int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin **out, char *err,
+int admin_start(struct addr *listen, snapshot_fn snap, connections_fn conns, void *arg,
+                struct admin **out, char *err,
                 size_t err_len)
 {
     struct admin *a;
@@ -512,6 +566,7 @@ int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin *
     for (size_t i = 0; i < ADMIN_SLOTS; i++)
         a->conns[i].fd = a->conns[i].ctl = -1;
     a->snap = snap;
+    a->list_conns = conns;
     a->arg = arg;
     a->listen_fd = fd;
     a->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

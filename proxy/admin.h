@@ -11,11 +11,17 @@
 #include "addr.h"
 #include "snapshot.h"
 
+/* GET /connections pages: limit defaults to 100, at most 1000. */
+#define ADMIN_CONNECTIONS_DEFAULT 100
+#define ADMIN_CONNECTIONS_MAX 1000
+#define ADMIN_CONNECTIONS_MAX_OFFSET 10000000
+
 struct admin;
 
 /* Binds *listen (port 0: the kernel chooses and *listen is updated) and
  * starts serving. Returns 0, or a negative errno with one line in err. */
-int admin_start(struct addr *listen, snapshot_fn snap, void *arg, struct admin **out, char *err,
+int admin_start(struct addr *listen, snapshot_fn snap, connections_fn conns, void *arg,
+                struct admin **out, char *err,
                 size_t err_len) __attribute__((warn_unused_result));
 
 /* Stops serving and frees a. */
@@ -30,7 +36,8 @@ int admin_listen_fd(const struct admin *a);
 #define ADMIN_MODULE "apilb-admin.so"
 #define ADMIN_OPS_SYMBOL "apilb_admin_ops"
 struct admin_ops {
-    int (*start)(struct addr *listen, snapshot_fn snap, void *arg, struct admin **out, char *err,
+    int (*start)(struct addr *listen, snapshot_fn snap, connections_fn conns, void *arg,
+                 struct admin **out, char *err,
                  size_t err_len);
     void (*stop)(struct admin *a);
     int (*listen_fd)(const struct admin *a);

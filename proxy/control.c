@@ -47,7 +47,9 @@ struct control {
     struct worker_shared sh;
     struct worker *workers;
     unsigned n_workers;
-    unsigned n_started; /* workers whose mailbox is ready */
+    /* Workers whose mailbox is ready; the admin thread reads it (GET
+     * /connections) while start-up counts it up. */
+    _Atomic unsigned n_started;
     uv_async_t done;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_fs_event_t file_watch;
@@ -866,6 +868,38 @@ static int control_snapshot(void *arg, struct snapshot *out)
     return 0;
 }
 
+/* How long the workers' loops may take, together, to list their sessions
+ * for the admin endpoint before the answer says partial (the admin thread
+ * waits, and the kubelet's probes behind it). */
+#define CONNECTIONS_WAIT_MS 250
+
+/* connections_fn: each worker's list in turn, from offset on. */
+static int control_connections(void *arg, size_t offset, struct session_info *out, size_t max,
+                               size_t *n, size_t *total, bool *partial)
+{
+    struct control *c = arg;
+    uint64_t deadline = worker_now_ms() + CONNECTIONS_WAIT_MS;
+    unsigned started = atomic_load(&c->n_started);
+
+    *n = 0;
+    *total = 0;
+    *partial = false;
+    for (unsigned i = 0; i < started; i++) {
+        size_t got = 0, had = 0, skip = offset > *total ? offset - *total : 0;
+        uint64_t now = worker_now_ms();
+
+        if (now >= deadline ||
+            worker_list_sessions(&c->workers[i], skip, out + *n, max - *n, &got, &had,
+                                 (unsigned)(deadline - now)) != 0) {
+            *partial = true;
+            continue;
+        }
+        *n += got;
+        *total += had;
+    }
+    return 0;
+}
+
 /* --- the upstreams file ----------------------------------------------------- */
 
 /* Starts looking names[0..n) up (copied) off the loop. */
@@ -1237,7 +1271,8 @@ int control_run(const struct config *cfg)
         char err[CONFIG_ERR_BYTES], name[ADDR_STRLEN];
 
         admin = module_load(ADMIN_MODULE, ADMIN_OPS_SYMBOL, err, sizeof(err));
-        if (admin == NULL || admin->start(&admin_addr, control_snapshot, c, &c->admin, err,
+        if (admin == NULL || admin->start(&admin_addr, control_snapshot, control_connections, c,
+                                          &c->admin, err,
                                           sizeof(err)) != 0) {
             fprintf(stderr, "apilb: %s%s\n", admin == NULL ? "admin endpoint: " : "", err);
             for (size_t i = 0; i < (size_t)c->n_workers * cfg->n_listen; i++)

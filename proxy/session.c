@@ -951,6 +951,32 @@ void session_keepalive(struct worker *w, uint64_t now_ms)
     }
 }
 
+size_t session_list(struct worker *w, size_t skip, struct session_info *out, size_t max,
+                    size_t *total)
+{
+    static const char *const names[] = {"connecting", "relaying", "closing"};
+    uint64_t now = now_us();
+    size_t i = 0, n = 0;
+
+    for (struct session *s = w->sessions; s != NULL; s = s->next, i++) {
+        struct session_info *o = &out[n];
+
+        if (i < skip || n == max)
+            continue;
+        *o = (struct session_info){.sid = s->id, .age_ms = (now - s->accepted_us) / 1000,
+                                   .bytes_in = s->c2u.total, .bytes_out = s->u2c.total,
+                                   .state = names[s->state]};
+        o->client.len = sizeof(o->client.ss);
+        if (getpeername(s->client.io.fd, (struct sockaddr *)&o->client.ss, &o->client.len) != 0)
+            o->client.len = 0;
+        if (s->upstream != NULL)
+            snprintf(o->upstream, sizeof(o->upstream), "%s", s->upstream->name);
+        n++;
+    }
+    *total = i;
+    return n;
+}
+
 void session_close_all(struct worker *w)
 {
     struct session *s, *nx;

@@ -18,10 +18,23 @@
 #define PROXY_SESSION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "addr.h"
 
 struct worker;
 struct upstream;
+
+/* One open session as GET /connections shows it. */
+struct session_info {
+    uint64_t sid;
+    struct addr client;          /* len 0 when it could not be read */
+    char upstream[ADDR_STRLEN];  /* "" while none is connected */
+    uint64_t age_ms;
+    uint64_t bytes_in, bytes_out; /* read from the client, from the upstream */
+    const char *state;           /* "connecting", "relaying", "closing" */
+};
 
 /* Takes ownership of the accepted, non-blocking client fd and starts
  * connecting it to an upstream from the worker's table. Never fails visibly:
@@ -41,6 +54,12 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms);
 /* Turns keepalive on for the upstream sockets of sessions connected at
  * least SOCKOPT_KEEPALIVE_AFTER_S before now_ms (see sockopt.h). */
 void session_keepalive(struct worker *w, uint64_t now_ms);
+
+/* Writes the sessions of w, skipping the first skip of its list, to
+ * out[0..max); returns how many it wrote and sets *total to how many w has.
+ * The loop thread of w (or with w's loop stopped). */
+size_t session_list(struct worker *w, size_t skip, struct session_info *out, size_t max,
+                    size_t *total);
 
 /* Closes every session now (loop shutdown). */
 void session_close_all(struct worker *w);

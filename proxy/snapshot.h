@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "session.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -60,6 +61,13 @@ struct snapshot {
 
 /* Fills *out; returns 0 or -ENOMEM. Any thread. */
 typedef int (*snapshot_fn)(void *arg, struct snapshot *out);
+
+/* GET /connections: the open sessions offset..offset+max of every worker
+ * (their lists one after the other) into out[0..max). *n receives how many
+ * were written, *total how many there are, *partial whether a worker did not
+ * answer in time. Returns 0 or -ENOMEM. Any thread but a worker's. */
+typedef int (*connections_fn)(void *arg, size_t offset, struct session_info *out, size_t max,
+                              size_t *n, size_t *total, bool *partial);
 
 /* Drops the references and frees the array. */
 void snapshot_release(struct snapshot *s);

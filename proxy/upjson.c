@@ -104,6 +104,27 @@ void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
     strbuf_puts(b, "}\n");
 }
 
+void upjson_connections(const struct session_info *c, size_t n, size_t total, size_t offset,
+                        size_t limit, bool partial, struct strbuf *b)
+{
+    strbuf_printf(b, "{\"total\":%zu,\"offset\":%zu,\"limit\":%zu,\"partial\":%s,"
+                     "\"connections\":[",
+                  total, offset, limit, partial ? "true" : "false");
+    for (size_t i = 0; i < n; i++) {
+        char client[ADDR_STRLEN] = "";
+
+        if (c[i].client.len != 0)
+            addr_format(&c[i].client, client, sizeof(client));
+        strbuf_printf(b, "%s{\"sid\":%" PRIu64 ",\"client\":\"%s\",\"upstream\":\"", i ? "," : "",
+                      c[i].sid, client);
+        strbuf_json_escape(b, c[i].upstream);
+        strbuf_printf(b, "\",\"state\":\"%s\",\"age_seconds\":%.3f,\"bytes_in\":%" PRIu64
+                         ",\"bytes_out\":%" PRIu64 "}",
+                      c[i].state, (double)c[i].age_ms / 1000.0, c[i].bytes_in, c[i].bytes_out);
+    }
+    strbuf_puts(b, "]}\n");
+}
+
 int upjson_readyz(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
 {
     size_t usable = snapshot_usable(s, now_ms), in_table = 0;

@@ -174,11 +174,57 @@ static void sweep_cb(uv_timer_t *t)
     sweep(t->data);
 }
 
+/* Answers a pending question, under query_mu so that its asker, which may
+ * give up, never leaves while it is being written. */
+static void answer_query(struct worker *w)
+{
+    uv_mutex_lock(&w->query_mu);
+    if (w->query != NULL) {
+        struct worker_query *q = w->query;
+
+        q->n = session_list(w, q->skip, q->out, q->max, &q->total);
+        q->done = true;
+        w->query = NULL;
+        uv_cond_broadcast(&w->query_cv);
+    }
+    uv_mutex_unlock(&w->query_mu);
+}
+
+int worker_list_sessions(struct worker *w, size_t skip, struct session_info *out, size_t max,
+                         size_t *n, size_t *total, unsigned timeout_ms)
+{
+    struct worker_query q = {.skip = skip, .max = max, .out = out};
+    uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000u, now;
+
+    if (atomic_load(&w->finished))
+        return -ETIMEDOUT;
+    uv_mutex_lock(&w->query_mu);
+    /* Another asker's question first. */
+    while (w->query != NULL && (now = uv_hrtime()) < deadline)
+        (void)uv_cond_timedwait(&w->query_cv, &w->query_mu, deadline - now);
+    if (w->query == NULL) {
+        w->query = &q;
+        uv_async_send(&w->kick);
+        while (!q.done && (now = uv_hrtime()) < deadline)
+            (void)uv_cond_timedwait(&w->query_cv, &w->query_mu, deadline - now);
+        if (!q.done)
+            w->query = NULL; /* not taken: the loop will not see it */
+    }
+    uv_mutex_unlock(&w->query_mu);
+    if (!q.done)
+        return -ETIMEDOUT;
+    *n = q.n;
+    *total = q.total;
+    return 0;
+}
+
 static void kick_cb(uv_async_t *a)
 {
     struct worker *w = a->data;
     struct upstream_table *t = handoff_take(&w->mailbox);
     int phase = atomic_load(&w->sh->phase);
+
+    answer_query(w);
 
     if (t != NULL) {
         uint64_t seen = atomic_load(&w->sh->table_generation);
@@ -272,6 +318,8 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     w->ev.count_batches = &sh->send_batches;
     if (w->ev.sends.ring != NULL)
         atomic_fetch_add(&sh->send_batching, 1);
+    uv_mutex_init(&w->query_mu);
+    uv_cond_init(&w->query_cv);
     uv_async_init(&w->loop, &w->kick, kick_cb);
     w->kick.data = w;
     handoff_init(&w->mailbox, &w->kick);
@@ -329,6 +377,8 @@ void worker_join(struct worker *w)
     (void)uv_loop_close(&w->loop);
     evloop_destroy(&w->ev);
     handoff_destroy(&w->mailbox);
+    uv_cond_destroy(&w->query_cv);
+    uv_mutex_destroy(&w->query_mu);
     if (w->table != NULL)
         upstream_table_unref(w->table);
     w->table = NULL;

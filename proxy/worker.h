@@ -18,6 +18,7 @@
 #include "handoff.h"
 #include "bufpool.h"
 #include "pipepool.h"
+#include "session.h"
 #include "upstream.h"
 
 enum worker_phase {
@@ -55,6 +56,15 @@ struct session;
 
 #define WORKER_SCRATCH_BYTES (16u * 1024u)
 
+/* A question from another thread (GET /connections), answered on the
+ * worker's loop under query_mu. */
+struct worker_query {
+    size_t skip, max;
+    struct session_info *out;
+    size_t n, total;
+    bool done;
+};
+
 struct worker {
     unsigned id;
     struct worker_shared *sh;
@@ -84,6 +94,9 @@ struct worker {
     struct session *conn_tail;
     uv_async_t *done;           /* borrowed: control's "a worker ended" */
     _Atomic bool finished;
+    uv_mutex_t query_mu;
+    uv_cond_t query_cv;
+    struct worker_query *query; /* a pending question, under query_mu */
     bool joining;               /* worker_join() is closing what is left */
 };
 
@@ -116,6 +129,13 @@ void worker_sessions_ended(struct worker *w);
 /* Asks the worker to look at the shared state again (phase, upstream health,
  * draining). Any thread. */
 void worker_kick(struct worker *w);
+
+/* Lists w's sessions (session_list() on w's loop): waits at most timeout_ms
+ * for the loop to answer. Returns 0, or -ETIMEDOUT (the loop is busy or has
+ * ended; nothing was written). Any thread but w's. */
+int worker_list_sessions(struct worker *w, size_t skip, struct session_info *out, size_t max,
+                         size_t *n, size_t *total, unsigned timeout_ms)
+    __attribute__((warn_unused_result));
 
 /* Joins the thread and frees what is left. Main thread, after done, and
  * after the last worker_kick()/worker_publish(). */

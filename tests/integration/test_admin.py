@@ -693,8 +693,58 @@ def listener_hidden_sharer():
         b.stop()
 
 
+def connections():
+    """GET /connections: every open session of every worker with its client
+    address, upstream, state, age and bytes, a page at a time; bad paging
+    arguments are a 400."""
+    A = Backend("127.0.0.2", "A")
+    a = Apilb("--upstream", A.addr, "--workers", "2", admin=True)
+    socks = []
+    try:
+        for _ in range(25):
+            _, s = whoami(a.port, keep=True)
+            socks.append(s)
+        socks[0].sendall(b"x" * 1000)
+        time.sleep(0.3)
+        mine = {"%s:%d" % s.getsockname() for s in socks}
+        seen, pages = [], []
+        for offset in (0, 10, 20):
+            code, body = a.admin("/connections?limit=10&offset=%d" % offset)
+            check(code == 200, "offset %d: %d %s" % (offset, code, body))
+            doc = json.loads(body)
+            check(doc["total"] == 25 and not doc["partial"] and doc["limit"] == 10,
+                  "page at %d: %s" % (offset, {k: doc[k] for k in doc if k != "connections"}))
+            pages.append(len(doc["connections"]))
+            seen += doc["connections"]
+        check(pages == [10, 10, 5], "page sizes %s" % pages)
+        check(len({c["sid"] for c in seen}) == 25 and {c["client"] for c in seen} == mine,
+              "the pages are not the 25 connections: %s" % sorted(c["client"] for c in seen))
+        check(all(c["upstream"] == A.addr and c["state"] == "relaying" and c["age_seconds"] > 0
+                  for c in seen), "fields: %s" % seen[:2])
+        first = [c for c in seen if c["client"] == "%s:%d" % socks[0].getsockname()][0]
+        check(first["bytes_in"] == len(b"whoami\n") + 1000 and first["bytes_out"] >= 2,
+              "the first connection's bytes: %s" % first)
+        code, body = a.admin("/connections")
+        check(code == 200 and len(json.loads(body)["connections"]) == 25, "default page")
+        for bad in ("limit=0", "limit=1001", "limit=ten", "offset=-1", "limit=5&offset=1e3"):
+            code, body = a.admin("/connections?" + bad)
+            check(code == 400 and "bad request" in body, "%s: %d %r" % (bad, code, body))
+        for s in socks:
+            s.close()
+        end = time.time() + 5
+        while time.time() < end and json.loads(a.admin("/connections")[1])["total"] != 0:
+            time.sleep(0.05)
+        check(json.loads(a.admin("/connections")[1])["total"] == 0, "closed ones still listed")
+        print("25 connections over 2 workers in pages of %s; bad paging refused" % pages)
+    finally:
+        for s in socks:
+            s.close()
+        a.stop()
+        A.stop()
+
+
 if __name__ == "__main__":
-    run({f.__name__: f for f in (metrics_promtool, readyz_flip, upstreams_json, admin_port_taken,
+    run({f.__name__: f for f in (connections, metrics_promtool, readyz_flip, upstreams_json, admin_port_taken,
                                   log_formats, upgrade, upgrade_killed, admin_upgrade_killed,
                                   hostile_admin, admin_slowloris,
                                   listener_foreign_sharer, listener_hidden_sharer)})
