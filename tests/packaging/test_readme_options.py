@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The README's options table cannot drift from the program: every flag that
 `apilb --help` lists has a row, with the same metavariable and the same
-default, and a meaning; every row names a flag the program has."""
+default, and a meaning; every row names a flag the program has. And the
+README stays a front door: under 12 KiB, every relative link resolving."""
 
 import os
 import re
@@ -11,6 +12,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("APILB_SOURCE_DIR", os.path.join(HERE, "..", ".."))
 APILB = os.environ["APILB"]
+README_MAX_BYTES = 12 * 1024
 
 
 PROBLEMS = []
@@ -97,10 +99,18 @@ def main():
     missing = sorted(set(flags) - set(seen))
     if missing:
         problem("apilb --help has flags the README's options table lacks: %s" % ", ".join(missing))
+    readme = os.path.join(SRC, "README.md")
+    size = os.path.getsize(readme)
+    if size > README_MAX_BYTES:
+        problem("README.md is %d bytes: the front door stays under %d (move detail to docs/)"
+                % (size, README_MAX_BYTES))
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", open(readme).read()):
+        if not os.path.exists(os.path.join(SRC, target)):
+            problem("README links %s, which does not exist" % target)
     if PROBLEMS:
         sys.exit(1)
-    print("PASS README options: %d flags, each with its metavariable, default and meaning"
-          % len(flags))
+    print("PASS README options: %d flags, each with its metavariable, default and meaning; "
+          "%d bytes, links resolve" % (len(flags), size))
 
 
 if __name__ == "__main__":
