@@ -15,7 +15,9 @@ of a single simulated cluster. What it reproduces (see
   from a file on every request (so tests rotate them); anonymous access only
   to /readyz /livez /healthz /version, or (--anonymous-auth false, like
   kube-apiserver's flag) to none: anonymous health endpoints answer 401;
-  403 per resource on demand;
+  403 per resource on demand, or per user and verb (/access), answered
+  alike by LIST/WATCH and by SelfSubjectAccessReview (authorization.k8s.io/v1,
+  201 with status.allowed);
 - instances joining only when ready, leaving at once on graceful stop, and
   staying listed after a crash until their lease expires;
 - faults: stall, reset mid-event, a truncated last chunk, garbage, duplicate
@@ -51,6 +53,7 @@ Control: a plain-HTTP JSON API on 127.0.0.1: POST /members {"ips": [...],
 "zones": {ip: zone}, "hints": bool}, /slices/NAME, /slices/NAME/delete,
 /compact, /forbid {"resources": [...]}, /fault {"kind": K, "on": bool},
 /status {"code", "retry_after", "count"}, /revoke {"serial"}, /chunk {"max"},
+/access {"user": TOKEN or client-certificate CN, "deny": ["list endpoints", ...]},
 /label {"on"}, /serving-cert {"cert", "key", "ip"}, /etcd {"ok": bool} (the
 etcd checks of /readyz /livez /healthz fail while false), /instance/IP/ACTION with
 ACTION stop {"delay", "retry_after"} | crash | start | ready | unready | blackhole; GET /
@@ -91,6 +94,7 @@ class Cluster:
         self.lease_ttl = args.lease_ttl
         self.forbidden = set()     # resources answered with 403
         self.etcd_ok = True        # the etcd checks of /readyz /livez /healthz
+        self.denied = {}           # user -> {"verb resource"} answered with 403
         self.faults = {}           # kind -> parameters
         self.status_faults = []    # [code, retry_after] for the next requests
         self.rng = random.Random(args.seed)
@@ -689,6 +693,61 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_json(404, status(404, "NotFound", "the server could not find the requested "
                                                     "resource"))
 
+    def user(self):
+        """The user RBAC sees: the client certificate's CN, or the bearer token."""
+        cert = self.connection.getpeercert()
+        if cert:
+            return dict(x[0] for x in cert.get("subject", ())).get("commonName", "")
+        auth = self.headers.get("Authorization", "")
+        return auth[7:].strip() if auth.startswith("Bearer ") else ""
+
+    def authorized(self, verb, group, resource):
+        """What the fake's RBAC allows: every verb on its two resources in
+        default, less the resources forbidden to all and what /access denied
+        to this user."""
+        if (group, resource) not in (("discovery.k8s.io", "endpointslices"), ("", "endpoints")):
+            return False
+        with LOCK:
+            return resource not in self.cluster.forbidden and \
+                "%s %s" % (verb, resource) not in self.cluster.denied.get(self.user(), ())
+
+    def do_POST(self):
+        """SelfSubjectAccessReview, the only resource the fake creates."""
+        url = urllib.parse.urlsplit(self.path)
+        n = int(self.headers.get("Content-Length", "0") or "0")
+        if n > 1 << 20:
+            self.close_connection = True
+            return self.send_json(413, status(413, "RequestEntityTooLarge", "too large"))
+        raw = self.rfile.read(n)
+        who = self.identity()
+        with LOCK:
+            self.cluster.requests.append((self.inst.ip, "POST " + self.path, who))
+        if who is None:
+            return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+        if url.path != "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
+            return self.send_json(405, status(405, "MethodNotAllowed",
+                                              "the server does not allow this method on the "
+                                              "requested resource"))
+        try:
+            review = json.loads(raw)
+            attrs = review["spec"]["resourceAttributes"]
+            ok = review.get("kind") == "SelfSubjectAccessReview" and \
+                review.get("apiVersion") == "authorization.k8s.io/v1" and isinstance(attrs, dict)
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            return self.send_json(400, status(400, "BadRequest", "the body is not a "
+                                              "SelfSubjectAccessReview"))
+        allowed = attrs.get("namespace") == "default" and attrs.get("verb") in (
+            "get", "list", "watch") and self.authorized(attrs.get("verb"), attrs.get("group", ""),
+                                                        attrs.get("resource"))
+        review["metadata"] = {"creationTimestamp": None}
+        review["status"] = {"allowed": allowed}
+        if allowed:
+            review["status"]["reason"] = 'RBAC: allowed by RoleBinding "apilb/default" of Role ' \
+                                         '"apilb"'
+        self.send_json(201, review)
+
     def forbid(self, resource, verb):
         group = "discovery.k8s.io" if resource == "endpointslices" else ""
         self.send_json(403, status(403, "Forbidden",
@@ -699,7 +758,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def collection(self, resource, q):
         watch = q.get("watch") in ("1", "true")
-        if resource in self.cluster.forbidden:
+        group = "discovery.k8s.io" if resource == "endpointslices" else ""
+        if not self.authorized("watch" if watch else "list", group, resource):
             return self.forbid(resource, "watch" if watch else "list")
         if resource == "endpoints" and q.get("fieldSelector", "metadata.name=kubernetes") != \
                 "metadata.name=kubernetes":
@@ -996,6 +1056,9 @@ class Control(http.server.BaseHTTPRequestHandler):
             elif parts == ["forbid"]:
                 with LOCK:
                     c.forbidden = set(body.get("resources", []))
+            elif parts == ["access"]:
+                with LOCK:
+                    c.denied[body["user"]] = set(body.get("deny", []))
             elif parts == ["fault"]:
                 with LOCK:
                     if body.get("on", True):

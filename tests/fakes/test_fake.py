@@ -83,6 +83,22 @@ class Fake:
         c.close()
         return r.status, events
 
+    def review(self, verb, resource, group):
+        """(status, body) of a SelfSubjectAccessReview for verb on resource."""
+        c = self.conn()
+        c.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                  body=json.dumps({"apiVersion": "authorization.k8s.io/v1",
+                                   "kind": "SelfSubjectAccessReview",
+                                   "spec": {"resourceAttributes": {
+                                       "namespace": "default", "verb": verb, "group": group,
+                                       "resource": resource}}}),
+                  headers={"Authorization": "Bearer secret-token",
+                           "Content-Type": "application/json"})
+        r = c.getresponse()
+        body = json.loads(r.read())
+        c.close()
+        return r.status, body
+
     def ctl(self, path, body):
         req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.control, path),
                                      data=json.dumps(body).encode(), method="POST")
@@ -177,6 +193,21 @@ def main():
         f.ctl("/label", {"on": True})
         code, _, body = f.get(SLICES)
         check(len(json.loads(body)["items"]) == 1, "the relabeled slice is not listed")
+
+        # SelfSubjectAccessReview: 201 with the review and status.allowed,
+        # agreeing with what a LIST by the same user gets.
+        code, body = f.review("list", "endpointslices", "discovery.k8s.io")
+        check(code == 201 and body["kind"] == "SelfSubjectAccessReview" and
+              body["status"]["allowed"] is True, "review allowed: %d %r" % (code, body))
+        f.ctl("/access", {"user": "secret-token", "deny": ["list endpointslices"]})
+        code, body = f.review("list", "endpointslices", "discovery.k8s.io")
+        check(code == 201 and body["status"]["allowed"] is False, "review denied: %r" % body)
+        code, _, body = f.get(SLICES)
+        check(code == 403 and json.loads(body)["reason"] == "Forbidden",
+              "LIST by a user denied list: %d" % code)
+        code, body = f.review("list", "endpointslices", "")
+        check(code == 201 and body["status"]["allowed"] is False, "wrong group allowed")
+        f.ctl("/access", {"user": "secret-token", "deny": []})
     finally:
         f.stop()
 
