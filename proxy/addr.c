@@ -227,6 +227,20 @@ bool addr_is_loopback(const struct addr *a)
     return false;
 }
 
+char *addr_join(const struct addr *a, size_t n, const char *sep, char *buf, size_t len)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && off + strlen(sep) + ADDR_STRLEN < len; i++) {
+        char name[ADDR_STRLEN];
+
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? sep : "",
+                                addr_format(&a[i], name, sizeof(name)));
+    }
+    return buf;
+}
+
 bool addr_is_bogus(const struct addr *a)
 {
     if (a->ss.ss_family == AF_INET) {

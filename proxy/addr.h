@@ -45,6 +45,10 @@ int addr_parse(const char *s, int default_port, struct addr *out, const char **w
  * Returns buf. */
 char *addr_format(const struct addr *a, char *buf, size_t len);
 
+/* Writes a[0..n) formatted and separated by sep into buf (for logs and
+ * messages); addresses that would not fit whole are left out. Returns buf. */
+char *addr_join(const struct addr *a, size_t n, const char *sep, char *buf, size_t len);
+
 /* Total order over family, address bytes, port; 0 when equal. */
 int addr_cmp(const struct addr *a, const struct addr *b);
 

@@ -24,23 +24,10 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKES = os.path.join(HERE, "..", "fakes")
 
-if os.environ.get("APILB_IN_NETNS") != "1":
-    if os.geteuid() != 0:
-        print("SKIP: needs root for a network namespace")
-        sys.exit(77)
-    env = dict(os.environ, APILB_IN_NETNS="1")
-    os.execvpe("unshare", ["unshare", "-n", "--", sys.executable, os.path.abspath(__file__)]
-               + sys.argv[1:], env)
+from harness import (APILB, Apilb, Fail, HttpsConn, _children, apiserver_netns, check,
+                     metric, raw_admin, run, tmpdir)
 
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-for i in range(2, 10):
-    subprocess.run(["ip", "addr", "add", "10.213.0.%d/32" % i, "dev", "lo"], check=True)
-for i in range(2, 6):  # IPv6 apiservers (private fd00::/8, inside the namespace only)
-    subprocess.run(["ip", "-6", "addr", "add", "fd00:213::%d/128" % i, "dev", "lo", "nodad"],
-                   check=True)
-
-from harness import (APILB, Apilb, Fail, HttpsConn, _children, check, metric, raw_admin,  # noqa: E402
-                     run, tmpdir)
+apiserver_netns(__file__)
 
 # Tokens and private keys of these scenarios: Apilb.stop() fails a scenario
 # whose log shows any of them.

@@ -127,6 +127,20 @@ START_TEST(compare_orders)
 }
 END_TEST
 
+/* A list for messages: separated, and never a torn address at the end. */
+START_TEST(join_whole_addresses)
+{
+    struct addr a[2];
+    char buf[ADDR_STRLEN * 3], small[ADDR_STRLEN + 8];
+
+    ck_assert_int_eq(addr_from_ip("10.0.0.1", 6443, &a[0]), 0);
+    ck_assert_int_eq(addr_from_ip("fd00::1", 443, &a[1]), 0);
+    ck_assert_str_eq(addr_join(a, 2, ", ", buf, sizeof(buf)), "10.0.0.1:6443, [fd00::1]:443");
+    ck_assert_str_eq(addr_join(a, 2, ", ", small, sizeof(small)), "10.0.0.1:6443");
+    ck_assert_str_eq(addr_join(a, 0, ", ", buf, sizeof(buf)), "");
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -139,5 +153,6 @@ int main(void)
     tcase_add_test(tc, parse_needs_numeric);
     tcase_add_test(tc, format_round_trip);
     tcase_add_test(tc, compare_orders);
+    tcase_add_test(tc, join_whole_addresses);
     return check_run(s);
 }
