@@ -59,6 +59,9 @@ static const struct opt opts[] = {
      "when the token exists", "use the pod's service account"},
     {"service-account-dir", "APILB_SERVICE_ACCOUNT_DIR", OPT_STRING, O(sa_dir), 0, 0, NULL, "DIR",
      DEFAULT_SA_DIR, "where --in-cluster finds token, ca.crt and namespace"},
+    {"kubelet-kubeconfig", "APILB_KUBELET_KUBECONFIG", OPT_STRING, O(kubelet_kubeconfig), 0, 0,
+     NULL, "PATH", NULL,
+     "apilb preflight: whether this kubelet kubeconfig points at apilb with the cluster's CA"},
     {"discovery", "APILB_DISCOVERY", OPT_ENUM, O(discovery), 0, 0, discovery_names, "MODE", "auto",
      "auto | endpointslices | endpoints | off"},
     {"discovery-debounce", "APILB_DISCOVERY_DEBOUNCE", OPT_DURATION0, O(discovery_debounce_ms), 0,
@@ -459,8 +462,10 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
     if (rc < 0)
         return rc;
 
-    /* Flags first: they win over the environment. */
-    for (int i = 1; i < argc; i++) {
+    /* The subcommand, then flags: they win over the environment. */
+    if (argc > 1 && strcmp(argv[1], "preflight") == 0)
+        cfg->preflight = true;
+    for (int i = cfg->preflight ? 2 : 1; i < argc; i++) {
         const char *a = argv[i];
         const char *eq;
         const struct opt *o;
@@ -550,6 +555,10 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
             cfg->in_cluster = true;
             fclose(f);
         }
+    }
+    if (cfg->kubelet_kubeconfig != NULL && !cfg->preflight) {
+        errf(err, "--kubelet-kubeconfig=%s: only for apilb preflight", cfg->kubelet_kubeconfig);
+        return -EINVAL;
     }
     if (cfg->kubeconfig != NULL && cfg->in_cluster && in_cluster_given) {
         errf(err, "--in-cluster: cannot be combined with --kubeconfig=%s (choose one)",
@@ -681,7 +690,12 @@ void config_usage(FILE *out)
 {
     fprintf(out, "usage: apilb [options]\n"
                  "       apilb status [--admin ADDR:PORT] [-o table|json]   what a running "
-                 "apilb does (its admin endpoint)\n\n"
+                 "apilb does (its admin endpoint)\n"
+                 "       apilb preflight [options]   check this node before pointing kubelet "
+                 "at apilb:\n"
+                 "                                   one line per check, exit 0 only if none "
+                 "failed\n"
+                 "                                   (docs/preflight.md)\n\n"
                  "Node-local TCP load balancer for the Kubernetes API.\n\n");
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];

@@ -59,6 +59,7 @@ struct config {
     char *kubeconfig;
     bool in_cluster;
     char *sa_dir; /* service-account directory (tests override it) */
+    char *kubelet_kubeconfig; /* preflight: the kubelet's kubeconfig to judge */
     enum config_discovery discovery;
     unsigned discovery_debounce_ms;
     unsigned watch_timeout_ms; /* 0 = random 5m..10m */
@@ -87,11 +88,13 @@ struct config {
     enum log_level log_level;
     enum log_format log_format;
     bool check_config;
+    bool preflight;     /* `apilb preflight [options]`: run the checks and exit */
     bool show_version;
     bool show_help;
 };
 
-/* Parses argv (argv[0] skipped) and then environ-style variables from env
+/* Parses argv (argv[0] skipped; a first argument "preflight" sets
+ * cfg->preflight and the options follow it) and then environ-style variables from env
  * (NULL-terminated "NAME=value" array; flags win over the environment), fills
  * defaults, validates across fields. n_cpus is the CPU count for the default
  * of --workers; sa_present says whether the service-account token exists

@@ -11,6 +11,7 @@
 #include "control.h"
 #include "log.h"
 #include "statuscmd.h"
+#include "preflight.h"
 
 extern char **environ;
 
@@ -53,6 +54,11 @@ int main(int argc, char *argv[])
         return 0;
     }
     log_setup(cfg.log_level, cfg.log_format);
+    if (cfg.preflight) {
+        rc = preflight_run(&cfg, stdout);
+        config_free(&cfg);
+        return rc;
+    }
     if (cfg.check_config) {
         rc = control_check(&cfg);
         if (rc == 0)

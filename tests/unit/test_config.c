@@ -297,6 +297,23 @@ START_TEST(readme_documents_every_option)
 }
 END_TEST
 
+/* `apilb preflight [options]`: the word comes first, the options follow,
+ * and --kubelet-kubeconfig means nothing to the daemon. */
+START_TEST(preflight_subcommand)
+{
+    OK("preflight", "--upstream", "10.0.0.1:6443", "--kubelet-kubeconfig", "/k");
+    ck_assert(cfg.preflight);
+    ck_assert_str_eq(cfg.kubelet_kubeconfig, "/k");
+    ck_assert_uint_eq(cfg.n_seeds, 1);
+    OK("--upstream", "10.0.0.1:6443");
+    ck_assert(!cfg.preflight);
+    BAD("--kubelet-kubeconfig", "/k", "--upstream", "10.0.0.1:6443", "--kubelet-kubeconfig",
+        "/k");
+    ck_assert_ptr_nonnull(strstr(err, "only for apilb preflight"));
+    BAD("preflight", "unexpected argument", "--upstream", "10.0.0.1:6443", "preflight");
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -314,5 +331,6 @@ int main(void)
     tcase_add_test(tc, durations);
     tcase_add_test(tc, print_and_usage_cover_every_option);
     tcase_add_test(tc, readme_documents_every_option);
+    tcase_add_test(tc, preflight_subcommand);
     return check_run(s);
 }

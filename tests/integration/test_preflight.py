@@ -1,0 +1,354 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`apilb preflight` against the fake kube-apiserver (tests/fakes): one
+scenario per check that fails, each asserting the exact line printed and a
+non-zero exit, and the all-good case exiting 0.
+
+Apiservers must not be loopback addresses (the API refuses them in
+endpoints), so every scenario runs in a private network namespace
+(unshare -n) whose lo carries 10.213.0.2-9. An apiserver with another
+certificate (one without 127.0.0.1, or from another CA) is a second fake
+process on its own address, listed by the first one's --members."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from harness import APILB, Apilb, _children, apiserver_netns, check, run, tmpdir
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKES = os.path.join(HERE, "..", "fakes")
+
+apiserver_netns(__file__)
+
+TOKEN = "token-one"
+
+
+class Cluster:
+    """A fake apiserver process (one instance per address in ips) serving
+    cert/key, which accepts TOKEN; ctl() drives its control API."""
+
+    def __init__(self, d, ips, cert="server.pem", key="server.key", members=None):
+        self.ready = os.path.join(d, "ready-%s.json" % ips[0])
+        cmd = [sys.executable, os.path.join(FAKES, "fake_apiserver.py"),
+               "--cert", os.path.join(d, cert), "--key", os.path.join(d, key),
+               "--token-file", os.path.join(d, "token"), "--ready-file", self.ready]
+        cmd += [a for ip in ips for a in ("--listen", "%s:6443" % ip)]
+        if members:
+            cmd += ["--members", ",".join(members)]
+        self.proc = subprocess.Popen(cmd)
+        _children.append(self.proc)
+        end = time.time() + 10
+        while not os.path.exists(self.ready):
+            check(time.time() < end and self.proc.poll() is None, "the fake did not start")
+            time.sleep(0.05)
+        with open(self.ready) as f:
+            self.control = json.load(f)["control"]
+
+    def ctl(self, path, body):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.control, path),
+                                     data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            check(r.status == 200, "control %s answered %d" % (path, r.status))
+
+
+def certs():
+    """The cluster CA, its serving certificate for every test address, and a
+    second CA with a certificate of the same names (ca2.pem, server2.pem)."""
+    d = tmpdir()
+    for how in ([], ["rotate"]):
+        subprocess.run(["bash", os.path.join(FAKES, "mkcerts.sh"), d, *how], check=True)
+    with open(os.path.join(d, "token"), "w") as f:
+        f.write(TOKEN + "\n")
+    return d
+
+
+def own_cert(d, name, ip):
+    """A kubeadm-shaped serving certificate from the cluster CA: the
+    kubernetes names and the apiserver's own address, not 127.0.0.1."""
+    sans = ("DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+            "DNS:kubernetes.default.svc.cluster.local,IP:10.96.0.1,IP:%s" % ip)
+    ext, csr = os.path.join(d, name + ".ext"), os.path.join(d, name + ".csr")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=%s\n" % sans)
+    q = {"check": True, "capture_output": True}
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj",
+                    "/CN=kube-apiserver", "-keyout", os.path.join(d, name + ".key"),
+                    "-out", csr], **q)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
+                    "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "1",
+                    "-extfile", ext, "-out", os.path.join(d, name + ".pem")], **q)
+    return name + ".pem", name + ".key"
+
+
+def write_kubeconfig(d, name, server, ca, user="", tls_server_name=None):
+    extra = "    tls-server-name: %s\n" % tls_server_name if tls_server_name else ""
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write("apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                "clusters:\n- name: c\n  cluster:\n    server: %s\n"
+                "    certificate-authority: %s\n%s"
+                "users:\n- name: u\n  user:\n%s"
+                "contexts:\n- name: c\n  context: {cluster: c, user: u}\n"
+                % (server, ca, extra, user or "    {}\n"))
+    return path
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Case:
+    """A scenario's files: certificates, apilb's kubeconfig (token, server
+    10.213.0.2) and a kubelet kubeconfig pointing at apilb's listener."""
+
+    def __init__(self):
+        self.d = certs()
+        self.port = free_port()
+        self.listen = "127.0.0.1:%d" % self.port
+        self.kc = write_kubeconfig(self.d, "apilb.conf", "https://10.213.0.2:6443", "ca.pem",
+                                   "    token: %s\n" % TOKEN)
+        self.kubelet = write_kubeconfig(self.d, "kubelet.conf", "https://%s" % self.listen,
+                                        "ca.pem")
+
+    def preflight(self, *args, listen=None, kubeconfig=True, kubelet=True):
+        cmd = [APILB, "preflight", "--listen", listen or self.listen,
+               "--upstream", "10.213.0.2:6443"]
+        if kubeconfig:
+            cmd += ["--kubeconfig", self.kc]
+        if kubelet:
+            cmd += ["--kubelet-kubeconfig", self.kubelet]
+        env = {k: v for k, v in os.environ.items()
+               if k == "PATH" or k.startswith(("ASAN_", "UBSAN_", "LSAN_"))}
+        p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120,
+                           env=env)
+        print("$ apilb preflight ... (exit %d)\n%s%s" % (p.returncode, p.stdout, p.stderr))
+        check("Sanitizer" not in p.stderr and "runtime error" not in p.stderr,
+              "sanitizer report:\n" + p.stderr)
+        return p.returncode, p.stdout.splitlines()
+
+
+def scenario(f):
+    """f, then every process it started is killed (by PID): the next
+    scenario's apiservers bind the same addresses."""
+    def wrapped():
+        try:
+            f()
+        finally:
+            for p in _children:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+    return wrapped
+
+
+def expect(lines, *want):
+    for w in want:
+        check(w in lines, "missing line %r in:\n%s" % (w, "\n".join(lines)))
+
+
+def expect_start(lines, start, what):
+    check(any(l.startswith(start) for l in lines), "no line for %s (%r...) in:\n%s"
+          % (what, start, "\n".join(lines)))
+
+
+def fails(rc, lines):
+    check(rc == 1, "preflight exited %d with a failed check, want 1" % rc)
+    check(any(l.startswith("preflight: ") and not l.endswith(" 0 failed") for l in lines),
+          "no summary counting the failure")
+
+
+def ok_lines(c, ips):
+    lines = ["ok   listen %s: free" % c.listen,
+             "ok   --upstream: 1 apiserver (10.213.0.2:6443)",
+             "ok   credentials: --kubeconfig=%s: server https://10.213.0.2:6443" % c.kc,
+             "ok   discovery: the cluster lists %d apiservers (%s)"
+             % (len(ips), ", ".join("%s:6443" % ip for ip in ips))]
+    lines += ["ok   tls %s:6443: trusted by the cluster CA (--kubeconfig), covers 127.0.0.1" % ip
+              for ip in ips]
+    lines += ["ok   rbac %s %s in default: allowed" % (v, r)
+              for r in ("endpointslices.discovery.k8s.io", "endpoints")
+              for v in ("list", "watch")]
+    lines += ["ok   readyz %s:6443: HTTP 200" % ip for ip in ips]
+    lines += ["ok   kubelet kubeconfig %s: server https://%s is apilb's listener"
+              % (c.kubelet, c.listen),
+              "ok   kubelet kubeconfig %s: its CA is the cluster CA (--kubeconfig)" % c.kubelet]
+    return lines
+
+
+@scenario
+def all_good():
+    """Every check passes: exit 0, and every line says ok."""
+    c = Case()
+    Cluster(c.d, ["10.213.0.2", "10.213.0.3"])
+    rc, lines = c.preflight()
+    want = ok_lines(c, ["10.213.0.2", "10.213.0.3"])
+    check(lines == want + ["preflight: %d ok, 0 warnings, 0 failed" % len(want)],
+          "all-good output differs:\n%s" % "\n".join(lines))
+    check(rc == 0, "preflight exited %d with every check ok" % rc)
+
+
+@scenario
+def cert_lacks_name():
+    """An apiserver whose certificate carries its own address and the
+    kubernetes names but not 127.0.0.1 (kubeadm without certSANs) is named,
+    with the fix; with tls-server-name: kubernetes the same one passes."""
+    c = Case()
+    cert, key = own_cert(c.d, "own3", "10.213.0.3")
+    Cluster(c.d, ["10.213.0.2"], members=["10.213.0.2", "10.213.0.3"])
+    Cluster(c.d, ["10.213.0.3"], cert=cert, key=key)
+    rc, lines = c.preflight()
+    expect(lines,
+           "FAIL tls 10.213.0.3:6443: certificate does not cover 127.0.0.1 (it has "
+           "DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, "
+           "DNS:kubernetes.default.svc.cluster.local, IP:10.96.0.1, IP:10.213.0.3)",
+           "fix  kubelet verifies 127.0.0.1 through apilb and 10.213.0.3:6443 does not carry "
+           "it: add 127.0.0.1 to apiServer.certSANs (kubeadm ClusterConfiguration) and "
+           "regenerate the apiserver certificates (kubeadm init phase certs apiserver), or set "
+           "tls-server-name: kubernetes in the kubelet's kubeconfig",
+           "ok   tls 10.213.0.2:6443: trusted by the cluster CA (--kubeconfig), covers 127.0.0.1")
+    fails(rc, lines)
+    # The second fix: kubelet verifies "kubernetes", which every apiserver carries.
+    c.kubelet = write_kubeconfig(c.d, "kubelet-named.conf", "https://%s" % c.listen, "ca.pem",
+                                 tls_server_name="kubernetes")
+    rc, lines = c.preflight()
+    expect(lines, *("ok   tls 10.213.0.%d:6443: trusted by the cluster CA (--kubeconfig), "
+                    "covers kubernetes" % i for i in (2, 3)))
+    check(rc == 0, "with tls-server-name: kubernetes preflight exited %d" % rc)
+
+
+@scenario
+def untrusted_ca():
+    """An apiserver whose certificate comes from another CA."""
+    c = Case()
+    Cluster(c.d, ["10.213.0.2"], members=["10.213.0.2", "10.213.0.4"])
+    Cluster(c.d, ["10.213.0.4"], cert="server2.pem", key="server2.key")
+    rc, lines = c.preflight()
+    expect(lines, "FAIL tls 10.213.0.4:6443: certificate not trusted by the cluster CA "
+                  "(--kubeconfig): unable to get local issuer certificate")
+    expect_start(lines, "FAIL readyz 10.213.0.4:6443: no answer: ", "its readyz")
+    fails(rc, lines)
+
+
+@scenario
+def dead_apiserver():
+    """An apiserver the cluster lists but that does not answer."""
+    c = Case()
+    Cluster(c.d, ["10.213.0.2"], members=["10.213.0.2", "10.213.0.9"])
+    rc, lines = c.preflight()
+    expect(lines, "ok   discovery: the cluster lists 2 apiservers (10.213.0.2:6443, "
+                  "10.213.0.9:6443)",
+           "FAIL tls 10.213.0.9:6443: no answer: connect: Connection refused")
+    expect_start(lines, "FAIL readyz 10.213.0.9:6443: no answer: ", "its readyz")
+    fails(rc, lines)
+
+
+@scenario
+def listen_taken():
+    """The listen port held by another process is named (pid and command);
+    held by apilb itself it is fine."""
+    c = Case()
+    Cluster(c.d, ["10.213.0.2"])
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", c.port))
+    holder.listen(1)
+    with open("/proc/self/comm") as f:
+        comm = f.read().strip()
+    rc, lines = c.preflight()
+    expect(lines, "FAIL listen %s: in use by pid %d (%s): stop it or choose another --listen"
+           % (c.listen, os.getpid(), comm))
+    fails(rc, lines)
+    holder.close()
+    a = Apilb("--upstream", "10.213.0.2:6443")
+    try:
+        listen = "127.0.0.1:%d" % a.port
+        rc, lines = c.preflight(listen=listen, kubelet=False)
+        expect(lines, "ok   listen %s: held by apilb itself (pid %d (apilb))"
+               % (listen, a.proc.pid))
+        check(rc == 0, "preflight beside a running apilb exited %d" % rc)
+    finally:
+        a.stop()
+
+
+@scenario
+def rbac_denied():
+    """apilb's identity may not list EndpointSlices nor watch Endpoints: the
+    SelfSubjectAccessReviews say so, and the discovery LIST falls back."""
+    c = Case()
+    fake = Cluster(c.d, ["10.213.0.2"])
+    fake.ctl("/access", {"user": TOKEN, "deny": ["list endpointslices", "watch endpoints"]})
+    rc, lines = c.preflight()
+    expect(lines,
+           "FAIL rbac list endpointslices.discovery.k8s.io in default: denied",
+           "ok   rbac watch endpointslices.discovery.k8s.io in default: allowed",
+           "ok   rbac list endpoints in default: allowed",
+           "FAIL rbac watch endpoints in default: denied",
+           "fix  grant apilb's identity get, list and watch on endpointslices "
+           "(discovery.k8s.io) and endpoints in namespace default (the chart's Role; "
+           "docs/security.md)",
+           'warn discovery: EndpointSlices: HTTP 403: endpointslices is forbidden: User "test" '
+           'cannot list resource "endpointslices" in API group "discovery.k8s.io" in the '
+           'namespace "default": apilb falls back to Endpoints',
+           "ok   discovery: the cluster lists 1 apiserver (10.213.0.2:6443)")
+    fails(rc, lines)
+
+
+@scenario
+def readyz_failing():
+    """An apiserver that answers /readyz with 500 is named with what failed."""
+    c = Case()
+    fake = Cluster(c.d, ["10.213.0.2", "10.213.0.3"])
+    fake.ctl("/instance/10.213.0.3/unready", {})
+    rc, lines = c.preflight()
+    expect(lines, "ok   readyz 10.213.0.2:6443: HTTP 200",
+           "FAIL readyz 10.213.0.3:6443: HTTP 500 (failed: shutdown)")
+    fails(rc, lines)
+
+
+@scenario
+def kubelet_elsewhere():
+    """The kubelet's kubeconfig still names an apiserver, and trusts another
+    CA: both said, with what to set."""
+    c = Case()
+    Cluster(c.d, ["10.213.0.2"])
+    c.kubelet = write_kubeconfig(c.d, "kubelet-old.conf", "https://10.213.0.2:6443", "ca2.pem")
+    rc, lines = c.preflight()
+    expect(lines,
+           "FAIL kubelet kubeconfig %s: server https://10.213.0.2:6443 is not apilb's listener; "
+           "set server: https://%s" % (c.kubelet, c.listen),
+           "FAIL kubelet kubeconfig %s: its CA is not the cluster CA apilb uses (--kubeconfig)"
+           % c.kubelet)
+    fails(rc, lines)
+
+
+@scenario
+def bad_input():
+    """A missing kubeconfig, an unreadable upstreams file and a kubelet
+    kubeconfig that is not YAML are each one clear line, never a crash."""
+    c = Case()
+    garbage = os.path.join(c.d, "garbage.conf")
+    with open(garbage, "w") as f:
+        f.write("clusters: [\n")
+    rc, lines = c.preflight("--kubelet-kubeconfig", garbage, "--upstreams-file", c.d,
+                            "--kubeconfig", "/nonexistent/kubeconfig", kubeconfig=False,
+                            kubelet=False)
+    expect(lines, "FAIL credentials: --kubeconfig=/nonexistent/kubeconfig: cannot read: "
+                  "No such file or directory")
+    expect_start(lines, "FAIL --upstreams-file=%s: " % c.d, "the unreadable upstreams file")
+    expect_start(lines, "FAIL --kubelet-kubeconfig=%s: " % garbage, "the kubeconfig that is not "
+                 "YAML")
+    fails(rc, lines)
+
+
+if __name__ == "__main__":
+    run({"all_good": all_good, "cert_lacks_name": cert_lacks_name, "untrusted_ca": untrusted_ca,
+         "dead_apiserver": dead_apiserver, "listen_taken": listen_taken,
+         "rbac_denied": rbac_denied, "readyz_failing": readyz_failing,
+         "kubelet_elsewhere": kubelet_elsewhere, "bad_input": bad_input})
