@@ -225,6 +225,24 @@ def cert_lacks_name():
 
 
 @scenario
+def ipv6_listener():
+    """Listening on [::1] (kubelet: server: https://[::1]:PORT), kubelet
+    verifies ::1, which the certificates lack (they carry 127.0.0.1)."""
+    c = Case()
+    Cluster(c.d, ["10.213.0.2"])
+    listen = "[::1]:%d" % c.port
+    c.kubelet = write_kubeconfig(c.d, "kubelet6.conf", "https://" + listen, "ca.pem")
+    rc, lines = c.preflight(listen=listen)
+    expect(lines, "ok   listen %s: free" % listen,
+           "ok   kubelet kubeconfig %s: server https://%s is apilb's listener" % (c.kubelet, listen))
+    expect_start(lines, "FAIL tls 10.213.0.2:6443: certificate does not cover ::1 (it has DNS:",
+                 "the certificate without ::1")
+    expect_start(lines, "fix  kubelet verifies ::1 through apilb and 10.213.0.2:6443 does not "
+                 "carry it: add ::1 to apiServer.certSANs", "the fix")
+    fails(rc, lines)
+
+
+@scenario
 def untrusted_ca():
     """An apiserver whose certificate comes from another CA."""
     c = Case()
@@ -348,7 +366,8 @@ def bad_input():
 
 
 if __name__ == "__main__":
-    run({"all_good": all_good, "cert_lacks_name": cert_lacks_name, "untrusted_ca": untrusted_ca,
+    run({"all_good": all_good, "cert_lacks_name": cert_lacks_name,
+         "ipv6_listener": ipv6_listener, "untrusted_ca": untrusted_ca,
          "dead_apiserver": dead_apiserver, "listen_taken": listen_taken,
          "rbac_denied": rbac_denied, "readyz_failing": readyz_failing,
          "kubelet_elsewhere": kubelet_elsewhere, "bad_input": bad_input})
