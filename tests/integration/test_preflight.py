@@ -118,15 +118,15 @@ class Case:
         self.kubelet = write_kubeconfig(self.d, "kubelet.conf", "https://%s" % self.listen,
                                         "ca.pem")
 
-    def preflight(self, *args, listen=None, kubeconfig=True, kubelet=True):
+    def preflight(self, *args, listen=None, kubeconfig=True, kubelet=True, env=None):
         cmd = [APILB, "preflight", "--listen", listen or self.listen,
                "--upstream", "10.213.0.2:6443"]
         if kubeconfig:
             cmd += ["--kubeconfig", self.kc]
         if kubelet:
             cmd += ["--kubelet-kubeconfig", self.kubelet]
-        env = {k: v for k, v in os.environ.items()
-               if k == "PATH" or k.startswith(("ASAN_", "UBSAN_", "LSAN_"))}
+        env = dict({k: v for k, v in os.environ.items()
+                    if k == "PATH" or k.startswith(("ASAN_", "UBSAN_", "LSAN_"))}, **(env or {}))
         p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120,
                            env=env)
         print("$ apilb preflight ... (exit %d)\n%s%s" % (p.returncode, p.stdout, p.stderr))
@@ -192,6 +192,30 @@ def all_good():
     want = ok_lines(c, ["10.213.0.2", "10.213.0.3"])
     check(lines == want + ["preflight: %d ok, 0 warnings, 0 failed" % len(want)],
           "all-good output differs:\n%s" % "\n".join(lines))
+    check(rc == 0, "preflight exited %d with every check ok" % rc)
+
+
+@scenario
+def in_cluster():
+    """The pod's service account (a token and ca.crt in --service-account-dir,
+    the service address from the environment): the name verified is
+    kubernetes.default.svc at every apiserver, and every check passes."""
+    c = Case()
+    Cluster(c.d, ["10.213.0.2", "10.213.0.3"])
+    sa = os.path.join(c.d, "sa")
+    os.makedirs(sa)
+    with open(os.path.join(sa, "token"), "w") as f:
+        f.write(TOKEN + "\n")
+    subprocess.run(["cp", os.path.join(c.d, "ca.pem"), os.path.join(sa, "ca.crt")], check=True)
+    rc, lines = c.preflight("--in-cluster", "--service-account-dir", sa, kubeconfig=False,
+                            env={"KUBERNETES_SERVICE_HOST": "10.213.0.2",
+                                 "KUBERNETES_SERVICE_PORT": "6443"})
+    want = [l.replace("--kubeconfig=%s: server https://10.213.0.2:6443" % c.kc,
+                      "--in-cluster: server https://10.213.0.2:6443 (verified as "
+                      "kubernetes.default.svc)").replace("(--kubeconfig)", "(--in-cluster)")
+            for l in ok_lines(c, ["10.213.0.2", "10.213.0.3"])]
+    check(lines == want + ["preflight: %d ok, 0 warnings, 0 failed" % len(want)],
+          "in-cluster output differs:\n%s" % "\n".join(lines))
     check(rc == 0, "preflight exited %d with every check ok" % rc)
 
 
@@ -366,7 +390,7 @@ def bad_input():
 
 
 if __name__ == "__main__":
-    run({"all_good": all_good, "cert_lacks_name": cert_lacks_name,
+    run({"all_good": all_good, "in_cluster": in_cluster, "cert_lacks_name": cert_lacks_name,
          "ipv6_listener": ipv6_listener, "untrusted_ca": untrusted_ca,
          "dead_apiserver": dead_apiserver, "listen_taken": listen_taken,
          "rbac_denied": rbac_denied, "readyz_failing": readyz_failing,
