@@ -219,6 +219,50 @@ def in_cluster():
     check(rc == 0, "preflight exited %d with every check ok" % rc)
 
 
+def state_file(path, addrs):
+    """A state file as apilb writes it (statefile.c: FNV-1a of what precedes the trailer)."""
+    text = "# apilb state v1\n" + "".join("upstream %s\n" % a for a in addrs)
+    h = 2166136261
+    for b in text.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    with open(path, "w") as f:
+        f.write(text + "end %d %08x\n" % (len(addrs), h))
+
+
+@scenario
+def static_sources():
+    """Without credentials: the seeds, the upstreams file and the state file
+    are each read and said, the apiservers of all three are checked
+    against --health-ca (a dead one in the state file fails), and no RBAC
+    or readyz check runs; an edited state file is a warning."""
+    c = Case()
+    Cluster(c.d, ["10.213.0.2", "10.213.0.3", "10.213.0.4"])
+    ups, st = os.path.join(c.d, "upstreams"), os.path.join(c.d, "state")
+    with open(ups, "w") as f:
+        f.write("# the control plane\n10.213.0.3:6443\n")
+    state_file(st, ["10.213.0.4:6443", "10.213.0.5:6443"])
+    rc, lines = c.preflight("--discovery", "off", "--upstreams-file", ups, "--state-file", st,
+                            "--health-ca", os.path.join(c.d, "ca.pem"), kubeconfig=False,
+                            kubelet=False)
+    want = ["ok   listen %s: free" % c.listen,
+            "ok   --upstream: 1 apiserver (10.213.0.2:6443)",
+            "ok   --upstreams-file: 1 apiserver (10.213.0.3:6443)",
+            "ok   --state-file: 2 apiservers (10.213.0.4:6443, 10.213.0.5:6443)"]
+    want += ["ok   tls 10.213.0.%d:6443: trusted by the cluster CA (--health-ca), covers "
+             "127.0.0.1" % i for i in (2, 3, 4)]
+    want.insert(7, "FAIL tls 10.213.0.5:6443: no answer: connect: Connection refused")
+    check(lines == want + ["preflight: 7 ok, 0 warnings, 1 failed"],
+          "static sources output differs:\n%s" % "\n".join(lines))
+    fails(rc, lines)
+    with open(st, "a") as f:
+        f.write("upstream 10.213.0.6:6443\n")
+    rc, lines = c.preflight("--discovery", "off", "--state-file", st, kubeconfig=False,
+                            kubelet=False)
+    expect(lines, "warn --state-file=%s: apilb would ignore it: line 5: data after the trailer"
+           % st, "warn tls 10.213.0.2:6443: covers 127.0.0.1; chain not verified (no cluster CA)")
+    check(rc == 0, "warnings alone made preflight exit %d" % rc)
+
+
 @scenario
 def cert_lacks_name():
     """An apiserver whose certificate carries its own address and the
@@ -390,7 +434,8 @@ def bad_input():
 
 
 if __name__ == "__main__":
-    run({"all_good": all_good, "in_cluster": in_cluster, "cert_lacks_name": cert_lacks_name,
+    run({"all_good": all_good, "in_cluster": in_cluster, "static_sources": static_sources,
+         "cert_lacks_name": cert_lacks_name,
          "ipv6_listener": ipv6_listener, "untrusted_ca": untrusted_ca,
          "dead_apiserver": dead_apiserver, "listen_taken": listen_taken,
          "rbac_denied": rbac_denied, "readyz_failing": readyz_failing,
