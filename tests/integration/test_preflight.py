@@ -338,8 +338,9 @@ def dead_apiserver():
 
 @scenario
 def listen_taken():
-    """The listen port held by another process is named (pid and command);
-    held by apilb itself it is fine."""
+    """The listen port held by another process is named (pid and command),
+    and so is one sharing it through SO_REUSEPORT; held by apilb itself it
+    is fine."""
     c = Case()
     Cluster(c.d, ["10.213.0.2"])
     holder = socket.socket()
@@ -352,6 +353,17 @@ def listen_taken():
            % (c.listen, os.getpid(), comm))
     fails(rc, lines)
     holder.close()
+    # With SO_REUSEPORT (and this user) the bind succeeds, and the kernel
+    # would share kubelet's connections with that program.
+    sharer = socket.socket()
+    sharer.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sharer.bind(("127.0.0.1", c.port))
+    sharer.listen(1)
+    rc, lines = c.preflight()
+    expect(lines, "FAIL listen %s: shared with pid %d (%s): connections would go to it too "
+           "(SO_REUSEPORT); stop it or choose another --listen" % (c.listen, os.getpid(), comm))
+    fails(rc, lines)
+    sharer.close()
     a = Apilb("--upstream", "10.213.0.2:6443")
     try:
         listen = "127.0.0.1:%d" % a.port
