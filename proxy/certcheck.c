@@ -125,7 +125,13 @@ enum certcheck_result certcheck_probe(const struct addr *a, const char *ca_pem, 
     if (!is_ip(name))
         SSL_set_tlsext_host_name(ssl, name);
     if (SSL_connect(ssl) != 1) {
-        ssl_error(detail, detail_len, "tls handshake");
+        int e = errno;
+
+        /* SO_RCVTIMEO ran out: a listener that accepts and never answers. */
+        if (ERR_peek_error() == 0 && (e == EAGAIN || e == EWOULDBLOCK))
+            snprintf(detail, detail_len, "tls handshake: no answer within %u ms", timeout_ms);
+        else
+            ssl_error(detail, detail_len, "tls handshake");
         goto out;
     }
     peer = SSL_get1_peer_certificate(ssl);

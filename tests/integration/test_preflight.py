@@ -325,15 +325,25 @@ def untrusted_ca():
 
 @scenario
 def dead_apiserver():
-    """An apiserver the cluster lists but that does not answer."""
+    """Apiservers the cluster lists that do not answer: one refuses, one
+    accepts connections and never speaks TLS (a hung process)."""
     c = Case()
-    Cluster(c.d, ["10.213.0.2"], members=["10.213.0.2", "10.213.0.9"])
-    rc, lines = c.preflight()
-    expect(lines, "ok   discovery: the cluster lists 2 apiservers (10.213.0.2:6443, "
-                  "10.213.0.9:6443)",
+    Cluster(c.d, ["10.213.0.2"], members=["10.213.0.2", "10.213.0.8", "10.213.0.9"])
+    hung = socket.socket()
+    hung.bind(("10.213.0.8", 6443))
+    hung.listen(8)  # the kernel completes connections that nobody accepts
+    t0 = time.time()
+    rc, lines = c.preflight("--connect-timeout", "500ms", "--health-timeout", "500ms")
+    expect(lines, "ok   discovery: the cluster lists 3 apiservers (10.213.0.2:6443, "
+                  "10.213.0.8:6443, 10.213.0.9:6443)",
+           "FAIL tls 10.213.0.8:6443: no answer: tls handshake: no answer within 1000 ms",
            "FAIL tls 10.213.0.9:6443: no answer: connect: Connection refused")
+    expect_start(lines, "FAIL readyz 10.213.0.8:6443: no answer: ", "its readyz")
     expect_start(lines, "FAIL readyz 10.213.0.9:6443: no answer: ", "its readyz")
     fails(rc, lines)
+    # Bounded: two waits of 1 s (TLS, readyz) on the hung one, not a hang.
+    check(time.time() - t0 < 30, "preflight took %.1fs" % (time.time() - t0))
+    hung.close()
 
 
 @scenario
