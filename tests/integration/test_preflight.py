@@ -118,8 +118,8 @@ class Case:
         self.kubelet = write_kubeconfig(self.d, "kubelet.conf", "https://%s" % self.listen,
                                         "ca.pem")
 
-    def preflight(self, *args, listen=None, kubeconfig=True, kubelet=True, env=None):
-        cmd = [APILB, "preflight", "--listen", listen or self.listen,
+    def preflight(self, *args, listen=None, kubeconfig=True, kubelet=True, env=None, exe=APILB):
+        cmd = [exe, "preflight", "--listen", listen or self.listen,
                "--upstream", "10.213.0.2:6443"]
         if kubeconfig:
             cmd += ["--kubeconfig", self.kc]
@@ -438,8 +438,9 @@ def kubelet_elsewhere():
 
 @scenario
 def bad_input():
-    """A missing kubeconfig, an unreadable upstreams file and a kubelet
-    kubeconfig that is not YAML are each one clear line, never a crash."""
+    """A missing kubeconfig, an unreadable upstreams file, a kubelet
+    kubeconfig that is not YAML and a missing discovery module are each one
+    clear line, never a crash."""
     c = Case()
     garbage = os.path.join(c.d, "garbage.conf")
     with open(garbage, "w") as f:
@@ -452,6 +453,17 @@ def bad_input():
     expect_start(lines, "FAIL --upstreams-file=%s: " % c.d, "the unreadable upstreams file")
     expect_start(lines, "FAIL --kubelet-kubeconfig=%s: " % garbage, "the kubeconfig that is not "
                  "YAML")
+    fails(rc, lines)
+    # A copy of the executable away from its modules: the API checks say
+    # what is missing, the others still run.
+    if os.path.exists("/usr/lib/apilb/apilb-discovery.so"):
+        print("modules installed in /usr/lib/apilb: the missing-module case does not apply")
+        return
+    exe = os.path.join(c.d, "apilb")
+    subprocess.run(["cp", APILB, exe], check=True)
+    rc, lines = c.preflight(exe=exe)
+    expect(lines, "FAIL discovery module: apilb-discovery.so not found in %s or /usr/lib/apilb "
+           "(it is built and installed with apilb)" % c.d, "ok   listen %s: free" % c.listen)
     fails(rc, lines)
 
 
