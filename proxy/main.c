@@ -10,8 +10,8 @@
 #include "config.h"
 #include "control.h"
 #include "log.h"
-#include "statuscmd.h"
 #include "preflight.h"
+#include "statuscmd.h"
 
 extern char **environ;
 
