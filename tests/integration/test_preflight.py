@@ -36,7 +36,8 @@ class Cluster:
         cmd = [sys.executable, os.path.join(FAKES, "fake_apiserver.py"),
                "--cert", os.path.join(d, cert), "--key", os.path.join(d, key),
                "--token-file", os.path.join(d, "token"), "--ready-file", self.ready]
-        cmd += [a for ip in ips for a in ("--listen", "%s:6443" % ip)]
+        cmd += [a for ip in ips for a in ("--listen", ("[%s]:6443" if ":" in ip else "%s:6443")
+                                          % ip)]
         if members:
             cmd += ["--members", ",".join(members)]
         self.proc = subprocess.Popen(cmd)
@@ -227,6 +228,21 @@ def state_file(path, addrs):
         h = ((h ^ b) * 16777619) & 0xFFFFFFFF
     with open(path, "w") as f:
         f.write(text + "end %d %08x\n" % (len(addrs), h))
+
+
+@scenario
+def dual_stack():
+    """A dual-stack cluster publishes one EndpointSlice per family
+    (kubernetes, kubernetes-v6): the discovery line has both, and the IPv6
+    apiserver's TLS, RBAC routing and readyz work like the IPv4 one's."""
+    c = Case()
+    Cluster(c.d, ["10.213.0.2", "fd00:213::2"])
+    rc, lines = c.preflight()
+    want = ok_lines(c, ["10.213.0.2", "fd00:213::2"])
+    want = [l.replace("fd00:213::2:6443", "[fd00:213::2]:6443") for l in want]
+    check(lines == want + ["preflight: %d ok, 0 warnings, 0 failed" % len(want)],
+          "dual-stack output differs:\n%s" % "\n".join(lines))
+    check(rc == 0, "preflight exited %d with every check ok" % rc)
 
 
 @scenario
@@ -471,7 +487,7 @@ def bad_input():
 
 if __name__ == "__main__":
     run({"all_good": all_good, "in_cluster": in_cluster, "static_sources": static_sources,
-         "cert_lacks_name": cert_lacks_name,
+         "dual_stack": dual_stack, "cert_lacks_name": cert_lacks_name,
          "ipv6_listener": ipv6_listener, "untrusted_ca": untrusted_ca,
          "dead_apiserver": dead_apiserver, "listen_taken": listen_taken,
          "rbac_denied": rbac_denied, "readyz_failing": readyz_failing,
