@@ -31,7 +31,7 @@ class Cluster:
     """A fake apiserver process (one instance per address in ips) serving
     cert/key, which accepts TOKEN; ctl() drives its control API."""
 
-    def __init__(self, d, ips, cert="server.pem", key="server.key", members=None):
+    def __init__(self, d, ips, cert="server.pem", key="server.key", members=None, extra=()):
         self.ready = os.path.join(d, "ready-%s.json" % ips[0])
         cmd = [sys.executable, os.path.join(FAKES, "fake_apiserver.py"),
                "--cert", os.path.join(d, cert), "--key", os.path.join(d, key),
@@ -40,6 +40,7 @@ class Cluster:
                                           % ip)]
         if members:
             cmd += ["--members", ",".join(members)]
+        cmd += list(extra)
         self.proc = subprocess.Popen(cmd)
         _children.append(self.proc)
         end = time.time() + 10
@@ -437,6 +438,21 @@ def readyz_failing():
 
 
 @scenario
+def anonymous_off():
+    """A hardened cluster (anonymous auth off: anonymous /readyz is 401):
+    the readyz check presents apilb's credentials and gets the truth."""
+    c = Case()
+    Cluster(c.d, ["10.213.0.2", "10.213.0.3"], extra=("--anonymous-auth", "false"))
+    anon = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
+                           os.path.join(c.d, "ca.pem"), "https://10.213.0.2:6443/readyz"],
+                          capture_output=True, text=True, timeout=10).stdout
+    check(anon == "401", "anonymous /readyz answered %r, not 401: the case proves nothing" % anon)
+    rc, lines = c.preflight()
+    expect(lines, "ok   readyz 10.213.0.2:6443: HTTP 200", "ok   readyz 10.213.0.3:6443: HTTP 200")
+    check(rc == 0, "preflight exited %d against a cluster without anonymous auth" % rc)
+
+
+@scenario
 def kubelet_elsewhere():
     """The kubelet's kubeconfig still names an apiserver, and trusts another
     CA: both said, with what to set."""
@@ -487,7 +503,7 @@ def bad_input():
 
 if __name__ == "__main__":
     run({"all_good": all_good, "in_cluster": in_cluster, "static_sources": static_sources,
-         "dual_stack": dual_stack, "cert_lacks_name": cert_lacks_name,
+         "dual_stack": dual_stack, "anonymous_off": anonymous_off, "cert_lacks_name": cert_lacks_name,
          "ipv6_listener": ipv6_listener, "untrusted_ca": untrusted_ca,
          "dead_apiserver": dead_apiserver, "listen_taken": listen_taken,
          "rbac_denied": rbac_denied, "readyz_failing": readyz_failing,
