@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "credcurl.h"
 #include "endpoints.h"
 #include "jsonlimit.h"
 #include "kubeconfig.h"
@@ -109,19 +110,6 @@ static size_t collect_cb(char *data, size_t size, size_t nmemb, void *arg)
     return strbuf_failed(b) ? 0 : n;
 }
 
-/* Hands curl a PEM held in memory or, failing that, its file. */
-static void pem_opt(CURL *h, CURLoption blob_opt, CURLoption file_opt, const char *pem,
-                    const char *file)
-{
-    struct curl_blob blob = {
-        .data = (void *)pem, .len = pem ? strlen(pem) : 0, .flags = CURL_BLOB_COPY};
-
-    if (pem != NULL)
-        curl_easy_setopt(h, blob_opt, &blob);
-    else if (file != NULL)
-        curl_easy_setopt(h, file_opt, file);
-}
-
 /* One request to the apiserver at a (NULL: the credentials' server). post,
  * when not NULL, is a JSON body to POST. The answer is appended to body.
  * Returns the HTTP status, or -EIO with curl's sentence in msg. */
@@ -165,17 +153,9 @@ static long call(struct apicheck *c, const struct addr *a, const char *path, con
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "apilb-preflight/" APILB_VERSION);
-    if (c->creds.insecure) {
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-    } else {
-        pem_opt(h, CURLOPT_CAINFO_BLOB, CURLOPT_CAINFO, c->creds.ca_pem, c->creds.ca_file);
-    }
-    pem_opt(h, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERT, c->creds.cert_pem, c->creds.cert_file);
-    pem_opt(h, CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEY, c->creds.key_pem, c->creds.key_file);
+    credcurl_apply(h, &c->creds);
     hdrs = curl_slist_append(hdrs, "Accept: application/json");
     if (post != NULL) {
         hdrs = curl_slist_append(hdrs, "Content-Type: application/json");

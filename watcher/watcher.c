@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "backoff.h"
+#include "credcurl.h"
 #include "endpoints.h"
 #include "eventstream.h"
 #include "filewatch.h"
@@ -515,19 +516,6 @@ static void format_host(const char *host, char *buf, size_t len)
         snprintf(buf, len, "%s", host);
 }
 
-/* Hands curl a PEM held in memory (copied) or, failing that, its file. */
-static void set_pem(CURL *c, CURLoption blob_opt, CURLoption file_opt, const char *pem,
-                    const char *file)
-{
-    if (pem != NULL) {
-        struct curl_blob blob = {.data = (void *)pem, .len = strlen(pem), .flags = CURL_BLOB_COPY};
-
-        curl_easy_setopt(c, blob_opt, &blob);
-    } else if (file != NULL) {
-        curl_easy_setopt(c, file_opt, file);
-    }
-}
-
 /* --- which name an apiserver is verified for -------------------------------------
  *
  * The watcher dials an address from the upstream table (CONNECT_TO) and
@@ -698,17 +686,9 @@ static long perform(struct watcher *w, const char *path, bool watch, const struc
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 30L);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 10L);
-    curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "apilb/" APILB_VERSION);
-    if (w->creds.insecure) {
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-    } else {
-        set_pem(c, CURLOPT_CAINFO_BLOB, CURLOPT_CAINFO, w->creds.ca_pem, w->creds.ca_file);
-    }
-    set_pem(c, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERT, w->creds.cert_pem, w->creds.cert_file);
-    set_pem(c, CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEY, w->creds.key_pem, w->creds.key_file);
+    credcurl_apply(c, &w->creds);
     hdrs = curl_slist_append(hdrs, "Accept: application/json");
     token = malloc(TOKEN_MAX);
     if (token != NULL && kube_creds_token(&w->creds, token, TOKEN_MAX) > 0) {

@@ -632,15 +632,8 @@ def apiserver_netns(script):
     """Runs script (the caller's __file__) again, with its arguments, in a
     private network namespace (unshare -n) whose lo is up and carries
     10.213.0.2-9 and fd00:213::2-5, the fake apiservers' addresses (the API
-    refuses loopback endpoints); returns at once when already there. Exits 77 (skipped)
-    without root."""
-    if os.environ.get("APILB_IN_NETNS") != "1":
-        if os.geteuid() != 0:
-            print("SKIP: needs root for a network namespace")
-            sys.exit(77)
-        env = dict(os.environ, APILB_IN_NETNS="1")
-        os.execvpe("unshare", ["unshare", "-n", "--", sys.executable, os.path.abspath(script)]
-                   + sys.argv[1:], env)
+    refuses loopback endpoints). Exits 77 (skipped) without root."""
+    reexec_in_netns(script)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     for i in range(2, 10):
         subprocess.run(["ip", "addr", "add", "10.213.0.%d/32" % i, "dev", "lo"], check=True)
