@@ -119,9 +119,41 @@ static void inode_owner(unsigned long inode, char *buf, size_t len)
 }
 
 /* The inodes of the sockets listening on port (IPv4 and IPv6), at most max. */
-static size_t listening_inodes(unsigned port, unsigned long *out, size_t max)
+/* Does the address of a /proc/net/tcp{,6} "local" field (hex, as the kernel
+ * prints the address's 32-bit words in host order: hex[0..len)) equal a's? */
+static bool same_address(const char *hex, size_t len, const struct addr *a)
+{
+    unsigned char bytes[16];
+    const void *want;
+    size_t n;
+
+    if (a->ss.ss_family == AF_INET) {
+        want = &((const struct sockaddr_in *)&a->ss)->sin_addr;
+        n = 4;
+    } else {
+        want = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+        n = 16;
+    }
+    if (len != n * 2)
+        return false;
+    for (size_t w = 0; w < n / 4; w++) {
+        char word[9];
+        uint32_t v;
+
+        memcpy(word, hex + w * 8, 8);
+        word[8] = '\0';
+        v = (uint32_t)strtoul(word, NULL, 16);
+        memcpy(bytes + w * 4, &v, 4);
+    }
+    return memcmp(bytes, want, n) == 0;
+}
+
+/* The inodes of the sockets listening on a's port, and with exact on a's
+ * address too (the sockets a SO_REUSEPORT group could hold). */
+static size_t listening_inodes(const struct addr *a, bool exact, unsigned long *out, size_t max)
 {
     static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    unsigned port = addr_port(a);
     size_t n = 0;
 
     for (int t = 0; t < 2; t++) {
@@ -138,9 +170,14 @@ static size_t listening_inodes(unsigned port, unsigned long *out, size_t max)
             if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %*s %*s %lu", local, &st, &ino) != 3)
                 continue;
             colon = strrchr(local, ':');
-            if (colon != NULL && sscanf(colon + 1, "%x", &lport) == 1 && lport == port &&
-                st == 0x0A && ino != 0)
-                out[n++] = ino;
+            if (colon == NULL || sscanf(colon + 1, "%x", &lport) != 1 || lport != port ||
+                st != 0x0A || ino == 0)
+                continue;
+            if (exact && (t == 0) != (a->ss.ss_family == AF_INET))
+                continue;
+            if (exact && !same_address(local, (size_t)(colon - local), a))
+                continue;
+            out[n++] = ino;
         }
         fclose(f);
     }
@@ -150,7 +187,7 @@ static size_t listening_inodes(unsigned port, unsigned long *out, size_t max)
 void listener_sharers(const struct addr *a, char *buf, size_t len)
 {
     unsigned long inodes[64];
-    size_t n = listening_inodes(addr_port(a), inodes, 64), off = 0;
+    size_t n = listening_inodes(a, true, inodes, 64), off = 0;
     char me[32];
 
     buf[0] = '\0';
@@ -176,7 +213,7 @@ void listener_holder(const struct addr *a, char *buf, size_t len)
     unsigned long inode;
 
     buf[0] = '\0';
-    if (listening_inodes(addr_port(a), &inode, 1) == 0)
+    if (listening_inodes(a, false, &inode, 1) == 0)
         return;
     inode_owner(inode, buf, len);
     if (buf[0] == '\0')

@@ -973,7 +973,24 @@ def reuseport():
 
 def port_shared():
     """Another program sharing the port with SO_REUSEPORT (a hostNetwork
-    ingress controller) is reported at start, naming it."""
+    ingress controller) is reported at start, naming it; one listening on the
+    same port of another address shares nothing and is not reported."""
+    elsewhere = socket.socket()
+    elsewhere.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    elsewhere.bind(("127.0.0.5", 0))
+    elsewhere.listen(16)
+    port = elsewhere.getsockname()[1]
+    b = Backend("127.0.0.2")
+    a = Apilb("--upstream", b.addr, listen="127.0.0.1:%d" % port)
+    try:
+        time.sleep(0.3)
+        check(not any("another program listens" in l for l in a.lines()),
+              "a listener on 127.0.0.5 reported as sharing 127.0.0.1: %s"
+              % [l for l in a.lines() if "another program" in l])
+    finally:
+        a.stop()
+        b.stop()
+        elsewhere.close()
     other = socket.socket()
     other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     other.bind(("127.0.0.1", 0))
