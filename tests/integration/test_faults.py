@@ -91,7 +91,8 @@ def abnormal_closes(a):
     by upstream address (from its debug log)."""
     out = {}
     for line in a.lines():
-        m = re.search(r'msg="session closed" sid=\d+ upstream=(\S+) reason=(\S+)', line)
+        m = re.search(r'msg="connection closed" sid=\d+ client=\S+ upstream=(\S+) reason=(\S+)',
+                      line)
         if m and m.group(2) != "done":
             out[m.group(1)] = out.get(m.group(1), 0) + 1
     return out
