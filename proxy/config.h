@@ -80,6 +80,8 @@ struct config {
     unsigned drain_timeout_ms;
     unsigned shutdown_timeout_ms;
     unsigned max_connection_age_ms; /* 0 = off */
+    unsigned upstream_user_timeout_ms; /* TCP_USER_TIMEOUT of upstream legs; 0 = kernel's */
+    unsigned close_spread_ms;       /* 0 = close and dial at once */
     enum config_balance balance;
     unsigned workers;
     bool io_uring;      /* batch sends through io_uring (sendq.h) when it may */

@@ -50,6 +50,19 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
          "Connections closed by --max-connection-age.");
     strbuf_printf(b, "apilb_connections_closed_max_age_total %" PRIu64 "\n",
                   LOAD(sh->closed_by_age));
+    head(b, "apilb_closes_spread_pending", "gauge",
+         "Connections of unhealthy upstreams waiting for their turn to close (--close-spread).");
+    strbuf_printf(b, "apilb_closes_spread_pending %u\n", LOAD(sh->closes_pending));
+    head(b, "apilb_connections_closed_spread_total", "counter",
+         "Connections of unhealthy upstreams closed at their turn in the --close-spread window.");
+    strbuf_printf(b, "apilb_connections_closed_spread_total %" PRIu64 "\n",
+                  LOAD(sh->closed_by_spread));
+    head(b, "apilb_dials_paced_pending", "gauge",
+         "New connections waiting for their turn to dial after an upstream dropped connections.");
+    strbuf_printf(b, "apilb_dials_paced_pending %u\n", LOAD(sh->dials_pending));
+    head(b, "apilb_dials_paced_total", "counter",
+         "New connections whose dial was put off into the --close-spread window.");
+    strbuf_printf(b, "apilb_dials_paced_total %" PRIu64 "\n", LOAD(sh->dials_paced));
     head(b, "apilb_send_batching", "gauge",
          "Workers that make the sends of a batch of events in one system call (io_uring); "
          "0 when io_uring is not available (one by one).");
@@ -182,12 +195,14 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
     }
     head(b, "apilb_upstream_closed_connections_total", "counter",
          "Open connections apilb closed, by reason (upstream turned unhealthy, drained after "
-         "removal).");
+         "removal, sent bytes unacknowledged for --upstream-user-timeout).");
     for (size_t i = 0; i < s->n; i++) {
         up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up,
                   "reason=\"unhealthy\"", LOAD(s->u[i].up->closed_by_health));
         up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up, "reason=\"drained\"",
                   LOAD(s->u[i].up->closed_by_drain));
+        up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up,
+                  "reason=\"unacked\"", LOAD(s->u[i].up->closed_unacked));
     }
 }
 

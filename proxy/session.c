@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -34,6 +35,20 @@
 #define BULK_LOW (4u * 1024u)
 /* A failed dial keeps new connections away from an upstream this long. */
 #define DIAL_HOLD_MS 2000u
+/* A connection the kernel gave up on (--upstream-user-timeout: seconds of
+ * sent bytes never acknowledged) is stronger evidence than one refused dial:
+ * new connections stay away long enough for the health checks to decide
+ * (--fall x --health-interval at the defaults). A passed check or a good
+ * dial ends the hold early. */
+#define UNACKED_HOLD_MS 10000u
+/* A connection lasting this long that its upstream ends (FIN or reset, the
+ * client still talking) is a lost one, not a short exchange: its client will
+ * dial again, and so will every other client of a dying apiserver. */
+#define LOST_AFTER_US 1000000u
+/* Paced closes and dials are due on this grid: one sweep of the worker's
+ * sessions serves every deadline in a tick, so a window of thousands of
+ * connections costs window / tick sweeps, not one per connection. */
+#define PACE_TICK_MS 100u
 
 enum session_state {
     S_CONNECTING = 0,
@@ -53,6 +68,7 @@ struct leg {
     bool at_end;     /* the bytes before that FIN are all read: EOF */
     bool hangup;     /* an error or hangup was reported: it may be dead */
     bool failed;     /* a call on this socket failed: the session ends */
+    int err;         /* the errno of that call */
 };
 
 #define LEG_EVENTS (EVLOOP_READ | EVLOOP_WRITE | EVLOOP_EDGE)
@@ -92,6 +108,9 @@ struct session {
     uint64_t connect_deadline_ms;
     uint64_t age_deadline_ms;      /* 0 = none */
     uint64_t drain_deadline_ms;    /* 0 = not computed yet */
+    uint64_t spread_close_ms;      /* its upstream is unhealthy: closed then; 0 = not */
+    uint64_t dial_at_ms;           /* paced: the first dial waits until then; 0 = not */
+    bool lost_noted;               /* its upstream ended it: counted for pacing */
     uint8_t state;
     bool counted;                  /* counted in upstream->active */
     bool keepalive;                /* the upstream socket has keepalive */
@@ -334,6 +353,10 @@ static void session_close(struct session *s, const char *why)
     if (s->state == S_CLOSING)
         return;
     s->state = S_CLOSING;
+    if (s->spread_close_ms != 0)
+        atomic_fetch_sub(&s->w->sh->closes_pending, 1);
+    if (s->dial_at_ms != 0)
+        atomic_fetch_sub(&s->w->sh->dials_pending, 1);
     session_flush(s);
     connq_remove(s);
     flow_release(s->w, &s->c2u);
@@ -426,7 +449,55 @@ static bool early_done(const struct session *s)
 static int leg_failed(struct leg *l, int err)
 {
     l->failed = true;
+    l->err = err;
     return -err;
+}
+
+/* A time at random in [from, from + window_ms), rounded up to the tick.
+ * From the worker's own generator, seeded per process: the nodes of a fleet
+ * do not pace in step (a hash of the session id would be the same on every
+ * node). */
+static uint64_t pace_pick(struct worker *w, uint64_t from, unsigned window_ms)
+{
+    uint64_t t = from + upstream_picker_random(&w->picker) % window_ms;
+
+    return (t + PACE_TICK_MS - 1) / PACE_TICK_MS * PACE_TICK_MS;
+}
+
+/* The kernel aborted the upstream leg (TCP_USER_TIMEOUT): a data-path
+ * failure of the upstream, counted like a failed dial. */
+static void note_unacked(struct session *s, struct upstream *up)
+{
+    unsigned ms = s->w->sh->cfg->upstream_user_timeout_ms;
+
+    atomic_fetch_add_explicit(&up->closed_unacked, 1, memory_order_relaxed);
+    upstream_hold(up, worker_now_ms(), UNACKED_HOLD_MS);
+    log_warn_limited("upstream-unacked", 1000,
+                     "upstream stopped acknowledging: connection closed, upstream avoided",
+                     "sid=%" PRIu64 " upstream=%s user_timeout_ms=%u hold_ms=%u", s->id,
+                     up->name, ms, UNACKED_HOLD_MS);
+}
+
+/* s's upstream ended a lasting connection while its client was still
+ * there (a killed or stopping apiserver ends all of its connections in the
+ * same instant): the clients will dial again at once, so the dials of the
+ * next --close-spread are spread over it (session_start). The first loss
+ * opens the window; later ones inside it do not stretch it. */
+static void note_lost(struct session *s)
+{
+    struct worker_shared *sh = s->w->sh;
+    unsigned spread = sh->cfg->close_spread_ms;
+    uint64_t now = worker_now_ms(), from = atomic_load(&sh->pace_from_ms);
+
+    s->lost_noted = true;
+    if (spread == 0 || now_us() - s->start_us < LOST_AFTER_US)
+        return;
+    if (from != 0 && now < from + spread)
+        return;
+    if (!atomic_compare_exchange_strong(&sh->pace_from_ms, &from, now))
+        return; /* another worker opened it */
+    log_warn("upstream dropped a connection: new dials are spread",
+             "sid=%" PRIu64 " upstream=%s window_ms=%u", s->id, s->upstream->name, spread);
 }
 
 /* The last bytes before src's FIN go out with MSG_MORE: the shutdown(2) or
@@ -596,6 +667,11 @@ static void session_relay(struct session *s)
         rc2 = flow_pump(s, &s->u2c, s->up, &s->client, &up->bytes_from);
     if (rc == 0)
         rc = rc2;
+    if (s->up->failed && s->up->err == ETIMEDOUT)
+        note_unacked(s, up);
+    else if (!s->early && !s->lost_noted && !s->client.failed && !s->c2u.eof &&
+             (s->u2c.eof || s->up->failed))
+        note_lost(s);
     if (s->early && ((rc != 0 && !s->client.failed) || s->u2c.eof) && !early_done(s)) {
         /* The upstream went away before its first byte: try the next one
          * and replay what the client sent; the client sees nothing. (A
@@ -618,7 +694,9 @@ static void session_relay(struct session *s)
          * bytes still queued toward a peer that reads nothing at once. */
         if (s->client.failed != s->up->failed)
             leg_abort(s->client.failed ? s->up : &s->client);
-        session_close(s, rc == -ECONNRESET ? "reset" : "error");
+        session_close(s, s->up->failed && s->up->err == ETIMEDOUT ? "upstream-unacked"
+                         : rc == -ECONNRESET                      ? "reset"
+                                                                  : "error");
         return;
     }
     if (s->c2u.shut && s->u2c.shut) {
@@ -764,6 +842,9 @@ static int attempt_start(struct session *s, struct upstream *up)
     }
     sockopt_nodelay(fd); /* keepalive comes later: session_keepalive() */
     sockopt_ack_with_data(fd);
+    /* From the start: a connection is as likely to meet a black hole in its
+     * first seconds as later, and one call costs little beside connect(2). */
+    sockopt_user_timeout(fd, w->sh->cfg->upstream_user_timeout_ms);
     if (up->is_local)
         sockopt_local(fd);
     s->keepalive = false;
@@ -816,6 +897,31 @@ static void try_next(struct session *s)
 
 /* --- the worker's entry points --------------------------------------- */
 
+/* Inside a window opened by note_lost(), a new session's first dial waits
+ * until a time drawn at random in the window (unless that time has passed):
+ * the clients of a lost apiserver, which all reconnect in the same instant,
+ * reach the survivors spread over the window, from every node of a fleet
+ * alike. What the client sends meanwhile waits in its socket. Returns true
+ * when the dial was put off (session_sweep() makes it). */
+static bool pace_dial(struct session *s)
+{
+    struct worker *w = s->w;
+    unsigned spread = w->sh->cfg->close_spread_ms;
+    uint64_t now = worker_now_ms(), from = atomic_load(&w->sh->pace_from_ms), at;
+
+    if (spread == 0 || from == 0 || now >= from + spread)
+        return false;
+    at = pace_pick(w, from, spread);
+    if (at <= now)
+        return false;
+    s->dial_at_ms = at;
+    atomic_fetch_add_explicit(&w->sh->dials_paced, 1, memory_order_relaxed);
+    atomic_fetch_add(&w->sh->dials_pending, 1);
+    log_debug("dial paced", "sid=%" PRIu64 " wait_ms=%" PRIu64, s->id, at - now);
+    worker_schedule_sweep(w, at);
+    return true;
+}
+
 void session_start(struct worker *w, int client_fd)
 {
     struct session *s;
@@ -859,6 +965,8 @@ void session_start(struct worker *w, int client_fd)
     upstream_table_ref(w->table);
     s->table = w->table;
     s->early = true;
+    if (pace_dial(s))
+        return;
     try_next(s);
 }
 
@@ -888,6 +996,8 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
     bool closing = atomic_load(&w->sh->phase) == WORKER_CLOSING;
     uint64_t next = 0;
     struct session *s, *nx;
+    char spread_name[ADDR_STRLEN] = "";
+    unsigned n_spread = 0;
 
     for (s = w->sessions; s != NULL; s = nx) {
         struct upstream *up = s->upstream;
@@ -900,18 +1010,51 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
             session_close(s, "shutdown");
             continue;
         }
+        if (s->state == S_CONNECTING && s->dial_at_ms != 0) {
+            if (s->dial_at_ms <= now_ms) {
+                s->dial_at_ms = 0;
+                atomic_fetch_sub(&w->sh->dials_pending, 1);
+                try_next(s);
+            } else if (next == 0 || s->dial_at_ms < next) {
+                next = s->dial_at_ms;
+            }
+            continue;
+        }
         if (s->state != S_SPLICING || up == NULL)
             continue;
         since = atomic_load(&up->draining_since_ms);
-        if (cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY) {
-            uint64_t unready = atomic_load(&up->unready_since_ms);
-
-            if (unready == 0) {
+        if (cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY &&
+            atomic_load(&up->unready_since_ms) == 0) {
+            if (cfg->close_spread_ms == 0) {
                 atomic_fetch_add_explicit(&up->closed_by_health, 1, memory_order_relaxed);
                 session_close(s, "upstream-unhealthy");
                 continue;
             }
-            if (since == 0 || unready < since)
+            /* Spread over the window, each at a time of its own, so that
+             * the clients do not all dial the survivors in one instant. */
+            if (s->spread_close_ms == 0) {
+                s->spread_close_ms = pace_pick(w, now_ms, cfg->close_spread_ms);
+                atomic_fetch_add(&w->sh->closes_pending, 1);
+                snprintf(spread_name, sizeof(spread_name), "%s", up->name);
+                n_spread++;
+            }
+            if (s->spread_close_ms <= now_ms) {
+                atomic_fetch_add_explicit(&up->closed_by_health, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&w->sh->closed_by_spread, 1, memory_order_relaxed);
+                session_close(s, "upstream-unhealthy");
+                continue;
+            }
+            if (next == 0 || s->spread_close_ms < next)
+                next = s->spread_close_ms;
+        } else if (s->spread_close_ms != 0) {
+            /* Healthy again before its turn: it stays. */
+            s->spread_close_ms = 0;
+            atomic_fetch_sub(&w->sh->closes_pending, 1);
+        }
+        if (cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY) {
+            uint64_t unready = atomic_load(&up->unready_since_ms);
+
+            if (unready != 0 && (since == 0 || unready < since))
                 since = unready; /* answers "not ready": drain like a removal */
         }
         if (since != 0) {
@@ -935,6 +1078,10 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
                 next = s->age_deadline_ms;
         }
     }
+    if (n_spread != 0)
+        log_warn("upstream unhealthy: closing its connections spread over the window",
+                 "upstream=%s worker=%u connections=%u window_ms=%u", spread_name, w->id,
+                 n_spread, cfg->close_spread_ms);
     return next;
 }
 

@@ -62,6 +62,11 @@ bool upstream_fail_is_local(int err)
     }
 }
 
+void upstream_hold(struct upstream *up, uint64_t now_ms, unsigned hold_ms)
+{
+    atomic_store_explicit(&up->passive_down_until_ms, now_ms + hold_ms, memory_order_relaxed);
+}
+
 void upstream_dial_ok(struct upstream *up, uint64_t latency_us)
 {
     size_t b = 0;
@@ -143,7 +148,7 @@ void upstream_picker_init(struct upstream_picker *p, enum upstream_balance algo,
     p->rr_next = (unsigned)(seed % 64);
 }
 
-static uint64_t next_rand(struct upstream_picker *p)
+uint64_t upstream_picker_random(struct upstream_picker *p)
 {
     uint64_t x = p->rng;
 
@@ -204,7 +209,7 @@ static long pick_pass(struct upstream_picker *p, const struct upstream_table *t,
                 best = (long)i;
                 best_active = a;
                 ties = 1;
-            } else if (a == best_active && next_rand(p) % ++ties == 0) {
+            } else if (a == best_active && upstream_picker_random(p) % ++ties == 0) {
                 best = (long)i;
             }
         }
@@ -221,7 +226,7 @@ static long pick_pass(struct upstream_picker *p, const struct upstream_table *t,
         return -1;
     case UPSTREAM_BALANCE_RANDOM:
         for (size_t i = 0; i < t->n; i++)
-            if (eligible(t, i, pass, tried, now_ms) && next_rand(p) % ++n_elig == 0)
+            if (eligible(t, i, pass, tried, now_ms) && upstream_picker_random(p) % ++n_elig == 0)
                 best = (long)i;
         return best;
     }

@@ -85,6 +85,7 @@ struct upstream {
     _Atomic uint64_t health_latency_sum_us;
     _Atomic uint64_t closed_by_health; /* connections closed because it failed */
     _Atomic uint64_t closed_by_drain;
+    _Atomic uint64_t closed_unacked;   /* the kernel aborted them (--upstream-user-timeout) */
     /* The last health change: when (wall clock, ms since the epoch; 0: none
      * yet) and why. Written by the control thread under the lock its
      * snapshots take (control.c), read only in those snapshots. */
@@ -130,6 +131,10 @@ bool upstream_usable(const struct upstream *up, uint64_t now_ms);
 void upstream_dial_failed(struct upstream *up, enum upstream_fail why, uint64_t now_ms,
                           unsigned hold_ms);
 
+/* A failure of the data path other than a dial (a connection the kernel
+ * aborted): keeps new connections away for hold_ms. Any thread. */
+void upstream_hold(struct upstream *up, uint64_t now_ms, unsigned hold_ms);
+
 /* Records a connect success and its latency. Any thread. */
 void upstream_dial_ok(struct upstream *up, uint64_t latency_us);
 
@@ -168,6 +173,11 @@ struct upstream_tried {
 };
 
 void upstream_picker_init(struct upstream_picker *p, enum upstream_balance algo, uint64_t seed);
+
+/* The next number of p's generator (xorshift64, seeded per worker and
+ * process): for draws that must differ between nodes, such as pacing.
+ * Loop thread of the worker owning p. */
+uint64_t upstream_picker_random(struct upstream_picker *p);
 
 /* Picks the entry for the next connection attempt, skipping tried entries, in
  * three passes: usable primary entries, then usable fallback seeds, then any

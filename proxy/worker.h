@@ -44,6 +44,15 @@ struct worker_shared {
     _Atomic uint64_t next_session_id;
     _Atomic unsigned listener_foreign_sharers; /* sharewatch.h */
     _Atomic unsigned listener_apilb_sharers;
+    /* --close-spread (session.c): the start (worker_now_ms) of the current
+     * or last window of paced dials, 0 before the first; the dials put off
+     * in total and now; the closes of unhealthy upstreams' connections
+     * scheduled now and made. */
+    _Atomic uint64_t pace_from_ms;
+    _Atomic uint64_t dials_paced;
+    _Atomic unsigned dials_pending;
+    _Atomic unsigned closes_pending;
+    _Atomic uint64_t closed_by_spread;
 };
 
 struct worker_listener {

@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A black-holed upstream noticed from the data path (--upstream-user-timeout),
+and paced closes and dials (--close-spread). Each scenario runs with apilb's
+default values of those two flags, so that the defaults are what is proved."""
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from harness import Apilb, Backend, Fail, check, closed_by_peer, metric, roundtrip, run, whoami
+
+
+def own_netns(name):
+    """Runs scenario name again in a network namespace of its own (unshare -n,
+    whose iptables rules nobody else sees); False when already inside."""
+    if os.environ.get("APILB_IN_NETNS") == "1":
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        return False
+    if os.geteuid() != 0:
+        print("SKIP: needs root for a network namespace")
+        sys.exit(77)
+    p = subprocess.Popen(["unshare", "-n", "--", sys.executable, os.path.abspath(__file__), name],
+                         env=dict(os.environ, APILB_IN_NETNS="1"), start_new_session=True)
+    try:
+        rc = p.wait(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        raise Fail("the scenario in its namespace took over 240 s")
+    if rc == 77:
+        sys.exit(77)
+    check(rc == 0, "the scenario in its namespace failed")
+    return True
+
+
+def stop_all(a, keep, *backends):
+    for s in keep:
+        s.close()
+    a.stop()
+    for b in backends:
+        b.stop()
+
+
+def on(a, backend, n, keep):
+    """n connections through apilb a that reached backend (whoami), kept
+    open; connections that reached another backend go into keep too."""
+    got = []
+    for _ in range(40 * n):
+        if len(got) == n:
+            return got
+        name, s = whoami(a.port, keep=True)
+        (got if name == backend.name else keep).append(s)
+    raise Fail("fewer than %d connections reached %s" % (n, backend.name))
+
+
+def is_open(s):
+    """True when nothing (no byte, no FIN, no reset) has arrived on s."""
+    r, _, _ = select.select([s], [], [], 0)
+    return not r
+
+
+def unacked_upstream():
+    """An upstream that black-holes after the handshake (iptables DROP of its
+    port in both directions: no RST, no ICMP). A connection through apilb
+    that sends a request into the hole is reset by apilb within the user
+    timeout (5 s by default, well before the client's 10 s request timeout),
+    and the next connection goes to the other upstream at once; an idle
+    connection to the same upstream stays open (no byte of it is unacked)
+    until the health checks close it. The checks are slow here (20 s) so
+    that only the data path can explain the first close."""
+    if own_netns("unacked_upstream"):
+        return
+    b1, b2 = Backend("127.0.0.2"), Backend("127.0.0.3")
+    a = Apilb("--upstream", b1.addr, "--upstream", b2.addr, "--health-interval", "20s",
+              health="tcp", admin=True)
+    keep = []
+    try:
+        busy, idle = on(a, b1, 2, keep)
+        roundtrip(busy, b"before")
+        for d in ("--dport", "--sport"):
+            subprocess.run(["iptables", "-A", "INPUT", "-p", "tcp", d, str(b1.port), "-j", "DROP"],
+                           check=True)
+        t0 = time.time()
+        busy.sendall(b"a request into the hole")
+        busy.settimeout(15)
+        try:
+            got = busy.recv(100)
+            what = "EOF" if got == b"" else "bytes %r" % got
+        except ConnectionResetError:
+            what = "reset"
+        except socket.timeout:
+            what = "nothing for 15 s"
+        closed_after = time.time() - t0
+        t1 = time.time()
+        try:
+            name = whoami(a.port, timeout=5)
+        except (OSError, Fail) as e:
+            name = "error %r" % e
+        next_s = time.time() - t1
+        idle_open = is_open(idle)
+        time.sleep(1.0)
+        idle_open_later = is_open(idle)
+        unacked = metric(a, 'apilb_upstream_closed_connections_total{upstream="%s",'
+                            'reason="unacked"}' % b1.addr)
+        print("black hole after the handshake: the busy connection saw %s after %.2f s; the next "
+              "connection reached %s in %.2f s; the idle one to the same upstream open then: %s, "
+              "1 s later: %s; closed as unacked (metric): %s" %
+              (what, closed_after, name, next_s, idle_open, idle_open_later, unacked))
+        check(what == "reset", "the busy connection was not reset (%s)" % what)
+        check(closed_after < 8.0, "closed after %.1f s, not within the user timeout" % closed_after)
+        check(name == b2.name, "the next connection did not go to the other upstream")
+        check(next_s < 0.5, "the next connection took %.2f s (dialled the hole?)" % next_s)
+        check(idle_open and idle_open_later, "the idle connection was closed by the black hole")
+        check(unacked == 1, "apilb_upstream_closed_connections_total unacked = %s" % unacked)
+        check(any("upstream stopped acknowledging" in l for l in a.lines()), "no log line")
+        # The idle one goes when the health checks have failed (--fall 2).
+        t2 = time.time()
+        check(closed_by_peer(idle, 60), "the idle connection outlived the failed health checks")
+        print("the idle connection was closed %.1f s later, by the health checks" %
+              (time.time() - t2))
+        a.check_sanitizers()
+    finally:
+        subprocess.run(["iptables", "-F", "INPUT"])
+        stop_all(a, keep, b1, b2)
+
+
+def spread(times):
+    """max - min of times, and the most of them within one second."""
+    times = sorted(times)
+    most = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+    return times[-1] - times[0], most
+
+
+def close_spread():
+    """An upstream that turns unhealthy (its accept queue full: the checks
+    time out, its open connections still work): its 30 connections are
+    closed spread over the --close-spread window (5 s by default), not in
+    one instant; metrics count them, a log line says so."""
+    b1, b2 = Backend("127.0.0.2"), Backend("127.0.0.3")
+    a = Apilb("--upstream", b1.addr, "--upstream", b2.addr, "--health-interval", "500ms",
+              "--health-timeout", "300ms", "--fall", "1", health="tcp", admin=True)
+    keep, closed = [], []
+    try:
+        conns = on(a, b1, 30, keep)
+        lock = threading.Lock()
+
+        def watch(s):
+            if closed_by_peer(s, 30):
+                with lock:
+                    closed.append(time.time())
+        ts = [threading.Thread(target=watch, args=(s,), daemon=True) for s in conns]
+        for t in ts:
+            t.start()
+        b1.freeze()
+        for t in ts:
+            t.join(40)
+        width, most = spread(closed)
+        print("30 connections of an upstream turned unhealthy: %d closed, over %.2f s, at most %d "
+              "in one second; closed by spread (metric): %s" %
+              (len(closed), width, most, metric(a, "apilb_connections_closed_spread_total")))
+        check(len(closed) == 30, "not every connection was closed")
+        check(width >= 2.5, "the closes were not spread (%.2f s)" % width)
+        check(most <= 15, "%d closes in one second" % most)
+        check(metric(a, "apilb_connections_closed_spread_total") == 30, "metric")
+        check(metric(a, "apilb_closes_spread_pending") == 0, "pending closes left")
+        check(any("closing its connections spread" in l for l in a.lines()), "no log line")
+        a.check_sanitizers()
+    finally:
+        stop_all(a, keep, b1, b2)
+
+
+def paced_dials():
+    """An upstream that ends all of its connections in one instant (a killed
+    apiserver: FIN on every one): each of its 30 clients dials again at once,
+    and apilb spreads those dials over the --close-spread window (5 s by
+    default): the survivor sees them arrive spread, each client gets through."""
+    b1, b2 = Backend("127.0.0.2"), Backend("127.0.0.3")
+    a = Apilb("--upstream", b1.addr, "--upstream", b2.addr, admin=True)
+    keep, arrived, errors = [], [], []
+    try:
+        conns = on(a, b1, 30, keep)
+        for s in keep:
+            s.close()
+        keep = []
+        time.sleep(1.2)  # lasting connections, not short exchanges
+        lock = threading.Lock()
+
+        def client(s):
+            if not closed_by_peer(s, 10):
+                errors.append("not closed")
+                return
+            try:
+                name = whoami(a.port, timeout=15)
+                with lock:
+                    arrived.append(time.time())
+                if name != b2.name:
+                    errors.append("reached %s" % name)
+            except (OSError, Fail) as e:
+                errors.append(repr(e))
+        ts = [threading.Thread(target=client, args=(s,), daemon=True) for s in conns]
+        for t in ts:
+            t.start()
+        b1.stop()  # every connection ends; refused from now on
+        t0 = time.time()
+        for t in ts:
+            t.join(30)
+        width, most = spread(arrived)
+        print("30 clients reconnecting at once: %d through, the last %.2f s after the loss, over "
+              "%.2f s, at most %d in one second; dials paced (metric): %s; errors: %s" %
+              (len(arrived), max(arrived) - t0 if arrived else -1, width, most,
+               metric(a, "apilb_dials_paced_total"), errors[:3]))
+        check(not errors and len(arrived) == 30, "not every client got through")
+        check(width >= 2.5, "the dials were not spread (%.2f s)" % width)
+        check(most <= 15, "%d dials in one second" % most)
+        check(max(arrived) - t0 < 6.5, "a client waited longer than the window")
+        check(any("new dials are spread" in l for l in a.lines()), "no log line")
+        a.check_sanitizers()
+    finally:
+        stop_all(a, keep, b1, b2)
+
+
+if __name__ == "__main__":
+    run({f.__name__: f for f in (unacked_upstream, close_spread, paced_dials)})
