@@ -106,11 +106,11 @@ static const struct opt opts[] = {
     {"max-connection-age", "APILB_MAX_CONNECTION_AGE", OPT_DURATION0, O(max_connection_age_ms),
      0, MAX_DURATION_MS, NULL, "DUR", "0",
      "close connections older than this (with jitter) to rebalance; 0 = off"},
-    {"upstream-user-timeout", "APILB_UPSTREAM_USER_TIMEOUT", OPT_DURATION0,
-     O(upstream_user_timeout_ms), 500, 600000, NULL, "DUR", "5s",
-     "an upstream connection whose sent bytes stay unacknowledged this long is dead: the client "
-     "gets a reset and new connections avoid that upstream (TCP_USER_TIMEOUT); 0 = the kernel's "
-     "retransmission limit (about 15m)"},
+    {"upstream-ack-timeout", "APILB_UPSTREAM_ACK_TIMEOUT", OPT_DURATION0,
+     O(upstream_ack_timeout_ms), 500, 600000, NULL, "DUR", "5s",
+     "an upstream connection that acknowledges nothing of the bytes sent to it for this long is "
+     "dead: the client gets a reset and new connections avoid that upstream; 0 = off (the "
+     "kernel retransmits for about 15m)"},
     {"close-spread", "APILB_CLOSE_SPREAD", OPT_DURATION0, O(close_spread_ms), 0, 60000, NULL,
      "DUR", "5s",
      "close the connections of an upstream that turns unhealthy, and dial again after an upstream "

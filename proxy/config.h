@@ -80,7 +80,7 @@ struct config {
     unsigned drain_timeout_ms;
     unsigned shutdown_timeout_ms;
     unsigned max_connection_age_ms; /* 0 = off */
-    unsigned upstream_user_timeout_ms; /* TCP_USER_TIMEOUT of upstream legs; 0 = kernel's */
+    unsigned upstream_ack_timeout_ms; /* session_check_acks(); 0 = off */
     unsigned close_spread_ms;       /* 0 = close and dial at once */
     enum config_balance balance;
     unsigned workers;

@@ -35,8 +35,9 @@
 #define BULK_LOW (4u * 1024u)
 /* A failed dial keeps new connections away from an upstream this long. */
 #define DIAL_HOLD_MS 2000u
-/* A connection the kernel gave up on (--upstream-user-timeout: seconds of
- * sent bytes never acknowledged) is stronger evidence than one refused dial:
+/* A connection found dead (--upstream-ack-timeout: seconds of sent bytes
+ * never acknowledged, or keepalive unanswered) is stronger evidence than
+ * one refused dial:
  * new connections stay away long enough for the health checks to decide
  * (--fall x --health-interval at the defaults). A passed check or a good
  * dial ends the hold early. */
@@ -111,6 +112,8 @@ struct session {
     uint64_t spread_close_ms;      /* its upstream is unhealthy: closed then; 0 = not */
     uint64_t dial_at_ms;           /* paced: the first dial waits until then; 0 = not */
     bool lost_noted;               /* its upstream ended it: counted for pacing */
+    bool in_flight;                /* bytes sent upstream, not known acknowledged */
+    uint64_t in_flight_ms;         /* since then (session_check_acks) */
     uint8_t state;
     bool counted;                  /* counted in upstream->active */
     bool keepalive;                /* the upstream socket has keepalive */
@@ -464,18 +467,17 @@ static uint64_t pace_pick(struct worker *w, uint64_t from, unsigned window_ms)
     return (t + PACE_TICK_MS - 1) / PACE_TICK_MS * PACE_TICK_MS;
 }
 
-/* The kernel aborted the upstream leg (TCP_USER_TIMEOUT): a data-path
- * failure of the upstream, counted like a failed dial. */
-static void note_unacked(struct session *s, struct upstream *up)
+/* The upstream leg is dead: nothing came back for silent_ms (by
+ * session_check_acks(), or the kernel's keepalive said ETIMEDOUT). A
+ * data-path failure of the upstream, counted like a failed dial. */
+static void note_unacked(struct session *s, struct upstream *up, uint64_t silent_ms)
 {
-    unsigned ms = s->w->sh->cfg->upstream_user_timeout_ms;
-
     atomic_fetch_add_explicit(&up->closed_unacked, 1, memory_order_relaxed);
     upstream_hold(up, worker_now_ms(), UNACKED_HOLD_MS);
     log_warn_limited("upstream-unacked", 1000,
                      "upstream stopped acknowledging: connection closed, upstream avoided",
-                     "sid=%" PRIu64 " upstream=%s user_timeout_ms=%u hold_ms=%u", s->id,
-                     up->name, ms, UNACKED_HOLD_MS);
+                     "sid=%" PRIu64 " upstream=%s silent_ms=%" PRIu64 " hold_ms=%u", s->id,
+                     up->name, silent_ms, UNACKED_HOLD_MS);
 }
 
 /* s's upstream ended a lasting connection while its client was still
@@ -574,6 +576,10 @@ static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct l
             f->pending -= (uint32_t)n;
             f->off += (uint32_t)n;
             moved += (size_t)n;
+            if (f == &s->c2u && n > 0 && !s->in_flight) {
+                s->in_flight = true; /* session_check_acks() looks next time */
+                s->in_flight_ms = worker_now_ms();
+            }
             continue;
         }
         if (f->eof) {
@@ -668,7 +674,8 @@ static void session_relay(struct session *s)
     if (rc == 0)
         rc = rc2;
     if (s->up->failed && s->up->err == ETIMEDOUT)
-        note_unacked(s, up);
+        note_unacked(s, up, /* keepalive, or the kernel's retransmissions */
+                     (SOCKOPT_KEEPIDLE_S + SOCKOPT_KEEPINTVL_S * SOCKOPT_KEEPCNT) * 1000u);
     else if (!s->early && !s->lost_noted && !s->client.failed && !s->c2u.eof &&
              (s->u2c.eof || s->up->failed))
         note_lost(s);
@@ -748,6 +755,7 @@ static void release_upstream(struct session *s)
     if (s->counted)
         atomic_fetch_sub(&up->active, 1);
     s->counted = false;
+    s->in_flight = false;
     upstream_unref(up);
     s->upstream = NULL;
     leg_close(s->up);
@@ -842,9 +850,6 @@ static int attempt_start(struct session *s, struct upstream *up)
     }
     sockopt_nodelay(fd); /* keepalive comes later: session_keepalive() */
     sockopt_ack_with_data(fd);
-    /* From the start: a connection is as likely to meet a black hole in its
-     * first seconds as later, and one call costs little beside connect(2). */
-    sockopt_user_timeout(fd, w->sh->cfg->upstream_user_timeout_ms);
     if (up->is_local)
         sockopt_local(fd);
     s->keepalive = false;
@@ -1122,6 +1127,48 @@ size_t session_list(struct worker *w, size_t skip, struct session_info *out, siz
     }
     *total = i;
     return n;
+}
+
+void session_check_acks(struct worker *w, uint64_t now_ms)
+{
+    unsigned limit_ms = w->sh->cfg->upstream_ack_timeout_ms;
+    struct session *s, *nx;
+
+    for (s = w->sessions; s != NULL; s = nx) {
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        uint64_t silent_ms;
+
+        nx = s->next;
+        if (s->state != S_SPLICING || !s->in_flight)
+            continue;
+        memset(&ti, 0, sizeof(ti));
+        if (getsockopt(s->up->io.fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1)
+            continue;
+        if (ti.tcpi_unacked == 0 && ti.tcpi_probes == 0) {
+            s->in_flight = false; /* all acknowledged: idle until the next send */
+            continue;
+        }
+        /* Silent since the later of the last ACK and the send that began
+         * this stretch (an old last ACK says nothing of bytes sent just
+         * now). An answered window probe is an ACK: a peer that reads
+         * nothing is alive. */
+        silent_ms = now_ms - s->in_flight_ms;
+        if (ti.tcpi_last_ack_recv < silent_ms)
+            silent_ms = ti.tcpi_last_ack_recv;
+        if (silent_ms < limit_ms)
+            continue;
+        note_unacked(s, s->upstream, silent_ms);
+        if (s->early && !early_done(s)) {
+            /* Only a ClientHello went there: the next upstream gets it. */
+            release_upstream(s);
+            try_next(s);
+            continue;
+        }
+        leg_abort(&s->client);
+        leg_abort(s->up);
+        session_close(s, "upstream-unacked");
+    }
 }
 
 void session_close_all(struct worker *w)

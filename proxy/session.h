@@ -61,6 +61,16 @@ void session_keepalive(struct worker *w, uint64_t now_ms);
 size_t session_list(struct worker *w, size_t skip, struct session_info *out, size_t max,
                     size_t *total);
 
+/* --upstream-ack-timeout: asks the kernel (TCP_INFO) about each upstream
+ * socket that had bytes in flight at the last look; one where bytes are
+ * outstanding (or window probes unanswered) and nothing, not even an ACK,
+ * has come back for the timeout is dead (a black hole): its client is reset,
+ * the upstream held out of new connections. Not the kernel's
+ * TCP_USER_TIMEOUT: that also ends a connection whose peer merely reads
+ * nothing for as long (a zero window with answered probes), a busy
+ * apiserver. Idle sessions cost nothing here. */
+void session_check_acks(struct worker *w, uint64_t now_ms);
+
 /* Closes every session now (loop shutdown). */
 void session_close_all(struct worker *w);
 

@@ -90,12 +90,6 @@ bool sockopt_addr_is_local(const struct addr *a)
     return found;
 }
 
-void sockopt_user_timeout(int fd, unsigned timeout_ms)
-{
-    if (timeout_ms != 0)
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof(timeout_ms));
-}
-
 void sockopt_keepalive(int fd)
 {
     int one = 1, idle = SOCKOPT_KEEPIDLE_S, intvl = SOCKOPT_KEEPINTVL_S, cnt = SOCKOPT_KEEPCNT;

@@ -62,17 +62,6 @@ void sockopt_local(int fd);
  * calls, so once per upstream, not per connection. */
 bool sockopt_addr_is_local(const struct addr *a);
 
-/* Sets TCP_USER_TIMEOUT (timeout_ms; 0 leaves the kernel's default): bytes
- * sent and not acknowledged for this long abort the connection, and the next
- * call on it fails with ETIMEDOUT. It acts only while data is in flight, so
- * an idle connection (a quiet watch) is never ended by it, and a slow peer
- * is not either: its ACKs come, late. It also bounds keepalive probing:
- * once a probe is out, the connection is dead when nothing has been heard
- * for timeout_ms (tcp(7)), so one unanswered probe ends it instead of
- * SOCKOPT_KEEPCNT. Before connect(2) it bounds the SYN retransmissions too
- * (the connect timeout is shorter anyway). */
-void sockopt_user_timeout(int fd, unsigned timeout_ms);
-
 /* Turns TCP keepalive on with the timers above. */
 void sockopt_keepalive(int fd);
 

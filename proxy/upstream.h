@@ -85,7 +85,7 @@ struct upstream {
     _Atomic uint64_t health_latency_sum_us;
     _Atomic uint64_t closed_by_health; /* connections closed because it failed */
     _Atomic uint64_t closed_by_drain;
-    _Atomic uint64_t closed_unacked;   /* the kernel aborted them (--upstream-user-timeout) */
+    _Atomic uint64_t closed_unacked;   /* sent bytes unacknowledged (--upstream-ack-timeout) */
     /* The last health change: when (wall clock, ms since the epoch; 0: none
      * yet) and why. Written by the control thread under the lock its
      * snapshots take (control.c), read only in those snapshots. */

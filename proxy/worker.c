@@ -250,6 +250,13 @@ static void keepalive_cb(uv_timer_t *t)
     session_keepalive(w, worker_now_ms());
 }
 
+static void ack_cb(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+
+    session_check_acks(w, worker_now_ms());
+}
+
 static void connect_cb(uv_timer_t *t)
 {
     struct worker *w = t->data;
@@ -287,6 +294,14 @@ static void worker_main(void *arg)
     listeners_poll(w, true);
     uv_timer_start(&w->keepalive_timer, keepalive_cb, SOCKOPT_KEEPALIVE_AFTER_S * 1000u,
                    SOCKOPT_KEEPALIVE_AFTER_S * 1000u);
+    if (w->sh->cfg->upstream_ack_timeout_ms != 0) {
+        /* A fifth of the timeout (100 ms..1 s): a dead connection is found
+         * within the timeout and one period. */
+        uint64_t every = w->sh->cfg->upstream_ack_timeout_ms / 5;
+
+        every = every < 100 ? 100 : every > 1000 ? 1000 : every;
+        uv_timer_start(&w->ack_timer, ack_cb, every, every);
+    }
     evloop_run(&w->ev);
     atomic_store(&w->finished, true);
     uv_async_send(w->done);
@@ -328,6 +343,8 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     uv_timer_init(&w->loop, &w->sweep_timer);
     uv_timer_init(&w->loop, &w->keepalive_timer);
     w->keepalive_timer.data = w;
+    uv_timer_init(&w->loop, &w->ack_timer);
+    w->ack_timer.data = w;
     w->connect_timer.data = w;
     w->accept_timer.data = w;
     w->sweep_timer.data = w;

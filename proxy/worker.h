@@ -85,6 +85,7 @@ struct worker {
     uv_timer_t accept_timer;  /* resumes accepting after EMFILE */
     uv_timer_t sweep_timer;   /* drain, age and shutdown deadlines */
     uv_timer_t keepalive_timer; /* upstream keepalive for lasting sessions */
+    uv_timer_t ack_timer;     /* --upstream-ack-timeout: session_check_acks() */
     struct worker_listener listeners[CONFIG_MAX_LISTEN];
     size_t n_listeners;
     bool accept_paused;

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A black-holed upstream noticed from the data path (--upstream-user-timeout),
+"""A black-holed upstream noticed from the data path (--upstream-ack-timeout),
 and paced closes and dials (--close-spread). Each scenario runs with apilb's
 default values of those two flags, so that the defaults are what is proved."""
 
+import hashlib
 import os
 import select
 import signal
@@ -67,7 +68,7 @@ def is_open(s):
 def unacked_upstream():
     """An upstream that black-holes after the handshake (iptables DROP of its
     port in both directions: no RST, no ICMP). A connection through apilb
-    that sends a request into the hole is reset by apilb within the user
+    that sends a request into the hole is reset by apilb within the ack
     timeout (5 s by default, well before the client's 10 s request timeout),
     and the next connection goes to the other upstream at once; an idle
     connection to the same upstream stays open (no byte of it is unacked)
@@ -112,7 +113,7 @@ def unacked_upstream():
               "1 s later: %s; closed as unacked (metric): %s" %
               (what, closed_after, name, next_s, idle_open, idle_open_later, unacked))
         check(what == "reset", "the busy connection was not reset (%s)" % what)
-        check(closed_after < 8.0, "closed after %.1f s, not within the user timeout" % closed_after)
+        check(closed_after < 8.0, "closed after %.1f s, not within the ack timeout" % closed_after)
         check(name == b2.name, "the next connection did not go to the other upstream")
         check(next_s < 0.5, "the next connection took %.2f s (dialled the hole?)" % next_s)
         check(idle_open and idle_open_later, "the idle connection was closed by the black hole")
@@ -127,6 +128,64 @@ def unacked_upstream():
     finally:
         subprocess.run(["iptables", "-F", "INPUT"])
         stop_all(a, keep, b1, b2)
+
+
+def stalled_reader_kept():
+    """An upstream that reads nothing for longer than the ack timeout (a busy
+    apiserver) is not ended by it: its kernel acknowledges what fits, then
+    answers the window probes. 8 MiB sent while it reads nothing for 8 s
+    arrive whole. (A slow apiserver is the same case with late ACKs; no
+    netem on this kernel to add delay on loopback.)"""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    srv.bind(("127.0.0.2", 0))
+    srv.listen(4)
+    up = "127.0.0.2:%d" % srv.getsockname()[1]
+    a = Apilb("--upstream", up, admin=True)
+    answer = []
+
+    def server():
+        c, _ = srv.accept()
+        time.sleep(8.0)  # reads nothing: the window closes, probes follow
+        h = hashlib.sha256()
+        while True:
+            d = c.recv(1 << 16)
+            if not d:
+                break
+            h.update(d)
+        c.sendall(h.hexdigest().encode())
+        c.close()
+    t = threading.Thread(target=server, daemon=True)
+    t.start()
+    try:
+        data = os.urandom(8 << 20)
+        s = socket.create_connection(("127.0.0.1", a.port), timeout=60)
+        t0 = time.time()
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            try:
+                d = s.recv(128)
+            except ConnectionResetError:
+                answer.append("reset")
+                break
+            if not d:
+                break
+            got += d
+        unacked = metric(a, 'apilb_upstream_closed_connections_total{upstream="%s",'
+                            'reason="unacked"}' % up)
+        print("8 MiB to an upstream that read nothing for 8 s: %s after %.1f s; closed as "
+              "unacked (metric): %s" % ("the right sha256" if
+                                        got == hashlib.sha256(data).hexdigest().encode()
+                                        else "%r %s" % (got[:20], answer), time.time() - t0,
+                                        unacked))
+        check(got == hashlib.sha256(data).hexdigest().encode(), "the bytes did not arrive whole")
+        check(not unacked, "a reading-nothing upstream was taken for a black hole")
+        a.check_sanitizers()
+    finally:
+        a.stop()
+        srv.close()
 
 
 def spread(times):
@@ -225,4 +284,5 @@ def paced_dials():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (unacked_upstream, close_spread, paced_dials)})
+    run({f.__name__: f for f in (unacked_upstream, stalled_reader_kept, close_spread,
+                                  paced_dials)})
