@@ -37,10 +37,9 @@
 #define DIAL_HOLD_MS 2000u
 /* A connection found dead (--upstream-ack-timeout: seconds of sent bytes
  * never acknowledged, or keepalive unanswered) is stronger evidence than
- * one refused dial:
- * new connections stay away long enough for the health checks to decide
- * (--fall x --health-interval at the defaults). A passed check or a good
- * dial ends the hold early. */
+ * one refused dial: new connections stay away long enough for the health
+ * checks to decide (--fall x --health-interval at the defaults). A passed
+ * check or a good dial ends the hold early. */
 #define UNACKED_HOLD_MS 10000u
 /* A connection lasting this long that its upstream ends (FIN or reset, the
  * client still talking) is a lost one, not a short exchange: its client will

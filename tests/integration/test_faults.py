@@ -156,7 +156,8 @@ def blackhole_load():
     clients of the victim are back on a healthy upstream within the bound."""
     bs, ups = three(backlog=4)
     a = Apilb(*ups, "--health-interval", "500ms", "--health-timeout", "300ms", "--fall", "2",
-              "--connect-timeout", "300ms", health="tcp")
+              "--connect-timeout", "300ms", "--close-spread", "0",  # the checks' delay, unspread
+              health="tcp")
     try:
         load = Load(a.port, longs=0)
         held = [whoami(a.port, keep=True) for _ in range(9)]

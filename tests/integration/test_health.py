@@ -162,7 +162,7 @@ def blackhole_live():
     interval, timeout, fall = 0.5, 0.3, 2
     a = Apilb("--upstream", bs[0].addr, "--upstream", bs[1].addr,
               "--health-interval", "500ms", "--health-timeout", "300ms", "--fall", str(fall),
-              health="tcp")
+              "--close-spread", "0", health="tcp")  # the health checks' own delay, unspread
     try:
         name, s = whoami(a.port, keep=True)
         victim = bs[0] if name == "x" else bs[1]
