@@ -42,14 +42,14 @@ SLOW_S = 1.0
 
 _procs = []
 
-# A real gap of today's apilb that --quick reports as an expected failure
-# instead of failing on it (the other assertions stay hard). The lease
-# renewal that times out after 10 s on a black-holed connection is retried at
-# once on the same connection (client-go still trusts it); apilb closes that
-# connection only when --fall 2 checks at --health-interval 5s have failed,
-# 12-15 s after the black hole, so the retry fails too.
-KNOWN_GAPS = {("blackhole", "beyond_first"):
-              "apilb notices a black hole only after the 10 s lease request timeout"}
+# Known gaps of apilb that --quick would report as XFAIL instead of failing
+# (the other assertions stay hard), keyed (scenario, kind). The black hole's
+# was one until issue 20: a renewal timed out after 10 s on a black-holed
+# connection and was retried at once on the same connection, which apilb
+# closed only 12-15 s after the hole (--fall 2 x --health-interval 5s).
+# --upstream-ack-timeout (5 s) now resets that connection before the 10 s
+# timeout, so the retry lands on a working apiserver.
+KNOWN_GAPS = {}
 
 
 def log(msg):
