@@ -250,7 +250,9 @@ def paced_dials():
         lock = threading.Lock()
 
         def client(s):
-            if not closed_by_peer(s, 10):
+            ended = closed_by_peer(s, 10)
+            s.close()  # the upstream's FIN reached it: the client is done too
+            if not ended:
                 errors.append("not closed")
                 return
             try:
