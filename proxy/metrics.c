@@ -46,6 +46,13 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_accept_errors_total", "counter",
          "accept(2) failures (EMFILE and the like); accepting pauses briefly after each.");
     strbuf_printf(b, "apilb_accept_errors_total %" PRIu64 "\n", LOAD(sh->accept_errors));
+    head(b, "apilb_connections_failed_by_upstream_total", "counter",
+         "Client connections that ended because their upstream reset or failed them, by phase "
+         "(before its first byte or after); the sum over every upstream, pruned ones included.");
+    strbuf_printf(b, "apilb_connections_failed_by_upstream_total{phase=\"before_answer\"} %" PRIu64
+                     "\n", LOAD(sh->failed_by_upstream[0]));
+    strbuf_printf(b, "apilb_connections_failed_by_upstream_total{phase=\"after_answer\"} %" PRIu64
+                     "\n", LOAD(sh->failed_by_upstream[1]));
     head(b, "apilb_connections_closed_max_age_total", "counter",
          "Connections closed by --max-connection-age.");
     strbuf_printf(b, "apilb_connections_closed_max_age_total %" PRIu64 "\n",
@@ -203,6 +210,15 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
                   LOAD(s->u[i].up->closed_by_drain));
         up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up,
                   "reason=\"unacked\"", LOAD(s->u[i].up->closed_unacked));
+    }
+    head(b, "apilb_upstream_failed_connections_total", "counter",
+         "Connections that ended because the upstream reset or failed them, by phase: before "
+         "its first byte (not replayed: only a TLS ClientHello is) or after.");
+    for (size_t i = 0; i < s->n; i++) {
+        up_sample(b, "apilb_upstream_failed_connections_total", s->u[i].up,
+                  "phase=\"before_answer\"", LOAD(s->u[i].up->failed_conns[0]));
+        up_sample(b, "apilb_upstream_failed_connections_total", s->u[i].up,
+                  "phase=\"after_answer\"", LOAD(s->u[i].up->failed_conns[1]));
     }
 }
 

@@ -700,6 +700,12 @@ static void session_relay(struct session *s)
          * bytes still queued toward a peer that reads nothing at once. */
         if (s->client.failed != s->up->failed)
             leg_abort(s->client.failed ? s->up : &s->client);
+        if (s->up->failed && !s->client.failed && s->up->err != ETIMEDOUT) {
+            atomic_fetch_add_explicit(&up->failed_conns[s->u2c.total > 0], 1,
+                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&s->w->sh->failed_by_upstream[s->u2c.total > 0], 1,
+                                      memory_order_relaxed);
+        }
         session_close(s, s->up->failed && s->up->err == ETIMEDOUT ? "upstream-unacked"
                          : rc == -ECONNRESET                      ? "reset"
                                                                   : "error");

@@ -86,6 +86,10 @@ struct upstream {
     _Atomic uint64_t closed_by_health; /* connections closed because it failed */
     _Atomic uint64_t closed_by_drain;
     _Atomic uint64_t closed_unacked;   /* sent bytes unacknowledged (--upstream-ack-timeout) */
+    /* Connections that ended because the upstream reset or failed them,
+     * [0] before its first byte (a plaintext client is not replayed
+     * elsewhere), [1] after. */
+    _Atomic uint64_t failed_conns[2];
     /* The last health change: when (wall clock, ms since the epoch; 0: none
      * yet) and why. Written by the control thread under the lock its
      * snapshots take (control.c), read only in those snapshots. */

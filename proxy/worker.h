@@ -37,6 +37,9 @@ struct worker_shared {
     _Atomic uint64_t refused_no_upstream; /* every upstream failed */
     _Atomic uint64_t accept_errors;
     _Atomic uint64_t closed_by_age;
+    /* Sessions an upstream reset or failed, [0] before its first byte,
+     * [1] after (the per-upstream counters go with a pruned upstream). */
+    _Atomic uint64_t failed_by_upstream[2];
     _Atomic unsigned send_batching;       /* workers with io_uring (sendq.h) */
     _Atomic uint64_t sends_batched;       /* sends made together with others */
     _Atomic uint64_t send_batches;        /* system calls that made them */
