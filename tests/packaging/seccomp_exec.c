@@ -63,7 +63,7 @@ struct policy {
 static const char *policy_path;
 static unsigned policy_line;
 
-static void die(const char *what, int err)
+__attribute__((noreturn)) static void die(const char *what, int err)
 {
     if (policy_line > 0)
         fprintf(stderr, "seccomp-exec: %s:%u: %s%s%s\n", policy_path, policy_line, what,
@@ -129,8 +129,8 @@ static void families(scmp_filter_ctx f, char **words, size_t n)
         keep[number(words[i], 0, AF_MAX - 1)] = true;
     for (int af = 0; af < AF_MAX; af++)
         if (!keep[af])
-            add_cond(f, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, af));
-    add_cond(f, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), SCMP_A0(SCMP_CMP_GE, AF_MAX));
+            add_cond(f, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, af, 0));
+    add_cond(f, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), SCMP_A0(SCMP_CMP_GE, AF_MAX, 0));
 }
 
 static void deny_wx(scmp_filter_ctx f)
