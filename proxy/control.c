@@ -20,6 +20,7 @@
 #include "migrate.h"
 #include "log.h"
 #include "module.h"
+#include "registry.h"
 #include "resolve.h"
 #include "sharewatch.h"
 #include "snapshot.h"
@@ -80,11 +81,10 @@ struct control {
     int state_rc;
     char state_err[CONFIG_ERR_BYTES];
     uv_work_t state_work;
-    struct upstream *reg[UPSTREAM_MAX * 2]; /* in the table or draining */
-    size_t n_reg;
-    struct upstream *checked[UPSTREAM_MAX * 2]; /* reg_prune: the ones health checks follow */
-    struct upstream_table *table;
-    uint64_t generation;
+    struct registry *reg; /* the sources' table and its upstreams; under lock */
+    struct registry_change changes[REGISTRY_MAX]; /* of the last rebuild */
+    struct upstream *checked[REGISTRY_MAX]; /* reg_prune: the ones health checks follow */
+    struct upstream *pruned[REGISTRY_MAX];  /* reg_prune: the ones it unregistered */
     uint64_t swaps;
     uint64_t start_unix_ms;
     uv_mutex_t lock; /* table and reg, for snapshots taken by other threads */
@@ -317,25 +317,6 @@ int control_check(const struct config *cfg)
 
 /* --- the registry and tables ---------------------------------------------- */
 
-static struct upstream *reg_get(struct control *c, const struct addr *a)
-{
-    struct upstream *up;
-
-    for (size_t i = 0; i < c->n_reg; i++)
-        if (addr_cmp(&c->reg[i]->addr, a) == 0)
-            return c->reg[i];
-    if (c->n_reg == sizeof(c->reg) / sizeof(c->reg[0]))
-        return NULL;
-    up = upstream_new(a);
-    if (up == NULL)
-        return NULL;
-    /* Once per upstream, before any worker sees it: getifaddrs(3) is a
-     * netlink dump, not for the connection path. */
-    up->is_local = sockopt_addr_is_local(a);
-    c->reg[c->n_reg++] = up;
-    return up;
-}
-
 /* Drops registry entries that are in no table and carry no connection.
  *
  * A removed upstream is checked only while it still carries connections
@@ -344,71 +325,18 @@ static struct upstream *reg_get(struct control *c, const struct addr *a)
  * the registry's is the last (no table, session or checker holds it). */
 static void reg_prune(struct control *c)
 {
-    size_t j = 0, n_checked = 0;
+    size_t n_pruned, n_checked;
 
     uv_mutex_lock(&c->lock);
-    for (size_t i = 0; i < c->n_reg; i++) {
-        struct upstream *up = c->reg[i];
-        bool draining = atomic_load(&up->draining_since_ms) != 0;
-
-        if (draining && atomic_load(&up->refs) == 1) {
-            log_info("upstream drained", "upstream=%s", up->name);
-            upstream_unref(up);
-            continue;
-        }
-        c->reg[j++] = up;
-        if (!draining || atomic_load(&up->active) > 0)
-            c->checked[n_checked++] = up;
-    }
-    c->n_reg = j;
+    n_pruned = registry_prune(c->reg, c->pruned, REGISTRY_MAX);
+    n_checked = registry_checked(c->reg, c->checked, REGISTRY_MAX);
     uv_mutex_unlock(&c->lock);
+    for (size_t i = 0; i < n_pruned; i++) {
+        log_info("upstream drained", "upstream=%s", c->pruned[i]->name);
+        upstream_unref(c->pruned[i]);
+    }
     if (c->health != NULL)
         health_sync(c->health, c->checked, n_checked);
-}
-
-/* zones, when not NULL, gives the zone of src->a[i] (only discovery knows
- * zones). */
-static void entries_add(struct upstream_entry *e, size_t *n, struct control *c,
-                        const struct source *src, const struct zone_info *zones, unsigned bit)
-{
-    for (size_t i = 0; i < src->n; i++) {
-        size_t k;
-
-        for (k = 0; k < *n; k++)
-            if (addr_cmp(&e[k].up->addr, &src->a[i]) == 0)
-                break;
-        if (k == *n) {
-            struct upstream *up;
-            char name[ADDR_STRLEN];
-
-            if (*n == UPSTREAM_MAX) {
-                log_warn_limited("table-full", 10000, "upstream table full: address left out",
-                                 "upstream=%s max=%d", addr_format(&src->a[i], name, sizeof(name)),
-                                 UPSTREAM_MAX);
-                return;
-            }
-            up = reg_get(c, &src->a[i]);
-            if (up == NULL) {
-                /* Full of removed upstreams that still carry connections
-                 * (or out of memory): never a silent loss. */
-                log_warn_limited("registry-full", 10000,
-                                 "upstream registry full: address left out until removed "
-                                 "upstreams drain",
-                                 "upstream=%s known=%zu max=%zu",
-                                 addr_format(&src->a[i], name, sizeof(name)), c->n_reg,
-                                 sizeof(c->reg) / sizeof(c->reg[0]));
-                return;
-            }
-            e[k].up = up;
-            e[k].sources = 0;
-            e[k].fallback = false;
-            memset(&e[k].zone, 0, sizeof(e[k].zone));
-            (*n)++;
-        }
-        if (zones != NULL)
-            e[k].zone = zones[i];
-        e[k].sources |= bit;
-    }
 }
 
 /* Notes the learned part of t (file and discovered entries) for the state
@@ -529,81 +457,85 @@ static void kick_all(struct control *c)
             worker_kick(&c->workers[i]);
 }
 
+/* Hands the sources to the registry. Under c->lock. */
+static int sources_apply(struct control *c)
+{
+    int rc = registry_set(c->reg, REGISTRY_SEEDS, c->seeds.a, NULL, c->seeds.n);
+
+    if (rc == 0)
+        rc = registry_set(c->reg, REGISTRY_FILE, c->file.a, NULL, c->file.n);
+    if (rc == 0)
+        rc = registry_set(c->reg, REGISTRY_DISCOVERED, c->disc.a, c->disc_zone, c->disc.n);
+    if (rc == 0)
+        rc = registry_set(c->reg, REGISTRY_STATE, c->state.a, NULL, c->state.n);
+    return rc;
+}
+
+/* Says what a rebuild left out (never a silent loss). */
+static void refusals_log(struct control *c, const struct registry_changes *ch)
+{
+    char name[ADDR_STRLEN];
+    size_t known;
+
+    if (ch->refused == 0)
+        return;
+    addr_format(&ch->first_refused, name, sizeof(name));
+    if (ch->first_refused_why == REGISTRY_TABLE_FULL) {
+        log_warn_limited("table-full", 10000, "upstream table full: address left out",
+                         "upstream=%s max=%d", name, UPSTREAM_MAX);
+        return;
+    }
+    /* Full of removed upstreams that still carry connections (or out of
+     * memory). */
+    (void)registry_upstreams(c->reg, &known);
+    log_warn_limited("registry-full", 10000,
+                     "upstream registry full: address left out until removed upstreams drain",
+                     "upstream=%s known=%zu max=%zu", name, known, (size_t)REGISTRY_MAX);
+}
+
+/* Logs each upstream that came, came back or left; a new one learns
+ * whether it is local here, before any worker sees it. */
+static void changes_log(const struct registry_changes *ch, const char *reason)
+{
+    for (size_t i = 0; i < ch->n; i++) {
+        struct upstream *up = ch->c[i].up;
+        char src[64];
+
+        if (ch->c[i].is_new) /* getifaddrs(3) is a netlink dump: not per connection */
+            up->is_local = sockopt_addr_is_local(&up->addr);
+        if (ch->c[i].kind == REGISTRY_REMOVED) {
+            log_info("upstream removed", "upstream=%s reason=%s active=%u draining=true",
+                     up->name, reason, atomic_load(&up->active));
+            continue;
+        }
+        upstream_sources_format(ch->c[i].sources, src, sizeof(src));
+        log_info("upstream added", "upstream=%s source=%s reason=%s", up->name, src, reason);
+    }
+}
+
 /* Builds a table from the sources and, when it differs from the current
  * one, publishes it. An empty result is never applied. */
 static void table_rebuild_locked(struct control *c, const char *reason)
 {
-    struct upstream_entry *e = malloc(sizeof(*e) * UPSTREAM_MAX);
+    struct registry_changes ch = {.c = c->changes};
     struct upstream_table *t;
-    uint64_t now = worker_now_ms();
-    bool same;
-    size_t n = 0;
+    enum registry_result res;
 
-    if (e == NULL)
-        return;
-    entries_add(e, &n, c, &c->file, NULL, UPSTREAM_SRC_FILE);
-    entries_add(e, &n, c, &c->disc, c->disc_zone, UPSTREAM_SRC_DISCOVERED);
-    /* The state file stands in for discovery until discovery answers. */
-    if (c->disc.n == 0)
-        entries_add(e, &n, c, &c->state, NULL, UPSTREAM_SRC_STATE);
-    {
-        size_t before = n;
-        bool learned = c->disc.n > 0 || c->state.n > 0;
-
-        entries_add(e, &n, c, &c->seeds, NULL, UPSTREAM_SRC_SEED);
-        /* Seeds are the last resort once the cluster told us its apiservers. */
-        for (size_t i = before; i < n; i++)
-            e[i].fallback = learned;
-    }
-    if (n == 0 && c->table == NULL) {
+    if (sources_apply(c) != 0)
+        return; /* no source holds more than UPSTREAM_MAX */
+    /* Marks first, so a worker that sees the new table also sees them. */
+    res = registry_rebuild(c->reg, worker_now_ms(), &ch);
+    refusals_log(c, &ch);
+    if (res == REGISTRY_NONE_YET)
         log_info("no upstream known yet", "reason=%s discovery=%s", reason,
                  c->cfg->discovery != CONFIG_DISCOVERY_OFF ? "waiting" : "off");
-        free(e);
-        return;
-    }
-    if (n == 0) {
+    else if (res == REGISTRY_EMPTY_REFUSED)
         log_error("no upstreams left: keeping the current table", "reason=%s", reason);
-        free(e);
+    if (res != REGISTRY_PUBLISHED)
         return;
-    }
-    t = upstream_table_new(e, n, c->generation + 1);
-    free(e);
-    if (t == NULL)
-        return;
-    same = c->table != NULL && c->table->n == t->n;
-    for (size_t i = 0; same && i < t->n; i++)
-        same = t->e[i].up == c->table->e[i].up && t->e[i].sources == c->table->e[i].sources &&
-               t->e[i].fallback == c->table->e[i].fallback &&
-               zone_info_equal(&t->e[i].zone, &c->table->e[i].zone);
-    if (same) {
-        upstream_table_unref(t);
-        return;
-    }
-    c->generation++;
+    t = registry_table(c->reg);
     c->swaps++;
-    /* Marks first, so a worker that sees the new table also sees them. */
-    for (size_t i = 0; i < c->n_reg; i++) {
-        struct upstream *up = c->reg[i];
-        bool in_new = upstream_table_find(t, &up->addr) >= 0;
-        bool in_old = c->table != NULL && upstream_table_find(c->table, &up->addr) >= 0;
-        char src[64];
-
-        if (in_new) {
-            long k = upstream_table_find(t, &up->addr);
-
-            upstream_sources_format(t->e[k].sources, src, sizeof(src));
-            if (atomic_exchange(&up->draining_since_ms, 0) != 0 || !in_old)
-                log_info("upstream added", "upstream=%s source=%s reason=%s", up->name, src,
-                         reason);
-        } else if (atomic_load(&up->draining_since_ms) == 0) {
-            atomic_store(&up->draining_since_ms, now);
-            log_info("upstream removed", "upstream=%s reason=%s active=%u draining=true",
-                     up->name, reason, atomic_load(&up->active));
-        }
-    }
-    if (c->table != NULL)
-        upstream_table_unref(c->table);
-    c->table = t;
+    changes_log(&ch, reason);
     for (unsigned i = 0; i < c->n_started; i++) {
         upstream_table_ref(t);
         worker_publish(&c->workers[i], t);
@@ -754,18 +686,21 @@ static int disc_route(void *arg, unsigned attempt, const struct addr *avoid, str
     size_t rot = attempt + (size_t)(now / 1000);
     int rc = -ENOENT;
 
+    const struct upstream_table *t;
+
     uv_mutex_lock(&c->lock);
-    for (int pass = avoid != NULL ? 0 : 1; c->table != NULL && pass < 3 && rc != 0; pass++) {
-        size_t n = c->table->n, k = 0, want;
+    t = registry_table(c->reg);
+    for (int pass = avoid != NULL ? 0 : 1; t != NULL && pass < 3 && rc != 0; pass++) {
+        size_t n = t->n, k = 0, want;
 
         for (size_t i = 0; i < n; i++)
-            k += route_candidate(c->table->e[i].up, pass, avoid, now);
+            k += route_candidate(t->e[i].up, pass, avoid, now);
         if (k == 0)
             continue;
         want = rot % k;
         for (size_t i = 0; i < n; i++) {
-            if (route_candidate(c->table->e[i].up, pass, avoid, now) && want-- == 0) {
-                *out = c->table->e[i].up->addr;
+            if (route_candidate(t->e[i].up, pass, avoid, now) && want-- == 0) {
+                *out = t->e[i].up->addr;
                 rc = 0;
                 break;
             }
@@ -812,29 +747,34 @@ static int control_snapshot(void *arg, struct snapshot *out)
 {
     struct control *c = arg;
     struct watcher *wt;
+    const struct upstream_table *t;
+    struct upstream *const *ups;
+    size_t n_ups;
 
     memset(out, 0, sizeof(*out));
     uv_mutex_lock(&c->lock);
-    out->u = calloc(c->n_reg ? c->n_reg : 1, sizeof(*out->u));
+    t = registry_table(c->reg);
+    ups = registry_upstreams(c->reg, &n_ups);
+    out->u = calloc(n_ups ? n_ups : 1, sizeof(*out->u));
     if (out->u == NULL) {
         uv_mutex_unlock(&c->lock);
         return -ENOMEM;
     }
-    for (size_t i = 0; i < c->n_reg; i++) {
+    for (size_t i = 0; i < n_ups; i++) {
         struct snapshot_upstream *su = &out->u[out->n++];
-        long k = c->table != NULL ? upstream_table_find(c->table, &c->reg[i]->addr) : -1;
+        long k = t != NULL ? upstream_table_find(t, &ups[i]->addr) : -1;
 
-        su->up = c->reg[i];
+        su->up = ups[i];
         upstream_ref(su->up);
         su->in_table = k >= 0;
-        su->sources = k >= 0 ? c->table->e[k].sources : 0;
-        su->fallback = k >= 0 && c->table->e[k].fallback;
+        su->sources = k >= 0 ? t->e[k].sources : 0;
+        su->fallback = k >= 0 && t->e[k].fallback;
         su->health_since_unix_ms = su->up->health_since_unix_ms;
         memcpy(su->health_reason, su->up->health_reason, sizeof(su->health_reason));
         if (k >= 0)
-            su->zone = c->table->e[k].zone;
+            su->zone = t->e[k].zone;
     }
-    out->generation = c->generation;
+    out->generation = t != NULL ? t->generation : 0;
     out->table_swaps = c->swaps;
     out->state_file = c->state_stats;
     wt = c->watcher; /* set once after start; freed only once admin has stopped */
@@ -1107,12 +1047,15 @@ static void memory_trim(struct control *c)
 static void tick_cb(uv_timer_t *t)
 {
     struct control *c = t->data;
+    struct upstream *const *ups;
+    size_t n;
 
     memory_trim(c);
     reg_prune(c);
+    ups = registry_upstreams(c->reg, &n); /* the loop is the only writer */
     if (c->health != NULL)
-        for (size_t i = 0; i < c->n_reg; i++)
-            health_dial_failed(c->health, c->reg[i]);
+        for (size_t i = 0; i < n; i++)
+            health_dial_failed(c->health, ups[i]);
 }
 
 static void health_changed(void *arg, struct upstream *up, enum upstream_health from,
@@ -1204,8 +1147,9 @@ int control_run(const struct config *cfg)
     struct watcher_auth auth = {NULL, NULL, NULL}; /* --health-auth kubeconfig */
     const struct admin_ops *admin = NULL;
 
-    if (c == NULL) {
+    if (c == NULL || (c->reg = registry_new()) == NULL) {
         fprintf(stderr, "apilb: out of memory\n");
+        free(c);
         return EXIT_RUNTIME;
     }
     c->cfg = cfg;
@@ -1222,6 +1166,7 @@ int control_run(const struct config *cfg)
          file_load(cfg, &c->file, &c->file_ips, &c->file_named, true) < 0)) {
         uv_mutex_destroy(&c->lock);
         uv_mutex_destroy(&c->disc_lock);
+        registry_free(c->reg);
         free(c);
         return EXIT_CONFIG;
     }
@@ -1230,6 +1175,7 @@ int control_run(const struct config *cfg)
         health_auth_free(cfg, &auth);
         uv_mutex_destroy(&c->lock);
         uv_mutex_destroy(&c->disc_lock);
+        registry_free(c->reg);
         free(c);
         return EXIT_CONFIG;
     }
@@ -1240,6 +1186,7 @@ int control_run(const struct config *cfg)
             free(ca_pem);
             uv_mutex_destroy(&c->lock);
             uv_mutex_destroy(&c->disc_lock);
+            registry_free(c->reg);
             free(c);
             return EXIT_RUNTIME;
         }
@@ -1318,7 +1265,7 @@ int control_run(const struct config *cfg)
     uv_async_init(&c->loop, &c->file_async, file_resolved_cb);
     c->file_async.data = c;
     for (unsigned i = 0; i < c->n_workers; i++) {
-        struct upstream_table *t = c->table;
+        struct upstream_table *t = registry_table(c->reg);
 
         if (t != NULL)
             upstream_table_ref(t);
@@ -1351,7 +1298,8 @@ int control_run(const struct config *cfg)
     }
     if (!start_failed)
     log_info("started", "version=%s workers=%u upstreams=%zu balance=%d", APILB_VERSION,
-             c->n_workers, c->table != NULL ? c->table->n : 0, (int)cfg->balance);
+             c->n_workers, registry_table(c->reg) != NULL ? registry_table(c->reg)->n : 0,
+             (int)cfg->balance);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 
     /* The admin endpoint first: its snapshots read the watcher's stats. */
@@ -1372,10 +1320,7 @@ out_loop:
     uv_run(&c->loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&c->loop);
 out:
-    if (c->table != NULL)
-        upstream_table_unref(c->table);
-    for (size_t i = 0; i < c->n_reg; i++)
-        upstream_unref(c->reg[i]);
+    registry_free(c->reg);
     free(c->file_dir);
     free(c->file_base);
     free(c->workers);
