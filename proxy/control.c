@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "discovery.h"
 #include "health.h"
 #include "listener.h"
 #include "migrate.h"
@@ -91,14 +92,7 @@ struct control {
     struct admin *admin;
     struct health *health; /* NULL with --health-check none */
     struct watcher *watcher; /* NULL with --discovery off */
-    uv_async_t disc_async;    /* the watcher published a set */
-    uv_mutex_t disc_lock;     /* disc_pending, disc_ready */
-    struct source disc_pending;
-    struct zone_info disc_pending_zone[WATCHER_MAX_ADDRS];
-    bool disc_ready;
-    char *disc_ca;            /* a rotated cluster CA for the health checks */
-    struct watcher_auth disc_auth; /* rotated client credentials for them (--health-auth) */
-    bool disc_auth_ready;
+    struct discovery discovery; /* what the watcher hands over */
     unsigned peak_active;     /* most open sessions since the last malloc_trim */
 };
 
@@ -202,73 +196,6 @@ static int file_load(const struct config *cfg, struct source *out, struct source
     return rc;
 }
 
-/* The discovery module, loaded on first use; NULL after printing one line
- * when it cannot be. Main thread. */
-static const struct watcher_ops *discovery_module(void)
-{
-    static const struct watcher_ops *ops;
-    char err[CONFIG_ERR_BYTES];
-
-    if (ops == NULL && (ops = module_load(WATCHER_MODULE, WATCHER_OPS_SYMBOL, err,
-                                          sizeof(err))) == NULL)
-        fprintf(stderr, "apilb: discovery: %s\n", err);
-    return ops;
-}
-
-/* Loads the discovery credentials to validate them; hands back the CA they
- * trust as PEM text (caller frees) when pem is not NULL. Returns 0, or -1
- * after printing one line. */
-static int cluster_ca(const struct config *cfg, char **pem)
-{
-    const struct watcher_ops *ops;
-    char err[CONFIG_ERR_BYTES];
-
-    if (pem != NULL)
-        *pem = NULL;
-    if (cfg->discovery == CONFIG_DISCOVERY_OFF)
-        return 0;
-    if ((ops = discovery_module()) == NULL)
-        return -1;
-    if (ops->cluster_ca(cfg->kubeconfig, cfg->sa_dir, pem, err, sizeof(err)) < 0) {
-        fprintf(stderr, "apilb: %s\n", err);
-        return -1;
-    }
-    return 0;
-}
-
-/* --health-auth kubeconfig: reads the client credentials the checks present
- * (*out; release with the module's auth_free). Returns 0, or -1 after
- * printing one line. */
-static int health_auth_load(const struct config *cfg, struct watcher_auth *out)
-{
-    const struct watcher_ops *ops;
-    char err[CONFIG_ERR_BYTES];
-
-    memset(out, 0, sizeof(*out));
-    if (cfg->health_auth != CONFIG_HEALTH_AUTH_KUBECONFIG)
-        return 0;
-    if ((ops = discovery_module()) == NULL)
-        return -1;
-    if (ops->auth_load(cfg->kubeconfig, cfg->sa_dir, out, err, sizeof(err)) < 0) {
-        fprintf(stderr, "apilb: --health-auth=kubeconfig: %s\n", err);
-        return -1;
-    }
-    if (out->cert_pem == NULL && out->token == NULL) {
-        fprintf(stderr, "apilb: --health-auth=kubeconfig: the %s credentials have neither a "
-                        "client certificate nor a token\n",
-                cfg->kubeconfig != NULL ? "kubeconfig's" : "service account's");
-        return -1;
-    }
-    return 0;
-}
-
-/* Releases what health_auth_load() read (nothing without --health-auth). */
-static void health_auth_free(const struct config *cfg, struct watcher_auth *a)
-{
-    if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG && discovery_module() != NULL)
-        discovery_module()->auth_free(a);
-}
-
 /* Hands the credentials of --health-auth kubeconfig to h at start (or in
  * --check-config). Returns 0, or -1 after printing one line. */
 static int health_auth_start(const struct config *cfg, struct health *h,
@@ -300,12 +227,12 @@ int control_check(const struct config *cfg)
             free(s);
             return EXIT_CONFIG;
         }
-        if (health_auth_load(cfg, &a) < 0 || health_auth_start(cfg, h, &a) < 0)
+        if (discovery_auth_load(cfg, &a) < 0 || health_auth_start(cfg, h, &a) < 0)
             rc = EXIT_CONFIG;
-        health_auth_free(cfg, &a);
+        discovery_auth_free(cfg, &a);
         health_free(h);
     }
-    if (rc != 0 || cluster_ca(cfg, NULL) < 0)
+    if (rc != 0 || discovery_cluster_ca(cfg, NULL) < 0)
         rc = EXIT_CONFIG;
     else if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, s, cfg->seeds_from, true) < 0)
         rc = EXIT_CONFIG;
@@ -558,184 +485,60 @@ static void table_rebuild(struct control *c, const char *reason)
 
 /* --- discovery ------------------------------------------------------------- */
 
-/* watcher_publish_fn: runs on the watcher thread; hands the set (addresses
- * and their zones) over. */
-static void disc_publish(void *arg, const struct watcher_endpoint *eps, size_t n, const char *rv)
+/* discovery_sink.addrs: the newest discovered set becomes the discovered
+ * source. Loop thread. */
+static void disc_addrs(void *arg, const struct addr *a, const struct zone_info *z, size_t n)
 {
     struct control *c = arg;
 
-    uv_mutex_lock(&c->disc_lock);
-    c->disc_pending.n = n < WATCHER_MAX_ADDRS ? n : WATCHER_MAX_ADDRS;
-    for (size_t i = 0; i < c->disc_pending.n; i++) {
-        c->disc_pending.a[i] = eps[i].addr;
-        c->disc_pending_zone[i] = eps[i].zone;
-    }
-    c->disc_ready = true;
-    uv_mutex_unlock(&c->disc_lock);
-    uv_async_send(&c->disc_async);
+    memcpy(c->disc.a, a, n * sizeof(*a));
+    memcpy(c->disc_zone, z, n * sizeof(*z));
+    c->disc.n = n;
+    table_rebuild(c, "discovery");
 }
 
-/* watcher_config.ca_changed: runs on the watcher thread; hands the new
- * cluster CA over to the health checks. */
-static void disc_ca_changed(void *arg, const char *ca_pem)
+/* discovery_sink.ca: a rotated cluster CA for the health checks. */
+static void disc_ca(void *arg, const char *pem)
 {
     struct control *c = arg;
-    char *copy = strdup(ca_pem);
 
-    if (copy == NULL)
-        return;
-    uv_mutex_lock(&c->disc_lock);
-    free(c->disc_ca);
-    c->disc_ca = copy;
-    uv_mutex_unlock(&c->disc_lock);
-    uv_async_send(&c->disc_async);
+    if (c->health != NULL)
+        (void)health_set_ca(c->health, pem);
 }
 
-/* watcher_config.auth_changed (--health-auth kubeconfig): runs on the
- * watcher thread; hands the rotated client credentials over to the health
- * checks. */
-static void disc_auth_changed(void *arg, const struct watcher_auth *auth)
+/* discovery_sink.auth: rotated client credentials for the health checks. */
+static void disc_auth(void *arg, const struct watcher_auth *a)
 {
     struct control *c = arg;
-    struct watcher_auth copy = {NULL, NULL, NULL};
+    const char *why;
 
-    if ((auth->cert_pem != NULL && (copy.cert_pem = strdup(auth->cert_pem)) == NULL) ||
-        (auth->key_pem != NULL && (copy.key_pem = strdup(auth->key_pem)) == NULL) ||
-        (auth->token != NULL && (copy.token = strdup(auth->token)) == NULL)) {
-        discovery_module()->auth_free(&copy);
-        return;
-    }
-    uv_mutex_lock(&c->disc_lock);
-    discovery_module()->auth_free(&c->disc_auth);
-    c->disc_auth = copy;
-    c->disc_auth_ready = true;
-    uv_mutex_unlock(&c->disc_lock);
-    uv_async_send(&c->disc_async);
-}
-
-/* The control loop applies the newest discovered set, cluster CA and
- * client credentials. */
-static void disc_async_cb(uv_async_t *a)
-{
-    struct control *c = a->data;
-    struct source *s = malloc(sizeof(*s));
-    struct zone_info *z = malloc(sizeof(c->disc_pending_zone));
-    struct watcher_auth auth = {NULL, NULL, NULL};
-    char *ca;
-    bool ready, auth_ready;
-
-    if (s == NULL || z == NULL) {
-        free(s);
-        free(z);
-        return;
-    }
-    uv_mutex_lock(&c->disc_lock);
-    ready = c->disc_ready;
-    *s = c->disc_pending;
-    memcpy(z, c->disc_pending_zone, sizeof(c->disc_pending_zone));
-    c->disc_ready = false;
-    ca = c->disc_ca;
-    c->disc_ca = NULL;
-    auth_ready = c->disc_auth_ready;
-    if (auth_ready) {
-        auth = c->disc_auth;
-        memset(&c->disc_auth, 0, sizeof(c->disc_auth));
-        c->disc_auth_ready = false;
-    }
-    uv_mutex_unlock(&c->disc_lock);
-    if (ca != NULL && c->health != NULL)
-        (void)health_set_ca(c->health, ca);
-    free(ca);
-    if (auth_ready) {
-        const char *why;
-
-        if (c->health != NULL &&
-            health_set_auth(c->health, auth.cert_pem, auth.key_pem, auth.token, &why) != 0)
-            log_warn("credentials for the health checks cannot be used: keeping the old ones",
-                     "err=\"%s\"", why);
-        discovery_module()->auth_free(&auth);
-    }
-    if (ready && s->n > 0) {
-        c->disc = *s;
-        memcpy(c->disc_zone, z, sizeof(c->disc_zone));
-        table_rebuild(c, "discovery");
-    }
-    free(s);
-    free(z);
-}
-
-/* Whether up is a candidate in pass 0 (usable, not avoid), 1 (usable) or
- * 2 (any) of disc_route. */
-static bool route_candidate(const struct upstream *up, int pass, const struct addr *avoid,
-                            uint64_t now)
-{
-    if (pass == 2)
-        return true;
-    if (!upstream_usable(up, now))
-        return false;
-    return pass == 1 || addr_cmp(&up->addr, avoid) != 0;
+    if (c->health != NULL && health_set_auth(c->health, a->cert_pem, a->key_pem, a->token,
+                                             &why) != 0)
+        log_warn("credentials for the health checks cannot be used: keeping the old ones",
+                 "err=\"%s\"", why);
 }
 
 /* watcher_route_fn: the address the watcher dials next, from the current
- * table: usable upstreams other than avoid first, then usable ones, then any
- * (rotating with attempt and the second within each). */
+ * table (upstream_route). Watcher thread. */
 static int disc_route(void *arg, unsigned attempt, const struct addr *avoid, struct addr *out)
 {
     struct control *c = arg;
-    uint64_t now = worker_now_ms();
-    size_t rot = attempt + (size_t)(now / 1000);
-    int rc = -ENOENT;
-
-    const struct upstream_table *t;
+    int rc;
 
     uv_mutex_lock(&c->lock);
-    t = registry_table(c->reg);
-    for (int pass = avoid != NULL ? 0 : 1; t != NULL && pass < 3 && rc != 0; pass++) {
-        size_t n = t->n, k = 0, want;
-
-        for (size_t i = 0; i < n; i++)
-            k += route_candidate(t->e[i].up, pass, avoid, now);
-        if (k == 0)
-            continue;
-        want = rot % k;
-        for (size_t i = 0; i < n; i++) {
-            if (route_candidate(t->e[i].up, pass, avoid, now) && want-- == 0) {
-                *out = t->e[i].up->addr;
-                rc = 0;
-                break;
-            }
-        }
-    }
+    rc = upstream_route(registry_table(c->reg), attempt, avoid, worker_now_ms(), out);
     uv_mutex_unlock(&c->lock);
     return rc;
 }
 
-static int discovery_start(struct control *c)
+/* Starts the watcher; the admin thread may be taking a snapshot already. */
+static int watcher_run(struct control *c)
 {
-    const struct config *cfg = c->cfg;
-    struct watcher_config wc;
-    struct watcher *w = NULL;
-    char err[CONFIG_ERR_BYTES];
+    struct watcher *w;
+    int rc = discovery_start(&c->discovery, c->cfg, &w);
 
-    memset(&wc, 0, sizeof(wc));
-    wc.kubeconfig = cfg->kubeconfig;
-    wc.sa_dir = cfg->sa_dir;
-    wc.discovery = cfg->discovery == CONFIG_DISCOVERY_SLICES      ? WATCHER_DISCOVERY_SLICES
-                   : cfg->discovery == CONFIG_DISCOVERY_ENDPOINTS ? WATCHER_DISCOVERY_ENDPOINTS
-                                                                  : WATCHER_DISCOVERY_AUTO;
-    wc.connect_timeout_ms = cfg->connect_timeout_ms;
-    wc.debounce_ms = cfg->discovery_debounce_ms;
-    wc.watch_timeout_s = (cfg->watch_timeout_ms + 999) / 1000;
-    wc.stall_ms = cfg->watch_stall_ms;
-    wc.ca_changed = disc_ca_changed;
-    if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG)
-        wc.auth_changed = disc_auth_changed;
-    if (discovery_module()->start(&wc, disc_publish, disc_route, c, &w, err, sizeof(err)) !=
-        0) {
-        fprintf(stderr, "apilb: %s\n", err);
-        return -1;
-    }
-    /* The admin thread may be taking a snapshot already. */
+    if (rc != 0)
+        return rc;
     uv_mutex_lock(&c->lock);
     c->watcher = w;
     uv_mutex_unlock(&c->lock);
@@ -783,28 +586,8 @@ static int control_snapshot(void *arg, struct snapshot *out)
     out->sh = &c->sh;
     out->workers = c->n_workers;
     out->health_check = (int)c->cfg->health_check;
-    if (wt != NULL) {
-        struct watcher_stats ws;
-        struct snapshot_watcher *o = &out->watcher;
-
-        discovery_module()->stats_get(wt, &ws);
-        o->enabled = true;
-        o->state = discovery_module()->state_name(ws.state);
-        o->source = ws.source;
-        o->last_sync_unix_ms = ws.last_sync_unix_ms;
-        o->lists = ws.lists;
-        o->watches = ws.watches;
-        o->events = ws.events;
-        o->bookmarks = ws.bookmarks;
-        o->relists_410 = ws.relists_410;
-        o->errors = ws.errors;
-        o->publishes = ws.publishes;
-        o->credential_reloads = ws.credential_reloads;
-        o->rv_changed_unix_ms = ws.rv_changed_unix_ms;
-        for (int k = 0; k < 4; k++)
-            o->errors_by_kind[k] = ws.errors_by_kind[k];
-        snprintf(o->resource_version, sizeof(o->resource_version), "%s", ws.resource_version);
-    }
+    if (wt != NULL)
+        discovery_stats(wt, &out->watcher);
     return 0;
 }
 
@@ -1160,21 +943,25 @@ int control_run(const struct config *cfg)
     c->state_stats.last_ok = true;
     atomic_store(&c->sh.next_session_id, 1);
     uv_mutex_init(&c->lock);
-    uv_mutex_init(&c->disc_lock);
+    {
+        const struct discovery_sink sink = {disc_addrs, disc_ca, disc_auth, disc_route, c};
+
+        discovery_init(&c->discovery, &sink);
+    }
     if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, &c->seeds, cfg->seeds_from, false) < 0 ||
         (cfg->upstreams_file != NULL &&
          file_load(cfg, &c->file, &c->file_ips, &c->file_named, true) < 0)) {
         uv_mutex_destroy(&c->lock);
-        uv_mutex_destroy(&c->disc_lock);
+        discovery_fini(&c->discovery);
         registry_free(c->reg);
         free(c);
         return EXIT_CONFIG;
     }
-    if (cluster_ca(cfg, &ca_pem) < 0 || health_auth_load(cfg, &auth) < 0) {
+    if (discovery_cluster_ca(cfg, &ca_pem) < 0 || discovery_auth_load(cfg, &auth) < 0) {
         free(ca_pem);
-        health_auth_free(cfg, &auth);
+        discovery_auth_free(cfg, &auth);
         uv_mutex_destroy(&c->lock);
-        uv_mutex_destroy(&c->disc_lock);
+        discovery_fini(&c->discovery);
         registry_free(c->reg);
         free(c);
         return EXIT_CONFIG;
@@ -1185,7 +972,7 @@ int control_run(const struct config *cfg)
             fprintf(stderr, "apilb: cannot initialise libcurl\n");
             free(ca_pem);
             uv_mutex_destroy(&c->lock);
-            uv_mutex_destroy(&c->disc_lock);
+            discovery_fini(&c->discovery);
             registry_free(c->reg);
             free(c);
             return EXIT_RUNTIME;
@@ -1260,8 +1047,7 @@ int control_run(const struct config *cfg)
     table_rebuild(c, "start");
     uv_async_init(&c->loop, &c->done, done_cb);
     c->done.data = c;
-    uv_async_init(&c->loop, &c->disc_async, disc_async_cb);
-    c->disc_async.data = c;
+    discovery_attach(&c->discovery, &c->loop);
     uv_async_init(&c->loop, &c->file_async, file_resolved_cb);
     c->file_async.data = c;
     for (unsigned i = 0; i < c->n_workers; i++) {
@@ -1290,7 +1076,7 @@ int control_run(const struct config *cfg)
     uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
     if (cfg->upstreams_file != NULL)
         (void)file_watch_start(c);
-    if (cfg->discovery != CONFIG_DISCOVERY_OFF && discovery_start(c) != 0) {
+    if (cfg->discovery != CONFIG_DISCOVERY_OFF && watcher_run(c) != 0) {
         /* Bad credentials are a configuration error: stop what runs. */
         start_failed = true;
         atomic_store(&c->sh.phase, WORKER_CLOSING);
@@ -1326,13 +1112,11 @@ out:
     free(c->workers);
     free(fds);
     free(ca_pem);
-    free(c->disc_ca);
-    health_auth_free(cfg, &auth);
-    health_auth_free(cfg, &c->disc_auth);
+    discovery_auth_free(cfg, &auth);
     if (curl_ready)
         discovery_module()->global_cleanup();
     uv_mutex_destroy(&c->lock);
-    uv_mutex_destroy(&c->disc_lock);
+    discovery_fini(&c->discovery);
     free(c);
     return rc;
 }

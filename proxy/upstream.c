@@ -250,6 +250,41 @@ long upstream_pick(struct upstream_picker *p, const struct upstream_table *t,
     return i;
 }
 
+/* Whether up is a candidate in pass 0 (usable, not avoid), 1 (usable) or
+ * 2 (any) of upstream_route. */
+static bool route_candidate(const struct upstream *up, int pass, const struct addr *avoid,
+                            uint64_t now_ms)
+{
+    if (pass == 2)
+        return true;
+    if (!upstream_usable(up, now_ms))
+        return false;
+    return pass == 1 || addr_cmp(&up->addr, avoid) != 0;
+}
+
+int upstream_route(const struct upstream_table *t, unsigned attempt, const struct addr *avoid,
+                   uint64_t now_ms, struct addr *out)
+{
+    size_t rot = attempt + (size_t)(now_ms / 1000);
+
+    for (int pass = avoid != NULL ? 0 : 1; t != NULL && pass < 3; pass++) {
+        size_t k = 0, want;
+
+        for (size_t i = 0; i < t->n; i++)
+            k += route_candidate(t->e[i].up, pass, avoid, now_ms);
+        if (k == 0)
+            continue;
+        want = rot % k;
+        for (size_t i = 0; i < t->n; i++) {
+            if (route_candidate(t->e[i].up, pass, avoid, now_ms) && want-- == 0) {
+                *out = t->e[i].up->addr;
+                return 0;
+            }
+        }
+    }
+    return -ENOENT;
+}
+
 size_t upstream_table_usable(const struct upstream_table *t, uint64_t now_ms)
 {
     size_t n = 0;

@@ -191,6 +191,14 @@ uint64_t upstream_picker_random(struct upstream_picker *p);
 long upstream_pick(struct upstream_picker *p, const struct upstream_table *t,
                    struct upstream_tried *tried, uint64_t now_ms);
 
+/* The address the watcher dials next (its route), into *out: usable entries
+ * other than avoid (NULL: none to avoid) first, then usable ones, then any,
+ * rotating among the candidates of the first pass that has one with
+ * attempt + now_ms / 1000. Returns 0, or -ENOENT when t is NULL or empty.
+ * Pure; any thread holding t. */
+int upstream_route(const struct upstream_table *t, unsigned attempt, const struct addr *avoid,
+                   uint64_t now_ms, struct addr *out);
+
 /* Number of entries usable now (for /readyz). */
 size_t upstream_table_usable(const struct upstream_table *t, uint64_t now_ms);
 

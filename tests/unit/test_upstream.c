@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Upstream tables and the balancing algorithms (proxy/upstream.h). */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -207,6 +208,50 @@ START_TEST(empty_table)
 }
 END_TEST
 
+/* The watcher's route: usable and not the one to avoid, rotating with the
+ * attempt; then usable; then anything; nothing without a table. */
+START_TEST(route_avoids_then_usable_then_any)
+{
+    struct addr out, avoid;
+    char name[ADDR_STRLEN];
+    int a1 = idx_of("10.0.0.1:6443"), a2 = idx_of("10.0.0.2:6443");
+    bool seen[N + 1] = {false};
+
+    avoid = t->e[a1].up->addr;
+    for (unsigned attempt = 0; attempt < 8; attempt++) {
+        ck_assert_int_eq(upstream_route(t, attempt, &avoid, 5000, &out), 0);
+        ck_assert_int_ne(addr_cmp(&out, &avoid), 0);
+        seen[upstream_table_find(t, &out)] = true;
+    }
+    ck_assert(seen[a2] && seen[idx_of("10.0.0.3:6443")] && seen[idx_of("10.0.0.9:6443")]);
+    /* The second rotates too: the same attempt a second later moves on. */
+    ck_assert_int_eq(upstream_route(t, 0, &avoid, 5000, &out), 0);
+    {
+        struct addr later;
+
+        ck_assert_int_eq(upstream_route(t, 0, &avoid, 6000, &later), 0);
+        ck_assert_int_ne(addr_cmp(&out, &later), 0);
+    }
+    /* Only the avoided one is usable: it is taken rather than nothing. */
+    for (size_t i = 0; i < t->n; i++)
+        if ((int)i != a1)
+            atomic_store(&t->e[i].up->health, UPSTREAM_UNHEALTHY);
+    ck_assert_int_eq(upstream_route(t, 3, &avoid, 5000, &out), 0);
+    ck_assert_str_eq(addr_format(&out, name, sizeof(name)), "10.0.0.1:6443");
+    /* None usable: any entry, unhealthy or not. */
+    atomic_store(&t->e[a1].up->draining_since_ms, 1);
+    ck_assert_int_eq(upstream_route(t, 0, NULL, 5000, &out), 0);
+    ck_assert_int_ge(upstream_table_find(t, &out), 0);
+    ck_assert_int_eq(upstream_route(NULL, 0, NULL, 5000, &out), -ENOENT);
+    {
+        struct upstream_table *e = upstream_table_new(NULL, 0, 1);
+
+        ck_assert_int_eq(upstream_route(e, 0, &avoid, 5000, &out), -ENOENT);
+        upstream_table_unref(e);
+    }
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -221,5 +266,6 @@ int main(void)
     tcase_add_test(tc, tried_never_repeats_then_all_once);
     tcase_add_test(tc, passes_skip_unusable_then_fallback_then_any);
     tcase_add_test(tc, empty_table);
+    tcase_add_test(tc, route_avoids_then_usable_then_any);
     return check_run(s);
 }

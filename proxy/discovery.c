@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The discovery glue; see discovery.h. */
+#define LOG_MODULE "control"
+#include "discovery.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "module.h"
+
+const struct watcher_ops *discovery_module(void)
+{
+    static const struct watcher_ops *ops;
+    char err[CONFIG_ERR_BYTES];
+
+    if (ops == NULL &&
+        (ops = module_load(WATCHER_MODULE, WATCHER_OPS_SYMBOL, err, sizeof(err))) == NULL)
+        fprintf(stderr, "apilb: discovery: %s\n", err);
+    return ops;
+}
+
+int discovery_cluster_ca(const struct config *cfg, char **pem)
+{
+    const struct watcher_ops *ops;
+    char err[CONFIG_ERR_BYTES];
+
+    if (pem != NULL)
+        *pem = NULL;
+    if (cfg->discovery == CONFIG_DISCOVERY_OFF)
+        return 0;
+    if ((ops = discovery_module()) == NULL)
+        return -EINVAL;
+    if (ops->cluster_ca(cfg->kubeconfig, cfg->sa_dir, pem, err, sizeof(err)) < 0) {
+        fprintf(stderr, "apilb: %s\n", err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int discovery_auth_load(const struct config *cfg, struct watcher_auth *out)
+{
+    const struct watcher_ops *ops;
+    char err[CONFIG_ERR_BYTES];
+
+    memset(out, 0, sizeof(*out));
+    if (cfg->health_auth != CONFIG_HEALTH_AUTH_KUBECONFIG)
+        return 0;
+    if ((ops = discovery_module()) == NULL)
+        return -EINVAL;
+    if (ops->auth_load(cfg->kubeconfig, cfg->sa_dir, out, err, sizeof(err)) < 0) {
+        fprintf(stderr, "apilb: --health-auth=kubeconfig: %s\n", err);
+        return -EINVAL;
+    }
+    if (out->cert_pem == NULL && out->token == NULL) {
+        fprintf(stderr,
+                "apilb: --health-auth=kubeconfig: the %s credentials have neither a "
+                "client certificate nor a token\n",
+                cfg->kubeconfig != NULL ? "kubeconfig's" : "service account's");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+void discovery_auth_free(const struct config *cfg, struct watcher_auth *a)
+{
+    if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG && discovery_module() != NULL)
+        discovery_module()->auth_free(a);
+}
+
+/* watcher_publish_fn: runs on the watcher thread; hands the set (addresses
+ * and their zones) over. */
+static void publish_cb(void *arg, const struct watcher_endpoint *eps, size_t n, const char *rv)
+{
+    struct discovery *d = arg;
+
+    (void)rv;
+    uv_mutex_lock(&d->lock);
+    d->n_pending = n < WATCHER_MAX_ADDRS ? n : WATCHER_MAX_ADDRS;
+    for (size_t i = 0; i < d->n_pending; i++) {
+        d->pending[i] = eps[i].addr;
+        d->pending_zone[i] = eps[i].zone;
+    }
+    d->ready = true;
+    uv_mutex_unlock(&d->lock);
+    uv_async_send(&d->async);
+}
+
+/* watcher_config.ca_changed: runs on the watcher thread. */
+static void ca_changed_cb(void *arg, const char *ca_pem)
+{
+    struct discovery *d = arg;
+    char *copy = strdup(ca_pem);
+
+    if (copy == NULL)
+        return;
+    uv_mutex_lock(&d->lock);
+    free(d->ca);
+    d->ca = copy;
+    uv_mutex_unlock(&d->lock);
+    uv_async_send(&d->async);
+}
+
+/* watcher_config.auth_changed (--health-auth kubeconfig): runs on the
+ * watcher thread. */
+static void auth_changed_cb(void *arg, const struct watcher_auth *auth)
+{
+    struct discovery *d = arg;
+    struct watcher_auth copy = {NULL, NULL, NULL};
+
+    if ((auth->cert_pem != NULL && (copy.cert_pem = strdup(auth->cert_pem)) == NULL) ||
+        (auth->key_pem != NULL && (copy.key_pem = strdup(auth->key_pem)) == NULL) ||
+        (auth->token != NULL && (copy.token = strdup(auth->token)) == NULL)) {
+        discovery_module()->auth_free(&copy);
+        return;
+    }
+    uv_mutex_lock(&d->lock);
+    discovery_module()->auth_free(&d->auth);
+    d->auth = copy;
+    d->auth_ready = true;
+    uv_mutex_unlock(&d->lock);
+    uv_async_send(&d->async);
+}
+
+static int route_cb(void *arg, unsigned attempt, const struct addr *avoid, struct addr *out)
+{
+    struct discovery *d = arg;
+
+    return d->sink.route(d->sink.arg, attempt, avoid, out);
+}
+
+/* What the loop takes over from the watcher thread in one wake-up. */
+struct handover {
+    struct addr a[WATCHER_MAX_ADDRS];
+    struct zone_info z[WATCHER_MAX_ADDRS];
+    size_t n;
+};
+
+/* The control loop takes the newest set, cluster CA and credentials, and
+ * hands them to the sink off the lock. */
+static void async_cb(uv_async_t *h)
+{
+    struct discovery *d = h->data;
+    struct handover *ho = malloc(sizeof(*ho));
+    struct watcher_auth auth = {NULL, NULL, NULL};
+    char *ca;
+    bool ready, auth_ready;
+
+    if (ho == NULL)
+        return;
+    uv_mutex_lock(&d->lock);
+    ready = d->ready;
+    ho->n = d->n_pending;
+    memcpy(ho->a, d->pending, sizeof(ho->a));
+    memcpy(ho->z, d->pending_zone, sizeof(ho->z));
+    d->ready = false;
+    ca = d->ca;
+    d->ca = NULL;
+    auth_ready = d->auth_ready;
+    if (auth_ready) {
+        auth = d->auth;
+        memset(&d->auth, 0, sizeof(d->auth));
+        d->auth_ready = false;
+    }
+    uv_mutex_unlock(&d->lock);
+    if (ca != NULL)
+        d->sink.ca(d->sink.arg, ca);
+    free(ca);
+    if (auth_ready) {
+        d->sink.auth(d->sink.arg, &auth);
+        discovery_module()->auth_free(&auth);
+    }
+    if (ready && ho->n > 0)
+        d->sink.addrs(d->sink.arg, ho->a, ho->z, ho->n);
+    free(ho);
+}
+
+void discovery_init(struct discovery *d, const struct discovery_sink *sink)
+{
+    d->sink = *sink;
+    uv_mutex_init(&d->lock);
+}
+
+void discovery_attach(struct discovery *d, uv_loop_t *loop)
+{
+    uv_async_init(loop, &d->async, async_cb);
+    d->async.data = d;
+}
+
+int discovery_start(struct discovery *d, const struct config *cfg, struct watcher **out)
+{
+    struct watcher_config wc;
+    char err[CONFIG_ERR_BYTES];
+
+    memset(&wc, 0, sizeof(wc));
+    wc.kubeconfig = cfg->kubeconfig;
+    wc.sa_dir = cfg->sa_dir;
+    wc.discovery = cfg->discovery == CONFIG_DISCOVERY_SLICES      ? WATCHER_DISCOVERY_SLICES
+                   : cfg->discovery == CONFIG_DISCOVERY_ENDPOINTS ? WATCHER_DISCOVERY_ENDPOINTS
+                                                                  : WATCHER_DISCOVERY_AUTO;
+    wc.connect_timeout_ms = cfg->connect_timeout_ms;
+    wc.debounce_ms = cfg->discovery_debounce_ms;
+    wc.watch_timeout_s = (cfg->watch_timeout_ms + 999) / 1000;
+    wc.stall_ms = cfg->watch_stall_ms;
+    wc.ca_changed = ca_changed_cb;
+    if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG)
+        wc.auth_changed = auth_changed_cb;
+    *out = NULL;
+    if (discovery_module()->start(&wc, publish_cb, route_cb, d, out, err, sizeof(err)) != 0) {
+        fprintf(stderr, "apilb: %s\n", err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+void discovery_stats(struct watcher *w, struct snapshot_watcher *o)
+{
+    struct watcher_stats ws;
+
+    discovery_module()->stats_get(w, &ws);
+    o->enabled = true;
+    o->state = discovery_module()->state_name(ws.state);
+    o->source = ws.source;
+    o->last_sync_unix_ms = ws.last_sync_unix_ms;
+    o->lists = ws.lists;
+    o->watches = ws.watches;
+    o->events = ws.events;
+    o->bookmarks = ws.bookmarks;
+    o->relists_410 = ws.relists_410;
+    o->errors = ws.errors;
+    o->publishes = ws.publishes;
+    o->credential_reloads = ws.credential_reloads;
+    o->rv_changed_unix_ms = ws.rv_changed_unix_ms;
+    for (int k = 0; k < 4; k++)
+        o->errors_by_kind[k] = ws.errors_by_kind[k];
+    snprintf(o->resource_version, sizeof(o->resource_version), "%s", ws.resource_version);
+}
+
+void discovery_fini(struct discovery *d)
+{
+    free(d->ca);
+    d->ca = NULL;
+    if (d->auth_ready && discovery_module() != NULL)
+        discovery_module()->auth_free(&d->auth);
+    uv_mutex_destroy(&d->lock);
+}
