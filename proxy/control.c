@@ -90,6 +90,7 @@ struct control {
     uint64_t start_unix_ms;
     uv_mutex_t lock; /* table and reg, for snapshots taken by other threads */
     struct admin *admin;
+    const struct admin_ops *admin_ops; /* the module's, with --admin */
     struct health *health; /* NULL with --health-check none */
     struct watcher *watcher; /* NULL with --discovery off */
     struct discovery discovery; /* what the watcher hands over */
@@ -920,20 +921,16 @@ static int open_listeners(struct control *c, int *fds)
     return 0;
 }
 
-int control_run(const struct config *cfg)
+/* A control with its registry and locks, the sources not loaded yet; NULL
+ * on ENOMEM. */
+static struct control *control_new(const struct config *cfg)
 {
     struct control *c = calloc(1, sizeof(*c));
-    int *fds = NULL;
-    int rc = EXIT_RUNTIME;
-    bool start_failed = false, curl_ready = false;
-    char *ca_pem = NULL; /* the cluster CA, for health checks */
-    struct watcher_auth auth = {NULL, NULL, NULL}; /* --health-auth kubeconfig */
-    const struct admin_ops *admin = NULL;
+    struct discovery_sink sink = {disc_addrs, disc_ca, disc_auth, disc_route, c};
 
     if (c == NULL || (c->reg = registry_new()) == NULL) {
-        fprintf(stderr, "apilb: out of memory\n");
         free(c);
-        return EXIT_RUNTIME;
+        return NULL;
     }
     c->cfg = cfg;
     c->sh.cfg = cfg;
@@ -943,136 +940,137 @@ int control_run(const struct config *cfg)
     c->state_stats.last_ok = true;
     atomic_store(&c->sh.next_session_id, 1);
     uv_mutex_init(&c->lock);
-    {
-        const struct discovery_sink sink = {disc_addrs, disc_ca, disc_auth, disc_route, c};
+    discovery_init(&c->discovery, &sink);
+    return c;
+}
 
-        discovery_init(&c->discovery, &sink);
-    }
-    if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, &c->seeds, cfg->seeds_from, false) < 0 ||
-        (cfg->upstreams_file != NULL &&
-         file_load(cfg, &c->file, &c->file_ips, &c->file_named, true) < 0)) {
-        uv_mutex_destroy(&c->lock);
-        discovery_fini(&c->discovery);
-        registry_free(c->reg);
-        free(c);
-        return EXIT_CONFIG;
-    }
-    if (discovery_cluster_ca(cfg, &ca_pem) < 0 || discovery_auth_load(cfg, &auth) < 0) {
-        free(ca_pem);
-        discovery_auth_free(cfg, &auth);
-        uv_mutex_destroy(&c->lock);
-        discovery_fini(&c->discovery);
-        registry_free(c->reg);
-        free(c);
-        return EXIT_CONFIG;
-    }
-    /* libcurl (and the TLS library under it) before any thread starts. */
-    if (cfg->discovery != CONFIG_DISCOVERY_OFF) {
-        if (discovery_module()->global_init() != 0) {
-            fprintf(stderr, "apilb: cannot initialise libcurl\n");
-            free(ca_pem);
-            uv_mutex_destroy(&c->lock);
-            discovery_fini(&c->discovery);
-            registry_free(c->reg);
-            free(c);
-            return EXIT_RUNTIME;
-        }
-        curl_ready = true;
-    }
-    if (cfg->state_file != NULL)
-        state_load(c);
-    c->workers = calloc(c->n_workers, sizeof(*c->workers));
-    fds = calloc((size_t)c->n_workers * cfg->n_listen, sizeof(int));
-    if (c->workers == NULL || fds == NULL || uv_loop_init(&c->loop) != 0) {
-        fprintf(stderr, "apilb: out of memory\n");
-        goto out;
-    }
-    {
-        char def[SOCKOPT_CC_NAME_BYTES];
-        int err;
-        const char *cc = sockopt_local_init(def, &err);
+/* Frees what control_new() and the run allocated (the loop is closed). */
+static void control_free(struct control *c)
+{
+    registry_free(c->reg);
+    free(c->file_dir);
+    free(c->file_base);
+    free(c->workers);
+    discovery_fini(&c->discovery);
+    uv_mutex_destroy(&c->lock);
+    free(c);
+}
 
-        if (cc != NULL)
-            log_info("loopback connections are not paced", "default=%s loopback=%s", def, cc);
-        else if (err != 0)
-            log_info("loopback connections stay paced: neither cubic nor reno may be set",
-                     "default=%s err=\"%s\"", def, strerror(err));
-    }
-    if (open_listeners(c, fds) < 0)
-        goto out_loop;
-    if (cfg->admin_enabled) {
-        struct addr admin_addr = cfg->admin_listen;
-        char err[CONFIG_ERR_BYTES], name[ADDR_STRLEN];
+static void loopback_pacing_log(void)
+{
+    char def[SOCKOPT_CC_NAME_BYTES];
+    int err;
+    const char *cc = sockopt_local_init(def, &err);
 
-        admin = module_load(ADMIN_MODULE, ADMIN_OPS_SYMBOL, err, sizeof(err));
-        if (admin == NULL || admin->start(&admin_addr, control_snapshot, control_connections, c,
-                                          &c->admin, err,
-                                          sizeof(err)) != 0) {
-            fprintf(stderr, "apilb: %s%s\n", admin == NULL ? "admin endpoint: " : "", err);
-            for (size_t i = 0; i < (size_t)c->n_workers * cfg->n_listen; i++)
-                close(fds[i]);
-            goto out_loop;
-        }
-        log_info("admin endpoint listening", "addr=%s",
-                 addr_format(&admin_addr, name, sizeof(name)));
-    }
-    if (cfg->health_check != CONFIG_HEALTH_NONE) {
-        char err[CONFIG_ERR_BYTES];
+    if (cc != NULL)
+        log_info("loopback connections are not paced", "default=%s loopback=%s", def, cc);
+    else if (err != 0)
+        log_info("loopback connections stay paced: neither cubic nor reno may be set",
+                 "default=%s err=\"%s\"", def, strerror(err));
+}
 
-        int hrc = health_new(&c->loop, cfg, ca_pem, health_changed, c, &c->health, err,
-                             sizeof(err));
+/* Starts the admin endpoint when enabled. Returns 0, or -EINVAL after
+ * printing one line. */
+static int endpoint_start(struct control *c)
+{
+    struct addr admin_addr = c->cfg->admin_listen;
+    char err[CONFIG_ERR_BYTES], name[ADDR_STRLEN];
 
-        if (hrc != 0)
-            fprintf(stderr, "apilb: %s\n", err);
-        else if (health_auth_start(cfg, c->health, &auth) < 0)
-            hrc = -EINVAL;
-        if (hrc != 0) {
-            rc = EXIT_CONFIG;
-            if (c->admin != NULL)
-                admin->stop(c->admin);
-            for (size_t i = 0; i < (size_t)c->n_workers * cfg->n_listen; i++)
-                close(fds[i]);
-            goto out_loop;
-        }
+    if (!c->cfg->admin_enabled)
+        return 0;
+    c->admin_ops = module_load(ADMIN_MODULE, ADMIN_OPS_SYMBOL, err, sizeof(err));
+    if (c->admin_ops == NULL || c->admin_ops->start(&admin_addr, control_snapshot,
+                                                    control_connections, c, &c->admin, err,
+                                                    sizeof(err)) != 0) {
+        fprintf(stderr, "apilb: %s%s\n", c->admin_ops == NULL ? "admin endpoint: " : "", err);
+        return -EINVAL;
     }
-    {
-        int err = sharewatch_init(&c->sharers, &c->loop, fds, c->n_workers, cfg->n_listen,
-                                  c->admin != NULL ? admin->listen_fd(c->admin) : -1,
-                                  cfg->listener_check_interval_ms, &c->sh);
+    log_info("admin endpoint listening", "addr=%s",
+             addr_format(&admin_addr, name, sizeof(name)));
+    return 0;
+}
 
-        if (err != 0)
-            log_warn("other listeners on apilb's addresses are looked for only at start",
-                     "err=\"%s\"", strerror(-err));
+/* Stops the admin endpoint if it runs; first at shutdown: its snapshots
+ * read the watcher's stats. */
+static void endpoint_stop(struct control *c)
+{
+    if (c->admin != NULL)
+        c->admin_ops->stop(c->admin);
+    c->admin = NULL;
+}
+
+/* Starts the health checks unless --health-check none. Returns 0, or
+ * -EINVAL after printing one line. */
+static int checks_start(struct control *c, const char *ca_pem, const struct watcher_auth *auth)
+{
+    char err[CONFIG_ERR_BYTES];
+
+    if (c->cfg->health_check == CONFIG_HEALTH_NONE)
+        return 0;
+    if (health_new(&c->loop, c->cfg, ca_pem, health_changed, c, &c->health, err,
+                   sizeof(err)) != 0) {
+        fprintf(stderr, "apilb: %s\n", err);
+        return -EINVAL;
     }
-    table_rebuild(c, "start");
-    uv_async_init(&c->loop, &c->done, done_cb);
-    c->done.data = c;
-    discovery_attach(&c->discovery, &c->loop);
-    uv_async_init(&c->loop, &c->file_async, file_resolved_cb);
-    c->file_async.data = c;
+    return health_auth_start(c->cfg, c->health, auth) < 0 ? -EINVAL : 0;
+}
+
+/* Starts the workers on fds (theirs from now on). */
+static void workers_start(struct control *c, int *fds)
+{
+    size_t per = c->cfg->n_listen;
+
     for (unsigned i = 0; i < c->n_workers; i++) {
         struct upstream_table *t = registry_table(c->reg);
 
         if (t != NULL)
             upstream_table_ref(t);
-        if (worker_start(&c->workers[i], i, &c->sh, fds + (size_t)i * cfg->n_listen,
-                         cfg->n_listen, t, &c->done) != 0) {
+        if (worker_start(&c->workers[i], i, &c->sh, fds + (size_t)i * per, per, t, &c->done) !=
+            0) {
             fprintf(stderr, "apilb: cannot start worker %u\n", i);
             abort(); /* threads are running; no clean way back */
         }
         c->n_started++;
     }
+}
+
+/* The loop's own handles: wake-ups, signals, timers. */
+static void handles_start(struct control *c)
+{
+    uv_async_init(&c->loop, &c->done, done_cb);
+    c->done.data = c;
+    discovery_attach(&c->discovery, &c->loop);
+    uv_async_init(&c->loop, &c->file_async, file_resolved_cb);
+    c->file_async.data = c;
     uv_signal_init(&c->loop, &c->sig_term);
     uv_signal_init(&c->loop, &c->sig_int);
     uv_signal_init(&c->loop, &c->sig_hup);
     c->sig_term.data = c->sig_int.data = c->sig_hup.data = c;
-    uv_signal_start(&c->sig_term, signal_cb, SIGTERM);
-    uv_signal_start(&c->sig_int, signal_cb, SIGINT);
-    uv_signal_start(&c->sig_hup, signal_cb, SIGHUP);
     uv_timer_init(&c->loop, &c->shutdown_timer);
     uv_timer_init(&c->loop, &c->file_debounce);
     uv_timer_init(&c->loop, &c->tick);
     c->shutdown_timer.data = c->file_debounce.data = c->tick.data = c;
+}
+
+/* Runs apilb from a started admin endpoint and health checks until every
+ * worker finished; the workers own fds. Returns the exit code. */
+static int serve(struct control *c, int *fds)
+{
+    const struct config *cfg = c->cfg;
+    bool start_failed = false;
+    int err = sharewatch_init(&c->sharers, &c->loop, fds, c->n_workers, cfg->n_listen,
+                              c->admin != NULL ? c->admin_ops->listen_fd(c->admin) : -1,
+                              cfg->listener_check_interval_ms, &c->sh);
+
+    if (err != 0)
+        log_warn("other listeners on apilb's addresses are looked for only at start",
+                 "err=\"%s\"", strerror(-err));
+    table_rebuild(c, "start");
+    handles_start(c);
+    workers_start(c, fds);
+    uv_signal_start(&c->sig_term, signal_cb, SIGTERM);
+    uv_signal_start(&c->sig_int, signal_cb, SIGINT);
+    uv_signal_start(&c->sig_hup, signal_cb, SIGHUP);
     uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
     if (cfg->upstreams_file != NULL)
         (void)file_watch_start(c);
@@ -1083,40 +1081,83 @@ int control_run(const struct config *cfg)
         kick_all(c);
     }
     if (!start_failed)
-    log_info("started", "version=%s workers=%u upstreams=%zu balance=%d", APILB_VERSION,
-             c->n_workers, registry_table(c->reg) != NULL ? registry_table(c->reg)->n : 0,
-             (int)cfg->balance);
+        log_info("started", "version=%s workers=%u upstreams=%zu balance=%d", APILB_VERSION,
+                 c->n_workers, registry_table(c->reg) != NULL ? registry_table(c->reg)->n : 0,
+                 (int)cfg->balance);
     uv_run(&c->loop, UV_RUN_DEFAULT);
-
-    /* The admin endpoint first: its snapshots read the watcher's stats. */
-    if (c->admin != NULL)
-        admin->stop(c->admin);
-    c->admin = NULL;
+    endpoint_stop(c);
     if (c->watcher != NULL)
         discovery_module()->stop(c->watcher);
     c->watcher = NULL;
     for (unsigned i = 0; i < c->n_workers; i++)
         worker_join(&c->workers[i]);
-    if (!start_failed)
-        log_info("stopped", "accepted=%" PRIu64, atomic_load(&c->sh.accepted));
-    rc = start_failed ? EXIT_CONFIG : 0;
-out_loop:
+    if (start_failed)
+        return EXIT_CONFIG;
+    log_info("stopped", "accepted=%" PRIu64, atomic_load(&c->sh.accepted));
+    return 0;
+}
+
+int control_run(const struct config *cfg)
+{
+    struct control *c = control_new(cfg);
+    char *ca_pem = NULL;                           /* the cluster CA, for health checks */
+    struct watcher_auth auth = {NULL, NULL, NULL}; /* --health-auth kubeconfig */
+    bool curl = cfg->discovery != CONFIG_DISCOVERY_OFF;
+    size_t n_fds = (size_t)cfg->workers * cfg->n_listen; /* 0 once the workers own them */
+    int *fds = NULL, rc = EXIT_CONFIG;
+
+    if (c == NULL) {
+        fprintf(stderr, "apilb: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    if (seeds_resolve(cfg, cfg->seeds, cfg->n_seeds, &c->seeds, cfg->seeds_from, false) < 0 ||
+        (cfg->upstreams_file != NULL &&
+         file_load(cfg, &c->file, &c->file_ips, &c->file_named, true) < 0))
+        goto free_control;
+    if (discovery_cluster_ca(cfg, &ca_pem) < 0 || discovery_auth_load(cfg, &auth) < 0)
+        goto free_credentials;
+    rc = EXIT_RUNTIME;
+    /* libcurl (and the TLS library under it) before any thread starts. */
+    if (curl && discovery_module()->global_init() != 0) {
+        fprintf(stderr, "apilb: cannot initialise libcurl\n");
+        goto free_credentials;
+    }
+    if (cfg->state_file != NULL)
+        state_load(c);
+    c->workers = calloc(c->n_workers, sizeof(*c->workers));
+    fds = calloc(n_fds, sizeof(int));
+    if (c->workers == NULL || fds == NULL || uv_loop_init(&c->loop) != 0) {
+        fprintf(stderr, "apilb: out of memory\n");
+        goto cleanup_curl;
+    }
+    loopback_pacing_log();
+    if (open_listeners(c, fds) < 0)
+        goto close_loop;
+    if (endpoint_start(c) < 0)
+        goto close_listeners;
+    rc = EXIT_CONFIG;
+    if (checks_start(c, ca_pem, &auth) < 0)
+        goto stop_admin;
+    rc = serve(c, fds);
+    n_fds = 0;
+stop_admin:
+    endpoint_stop(c);
+close_listeners:
+    for (size_t i = 0; i < n_fds; i++)
+        close(fds[i]);
+close_loop:
     file_lookup_stop(c);
     uv_walk(&c->loop, close_cb, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&c->loop);
-out:
-    registry_free(c->reg);
-    free(c->file_dir);
-    free(c->file_base);
-    free(c->workers);
-    free(fds);
+cleanup_curl:
+    if (curl)
+        discovery_module()->global_cleanup();
+free_credentials:
     free(ca_pem);
     discovery_auth_free(cfg, &auth);
-    if (curl_ready)
-        discovery_module()->global_cleanup();
-    uv_mutex_destroy(&c->lock);
-    discovery_fini(&c->discovery);
-    free(c);
+free_control:
+    free(fds);
+    control_free(c);
     return rc;
 }
