@@ -14,6 +14,18 @@
 #include "check_run.h"
 #include "healthauth.h"
 
+/* A NUL-terminated copy of the n bytes at p (a memory BIO's, which has no
+ * NUL: strndup() would look past them for one). */
+static char *copy_bytes(const char *p, size_t n)
+{
+    char *s = malloc(n + 1);
+
+    ck_assert_ptr_nonnull(s);
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
 /* PEM text of a new P-256 key and of a certificate for it, signed by
  * issuer_key (itself when NULL). Caller frees both; *key_out is the key. */
 static void make_pair(EVP_PKEY *issuer_key, char **cert_pem, char **key_pem, EVP_PKEY **key_out)
@@ -38,12 +50,12 @@ static void make_pair(EVP_PKEY *issuer_key, char **cert_pem, char **key_pem, EVP
     b = BIO_new(BIO_s_mem());
     PEM_write_bio_X509(b, x);
     n = BIO_get_mem_data(b, &p);
-    *cert_pem = strndup(p, (size_t)n);
+    *cert_pem = copy_bytes(p, (size_t)n);
     BIO_free(b);
     b = BIO_new(BIO_s_mem());
     PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL);
     n = BIO_get_mem_data(b, &p);
-    *key_pem = strndup(p, (size_t)n);
+    *key_pem = copy_bytes(p, (size_t)n);
     BIO_free(b);
     X509_free(x);
     if (key_out != NULL)
