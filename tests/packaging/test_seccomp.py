@@ -34,6 +34,7 @@ import os
 import re
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import time
@@ -58,8 +59,25 @@ for ip in APISERVERS:
     subprocess.run(["ip", "addr", "add", ip + "/32", "dev", "lo"], check=True)
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from harness import (APILB, Apilb, Backend, Fail, _children, check, exchange,  # noqa: E402
+import harness  # noqa: E402
+from harness import (Apilb, Backend, Fail, _children, check, exchange,  # noqa: E402
                      payload, run, tmpdir, whoami, write_atomic)
+
+
+def unit_user_binary():
+    """A copy of apilb and its modules in a directory the unit's user can
+    reach: it execs apilb after dropping root, and the build directory may
+    sit below one only root can enter (a clone in mktemp -d, mode 0700)."""
+    d = tmpdir()
+    os.chmod(d, 0o755)
+    src = os.path.dirname(os.path.abspath(harness.APILB))
+    for name in ("apilb", "apilb-admin.so", "apilb-discovery.so"):
+        if os.path.exists(os.path.join(src, name)):
+            shutil.copy2(os.path.join(src, name), os.path.join(d, name))
+    return os.path.join(d, "apilb")
+
+
+APILB = harness.APILB = unit_user_binary()
 
 # A sanitizer build: LeakSanitizer stops the world with ptrace(2), which
 # the unit's filter refuses and strace already holds (it then exits 1).
