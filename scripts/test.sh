@@ -31,8 +31,9 @@ unset ASAN_OPTIONS
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPILB_TSAN=ON
 cmake --build build-tsan -j"$jobs"
-(cd build-tsan && ctest -j"$jobs" --output-on-failure -L integration \
-    -R 'it_proxy_(concurrent|reload|sigterm_drain|reuseport|batched_sends)|it_health|it_state|it_fault|watch|it_admin')
+# Label threads: @scenario("threads") in tests/integration/*.py, or a whole file in
+# tests/integration/CMakeLists.txt.
+(cd build-tsan && ctest -j"$jobs" --output-on-failure -L threads)
 
 echo "== fuzz build (clang libFuzzer + ASan + UBSan), each target for a bounded time"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAPILB_FUZZ=ON

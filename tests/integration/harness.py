@@ -632,7 +632,10 @@ def apiserver_netns(script):
     """Runs script (the caller's __file__) again, with its arguments, in a
     private network namespace (unshare -n) whose lo is up and carries
     10.213.0.2-9 and fd00:213::2-5, the fake apiservers' addresses (the API
-    refuses loopback endpoints). Exits 77 (skipped) without root."""
+    refuses loopback endpoints). Exits 77 (skipped) without root; does
+    nothing when the file is only listing its scenarios (--list)."""
+    if LISTING:
+        return
     reexec_in_netns(script)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     for i in range(2, 10):
@@ -642,16 +645,58 @@ def apiserver_netns(script):
                        check=True)
 
 
-def run(scenarios):
-    """Runs the scenario named on the command line (or all)."""
-    names = sys.argv[1:] or sorted(scenarios)
+# The scenarios by the module defining them, each in the order they are
+# defined: module -> {name: (function, labels)}. Filled by @scenario; run()
+# takes the running file's (__main__), not those of a test file it imports.
+_scenarios = {}
+
+# "--list" on the command line: the file only says which scenarios it has
+# (name, then its labels, one scenario a line), for CMake at configure time.
+# Nothing is started and no namespace entered (reexec_in_netns returns).
+LISTING = sys.argv[1:] == ["--list"]
+
+
+def scenario(*args, name=None):
+    """Registers a scenario function under its name (or name=), for run()
+    and for CTest. Used bare (@scenario) or with CTest labels
+    (@scenario("threads")): "threads" puts it in the ThreadSanitizer build's
+    selection (scripts/test.sh, ctest -L threads)."""
+    def register(fn, labels):
+        key = name or fn.__name__
+        mine = _scenarios.setdefault(fn.__module__, {})
+        if key in mine:
+            raise ValueError("scenario %s registered twice" % key)
+        for label in labels:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]*", label):
+                raise ValueError("scenario %s: bad label %r" % (key, label))
+        mine[key] = (fn, tuple(labels))
+        return fn
+
+    if len(args) == 1 and callable(args[0]):
+        return register(args[0], ())
+    if not all(isinstance(a, str) for a in args):
+        raise TypeError("@scenario takes label strings, or is used bare")
+    return lambda fn: register(fn, args)
+
+
+def run(scenarios=None):
+    """Runs the scenarios named on the command line (or all of them); with
+    --list prints them. scenarios: a dict name -> function, for a file not
+    yet using @scenario; by default the ones registered with @scenario."""
+    table = ({k: (f, ()) for k, f in scenarios.items()} if scenarios is not None
+             else _scenarios.get("__main__", {}))
+    if LISTING:
+        for key, (_, labels) in table.items():
+            print(" ".join((key,) + labels))
+        return
+    names = sys.argv[1:] or sorted(table)
     for name in names:
-        if name not in scenarios:
-            print("unknown scenario %s; known: %s" % (name, " ".join(sorted(scenarios))))
+        if name not in table:
+            print("unknown scenario %s; known: %s" % (name, " ".join(sorted(table))))
             sys.exit(2)
         t0 = time.time()
         try:
-            scenarios[name]()
+            table[name][0]()
         except Fail as e:
             print("FAIL %s: %s" % (name, e))
             _cleanup()
@@ -662,8 +707,9 @@ def run(scenarios):
 def reexec_in_netns(script):
     """Runs script again, with the same arguments, in a network namespace of
     its own (unshare -n), unless this process already runs in one; exits 77
-    (skip) without root."""
-    if os.environ.get("APILB_IN_NETNS") == "1":
+    (skip) without root. Does nothing when the file is only listing its
+    scenarios (--list)."""
+    if LISTING or os.environ.get("APILB_IN_NETNS") == "1":
         return
     if os.geteuid() != 0:
         print("SKIP: needs root for a network namespace")

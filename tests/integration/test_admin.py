@@ -13,7 +13,7 @@ import threading
 import time
 
 from harness import (APILB, Apilb, Backend, Fail, check, exchange, payload, raw_admin,
-                     refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
+                     refused_addr, roundtrip, run, scenario, tmpdir, whoami, write_atomic)
 
 
 def metric(text, name, **labels):
@@ -30,6 +30,7 @@ def metric(text, name, **labels):
     raise Fail("metric %s{%s} not found" % (name, want))
 
 
+@scenario
 def metrics_promtool():
     """promtool accepts /metrics, and counters move by exactly the traffic sent."""
     b = Backend("127.0.0.2")
@@ -69,6 +70,7 @@ def metrics_promtool():
         b.stop()
 
 
+@scenario
 def readyz_flip():
     """/readyz is 503 while no upstream is usable and 200 again when one is."""
     b = Backend("127.0.0.2")
@@ -109,6 +111,7 @@ def readyz_flip():
         b.stop()
 
 
+@scenario
 def upstreams_json():
     """/upstreams shows source, health, active connections and draining."""
     d = tmpdir()
@@ -141,6 +144,7 @@ def upstreams_json():
         B.stop()
 
 
+@scenario
 def admin_port_taken():
     """A taken admin port exits 2 naming the address."""
     holder = socket.socket()
@@ -161,6 +165,7 @@ def admin_port_taken():
 LOGFMT = re.compile(r'^(?:[a-z_]+=(?:"(?:[^"\\]|\\.)*"|[^\s"]+)(?: |$))+$')
 
 
+@scenario
 def log_formats():
     """Every line is logfmt in text mode and a JSON object in json mode."""
     b = Backend("127.0.0.2")
@@ -187,6 +192,7 @@ def log_formats():
     b.stop()
 
 
+@scenario
 def upgrade():
     """Zero-downtime upgrade under load: B starts beside A, A gets SIGTERM;
     no new connection is refused or fails, and A's open connections drain."""
@@ -310,6 +316,7 @@ def kill_with_queue(name, n, request, good, admin):
         b.stop()
 
 
+@scenario
 def upgrade_killed():
     """The old apilb is killed (SIGKILL, as after a grace period that ran
     out) during an upgrade while connections wait in its accept queues: the
@@ -320,6 +327,7 @@ def upgrade_killed():
     kill_with_queue("upgrade_killed", 64, b"whoami\n", b"b\n", admin=False)
 
 
+@scenario
 def admin_upgrade_killed():
     """The admin endpoint too: requests queued in the killed apilb's admin
     listener are handed to the new apilb's (same port) and answered, so a
@@ -329,6 +337,7 @@ def admin_upgrade_killed():
                     b"HTTP/1.1 200", admin=True)
 
 
+@scenario
 def hostile_admin():
     """Bad requests to the admin endpoint (libmicrohttpd) get an error status or
     a closed connection, never a crash or a 200; HEAD and HTTP/1.0 work; a
@@ -496,6 +505,7 @@ class Slowloris:
             v[0].close()
 
 
+@scenario
 def admin_slowloris():
     """Issue 24 F4: slow and idle clients that hold every admin connection
     slot (and reconnect when dropped), from the probe's own address and from
@@ -564,6 +574,7 @@ def reuseport_listener(port):
     return s
 
 
+@scenario
 def listener_foreign_sharer():
     """Issue 24 F8: a process of apilb's uid can join apilb's listener
     (SO_REUSEPORT checks only the uid) and take a share of new connections;
@@ -645,6 +656,7 @@ def listener_foreign_sharer():
         b.stop()
 
 
+@scenario
 def listener_hidden_sharer():
     """The pod case of F8: apilb in a PID namespace of its own (as in a
     container) cannot see who owns another socket in its listening group.
@@ -693,6 +705,7 @@ def listener_hidden_sharer():
         b.stop()
 
 
+@scenario
 def connections():
     """GET /connections: every open session of every worker with its client
     address, upstream, state, age and bytes, a page at a time; bad paging
@@ -744,7 +757,4 @@ def connections():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (connections, metrics_promtool, readyz_flip, upstreams_json, admin_port_taken,
-                                  log_formats, upgrade, upgrade_killed, admin_upgrade_killed,
-                                  hostile_admin, admin_slowloris,
-                                  listener_foreign_sharer, listener_hidden_sharer)})
+    run()

@@ -16,7 +16,7 @@ import threading
 import time
 
 from harness import (Apilb, Backend, Fail, check, closed_by_peer, exchange, payload, roundtrip, run,
-                     whoami)
+                     scenario, whoami)
 
 
 class Load:
@@ -108,6 +108,7 @@ def three(**kw):
     return bs, sum((["--upstream", b.addr] for b in bs), [])
 
 
+@scenario
 def kill_rst():
     """An apiserver killed with RST: only its own connections break; new
     connections never fail."""
@@ -151,6 +152,7 @@ def kill_rst():
             b.stop()
 
 
+@scenario
 def blackhole_load():
     """An apiserver black-holed under load: new connections keep working and
     clients of the victim are back on a healthy upstream within the bound."""
@@ -195,6 +197,7 @@ def blackhole_load():
             b.stop()
 
 
+@scenario
 def slowed():
     """A slow apiserver (200 ms per answer): least-conn sends it fewer of the
     concurrent connections, and nothing fails."""
@@ -222,6 +225,7 @@ def slowed():
             b.stop()
 
 
+@scenario
 def restart_and_all_down():
     """Every apiserver down: clients are closed at once; one comes back: new
     connections reach it within one check interval, then the others too."""
@@ -267,6 +271,7 @@ def restart_and_all_down():
         a.stop()
 
 
+@scenario
 def memory_cap():
     """Under a 48 MiB memory cap (a cgroup, like a container limit), thousands
     of connections and bulk traffic leave apilb up and serving."""
@@ -315,6 +320,7 @@ def memory_cap():
             pass
 
 
+@scenario
 def hostile_clients():
     """Idle floods, slowloris, random bytes and resets at every point of the
     relay: apilb keeps serving a good client, and no descriptor leaks."""
@@ -394,6 +400,7 @@ def hostile_clients():
             b.stop()
 
 
+@scenario
 def signals_under_load():
     """SIGHUP storms under load change nothing; SIGTERM during heavy traffic
     drains the open connections and exits 0."""
@@ -430,5 +437,4 @@ def signals_under_load():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (kill_rst, blackhole_load, slowed, restart_and_all_down,
-                                  memory_cap, hostile_clients, signals_under_load)})
+    run()

@@ -13,8 +13,8 @@ import threading
 import time
 
 from harness import (Apilb, Backend, Fail, HttpsConn, TlsApiserver, check, closed_by_peer,
-                     make_certs, payload, readyz_failing, refused_addr, roundtrip, run, tmpdir,
-                     whoami, write_atomic)
+                     make_certs, payload, readyz_failing, refused_addr, roundtrip, run, scenario,
+                     tmpdir, whoami, write_atomic)
 
 
 def curl_name(ca, port, path="/version"):
@@ -44,6 +44,7 @@ def held_on(a, ca, name, tries=12):
     return held
 
 
+@scenario
 def readyz():
     """readyz checks over verified TLS: 500 makes an upstream unhealthy after
     --fall checks and 200 healthy again after --rise; 401/403 count as alive.
@@ -108,6 +109,7 @@ def readyz():
             x.stop()
 
 
+@scenario
 def tls_verify():
     """A certificate that does not verify against --health-ca fails the check;
     with every upstream unhealthy, connections still try each one. Replacing
@@ -141,6 +143,7 @@ def tls_verify():
             x.stop()
 
 
+@scenario
 def refused():
     """A refusing upstream turns unhealthy; a tcp check is enough for it."""
     b = Backend("127.0.0.2")
@@ -156,6 +159,7 @@ def refused():
         b.stop()
 
 
+@scenario
 def blackhole_live():
     """A client whose upstream black-holes is disconnected within
     interval x fall + timeout, and its reconnect lands on a healthy upstream."""
@@ -213,6 +217,7 @@ def close_times(socks, t0, timeout):
     return out
 
 
+@scenario
 def drain():
     """A removed upstream takes no new connections and its open ones are
     closed over the second half of --drain-timeout, spread out."""
@@ -247,6 +252,7 @@ def drain():
         B.stop()
 
 
+@scenario
 def max_age():
     """--max-connection-age closes old connections with jitter; young ones stay."""
     b = Backend("127.0.0.2")
@@ -265,6 +271,7 @@ def max_age():
         b.stop()
 
 
+@scenario
 def hotswap():
     """100+ table swaps (add, remove, reorder) under a load of short and long
     connections: no failed or reset connection, long ones intact."""
@@ -346,5 +353,4 @@ def hotswap():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (readyz, tls_verify, refused, blackhole_live, drain, max_age,
-                                  hotswap)})
+    run()

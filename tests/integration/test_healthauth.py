@@ -17,7 +17,7 @@ import harness
 harness.reexec_in_netns(__file__)
 
 import test_watch as tw  # noqa: E402  (sets the namespace's addresses up)
-from harness import check, run  # noqa: E402
+from harness import check, run, scenario  # noqa: E402
 
 tw.harness_apilb = lambda: harness.APILB
 
@@ -44,6 +44,7 @@ def start(fake, kc, *extra):
     return tw.start_apilb(fake, kc, *extra)
 
 
+@scenario
 def none_hides_dead_etcd():
     """--health-auth none (the default) on a cluster with anonymous auth off:
     /readyz answers 401 to apilb, which counts as alive, so a dead etcd goes
@@ -66,6 +67,7 @@ def none_hides_dead_etcd():
         fake.stop()
 
 
+@scenario
 def token():
     """--health-auth kubeconfig with a token user: checks authenticate, a
     dead etcd makes every apiserver unhealthy (HTTP 500), a live one healthy
@@ -102,6 +104,7 @@ def token():
         fake.stop()
 
 
+@scenario
 def client_cert():
     """--health-auth kubeconfig with a client-certificate user (kubelet's
     kubelet-client-current.pem, certificate and key in one file): healthy
@@ -128,6 +131,7 @@ def client_cert():
         fake.stop()
 
 
+@scenario
 def unusable():
     """--health-auth kubeconfig with credentials that have nothing to present,
     or a client key that is not the certificate's: exit 1 with one line
@@ -155,4 +159,4 @@ def unusable():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (none_hides_dead_etcd, token, client_cert, unusable)})
+    run()

@@ -19,7 +19,7 @@ import threading
 import time
 
 from harness import (Apilb, Backend, Fail, TlsApiserver, check, listener, make_certs, metric,
-                     reexec_in_netns, refused_addr, roundtrip, run, tmpdir, whoami,
+                     reexec_in_netns, refused_addr, roundtrip, run, scenario, tmpdir, whoami,
                      write_atomic)
 
 
@@ -103,14 +103,17 @@ def drain_checked(kind):
         B.stop()
 
 
+@scenario
 def drain_tcp():
     drain_checked("tcp")
 
 
+@scenario
 def drain_readyz():
     drain_checked("readyz")
 
 
+@scenario
 def churn():
     """Many add/remove cycles through SIGHUP of an upstreams file with tcp
     checks on: every removed set is drained and pruned (the registry stays
@@ -170,6 +173,7 @@ def churn():
 # --- this host's own shortage ---------------------------------------------------------------
 
 
+@scenario
 def local_errors():
     """No ephemeral port left toward the upstream (EADDRNOTAVAIL, a netns
     with ip_local_port_range 60000-60100 and 150 idle connections through
@@ -223,6 +227,7 @@ def local_errors():
 # --- trust changes ----------------------------------------------------------------------------
 
 
+@scenario
 def ca_appears():
     """--in-cluster with a service account whose ca.crt is missing at start:
     checks run unverified; once ca.crt is written, `health checks use the new
@@ -320,6 +325,7 @@ class HoldingTls:
         self.sock.close()
 
 
+@scenario
 def full_handshakes():
     """Every check is a full handshake (no session is resumed, though the
     server offers tickets and ends each connection with close_notify), so a
@@ -369,6 +375,7 @@ def full_handshakes():
         srv.stop()
 
 
+@scenario
 def no_credentials_unverified():
     """--health-auth kubeconfig while no CA can verify the apiservers (an
     in-cluster ca.crt missing at start): the checks send no token (401/403
@@ -407,6 +414,7 @@ def no_credentials_unverified():
 # --- interval and timeout ----------------------------------------------------------------------
 
 
+@scenario
 def interval_timeout():
     """--health-interval 500ms --health-timeout 1s is accepted; a check of an
     upstream that never completes the TLS handshake ends at the timeout (1s)
@@ -461,5 +469,4 @@ def interval_timeout():
 if __name__ == "__main__":
     if sys.argv[1:] == ["local_errors"]:
         reexec_in_netns(__file__)
-    run({f.__name__: f for f in (drain_tcp, drain_readyz, churn, local_errors, ca_appears,
-                                  full_handshakes, no_credentials_unverified, interval_timeout)})
+    run()

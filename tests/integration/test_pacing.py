@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 
-from harness import Apilb, Backend, Fail, check, closed_by_peer, metric, roundtrip, run, whoami
+from harness import (Apilb, Backend, Fail, check, closed_by_peer, metric, roundtrip, run, scenario,
+                     whoami)
 
 
 def own_netns(name):
@@ -65,6 +66,7 @@ def is_open(s):
     return not r
 
 
+@scenario
 def unacked_upstream():
     """An upstream that black-holes after the handshake (iptables DROP of its
     port in both directions: no RST, no ICMP). A connection through apilb
@@ -130,6 +132,7 @@ def unacked_upstream():
         stop_all(a, keep, b1, b2)
 
 
+@scenario
 def stalled_reader_kept():
     """An upstream that reads nothing for longer than the ack timeout (a busy
     apiserver) is not ended by it: its kernel acknowledges what fits, then
@@ -195,6 +198,7 @@ def spread(times):
     return times[-1] - times[0], most
 
 
+@scenario
 def close_spread():
     """An upstream that turns unhealthy (its accept queue full: the checks
     time out, its open connections still work): its 30 connections are
@@ -233,6 +237,7 @@ def close_spread():
         stop_all(a, keep, b1, b2)
 
 
+@scenario
 def paced_dials():
     """An upstream that ends all of its connections in one instant (a killed
     apiserver: FIN on every one): each of its 30 clients dials again at once,
@@ -286,5 +291,4 @@ def paced_dials():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (unacked_upstream, stalled_reader_kept, close_spread,
-                                  paced_dials)})
+    run()

@@ -9,6 +9,7 @@ endpoints), so every scenario runs in a private network namespace
 certificate (one without 127.0.0.1, or from another CA) is a second fake
 process on its own address, listed by the first one's --members."""
 
+import functools
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.request
 
+import harness
 from harness import APILB, Apilb, _children, apiserver_netns, check, run, tmpdir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -138,8 +140,9 @@ class Case:
 
 
 def scenario(f):
-    """f, then every process it started is killed (by PID): the next
-    scenario's apiservers bind the same addresses."""
+    """harness.scenario, and every process f started is killed (by PID) when
+    it ends: the next scenario's apiservers bind the same addresses."""
+    @functools.wraps(f)
     def wrapped():
         try:
             f()
@@ -148,7 +151,7 @@ def scenario(f):
                 if p.poll() is None:
                     p.kill()
                     p.wait()
-    return wrapped
+    return harness.scenario(wrapped)
 
 
 def expect(lines, *want):
@@ -502,9 +505,4 @@ def bad_input():
 
 
 if __name__ == "__main__":
-    run({"all_good": all_good, "in_cluster": in_cluster, "static_sources": static_sources,
-         "dual_stack": dual_stack, "anonymous_off": anonymous_off, "cert_lacks_name": cert_lacks_name,
-         "ipv6_listener": ipv6_listener, "untrusted_ca": untrusted_ca,
-         "dead_apiserver": dead_apiserver, "listen_taken": listen_taken,
-         "rbac_denied": rbac_denied, "readyz_failing": readyz_failing,
-         "kubelet_elsewhere": kubelet_elsewhere, "bad_input": bad_input})
+    run()

@@ -21,9 +21,10 @@ import time
 
 from harness import (APILB, Apilb, Backend, BlackHole, Fail, HttpsConn, TlsApiserver, _children,
                      check, closed_by_peer, exchange, listener, make_certs, metric, payload,
-                     refused_addr, roundtrip, run, tmpdir, whoami, write_atomic)
+                     refused_addr, roundtrip, run, scenario, tmpdir, whoami, write_atomic)
 
 
+@scenario
 def payloads():
     """Random payloads of 1 byte to 64 MiB arrive intact both ways."""
     b = Backend("127.0.0.2")
@@ -47,6 +48,7 @@ def payloads():
         b.stop()
 
 
+@scenario
 def socket_options():
     """Both legs of a proxied connection carry TCP keepalive (30 s idle), so a
     dead peer is noticed without traffic (ss shows the keepalive timer). The
@@ -85,6 +87,7 @@ def socket_options():
         b.stop()
 
 
+@scenario
 def modules():
     """Discovery and the admin endpoint are modules loaded only when on: a
     static apilb maps neither libcurl nor libmicrohttpd; with the admin
@@ -124,6 +127,7 @@ def modules():
         b.stop()
 
 
+@scenario
 def half_close():
     """A FIN one way keeps the other way flowing, in both directions."""
     b = Backend("127.0.0.2")
@@ -157,6 +161,7 @@ def half_close():
         b.stop()
 
 
+@scenario("threads")
 def concurrent():
     """Many concurrent connections, all intact, spread over the upstreams."""
     bs = [Backend("127.0.0.%d" % i) for i in (2, 3, 4)]
@@ -188,6 +193,7 @@ def concurrent():
             b.stop()
 
 
+@scenario
 def failover_refused():
     """An upstream that refuses is skipped without the client noticing."""
     b = Backend("127.0.0.2")
@@ -261,6 +267,7 @@ def client_hello(name="kubernetes"):
     return hello
 
 
+@scenario
 def early_close():
     """A TLS upstream that accepts and then closes or resets before its first
     byte (an apiserver dying with connections in its accept queue) is replaced
@@ -347,6 +354,7 @@ def outcome(c):
         got += d
 
 
+@scenario
 def replay_plaintext():
     """A plaintext request that reached an upstream is never sent to another
     one: an upstream that reads it and resets without a byte may have acted
@@ -393,6 +401,7 @@ def stopped(pid):
     return True
 
 
+@scenario
 def replay_answer_kept():
     """An upstream that answers and resets while the client's next bytes are
     on their way: its answer reaches the client and nothing is replayed
@@ -489,6 +498,7 @@ def fill(s, quiet=0.5):
     return sent
 
 
+@scenario
 def client_reset_early():
     """A client that resets before the upstream has answered ends its session:
     the upstream is not blamed and no other upstream gets a replay of what the
@@ -524,6 +534,7 @@ def client_reset_early():
             b.stop()
 
 
+@scenario
 def reset_while_stalled():
     """One side resets while the other reads nothing: the session ends at once.
     A client resets while its bytes wait for an upstream that reads nothing
@@ -570,6 +581,7 @@ def reset_while_stalled():
         holder.close()
 
 
+@scenario
 def client_fin_first():
     """A client that finishes without sending anything (a TCP probe: connect,
     close) costs one upstream connection and ends quietly; it is not retried
@@ -593,6 +605,7 @@ def client_fin_first():
             x.close()
 
 
+@scenario
 def failover_blackhole():
     """An upstream that drops SYNs costs one connect timeout, then is avoided."""
     b = Backend("127.0.0.2")
@@ -616,6 +629,7 @@ def failover_blackhole():
         hole.close()
 
 
+@scenario
 def all_down():
     """With every upstream down the client is closed at once, never hung."""
     hole = BlackHole("127.0.0.4")
@@ -636,6 +650,7 @@ def all_down():
         hole.close()
 
 
+@scenario("threads")
 def sigterm_drain():
     """SIGTERM: no new connections, open ones finish, exit 0; after
     --shutdown-timeout the rest are closed."""
@@ -679,6 +694,7 @@ def sigterm_drain():
         b.stop()
 
 
+@scenario("threads")
 def reload():
     """SIGHUP and file changes swap the upstream list; open connections stay."""
     d = tmpdir()
@@ -751,6 +767,7 @@ def in_private_ns(name, timeout=240):
     return True
 
 
+@scenario("threads")
 def reload_dns_hangs():
     """An upstreams file that names a host whose DNS server never answers: the
     file's other entries apply at once (a name that resolved before keeps its
@@ -835,6 +852,7 @@ def reload_dns_hangs():
         dns.close()
 
 
+@scenario
 def balance():
     """least-conn spreads open connections; round-robin cycles; random covers all."""
     bs = [Backend("127.0.0.%d" % i, "b%d" % i) for i in (2, 3, 4)]
@@ -863,6 +881,7 @@ def balance():
             b.stop()
 
 
+@scenario
 def max_connections():
     """Connections over --max-connections are closed cleanly, the rest work."""
     b = Backend("127.0.0.2")
@@ -885,6 +904,7 @@ def max_connections():
         b.stop()
 
 
+@scenario
 def emfile():
     """Running out of file descriptors neither crashes nor spins the loop,
     whether accept(2) or the upstream socket(2) is the call that finds none
@@ -930,6 +950,7 @@ def emfile_at(b, limit):
         a.stop()
 
 
+@scenario
 def ipv6():
     """IPv6 listeners and upstreams."""
     if not socket.has_ipv6:
@@ -944,6 +965,7 @@ def ipv6():
         b.stop()
 
 
+@scenario("threads")
 def reuseport():
     """Two apilb processes share one port (zero-downtime upgrade)."""
     b = Backend("127.0.0.2", "b")
@@ -971,6 +993,7 @@ def reuseport():
         b.stop()
 
 
+@scenario
 def port_shared():
     """Another program sharing the port with SO_REUSEPORT (a hostNetwork
     ingress controller) is reported at start, naming it; one listening on the
@@ -1007,6 +1030,7 @@ def port_shared():
         other.close()
 
 
+@scenario
 def cli_errors():
     """Bad flags exit 1 with one line naming option, value and rule; a taken
     port exits 2 naming address and holder; --check-config, --version, --help."""
@@ -1057,6 +1081,7 @@ def cli_errors():
         holder.close()
 
 
+@scenario
 def tls_curl():
     """A real curl over TLS through apilb to a TLS upstream (openssl s_server)."""
     d = tmpdir()
@@ -1152,6 +1177,7 @@ def ask(port, host="127.0.0.1"):
         return got, time.time() - t0, segs_in(c)
 
 
+@scenario
 def segments():
     """A short connection costs no more segments through apilb than its two
     ends cost each other directly: the handshake's last ACK to the upstream
@@ -1204,6 +1230,7 @@ def tcp_state(s):
     return TCP_STATES.get(st, str(st))
 
 
+@scenario
 def reset_passed_on():
     """A reset from one side reaches the other side as a reset, not a FIN:
     an apiserver learns at once that its client is gone, a client that its
@@ -1274,6 +1301,7 @@ def _congestion(pid):
     return found
 
 
+@scenario
 def loopback_unpaced():
     """On a host whose default congestion control is BBR (which paces), apilb's
     connections that stay on the host (peer on a loopback address or one of
@@ -1470,6 +1498,7 @@ def batch_load(a):
     return errors
 
 
+@scenario("threads")
 def batched_sends():
     """The sends of a batch of events are made together (io_uring): with many
     connections ready at once every byte arrives, in order, slow readers
@@ -1523,6 +1552,7 @@ def deny_io_uring():
         os._exit(121)
 
 
+@scenario("threads")
 def batched_sends_denied():
     """Where io_uring is denied, apilb says so once at start and sends one by
     one: the same load arrives intact, and the metrics say 0. The same with
@@ -1555,6 +1585,7 @@ def batched_sends_denied():
             b.stop()
 
 
+@scenario
 def access_log():
     """--access-log: one line per closed connection with its client address,
     upstream, reason, duration and the bytes each way; without it, the same
@@ -1596,11 +1627,4 @@ def access_log():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (access_log, payloads, half_close, concurrent, failover_refused, early_close,
-                                  failover_blackhole, all_down, sigterm_drain, reload, balance,
-                                  max_connections, emfile, ipv6, reuseport, port_shared, cli_errors,
-                                  tls_curl, socket_options, client_fin_first, modules,
-                                  client_reset_early, reset_while_stalled, segments,
-                                  reset_passed_on, loopback_unpaced, batched_sends,
-                                  batched_sends_denied, replay_plaintext, replay_answer_kept,
-                                  reload_dns_hangs)})
+    run()

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 
-from harness import Apilb, Backend, check, metric, run, tmpdir, write_atomic
+from harness import Apilb, Backend, check, metric, run, scenario, tmpdir, write_atomic
 from test_faults import Load
 
 
@@ -24,6 +24,7 @@ def status(pid):
     return rss, len(os.listdir("/proc/%d/fd" % pid))
 
 
+@scenario
 def soak():
     seconds = float(os.environ.get("SOAK_SECONDS", "120"))
     d = tmpdir()
@@ -113,4 +114,4 @@ def soak():
 
 
 if __name__ == "__main__":
-    run({"soak": soak})
+    run()

@@ -13,10 +13,11 @@ import sys
 import threading
 import time
 
-from harness import (Apilb, Backend, Fail, check, metric, refused_addr, run, tmpdir, whoami,
-                     write_atomic)
+from harness import (Apilb, Backend, Fail, check, metric, refused_addr, run, scenario, tmpdir,
+                     whoami, write_atomic)
 
 
+@scenario
 def roundtrip():
     d = tmpdir()
     ups, state = os.path.join(d, "ups"), os.path.join(d, "state")
@@ -43,6 +44,7 @@ def roundtrip():
         B.stop()
 
 
+@scenario
 def metrics():
     """apilb_state_file_* tell whether the state file is written: a file it
     can write, then an upstreams file change it cannot write (its directory
@@ -85,6 +87,7 @@ def metrics():
         B.stop()
 
 
+@scenario
 def corrupt():
     d = tmpdir()
     state = os.path.join(d, "state")
@@ -110,6 +113,7 @@ def corrupt():
         b.stop()
 
 
+@scenario
 def crash_safety():
     """kill -9 while the state file is rewritten many times a second."""
     d = tmpdir()
@@ -193,6 +197,7 @@ def in_pid_ns(a):
     raise Fail("no apilb under unshare")
 
 
+@scenario
 def two_writers():
     """Two apilbs that share a state file and are both PID 1 (the old and the
     new DaemonSet pod during a rollout, each in its own PID namespace) write
@@ -251,6 +256,7 @@ def two_writers():
             b.stop()
 
 
+@scenario
 def slow_disk():
     """While the state file is synced to a slow disk (every fsync of a file
     takes 3 s: an LD_PRELOAD shim built here), /readyz and /upstreams still
@@ -320,5 +326,4 @@ def slow_disk():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (roundtrip, corrupt, crash_safety, metrics, two_writers,
-                                 slow_disk)})
+    run()

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from harness import (APILB, Apilb, Backend, check, listener, refused_addr, run, tmpdir,
+from harness import (APILB, Apilb, Backend, check, listener, refused_addr, run, scenario, tmpdir,
                      unreachable_kubeconfig, whoami)
 
 
@@ -37,6 +37,7 @@ def rows(table):
     return out
 
 
+@scenario
 def table():
     """Two healthy upstreams and one that refuses: their health, reason,
     state and the open connection counted; the watcher is off."""
@@ -69,6 +70,7 @@ def table():
         B.stop()
 
 
+@scenario
 def json_output():
     """-o json is /upstreams, with each upstream's health reason and since."""
     A = Backend("127.0.0.2", "A")
@@ -90,6 +92,7 @@ def json_output():
         A.stop()
 
 
+@scenario("threads")
 def watcher():
     """With discovery on (a kubeconfig whose apiserver refuses), the watcher
     line says where it is and counts its errors."""
@@ -150,6 +153,7 @@ def http(body, status="200 OK", extra=b""):
             b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
 
+@scenario
 def hostile():
     """Each bad answer is refused with one line naming what was wrong, exit
     2, and nothing on stdout."""
@@ -184,6 +188,7 @@ def hostile():
         print("%-18s -> %s" % (name, err.strip()))
 
 
+@scenario
 def absent():
     """No admin endpoint there, the admin endpoint off, bad arguments."""
     rc, out, err = status("--admin", refused_addr("127.0.0.1"))
@@ -201,4 +206,4 @@ def absent():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (table, json_output, watcher, hostile, absent)})
+    run()

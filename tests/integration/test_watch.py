@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FAKES = os.path.join(HERE, "..", "fakes")
 
 from harness import (APILB, Apilb, Fail, HttpsConn, _children, apiserver_netns, check,
-                     metric, raw_admin, run, tmpdir)
+                     metric, raw_admin, run, scenario, tmpdir)
 
 apiserver_netns(__file__)
 
@@ -199,6 +199,7 @@ def new_case(ips=IPS, members=None, extra=(), **certs):
     return d, fake
 
 
+@scenario
 def initial_sync():
     """One seed is enough: the watcher finds every apiserver and clients use them."""
     d, fake = new_case(certs="kubeadm")
@@ -237,6 +238,7 @@ def initial_sync():
         fake.stop()
 
 
+@scenario
 def scale():
     """Scale up (an apiserver joins when ready) and down (graceful stop drains)."""
     d, fake = new_case(IPS + ["10.213.0.5"], members=IPS[:2], certs="kubeadm")
@@ -283,6 +285,7 @@ def scale():
         fake.stop()
 
 
+@scenario
 def crash():
     """A crashed apiserver stays listed until its lease expires; health checks
     keep new connections away from it at once, then it leaves the table."""
@@ -305,6 +308,7 @@ def crash():
         fake.stop()
 
 
+@scenario
 def relist_410():
     """A watch resumed from a compacted resourceVersion gets 410 and relists.
     (Bookmarks are off here: they exist precisely to keep a quiet watch's
@@ -323,6 +327,7 @@ def relist_410():
         fake.stop()
 
 
+@scenario
 def stall():
     """A watch that goes silent is abandoned after --watch-stall."""
     d, fake = new_case()
@@ -342,6 +347,7 @@ def stall():
         fake.stop()
 
 
+@scenario
 def chunks():
     """Events split into 1-byte chunks are parsed the same."""
     d, fake = new_case(extra=("--chunk-max", "1"))
@@ -356,6 +362,7 @@ def chunks():
         fake.stop()
 
 
+@scenario
 def garbage():
     """A stream that is not JSON is dropped and listed again; nothing is applied."""
     d, fake = new_case()
@@ -373,6 +380,7 @@ def garbage():
         fake.stop()
 
 
+@scenario
 def reset_mid_event():
     """The watch connection reset in the middle of an event: reconnect, and
     the change is still seen (no half event is applied)."""
@@ -391,6 +399,7 @@ def reset_mid_event():
         fake.stop()
 
 
+@scenario
 def token_rotation():
     """A projected token rotated through the ..data symlink is used without a restart."""
     d, fake = new_case()
@@ -412,6 +421,7 @@ def token_rotation():
         fake.stop()
 
 
+@scenario
 def cert_rotation():
     """kubelet-client-current.pem rotated like kubelet does (new file, symlink
     swap) is used without a restart; the old certificate is then refused."""
@@ -446,6 +456,7 @@ def health_of(a):
     return {addr: u["health"] for addr, u in upstreams(a).items()}
 
 
+@scenario
 def ca_rotation():
     """The cluster CA rotates. apilb trusts only the CA its kubeconfig names:
     once the apiservers serve certificates of a new CA, discovery and health
@@ -511,6 +522,7 @@ def ca_rotation():
         fake.stop()
 
 
+@scenario
 def retry_after():
     """429 and 503 answers with Retry-After: the watcher waits at least that
     long, then syncs."""
@@ -531,6 +543,7 @@ def retry_after():
         fake.stop()
 
 
+@scenario
 def retry_after_elsewhere():
     """A 429 with Retry-After from one apiserver while others are usable: the
     next attempt goes to another one after the usual backoff (0.8-1.6 s)
@@ -557,6 +570,7 @@ def retry_after_elsewhere():
         fake.stop()
 
 
+@scenario
 def slices_forbidden():
     """403 on EndpointSlices falls back to the Endpoints object."""
     d, fake = new_case()
@@ -573,6 +587,7 @@ def slices_forbidden():
         fake.stop()
 
 
+@scenario
 def empty_ignored():
     """An empty list is never applied; the last good set stays."""
     d, fake = new_case()
@@ -589,6 +604,7 @@ def empty_ignored():
         fake.stop()
 
 
+@scenario
 def stream_faults():
     """Broken watch streams: duplicate events, Connection: close after each
     batch, a last chunk cut inside an event, resourceVersion as a number.
@@ -618,6 +634,7 @@ def stream_faults():
         fake.stop()
 
 
+@scenario
 def selector_transition():
     """The slice loses its label (the watch gets DELETED): apilb keeps the
     last set rather than none; members change meanwhile; the label comes
@@ -642,6 +659,7 @@ def selector_transition():
         fake.stop()
 
 
+@scenario
 def state_restart():
     """Restart with the state file while every seed (and the kubeconfig's
     server) is dead: the last known apiservers are used at once."""
@@ -670,6 +688,7 @@ def state_restart():
         fake.stop()
 
 
+@scenario
 def kubectl():
     """A real kubectl pointed at apilb reaches the fake through it."""
     exe = os.environ.get("KUBECTL") or shutil.which("kubectl")
@@ -694,6 +713,7 @@ def kubectl():
         fake.stop()
 
 
+@scenario
 def shutdown_retry_after():
     """An apiserver stopping with --shutdown-send-retry-after: it leaves the
     list at once, and after its shutdown delay answers every new request but
@@ -727,6 +747,7 @@ def shutdown_retry_after():
         fake.stop()
 
 
+@scenario
 def admin_during_start_stop():
     """/metrics and /upstreams asked without pause from the moment the admin
     endpoint listens until apilb has exited, through the watcher's start and
@@ -815,6 +836,7 @@ def v4_slice(ips, zone=None):
         for ip in ips]}
 
 
+@scenario
 def dual_stack():
     """An IPv4 slice and an IPv6 one (kubernetes, kubernetes-v6) make one
     table; an FQDN slice is ignored with a log line; the IPv4 slice deleted
@@ -855,6 +877,7 @@ def dual_stack():
         fake.stop()
 
 
+@scenario
 def dual_stack_endpoints():
     """Where slices are forbidden, the Endpoints object lists both families;
     it changes whole, so the IPv6 addresses leaving it are applied after
@@ -877,6 +900,7 @@ def dual_stack_endpoints():
         fake.stop()
 
 
+@scenario
 def slice_replaced():
     """One family's slice replaced one at a time, each step 1.5 s apart
     (longer than the debounce): add-then-delete never applies the union of
@@ -920,6 +944,7 @@ def slice_replaced():
         fake.stop()
 
 
+@scenario
 def zones():
     """endpoints[].zone and hints.forZones reach GET /upstreams; a zone
     change alone is a change; Endpoints (v1) carry none."""
@@ -1002,6 +1027,7 @@ def wait_served_by(fake, a, ip, deadline):
     raise Fail("no new connection landed on %s in time: %r" % (ip, seen))
 
 
+@scenario
 def origin_lost(certs="kubeadm"):
     """kubeadm's shape: each apiserver has its own certificate (its own
     address and the kubernetes names), the kubeconfig names the first one by
@@ -1047,12 +1073,14 @@ def origin_lost(certs="kubeadm"):
         fake.stop()
 
 
+@scenario
 def origin_lost_k3s():
     """origin_lost with k3s's certificates (its own addresses, 127.0.0.1,
     localhost and the kubernetes names)."""
     origin_lost("k3s")
 
 
+@scenario
 def tls_name_wins():
     """tls-server-name, when set, is verified on every apiserver, even where
     another name would pass: the kubeconfig's own apiserver (its address and
@@ -1080,6 +1108,7 @@ def tls_name_wins():
         fake.stop()
 
 
+@scenario
 def dns_server():
     """The kubeconfig names a DNS name (a load balancer's) that no apiserver
     certificate carries and nothing here resolves: the watcher dials the
@@ -1101,6 +1130,7 @@ def dns_server():
         fake.stop()
 
 
+@scenario
 def lb_name_verified():
     """Certificates that carry only the kubeconfig's DNS name (a load
     balancer's, put in every apiserver certificate; no kubernetes, no
@@ -1123,6 +1153,7 @@ def lb_name_verified():
         fake.stop()
 
 
+@scenario
 def foreign_cert_refused():
     """Verification is really on: an apiserver whose certificate (from the
     cluster CA) names neither kubernetes, nor its address, nor the
@@ -1147,6 +1178,7 @@ def foreign_cert_refused():
         fake.stop()
 
 
+@scenario
 def own_address_verified():
     """A certificate without the kubernetes names but with the apiserver's
     own address (as the cluster publishes it) is verified for that address,
@@ -1191,6 +1223,7 @@ def memory_limit(pid, limit):
     return cg
 
 
+@scenario
 def hostile_answers():
     """LIST answers and watch events of nearly 8 MiB whose JSON trees would be
     many times that ([[],[],...], nesting a million deep, a slice of 100k
@@ -1245,11 +1278,4 @@ def hostile_answers():
 
 
 if __name__ == "__main__":
-    run({f.__name__: f for f in (
-        initial_sync, scale, crash, relist_410, stall, chunks, garbage, reset_mid_event,
-        token_rotation, cert_rotation, ca_rotation, retry_after, retry_after_elsewhere,
-        slices_forbidden, empty_ignored,
-        stream_faults, selector_transition, state_restart, kubectl, admin_during_start_stop,
-        shutdown_retry_after, origin_lost, tls_name_wins, dns_server, foreign_cert_refused,
-        hostile_answers, own_address_verified, origin_lost_k3s, lb_name_verified, dual_stack,
-        slice_replaced, zones, dual_stack_endpoints)})
+    run()

@@ -46,22 +46,25 @@ UNIT = os.environ.get("APILB_UNIT", os.path.join(ROOT, "container", "apilb.servi
 PROFILE = os.environ.get("APILB_CONTAINER_SECCOMP", "/usr/share/containers/seccomp.json")
 EXEC = os.environ.get("SECCOMP_EXEC", "")
 
-if os.environ.get("APILB_IN_NETNS") != "1":
+# --list (CMake, at configure time) only names the scenarios: no namespace.
+LISTING = sys.argv[1:] == ["--list"]
+if not LISTING and os.environ.get("APILB_IN_NETNS") != "1":
     if os.geteuid() != 0:
         print("SKIP: needs root for a network namespace and a non-root uid to run apilb as")
         sys.exit(77)
     os.execvpe("unshare", ["unshare", "-n", "--", sys.executable, os.path.abspath(__file__)]
                + sys.argv[1:], dict(os.environ, APILB_IN_NETNS="1"))
 
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 APISERVERS = ["10.213.0.2", "10.213.0.3", "10.213.0.4"]
-for ip in APISERVERS:
-    subprocess.run(["ip", "addr", "add", ip + "/32", "dev", "lo"], check=True)
+if not LISTING:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    for ip in APISERVERS:
+        subprocess.run(["ip", "addr", "add", ip + "/32", "dev", "lo"], check=True)
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402
 from harness import (Apilb, Backend, Fail, _children, check, exchange,  # noqa: E402
-                     payload, run, tmpdir, whoami, write_atomic)
+                     payload, run, scenario, tmpdir, whoami, write_atomic)
 
 
 def unit_user_binary():
@@ -301,6 +304,7 @@ def under_unit(drop=(), host="127.0.0.2", probe=None):
         b.stop()
 
 
+@scenario
 def unit_filter():
     """The unit as shipped: apilb must survive its own start."""
     sends = under_unit()
@@ -312,6 +316,7 @@ def unit_filter():
         check("via=io_uring" in sends, "io_uring is allowed but not used: %s" % sends)
 
 
+@scenario
 def unit_filter_no_uring():
     """A host whose systemd's @aio predates io_uring: EPERM, sends one by one."""
     sends = under_unit(drop=("io_uring_setup", "io_uring_enter", "io_uring_register"))
@@ -319,6 +324,7 @@ def unit_filter_no_uring():
           "sends line: %s" % sends)
 
 
+@scenario
 def unit_own_address():
     """An upstream on one of the node's own addresses that is not loopback (a
     control-plane node's own apiserver): its connections are not paced under
@@ -587,6 +593,7 @@ def representative_run(d, families):
     return names
 
 
+@scenario
 def syscalls():
     """Every call apilb makes is allowed by the unit and by the containers/
     common default profile, or is known to degrade when refused (DEGRADES);
@@ -634,6 +641,7 @@ def syscalls():
     check(not problems, "\n".join(problems))
 
 
+@scenario
 def container_profile():
     """apilb under the containers/common default profile (podman's; derived
     from Docker's): bpf is refused (EPERM) and io_uring is not listed
@@ -661,11 +669,5 @@ def container_profile():
     print("apilb exited %d after SIGTERM" % a.proc.returncode)
 
 
-def main():
-    scenarios = {f.__name__: f for f in (unit_filter, unit_filter_no_uring, unit_own_address,
-                                            syscalls, container_profile)}
-    run(scenarios)
-
-
 if __name__ == "__main__":
-    main()
+    run()
