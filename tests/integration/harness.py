@@ -11,6 +11,7 @@ import random
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -182,6 +183,89 @@ class Backend:
                 if c in self.conns:
                     self.conns.remove(c)
             c.close()
+
+
+class Acceptor:
+    """A listener on host whose thread hands each accepted connection to
+    self.serve(c), one at a time, until close()."""
+
+    def __init__(self, host, backlog=128):
+        self.sock, self.addr = listener(host, backlog)
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.serve(c)
+
+    def close(self):
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept
+        self.sock.close()
+        self.t.join(5)
+
+
+class Slammer(Acceptor):
+    """Accepts connections and closes them before answering (FIN, or RST
+    when reset is true), like an apiserver dying with connections queued."""
+
+    def __init__(self, host, reset=False):
+        self.count = 0
+        self.reset = reset
+        super().__init__(host)
+
+    def serve(self, c):
+        self.count += 1
+        try:
+            c.recv(64)  # the client's first bytes arrived, then it dies
+        except OSError:
+            pass
+        if self.reset:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+
+
+def segs_in(s):
+    """Segments this socket has received (struct tcp_info's tcpi_segs_in)."""
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    return struct.unpack_from("I", info, 140)[0]
+
+
+class OneShot(Acceptor):
+    """An upstream that serves one connection at a time; per connection it
+    reads the request (up to a newline), records how many segments that took
+    to arrive, and answers 100 bytes with its FIN in the same segment."""
+
+    def __init__(self, host):
+        self.segs = []
+        self.accepted = []
+        super().__init__(host, 64)
+
+    def serve(self, c):
+        self.accepted.append(time.time())
+        with c:
+            c.settimeout(5)
+            req = b""
+            try:
+                while not req.endswith(b"\n"):
+                    d = c.recv(100)
+                    if not d:
+                        break
+                    req += d
+            except OSError:
+                return
+            self.segs.append(segs_in(c))
+            if req:
+                c.send(b"r" * 100, socket.MSG_MORE)
+                c.shutdown(socket.SHUT_WR)  # adds the FIN to that segment
+                c.settimeout(2)
+                try:
+                    c.recv(100)
+                except OSError:
+                    pass
 
 
 def pump_echo(c, backend=None):
@@ -626,6 +710,35 @@ def write_atomic(path, text):
     with open(tmp, "w") as f:
         f.write(text)
     os.rename(tmp, path)
+
+
+def scenario_in_netns(script, name, mount=False, timeout=240):
+    """Runs scenario name of script (the caller's __file__) again in a
+    network namespace of its own (unshare -n; with mount, a mount namespace
+    too: unshare -n -m), in a session of its own so that a timeout kills the
+    whole group, apilb too; fails when it fails or takes over timeout
+    seconds, exits 77 (skipped) when it did or without root. True when it
+    ran there; False when this process already runs inside (lo is up; the
+    caller goes on with the scenario)."""
+    if os.environ.get("APILB_IN_NETNS") == "1":
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        return False
+    if os.geteuid() != 0:
+        print("SKIP: needs root for a network namespace")
+        sys.exit(77)
+    unshare = ["unshare", "-n", "-m"] if mount else ["unshare", "-n"]
+    p = subprocess.Popen(unshare + ["--", sys.executable, os.path.abspath(script), name],
+                         env=dict(os.environ, APILB_IN_NETNS="1"), start_new_session=True)
+    try:
+        rc = p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        raise Fail("the scenario in its namespace took over %d s" % timeout)
+    if rc == 77:
+        sys.exit(77)
+    check(rc == 0, "the scenario in its namespace failed (exit %d)" % rc)
+    return True
 
 
 def apiserver_netns(script):

@@ -6,38 +6,13 @@ default values of those two flags, so that the defaults are what is proved."""
 import hashlib
 import os
 import select
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 from harness import (Apilb, Backend, Fail, check, closed_by_peer, metric, roundtrip, run, scenario,
-                     whoami)
-
-
-def own_netns(name):
-    """Runs scenario name again in a network namespace of its own (unshare -n,
-    whose iptables rules nobody else sees); False when already inside."""
-    if os.environ.get("APILB_IN_NETNS") == "1":
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        return False
-    if os.geteuid() != 0:
-        print("SKIP: needs root for a network namespace")
-        sys.exit(77)
-    p = subprocess.Popen(["unshare", "-n", "--", sys.executable, os.path.abspath(__file__), name],
-                         env=dict(os.environ, APILB_IN_NETNS="1"), start_new_session=True)
-    try:
-        rc = p.wait(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-        raise Fail("the scenario in its namespace took over 240 s")
-    if rc == 77:
-        sys.exit(77)
-    check(rc == 0, "the scenario in its namespace failed")
-    return True
+                     scenario_in_netns, whoami)
 
 
 def stop_all(a, keep, *backends):
@@ -76,7 +51,7 @@ def unacked_upstream():
     connection to the same upstream stays open (no byte of it is unacked)
     until the health checks close it. The checks are slow here (20 s) so
     that only the data path can explain the first close."""
-    if own_netns("unacked_upstream"):
+    if scenario_in_netns(__file__, "unacked_upstream"):
         return
     b1, b2 = Backend("127.0.0.2"), Backend("127.0.0.3")
     a = Apilb("--upstream", b1.addr, "--upstream", b2.addr, "--health-interval", "20s",

@@ -19,9 +19,10 @@ import tempfile
 import threading
 import time
 
-from harness import (APILB, Apilb, Backend, BlackHole, Fail, HttpsConn, TlsApiserver, _children,
-                     check, closed_by_peer, exchange, listener, make_certs, metric, payload,
-                     refused_addr, roundtrip, run, scenario, tmpdir, whoami, write_atomic)
+from harness import (APILB, Acceptor, Apilb, Backend, BlackHole, Fail, HttpsConn, OneShot, Slammer,
+                     TlsApiserver, _children, check, closed_by_peer, exchange, listener,
+                     make_certs, metric, payload, refused_addr, roundtrip, run, scenario,
+                     scenario_in_netns, segs_in, tmpdir, whoami, write_atomic)
 
 
 @scenario
@@ -207,49 +208,6 @@ def failover_refused():
     finally:
         a.stop()
         b.stop()
-
-
-class Acceptor:
-    """A listener on host whose thread hands each accepted connection to
-    self.serve(c), one at a time, until close()."""
-
-    def __init__(self, host, backlog=128):
-        self.sock, self.addr = listener(host, backlog)
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.serve(c)
-
-    def close(self):
-        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept
-        self.sock.close()
-        self.t.join(5)
-
-
-class Slammer(Acceptor):
-    """Accepts connections and closes them before answering (FIN, or RST
-    when reset is true), like an apiserver dying with connections queued."""
-
-    def __init__(self, host, reset=False):
-        self.count = 0
-        self.reset = reset
-        super().__init__(host)
-
-    def serve(self, c):
-        self.count += 1
-        try:
-            c.recv(64)  # the client's first bytes arrived, then it dies
-        except OSError:
-            pass
-        if self.reset:
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        c.close()
 
 
 def client_hello(name="kubernetes"):
@@ -739,34 +697,6 @@ def reload():
             b.stop()
 
 
-def in_private_ns(name, timeout=240):
-    """Runs scenario name again in a network and mount namespace of its own
-    (unshare -n -m), prints what it printed and fails with it. False when
-    already inside (the caller goes on with the scenario there)."""
-    if os.environ.get("APILB_IN_NETNS") == "1":
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        return False
-    if os.geteuid() != 0:
-        print("SKIP: needs root for network and mount namespaces")
-        sys.exit(77)
-    # A session of its own: on a timeout the whole group goes, apilb too.
-    p = subprocess.Popen(["unshare", "-n", "-m", "--", sys.executable, os.path.abspath(__file__),
-                          name], env=dict(os.environ, APILB_IN_NETNS="1"),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-        raise Fail("the scenario in its namespaces took over %d s" % timeout)
-    sys.stdout.write(out)
-    if p.returncode == 77:
-        sys.exit(77)
-    check(p.returncode == 0, "the scenario in its namespaces failed")
-    return True
-
-
 @scenario("threads")
 def reload_dns_hangs():
     """An upstreams file that names a host whose DNS server never answers: the
@@ -776,7 +706,7 @@ def reload_dns_hangs():
     127.0.0.1:53 that reads and never answers, in a network namespace of this
     scenario, named by a resolv.conf bind-mounted over /etc/resolv.conf in its
     mount namespace; an /etc/hosts there names the backend C."""
-    if in_private_ns("reload_dns_hangs"):
+    if scenario_in_netns(__file__, "reload_dns_hangs", mount=True):
         return
     d = tmpdir()
     for name, text in (("resolv.conf", "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n"),
@@ -1121,46 +1051,6 @@ def tls_curl():
         srv.wait()
 
 
-def segs_in(s):
-    """Segments this socket has received (struct tcp_info's tcpi_segs_in)."""
-    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
-    return struct.unpack_from("I", info, 140)[0]
-
-
-class OneShot(Acceptor):
-    """An upstream that serves one connection at a time; per connection it
-    reads the request (up to a newline), records how many segments that took
-    to arrive, and answers 100 bytes with its FIN in the same segment."""
-
-    def __init__(self, host):
-        self.segs = []
-        self.accepted = []
-        super().__init__(host, 64)
-
-    def serve(self, c):
-        self.accepted.append(time.time())
-        with c:
-            c.settimeout(5)
-            req = b""
-            try:
-                while not req.endswith(b"\n"):
-                    d = c.recv(100)
-                    if not d:
-                        break
-                    req += d
-            except OSError:
-                return
-            self.segs.append(segs_in(c))
-            if req:
-                c.send(b"r" * 100, socket.MSG_MORE)
-                c.shutdown(socket.SHUT_WR)  # adds the FIN to that segment
-                c.settimeout(2)
-                try:
-                    c.recv(100)
-                except OSError:
-                    pass
-
-
 def ask(port, host="127.0.0.1"):
     """One request to host:port; returns (answer, seconds from the request to EOF,
     segments the client received)."""
@@ -1308,10 +1198,10 @@ def loopback_unpaced():
     the host's own) use CUBIC: no pacing timer where there is no queue. Its
     connections to other hosts keep the host's default, and with another
     default (Reno) nothing is changed. Runs in a private network namespace
-    (in_private_ns), which has its own net.ipv4.tcp_congestion_control, and
+    (scenario_in_netns), which has its own net.ipv4.tcp_congestion_control, and
     whose lo also carries 10.213.1.2: an address of this host that is not
     loopback; a remote host is a second namespace behind a veth pair."""
-    if in_private_ns("loopback_unpaced"):
+    if scenario_in_netns(__file__, "loopback_unpaced", mount=True):
         return
     subprocess.run(["ip", "addr", "add", "10.213.1.2/32", "dev", "lo"], check=True)
     try:
