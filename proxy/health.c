@@ -56,11 +56,11 @@ struct checker {
     uv_timer_t timer;    /* next check, or the deadline of the running one */
     struct probe *probe; /* NULL between checks */
     uint64_t started_us;
-    unsigned ok_run, fail_run;
-    uint64_t fails_seen; /* data-path connect failures already counted */
-    bool not_ready;      /* the running check's readyz answered an error status */
-    bool shutting_down;  /* ... and said "[-]shutdown" */
-    bool timed_out;      /* the running check timed out */
+    struct health_run run; /* rise/fall counters */
+    uint64_t fails_seen;   /* data-path connect failures already counted */
+    bool not_ready;        /* the running check's readyz answered an error status */
+    bool shutting_down;    /* ... and said "[-]shutdown" */
+    bool timed_out;        /* the running check timed out */
     struct checker *next;
 };
 
@@ -148,42 +148,65 @@ static void set_health(struct checker *ck, enum upstream_health to, const char *
     ck->h->changed(ck->h->arg, ck->up, from, to, why);
 }
 
-/* Applies one result to the rise/fall counters and the health state. */
+struct health_verdict health_verdict(struct health_run *run, enum upstream_health cur,
+                                     const struct health_result *r, unsigned rise, unsigned fall)
+{
+    struct health_verdict v = {.to = cur, .unready = HEALTH_UNREADY_KEEP};
+
+    if (r->ok) {
+        run->fail_run = 0;
+        run->ok_run++;
+        if (cur == UPSTREAM_UNKNOWN || (cur == UPSTREAM_UNHEALTHY && run->ok_run >= rise))
+            v.to = UPSTREAM_HEALTHY;
+        /* Still unhealthy until rise: a draining one keeps draining. */
+        if (v.to != UPSTREAM_UNHEALTHY)
+            v.unready = HEALTH_UNREADY_CLEAR;
+        return v;
+    }
+    run->ok_run = 0;
+    run->fail_run++;
+    /* An apiserver whose /readyz says it is shutting down still serves
+     * what it has for its shutdown delay: drain it. Any other failure (not
+     * ready for another reason, no answer in time) closes its connections.
+     * A refused or reset check changes neither (a shutting-down apiserver
+     * closes its listener before its last requests finish). */
+    if (r->shutting_down)
+        v.unready = HEALTH_UNREADY_START;
+    else if (r->timed_out || r->not_ready)
+        v.unready = HEALTH_UNREADY_CLEAR;
+    if (cur != UPSTREAM_UNHEALTHY && run->fail_run >= fall)
+        v.to = UPSTREAM_UNHEALTHY;
+    return v;
+}
+
+/* Applies one result (ok, and the running check's flags) to the rise/fall
+ * counters and the health state: health_verdict() decides. */
 static void count_result(struct checker *ck, bool ok, const char *why)
 {
     struct upstream *up = ck->up;
     enum upstream_health cur = (enum upstream_health)atomic_load(&up->health);
+    const struct health_result r = {.ok = ok,
+                                    .not_ready = ck->not_ready,
+                                    .shutting_down = ck->shutting_down,
+                                    .timed_out = ck->timed_out};
+    struct health_verdict v;
 
+    v = health_verdict(&ck->run, cur, &r, ck->h->cfg->rise, ck->h->cfg->fall);
     if (ok) {
-        ck->fail_run = 0;
-        ck->ok_run++;
         atomic_store(&up->passive_down_until_ms, 0);
-        if (cur == UPSTREAM_UNKNOWN ||
-            (cur == UPSTREAM_UNHEALTHY && ck->ok_run >= ck->h->cfg->rise))
-            set_health(ck, UPSTREAM_HEALTHY, why);
-        /* Still unhealthy until rise: a draining one keeps draining. */
-        if (atomic_load(&up->health) != UPSTREAM_UNHEALTHY)
-            atomic_store(&up->unready_since_ms, 0);
+        set_health(ck, v.to, why);
     } else {
-        ck->ok_run = 0;
-        ck->fail_run++;
-        log_debug("health check failed", "upstream=%s reason=\"%s\" consecutive=%u", up->name,
-                  why, ck->fail_run);
-        /* An apiserver whose /readyz says it is shutting down still
-         * serves what it has for its shutdown delay: drain it. Any other
-         * failure (not ready for another reason, no answer in time) closes
-         * its connections. A refused or reset check changes neither (a
-         * shutting-down apiserver closes its listener before its last
-         * requests finish). */
-        if (ck->shutting_down) {
-            if (atomic_load(&up->unready_since_ms) == 0)
-                atomic_store(&up->unready_since_ms, worker_now_ms());
-        } else if (ck->timed_out || ck->not_ready) {
-            atomic_store(&up->unready_since_ms, 0);
-        }
-        if (cur != UPSTREAM_UNHEALTHY && ck->fail_run >= ck->h->cfg->fall)
-            set_health(ck, UPSTREAM_UNHEALTHY, why);
+        log_debug("health check failed", "upstream=%s reason=\"%s\" consecutive=%u", up->name, why,
+                  ck->run.fail_run);
     }
+    /* After the change when it passed, before it when it failed: the
+     * callback sees the drain state that goes with the new health. */
+    if (v.unready == HEALTH_UNREADY_CLEAR)
+        atomic_store(&up->unready_since_ms, 0);
+    else if (v.unready == HEALTH_UNREADY_START && atomic_load(&up->unready_since_ms) == 0)
+        atomic_store(&up->unready_since_ms, worker_now_ms());
+    if (!ok)
+        set_health(ck, v.to, why);
 }
 
 /* Ends the running check with its result and schedules the next one. */
@@ -238,142 +261,188 @@ static int status_code(const char *b, size_t n)
     return code;
 }
 
-/* Advances the probe as far as the socket allows. */
+/* The probe functions below return true to go on with the probe's next
+ * step at once, false when the probe waits for its socket (probe_want) or
+ * has ended (health_done: the probe is gone). */
+
+/* After an SSL call failed with SSL_get_error() err: a probe that only
+ * has to wait waits for its socket (true); anything else is an error. */
+static bool probe_wait(struct probe *p, int err)
+{
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+        return false;
+    probe_want(p, err == SSL_ERROR_WANT_READ ? UV_READABLE : UV_WRITABLE);
+    return true;
+}
+
+/* STEP_CONNECT: the connect's outcome; a tcp check ends here, the others
+ * begin the TLS handshake. */
+static bool probe_connect(struct checker *ck, struct probe *p)
+{
+    socklen_t len = sizeof(int);
+    char why[160];
+    int err;
+
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+        err = errno;
+    if (err != 0) {
+        snprintf(why, sizeof(why), "connect: %s", strerror(err));
+        health_done(ck, false, why);
+        return false;
+    }
+    if (ck->h->cfg->health_check == CONFIG_HEALTH_TCP) {
+        health_done(ck, true, "connect ok");
+        return false;
+    }
+    p->ssl = SSL_new(ck->h->ctx);
+    if (p->ssl == NULL || SSL_set_fd(p->ssl, p->fd) != 1) {
+        health_done(ck, false, "tls: out of memory");
+        return false;
+    }
+    SSL_set_tlsext_host_name(p->ssl, HEALTH_SERVER_NAME);
+    if (ck->h->verify)
+        SSL_set1_host(p->ssl, HEALTH_SERVER_NAME);
+    /* Credentials go only to a peer whose certificate is verified: never
+     * to whoever answers on an upstream's address. */
+    p->authed = ck->h->cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG && ck->h->verify;
+    if (p->authed && health_auth_attach(&ck->h->auth, p->ssl) != 0) {
+        health_done(ck, false, "tls: cannot use the client certificate");
+        return false;
+    }
+    p->step = STEP_HANDSHAKE;
+    return true;
+}
+
+/* STEP_HANDSHAKE: the TLS handshake; a tls check ends here, readyz builds
+ * its request. */
+static bool probe_handshake(struct checker *ck, struct probe *p)
+{
+    char why[160];
+    int rc;
+
+    rc = SSL_connect(p->ssl);
+    if (rc != 1) {
+        if (probe_wait(p, SSL_get_error(p->ssl, rc)))
+            return false;
+        tls_error(why, sizeof(why), "tls", p->ssl);
+        health_done(ck, false, why);
+        return false;
+    }
+    if (ck->h->cfg->health_check == CONFIG_HEALTH_TLS) {
+        health_done(ck, true, "tls ok");
+        return false;
+    }
+    if (request_build(ck->h, p) != 0) {
+        health_done(ck, false, "readyz: out of memory");
+        return false;
+    }
+    p->step = STEP_WRITE;
+    return true;
+}
+
+/* STEP_WRITE: sends the readyz request, then reads. */
+static bool probe_write(struct checker *ck, struct probe *p)
+{
+    char why[160];
+    int rc;
+
+    rc = SSL_write(p->ssl, p->req + p->req_off, (int)(p->req_len - p->req_off));
+    if (rc <= 0) {
+        if (probe_wait(p, SSL_get_error(p->ssl, rc)))
+            return false;
+        tls_error(why, sizeof(why), "send", p->ssl);
+        health_done(ck, false, why);
+        return false;
+    }
+    p->req_off += (size_t)rc;
+    if (p->req_off == p->req_len)
+        p->step = STEP_READ;
+    return true;
+}
+
+/* The verdict on a complete readyz status code (the response read so far
+ * in p->resp; ended: the peer closed). Returns false when decided, true
+ * when the body of a failure is still to be read. */
+static bool readyz_verdict(struct checker *ck, struct probe *p, int code, bool ended)
+{
+    char why[160];
+
+    if (code == 200 || ((code == 401 || code == 403) && !p->authed)) {
+        /* Anonymous: 401/403 say the apiserver answers but not whether it
+         * is ready (its etcd may be gone). */
+        snprintf(why, sizeof(why), "readyz: HTTP %d", code);
+        health_done(ck, true, why);
+        return false;
+    }
+    if (code == 401 || code == 403) {
+        snprintf(why, sizeof(why), "readyz: HTTP %d: %s", code,
+                 code == 401 ? "the apiserver refused apilb's credentials (--health-auth)"
+                             : "apilb's credentials may not GET /readyz (--health-auth)");
+        health_done(ck, false, why);
+        return false;
+    }
+    /* A failure: read the body for the check that failed. */
+    if (!ended && p->resp_len < RESP_MAX - 1)
+        return true;
+    ck->not_ready = true;
+    ck->shutting_down = strstr(p->resp, "[-]shutdown ") != NULL;
+    snprintf(why, sizeof(why), "readyz: HTTP %d%s", code,
+             ck->shutting_down ? " (shutting down)" : "");
+    health_done(ck, false, why);
+    return false;
+}
+
+/* STEP_READ: reads the response until its status (and, for a failure,
+ * its body) decides. */
+static bool probe_read(struct checker *ck, struct probe *p)
+{
+    bool ended = false;
+    int rc, code;
+
+    rc = SSL_read(p->ssl, p->resp + p->resp_len, (int)(RESP_MAX - 1 - p->resp_len));
+    if (rc <= 0) {
+        if (probe_wait(p, SSL_get_error(p->ssl, rc)))
+            return false;
+        ended = true; /* closed (we asked for Connection: close) */
+    } else {
+        p->resp_len += (size_t)rc;
+    }
+    p->resp[p->resp_len] = '\0';
+    code = status_code(p->resp, p->resp_len);
+    if (code == 0 && ended) {
+        health_done(ck, false, "readyz: connection closed before a status line");
+        return false;
+    }
+    if (code == 0)
+        return true;
+    if (code < 0) {
+        health_done(ck, false, "readyz: not an HTTP response");
+        return false;
+    }
+    return readyz_verdict(ck, p, code, ended);
+}
+
+/* Advances the probe as far as the socket allows, one step function per
+ * state of the table in health.h. */
 static void probe_step(struct checker *ck)
 {
     struct probe *p = ck->probe;
-    enum config_health kind = ck->h->cfg->health_check;
-    char why[160];
-    int rc, err;
+    bool more = true;
 
-    for (;;) {
+    while (more) {
         switch (p->step) {
-        case STEP_CONNECT: {
-            socklen_t len = sizeof(err);
-
-            if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-                err = errno;
-            if (err != 0) {
-                snprintf(why, sizeof(why), "connect: %s", strerror(err));
-                health_done(ck, false, why);
-                return;
-            }
-            if (kind == CONFIG_HEALTH_TCP) {
-                health_done(ck, true, "connect ok");
-                return;
-            }
-            p->ssl = SSL_new(ck->h->ctx);
-            if (p->ssl == NULL || SSL_set_fd(p->ssl, p->fd) != 1) {
-                health_done(ck, false, "tls: out of memory");
-                return;
-            }
-            SSL_set_tlsext_host_name(p->ssl, HEALTH_SERVER_NAME);
-            if (ck->h->verify)
-                SSL_set1_host(p->ssl, HEALTH_SERVER_NAME);
-            /* Credentials go only to a peer whose certificate is verified:
-             * never to whoever answers on an upstream's address. */
-            p->authed = ck->h->cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG && ck->h->verify;
-            if (p->authed && health_auth_attach(&ck->h->auth, p->ssl) != 0) {
-                health_done(ck, false, "tls: cannot use the client certificate");
-                return;
-            }
-            p->step = STEP_HANDSHAKE;
+        case STEP_CONNECT:
+            more = probe_connect(ck, p);
             break;
-        }
         case STEP_HANDSHAKE:
-            rc = SSL_connect(p->ssl);
-            if (rc != 1) {
-                err = SSL_get_error(p->ssl, rc);
-                if (err == SSL_ERROR_WANT_READ) {
-                    probe_want(p, UV_READABLE);
-                    return;
-                }
-                if (err == SSL_ERROR_WANT_WRITE) {
-                    probe_want(p, UV_WRITABLE);
-                    return;
-                }
-                tls_error(why, sizeof(why), "tls", p->ssl);
-                health_done(ck, false, why);
-                return;
-            }
-            if (kind == CONFIG_HEALTH_TLS) {
-                health_done(ck, true, "tls ok");
-                return;
-            }
-            if (request_build(ck->h, p) != 0) {
-                health_done(ck, false, "readyz: out of memory");
-                return;
-            }
-            p->step = STEP_WRITE;
+            more = probe_handshake(ck, p);
             break;
         case STEP_WRITE:
-            rc = SSL_write(p->ssl, p->req + p->req_off, (int)(p->req_len - p->req_off));
-            if (rc <= 0) {
-                err = SSL_get_error(p->ssl, rc);
-                if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-                    probe_want(p, err == SSL_ERROR_WANT_READ ? UV_READABLE : UV_WRITABLE);
-                    return;
-                }
-                tls_error(why, sizeof(why), "send", p->ssl);
-                health_done(ck, false, why);
-                return;
-            }
-            p->req_off += (size_t)rc;
-            if (p->req_off == p->req_len)
-                p->step = STEP_READ;
+            more = probe_write(ck, p);
             break;
-        case STEP_READ: {
-            int code;
-            bool ended = false;
-
-            rc = SSL_read(p->ssl, p->resp + p->resp_len, (int)(RESP_MAX - 1 - p->resp_len));
-            if (rc <= 0) {
-                err = SSL_get_error(p->ssl, rc);
-                if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-                    probe_want(p, err == SSL_ERROR_WANT_READ ? UV_READABLE : UV_WRITABLE);
-                    return;
-                }
-                ended = true; /* closed (we asked for Connection: close) */
-            } else {
-                p->resp_len += (size_t)rc;
-            }
-            p->resp[p->resp_len] = '\0';
-            code = status_code(p->resp, p->resp_len);
-            if (code == 0 && ended) {
-                health_done(ck, false, "readyz: connection closed before a status line");
-                return;
-            }
-            if (code == 0)
-                break;
-            if (code < 0) {
-                health_done(ck, false, "readyz: not an HTTP response");
-                return;
-            }
-            if (code == 200 ||
-                ((code == 401 || code == 403) && !p->authed)) {
-                /* Anonymous: 401/403 say the apiserver answers but not
-                 * whether it is ready (its etcd may be gone). */
-                snprintf(why, sizeof(why), "readyz: HTTP %d", code);
-                health_done(ck, true, why);
-                return;
-            }
-            if (code == 401 || code == 403) {
-                snprintf(why, sizeof(why), "readyz: HTTP %d: %s", code,
-                         code == 401 ? "the apiserver refused apilb's credentials (--health-auth)"
-                                     : "apilb's credentials may not GET /readyz (--health-auth)");
-                health_done(ck, false, why);
-                return;
-            }
-            /* A failure: read the body for the check that failed. */
-            if (!ended && p->resp_len < RESP_MAX - 1)
-                break;
-            ck->not_ready = true;
-            ck->shutting_down = strstr(p->resp, "[-]shutdown ") != NULL;
-            snprintf(why, sizeof(why), "readyz: HTTP %d%s", code,
-                     ck->shutting_down ? " (shutting down)" : "");
-            health_done(ck, false, why);
-            return;
-        }
+        case STEP_READ:
+            more = probe_read(ck, p);
+            break;
         }
     }
 }

@@ -1,17 +1,50 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Active health checks of the upstreams, on the control thread's loop (never
  * on a worker loop). One checker per upstream; each check is a fresh
- * connection: `tcp` connects, `tls` also completes a TLS handshake (verified
- * against --health-ca when given), `readyz` also sends GET /readyz over
- * HTTP/1.1: 200 is healthy; 401/403 are alive when the check is anonymous
- * (anonymous auth off) and a failure with --health-auth kubeconfig (the
- * check then presents the discovery credentials); anything else or a
- * timeout a failure. Checks are jittered (+-10% of the interval, random
- * first offset). Rise/fall hysteresis decides upstream->health; every change
- * is reported through the callback with its reason. */
+ * connection, jittered (+-10% of the interval, random first offset), ended
+ * by --health-timeout. Rise/fall hysteresis decides upstream->health; every
+ * change is reported through the callback with its reason.
+ *
+ * The probe's steps (probe_step calls one function per step):
+ *
+ *   step       function         done when                next / verdict
+ *   ---------  ---------------  -----------------------  -----------------------------
+ *   (start)    check_start      socket, connect(2) sent  CONNECT (a local shortage:
+ *                                                        check_skipped, no verdict)
+ *   CONNECT    probe_connect    writable, SO_ERROR read  tcp: ok; else HANDSHAKE;
+ *                                                        an error: fail
+ *   HANDSHAKE  probe_handshake  SSL_connect done         tls: ok; readyz: WRITE;
+ *                                (verified against       an error: fail
+ *                                 --health-ca or the
+ *                                 cluster CA, if known)
+ *   WRITE      probe_write      GET /readyz sent         READ
+ *   READ       probe_read,      status line (and, for    200: ok; 401/403: ok when
+ *              readyz_verdict   a failure, the body)     anonymous, fail with
+ *                                                        --health-auth kubeconfig
+ *                                                        (credentials presented);
+ *                                                        else fail (not ready)
+ *   any        timer_cb         --health-timeout passed  fail (timed out)
+ *
+ * The rules (health_verdict, applied by count_result; a failed data-path
+ * dial counts as one failed check):
+ *
+ *   result                    counters            health               drain (unready_since)
+ *   ------------------------  ------------------  -------------------  ---------------------
+ *   ok                        ok_run++,           UNKNOWN -> HEALTHY;  cleared unless still
+ *                             fail_run = 0        UNHEALTHY ->         UNHEALTHY (a draining
+ *                                                 HEALTHY at --rise    one keeps draining)
+ *   fail: "[-]shutdown"       fail_run++,         -> UNHEALTHY at      started (kept if set):
+ *                             ok_run = 0          --fall               its sessions drain
+ *   fail: not ready, timeout  as above            as above             cleared: its sessions
+ *                                                                      close
+ *   fail: refused, reset,     as above            as above             unchanged (a stopping
+ *         TLS error, 401/403                                           apiserver closes its
+ *                                                                      listener first)
+ */
 #ifndef PROXY_HEALTH_H
 #define PROXY_HEALTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -19,6 +52,38 @@
 #include "upstream.h"
 
 struct health;
+
+/* The result of one check, as health_verdict() reads it. */
+struct health_result {
+    bool ok;
+    bool not_ready;     /* readyz answered an error status */
+    bool shutting_down; /* ... and said "[-]shutdown" */
+    bool timed_out;     /* no verdict within --health-timeout */
+};
+
+/* One upstream's run of equal results. */
+struct health_run {
+    unsigned ok_run, fail_run;
+};
+
+/* What a result does to the upstream's drain mark (unready_since_ms). */
+enum health_unready {
+    HEALTH_UNREADY_KEEP = 0, /* unchanged */
+    HEALTH_UNREADY_START,    /* set to now unless set already: drain */
+    HEALTH_UNREADY_CLEAR,    /* cleared */
+};
+
+struct health_verdict {
+    enum upstream_health to; /* the health after the result (cur: no change) */
+    enum health_unready unready;
+};
+
+/* The rules table above: applies result r to the counters in *run (updated)
+ * of an upstream whose health is cur, with the --rise and --fall
+ * thresholds, and returns the new health and what happens to its drain
+ * mark. Pure; any thread. */
+struct health_verdict health_verdict(struct health_run *run, enum upstream_health cur,
+                                     const struct health_result *r, unsigned rise, unsigned fall);
 
 /* Called on the control loop when up's health changes. */
 typedef void (*health_changed_fn)(void *arg, struct upstream *up, enum upstream_health from,

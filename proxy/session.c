@@ -52,7 +52,7 @@
 
 enum session_state {
     S_CONNECTING = 0,
-    S_SPLICING,
+    S_RELAYING,
     S_CLOSING,
 };
 
@@ -511,143 +511,227 @@ static int send_flags(const struct leg *sl)
     return MSG_NOSIGNAL | MSG_DONTWAIT | (sl->at_end ? MSG_MORE : 0);
 }
 
+/* What flow_send() and flow_recv() tell flow_pump(): go on, stop (the flow
+ * waits for an event, or yields), or return at once without giving back
+ * the flow's pipe or buffer (the upstream ended before its first byte and
+ * the caller retries). A negative errno is a socket error. */
+enum flow_step {
+    FLOW_STOP = 0,
+    FLOW_MORE,
+    FLOW_HOLD,
+};
+
+/* The sending half: writes f's pending bytes to dl, from the pipe
+ * (splice) or the buffer (send, or queued with the loop's batch when the
+ * loop is queueing: sendq.h; the bytes then wait in the flow's own buffer,
+ * not the shared scratch, and a full queue sends at once).
+ *
+ * A queued send that said "no room" (-EAGAIN) may be older than a writable
+ * event delivered since (edge-triggered: said once), so it cannot clear
+ * dl->writable: it is asked again, directly.
+ *
+ * While dl is not writable the next writable event resumes. Until then sl
+ * is not read, and the other direction only writes to it: a reset of sl
+ * would go unseen for as long as dl takes nothing (a stalled upstream
+ * would keep a dead client's session, and its own connection, forever), so
+ * a hangup reported on sl is checked here.
+ *
+ * Adds what was sent to *moved. Returns FLOW_MORE, FLOW_STOP or a negative
+ * errno (the failed leg is marked). */
+static int flow_send(struct session *s, struct flow *f, struct leg *sl, struct leg *dl,
+                     size_t *moved)
+{
+    int dst = dl->io.fd, err;
+    ssize_t n;
+
+    if (f->queued) {
+        if (f->op.busy)
+            return FLOW_STOP; /* the answer calls the session again */
+        f->queued = false;
+        if (f->op.res != -EAGAIN)
+            n = f->op.res >= 0 ? f->op.res : (errno = -f->op.res, -1);
+        else
+            n = send(dst, f->data + f->off, f->pending, send_flags(sl));
+    } else if (!dl->writable) {
+        if (sl->hangup && (err = leg_error(sl)) != 0)
+            return leg_failed(sl, err);
+        return FLOW_STOP;
+    } else if (f->pipe[0] >= 0) {
+        n = splice(f->pipe[0], NULL, dst, NULL, f->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    } else {
+        if (evloop_queueing(&s->w->ev)) {
+            if (flow_keep(s->w, f) != 0)
+                return -ENOMEM;
+            if (evloop_send(&s->w->ev, &f->op, &s->client.io, dst, f->data + f->off, f->pending,
+                            send_flags(sl))) {
+                f->queued = true;
+                return FLOW_STOP;
+            }
+        }
+        n = send(dst, f->data + f->off, f->pending, send_flags(sl));
+    }
+    if (n < 0) {
+        if (errno == EINTR)
+            return FLOW_MORE;
+        if (errno == EAGAIN) {
+            if (f->pipe[0] < 0 && flow_keep(s->w, f) != 0)
+                return -ENOMEM;
+            dl->writable = false;
+            return FLOW_STOP;
+        }
+        return leg_failed(dl, errno);
+    }
+    f->pending -= (uint32_t)n;
+    f->off += (uint32_t)n;
+    *moved += (size_t)n;
+    if (f == &s->c2u && n > 0 && !s->in_flight) {
+        s->in_flight = true; /* session_check_acks() looks next time */
+        s->in_flight_ms = worker_now_ms();
+    }
+    return FLOW_MORE;
+}
+
+/* src's EOF is passed on as shutdown(SHUT_WR) of dst, once. When the other
+ * direction has ended too the session closes now, and close(2) sends this
+ * FIN: nothing is left unread on either socket, so it is not a reset. */
+static void flow_shut(struct session *s, struct flow *f, int dst)
+{
+    if (f->shut)
+        return;
+    if (!(f == &s->c2u ? s->u2c.shut : s->c2u.shut))
+        shutdown(dst, SHUT_WR);
+    f->shut = true;
+}
+
+/* Copy mode's bookkeeping after a read of n of asked bytes: a short read is
+ * a message and emptied the socket (TCP hands over all it has): no read
+ * that would only say EAGAIN; the next bytes or the FIN make a new event.
+ * When the FIN was seen already, the queue ended with it: EOF, without a
+ * read that returns 0. A full read means bulk data. In bulk mode a small
+ * splice says the stream has calmed down: copy again. */
+static void flow_mode(struct flow *f, struct leg *sl, size_t n, size_t asked)
+{
+    if (f->pipe[0] < 0) {
+        if (n < asked) {
+            sl->readable = false;
+            sl->at_end = sl->rdhup;
+        }
+        f->bulk = n == asked;
+    } else if (n < BULK_LOW) {
+        f->bulk = false;
+    }
+}
+
+/* The receiving half, for a flow with nothing pending: passes src's EOF on
+ * (flow_shut), or reads from sl into the scratch buffer or the flow's own
+ * (copy mode) or splices into a pipe (bulk mode), unless sl is not readable
+ * or the budget is spent (then s->again is set: an edge-triggered socket
+ * would not say it again). An upstream that ends before its first byte is
+ * retried by the caller (unless there is nothing to retry): its FIN is not
+ * passed on to the client yet (FLOW_HOLD). Counts what was read in *bytes.
+ * Returns FLOW_MORE, FLOW_STOP, FLOW_HOLD or a negative errno (sl marked
+ * failed). */
+static int flow_recv(struct session *s, struct flow *f, struct leg *sl, struct leg *dl,
+                     _Atomic uint64_t *bytes, size_t moved)
+{
+    size_t asked;
+    ssize_t n;
+
+    if (f->eof) {
+        flow_shut(s, f, dl->io.fd);
+        return FLOW_STOP;
+    }
+    if (!sl->readable && !sl->at_end)
+        return FLOW_STOP; /* the next readable event resumes */
+    if (moved >= PUMP_BUDGET) {
+        s->again = true; /* yield to other sessions, come back */
+        return FLOW_STOP;
+    }
+    flow_acquire(s->w, f, s->early && f == &s->c2u);
+    f->off = 0;
+    asked = f->pipe[0] < 0 ? BUF_BYTES : PIPE_CHUNK;
+    if (sl->at_end)
+        n = 0;
+    else if (f->pipe[0] < 0)
+        n = recv(sl->io.fd, f->data, asked, MSG_DONTWAIT);
+    else
+        n = splice(sl->io.fd, NULL, f->pipe[1], NULL, asked, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0) {
+        if (errno == EINTR)
+            return FLOW_MORE;
+        if (errno == EAGAIN) {
+            sl->readable = false;
+            return FLOW_STOP;
+        }
+        return leg_failed(sl, errno);
+    }
+    if (n == 0) {
+        f->eof = true;
+        return s->early && f == &s->u2c && !early_done(s) ? FLOW_HOLD : FLOW_MORE;
+    }
+    f->pending = (uint32_t)n;
+    flow_mode(f, sl, (size_t)n, asked);
+    atomic_fetch_add_explicit(bytes, (uint64_t)n, memory_order_relaxed);
+    f->total += (uint64_t)n;
+    if (s->early)
+        early_note(s, f, (size_t)n);
+    return FLOW_MORE;
+}
+
 /* Moves bytes src -> dst until one side would block or the budget is spent
- * (then s->again is set: an edge-triggered socket would not say it again).
- * Returns 0, or a negative errno on a socket error (the leg it came from is
- * marked failed). */
+ * (then s->again is set: an edge-triggered socket would not say it again):
+ * flow_send() while bytes are pending, else flow_recv(). An idle flow holds
+ * no pipe and no buffer. Returns 0, or a negative errno on a socket error
+ * (the leg it came from is marked failed). */
 static int flow_pump(struct session *s, struct flow *f, struct leg *sl, struct leg *dl,
                      _Atomic uint64_t *bytes)
 {
-    int src = sl->io.fd, dst = dl->io.fd, err;
-    size_t moved = 0, asked;
-    ssize_t n;
+    size_t moved = 0;
+    int rc;
 
-    for (;;) {
-        if (f->pending > 0) {
-            if (f->queued) {
-                if (f->op.busy)
-                    break; /* the answer calls the session again */
-                f->queued = false;
-                if (f->op.res != -EAGAIN)
-                    n = f->op.res >= 0 ? f->op.res : (errno = -f->op.res, -1);
-                else /* "no room" may be older than a writable event
-                        delivered since (edge-triggered: said once), so it
-                        cannot clear dl->writable: ask again, directly */
-                    n = send(dst, f->data + f->off, f->pending, send_flags(sl));
-            } else if (!dl->writable) {
-                /* The next writable event resumes. Until then src is not
-                 * read, and the other direction only writes to it: a reset
-                 * of src would go unseen for as long as dst takes nothing
-                 * (a stalled upstream would keep a dead client's session,
-                 * and its own connection, forever). */
-                if (sl->hangup && (err = leg_error(sl)) != 0)
-                    return leg_failed(sl, err);
-                break;
-            } else if (f->pipe[0] >= 0) {
-                n = splice(f->pipe[0], NULL, dst, NULL, f->pending,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            } else {
-                if (evloop_queueing(&s->w->ev)) {
-                    /* Made with the batch's other sends (sendq.h); the
-                     * bytes wait in the flow's own buffer, not the shared
-                     * scratch. A full queue: sent now, below. */
-                    if (flow_keep(s->w, f) != 0)
-                        return -ENOMEM;
-                    if (evloop_send(&s->w->ev, &f->op, &s->client.io, dst, f->data + f->off,
-                                    f->pending, send_flags(sl))) {
-                        f->queued = true;
-                        break;
-                    }
-                }
-                n = send(dst, f->data + f->off, f->pending, send_flags(sl));
-            }
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN) {
-                    if (f->pipe[0] < 0 && flow_keep(s->w, f) != 0)
-                        return -ENOMEM;
-                    dl->writable = false;
-                    break;
-                }
-                return leg_failed(dl, errno);
-            }
-            f->pending -= (uint32_t)n;
-            f->off += (uint32_t)n;
-            moved += (size_t)n;
-            if (f == &s->c2u && n > 0 && !s->in_flight) {
-                s->in_flight = true; /* session_check_acks() looks next time */
-                s->in_flight_ms = worker_now_ms();
-            }
-            continue;
-        }
-        if (f->eof) {
-            if (!f->shut) {
-                /* When the other direction has ended too the session
-                 * closes now, and close(2) sends this FIN: nothing is left
-                 * unread on either socket, so it is not a reset. */
-                if (!(f == &s->c2u ? s->u2c.shut : s->c2u.shut))
-                    shutdown(dst, SHUT_WR);
-                f->shut = true;
-            }
-            break;
-        }
-        if (!sl->readable && !sl->at_end)
-            break; /* the next readable event resumes */
-        if (moved >= PUMP_BUDGET) {
-            s->again = true; /* yield to other sessions, come back */
-            break;
-        }
-        flow_acquire(s->w, f, s->early && f == &s->c2u);
-        f->off = 0;
-        asked = f->pipe[0] < 0 ? BUF_BYTES : PIPE_CHUNK;
-        if (sl->at_end)
-            n = 0;
-        else if (f->pipe[0] < 0)
-            n = recv(src, f->data, asked, MSG_DONTWAIT);
+    do {
+        if (f->pending > 0)
+            rc = flow_send(s, f, sl, dl, &moved);
         else
-            n = splice(src, NULL, f->pipe[1], NULL, asked, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                sl->readable = false;
-                break;
-            }
-            return leg_failed(sl, errno);
-        }
-        if (n == 0) {
-            f->eof = true;
-            /* An upstream that ends before its first byte is retried by
-             * the caller (unless there is nothing to retry): do not pass
-             * its FIN on to the client yet. */
-            if (s->early && f == &s->u2c && !early_done(s))
-                return 0;
-            continue;
-        }
-        f->pending = (uint32_t)n;
-        if (f->pipe[0] < 0) {
-            /* Copy mode: a short read is a message and emptied the socket
-             * (TCP hands over all it has): no read that would only say
-             * EAGAIN; the next bytes or the FIN make a new event. When the
-             * FIN was seen already, the queue ended with it: EOF, without
-             * a read that returns 0. A full read means bulk data. */
-            if ((size_t)n < asked) {
-                sl->readable = false;
-                sl->at_end = sl->rdhup;
-            }
-            f->bulk = (size_t)n == asked;
-        } else if ((size_t)n < BULK_LOW) {
-            f->bulk = false; /* the stream has calmed down: copy again */
-        }
-        atomic_fetch_add_explicit(bytes, (uint64_t)n, memory_order_relaxed);
-        f->total += (uint64_t)n;
-        if (s->early)
-            early_note(s, f, (size_t)n);
-    }
-    if (f->pending == 0)
-        flow_release(s->w, f); /* idle: hold no pipe, no buffer */
+            rc = flow_recv(s, f, sl, dl, bytes, moved);
+    } while (rc == FLOW_MORE);
+    if (rc < 0)
+        return rc;
+    if (rc == FLOW_STOP && f->pending == 0)
+        flow_release(s->w, f);
     return 0;
+}
+
+/* RELAYING -> CONNECTING: the upstream went away before its first byte:
+ * try the next one and replay what the client sent; the client sees
+ * nothing. (A client that failed, a reset mostly, is not the upstream's
+ * fault: the session just ends, in relay_failed.) */
+static void relay_replay(struct session *s, struct upstream *up)
+{
+    atomic_fetch_add_explicit(&up->connect_fail[UPSTREAM_FAIL_REFUSED], 1, memory_order_relaxed);
+    log_warn_limited("upstream-early-close", 1000,
+                     "upstream closed before answering: retrying on the next one",
+                     "sid=%" PRIu64 " upstream=%s replay_bytes=%u", s->id, up->name, s->replay_len);
+    release_upstream(s);
+    try_next(s);
+}
+
+/* RELAYING -> CLOSING on an error rc of one side (a reset, mostly): the
+ * other gets a reset too, not a FIN. An apiserver drops the work of a
+ * client that is gone, a client learns its answer is cut, and the kernel
+ * drops the bytes still queued toward a peer that reads nothing at once. */
+static void relay_failed(struct session *s, struct upstream *up, int rc)
+{
+    if (s->client.failed != s->up->failed)
+        leg_abort(s->client.failed ? s->up : &s->client);
+    if (s->up->failed && !s->client.failed && s->up->err != ETIMEDOUT) {
+        atomic_fetch_add_explicit(&up->failed_conns[s->u2c.total > 0], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->w->sh->failed_by_upstream[s->u2c.total > 0], 1,
+                                  memory_order_relaxed);
+    }
+    session_close(s, s->up->failed && s->up->err == ETIMEDOUT ? "upstream-unacked"
+                     : rc == -ECONNRESET                      ? "reset"
+                                                              : "error");
 }
 
 /* Runs both directions as far as the legs' readiness allows (no call that
@@ -679,36 +763,11 @@ static void session_relay(struct session *s)
              (s->u2c.eof || s->up->failed))
         note_lost(s);
     if (s->early && ((rc != 0 && !s->client.failed) || s->u2c.eof) && !early_done(s)) {
-        /* The upstream went away before its first byte: try the next one
-         * and replay what the client sent; the client sees nothing. (A
-         * client that failed, a reset mostly, is not the upstream's fault:
-         * the session just ends.) */
-        atomic_fetch_add_explicit(&up->connect_fail[UPSTREAM_FAIL_REFUSED], 1,
-                                  memory_order_relaxed);
-        log_warn_limited("upstream-early-close", 1000,
-                         "upstream closed before answering: retrying on the next one",
-                         "sid=%" PRIu64 " upstream=%s replay_bytes=%u", s->id, up->name,
-                         s->replay_len);
-        release_upstream(s);
-        try_next(s);
+        relay_replay(s, up);
         return;
     }
     if (rc != 0) {
-        /* One side failed (a reset, mostly): the other gets a reset too,
-         * not a FIN. An apiserver drops the work of a client that is gone,
-         * a client learns its answer is cut, and the kernel drops the
-         * bytes still queued toward a peer that reads nothing at once. */
-        if (s->client.failed != s->up->failed)
-            leg_abort(s->client.failed ? s->up : &s->client);
-        if (s->up->failed && !s->client.failed && s->up->err != ETIMEDOUT) {
-            atomic_fetch_add_explicit(&up->failed_conns[s->u2c.total > 0], 1,
-                                      memory_order_relaxed);
-            atomic_fetch_add_explicit(&s->w->sh->failed_by_upstream[s->u2c.total > 0], 1,
-                                      memory_order_relaxed);
-        }
-        session_close(s, s->up->failed && s->up->err == ETIMEDOUT ? "upstream-unacked"
-                         : rc == -ECONNRESET                      ? "reset"
-                                                                  : "error");
+        relay_failed(s, up, rc);
         return;
     }
     if (s->c2u.shut && s->u2c.shut) {
@@ -725,7 +784,7 @@ static void client_cb(struct ev_io *io, unsigned events)
     struct session *s = ((struct leg *)io)->s;
 
     leg_note(&s->client, events);
-    if (s->state != S_SPLICING)
+    if (s->state != S_RELAYING)
         return; /* kept for when the upstream answers */
     /* An error shows up as a failing recv/send/splice in the pump. */
     session_relay(s);
@@ -786,7 +845,7 @@ static void connected(struct session *s)
     s->trying = NULL;
     atomic_fetch_add(&up->active, 1);
     s->counted = true;
-    s->state = S_SPLICING;
+    s->state = S_RELAYING;
     if (!s->early) {
         upstream_table_unref(s->table);
         s->table = NULL;
@@ -821,7 +880,7 @@ static void upstream_cb(struct ev_io *io, unsigned events)
     int err = 0;
 
     leg_note(l, events);
-    if (s->state == S_SPLICING) {
+    if (s->state == S_RELAYING) {
         session_relay(s);
         return;
     }
@@ -1000,99 +1059,145 @@ static uint64_t drain_deadline(struct session *s, uint64_t since, unsigned drain
     return since + half + j;
 }
 
-uint64_t session_sweep(struct worker *w, uint64_t now_ms)
+/* What one session_sweep() gathers across the sessions of its worker. */
+struct sweep {
+    const struct config *cfg;
+    uint64_t now_ms;
+    uint64_t next;                 /* the earliest deadline left, 0 = none */
+    char spread_name[ADDR_STRLEN]; /* an upstream whose spread closes began */
+    unsigned n_spread;             /* how many spread closes began */
+};
+
+/* Notes a future deadline at. */
+static void sweep_due(struct sweep *sw, uint64_t at)
 {
-    const struct config *cfg = w->sh->cfg;
-    bool closing = atomic_load(&w->sh->phase) == WORKER_CLOSING;
-    uint64_t next = 0;
-    struct session *s, *nx;
-    char spread_name[ADDR_STRLEN] = "";
-    unsigned n_spread = 0;
+    if (sw->next == 0 || at < sw->next)
+        sw->next = at;
+}
 
-    for (s = w->sessions; s != NULL; s = nx) {
-        struct upstream *up = s->upstream;
-        uint64_t since, dl;
+/* A paced dial (pace_dial) whose time came is made now. */
+static void sweep_dial(struct session *s, struct sweep *sw)
+{
+    if (s->dial_at_ms <= sw->now_ms) {
+        s->dial_at_ms = 0;
+        atomic_fetch_sub(&s->w->sh->dials_pending, 1);
+        try_next(s);
+    } else {
+        sweep_due(sw, s->dial_at_ms);
+    }
+}
 
-        nx = s->next;
-        if (s->state == S_CLOSING)
-            continue;
-        if (closing) {
-            session_close(s, "shutdown");
-            continue;
-        }
-        if (s->state == S_CONNECTING && s->dial_at_ms != 0) {
-            if (s->dial_at_ms <= now_ms) {
-                s->dial_at_ms = 0;
-                atomic_fetch_sub(&w->sh->dials_pending, 1);
-                try_next(s);
-            } else if (next == 0 || s->dial_at_ms < next) {
-                next = s->dial_at_ms;
-            }
-            continue;
-        }
-        if (s->state != S_SPLICING || up == NULL)
-            continue;
-        since = atomic_load(&up->draining_since_ms);
-        if (cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY &&
-            atomic_load(&up->unready_since_ms) == 0) {
-            if (cfg->close_spread_ms == 0) {
-                atomic_fetch_add_explicit(&up->closed_by_health, 1, memory_order_relaxed);
-                session_close(s, "upstream-unhealthy");
-                continue;
-            }
-            /* Spread over the window, each at a time of its own, so that
-             * the clients do not all dial the survivors in one instant. */
-            if (s->spread_close_ms == 0) {
-                s->spread_close_ms = pace_pick(w, now_ms, cfg->close_spread_ms);
-                atomic_fetch_add(&w->sh->closes_pending, 1);
-                snprintf(spread_name, sizeof(spread_name), "%s", up->name);
-                n_spread++;
-            }
-            if (s->spread_close_ms <= now_ms) {
-                atomic_fetch_add_explicit(&up->closed_by_health, 1, memory_order_relaxed);
-                atomic_fetch_add_explicit(&w->sh->closed_by_spread, 1, memory_order_relaxed);
-                session_close(s, "upstream-unhealthy");
-                continue;
-            }
-            if (next == 0 || s->spread_close_ms < next)
-                next = s->spread_close_ms;
-        } else if (s->spread_close_ms != 0) {
-            /* Healthy again before its turn: it stays. */
+/* --close-unhealthy: closes s, whose upstream failed its checks (and does
+ * not merely answer "not ready"), at once or, with --close-spread, at a
+ * time of its own in the window, so that the clients do not all dial the
+ * survivors in one instant. One healthy again before its turn stays.
+ * Returns true when s was closed. */
+static bool sweep_unhealthy(struct session *s, struct upstream *up, struct sweep *sw)
+{
+    struct worker *w = s->w;
+
+    if (!(sw->cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY &&
+          atomic_load(&up->unready_since_ms) == 0)) {
+        if (s->spread_close_ms != 0) {
             s->spread_close_ms = 0;
             atomic_fetch_sub(&w->sh->closes_pending, 1);
         }
-        if (cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY) {
-            uint64_t unready = atomic_load(&up->unready_since_ms);
-
-            if (unready != 0 && (since == 0 || unready < since))
-                since = unready; /* answers "not ready": drain like a removal */
-        }
-        if (since != 0) {
-            dl = drain_deadline(s, since, cfg->drain_timeout_ms);
-            if (dl <= now_ms) {
-                atomic_fetch_add_explicit(&up->closed_by_drain, 1, memory_order_relaxed);
-                session_close(s, atomic_load(&up->draining_since_ms) != 0 ? "upstream-removed"
-                                                                           : "upstream-not-ready");
-                continue;
-            }
-            if (next == 0 || dl < next)
-                next = dl;
-        }
-        if (s->age_deadline_ms != 0) {
-            if (s->age_deadline_ms <= now_ms) {
-                atomic_fetch_add_explicit(&w->sh->closed_by_age, 1, memory_order_relaxed);
-                session_close(s, "max-age");
-                continue;
-            }
-            if (next == 0 || s->age_deadline_ms < next)
-                next = s->age_deadline_ms;
-        }
+        return false;
     }
-    if (n_spread != 0)
+    if (sw->cfg->close_spread_ms == 0) {
+        atomic_fetch_add_explicit(&up->closed_by_health, 1, memory_order_relaxed);
+        session_close(s, "upstream-unhealthy");
+        return true;
+    }
+    if (s->spread_close_ms == 0) {
+        s->spread_close_ms = pace_pick(w, sw->now_ms, sw->cfg->close_spread_ms);
+        atomic_fetch_add(&w->sh->closes_pending, 1);
+        snprintf(sw->spread_name, sizeof(sw->spread_name), "%s", up->name);
+        sw->n_spread++;
+    }
+    if (s->spread_close_ms <= sw->now_ms) {
+        atomic_fetch_add_explicit(&up->closed_by_health, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->sh->closed_by_spread, 1, memory_order_relaxed);
+        session_close(s, "upstream-unhealthy");
+        return true;
+    }
+    sweep_due(sw, s->spread_close_ms);
+    return false;
+}
+
+/* Closes s at its drain deadline when its upstream was removed (draining
+ * since `since`) or, with --close-unhealthy, answers "not ready" (drained
+ * like a removal). Returns true when s was closed. */
+static bool sweep_drain(struct session *s, struct upstream *up, uint64_t since, struct sweep *sw)
+{
+    uint64_t dl;
+
+    if (sw->cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY) {
+        uint64_t unready = atomic_load(&up->unready_since_ms);
+
+        if (unready != 0 && (since == 0 || unready < since))
+            since = unready;
+    }
+    if (since == 0)
+        return false;
+    dl = drain_deadline(s, since, sw->cfg->drain_timeout_ms);
+    if (dl <= sw->now_ms) {
+        atomic_fetch_add_explicit(&up->closed_by_drain, 1, memory_order_relaxed);
+        session_close(s, atomic_load(&up->draining_since_ms) != 0 ? "upstream-removed"
+                                                                  : "upstream-not-ready");
+        return true;
+    }
+    sweep_due(sw, dl);
+    return false;
+}
+
+/* --max-age: closes s once its deadline passed. */
+static void sweep_age(struct session *s, struct sweep *sw)
+{
+    if (s->age_deadline_ms == 0)
+        return;
+    if (s->age_deadline_ms <= sw->now_ms) {
+        atomic_fetch_add_explicit(&s->w->sh->closed_by_age, 1, memory_order_relaxed);
+        session_close(s, "max-age");
+        return;
+    }
+    sweep_due(sw, s->age_deadline_ms);
+}
+
+/* The RELAYING -> CLOSING edges of the sweep, in this order: unhealthy
+ * upstream, drain, maximum age. */
+static void sweep_relaying(struct session *s, struct sweep *sw)
+{
+    struct upstream *up = s->upstream;
+    uint64_t since = atomic_load(&up->draining_since_ms);
+
+    if (sweep_unhealthy(s, up, sw) || sweep_drain(s, up, since, sw))
+        return;
+    sweep_age(s, sw);
+}
+
+uint64_t session_sweep(struct worker *w, uint64_t now_ms)
+{
+    struct sweep sw = {.cfg = w->sh->cfg, .now_ms = now_ms};
+    bool closing = atomic_load(&w->sh->phase) == WORKER_CLOSING;
+    struct session *s, *nx;
+
+    for (s = w->sessions; s != NULL; s = nx) {
+        nx = s->next;
+        if (s->state == S_CLOSING)
+            continue;
+        if (closing)
+            session_close(s, "shutdown");
+        else if (s->state == S_CONNECTING && s->dial_at_ms != 0)
+            sweep_dial(s, &sw);
+        else if (s->state == S_RELAYING && s->upstream != NULL)
+            sweep_relaying(s, &sw);
+    }
+    if (sw.n_spread != 0)
         log_warn("upstream unhealthy: closing its connections spread over the window",
-                 "upstream=%s worker=%u connections=%u window_ms=%u", spread_name, w->id,
-                 n_spread, cfg->close_spread_ms);
-    return next;
+                 "upstream=%s worker=%u connections=%u window_ms=%u", sw.spread_name, w->id,
+                 sw.n_spread, sw.cfg->close_spread_ms);
+    return sw.next;
 }
 
 void session_keepalive(struct worker *w, uint64_t now_ms)
@@ -1101,7 +1206,7 @@ void session_keepalive(struct worker *w, uint64_t now_ms)
     uint64_t before_us = (now_ms > after_ms ? now_ms - after_ms : 0) * 1000u;
 
     for (struct session *s = w->sessions; s != NULL; s = s->next) {
-        if (s->state == S_SPLICING && !s->keepalive && s->start_us <= before_us) {
+        if (s->state == S_RELAYING && !s->keepalive && s->start_us <= before_us) {
             sockopt_keepalive(s->up->io.fd);
             s->keepalive = true;
         }
@@ -1145,7 +1250,7 @@ void session_check_acks(struct worker *w, uint64_t now_ms)
         uint64_t silent_ms;
 
         nx = s->next;
-        if (s->state != S_SPLICING || !s->in_flight)
+        if (s->state != S_RELAYING || !s->in_flight)
             continue;
         memset(&ti, 0, sizeof(ti));
         if (getsockopt(s->up->io.fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1)

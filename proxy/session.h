@@ -1,19 +1,53 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A session: one client connection relayed to one upstream.
+/* A session: one client connection relayed to one upstream. Loop thread
+ * of the owning worker only.
  *
- *   ACCEPTED --session_start--> CONNECTING --connect_done--> SPLICING
- *   CONNECTING --attempt_failed (refused, timeout)--> CONNECTING (next upstream)
- *   CONNECTING --attempt_failed, none left--> CLOSING
- *   SPLICING --both directions shut down--> CLOSING
- *   SPLICING --error, drain/age/shutdown deadline, upstream failed--> CLOSING
- *   CLOSING --last close callback--> freed
+ *                 session_start
+ *                      |  (pace_dial: the first dial may wait for a
+ *                      v   session_sweep in a --close-spread window)
+ *   +---------> CONNECTING <--+ attempt_failed -> try_next
+ *   |                  |   \--+ (refused, timeout: the next upstream)
+ *   |        connected |    \
+ *   |                  v     \ try_next: none left (no-upstream)
+ *   +--------------- RELAYING --------------------> CLOSING --> freed
+ *   relay_replay            session_relay,          session_close
+ *   (early close)           session_sweep
  *
- * Bytes move with splice(2) through a pipe borrowed from the worker's pool
- * while they are in flight (or a small heap buffer when no pipe can be had).
- * Backpressure: a direction stops reading while its pipe holds unsent bytes
- * beyond what the destination takes. Half-close: EOF from one side becomes
- * shutdown(SHUT_WR) on the other once everything before it was delivered; the
- * other direction keeps flowing. Loop thread of the owning worker only. */
+ * The edges, one function each:
+ *   start       -> CONNECTING  session_start (pace_dial puts the dial off;
+ *                              sweep_dial makes it)
+ *   CONNECTING  -> CONNECTING  attempt_failed -> try_next: a dial refused,
+ *                              failed or past --connect-timeout
+ *                              (session_expire_connects)
+ *   CONNECTING  -> RELAYING    connected (upstream_cb: writable, no error)
+ *   CONNECTING  -> CLOSING     try_next: no upstream left ("no-upstream",
+ *                              "out-of-descriptors"); session_start: empty
+ *                              table or no poll
+ *   RELAYING    -> CONNECTING  relay_replay (release_upstream + try_next):
+ *                              the upstream closed or reset before its first
+ *                              byte while the client's bytes are a TLS
+ *                              ClientHello; they are replayed to the next
+ *   RELAYING    -> CLOSING     session_relay: both directions shut ("done"),
+ *                              or relay_failed on an error of either side;
+ *                              session_sweep: shutdown, sweep_unhealthy,
+ *                              sweep_drain, sweep_age; session_check_acks
+ *   any         -> CLOSING     session_close_all
+ *   CLOSING     -> freed       session_close (closes both legs, frees)
+ *
+ * How bytes move (flow_pump per direction: flow_recv reads, flow_send
+ * writes). Copy mode, the common path: recv(2) into the worker's scratch
+ * buffer and send(2) on (batched with the loop's other sends when it
+ * queues them); bytes the destination does not take move into the flow's
+ * own buffer. Bulk mode: a read that fills the buffer switches the
+ * direction to splice(2) through a pipe borrowed from the worker's pool,
+ * until a splice under 4 KiB switches it back. Replay: until the
+ * upstream's first byte, what the client sent is kept while it is the
+ * start of a TLS ClientHello, so an upstream that ends early is replaced
+ * invisibly (relay_replay). Backpressure: a direction stops reading while
+ * it holds bytes its destination has not taken. Half-close: EOF from one
+ * side becomes shutdown(SHUT_WR) on the other once everything before it
+ * was delivered; the other direction keeps flowing. An error on one side
+ * resets the other. */
 #ifndef PROXY_SESSION_H
 #define PROXY_SESSION_H
 
