@@ -113,64 +113,56 @@ static int parse_server(const char *server, struct kube_creds *c, char *err, siz
     return 0;
 }
 
-int kubeconfig_load(const char *path, struct kube_creds *c, char *err, size_t err_len)
+/* The cluster and user of the current context of root (the kubeconfig at
+ * path), or of the only cluster and user of a file without contexts; the
+ * user may be NULL. Returns 0, or -EINVAL with one line in err. */
+static int pick_context(json_t *root, const char *path, json_t **cluster, json_t **user, char *err,
+                        size_t err_len)
 {
-    char sub[256] = "", *text, *dir = NULL, *copy;
-    size_t len;
-    int e, rc = -EINVAL;
-    json_t *root, *ctx, *cluster, *user;
-    const char *cur, *v;
+    const char *cur = str(root, "current-context"), *cn, *un;
+    json_t *ctx;
 
-    memset(c, 0, sizeof(*c));
-    snprintf(c->source, sizeof(c->source), "kubeconfig");
-    e = file_read(path, FILE_MAX, &text, &len);
-    if (e < 0) {
-        snprintf(err, err_len, "--kubeconfig=%s: cannot read: %s", path, strerror(-e));
-        return e;
-    }
-    root = yamljson_load(text, len, sub, sizeof(sub));
-    free(text);
-    if (root == NULL) {
-        snprintf(err, err_len, "--kubeconfig=%s: %s", path, sub);
-        return -EINVAL;
-    }
-    copy = strdup(path);
-    if (copy != NULL)
-        dir = strdup(dirname(copy));
-    free(copy);
-    cur = str(root, "current-context");
     if (cur == NULL || (ctx = named(root, "contexts", "context", cur)) == NULL) {
         /* A file with exactly one cluster and user and no context is common
          * in hand-written configs: use those. */
         json_t *cl = json_object_get(root, "clusters"), *us = json_object_get(root, "users");
 
         if (json_array_size(cl) == 1 && json_array_size(us) <= 1) {
-            cluster = json_object_get(json_array_get(cl, 0), "cluster");
-            user = json_object_get(json_array_get(us, 0), "user");
-        } else {
-            snprintf(err, err_len, "--kubeconfig=%s: current-context '%s' not found", path,
-                     cur != NULL ? cur : "(none)");
-            goto out;
+            *cluster = json_object_get(json_array_get(cl, 0), "cluster");
+            *user = json_object_get(json_array_get(us, 0), "user");
+            return 0;
         }
-    } else {
-        const char *cn = str(ctx, "cluster"), *un = str(ctx, "user");
-
-        cluster = cn != NULL ? named(root, "clusters", "cluster", cn) : NULL;
-        user = un != NULL ? named(root, "users", "user", un) : NULL;
-        if (cluster == NULL) {
-            snprintf(err, err_len, "--kubeconfig=%s: cluster '%s' of context '%s' not found", path,
-                     cn != NULL ? cn : "(none)", cur);
-            goto out;
-        }
+        snprintf(err, err_len, "--kubeconfig=%s: current-context '%s' not found", path,
+                 cur != NULL ? cur : "(none)");
+        return -EINVAL;
     }
+    cn = str(ctx, "cluster");
+    un = str(ctx, "user");
+    *cluster = cn != NULL ? named(root, "clusters", "cluster", cn) : NULL;
+    *user = un != NULL ? named(root, "users", "user", un) : NULL;
+    if (*cluster == NULL) {
+        snprintf(err, err_len, "--kubeconfig=%s: cluster '%s' of context '%s' not found", path,
+                 cn != NULL ? cn : "(none)", cur);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The cluster part: server, tls-server-name, insecure-skip-tls-verify and
+ * the certificate authority (files relative to dir). Returns 0, or -EINVAL
+ * with one line in err. */
+static int load_cluster(json_t *cluster, const char *dir, const char *path, struct kube_creds *c,
+                        char *err, size_t err_len)
+{
+    char sub[256] = "";
+    const char *v;
+
     if (!json_is_object(cluster) || (v = str(cluster, "server")) == NULL) {
         snprintf(err, err_len, "--kubeconfig=%s: the cluster has no server", path);
-        goto out;
+        return -EINVAL;
     }
-    if (parse_server(v, c, sub, sizeof(sub)) < 0) {
-        snprintf(err, err_len, "--kubeconfig=%s: %s", path, sub);
-        goto out;
-    }
+    if (parse_server(v, c, sub, sizeof(sub)) < 0)
+        goto bad_field;
     if ((v = str(cluster, "tls-server-name")) != NULL && *v != '\0') {
         snprintf(c->tls_name, sizeof(c->tls_name), "%s", v);
         c->tls_name_set = true;
@@ -188,45 +180,90 @@ int kubeconfig_load(const char *path, struct kube_creds *c, char *err, size_t er
                  "--kubeconfig=%s: a certificate authority together with "
                  "insecure-skip-tls-verify is not allowed",
                  path);
-        goto out;
+        return -EINVAL;
     }
-    if (json_is_object(user)) {
-        if (json_object_get(user, "exec") != NULL || json_object_get(user, "auth-provider")) {
-            snprintf(err, err_len,
-                     "--kubeconfig=%s: exec and auth-provider credentials are not supported "
-                     "(use a client certificate or a token)",
-                     path);
-            goto out;
-        }
-        if ((v = str(user, "client-certificate-data")) != NULL) {
-            if ((c->cert_pem = b64_decode(v, sub, sizeof(sub), "client-certificate-data")) == NULL)
-                goto bad_field;
-        } else if ((v = str(user, "client-certificate")) != NULL) {
-            c->cert_file = resolve(dir, v);
-        }
-        if ((v = str(user, "client-key-data")) != NULL) {
-            if ((c->key_pem = b64_decode(v, sub, sizeof(sub), "client-key-data")) == NULL)
-                goto bad_field;
-        } else if ((v = str(user, "client-key")) != NULL) {
-            c->key_file = resolve(dir, v);
-        }
-        if ((c->cert_pem || c->cert_file) != (c->key_pem || c->key_file)) {
-            snprintf(err, err_len,
-                     "--kubeconfig=%s: a client certificate needs its key (and a key its "
-                     "certificate)",
-                     path);
-            goto out;
-        }
-        if ((v = str(user, "token")) != NULL)
-            c->token = strdup(v);
-        else if ((v = str(user, "tokenFile")) != NULL)
-            c->token_file = resolve(dir, v);
-    }
-    rc = 0;
-    goto out;
+    return 0;
 bad_field:
     snprintf(err, err_len, "--kubeconfig=%s: %s", path, sub);
-out:
+    return -EINVAL;
+}
+
+/* The user part (user may be NULL: none): a client certificate with its
+ * key, a token or a token file (files relative to dir); exec and
+ * auth-provider are refused. Returns 0, or -EINVAL with one line in err. */
+static int load_user(json_t *user, const char *dir, const char *path, struct kube_creds *c,
+                     char *err, size_t err_len)
+{
+    char sub[256] = "";
+    const char *v;
+
+    if (!json_is_object(user))
+        return 0;
+    if (json_object_get(user, "exec") != NULL || json_object_get(user, "auth-provider")) {
+        snprintf(err, err_len,
+                 "--kubeconfig=%s: exec and auth-provider credentials are not supported "
+                 "(use a client certificate or a token)",
+                 path);
+        return -EINVAL;
+    }
+    if ((v = str(user, "client-certificate-data")) != NULL) {
+        if ((c->cert_pem = b64_decode(v, sub, sizeof(sub), "client-certificate-data")) == NULL)
+            goto bad_field;
+    } else if ((v = str(user, "client-certificate")) != NULL) {
+        c->cert_file = resolve(dir, v);
+    }
+    if ((v = str(user, "client-key-data")) != NULL) {
+        if ((c->key_pem = b64_decode(v, sub, sizeof(sub), "client-key-data")) == NULL)
+            goto bad_field;
+    } else if ((v = str(user, "client-key")) != NULL) {
+        c->key_file = resolve(dir, v);
+    }
+    if ((c->cert_pem || c->cert_file) != (c->key_pem || c->key_file)) {
+        snprintf(err, err_len,
+                 "--kubeconfig=%s: a client certificate needs its key (and a key its "
+                 "certificate)",
+                 path);
+        return -EINVAL;
+    }
+    if ((v = str(user, "token")) != NULL)
+        c->token = strdup(v);
+    else if ((v = str(user, "tokenFile")) != NULL)
+        c->token_file = resolve(dir, v);
+    return 0;
+bad_field:
+    snprintf(err, err_len, "--kubeconfig=%s: %s", path, sub);
+    return -EINVAL;
+}
+
+int kubeconfig_load(const char *path, struct kube_creds *c, char *err, size_t err_len)
+{
+    char sub[256] = "", *text, *dir = NULL, *copy;
+    json_t *root, *cluster, *user;
+    size_t len;
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    snprintf(c->source, sizeof(c->source), "kubeconfig");
+    rc = file_read(path, FILE_MAX, &text, &len);
+    if (rc < 0) {
+        snprintf(err, err_len, "--kubeconfig=%s: cannot read: %s", path, strerror(-rc));
+        return rc;
+    }
+    root = yamljson_load(text, len, sub, sizeof(sub));
+    free(text);
+    if (root == NULL) {
+        snprintf(err, err_len, "--kubeconfig=%s: %s", path, sub);
+        return -EINVAL;
+    }
+    copy = strdup(path);
+    if (copy != NULL)
+        dir = strdup(dirname(copy));
+    free(copy);
+    rc = pick_context(root, path, &cluster, &user, err, err_len);
+    if (rc == 0)
+        rc = load_cluster(cluster, dir, path, c, err, err_len);
+    if (rc == 0)
+        rc = load_user(user, dir, path, c, err, err_len);
     json_decref(root);
     free(dir);
     if (rc != 0)

@@ -96,7 +96,7 @@ struct watcher {
     uint64_t last_byte_ms;
     unsigned watch_events;
     enum stop_reason end;
-    int transfer_rc;            /* CURLcode of the last transfer */
+    int transfer_err;           /* the last transfer's CURLcode as a negative errno */
     uint64_t retry_after_ms;
     struct addr routed;         /* the apiserver of the last request */
     bool routed_ok;             /* routed is set (else the kubeconfig's server) */
@@ -641,42 +641,93 @@ static void tls_verified(struct watcher *w, const struct addr *route, const char
              addr_format(route, up, sizeof(up)), log_quote(name), why);
 }
 
-/* One transfer to the apiserver at route (NULL: the kubeconfig's server),
- * verifying its certificate for name. Returns the HTTP status, or a negative
- * CURLcode with errbuf filled. */
-static long perform(struct watcher *w, const char *path, bool watch, const struct addr *route,
-                    const char *name, char *errbuf)
+/* The boundary to curl's errors: rc as a negative errno (0 for CURLE_OK).
+ * -EKEYREJECTED is a certificate not verified (for the name asked, or not
+ * from the CA), -EPROTO another TLS failure, -ECANCELED a transfer our own
+ * callbacks ended (w->end says why); the curl text goes to the errbuf. */
+static int curl_errno(CURLcode rc)
 {
-    char url[1024], host[ADDR_HOST_MAX + 2], connect_to[2 * ADDR_HOST_MAX + 32];
-    char *auth = NULL, *token = NULL;
-    struct curl_slist *hdrs = NULL, *ct = NULL;
-    CURL *c;
-    CURLcode rc;
-    long code = 0;
+    switch (rc) {
+    case CURLE_OK:
+        return 0;
+    case CURLE_OPERATION_TIMEDOUT:
+        return -ETIMEDOUT;
+    case CURLE_COULDNT_CONNECT:
+        return -ECONNREFUSED;
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return -EHOSTUNREACH;
+    case CURLE_OUT_OF_MEMORY:
+        return -ENOMEM;
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return -EKEYREJECTED;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CLIENTCERT:
+        return -EPROTO;
+    case CURLE_WRITE_ERROR:
+    case CURLE_ABORTED_BY_CALLBACK:
+        return -ECANCELED;
+    default:
+        return -EIO;
+    }
+}
 
-    c = curl_easy_init();
-    if (c == NULL)
-        return -CURLE_OUT_OF_MEMORY;
-    format_host(name, host, sizeof(host));
-    snprintf(url, sizeof(url), "https://%s:%u%s", host, w->creds.port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    /* Dial an upstream from the table directly, but verify the name. */
+/* The CURLOPT_CONNECT_TO entry of a transfer to host (the name verified):
+ * dial the upstream at route from the table directly (NULL: the
+ * kubeconfig's server). */
+static void connect_to_entry(const struct watcher *w, const struct addr *route, const char *host,
+                             char *out, size_t len)
+{
+    char dial[ADDR_HOST_MAX + 2];
+
     if (route != NULL) {
-        char ip[ADDR_HOST_MAX], dial[ADDR_HOST_MAX + 2];
+        char ip[ADDR_HOST_MAX];
 
         addr_host(route, ip);
         format_host(ip, dial, sizeof(dial));
-        snprintf(connect_to, sizeof(connect_to), "%s:%u:%s:%u", host, w->creds.port, dial,
-                 addr_port(route));
+        snprintf(out, len, "%s:%u:%s:%u", host, w->creds.port, dial, addr_port(route));
     } else {
-        char origin[ADDR_HOST_MAX + 2];
-
-        format_host(w->creds.origin, origin, sizeof(origin));
-        snprintf(connect_to, sizeof(connect_to), "%s:%u:%s:%u", host, w->creds.port, origin,
-                 w->creds.port);
+        format_host(w->creds.origin, dial, sizeof(dial));
+        snprintf(out, len, "%s:%u:%s:%u", host, w->creds.port, dial, w->creds.port);
     }
-    ct = curl_slist_append(NULL, connect_to);
-    curl_easy_setopt(c, CURLOPT_CONNECT_TO, ct);
+}
+
+/* The Authorization header for the credentials' bearer token: new (wipe
+ * and free it with auth_free), or NULL when there is none (or no memory). */
+static char *auth_header(struct watcher *w)
+{
+    char *token = malloc(TOKEN_MAX), *auth = NULL;
+
+    if (token != NULL && kube_creds_token(&w->creds, token, TOKEN_MAX) > 0) {
+        auth = malloc(TOKEN_MAX + 32);
+        if (auth != NULL)
+            snprintf(auth, TOKEN_MAX + 32, "Authorization: Bearer %s", token);
+    }
+    if (token != NULL) {
+        explicit_bzero(token, TOKEN_MAX);
+        free(token);
+    }
+    return auth;
+}
+
+static void auth_free(char *auth)
+{
+    if (auth == NULL)
+        return;
+    explicit_bzero(auth, TOKEN_MAX + 32);
+    free(auth);
+}
+
+/* The options every transfer has: HTTPS/1.1 only, a fresh connection, our
+ * timeouts, keepalive, the credentials and the callbacks (a LIST also has
+ * an overall deadline). */
+static void easy_setup(struct watcher *w, CURL *c, bool watch, char *errbuf)
+{
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -689,16 +740,6 @@ static long perform(struct watcher *w, const char *path, bool watch, const struc
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "apilb/" APILB_VERSION);
     credcurl_apply(c, &w->creds);
-    hdrs = curl_slist_append(hdrs, "Accept: application/json");
-    token = malloc(TOKEN_MAX);
-    if (token != NULL && kube_creds_token(&w->creds, token, TOKEN_MAX) > 0) {
-        auth = malloc(TOKEN_MAX + 32);
-        if (auth != NULL) {
-            snprintf(auth, TOKEN_MAX + 32, "Authorization: Bearer %s", token);
-            hdrs = curl_slist_append(hdrs, auth);
-        }
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, w);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
@@ -708,44 +749,88 @@ static long perform(struct watcher *w, const char *path, bool watch, const struc
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, w);
     if (!watch)
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)LIST_TIMEOUT_MS);
+}
+
+/* What a finished transfer (rc, HTTP status code) tells the caller; keeps
+ * rc as w->transfer_err. An answer cut off after its status (our callbacks
+ * ended it, or a partial body) still has that status. */
+static int transfer_result(struct watcher *w, CURLcode rc, long code, long *status, char *errbuf)
+{
+    w->transfer_err = curl_errno(rc);
+    if (rc != CURLE_OK && rc != CURLE_WRITE_ERROR && rc != CURLE_ABORTED_BY_CALLBACK) {
+        if (errbuf[0] == '\0')
+            snprintf(errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
+        if (!(rc == CURLE_PARTIAL_FILE && code != 0))
+            return w->transfer_err;
+    }
+    if (code <= 0)
+        return w->transfer_err != 0 ? w->transfer_err : -EPROTO;
+    *status = code;
+    return 0;
+}
+
+/* One transfer to the apiserver at route (NULL: the kubeconfig's server),
+ * verifying its certificate for name. Returns 0 with the HTTP status in
+ * *status, or a negative errno (curl_errno) with errbuf filled and *status
+ * 0. */
+static int perform(struct watcher *w, const char *path, bool watch, const struct addr *route,
+                   const char *name, long *status, char *errbuf)
+{
+    char url[1024], host[ADDR_HOST_MAX + 2], connect_to[2 * ADDR_HOST_MAX + 32];
+    struct curl_slist *hdrs = NULL, *ct = NULL;
+    char *auth;
+    CURL *c;
+    CURLcode rc;
+    long code = 0;
+
+    *status = 0;
+    c = curl_easy_init();
+    if (c == NULL) {
+        snprintf(errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(CURLE_OUT_OF_MEMORY));
+        return -ENOMEM;
+    }
+    format_host(name, host, sizeof(host));
+    snprintf(url, sizeof(url), "https://%s:%u%s", host, w->creds.port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    connect_to_entry(w, route, host, connect_to, sizeof(connect_to));
+    ct = curl_slist_append(NULL, connect_to);
+    curl_easy_setopt(c, CURLOPT_CONNECT_TO, ct);
+    easy_setup(w, c, watch, errbuf);
+    hdrs = curl_slist_append(hdrs, "Accept: application/json");
+    auth = auth_header(w);
+    if (auth != NULL)
+        hdrs = curl_slist_append(hdrs, auth);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     w->end = END_NONE;
     w->retry_after_ms = 0;
     w->last_byte_ms = now_ms();
     w->watch_events = 0;
     errbuf[0] = '\0';
     rc = curl_easy_perform(c);
-    w->transfer_rc = (int)rc;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (code >= 200 && code < 300)
         w->avoiding = false; /* an apiserver answers: route as usual again */
     curl_easy_cleanup(c);
     curl_slist_free_all(hdrs);
     curl_slist_free_all(ct);
-    if (auth != NULL) {
-        explicit_bzero(auth, TOKEN_MAX + 32);
-        free(auth);
-    }
-    if (token != NULL) {
-        explicit_bzero(token, TOKEN_MAX);
-        free(token);
-    }
-    if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK)) {
-        if (errbuf[0] == '\0')
-            snprintf(errbuf, CURL_ERROR_SIZE, "%s", curl_easy_strerror(rc));
-        return code != 0 && rc == CURLE_PARTIAL_FILE ? code : -(long)rc;
-    }
-    return code;
+    auth_free(auth);
+    return transfer_result(w, rc, code, status, errbuf);
 }
 
 /* Runs one request to the apiserver that route() gives for attempt, trying
- * the names it may be verified for (see above) while only the name fails.
- * Returns the HTTP status, or a negative curl error with errbuf filled. */
-static long request(struct watcher *w, const char *path, bool watch, unsigned attempt, char *errbuf)
+ * the names it may be verified for (see above) while only the name fails
+ * (-EKEYREJECTED). Returns 0 with the HTTP status in *status, or a negative
+ * errno with errbuf filled and *status 0. */
+static int request(struct watcher *w, const char *path, bool watch, unsigned attempt, long *status,
+                   char *errbuf)
 {
     char names[TLS_KINDS][ADDR_HOST_MAX], tried[CURL_ERROR_SIZE];
     struct addr route;
     size_t n, off = 0;
-    long code = -CURLE_FAILED_INIT;
+    int rc = -EIO;
+
+    *status = 0;
+    snprintf(errbuf, CURL_ERROR_SIZE, "no name to verify");
 
     w->routed_ok = w->route(w->arg, attempt, w->avoiding ? &w->avoid : NULL, &route) == 0;
     if (w->routed_ok)
@@ -757,15 +842,15 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
             w->body_len = 0;
         w->try_name = names[i];
         w->try_route = w->routed_ok ? &route : NULL;
-        code = perform(w, path, watch, w->try_route, names[i], errbuf);
+        rc = perform(w, path, watch, w->try_route, names[i], status, errbuf);
         w->try_name = NULL;
         w->try_route = NULL;
-        if (code > 0)
-            return code;
+        if (rc == 0)
+            return 0;
         /* Only a certificate that is not for this name (or not from the
          * CA: then every name fails alike) is worth another handshake. */
-        if (code != -CURLE_PEER_FAILED_VERIFICATION || atomic_load(&w->stop))
-            return code;
+        if (rc != -EKEYREJECTED || atomic_load(&w->stop))
+            return rc;
         if (off < sizeof(tried))
             off +=
                 (size_t)snprintf(tried + off, sizeof(tried) - off, "%s%s", i ? ", " : "", names[i]);
@@ -778,7 +863,7 @@ static long request(struct watcher *w, const char *path, bool watch, unsigned at
                      last) >= CURL_ERROR_SIZE)
             memcpy(errbuf + CURL_ERROR_SIZE - 4, "...", 4);
     }
-    return code;
+    return rc;
 }
 
 /* --- the protocol ------------------------------------------------------------- */
@@ -843,6 +928,35 @@ static bool set_rv(struct watcher *w, json_t *obj)
     return true;
 }
 
+/* An ERROR event (a Status object) ends the watch: 410 Gone (or Expired)
+ * relists from the resourceVersion held, a resourceVersion too large (504)
+ * relists from scratch, anything else backs off. */
+static void error_event(struct watcher *w, json_t *obj)
+{
+    json_t *code = json_object_get(obj, "code"), *reason = json_object_get(obj, "reason");
+    json_t *msg = json_object_get(obj, "message");
+    long c = json_is_integer(code) ? (long)json_integer_value(code) : 0;
+    const char *r = json_is_string(reason) ? json_string_value(reason) : "";
+    const char *m = json_is_string(msg) ? json_string_value(msg) : "";
+
+    if (c == 410 || strcmp(r, "Expired") == 0 || strcmp(r, "Gone") == 0) {
+        log_info("watch expired (410): re-listing", "source=%s resource_version=%s",
+                 mode_name(w->mode), log_quote(w->rv));
+        STAT_ADD(w, relists_410);
+        w->end = END_RELIST;
+    } else if (c == 504 || strstr(m, "Too large resource version") != NULL) {
+        log_info("resource version too large: re-listing from scratch", "source=%s",
+                 mode_name(w->mode));
+        w->rv[0] = '\0';
+        w->end = END_RELIST;
+    } else {
+        log_warn("watch error event", "source=%s code=%ld reason=\"%s\" message=\"%s\"",
+                 mode_name(w->mode), c, log_quote(r), log_quote(m));
+        count_error(w, WATCHER_ERR_HTTP);
+        w->end = END_ERROR;
+    }
+}
+
 static int on_event(void *arg, json_t *ev)
 {
     struct watcher *w = arg;
@@ -858,28 +972,7 @@ static int on_event(void *arg, json_t *ev)
     }
     w->watch_events++;
     if (strcmp(t, "ERROR") == 0) {
-        json_t *code = json_object_get(obj, "code"), *reason = json_object_get(obj, "reason");
-        json_t *msg = json_object_get(obj, "message");
-        long c = json_is_integer(code) ? (long)json_integer_value(code) : 0;
-        const char *r = json_is_string(reason) ? json_string_value(reason) : "";
-        const char *m = json_is_string(msg) ? json_string_value(msg) : "";
-
-        if (c == 410 || strcmp(r, "Expired") == 0 || strcmp(r, "Gone") == 0) {
-            log_info("watch expired (410): re-listing", "source=%s resource_version=%s",
-                     mode_name(w->mode), log_quote(w->rv));
-            STAT_ADD(w, relists_410);
-            w->end = END_RELIST;
-        } else if (c == 504 || strstr(m, "Too large resource version") != NULL) {
-            log_info("resource version too large: re-listing from scratch", "source=%s",
-                     mode_name(w->mode));
-            w->rv[0] = '\0';
-            w->end = END_RELIST;
-        } else {
-            log_warn("watch error event", "source=%s code=%ld reason=\"%s\" message=\"%s\"",
-                     mode_name(w->mode), c, log_quote(r), log_quote(m));
-            count_error(w, WATCHER_ERR_HTTP);
-            w->end = END_ERROR;
-        }
+        error_event(w, obj);
         return -1;
     }
     if (strcmp(t, "BOOKMARK") == 0) {
@@ -980,49 +1073,38 @@ static const char *routed_name(const struct watcher *w, char *buf, size_t len)
     return buf;
 }
 
-/* One LIST. Returns 0 on success, 1 to relist now, -1 to back off. */
-static int do_list(struct watcher *w)
+/* What a LIST or WATCH leads to (the edges of the diagram in watcher.h). */
+enum watcher_next {
+    NEXT_WATCH = 0, /* (again) WATCHING from the resourceVersion held */
+    NEXT_RELIST,    /* LISTING now */
+    NEXT_BACKOFF,   /* BACKOFF, then LISTING */
+};
+
+/* A LIST answered 200 with its body in w->body: applies it to the cache
+ * unless it is far too large to parse. Frees the body. */
+static enum watcher_next list_ok(struct watcher *w)
 {
-    char path[512], errbuf[CURL_ERROR_SIZE], msg[256], up[ADDR_HOST_MAX];
-    long code = -1;
+    char why[128];
+    int rc = -EINVAL;
 
-    set_state(w, WATCHER_LISTING);
-    w->body = malloc(LIST_MAX_BYTES);
-    if (w->body == NULL)
-        return -1;
-    for (unsigned attempt = 0; attempt < ROUTE_TRIES; attempt++) {
-        snprintf(path, sizeof(path), "%s&resourceVersion=%s", base_path(w), w->rv);
-        w->body_len = 0;
-        code = request(w, path, false, attempt, errbuf);
-        if (code > 0 || atomic_load(&w->stop))
-            break;
-        log_warn("apiserver request failed", "source=%s upstream=%s attempt=%u err=\"%s\"",
-                 mode_name(w->mode), routed_name(w, up, sizeof(up)), attempt + 1,
-                 log_quote(errbuf));
-        count_error(w, WATCHER_ERR_CONNECT);
+    if (body_scan(w, why, sizeof(why)) != -E2BIG) {
+        rc = apply_list(w); /* which says what else may be wrong */
+    } else {
+        log_warn("LIST answer refused: far larger than any list of EndpointSlices or "
+                 "Endpoints",
+                 "source=%s bytes=%zu err=\"%s\"", mode_name(w->mode), w->body_len, log_quote(why));
+        count_error(w, WATCHER_ERR_PARSE);
     }
-    if (code == 200) {
-        char why[128];
-        int rc = -EINVAL;
-
-        if (body_scan(w, why, sizeof(why)) != -E2BIG) {
-            rc = apply_list(w); /* which says what else may be wrong */
-        } else {
-            log_warn("LIST answer refused: far larger than any list of EndpointSlices or "
-                     "Endpoints",
-                     "source=%s bytes=%zu err=\"%s\"", mode_name(w->mode), w->body_len,
-                     log_quote(why));
-            count_error(w, WATCHER_ERR_PARSE);
-        }
-        free(w->body);
-        w->body = NULL;
-        return rc == 0 ? 0 : -1;
-    }
-    status_message(w, msg, sizeof(msg));
     free(w->body);
     w->body = NULL;
-    if (code <= 0)
-        return -1;
+    return rc == 0 ? NEXT_WATCH : NEXT_BACKOFF;
+}
+
+/* A LIST answered another HTTP status code; msg is its status message.
+ * 403/404 for EndpointSlices in auto mode falls back to Endpoints, 410
+ * relists from scratch, 401 re-reads the credentials. */
+static enum watcher_next list_failed(struct watcher *w, long code, const char *msg)
+{
     count_error(w, WATCHER_ERR_HTTP);
     if ((code == 403 || code == 404) && w->auto_mode && w->mode == MODE_SLICES) {
         log_warn("EndpointSlices not available: falling back to Endpoints",
@@ -1031,76 +1113,89 @@ static int do_list(struct watcher *w)
         w->mode = MODE_ENDPOINTS;
         pthread_mutex_unlock(&w->mu);
         snprintf(w->rv, sizeof(w->rv), "0");
-        return 1;
+        return NEXT_RELIST;
     }
     if (code == 410) {
         w->rv[0] = '\0';
-        return 1;
+        return NEXT_RELIST;
     }
     if (code == 401) {
         log_warn("apiserver rejected the credentials (401): re-reading them", "source=%s",
                  w->creds.source);
         w->reload = true;
-        return -1;
+        return NEXT_BACKOFF;
     }
     log_warn("LIST failed", "source=%s code=%ld message=\"%s\"", mode_name(w->mode), code,
              log_quote(msg));
-    return -1;
+    return NEXT_BACKOFF;
 }
 
-/* One WATCH. Returns 0 to watch again, 1 to relist now, -1 to back off. */
-static int do_watch(struct watcher *w)
+/* LISTING: one LIST, over up to ROUTE_TRIES apiservers while they cannot
+ * be reached. */
+static enum watcher_next do_list(struct watcher *w)
 {
-    char path[640], errbuf[CURL_ERROR_SIZE];
-    unsigned timeout_s = w->cfg.watch_timeout_s;
-    uint64_t started = now_ms();
-    long code;
+    char path[512], errbuf[CURL_ERROR_SIZE], msg[256], up[ADDR_HOST_MAX];
+    long code = 0;
+    int rc = -EIO;
 
-    set_state(w, WATCHER_WATCHING);
-    STAT_ADD(w, watches);
-    if (timeout_s == 0) /* like client-go: random in [300, 600] */
-        timeout_s = 300 + (unsigned)(started % 301);
-    snprintf(path, sizeof(path), "%s&watch=true&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=%s",
-             base_path(w), timeout_s, w->rv);
-    eventstream_reset(&w->es);
-    code = request(w, path, true, 0, errbuf);
+    set_state(w, WATCHER_LISTING);
+    w->body = malloc(LIST_MAX_BYTES);
+    if (w->body == NULL)
+        return NEXT_BACKOFF;
+    for (unsigned attempt = 0; attempt < ROUTE_TRIES; attempt++) {
+        snprintf(path, sizeof(path), "%s&resourceVersion=%s", base_path(w), w->rv);
+        w->body_len = 0;
+        rc = request(w, path, false, attempt, &code, errbuf);
+        if (rc == 0 || atomic_load(&w->stop))
+            break;
+        log_warn("apiserver request failed", "source=%s upstream=%s attempt=%u err=\"%s\"",
+                 mode_name(w->mode), routed_name(w, up, sizeof(up)), attempt + 1,
+                 log_quote(errbuf));
+        count_error(w, WATCHER_ERR_CONNECT);
+    }
+    if (rc == 0 && code == 200)
+        return list_ok(w);
+    status_message(w, msg, sizeof(msg));
+    free(w->body);
+    w->body = NULL;
+    if (rc < 0)
+        return NEXT_BACKOFF;
+    return list_failed(w, code, msg);
+}
+
+/* How a watch that our callbacks ended goes on (w->end); NEXT_WATCH also
+ * when it ended for no such reason (END_NONE: the answer decides). */
+static enum watcher_next watch_ended(struct watcher *w, bool *decided)
+{
+    *decided = true;
     switch (w->end) {
     case END_STOP:
-        return -1;
+        return NEXT_BACKOFF;
     case END_RELIST:
-        return 1;
+        return NEXT_RELIST;
     case END_CREDS:
-        return 0;
+        return NEXT_WATCH;
     case END_STALL:
         log_warn("watch stalled: reconnecting", "source=%s stall_ms=%u resource_version=%s",
                  mode_name(w->mode), w->cfg.stall_ms, log_quote(w->rv));
         count_error(w, WATCHER_ERR_STALL);
-        return 0;
+        return NEXT_WATCH;
     case END_GARBAGE:
         count_error(w, WATCHER_ERR_PARSE);
-        return -1;
+        return NEXT_BACKOFF;
     case END_ERROR:
-        return -1; /* counted where the ERROR event was read */
+        return NEXT_BACKOFF; /* counted where the ERROR event was read */
     case END_NONE:
         break;
     }
-    if (code == 200) {
-        if (w->transfer_rc != CURLE_OK) {
-            /* Cut off mid-stream (no final chunk): what was whole is
-             * applied, the torn event is dropped with the buffer. */
-            log_warn("watch stream cut off: resuming from the last resourceVersion",
-                     "source=%s resource_version=%s err=\"%s\"", mode_name(w->mode),
-                     log_quote(w->rv), log_quote(errbuf));
-            count_error(w, WATCHER_ERR_CONNECT);
-        }
-        /* Watch again at once, unless it ended at once. */
-        if (now_ms() - started < 1000 && w->watch_events == 0)
-            return -1;
-        return 0;
-    }
-    if (code == 410)
-        return 1;
-    if (code <= 0) {
+    *decided = false;
+    return NEXT_WATCH;
+}
+
+/* A WATCH that got no answer (rc, errbuf) or an error status code. */
+static enum watcher_next watch_failed(struct watcher *w, int rc, long code, const char *errbuf)
+{
+    if (rc < 0) {
         char up[ADDR_HOST_MAX];
 
         log_warn("watch connection failed", "source=%s upstream=%s err=\"%s\"", mode_name(w->mode),
@@ -1112,7 +1207,46 @@ static int do_watch(struct watcher *w)
         if (code == 401)
             w->reload = true;
     }
-    return -1;
+    return NEXT_BACKOFF;
+}
+
+/* WATCHING: one WATCH from w->rv, until the apiserver ends it
+ * (timeoutSeconds), it stalls, or an event or the answer says otherwise. */
+static enum watcher_next do_watch(struct watcher *w)
+{
+    char path[640], errbuf[CURL_ERROR_SIZE];
+    unsigned timeout_s = w->cfg.watch_timeout_s;
+    uint64_t started = now_ms();
+    enum watcher_next next;
+    bool decided;
+    long code;
+    int rc;
+
+    set_state(w, WATCHER_WATCHING);
+    STAT_ADD(w, watches);
+    if (timeout_s == 0) /* like client-go: random in [300, 600] */
+        timeout_s = 300 + (unsigned)(started % 301);
+    snprintf(path, sizeof(path), "%s&watch=true&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=%s",
+             base_path(w), timeout_s, w->rv);
+    eventstream_reset(&w->es);
+    rc = request(w, path, true, 0, &code, errbuf);
+    next = watch_ended(w, &decided);
+    if (decided)
+        return next;
+    if (rc < 0 || code != 200)
+        return rc == 0 && code == 410 ? NEXT_RELIST : watch_failed(w, rc, code, errbuf);
+    if (w->transfer_err != 0) {
+        /* Cut off mid-stream (no final chunk): what was whole is applied,
+         * the torn event is dropped with the buffer. */
+        log_warn("watch stream cut off: resuming from the last resourceVersion",
+                 "source=%s resource_version=%s err=\"%s\"", mode_name(w->mode), log_quote(w->rv),
+                 log_quote(errbuf));
+        count_error(w, WATCHER_ERR_CONNECT);
+    }
+    /* Watch again at once, unless it ended at once. */
+    if (now_ms() - started < 1000 && w->watch_events == 0)
+        return NEXT_BACKOFF;
+    return NEXT_WATCH;
 }
 
 /* What the backoff must respect of the last answer's Retry-After. It is the
@@ -1136,55 +1270,46 @@ static uint64_t retry_wait(struct watcher *w)
     return 0;
 }
 
+/* BACKOFF: sleeps for the backoff (and what Retry-After asks, retry_wait)
+ * in steps, so a pending set is still published on time; new credentials
+ * end it early: they are worth trying at once. */
+static void backoff_wait(struct watcher *w)
+{
+    uint64_t d, end;
+
+    set_state(w, WATCHER_BACKOFF);
+    d = backoff_next(&w->backoff, now_ms(), retry_wait(w));
+    end = now_ms() + d;
+    while (now_ms() < end && !atomic_load(&w->stop)) {
+        uint64_t left = end - now_ms();
+
+        publish_due(w);
+        if (filewatch_changed(&w->files, now_ms())) {
+            log_info("credential files changed: retrying now", "source=%s", w->creds.source);
+            w->reload = true;
+            break;
+        }
+        if (!nap(w, left < 100 ? left : 100))
+            break;
+    }
+}
+
+/* The state machine drawn in watcher.h. */
 static void *watcher_main(void *arg)
 {
     struct watcher *w = arg;
     bool listed = false;
 
     while (!atomic_load(&w->stop)) {
-        int rc;
+        enum watcher_next next;
 
         if (w->reload)
             creds_reload(w);
-        if (!listed) {
-            rc = do_list(w);
-            if (rc == 0) {
-                listed = true;
-                continue;
-            }
-            if (rc == 1)
-                continue;
-        } else {
-            rc = do_watch(w);
-            if (rc == 0)
-                continue;
-            listed = false; /* relist, now or after a backoff */
-            if (rc == 1)
-                continue;
-        }
-        if (atomic_load(&w->stop))
-            break;
-        set_state(w, WATCHER_BACKOFF);
-        {
-            uint64_t d = backoff_next(&w->backoff, now_ms(), retry_wait(w));
-            uint64_t end = now_ms() + d;
-
-            /* Sleep in steps so a pending set is still published on time. */
-            while (now_ms() < end && !atomic_load(&w->stop)) {
-                uint64_t left = end - now_ms();
-
-                publish_due(w);
-                /* New credentials are worth trying at once. */
-                if (filewatch_changed(&w->files, now_ms())) {
-                    log_info("credential files changed: retrying now", "source=%s",
-                             w->creds.source);
-                    w->reload = true;
-                    break;
-                }
-                if (!nap(w, left < 100 ? left : 100))
-                    break;
-            }
-        }
+        next = listed ? do_watch(w) : do_list(w);
+        listed = next == NEXT_WATCH;
+        if (next != NEXT_BACKOFF || atomic_load(&w->stop))
+            continue;
+        backoff_wait(w);
     }
     set_state(w, WATCHER_STOPPED);
     return NULL;

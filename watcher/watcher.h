@@ -81,6 +81,42 @@ typedef void (*watcher_publish_fn)(void *arg, const struct watcher_endpoint *eps
 typedef int (*watcher_route_fn)(void *arg, unsigned attempt, const struct addr *avoid,
                                 struct addr *out);
 
+/* The watcher thread's states (watcher_main), each entered by the function
+ * named on its edge, which also reports it (watcher_stats.state):
+ *
+ *                         do_list: NEXT_RELIST
+ *                           +------+
+ *                           v      |
+ *   STARTING ----------> LISTING --+-- do_list: NEXT_WATCH --> WATCHING --+
+ *   watcher_main          ^  ^     |                            |  |  ^   | do_watch:
+ *                         |  |     | do_list: NEXT_BACKOFF      |  |  +---+ NEXT_WATCH
+ *                         |  |     v                            |  |
+ *                         |  +-- BACKOFF <-- do_watch: ---------+  |
+ *                         |   backoff_wait   NEXT_BACKOFF          |
+ *                         +------------- do_watch: NEXT_RELIST ----+
+ *
+ *   STARTING -> LISTING   watcher_main (before each step it re-reads the
+ *                         credentials when a 401 or a file change asked)
+ *   LISTING  -> WATCHING  do_list -> NEXT_WATCH: the list applied (list_ok)
+ *   LISTING  -> LISTING   do_list -> NEXT_RELIST: 410 (from scratch), or
+ *                         EndpointSlices refused in auto mode (Endpoints)
+ *   LISTING  -> BACKOFF   do_list -> NEXT_BACKOFF: no apiserver answered in
+ *                         ROUTE_TRIES attempts, an error status, a body
+ *                         that cannot be used (list_failed, list_ok)
+ *   WATCHING -> WATCHING  do_watch -> NEXT_WATCH: the apiserver ended the
+ *                         watch, it stalled (no byte for stall_ms), or a
+ *                         credential file changed (watch_ended)
+ *   WATCHING -> LISTING   do_watch -> NEXT_RELIST: 410 Gone, as the answer
+ *                         or an ERROR event, or a resourceVersion too large
+ *                         (from scratch) (error_event)
+ *   WATCHING -> BACKOFF   do_watch -> NEXT_BACKOFF: no answer, an error
+ *                         status or event, garbage, or a watch that ended
+ *                         at once (watch_failed, watch_ended)
+ *   BACKOFF  -> LISTING   backoff_wait: the exponential backoff, or what
+ *                         Retry-After asks when no other apiserver is
+ *                         there (retry_wait); ended early by new credentials
+ *   any      -> STOPPED   watcher_stop (the loops see w->stop)
+ */
 enum watcher_state {
     WATCHER_STARTING = 0,
     WATCHER_LISTING,
