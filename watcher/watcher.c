@@ -1226,7 +1226,8 @@ static enum watcher_next do_watch(struct watcher *w)
     STAT_ADD(w, watches);
     if (timeout_s == 0) /* like client-go: random in [300, 600] */
         timeout_s = 300 + (unsigned)(started % 301);
-    snprintf(path, sizeof(path), "%s&watch=true&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=%s",
+    snprintf(path, sizeof(path),
+             "%s&watch=true&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=%s",
              base_path(w), timeout_s, w->rv);
     eventstream_reset(&w->es);
     rc = request(w, path, true, 0, &code, errbuf);

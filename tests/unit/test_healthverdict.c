@@ -10,8 +10,9 @@ static const struct health_result OK = {.ok = true};
 static const struct health_result REFUSED = {.ok = false};
 static const struct health_result TIMEOUT = {.ok = false, .timed_out = true};
 static const struct health_result NOT_READY = {.ok = false, .not_ready = true};
-static const struct health_result SHUTDOWN = {
-    .ok = false, .not_ready = true, .shutting_down = true};
+static const struct health_result SHUTDOWN = {.ok = false,
+                                              .not_ready = true,
+                                              .shutting_down = true};
 
 /* Applies r n times from health cur with --rise 2 --fall 3; returns the
  * verdict of the last one and leaves the health in *cur. */
