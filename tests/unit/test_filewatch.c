@@ -2,6 +2,7 @@
 /* Watching a file for changes: in-place rewrites, the kubelet's projected
  * volume swaps, and the poll fallback (proxy/filewatch.h). */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,22 @@ static void rm_rf(const char *dir)
     ck_assert_int_eq(system(cmd), 0);
 }
 
+/* filewatch_init(fw) with inotify: when every inotify instance of this user
+ * is taken (fs.inotify.max_user_instances, shared with whatever else runs
+ * on the host), waits up to a minute for one to be free, then fails saying
+ * so; filewatch would fall back to polling, which these tests do not test. */
+static void init_notifying(struct filewatch *fw)
+{
+    for (int i = 0; i < 600; i++) {
+        filewatch_init(fw);
+        if (fw->fd >= 0 || errno != EMFILE)
+            break;
+        usleep(100 * 1000);
+    }
+    ck_assert_msg(fw->fd >= 0, "no inotify instance for 60 s: %s (fs.inotify.max_user_instances)",
+                  strerror(errno));
+}
+
 START_TEST(filewatch_in_place_rewrite)
 {
     char *dir = scratch(), path[128];
@@ -44,7 +61,7 @@ START_TEST(filewatch_in_place_rewrite)
 
     snprintf(path, sizeof(path), "%s/ca.crt", dir);
     write_file(path, "old CA\n");
-    filewatch_init(&fw);
+    init_notifying(&fw);
     ck_assert_int_eq(filewatch_add(&fw, path), 0);
     ck_assert(filewatch_notifies(&fw));
     ck_assert(!filewatch_changed(&fw, 1)); /* nothing happened */
@@ -81,7 +98,7 @@ START_TEST(filewatch_projected_swap)
     projected_write(dir, "..2026_01", "token-one");
     snprintf(p, sizeof(p), "%s/token", dir);
     ck_assert_int_eq(symlink("..data/token", p), 0);
-    filewatch_init(&fw);
+    init_notifying(&fw);
     ck_assert_int_eq(filewatch_add(&fw, p), 0);
     ck_assert(!filewatch_changed(&fw, 1));
     projected_write(dir, "..2026_02", "token-two"); /* same size: the inode tells */
@@ -106,7 +123,7 @@ START_TEST(filewatch_missing_mid_swap)
     write_file(p, "cert one");
     snprintf(cur, sizeof(cur), "%s/kubelet-client-current.pem", dir);
     ck_assert_int_eq(symlink("kubelet-client-1.pem", cur), 0);
-    filewatch_init(&fw);
+    init_notifying(&fw);
     ck_assert_int_eq(filewatch_add(&fw, cur), 0);
     ck_assert_int_eq(unlink(cur), 0);
     ck_assert(!filewatch_changed(&fw, 1)); /* gone for a moment */
