@@ -10,54 +10,62 @@
 
 #include "module.h"
 
-const struct watcher_ops *discovery_module(void)
+/* The module, loaded on first use; NULL with the reason in err. */
+static const struct watcher_ops *module_get(char *err, size_t err_len)
 {
     static const struct watcher_ops *ops;
-    char err[CONFIG_ERR_BYTES];
+    static const char prefix[] = "discovery: ";
 
-    if (ops == NULL &&
-        (ops = module_load(WATCHER_MODULE, WATCHER_OPS_SYMBOL, err, sizeof(err))) == NULL)
-        fprintf(stderr, "apilb: discovery: %s\n", err);
+    if (ops != NULL || err_len <= sizeof(prefix))
+        return ops;
+    memcpy(err, prefix, sizeof(prefix));
+    ops = module_load(WATCHER_MODULE, WATCHER_OPS_SYMBOL, err + sizeof(prefix) - 1,
+                      err_len - sizeof(prefix) + 1);
     return ops;
 }
 
-int discovery_cluster_ca(const struct config *cfg, char **pem)
+const struct watcher_ops *discovery_module(void)
+{
+    char err[CONFIG_ERR_BYTES];
+
+    return module_get(err, sizeof(err));
+}
+
+int discovery_cluster_ca(const struct config *cfg, char **pem, char *err, size_t err_len)
 {
     const struct watcher_ops *ops;
-    char err[CONFIG_ERR_BYTES];
 
     if (pem != NULL)
         *pem = NULL;
     if (cfg->discovery == CONFIG_DISCOVERY_OFF)
         return 0;
-    if ((ops = discovery_module()) == NULL)
+    if ((ops = module_get(err, err_len)) == NULL)
+        return -ENOENT;
+    if (ops->cluster_ca(cfg->kubeconfig, cfg->sa_dir, pem, err, err_len) < 0)
         return -EINVAL;
-    if (ops->cluster_ca(cfg->kubeconfig, cfg->sa_dir, pem, err, sizeof(err)) < 0) {
-        fprintf(stderr, "apilb: %s\n", err);
-        return -EINVAL;
-    }
     return 0;
 }
 
-int discovery_auth_load(const struct config *cfg, struct watcher_auth *out)
+int discovery_auth_load(const struct config *cfg, struct watcher_auth *out, char *err,
+                        size_t err_len)
 {
     const struct watcher_ops *ops;
-    char err[CONFIG_ERR_BYTES];
+    char why[CONFIG_ERR_BYTES];
 
     memset(out, 0, sizeof(*out));
     if (cfg->health_auth != CONFIG_HEALTH_AUTH_KUBECONFIG)
         return 0;
-    if ((ops = discovery_module()) == NULL)
-        return -EINVAL;
-    if (ops->auth_load(cfg->kubeconfig, cfg->sa_dir, out, err, sizeof(err)) < 0) {
-        fprintf(stderr, "apilb: --health-auth=kubeconfig: %s\n", err);
+    if ((ops = module_get(err, err_len)) == NULL)
+        return -ENOENT;
+    if (ops->auth_load(cfg->kubeconfig, cfg->sa_dir, out, why, sizeof(why)) < 0) {
+        snprintf(err, err_len, "--health-auth=kubeconfig: %s", why);
         return -EINVAL;
     }
     if (out->cert_pem == NULL && out->token == NULL) {
-        fprintf(stderr,
-                "apilb: --health-auth=kubeconfig: the %s credentials have neither a "
-                "client certificate nor a token\n",
-                cfg->kubeconfig != NULL ? "kubeconfig's" : "service account's");
+        snprintf(err, err_len,
+                 "--health-auth=kubeconfig: the %s credentials have neither a "
+                 "client certificate nor a token",
+                 cfg->kubeconfig != NULL ? "kubeconfig's" : "service account's");
         return -EINVAL;
     }
     return 0;
@@ -165,10 +173,10 @@ static void async_cb(uv_async_t *h)
     }
     uv_mutex_unlock(&d->lock);
     if (ca != NULL)
-        d->sink.ca(d->sink.arg, ca);
+        d->sink.ca(d->sink.health_arg, ca);
     free(ca);
     if (auth_ready) {
-        d->sink.auth(d->sink.arg, &auth);
+        d->sink.auth(d->sink.health_arg, &auth);
         discovery_module()->auth_free(&auth);
     }
     if (ready && ho->n > 0)
@@ -188,10 +196,11 @@ void discovery_attach(struct discovery *d, uv_loop_t *loop)
     d->async.data = d;
 }
 
-int discovery_start(struct discovery *d, const struct config *cfg, struct watcher **out)
+int discovery_start(struct discovery *d, const struct config *cfg, uv_mutex_t *lock,
+                    struct watcher **out, char *err, size_t err_len)
 {
     struct watcher_config wc;
-    char err[CONFIG_ERR_BYTES];
+    struct watcher *w = NULL;
 
     memset(&wc, 0, sizeof(wc));
     wc.kubeconfig = cfg->kubeconfig;
@@ -206,11 +215,11 @@ int discovery_start(struct discovery *d, const struct config *cfg, struct watche
     wc.ca_changed = ca_changed_cb;
     if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG)
         wc.auth_changed = auth_changed_cb;
-    *out = NULL;
-    if (discovery_module()->start(&wc, publish_cb, route_cb, d, out, err, sizeof(err)) != 0) {
-        fprintf(stderr, "apilb: %s\n", err);
+    if (discovery_module()->start(&wc, publish_cb, route_cb, d, &w, err, err_len) != 0)
         return -EINVAL;
-    }
+    uv_mutex_lock(lock); /* the admin thread may be taking a snapshot already */
+    *out = w;
+    uv_mutex_unlock(lock);
     return 0;
 }
 

@@ -21,12 +21,13 @@
 struct discovery_sink {
     /* Loop thread: the newest discovered set, a[0..n) with zones z (n > 0). */
     void (*addrs)(void *arg, const struct addr *a, const struct zone_info *z, size_t n);
+    watcher_route_fn route; /* watcher thread: the address to dial next */
+    void *arg;              /* of addrs and route: the table's */
     /* Loop thread: a rotated cluster CA (PEM), borrowed. */
     void (*ca)(void *arg, const char *pem);
     /* Loop thread: rotated client credentials (--health-auth kubeconfig), borrowed. */
     void (*auth)(void *arg, const struct watcher_auth *a);
-    watcher_route_fn route; /* watcher thread: the address to dial next */
-    void *arg;
+    void *health_arg; /* of ca and auth: the health checks' */
 };
 
 struct discovery {
@@ -42,20 +43,23 @@ struct discovery {
     bool auth_ready;
 };
 
-/* The discovery module, loaded on first use; NULL after printing one line
- * on stderr when it cannot be. Main thread first. */
+/* The discovery module, loaded on first use; NULL when it cannot be
+ * (discovery_cluster_ca and discovery_auth_load, which load it first, say
+ * why). Main thread first. */
 const struct watcher_ops *discovery_module(void);
 
 /* Loads the discovery credentials to validate them (nothing with
  * --discovery off); hands back the CA they trust as PEM text (caller frees)
- * when pem is not NULL. Returns 0, or -EINVAL after printing one line. */
-int discovery_cluster_ca(const struct config *cfg, char **pem) __attribute__((warn_unused_result));
+ * when pem is not NULL. Returns 0, or -ENOENT (no module) or -EINVAL with
+ * one line in err. */
+int discovery_cluster_ca(const struct config *cfg, char **pem, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
 
 /* --health-auth kubeconfig: reads the client credentials the health checks
  * present into *out (zeroed otherwise; release with discovery_auth_free).
- * Returns 0, or -EINVAL after printing one line. */
-int discovery_auth_load(const struct config *cfg, struct watcher_auth *out)
-    __attribute__((warn_unused_result));
+ * Returns 0, or -ENOENT (no module) or -EINVAL with one line in err. */
+int discovery_auth_load(const struct config *cfg, struct watcher_auth *out, char *err,
+                        size_t err_len) __attribute__((warn_unused_result));
 
 /* Releases what discovery_auth_load() read (nothing without --health-auth). */
 void discovery_auth_free(const struct config *cfg, struct watcher_auth *a);
@@ -66,10 +70,11 @@ void discovery_init(struct discovery *d, const struct discovery_sink *sink);
 /* Attaches d's wake-up to loop (closed with the loop's other handles). */
 void discovery_attach(struct discovery *d, uv_loop_t *loop);
 
-/* Starts the watcher for cfg (the module loaded and initialised). Returns
- * 0 with *out set, or -EINVAL after printing one line (bad credentials, a
- * configuration error). */
-int discovery_start(struct discovery *d, const struct config *cfg, struct watcher **out)
+/* Starts the watcher for cfg (the module loaded and initialised) and sets
+ * *out under lock (other threads read it there). Returns 0, or -EINVAL with
+ * one line in err (bad credentials, a configuration error), *out untouched. */
+int discovery_start(struct discovery *d, const struct config *cfg, uv_mutex_t *lock,
+                    struct watcher **out, char *err, size_t err_len)
     __attribute__((warn_unused_result));
 
 /* Fills *o from w's counters. Any thread while w runs. */

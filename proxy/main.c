@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "configcheck.h"
 #include "control.h"
 #include "log.h"
 #include "preflight.h"
@@ -60,9 +61,11 @@ int main(int argc, char *argv[])
         return rc;
     }
     if (cfg.check_config) {
-        rc = control_check(&cfg);
+        rc = configcheck_run(&cfg, err, sizeof(err)) < 0 ? EXIT_CONFIG : 0;
         if (rc == 0)
             config_print(&cfg, stdout);
+        else
+            fprintf(stderr, "apilb: %s\n", err);
         config_free(&cfg);
         return rc;
     }

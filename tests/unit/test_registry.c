@@ -303,6 +303,51 @@ START_TEST(full_table_refusal_named)
 }
 END_TEST
 
+/* The registry owns its sources: registry_set copies the addresses (the
+ * caller's array may change at once), replaces that source alone, and
+ * every source stays as set until it is set again, so a caller sets only
+ * what changed before a rebuild. */
+START_TEST(sources_kept_until_set_again)
+{
+    struct addr a[2];
+    const char *why;
+
+    set(REGISTRY_SEEDS, "10.0.0.9:6443");
+    set(REGISTRY_FILE, "10.0.0.1:6443");
+    ck_assert_int_eq(registry_rebuild(r, 1000, &ch), REGISTRY_PUBLISHED);
+    ck_assert_str_eq(table_str(), "10.0.0.1:6443[file] 10.0.0.9:6443[seed]");
+    ck_assert_int_eq(addr_parse("10.0.0.2:6443", -1, &a[0], &why), 0);
+    ck_assert_int_eq(registry_set(r, REGISTRY_DISCOVERED, a, NULL, 1), 0);
+    ck_assert_int_eq(addr_parse("10.0.0.7:6443", -1, &a[0], &why), 0); /* the caller's again */
+    ck_assert_int_eq(registry_rebuild(r, 2000, &ch), REGISTRY_PUBLISHED);
+    ck_assert_str_eq(table_str(),
+                     "10.0.0.1:6443[file] 10.0.0.2:6443[discovered] 10.0.0.9:6443[seed]*");
+    /* The file emptied: discovery's set and the seeds stay. */
+    set(REGISTRY_FILE, "");
+    ck_assert_int_eq(registry_rebuild(r, 3000, &ch), REGISTRY_PUBLISHED);
+    ck_assert_str_eq(table_str(), "10.0.0.2:6443[discovered] 10.0.0.9:6443[seed]*");
+    ck_assert_uint_eq(registry_source_size(r, REGISTRY_SEEDS), 1);
+    ck_assert_uint_eq(registry_source_size(r, REGISTRY_FILE), 0);
+    ck_assert_uint_eq(registry_source_size(r, REGISTRY_DISCOVERED), 1);
+    ck_assert_uint_eq(registry_source_size(r, REGISTRY_STATE), 0);
+    /* Nothing set since: the same table. */
+    ck_assert_int_eq(registry_rebuild(r, 4000, &ch), REGISTRY_UNCHANGED);
+}
+END_TEST
+
+/* A refused set leaves the source's last one in force for the rebuild. */
+START_TEST(refused_set_keeps_table)
+{
+    static struct addr a[UPSTREAM_MAX + 1];
+
+    set(REGISTRY_DISCOVERED, "10.0.0.1:6443,10.0.0.2:6443");
+    ck_assert_int_eq(registry_rebuild(r, 1000, &ch), REGISTRY_PUBLISHED);
+    ck_assert_int_eq(registry_set(r, REGISTRY_DISCOVERED, a, NULL, UPSTREAM_MAX + 1), -E2BIG);
+    ck_assert_int_eq(registry_rebuild(r, 2000, &ch), REGISTRY_UNCHANGED);
+    ck_assert_str_eq(table_str(), "10.0.0.1:6443[discovered] 10.0.0.2:6443[discovered]");
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -319,5 +364,7 @@ int main(void)
     tcase_add_test(tc, oversized_source_refused);
     tcase_add_test(tc, discovered_zones_carried);
     tcase_add_test(tc, full_table_refusal_named);
+    tcase_add_test(tc, sources_kept_until_set_again);
+    tcase_add_test(tc, refused_set_keeps_table);
     return check_run(s);
 }
