@@ -21,6 +21,7 @@
 #include "healthlink.h"
 #include "listenset.h"
 #include "log.h"
+#include "loopclose.h"
 #include "memtrim.h"
 #include "ctltable.h"
 #include "sharewatch.h"
@@ -163,20 +164,12 @@ static void signal_cb(uv_signal_t *h, int signum)
     kick_all(c);
 }
 
-/* uv_walk_cb: closes every handle of the loop not closing yet. */
-static void close_cb(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 /* Closes what runs on the loop so that uv_run returns. */
-static void loop_close(struct control *c)
+static void handles_close(struct control *c)
 {
     healthlink_stop(&c->health);
     cfgsource_stop(&c->file); /* before its wake-up closes */
-    uv_walk(&c->loop, close_cb, NULL);
+    loopclose_handles(&c->loop);
 }
 
 static void done_cb(uv_async_t *a)
@@ -186,7 +179,7 @@ static void done_cb(uv_async_t *a)
     for (unsigned i = 0; i < c->n_workers; i++)
         if (!atomic_load(&c->workers[i].finished))
             return;
-    loop_close(c);
+    handles_close(c);
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -425,9 +418,8 @@ close_listeners:
     for (size_t i = 0; i < n_fds; i++)
         close(fds[i]);
 close_loop:
-    loop_close(c);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    (void)uv_loop_close(&c->loop);
+    handles_close(c);
+    loopclose_all(&c->loop);
 cleanup_curl:
     if (cfg->discovery != CONFIG_DISCOVERY_OFF)
         discovery_module()->global_cleanup();

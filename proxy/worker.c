@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "loopclose.h"
 #include "session.h"
 #include "sockopt.h"
 
@@ -370,13 +371,6 @@ void worker_kick(struct worker *w)
     uv_async_send(&w->kick);
 }
 
-static void close_any(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 void worker_join(struct worker *w)
 {
     uv_thread_join(&w->thread);
@@ -389,9 +383,7 @@ void worker_join(struct worker *w)
             w->listeners[i].fd = -1;
         }
     }
-    uv_walk(&w->loop, close_any, NULL);
-    uv_run(&w->loop, UV_RUN_DEFAULT);
-    (void)uv_loop_close(&w->loop);
+    loopclose_all(&w->loop);
     evloop_destroy(&w->ev);
     handoff_destroy(&w->mailbox);
     uv_cond_destroy(&w->query_cv);

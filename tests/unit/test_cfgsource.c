@@ -87,8 +87,7 @@ START_TEST(file_loaded)
     write_file("10.0.0.2:6443\n10.0.0.1:6443\n");
     ck_assert_int_eq(cfgsource_init(&f, path, apply_cb, NULL), 0);
     ck_assert_int_eq(cfgsource_load(&f, err, sizeof(err)), 0);
-    ck_assert_str_eq(addrs_str(cfgsource_addrs(&f, &n), f.n_merged),
-                     "10.0.0.2:6443 10.0.0.1:6443");
+    ck_assert_str_eq(addrs_str(cfgsource_addrs(&f, &n), f.n_merged), "10.0.0.2:6443 10.0.0.1:6443");
     ck_assert_uint_eq(n, 2);
     ck_assert_int_eq(n_applied, 0); /* loading at start applies nothing itself */
 }
@@ -127,8 +126,7 @@ START_TEST(reload_applies_or_keeps)
     write_file("not an address\n");
     cfgsource_reload(&f, "file-change");
     ck_assert_int_eq(n_applied, 1);
-    ck_assert_str_eq(addrs_str(cfgsource_addrs(&f, &n), f.n_merged),
-                     "10.0.0.3:6443 10.0.0.1:6443");
+    ck_assert_str_eq(addrs_str(cfgsource_addrs(&f, &n), f.n_merged), "10.0.0.3:6443 10.0.0.1:6443");
     cfgsource_stop(&f);
     uv_close((uv_handle_t *)&f.async, NULL);
     ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
