@@ -11,6 +11,7 @@
 #include "discovery.h"
 #include "log.h"
 #include "module.h"
+#include "prefer.h"
 
 /* How long the workers' loops may take, together, to list their sessions
  * for the admin endpoint before the answer says partial (the admin thread
@@ -18,8 +19,8 @@
 #define CONNECTIONS_WAIT_MS 250
 
 /* Fills su from up and its entry in t (NULL: no table). Under the lock. */
-static void upstream_fill(struct snapshot_upstream *su, struct upstream *up,
-                          const struct upstream_table *t)
+static void upstream_fill(const struct adminview *v, struct snapshot_upstream *su,
+                          struct upstream *up, const struct upstream_table *t)
 {
     long k = t != NULL ? upstream_table_find(t, &up->addr) : -1;
 
@@ -30,8 +31,9 @@ static void upstream_fill(struct snapshot_upstream *su, struct upstream *up,
     su->fallback = k >= 0 && t->e[k].fallback;
     su->health_since_unix_ms = up->health_since_unix_ms;
     memcpy(su->health_reason, up->health_reason, sizeof(su->health_reason));
+    su->zone_from = "";
     if (k >= 0)
-        su->zone = t->e[k].zone;
+        prefer_zone_of(v->cfg, &t->e[k], &su->zone, &su->zone_from);
 }
 
 /* snapshot_fn. Any thread. */
@@ -53,7 +55,7 @@ static int snapshot_cb(void *arg, struct snapshot *out)
         return -ENOMEM;
     }
     for (size_t i = 0; i < n_ups; i++)
-        upstream_fill(&out->u[out->n++], ups[i], t);
+        upstream_fill(v, &out->u[out->n++], ups[i], t);
     out->generation = t != NULL ? t->generation : 0;
     out->table_swaps = *v->swaps;
     out->state_file = *v->state_stats;

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@ enum opt_type {
     OPT_ADMIN,      /* ADDR:PORT or "off" */
     OPT_LOGLEVEL,
     OPT_LOGFORMAT,
+    OPT_UPSTREAM_ZONE, /* repeatable ADDR=ZONE */
+    OPT_ZONE,          /* a label value */
 };
 
 struct opt {
@@ -42,6 +45,7 @@ struct opt {
 static const char *const balance_names[] = {"least-conn", "round-robin", "random", NULL};
 static const char *const health_names[] = {"readyz", "tls", "tcp", "none", NULL};
 static const char *const health_auth_names[] = {"none", "kubeconfig", NULL};
+static const char *const prefer_names[] = {"nearest", "zone", "none", NULL};
 static const char *const discovery_names[] = {"auto", "endpointslices", "endpoints", "off", NULL};
 
 #define O(field) offsetof(struct config, field)
@@ -117,6 +121,22 @@ static const struct opt opts[] = {
      "drops its connections, spread at random over this window; 0 = at once"},
     {"balance", "APILB_BALANCE", OPT_ENUM, O(balance), 0, 0, balance_names, "ALGO", "least-conn",
      "least-conn | round-robin | random"},
+    {"prefer", "APILB_PREFER", OPT_ENUM, O(prefer), 0, 0, prefer_names, "MODE", "nearest",
+     "nearest | zone | none"},
+    {"zone", "APILB_ZONE", OPT_ZONE, O(zone), 0, 0, NULL, "NAME", NULL,
+     "this node's zone (topology.kubernetes.io/zone), for --prefer zone"},
+    {"upstream-zone", "APILB_UPSTREAM_ZONES", OPT_UPSTREAM_ZONE, O(upstream_zones), 0, 0, NULL,
+     "ADDR=ZONE", NULL,
+     "the zone of an apiserver the cluster publishes none for (ADDR: IP or IP:PORT); "
+     "repeatable; env is comma-separated"},
+    {"prefer-spill-factor", "APILB_PREFER_SPILL_FACTOR", OPT_UINT, O(prefer_spill_factor), 0,
+     1000, NULL, "N", "16",
+     "new connections spill to the next tier while the preferred tier's apiservers average more "
+     "than N times (the others' average + 1) active connections; 0 = only when none is usable"},
+    {"prefer-ramp", "APILB_PREFER_RAMP", OPT_DURATION0, O(prefer_ramp_ms), 0, 600000, NULL, "DUR",
+     "10s",
+     "an apiserver back in the preferred tier (recovered, or nearer) gets its share of new "
+     "connections gradually over this long; 0 = at once"},
     {"workers", "APILB_WORKERS", OPT_UINT, O(workers), 1, 64, NULL, "N", NULL,
      "event-loop threads (default: CPUs, at most 4)"},
     {"io-uring", "APILB_IO_URING", OPT_BOOL, O(io_uring), 0, 0, NULL, NULL, "true",
@@ -251,11 +271,15 @@ static int add_seed(struct config *cfg, const char *who, const char *v, int defa
     return 0;
 }
 
-/* Splits a comma-separated list and calls add_seed() for each element. */
-static int add_seed_list(struct config *cfg, const char *who, const char *list, int default_port,
-                         char err[CONFIG_ERR_BYTES])
+/* add_seed() or add_upstream_zone(): one element of a list. */
+typedef int add_item_fn(struct config *cfg, const char *who, const char *v, int default_port,
+                        char err[CONFIG_ERR_BYTES]);
+
+/* Splits a comma-separated list and calls add() for each element. */
+static int add_list(struct config *cfg, const char *who, const char *list, int default_port,
+                    add_item_fn *add, char err[CONFIG_ERR_BYTES])
 {
-    char item[ADDR_HOST_MAX + 16];
+    char item[ADDR_HOST_MAX + CONFIG_ZONE_MAX + 20];
     const char *p = list;
 
     while (*p != '\0') {
@@ -275,13 +299,80 @@ static int add_seed_list(struct config *cfg, const char *who, const char *list, 
         if (n > 0) {
             memcpy(item, p, n);
             item[n] = '\0';
-            if (add_seed(cfg, who, item, default_port, err) < 0)
+            if (add(cfg, who, item, default_port, err) < 0)
                 return -EINVAL;
         }
         if (e == NULL)
             break;
         p = e + 1;
     }
+    return 0;
+}
+
+/* A Kubernetes label value, non-empty: what a zone name is. */
+static bool zone_name_ok(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > CONFIG_ZONE_MAX || !isalnum((unsigned char)v[0]) ||
+        !isalnum((unsigned char)v[n - 1]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)v[i]) && v[i] != '-' && v[i] != '_' && v[i] != '.')
+            return false;
+    return true;
+}
+
+/* ADDR=ZONE with ADDR a numeric IP or IP:PORT (an add_item_fn: no
+ * default port). */
+static int add_upstream_zone(struct config *cfg, const char *who, const char *v, int default_port,
+                             char err[CONFIG_ERR_BYTES])
+{
+    const char *eq = strrchr(v, '=');
+    char host[ADDR_HOST_MAX], a[ADDR_HOST_MAX];
+    struct config_upstream_zone *z;
+    const char *why = NULL;
+    unsigned port = 0;
+    size_t n;
+
+    if (cfg->n_upstream_zones == CONFIG_MAX_UPSTREAM_ZONES) {
+        errf(err, "%s=%s: at most %d may be given", who, v, CONFIG_MAX_UPSTREAM_ZONES);
+        return -EINVAL;
+    }
+    z = &cfg->upstream_zones[cfg->n_upstream_zones];
+    if (eq == NULL || eq == v || (size_t)(eq - v) >= sizeof(a)) {
+        errf(err, "%s=%s: must be ADDR=ZONE (ADDR an IP or IP:PORT)", who, v);
+        return -EINVAL;
+    }
+    memcpy(a, v, (size_t)(eq - v));
+    a[eq - v] = '\0';
+    /* A bare IP (v6 with or without brackets) matches any port. */
+    n = strlen(a);
+    if (a[0] == '[' && a[n - 1] == ']') {
+        memcpy(host, a + 1, n - 2);
+        host[n - 2] = '\0';
+    } else {
+        memcpy(host, a, n + 1);
+    }
+    if (addr_from_ip(host, 0, &z->addr) != 0 &&
+        (addr_split(a, -1, host, &port, &why) < 0 || addr_from_ip(host, port, &z->addr) < 0)) {
+        port = UINT_MAX;
+        if (strchr(a, ':') == NULL)
+            why = NULL; /* not an address at all, not one without a port */
+    }
+    if (port == UINT_MAX) {
+        errf(err, "%s=%s: %s must be a numeric IP or IP:PORT%s%s", who, v, a,
+             why != NULL ? ": " : "", why != NULL ? why : "");
+        return -EINVAL;
+    }
+    if (!zone_name_ok(eq + 1)) {
+        errf(err, "%s=%s: zone '%s' must be a label value (1..63 letters, digits, '-', '_', '.')",
+             who, v, eq + 1);
+        return -EINVAL;
+    }
+    z->any_port = port == 0;
+    snprintf(z->zone, sizeof(z->zone), "%s", eq + 1);
+    cfg->n_upstream_zones++;
     return 0;
 }
 
@@ -328,7 +419,7 @@ static int set_value(struct config *cfg, const struct opt *o, const char *v, boo
     }
     case OPT_SEED:
         if (from_env)
-            return add_seed_list(cfg, who, v, -1, err);
+            return add_list(cfg, who, v, -1, add_seed, err);
         return add_seed(cfg, who, v, -1, err);
     case OPT_STRING: {
         char **sp = (char **)field;
@@ -425,6 +516,18 @@ static int set_value(struct config *cfg, const struct opt *o, const char *v, boo
             return -EINVAL;
         }
         return 0;
+    case OPT_ZONE:
+        if (!zone_name_ok(v)) {
+            errf(err, "%s=%s: must be a label value: 1..63 letters, digits, '-', '_', '.', "
+                      "starting and ending with a letter or digit", who, v);
+            return -EINVAL;
+        }
+        free(cfg->zone);
+        cfg->zone = strdup(v);
+        return cfg->zone == NULL ? -ENOMEM : 0;
+    case OPT_UPSTREAM_ZONE:
+        return from_env ? add_list(cfg, who, v, 0, add_upstream_zone, err)
+                        : add_upstream_zone(cfg, who, v, 0, err);
     }
     return -EINVAL;
 }
@@ -502,8 +605,10 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
             errf(err, "--%s: needs a value (%s)", o->name, o->arg != NULL ? o->arg : "");
             return -EINVAL;
         }
-        if (given[idx] && o->type != OPT_LISTEN && o->type != OPT_SEED) {
-            errf(err, "--%s=%s: given more than once (only --listen and --upstream repeat)",
+        if (given[idx] && o->type != OPT_LISTEN && o->type != OPT_SEED &&
+            o->type != OPT_UPSTREAM_ZONE) {
+            errf(err, "--%s=%s: given more than once (only --listen, --upstream and "
+                      "--upstream-zone repeat)",
                  o->name, v);
             return -EINVAL;
         }
@@ -539,7 +644,7 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
     /* RKE's nginx-proxy compatibility: CP_HOSTS=host1,host2 on port 6443. */
     if (cfg->n_seeds == 0 && (v = env_get(env, "CP_HOSTS")) != NULL && *v != '\0') {
         cfg->seeds_from = "CP_HOSTS";
-        rc = add_seed_list(cfg, "CP_HOSTS", v, 6443, err);
+        rc = add_list(cfg, "CP_HOSTS", v, 6443, add_seed, err);
         if (rc < 0)
             return rc;
     }
@@ -627,7 +732,7 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
 void config_free(struct config *cfg)
 {
     for (size_t i = 0; i < N_OPTS; i++) {
-        if (opts[i].type == OPT_STRING) {
+        if (opts[i].type == OPT_STRING || opts[i].type == OPT_ZONE) {
             char **sp = (char **)((char *)cfg + opts[i].off);
             free(*sp);
             *sp = NULL;
@@ -690,6 +795,19 @@ void config_print(const struct config *cfg, FILE *out)
             break;
         case OPT_LOGFORMAT:
             fprintf(out, "%s = %s\n", o->name, cfg->log_format == LOG_FORMAT_JSON ? "json" : "text");
+            break;
+        case OPT_ZONE:
+            fprintf(out, "%s = %s\n", o->name, cfg->zone != NULL ? cfg->zone : "(none)");
+            break;
+        case OPT_UPSTREAM_ZONE:
+            for (size_t j = 0; j < cfg->n_upstream_zones; j++) {
+                const struct config_upstream_zone *z = &cfg->upstream_zones[j];
+
+                addr_format(&z->addr, buf, sizeof(buf));
+                if (z->any_port)
+                    *strrchr(buf, ':') = '\0';
+                fprintf(out, "%s = %s=%s\n", o->name, buf, z->zone);
+            }
             break;
         }
     }

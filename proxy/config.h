@@ -43,6 +43,23 @@ enum config_discovery {
     CONFIG_DISCOVERY_OFF,
 };
 
+enum config_prefer {
+    CONFIG_PREFER_NEAREST = 0, /* the values of enum tier_mode (tier.h) */
+    CONFIG_PREFER_ZONE,
+    CONFIG_PREFER_NONE,
+};
+
+#define CONFIG_MAX_UPSTREAM_ZONES 64
+#define CONFIG_ZONE_MAX 63 /* a label value */
+
+/* --upstream-zone ADDR=ZONE: the zone of an apiserver the cluster does not
+ * publish one for; any_port when ADDR has no port. */
+struct config_upstream_zone {
+    struct addr addr;
+    bool any_port;
+    char zone[CONFIG_ZONE_MAX + 1];
+};
+
 /* A seed as the user wrote it: host may be a name (resolved by the caller). */
 struct config_seed {
     char host[ADDR_HOST_MAX];
@@ -83,6 +100,12 @@ struct config {
     unsigned upstream_ack_timeout_ms; /* session_check_acks(); 0 = off */
     unsigned close_spread_ms;       /* 0 = close and dial at once */
     enum config_balance balance;
+    enum config_prefer prefer;
+    char *zone; /* this node's zone, or NULL */
+    struct config_upstream_zone upstream_zones[CONFIG_MAX_UPSTREAM_ZONES];
+    size_t n_upstream_zones;
+    unsigned prefer_spill_factor; /* 0 = the preferred tier never spills for load */
+    unsigned prefer_ramp_ms;      /* 0 = a recovered apiserver gets its share at once */
     unsigned workers;
     bool io_uring;      /* batch sends through io_uring (sendq.h) when it may */
     unsigned max_connections;

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "loopclose.h"
 #include "memtrim.h"
+#include "prefer.h"
 #include "ctltable.h"
 #include "sharewatch.h"
 #include "sockopt.h"
@@ -64,6 +65,7 @@ struct control {
     struct watcher *watcher;    /* NULL with --discovery off */
     struct discovery discovery; /* what the watcher hands over */
     struct memtrim trim;
+    struct prefer prefer; /* --prefer: the tiers, each tick */
 };
 
 static void kick_all(struct control *c)
@@ -190,6 +192,7 @@ static void tick_cb(uv_timer_t *t)
 
     (void)memtrim_tick(&c->trim, atomic_load(&c->sh.active));
     ctltable_prune(&c->table);
+    prefer_update(&c->prefer, registry_table(c->table.reg), worker_now_ms());
     ups = registry_upstreams(c->table.reg, &n); /* the loop is the only writer */
     if (c->health.h != NULL)
         for (size_t i = 0; i < n; i++)
@@ -252,6 +255,7 @@ static struct control *control_new(const struct config *cfg)
     atomic_store(&c->sh.next_session_id, 1);
     uv_mutex_init(&c->lock);
     parts_init(c);
+    prefer_init(&c->prefer, cfg);
     sink.arg = &c->table;
     sink.health_arg = &c->health;
     discovery_init(&c->discovery, &sink);

@@ -125,8 +125,25 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
     head(b, "apilb_upstream_draining", "gauge", "1 while a removed upstream drains.");
     for (size_t i = 0; i < s->n; i++)
         up_sample(b, "apilb_upstream_draining", s->u[i].up, "", !s->u[i].in_table);
+    head(b, "apilb_upstream_rtt_seconds", "gauge",
+         "Measured round trip to each upstream (the smallest of its last 16 TCP handshakes, data "
+         "path and health checks); absent before the first.");
+    for (size_t i = 0; i < s->n; i++) {
+        uint32_t rtt = upstream_rtt_us(s->u[i].up);
+
+        if (!s->u[i].in_table || rtt == 0)
+            continue;
+        strbuf_puts(b, "apilb_upstream_rtt_seconds{upstream=\"");
+        strbuf_label_escape(b, s->u[i].up->name);
+        strbuf_printf(b, "\"} %.6f\n", rtt / 1e6);
+    }
+    head(b, "apilb_upstream_tier", "gauge",
+         "--prefer tier of each upstream: 0 is tried first, then 1, ...");
+    for (size_t i = 0; i < s->n; i++)
+        if (s->u[i].in_table)
+            up_sample(b, "apilb_upstream_tier", s->u[i].up, "", LOAD(s->u[i].up->tier));
     head(b, "apilb_upstream_zone_info", "gauge",
-         "1 per upstream whose zone the cluster publishes (EndpointSlice endpoints[].zone).");
+         "1 per upstream with a known zone (EndpointSlice endpoints[].zone, or --upstream-zone).");
     for (size_t i = 0; i < s->n; i++) {
         char extra[16 + ZONE_NAME_MAX];
 

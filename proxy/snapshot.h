@@ -23,6 +23,7 @@ struct snapshot_upstream {
     uint64_t health_since_unix_ms; /* copied under the lock: see struct upstream */
     char health_reason[UPSTREAM_REASON_MAX];
     struct zone_info zone; /* the table entry's; empty when draining */
+    const char *zone_from; /* "cluster", "flag" (--upstream-zone) or "" */
 };
 
 /* The watcher's state as the proxy reports it (filled when discovery runs). */

@@ -77,9 +77,27 @@ void upstream_dial_ok(struct upstream *up, uint64_t latency_us)
     atomic_fetch_add_explicit(&up->connect_latency[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&up->connect_latency_sum_us, latency_us, memory_order_relaxed);
     atomic_fetch_add_explicit(&up->conns_total, 1, memory_order_relaxed);
+    upstream_rtt_sample(up, latency_us);
     /* A successful dial ends a passive hold early. */
     if (atomic_load_explicit(&up->passive_down_until_ms, memory_order_relaxed) != 0)
         atomic_store_explicit(&up->passive_down_until_ms, 0, memory_order_relaxed);
+}
+
+void upstream_rtt_sample(struct upstream *up, uint64_t rtt_us)
+{
+    unsigned slot = atomic_fetch_add_explicit(&up->rtt_next, 1, memory_order_relaxed);
+    uint32_t v = rtt_us == 0 ? 1 : rtt_us > UINT32_MAX ? UINT32_MAX : (uint32_t)rtt_us;
+
+    atomic_store_explicit(&up->rtt_us[slot % TIER_RTT_SAMPLES], v, memory_order_relaxed);
+}
+
+uint32_t upstream_rtt_us(const struct upstream *up)
+{
+    uint32_t s[TIER_RTT_SAMPLES];
+
+    for (size_t i = 0; i < TIER_RTT_SAMPLES; i++)
+        s[i] = atomic_load_explicit(&up->rtt_us[i], memory_order_relaxed);
+    return tier_rtt_estimate(s, TIER_RTT_SAMPLES);
 }
 
 static int entry_cmp(const void *a, const void *b)
@@ -146,6 +164,16 @@ void upstream_picker_init(struct upstream_picker *p, enum upstream_balance algo,
     p->algo = algo;
     p->rng = seed != 0 ? seed : 0x9e3779b97f4a7c15ull;
     p->rr_next = (unsigned)(seed % 64);
+    p->tiers = false;
+    p->spill_factor = 0;
+    p->ramp_ms = 0;
+}
+
+void upstream_picker_prefer(struct upstream_picker *p, unsigned spill_factor, unsigned ramp_ms)
+{
+    p->tiers = true;
+    p->spill_factor = spill_factor;
+    p->ramp_ms = ramp_ms;
 }
 
 uint64_t upstream_picker_random(struct upstream_picker *p)
@@ -170,8 +198,28 @@ enum pass {
     PASS_ANY,
 };
 
+/* The primary pass's restriction to one tier (NULL: none). */
+struct tier_filter {
+    unsigned tier;
+    struct upstream_picker *p; /* for the ramp's draws */
+};
+
+/* An entry in its ramp (tier_since_ms less than ramp_ms ago) passes with
+ * the probability of the ramp's elapsed fraction. */
+static bool ramp_admits(struct upstream_picker *p, const struct upstream *up, uint64_t now_ms)
+{
+    uint64_t since = atomic_load_explicit(&up->tier_since_ms, memory_order_relaxed);
+
+    if (p->ramp_ms == 0 || since == 0 || now_ms >= since + p->ramp_ms)
+        return true;
+    if (now_ms < since)
+        return false;
+    return upstream_picker_random(p) % p->ramp_ms < now_ms - since;
+}
+
 static bool eligible(const struct upstream_table *t, size_t i, enum pass pass,
-                     const struct upstream_tried *tried, uint64_t now_ms)
+                     const struct upstream_tried *tried, uint64_t now_ms,
+                     const struct tier_filter *f)
 {
     const struct upstream_entry *e = &t->e[i];
 
@@ -179,7 +227,12 @@ static bool eligible(const struct upstream_table *t, size_t i, enum pass pass,
         return false;
     switch (pass) {
     case PASS_PRIMARY:
-        return !e->fallback && upstream_usable(e->up, now_ms);
+        if (e->fallback || !upstream_usable(e->up, now_ms))
+            return false;
+        if (f == NULL)
+            return true;
+        return atomic_load_explicit(&e->up->tier, memory_order_relaxed) == f->tier &&
+               ramp_admits(f->p, e->up, now_ms);
     case PASS_FALLBACK:
         return e->fallback && upstream_usable(e->up, now_ms);
     case PASS_ANY:
@@ -190,7 +243,8 @@ static bool eligible(const struct upstream_table *t, size_t i, enum pass pass,
 
 /* One pass of the configured algorithm over the eligible entries. */
 static long pick_pass(struct upstream_picker *p, const struct upstream_table *t, enum pass pass,
-                      const struct upstream_tried *tried, uint64_t now_ms)
+                      const struct upstream_tried *tried, uint64_t now_ms,
+                      const struct tier_filter *f)
 {
     long best = -1;
     unsigned best_active = 0, ties = 0, n_elig = 0;
@@ -202,7 +256,7 @@ static long pick_pass(struct upstream_picker *p, const struct upstream_table *t,
         for (size_t i = 0; i < t->n; i++) {
             unsigned a;
 
-            if (!eligible(t, i, pass, tried, now_ms))
+            if (!eligible(t, i, pass, tried, now_ms, f))
                 continue;
             a = atomic_load_explicit(&t->e[i].up->active, memory_order_relaxed);
             if (best < 0 || a < best_active) {
@@ -218,7 +272,7 @@ static long pick_pass(struct upstream_picker *p, const struct upstream_table *t,
         for (size_t k = 0; k < t->n; k++) {
             size_t i = (p->rr_next + k) % t->n;
 
-            if (eligible(t, i, pass, tried, now_ms)) {
+            if (eligible(t, i, pass, tried, now_ms, f)) {
                 p->rr_next = (unsigned)((i + 1) % t->n);
                 return (long)i;
             }
@@ -226,9 +280,60 @@ static long pick_pass(struct upstream_picker *p, const struct upstream_table *t,
         return -1;
     case UPSTREAM_BALANCE_RANDOM:
         for (size_t i = 0; i < t->n; i++)
-            if (eligible(t, i, pass, tried, now_ms) && upstream_picker_random(p) % ++n_elig == 0)
+            if (eligible(t, i, pass, tried, now_ms, f) && upstream_picker_random(p) % ++n_elig == 0)
                 best = (long)i;
         return best;
+    }
+    return -1;
+}
+
+/* Per tier: usable primary entries, how many of them are untried, and
+ * their active connections. */
+struct tier_load {
+    unsigned usable, untried;
+    uint64_t active;
+};
+
+/* The primary pass tier by tier: the lowest tier with an untried usable
+ * entry that is not loaded beyond spill_factor of the others, then the
+ * next. -1 when no tier gave one (the caller's passes follow). */
+static long pick_tiered(struct upstream_picker *p, const struct upstream_table *t,
+                        const struct upstream_tried *tried, uint64_t now_ms)
+{
+    struct tier_load load[TIER_MAX + 1] = {{0}};
+    unsigned all_usable = 0;
+    uint64_t all_active = 0;
+
+    for (size_t i = 0; i < t->n; i++) {
+        const struct upstream *up = t->e[i].up;
+        unsigned k = atomic_load_explicit(&up->tier, memory_order_relaxed);
+        unsigned a = atomic_load_explicit(&up->active, memory_order_relaxed);
+
+        if (t->e[i].fallback || !upstream_usable(up, now_ms))
+            continue;
+        k = k > TIER_MAX ? TIER_MAX : k;
+        load[k].usable++;
+        load[k].untried += !is_tried(tried, i);
+        load[k].active += a;
+        all_usable++;
+        all_active += a;
+    }
+    for (unsigned k = 0; k <= TIER_MAX; k++) {
+        struct tier_filter f = {.tier = k, .p = p};
+        unsigned others = all_usable - load[k].usable;
+        long i;
+
+        if (load[k].untried == 0)
+            continue;
+        /* mean(k) > factor * (mean(others) + 1), in integers. */
+        if (p->spill_factor != 0 && others > 0 &&
+            load[k].active * others >
+                (uint64_t)p->spill_factor * ((all_active - load[k].active) + others) *
+                    load[k].usable)
+            continue;
+        i = pick_pass(p, t, PASS_PRIMARY, tried, now_ms, &f);
+        if (i >= 0)
+            return i;
     }
     return -1;
 }
@@ -240,8 +345,10 @@ long upstream_pick(struct upstream_picker *p, const struct upstream_table *t,
 
     if (t == NULL || t->n == 0)
         return -1;
+    if (p->tiers)
+        i = pick_tiered(p, t, tried, now_ms);
     for (int pass = PASS_PRIMARY; pass <= PASS_ANY && i < 0; pass++)
-        i = pick_pass(p, t, (enum pass)pass, tried, now_ms);
+        i = pick_pass(p, t, (enum pass)pass, tried, now_ms, NULL);
     if (i >= 0) {
         if (i < 64)
             tried->mask |= 1ull << i;

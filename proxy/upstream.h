@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "tier.h"
 #include "zone.h"
 
 #define UPSTREAM_MAX 1024
@@ -95,6 +96,19 @@ struct upstream {
      * snapshots take (control.c), read only in those snapshots. */
     uint64_t health_since_unix_ms;
     char health_reason[UPSTREAM_REASON_MAX];
+    /* --prefer: round trips (us; 0 = empty slot) of the data path's TCP
+     * handshakes and the health checks' connects, the last
+     * TIER_RTT_SAMPLES of them (any thread writes a slot,
+     * upstream_rtt_sample), and the tier prefer.c derives from them
+     * (control thread writes; workers read in upstream_pick). */
+    _Atomic uint32_t rtt_us[TIER_RTT_SAMPLES];
+    _Atomic unsigned rtt_next;
+    _Atomic unsigned tier;
+    /* When it came back to its tier (usable again, or moved to a nearer
+     * tier): new connections reach it gradually for --prefer-ramp from
+     * then. 0: no ramp. Control thread writes. */
+    _Atomic uint64_t tier_since_ms;
+    bool tier_set, was_usable; /* prefer.c's, control thread only */
 };
 
 struct upstream_entry {
@@ -139,8 +153,17 @@ void upstream_dial_failed(struct upstream *up, enum upstream_fail why, uint64_t 
  * aborted): keeps new connections away for hold_ms. Any thread. */
 void upstream_hold(struct upstream *up, uint64_t now_ms, unsigned hold_ms);
 
-/* Records a connect success and its latency. Any thread. */
+/* Records a connect success and its latency (also a round-trip sample).
+ * Any thread. */
 void upstream_dial_ok(struct upstream *up, uint64_t latency_us);
+
+/* Records one round trip to up (a TCP handshake), in microseconds; 0 is
+ * counted as 1. Any thread. */
+void upstream_rtt_sample(struct upstream *up, uint64_t rtt_us);
+
+/* The round-trip estimate of up (tier_rtt_estimate() of its samples), in
+ * microseconds, or 0 before the first sample. Any thread. */
+uint32_t upstream_rtt_us(const struct upstream *up);
 
 /* Returns a new table (refcount 1) holding a reference on each entry's
  * upstream; entries are copied and sorted by address; n <= UPSTREAM_MAX.
@@ -167,6 +190,9 @@ struct upstream_picker {
     enum upstream_balance algo;
     uint64_t rng;       /* xorshift state, never 0 */
     unsigned rr_next;   /* round-robin cursor */
+    bool tiers;         /* honour upstream->tier (upstream_picker_prefer) */
+    unsigned spill_factor;
+    unsigned ramp_ms;
 };
 
 /* The set of entries a connection has already tried, by table index. Entries
@@ -178,14 +204,23 @@ struct upstream_tried {
 
 void upstream_picker_init(struct upstream_picker *p, enum upstream_balance algo, uint64_t seed);
 
+/* Makes p try the lowest tier first (--prefer other than none): the lowest
+ * tier with a usable primary entry whose entries' mean active connections
+ * are at most spill_factor * (the other usable entries' mean + 1)
+ * (spill_factor 0: no limit); an entry whose tier_since_ms is less than
+ * ramp_ms ago is taken in that pass only with the probability of the
+ * ramp's elapsed fraction. Loop thread of the worker owning p. */
+void upstream_picker_prefer(struct upstream_picker *p, unsigned spill_factor, unsigned ramp_ms);
+
 /* The next number of p's generator (xorshift64, seeded per worker and
  * process): for draws that must differ between nodes, such as pacing.
  * Loop thread of the worker owning p. */
 uint64_t upstream_picker_random(struct upstream_picker *p);
 
 /* Picks the entry for the next connection attempt, skipping tried entries, in
- * three passes: usable primary entries, then usable fallback seeds, then any
- * entry ignoring health (health may be wrong under load). Marks the choice
+ * three passes: usable primary entries (tier by tier with
+ * upstream_picker_prefer), then usable fallback seeds, then any entry
+ * ignoring health (health may be wrong under load). Marks the choice
  * tried and returns its index, or -1 when every entry was tried. Loop thread
  * of the worker owning p. */
 long upstream_pick(struct upstream_picker *p, const struct upstream_table *t,

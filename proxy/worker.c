@@ -320,6 +320,8 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     w->table = first;
     upstream_picker_init(&w->picker, (enum upstream_balance)sh->cfg->balance,
                          uv_hrtime() ^ ((uint64_t)id << 32) ^ (uint64_t)getpid());
+    if (sh->cfg->prefer != CONFIG_PREFER_NONE)
+        upstream_picker_prefer(&w->picker, sh->cfg->prefer_spill_factor, sh->cfg->prefer_ramp_ms);
     pipepool_init(&w->pipes);
     bufpool_init(&w->bufs, WORKER_SCRATCH_BYTES);
     rc = uv_loop_init(&w->loop);

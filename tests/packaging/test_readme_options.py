@@ -33,7 +33,7 @@ def help_flags():
     out = subprocess.run([APILB, "--help"], capture_output=True, text=True, timeout=30).stdout
     flags = {}
     for line in out.splitlines():
-        m = re.match(r"  (--[a-z0-9-]+)(?: ([A-Z][A-Z:_]*))? {2,}(.*)$", line)
+        m = re.match(r"  (--[a-z0-9-]+)(?: ([A-Z][A-Z:_=]*))? {2,}(.*)$", line)
         if not m:
             continue
         text = re.sub(r" \[APILB_[A-Z_]+\]$", "", m.group(3))
@@ -57,7 +57,7 @@ def readme_rows():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) != 3:
             fail("README options row without three columns: %r" % line)
-        names = re.findall(r"`(--[a-z0-9-]+)(?: ([A-Z][A-Z:_]*))?`", cells[0])
+        names = re.findall(r"`(--[a-z0-9-]+)(?: ([A-Z][A-Z:_=]*))?`", cells[0])
         defaults = [d.strip() for d in re.split(r",\s*(?=`)", cells[1])] if cells[1] else []
         for i, (flag, metavar) in enumerate(names):
             d = defaults[i] if i < len(defaults) else (defaults[0] if len(defaults) == 1 else "")

@@ -74,6 +74,25 @@ class Netns:
         finally:
             os.close(keep)
 
+    def entered(self):
+        """A context manager: the calling thread in this namespace inside
+        it (threads it starts there stay there), back home after."""
+        ns = self
+
+        class Entered:
+            def __enter__(self):
+                self.home = os.open("/proc/self/task/%d/ns/net" % threading.get_native_id(),
+                                    os.O_RDONLY)
+                _setns(ns.path)
+
+            def __exit__(self, *exc):
+                rc = _libc.setns(self.home, CLONE_NEWNET)
+                os.close(self.home)
+                if rc != 0:
+                    raise OSError(ctypes.get_errno(), "setns back home")
+
+        return Entered()
+
     def run(self, *cmd, **kw):
         return subprocess.Popen(["nsenter", "--net=" + self.path, *cmd], **kw)
 

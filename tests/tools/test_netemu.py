@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Fail, check, reexec_in_netns, run  # noqa: E402
+from harness import LISTING, Fail, check, reexec_in_netns, run, scenario  # noqa: E402
 import delaynet  # noqa: E402
 from delaynet import Link, Netns, connect_rtt  # noqa: E402
 
@@ -103,6 +103,7 @@ def rtt_excess(extra, want_s):
     return excess
 
 
+@scenario
 def delay():
     # Two round trips pay each direction once: 0.1 + 0.1 ms and 1 + 1 ms.
     for one_way_ms, want in ((0.1, 0.0002), (1, 0.002)):
@@ -112,6 +113,7 @@ def delay():
               % (ex * 1e3, want * 1e3))
 
 
+@scenario
 def asymmetric():
     ns, link = setup(["--delay-ab", "1.5ms", "--delay-ba", "300us"])
     here, there = udp_pair(ns)
@@ -123,6 +125,7 @@ def asymmetric():
     check(0.27e-3 <= ba <= 0.45e-3, "b->a took %.3f ms, configured 0.3" % (ba * 1e3))
 
 
+@scenario
 def jitter():
     ns, link = setup(["--delay-ab", "1ms", "--jitter-ab", "500us"])
     here, there = udp_pair(ns)
@@ -136,6 +139,7 @@ def jitter():
     check(0.4e-3 <= iqr <= 0.6e-3, "interquartile range %.3f ms, want about 0.5" % (iqr * 1e3))
 
 
+@scenario
 def drop():
     ns, link = setup(["--drop-ab", "50%"])
     here, there = udp_pair(ns)
@@ -150,6 +154,7 @@ def drop():
     check(400 <= st["ab_dropped"] + st["ab_passed"] <= 410, "netemu counted %s" % st)
 
 
+@scenario
 def runtime_set():
     ns, link = setup()
     _, port = far_listener(ns)
@@ -177,6 +182,7 @@ def runtime_set():
     check(err.startswith("error: delay=fast: not a duration"), "bad set answered %r" % err)
 
 
+@scenario
 def bad_flags():
     exe = delaynet.NETEMU
     cases = [
@@ -200,7 +206,7 @@ def bad_flags():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] != "bad_flags":
+    if not LISTING and sys.argv[1:] != ["bad_flags"]:
         reexec_in_netns(__file__)
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    run({f.__name__: f for f in (delay, asymmetric, jitter, drop, runtime_set, bad_flags)})
+    run()

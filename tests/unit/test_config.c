@@ -161,6 +161,37 @@ START_TEST(errors_name_option_and_value)
 }
 END_TEST
 
+/* Issue 21: --prefer, --zone, --upstream-zone (flags and environment). */
+START_TEST(prefer_and_zones)
+{
+    OK("--upstream", "1.2.3.4:5");
+    ck_assert_int_eq(cfg.prefer, CONFIG_PREFER_NEAREST);
+    ck_assert_uint_eq(cfg.prefer_spill_factor, 16);
+    ck_assert_uint_eq(cfg.prefer_ramp_ms, 10000);
+    config_free(&cfg);
+    OK("--upstream", "1.2.3.4:5", "--prefer", "zone", "--zone", "eu-1a", "--upstream-zone",
+       "10.0.0.1=eu-1a", "--upstream-zone", "[fd00::2]:6443=eu-1b");
+    ck_assert_int_eq(cfg.prefer, CONFIG_PREFER_ZONE);
+    ck_assert_str_eq(cfg.zone, "eu-1a");
+    ck_assert_uint_eq(cfg.n_upstream_zones, 2);
+    ck_assert(cfg.upstream_zones[0].any_port);
+    ck_assert(!cfg.upstream_zones[1].any_port);
+    ck_assert_str_eq(cfg.upstream_zones[1].zone, "eu-1b");
+    config_free(&cfg);
+    BAD("--prefer", "far", "--upstream", "1.2.3.4:5", "--prefer", "far");
+    BAD("--zone", "-a", "--upstream", "1.2.3.4:5", "--zone", "-a");
+    BAD("--upstream-zone", "10.0.0.1", "--upstream", "1.2.3.4:5", "--upstream-zone", "10.0.0.1");
+    BAD("--upstream-zone", "host=a", "--upstream", "1.2.3.4:5", "--upstream-zone", "host=a");
+    BAD("--upstream-zone", "10.0.0.1=a b", "--upstream", "1.2.3.4:5", "--upstream-zone",
+        "10.0.0.1=a b");
+    ck_assert_int_eq(parse(1, (char *const[]){"apilb", NULL},
+                           (char *const[]){"APILB_UPSTREAMS=10.0.0.1:6443",
+                                           "APILB_UPSTREAM_ZONES=10.0.0.1=a,10.0.0.2=", NULL}),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "APILB_UPSTREAM_ZONES=10.0.0.2="));
+}
+END_TEST
+
 /* Issue 19: any positive pair is accepted; a check may outlast the interval. */
 START_TEST(health_interval_and_timeout_independent)
 {
@@ -327,6 +358,7 @@ int main(void)
     tcase_add_test(tc, errors_name_option_and_value);
     tcase_add_test(tc, info_flags);
     tcase_add_test(tc, health_interval_and_timeout_independent);
+    tcase_add_test(tc, prefer_and_zones);
     tcase_add_test(tc, health_auth);
     tcase_add_test(tc, durations);
     tcase_add_test(tc, print_and_usage_cover_every_option);
