@@ -56,6 +56,9 @@ VARIANTS = {
     # directory of its own stands in for it (--check-config reads it).
     "health-auth": ["--set", "healthAuth=kubeconfig",
                     "--set-json", 'extraArgs=["--service-account-dir=%s"]' % _CA_DIR],
+    # --prefer zone: the zone given, or the DaemonSet's from its pod label.
+    "zone-given": ["--set", "prefer=zone", "--set", "zone=eu-1a"],
+    "zone-from-label-off": ["--set", "prefer=none", "--set", "zoneFromNodeLabel=false"],
     "admin-off-no-state": ["--set", "adminListen=off", "--set", "stateFile.enabled=false",
                            "--set", "upstreams={10.0.0.11:6443}"],
     # The values that are not apilb flags (and extraArgs) changed too.
@@ -101,6 +104,8 @@ BAD = {
     "bad health": ["--set", "healthCheck=ping"],
     "bad rise": ["--set", "rise=0"],
     "unknown value": ["--set", "frobnicate=1"],
+    "bad prefer": ["--set", "prefer=fastest"],
+    "bad zone": ["--set", "zone=-eu"],
 }
 
 
@@ -132,6 +137,26 @@ def leaf_values():
             out.append(prefix)
     walk("", json.loads(p.stdout))
     return out
+
+
+def check_zone(name, joined, text, containers):
+    """--zone from the value, else (DaemonSet only) from the pod's
+    topology.kubernetes.io/zone label through the downward API."""
+    label = "fieldPath: metadata.labels['topology.kubernetes.io/zone']"
+    prefer = re.search(r"prefer=(\w+)", joined)
+    for c in containers:
+        want = "--prefer=" + (prefer.group(1) if prefer else "nearest")
+        if want not in c["args"]:
+            fail("%s %s: args lack %s: %r" % (name, c["where"], want, c["args"]))
+        if "zone=eu-1a" in joined and "--zone=eu-1a" not in c["args"]:
+            fail("%s %s: args lack --zone=eu-1a" % (name, c["where"]))
+    from_label = "zone=" not in joined.replace("prefer=zone", "") and \
+        "zoneFromNodeLabel=false" not in joined and "staticPod.enabled=true" not in joined
+    if from_label != (label in text and "name: APILB_ZONE" in text):
+        fail("%s: APILB_ZONE from the node's label should be %s" % (
+            name, "rendered" if from_label else "absent"))
+    if "staticPod.enabled=true" in joined and "APILB_ZONE" in text:
+        fail("%s: the static pod cannot read pod labels through the downward API" % name)
 
 
 def check_documented_and_covered():
@@ -243,6 +268,7 @@ def main():
             fail("%s: RBAC must be a namespaced Role" % name)
         if "staticPod.enabled=true" in " ".join(args) and "/etc/kubernetes/" not in text:
             fail("%s: no static pod manifest path" % name)
+        check_zone(name, joined, text, containers)
         print("%s: %s" % (name, v.stderr.strip()))
     check_documented_and_covered()
     check_notes()

@@ -50,6 +50,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - --shutdown-timeout={{ $v.shutdownTimeout }}
 - --max-connection-age={{ $v.maxConnectionAge }}
 - --balance={{ $v.balance }}
+- --prefer={{ $v.prefer }}
+{{- with $v.zone }}
+- --zone={{ . }}
+{{- end }}
 {{- if gt (int $v.workers) 0 }}
 - --workers={{ $v.workers }}
 {{- end }}
@@ -97,15 +101,28 @@ args:
 {{- with .extraArgs }}
 {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- if hasPrefix "$(HOST_IP):" .Values.adminListen }}
+{{- $hostIP := hasPrefix "$(HOST_IP):" .Values.adminListen }}
+{{- $zoneEnv := and (not .Values.zone) .Values.zoneFromNodeLabel (not .staticPod) }}
+{{- if $hostIP }}
 {{- if .Values.staticPod.enabled }}
 {{- fail "adminListen=$(HOST_IP):PORT needs the downward API, which a static pod cannot rely on without an apiserver; give the node's address or 0.0.0.0 instead" }}
 {{- end }}
+{{- end }}
+{{- if or $hostIP $zoneEnv }}
 env:
+{{- if $hostIP }}
   - name: HOST_IP
     valueFrom:
       fieldRef:
         fieldPath: status.hostIP
+{{- end }}
+{{- if $zoneEnv }}
+  # --zone: empty (no preference by zone) where the pod carries no zone label.
+  - name: APILB_ZONE
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.labels['topology.kubernetes.io/zone']
+{{- end }}
 {{- end }}
 securityContext:
   runAsNonRoot: true
