@@ -73,7 +73,8 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
         prefer_zone_of(pf->cfg, &t->e[i], &z, NULL);
         m[i].rtt_us = upstream_rtt_us(up);
         m[i].same_zone = node_zone[0] == '\0' || tier_zone_matches(&z, node_zone);
-        m[i].has_prev = up->tier_set;
+        /* Tier 0 while unmeasured is no place to hold by hysteresis. */
+        m[i].has_prev = up->tier_set && up->tier_measured;
         m[i].prev_tier = atomic_load(&up->tier);
     }
     tier_assign(&pf->params, m, t->n, tier, why);
@@ -107,6 +108,7 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
             atomic_store(&up->tier_since_ms, now_ms);
         }
         up->tier_set = true;
+        up->tier_measured = why[i] != TIER_WHY_UNMEASURED;
         up->was_usable = usable;
     }
 }

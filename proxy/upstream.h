@@ -108,7 +108,10 @@ struct upstream {
      * tier): new connections reach it gradually for --prefer-ramp from
      * then. 0: no ramp. Control thread writes. */
     _Atomic uint64_t tier_since_ms;
-    bool tier_set, was_usable; /* prefer.c's, control thread only */
+    /* prefer.c's, control thread only: a tier was set; it came from a
+     * measurement (hysteresis holds only such a tier); usable at the
+     * last tick. */
+    bool tier_set, tier_measured, was_usable;
 };
 
 struct upstream_entry {

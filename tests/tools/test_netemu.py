@@ -131,11 +131,13 @@ def jitter():
     here, there = udp_pair(ns)
     d = sorted(one_way(here, there.getsockname(), there, 400))
     lo, hi = d[len(d) // 10], d[9 * len(d) // 10]
+    med = d[len(d) // 2]
     iqr = d[3 * len(d) // 4] - d[len(d) // 4]
-    print("1 ms +- 0.5 ms: 10th percentile %.3f ms, 90th %.3f ms, interquartile range %.3f ms "
-          "(uniform: 0.6, 1.4, 0.5)" % (lo * 1e3, hi * 1e3, iqr * 1e3))
-    check(0.55e-3 <= lo <= 0.75e-3, "10th percentile %.3f ms, want about 0.6" % (lo * 1e3))
-    check(1.35e-3 <= hi <= 1.6e-3, "90th percentile %.3f ms, want about 1.4" % (hi * 1e3))
+    print("1 ms +- 0.5 ms: median %.3f ms, 10th to 90th percentile %.3f ms, interquartile range "
+          "%.3f ms (uniform: 1, 0.8, 0.5)" % (med * 1e3, (hi - lo) * 1e3, iqr * 1e3))
+    # Spreads, not absolute times: a loaded machine delays every packet alike.
+    check(0.95e-3 <= med <= 1.3e-3, "median %.3f ms, want about 1" % (med * 1e3))
+    check(0.7e-3 <= hi - lo <= 0.95e-3, "10th to 90th %.3f ms, want about 0.8" % ((hi - lo) * 1e3))
     check(0.4e-3 <= iqr <= 0.6e-3, "interquartile range %.3f ms, want about 0.5" % (iqr * 1e3))
 
 
