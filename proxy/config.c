@@ -129,8 +129,8 @@ static const struct opt opts[] = {
      "ADDR=ZONE", NULL,
      "the zone of an apiserver the cluster publishes none for (ADDR: IP or IP:PORT); "
      "repeatable; env is comma-separated"},
-    {"prefer-spill-factor", "APILB_PREFER_SPILL_FACTOR", OPT_UINT, O(prefer_spill_factor), 0,
-     1000, NULL, "N", "16",
+    {"prefer-spill-factor", "APILB_PREFER_SPILL_FACTOR", OPT_UINT, O(prefer_spill_factor), 0, 1000,
+     NULL, "N", "16",
      "new connections spill to the next tier while the preferred tier's apiservers average more "
      "than N times (the others' average + 1) active connections; 0 = only when none is usable"},
     {"prefer-ramp", "APILB_PREFER_RAMP", OPT_DURATION0, O(prefer_ramp_ms), 0, 600000, NULL, "DUR",
@@ -376,6 +376,24 @@ static int add_upstream_zone(struct config *cfg, const char *who, const char *v,
     return 0;
 }
 
+/* --zone (a label value) and --upstream-zone (ADDR=ZONE, a list in the
+ * environment). */
+static int set_zone_option(struct config *cfg, enum opt_type type, const char *v, bool from_env,
+                           const char *who, char err[CONFIG_ERR_BYTES])
+{
+    if (type == OPT_UPSTREAM_ZONE)
+        return from_env ? add_list(cfg, who, v, 0, add_upstream_zone, err)
+                        : add_upstream_zone(cfg, who, v, 0, err);
+    if (!zone_name_ok(v)) {
+        errf(err, "%s=%s: must be a label value: 1..63 letters, digits, '-', '_', '.', "
+                  "starting and ending with a letter or digit", who, v);
+        return -EINVAL;
+    }
+    free(cfg->zone);
+    cfg->zone = strdup(v);
+    return cfg->zone == NULL ? -ENOMEM : 0;
+}
+
 static int set_value(struct config *cfg, const struct opt *o, const char *v, bool from_env,
                      char err[CONFIG_ERR_BYTES])
 {
@@ -517,17 +535,8 @@ static int set_value(struct config *cfg, const struct opt *o, const char *v, boo
         }
         return 0;
     case OPT_ZONE:
-        if (!zone_name_ok(v)) {
-            errf(err, "%s=%s: must be a label value: 1..63 letters, digits, '-', '_', '.', "
-                      "starting and ending with a letter or digit", who, v);
-            return -EINVAL;
-        }
-        free(cfg->zone);
-        cfg->zone = strdup(v);
-        return cfg->zone == NULL ? -ENOMEM : 0;
     case OPT_UPSTREAM_ZONE:
-        return from_env ? add_list(cfg, who, v, 0, add_upstream_zone, err)
-                        : add_upstream_zone(cfg, who, v, 0, err);
+        return set_zone_option(cfg, o->type, v, from_env, who, err);
     }
     return -EINVAL;
 }
@@ -607,8 +616,9 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
         }
         if (given[idx] && o->type != OPT_LISTEN && o->type != OPT_SEED &&
             o->type != OPT_UPSTREAM_ZONE) {
-            errf(err, "--%s=%s: given more than once (only --listen, --upstream and "
-                      "--upstream-zone repeat)",
+            errf(err,
+                 "--%s=%s: given more than once (only --listen, --upstream and "
+                 "--upstream-zone repeat)",
                  o->name, v);
             return -EINVAL;
         }

@@ -94,6 +94,28 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_upstreams", "gauge", "Upstreams known (in the table or draining) and usable now.");
 }
 
+/* --prefer: each upstream's measured round trip and tier (docs/zones.md). */
+static void prefer_metrics(const struct snapshot *s, struct strbuf *b)
+{
+    head(b, "apilb_upstream_rtt_seconds", "gauge",
+         "Measured round trip to each upstream (the smallest of its last 16 TCP handshakes, data "
+         "path and health checks); absent before the first.");
+    for (size_t i = 0; i < s->n; i++) {
+        uint32_t rtt = upstream_rtt_us(s->u[i].up);
+
+        if (!s->u[i].in_table || rtt == 0)
+            continue;
+        strbuf_puts(b, "apilb_upstream_rtt_seconds{upstream=\"");
+        strbuf_label_escape(b, s->u[i].up->name);
+        strbuf_printf(b, "\"} %.6f\n", rtt / 1e6);
+    }
+    head(b, "apilb_upstream_tier", "gauge",
+         "--prefer tier of each upstream: 0 is tried first, then 1, ...");
+    for (size_t i = 0; i < s->n; i++)
+        if (s->u[i].in_table)
+            up_sample(b, "apilb_upstream_tier", s->u[i].up, "", LOAD(s->u[i].up->tier));
+}
+
 static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
 {
     static const char *const fail_names[UPSTREAM_FAIL_COUNT] = {"refused", "timeout",
@@ -125,23 +147,7 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
     head(b, "apilb_upstream_draining", "gauge", "1 while a removed upstream drains.");
     for (size_t i = 0; i < s->n; i++)
         up_sample(b, "apilb_upstream_draining", s->u[i].up, "", !s->u[i].in_table);
-    head(b, "apilb_upstream_rtt_seconds", "gauge",
-         "Measured round trip to each upstream (the smallest of its last 16 TCP handshakes, data "
-         "path and health checks); absent before the first.");
-    for (size_t i = 0; i < s->n; i++) {
-        uint32_t rtt = upstream_rtt_us(s->u[i].up);
-
-        if (!s->u[i].in_table || rtt == 0)
-            continue;
-        strbuf_puts(b, "apilb_upstream_rtt_seconds{upstream=\"");
-        strbuf_label_escape(b, s->u[i].up->name);
-        strbuf_printf(b, "\"} %.6f\n", rtt / 1e6);
-    }
-    head(b, "apilb_upstream_tier", "gauge",
-         "--prefer tier of each upstream: 0 is tried first, then 1, ...");
-    for (size_t i = 0; i < s->n; i++)
-        if (s->u[i].in_table)
-            up_sample(b, "apilb_upstream_tier", s->u[i].up, "", LOAD(s->u[i].up->tier));
+    prefer_metrics(s, b);
     head(b, "apilb_upstream_zone_info", "gauge",
          "1 per upstream with a known zone (EndpointSlice endpoints[].zone, or --upstream-zone).");
     for (size_t i = 0; i < s->n; i++) {

@@ -32,8 +32,8 @@ static bool same_host(const struct addr *a, const struct addr *b)
                   &((const struct sockaddr_in6 *)&b->ss)->sin6_addr, sizeof(struct in6_addr)) == 0;
 }
 
-void prefer_zone_of(const struct config *cfg, const struct upstream_entry *e,
-                    struct zone_info *out, const char **from)
+void prefer_zone_of(const struct config *cfg, const struct upstream_entry *e, struct zone_info *out,
+                    const char **from)
 {
     const struct config_upstream_zone *hit = NULL;
 
@@ -47,7 +47,8 @@ void prefer_zone_of(const struct config *cfg, const struct upstream_entry *e,
             addr_cmp(&cfg->upstream_zones[i].addr, &e->up->addr) == 0)
             hit = &cfg->upstream_zones[i];
     for (size_t i = 0; i < cfg->n_upstream_zones && hit == NULL; i++)
-        if (cfg->upstream_zones[i].any_port && same_host(&cfg->upstream_zones[i].addr, &e->up->addr))
+        if (cfg->upstream_zones[i].any_port &&
+            same_host(&cfg->upstream_zones[i].addr, &e->up->addr))
             hit = &cfg->upstream_zones[i];
     if (hit == NULL)
         return;

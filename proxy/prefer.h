@@ -31,7 +31,7 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
  * --upstream-zone of its address (exact, then without the port), else
  * empty. *from is "cluster", "flag" or "" (may be NULL). Any thread
  * holding e's table. */
-void prefer_zone_of(const struct config *cfg, const struct upstream_entry *e,
-                    struct zone_info *out, const char **from);
+void prefer_zone_of(const struct config *cfg, const struct upstream_entry *e, struct zone_info *out,
+                    const char **from);
 
 #endif

@@ -84,8 +84,8 @@ static void assign_nearest(const struct tier_params *p, const struct tier_member
     }
 }
 
-void tier_assign(const struct tier_params *p, const struct tier_member *m, size_t n,
-                 unsigned *tier, enum tier_why *why)
+void tier_assign(const struct tier_params *p, const struct tier_member *m, size_t n, unsigned *tier,
+                 enum tier_why *why)
 {
     if (n > 1024)
         n = 1024;
@@ -107,8 +107,8 @@ void tier_assign(const struct tier_params *p, const struct tier_member *m, size_
 
 const char *tier_why_name(enum tier_why w)
 {
-    static const char *const names[] = {"unmeasured", "base", "joined", "stayed",
-                                        "same-zone", "other-zone", "no-node-zone", "none"};
+    static const char *const names[] = {"unmeasured", "base",       "joined",       "stayed",
+                                        "same-zone",  "other-zone", "no-node-zone", "none"};
 
     return (unsigned)w < sizeof(names) / sizeof(names[0]) ? names[w] : "?";
 }

@@ -22,7 +22,7 @@
 
 #include "zone.h"
 
-#define TIER_MAX 7       /* tiers 0..TIER_MAX; beyond, the last tier */
+#define TIER_MAX 7 /* tiers 0..TIER_MAX; beyond, the last tier */
 #define TIER_RTT_SAMPLES 16
 
 enum tier_mode {
@@ -40,9 +40,9 @@ struct tier_params {
 
 /* One apiserver as tier_assign() sees it. */
 struct tier_member {
-    uint32_t rtt_us;     /* estimate; 0 = not measured yet */
-    bool same_zone;      /* zone mode: in (or hinted for) this node's zone */
-    bool has_prev;       /* prev_tier is meaningful */
+    uint32_t rtt_us; /* estimate; 0 = not measured yet */
+    bool same_zone;  /* zone mode: in (or hinted for) this node's zone */
+    bool has_prev;   /* prev_tier is meaningful */
     unsigned prev_tier;
 };
 
@@ -63,8 +63,8 @@ enum tier_why {
 struct tier_params tier_params_default(enum tier_mode mode);
 
 /* Assigns tier[i] and why[i] (why may be NULL) for m[0..n). n <= 1024. */
-void tier_assign(const struct tier_params *p, const struct tier_member *m, size_t n,
-                 unsigned *tier, enum tier_why *why);
+void tier_assign(const struct tier_params *p, const struct tier_member *m, size_t n, unsigned *tier,
+                 enum tier_why *why);
 
 /* The round-trip estimate of samples s[0..n) (0 = empty slot): their
  * minimum (jitter and queueing only add delay, so the window's minimum is

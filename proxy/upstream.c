@@ -325,11 +325,11 @@ static long pick_tiered(struct upstream_picker *p, const struct upstream_table *
 
         if (load[k].untried == 0)
             continue;
+        uint64_t rest = all_active - load[k].active;
+
         /* mean(k) > factor * (mean(others) + 1), in integers. */
         if (p->spill_factor != 0 && others > 0 &&
-            load[k].active * others >
-                (uint64_t)p->spill_factor * ((all_active - load[k].active) + others) *
-                    load[k].usable)
+            load[k].active * others > p->spill_factor * (rest + others) * load[k].usable)
             continue;
         i = pick_pass(p, t, PASS_PRIMARY, tried, now_ms, &f);
         if (i >= 0)

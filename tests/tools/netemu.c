@@ -38,11 +38,7 @@
 
 #define PKT_MAX 65535
 
-enum dir {
-    DIR_AB = 0,
-    DIR_BA,
-    DIR_COUNT
-};
+enum dir { DIR_AB = 0, DIR_BA, DIR_COUNT };
 
 struct shape {
     uint64_t delay_ns;
@@ -227,14 +223,13 @@ static int tun_open(const char *ns_path, int home, const char *name, const char 
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: netemu --tun-a NAME --tun-b NAME [--netns-a PATH] [--netns-b PATH]\n"
-            "              [--delay DUR] [--delay-ab DUR] [--delay-ba DUR]\n"
-            "              [--jitter DUR] [--jitter-ab DUR] [--jitter-ba DUR]\n"
-            "              [--drop P] [--drop-ab P] [--drop-ba P] [--limit N] [--seed N]\n"
-            "DUR: 150us, 0.2ms, 2ms, 1s (at most 60s); P: 0..1 or 0%%..100%%.\n"
-            "--delay and --jitter are one way, per direction (a round trip pays both).\n"
-            "stdin: 'set ab|ba|both [delay=DUR] [jitter=DUR] [drop=P]', 'stats'.\n");
+    fprintf(f, "usage: netemu --tun-a NAME --tun-b NAME [--netns-a PATH] [--netns-b PATH]\n"
+               "              [--delay DUR] [--delay-ab DUR] [--delay-ba DUR]\n"
+               "              [--jitter DUR] [--jitter-ab DUR] [--jitter-ba DUR]\n"
+               "              [--drop P] [--drop-ab P] [--drop-ba P] [--limit N] [--seed N]\n"
+               "DUR: 150us, 0.2ms, 2ms, 1s (at most 60s); P: 0..1 or 0%%..100%%.\n"
+               "--delay and --jitter are one way, per direction (a round trip pays both).\n"
+               "stdin: 'set ab|ba|both [delay=DUR] [jitter=DUR] [drop=P]', 'stats'.\n");
 }
 
 static int bad(const char *opt, const char *val, const char *rule)
@@ -332,8 +327,8 @@ static void take_packets(int fd, enum dir d, struct heap *h, size_t limit, uint6
             continue;
         }
         if (shape[d].jitter_ns > 0)
-            jit = (int64_t)(rand_next() % (2 * shape[d].jitter_ns + 1)) -
-                  (int64_t)shape[d].jitter_ns;
+            jit =
+                (int64_t)(rand_next() % (2 * shape[d].jitter_ns + 1)) - (int64_t)shape[d].jitter_ns;
         when = now_ns();
         if (jit < 0 && (uint64_t)-jit > shape[d].delay_ns)
             jit = -(int64_t)shape[d].delay_ns;

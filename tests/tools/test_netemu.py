@@ -108,7 +108,9 @@ def delay():
     # Two round trips pay each direction once: 0.1 + 0.1 ms and 1 + 1 ms.
     for one_way_ms, want in ((0.1, 0.0002), (1, 0.002)):
         ex = rtt_excess(["--delay", "%gms" % one_way_ms], want)
-        check(want - 30e-6 <= ex <= want + 150e-6,
+        # Each release may come some 50-100 us late (a timerfd wake-up on a
+        # loaded machine): a round trip has two.
+        check(want - 30e-6 <= ex <= want + 250e-6,
               "connect round trip %.3f ms more than without delay, configured %.3f ms"
               % (ex * 1e3, want * 1e3))
 
@@ -130,14 +132,15 @@ def jitter():
     ns, link = setup(["--delay-ab", "1ms", "--jitter-ab", "500us"])
     here, there = udp_pair(ns)
     d = sorted(one_way(here, there.getsockname(), there, 400))
-    lo, hi = d[len(d) // 10], d[9 * len(d) // 10]
+    lo = d[len(d) // 10]
     med = d[len(d) // 2]
     iqr = d[3 * len(d) // 4] - d[len(d) // 4]
-    print("1 ms +- 0.5 ms: median %.3f ms, 10th to 90th percentile %.3f ms, interquartile range "
-          "%.3f ms (uniform: 1, 0.8, 0.5)" % (med * 1e3, (hi - lo) * 1e3, iqr * 1e3))
-    # Spreads, not absolute times: a loaded machine delays every packet alike.
+    print("1 ms +- 0.5 ms: median %.3f ms, median - 10th percentile %.3f ms, interquartile range "
+          "%.3f ms (uniform: 1, 0.4, 0.5)" % (med * 1e3, (med - lo) * 1e3, iqr * 1e3))
+    # Spreads below the median and in the middle, not absolute times nor the top tail: a loaded
+    # machine delays packets, it never hurries one.
     check(0.95e-3 <= med <= 1.3e-3, "median %.3f ms, want about 1" % (med * 1e3))
-    check(0.7e-3 <= hi - lo <= 0.95e-3, "10th to 90th %.3f ms, want about 0.8" % ((hi - lo) * 1e3))
+    check(0.3e-3 <= med - lo <= 0.5e-3, "median - 10th %.3f ms, want about 0.4" % ((med - lo) * 1e3))
     check(0.4e-3 <= iqr <= 0.6e-3, "interquartile range %.3f ms, want about 0.5" % (iqr * 1e3))
 
 
