@@ -385,8 +385,10 @@ static int set_zone_option(struct config *cfg, enum opt_type type, const char *v
         return from_env ? add_list(cfg, who, v, 0, add_upstream_zone, err)
                         : add_upstream_zone(cfg, who, v, 0, err);
     if (!zone_name_ok(v)) {
-        errf(err, "%s=%s: must be a label value: 1..63 letters, digits, '-', '_', '.', "
-                  "starting and ending with a letter or digit", who, v);
+        errf(err,
+             "%s=%s: must be a label value: 1..63 letters, digits, '-', '_', '.', "
+             "starting and ending with a letter or digit",
+             who, v);
         return -EINVAL;
     }
     free(cfg->zone);

@@ -193,7 +193,7 @@ struct upstream_picker {
     enum upstream_balance algo;
     uint64_t rng;       /* xorshift state, never 0 */
     unsigned rr_next;   /* round-robin cursor */
-    bool tiers;         /* honour upstream->tier (upstream_picker_prefer) */
+    bool tiers;       /* honour upstream->tier (upstream_picker_prefer) */
     unsigned spill_factor;
     unsigned ramp_ms;
 };
