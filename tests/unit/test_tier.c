@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "check_run.h"
+#include "config.h"
+#include "prefer.h"
 #include "tier.h"
 #include "upstream.h"
 
@@ -293,6 +295,99 @@ START_TEST(rtt_samples_feed_the_estimate)
 }
 END_TEST
 
+/* --- prefer.c: the tiers of a table, each tick ----------------------------- */
+
+static struct config pcfg;
+
+static void rtt(struct upstream *up, uint32_t us)
+{
+    for (int i = 0; i < TIER_RTT_SAMPLES; i++)
+        upstream_rtt_sample(up, us);
+}
+
+START_TEST(prefer_update_assigns_and_ramps)
+{
+    struct prefer pf;
+
+    memset(&pcfg, 0, sizeof(pcfg));
+    pcfg.prefer = CONFIG_PREFER_NEAREST;
+    pcfg.prefer_ramp_ms = 10000;
+    prefer_init(&pf, &pcfg);
+    rtt(tab->e[0].up, 200);
+    rtt(tab->e[1].up, 2000);
+    rtt(tab->e[2].up, 2100);
+    atomic_store(&tab->e[1].up->tier, 0); /* the fixture's tiers do not count */
+    atomic_store(&tab->e[2].up->tier, 0);
+    prefer_update(&pf, tab, 1000);
+    ck_assert_uint_eq(atomic_load(&tab->e[0].up->tier), 0);
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier), 1);
+    ck_assert_uint_eq(atomic_load(&tab->e[2].up->tier), 1);
+    ck_assert_uint_eq(atomic_load(&tab->e[0].up->tier_since_ms), 0); /* no ramp at start */
+    /* Held down, then usable again: its ramp starts at that tick. */
+    upstream_dial_failed(tab->e[0].up, UPSTREAM_FAIL_TIMEOUT, 1000, 500);
+    prefer_update(&pf, tab, 1200);
+    prefer_update(&pf, tab, 1600);
+    ck_assert_uint_eq(atomic_load(&tab->e[0].up->tier_since_ms), 1600);
+}
+END_TEST
+
+START_TEST(prefer_unmeasured_tier_not_held)
+{
+    struct prefer pf;
+
+    /* The bug: tier 0 while unmeasured was held by hysteresis once
+     * measured at 1.4 ms against 0.16 ms (within 3 x 0.16 + 1 ms). */
+    memset(&pcfg, 0, sizeof(pcfg));
+    pcfg.prefer = CONFIG_PREFER_NEAREST;
+    prefer_init(&pf, &pcfg);
+    rtt(tab->e[0].up, 160);
+    atomic_store(&tab->e[1].up->tier, 0);
+    atomic_store(&tab->e[2].up->tier, 0);
+    prefer_update(&pf, tab, 1000); /* e[1], e[2] unmeasured: tier 0 */
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier), 0);
+    rtt(tab->e[1].up, 1400);
+    rtt(tab->e[2].up, 1400);
+    prefer_update(&pf, tab, 1200);
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier), 1);
+    /* A measured member of tier 0 is held there within the stay bound. */
+    rtt(tab->e[1].up, 700);
+    prefer_update(&pf, tab, 1400);
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier), 0); /* joined: 0.7 <= 0.82 */
+    rtt(tab->e[1].up, 1400);
+    prefer_update(&pf, tab, 1600);
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier), 0); /* stayed: 1.4 <= 1.48 */
+}
+END_TEST
+
+START_TEST(prefer_zone_from_cluster_then_flag)
+{
+    struct prefer pf;
+    struct zone_info z;
+    const char *from;
+
+    memset(&pcfg, 0, sizeof(pcfg));
+    pcfg.prefer = CONFIG_PREFER_ZONE;
+    pcfg.zone = (char *)"b";
+    ck_assert_int_eq(addr_from_ip("10.0.0.3", 0, &pcfg.upstream_zones[0].addr), 0);
+    pcfg.upstream_zones[0].any_port = true;
+    strcpy(pcfg.upstream_zones[0].zone, "b");
+    pcfg.n_upstream_zones = 1;
+    strcpy(tab->e[0].zone.name, "a");
+    prefer_zone_of(&pcfg, &tab->e[2], &z, &from);
+    ck_assert_str_eq(z.name, "b");
+    ck_assert_str_eq(from, "flag");
+    prefer_zone_of(&pcfg, &tab->e[0], &z, &from);
+    ck_assert_str_eq(from, "cluster");
+    prefer_zone_of(&pcfg, &tab->e[1], &z, &from);
+    ck_assert_str_eq(from, "");
+    prefer_init(&pf, &pcfg);
+    prefer_update(&pf, tab, 1000);
+    ck_assert_uint_eq(atomic_load(&tab->e[2].up->tier), 0);
+    ck_assert_uint_eq(atomic_load(&tab->e[0].up->tier), 1);
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier), 1);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc, *pick;
@@ -313,6 +408,9 @@ int main(void)
     tcase_add_test(pick, pick_spills_for_load);
     tcase_add_test(pick, pick_ramps_a_recovered_one);
     tcase_add_test(pick, rtt_samples_feed_the_estimate);
+    tcase_add_test(pick, prefer_update_assigns_and_ramps);
+    tcase_add_test(pick, prefer_unmeasured_tier_not_held);
+    tcase_add_test(pick, prefer_zone_from_cluster_then_flag);
     suite_add_tcase(s, pick);
     return check_run(s);
 }
