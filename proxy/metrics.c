@@ -99,7 +99,7 @@ static void prefer_metrics(const struct snapshot *s, struct strbuf *b)
 {
     head(b, "apilb_upstream_rtt_seconds", "gauge",
          "Measured round trip to each upstream (the smallest of its last 16 TCP handshakes, data "
-         "path and health checks); absent before the first.");
+         "path and health checks); absent before the fourth.");
     for (size_t i = 0; i < s->n; i++) {
         uint32_t rtt = upstream_rtt_us(s->u[i].up);
 

@@ -24,6 +24,9 @@
 
 #define TIER_MAX 7 /* tiers 0..TIER_MAX; beyond, the last tier */
 #define TIER_RTT_SAMPLES 16
+/* An estimate needs this many samples: one slow handshake (the loop busy, the
+ * machine loaded) must not put an apiserver in another tier. */
+#define TIER_MIN_SAMPLES 4
 
 enum tier_mode {
     TIER_MODE_NEAREST = 0,

@@ -95,6 +95,8 @@ uint32_t upstream_rtt_us(const struct upstream *up)
 {
     uint32_t s[TIER_RTT_SAMPLES];
 
+    if (atomic_load_explicit(&up->rtt_next, memory_order_relaxed) < TIER_MIN_SAMPLES)
+        return 0;
     for (size_t i = 0; i < TIER_RTT_SAMPLES; i++)
         s[i] = atomic_load_explicit(&up->rtt_us[i], memory_order_relaxed);
     return tier_rtt_estimate(s, TIER_RTT_SAMPLES);

@@ -165,7 +165,7 @@ void upstream_dial_ok(struct upstream *up, uint64_t latency_us);
 void upstream_rtt_sample(struct upstream *up, uint64_t rtt_us);
 
 /* The round-trip estimate of up (tier_rtt_estimate() of its samples), in
- * microseconds, or 0 before the first sample. Any thread. */
+ * microseconds, or 0 before TIER_MIN_SAMPLES samples. Any thread. */
 uint32_t upstream_rtt_us(const struct upstream *up);
 
 /* Returns a new table (refcount 1) holding a reference on each entry's

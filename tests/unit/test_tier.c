@@ -285,6 +285,9 @@ START_TEST(rtt_samples_feed_the_estimate)
     upstream_dial_ok(up, 700);
     upstream_rtt_sample(up, 300);
     upstream_rtt_sample(up, 5000);
+    /* Three samples are no estimate yet (one slow one would decide). */
+    ck_assert_uint_eq(upstream_rtt_us(up), 0);
+    upstream_rtt_sample(up, 900);
     ck_assert_uint_eq(upstream_rtt_us(up), 300);
     /* 16 newer samples replace a changed path's old minimum. */
     for (int i = 0; i < TIER_RTT_SAMPLES; i++)
