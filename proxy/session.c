@@ -68,7 +68,7 @@ struct leg {
     bool at_end;     /* the bytes before that FIN are all read: EOF */
     bool hangup;     /* an error or hangup was reported: it may be dead */
     bool failed;     /* a call on this socket failed: the session ends */
-    int err;         /* the errno of that call */
+    int err;         /* the negative errno of that call */
 };
 
 #define LEG_EVENTS (EVLOOP_READ | EVLOOP_WRITE | EVLOOP_EDGE)
@@ -203,15 +203,16 @@ static void leg_note(struct leg *l, unsigned events)
         l->hangup = true;
 }
 
-/* The error pending on l's socket (e.g. ECONNRESET), or 0. Reading clears it. */
+/* The error pending on l's socket as a negative errno (e.g. -ECONNRESET),
+ * or 0. Reading clears it. */
 static int leg_error(const struct leg *l)
 {
     int err = 0;
     socklen_t len = sizeof(err);
 
     if (getsockopt(l->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-        return errno;
-    return err;
+        return -errno;
+    return -err;
 }
 
 /* Makes the close(2) of l's socket send a reset (and drop what it still
@@ -241,18 +242,19 @@ static int leg_open(struct session *s, struct leg *l, int fd, ev_io_fn cb)
     return evloop_set(&s->w->ev, &l->io, LEG_EVENTS);
 }
 
+/* The kind of dial failure a negative errno err is. */
 static enum upstream_fail classify(int err)
 {
-    if (upstream_fail_is_local(err))
+    if (upstream_fail_is_local(-err))
         return UPSTREAM_FAIL_LOCAL;
     switch (err) {
-    case ECONNREFUSED:
-    case ECONNRESET:
+    case -ECONNREFUSED:
+    case -ECONNRESET:
         return UPSTREAM_FAIL_REFUSED;
-    case ETIMEDOUT:
+    case -ETIMEDOUT:
         return UPSTREAM_FAIL_TIMEOUT;
-    case ENETUNREACH:
-    case EHOSTUNREACH:
+    case -ENETUNREACH:
+    case -EHOSTUNREACH:
         return UPSTREAM_FAIL_UNREACHABLE;
     default:
         return UPSTREAM_FAIL_OTHER;
@@ -447,12 +449,12 @@ static bool early_done(const struct session *s)
     return s->c2u.eof && s->replay_len == 0;
 }
 
-/* Records that a call on l failed with err; returns -err. */
+/* Records that a call on l failed with err, a negative errno; returns err. */
 static int leg_failed(struct leg *l, int err)
 {
     l->failed = true;
     l->err = err;
-    return -err;
+    return err;
 }
 
 /* A time at random in [from, from + window_ms), rounded up to the tick.
@@ -579,7 +581,7 @@ static int flow_send(struct session *s, struct flow *f, struct leg *sl, struct l
             dl->writable = false;
             return FLOW_STOP;
         }
-        return leg_failed(dl, errno);
+        return leg_failed(dl, -errno);
     }
     f->pending -= (uint32_t)n;
     f->off += (uint32_t)n;
@@ -663,7 +665,7 @@ static int flow_recv(struct session *s, struct flow *f, struct leg *sl, struct l
             sl->readable = false;
             return FLOW_STOP;
         }
-        return leg_failed(sl, errno);
+        return leg_failed(sl, -errno);
     }
     if (n == 0) {
         f->eof = true;
@@ -724,14 +726,14 @@ static void relay_failed(struct session *s, struct upstream *up, int rc)
 {
     if (s->client.failed != s->up->failed)
         leg_abort(s->client.failed ? s->up : &s->client);
-    if (s->up->failed && !s->client.failed && s->up->err != ETIMEDOUT) {
+    if (s->up->failed && !s->client.failed && s->up->err != -ETIMEDOUT) {
         atomic_fetch_add_explicit(&up->failed_conns[s->u2c.total > 0], 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->w->sh->failed_by_upstream[s->u2c.total > 0], 1,
                                   memory_order_relaxed);
     }
-    session_close(s, s->up->failed && s->up->err == ETIMEDOUT ? "upstream-unacked"
-                     : rc == -ECONNRESET                      ? "reset"
-                                                              : "error");
+    session_close(s, s->up->failed && s->up->err == -ETIMEDOUT ? "upstream-unacked"
+                     : rc == -ECONNRESET                       ? "reset"
+                                                               : "error");
 }
 
 /* Runs both directions as far as the legs' readiness allows (no call that
@@ -756,7 +758,7 @@ static void session_relay(struct session *s)
         rc2 = flow_pump(s, &s->u2c, s->up, &s->client, &up->bytes_from);
     if (rc == 0)
         rc = rc2;
-    if (s->up->failed && s->up->err == ETIMEDOUT)
+    if (s->up->failed && s->up->err == -ETIMEDOUT)
         note_unacked(s, up, /* keepalive, or the kernel's retransmissions */
                      (SOCKOPT_KEEPIDLE_S + SOCKOPT_KEEPINTVL_S * SOCKOPT_KEEPCNT) * 1000u);
     else if (!s->early && !s->lost_noted && !s->client.failed && !s->c2u.eof &&
@@ -792,6 +794,8 @@ static void client_cb(struct ev_io *io, unsigned events)
 
 /* --- connecting ----------------------------------------------------- */
 
+/* CONNECTING -> CONNECTING: the dial of s->trying failed with err, a
+ * negative errno; counts it and tries the next upstream. */
 static void attempt_failed(struct session *s, int err)
 {
     struct upstream *up = s->trying;
@@ -801,7 +805,7 @@ static void attempt_failed(struct session *s, int err)
     upstream_dial_failed(up, why, worker_now_ms(), DIAL_HOLD_MS);
     log_warn_limited("upstream-dial", 1000, "upstream connect failed",
                      "sid=%" PRIu64 " upstream=%s err=\"%s\"", s->id, up->name,
-                     err == ETIMEDOUT ? "timeout" : strerror(err));
+                     err == -ETIMEDOUT ? "timeout" : strerror(-err));
     s->trying = NULL;
     leg_close(s->up);
     s->up = NULL;
@@ -888,7 +892,7 @@ static void upstream_cb(struct ev_io *io, unsigned events)
         return;
     /* Writable without an error: connected (no getsockopt needed). */
     if ((events & EVLOOP_ERROR) && (err = leg_error(l)) == 0)
-        err = ECONNREFUSED;
+        err = -ECONNREFUSED;
     if (err != 0) {
         attempt_failed(s, err);
         return;
@@ -927,14 +931,14 @@ static int attempt_start(struct session *s, struct upstream *up)
     s->start_us = now_us();
     if (connect(fd, (const struct sockaddr *)&up->addr.ss, up->addr.len) == -1 &&
         errno != EINPROGRESS) {
-        attempt_failed(s, errno);
+        attempt_failed(s, -errno);
         return 0;
     }
     s->connect_deadline_ms = worker_now_ms() + w->sh->cfg->connect_timeout_ms;
     connq_push(s);
     rc = leg_open(s, l, fd, upstream_cb);
     if (rc != 0)
-        attempt_failed(s, -rc);
+        attempt_failed(s, rc);
     return 0;
 }
 
@@ -1046,7 +1050,7 @@ uint64_t session_expire_connects(struct worker *w, uint64_t now_ms)
 
         if (s->connect_deadline_ms > now_ms)
             return s->connect_deadline_ms;
-        attempt_failed(s, ETIMEDOUT);
+        attempt_failed(s, -ETIMEDOUT);
     }
     return 0;
 }
