@@ -196,7 +196,7 @@ static void tick_cb(uv_timer_t *t)
     ups = registry_upstreams(c->table.reg, &n); /* the loop is the only writer */
     if (c->health.h != NULL)
         for (size_t i = 0; i < n; i++)
-            health_dial_failed(c->health.h, ups[i]);
+            health_poll_dial_failures(c->health.h, ups[i]);
 }
 
 /* --- start and stop -------------------------------------------------------- */

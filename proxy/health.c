@@ -817,7 +817,7 @@ void health_sync(struct health *h, struct upstream *const *ups, size_t n)
     }
 }
 
-void health_dial_failed(struct health *h, struct upstream *up)
+void health_poll_dial_failures(struct health *h, struct upstream *up)
 {
     struct checker *ck;
 

@@ -121,9 +121,11 @@ int health_set_auth(struct health *h, const char *cert_pem, const char *key_pem,
  * (with a random first offset), missing ones stop. Control loop. */
 void health_sync(struct health *h, struct upstream *const *ups, size_t n);
 
-/* A connect of the data path to up failed: counts as one failed check now
- * and checks again at once. Control loop. */
-void health_dial_failed(struct health *h, struct upstream *up);
+/* Polled for every upstream on every control tick: when the data path's
+ * failed dials to up have grown since the last call (and no check is
+ * running), counts one failed check now and checks again at once; returns
+ * at once when nothing changed. Control loop. */
+void health_poll_dial_failures(struct health *h, struct upstream *up);
 
 /* Stops every check; the handles close on the loop's next turn. */
 void health_free(struct health *h);
