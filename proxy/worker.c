@@ -47,8 +47,12 @@ static void accept_resume_cb(uv_timer_t *t)
         listeners_poll(w, true);
 }
 
-static void pause_accepts(struct worker *w)
+/* Logs msg (rate-limited under key) with err, a positive errno, and stops
+ * accepting for ACCEPT_PAUSE_MS; a pause already running is not extended. */
+static void pause_accepts(struct worker *w, const char *key, const char *msg, int err)
 {
+    log_warn_limited(key, 1000, msg, "worker=%u err=\"%s\" pause_ms=%d", w->id, strerror(err),
+                     ACCEPT_PAUSE_MS);
     atomic_fetch_add_explicit(&w->sh->accept_errors, 1, memory_order_relaxed);
     if (w->accept_paused)
         return;
@@ -57,18 +61,9 @@ static void pause_accepts(struct worker *w)
     uv_timer_start(&w->accept_timer, accept_resume_cb, ACCEPT_PAUSE_MS, 0);
 }
 
-static void accept_pause(struct worker *w, int err)
-{
-    log_warn_limited("accept-fd", 1000, "accept failed: pausing accepts",
-                     "worker=%u err=\"%s\" pause_ms=%d", w->id, strerror(err), ACCEPT_PAUSE_MS);
-    pause_accepts(w);
-}
-
 void worker_out_of_fds(struct worker *w, int err)
 {
-    log_warn_limited("dial-fd", 1000, "no descriptor for an upstream socket: pausing accepts",
-                     "worker=%u err=\"%s\" pause_ms=%d", w->id, strerror(err), ACCEPT_PAUSE_MS);
-    pause_accepts(w);
+    pause_accepts(w, "dial-fd", "no descriptor for an upstream socket: pausing accepts", err);
 }
 
 /* Accepts up to budget connections from one listener. Returns false when
@@ -92,7 +87,7 @@ static bool accept_some(struct worker *w, int lfd, unsigned budget)
             case ENFILE:
             case ENOBUFS:
             case ENOMEM:
-                accept_pause(w, errno);
+                pause_accepts(w, "accept-fd", "accept failed: pausing accepts", errno);
                 return false;
             default:
                 atomic_fetch_add_explicit(&w->sh->accept_errors, 1, memory_order_relaxed);
