@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-int file_read(const char *path, size_t max, char **out, size_t *len)
+int fileread_all(const char *path, size_t max, char **out, size_t *len)
 {
     size_t n = 0;
     ssize_t r = 0;

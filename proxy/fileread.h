@@ -10,7 +10,7 @@
  * caller frees it) and *len (without the NUL). Returns 0, -EFBIG when the
  * file holds more than max bytes, -ENOMEM, or the -errno of open or read.
  * Opens with O_NONBLOCK, so a FIFO in its place cannot hang the caller. */
-int file_read(const char *path, size_t max, char **out, size_t *len)
+int fileread_all(const char *path, size_t max, char **out, size_t *len)
     __attribute__((warn_unused_result));
 
 #endif

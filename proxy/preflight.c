@@ -278,7 +278,7 @@ static void pick_ca(struct preflight *p)
     int rc;
 
     if (cfg->health_ca != NULL) {
-        rc = file_read(cfg->health_ca, CA_MAX, &p->ca, &len);
+        rc = fileread_all(cfg->health_ca, CA_MAX, &p->ca, &len);
         if (rc < 0) {
             say(p, "FAIL", "--health-ca=%s: cannot read: %s", cfg->health_ca, strerror(-rc));
             p->ca = NULL;

@@ -127,7 +127,7 @@ int statefile_read(const char *path, struct addr *out, size_t max, char *err, si
 {
     char *buf;
     size_t len;
-    int rc = file_read(path, STATEFILE_MAX_BYTES, &buf, &len);
+    int rc = fileread_all(path, STATEFILE_MAX_BYTES, &buf, &len);
 
     if (rc == -EFBIG) {
         snprintf(err, err_len, "larger than %u bytes", STATEFILE_MAX_BYTES);

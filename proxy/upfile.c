@@ -71,7 +71,7 @@ int upfile_read(const char *path, struct config_seed *out, size_t max, char *err
     char sub[CONFIG_ERR_BYTES];
     char *buf;
     size_t len;
-    int rc = file_read(path, UPFILE_MAX_BYTES, &buf, &len);
+    int rc = fileread_all(path, UPFILE_MAX_BYTES, &buf, &len);
 
     if (rc == -EFBIG) {
         snprintf(err, err_len, "--upstreams-file=%s: larger than %u bytes", path,

@@ -244,7 +244,7 @@ int kubeconfig_load(const char *path, struct kube_creds *c, char *err, size_t er
 
     memset(c, 0, sizeof(*c));
     snprintf(c->source, sizeof(c->source), "kubeconfig");
-    rc = file_read(path, FILE_MAX, &text, &len);
+    rc = fileread_all(path, FILE_MAX, &text, &len);
     if (rc < 0) {
         snprintf(err, err_len, "--kubeconfig=%s: cannot read: %s", path, strerror(-rc));
         return rc;
@@ -306,7 +306,7 @@ int kube_creds_token(const struct kube_creds *c, char *buf, size_t len)
         snprintf(buf, len, "%s", c->token);
     } else if (c->token_file != NULL) {
         char *t;
-        int e = file_read(c->token_file, FILE_MAX, &t, &n);
+        int e = fileread_all(c->token_file, FILE_MAX, &t, &n);
 
         if (e < 0)
             return e;
@@ -329,7 +329,7 @@ char *kube_creds_ca(const struct kube_creds *c)
 
     if (c->ca_pem != NULL)
         return strdup(c->ca_pem);
-    if (c->ca_file == NULL || file_read(c->ca_file, KUBE_CA_MAX, &buf, &n) < 0)
+    if (c->ca_file == NULL || fileread_all(c->ca_file, KUBE_CA_MAX, &buf, &n) < 0)
         return NULL;
     if (n == 0) {
         free(buf);
@@ -349,7 +349,7 @@ static int pem_of(const char *data, const char *path, char **out)
         return (*out = strdup(data)) == NULL ? -ENOMEM : 0;
     if (path == NULL)
         return 0;
-    return file_read(path, FILE_MAX, out, &n);
+    return fileread_all(path, FILE_MAX, out, &n);
 }
 
 static void secret_free(char *s)
