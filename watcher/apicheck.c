@@ -47,8 +47,8 @@ static int open_creds(const char *kubeconfig, const char *sa_dir, unsigned timeo
         snprintf(err, err_len, "out of memory");
         return -ENOMEM;
     }
-    rc = kubeconfig != NULL ? kubeconfig_load(kubeconfig, &c->creds, err, err_len)
-                            : incluster_load(sa_dir, &c->creds, err, err_len);
+    rc = kubeconfig != NULL ? kube_creds_load_kubeconfig(kubeconfig, &c->creds, err, err_len)
+                            : kube_creds_load_incluster(sa_dir, &c->creds, err, err_len);
     if (rc < 0) {
         free(c);
         return rc;
@@ -373,7 +373,7 @@ static int kubeconfig_read(const char *path, struct apicheck_kubeconfig *out, ch
     int rc;
 
     memset(out, 0, sizeof(*out));
-    rc = kubeconfig_load(path, &kc, err, err_len);
+    rc = kube_creds_load_kubeconfig(path, &kc, err, err_len);
     if (rc < 0) {
         /* The loader names the daemon's flag; this file came from another. */
         if (strncmp(err, flag, sizeof(flag) - 1) == 0) {

@@ -235,7 +235,7 @@ bad_field:
     return -EINVAL;
 }
 
-int kubeconfig_load(const char *path, struct kube_creds *c, char *err, size_t err_len)
+int kube_creds_load_kubeconfig(const char *path, struct kube_creds *c, char *err, size_t err_len)
 {
     char sub[256] = "", *text, *dir = NULL, *copy;
     json_t *root, *cluster, *user;
@@ -271,7 +271,7 @@ int kubeconfig_load(const char *path, struct kube_creds *c, char *err, size_t er
     return rc;
 }
 
-int incluster_load(const char *dir, struct kube_creds *c, char *err, size_t err_len)
+int kube_creds_load_incluster(const char *dir, struct kube_creds *c, char *err, size_t err_len)
 {
     const char *port = getenv("KUBERNETES_SERVICE_PORT");
     const char *host = getenv("KUBERNETES_SERVICE_HOST");

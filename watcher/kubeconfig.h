@@ -30,12 +30,12 @@ struct kube_creds {
 
 /* Loads current-context of the kubeconfig at path. Returns 0 or -EINVAL with
  * one line in err naming the file and what is wrong. */
-int kubeconfig_load(const char *path, struct kube_creds *out, char *err, size_t err_len)
+int kube_creds_load_kubeconfig(const char *path, struct kube_creds *out, char *err, size_t err_len)
     __attribute__((warn_unused_result));
 
 /* Loads the service account from dir (token, ca.crt) and the environment
  * (KUBERNETES_SERVICE_PORT; the name verified is kubernetes.default.svc). */
-int incluster_load(const char *dir, struct kube_creds *out, char *err, size_t err_len)
+int kube_creds_load_incluster(const char *dir, struct kube_creds *out, char *err, size_t err_len)
     __attribute__((warn_unused_result));
 
 /* Fills buf with the bearer token (re-reading tokenFile every call, trailing

@@ -398,8 +398,8 @@ static void creds_reload(struct watcher *w)
 
     w->reload = false;
     rc = w->cfg.kubeconfig != NULL
-             ? kubeconfig_load(w->cfg.kubeconfig, &fresh, err, sizeof(err))
-             : incluster_load(w->cfg.sa_dir, &fresh, err, sizeof(err));
+             ? kube_creds_load_kubeconfig(w->cfg.kubeconfig, &fresh, err, sizeof(err))
+             : kube_creds_load_incluster(w->cfg.sa_dir, &fresh, err, sizeof(err));
     if (rc < 0) {
         log_warn("credentials changed but cannot be used: keeping the old ones",
                  "source=%s err=\"%s\"", w->creds.source, log_quote(err));
@@ -1340,8 +1340,9 @@ int watcher_start(const struct watcher_config *cfg, watcher_publish_fn publish,
     w->cfg = *cfg;
     if (w->cfg.stall_ms == 0)
         w->cfg.stall_ms = 90000;
-    rc = cfg->kubeconfig != NULL ? kubeconfig_load(cfg->kubeconfig, &w->creds, err, err_len)
-                                 : incluster_load(cfg->sa_dir, &w->creds, err, err_len);
+    rc = cfg->kubeconfig != NULL
+             ? kube_creds_load_kubeconfig(cfg->kubeconfig, &w->creds, err, err_len)
+             : kube_creds_load_incluster(cfg->sa_dir, &w->creds, err, err_len);
     if (rc < 0) {
         free(w);
         return rc;
@@ -1419,8 +1420,8 @@ int watcher_cluster_ca(const char *kubeconfig, const char *sa_dir, char **pem, c
 
     if (pem != NULL)
         *pem = NULL;
-    rc = kubeconfig != NULL ? kubeconfig_load(kubeconfig, &kc, err, err_len)
-                            : incluster_load(sa_dir, &kc, err, err_len);
+    rc = kubeconfig != NULL ? kube_creds_load_kubeconfig(kubeconfig, &kc, err, err_len)
+                            : kube_creds_load_incluster(sa_dir, &kc, err, err_len);
     if (rc < 0)
         return rc;
     if (pem != NULL)
@@ -1437,8 +1438,8 @@ int watcher_auth_load(const char *kubeconfig, const char *sa_dir, struct watcher
     int rc;
 
     memset(out, 0, sizeof(*out));
-    rc = kubeconfig != NULL ? kubeconfig_load(kubeconfig, &kc, err, err_len)
-                            : incluster_load(sa_dir, &kc, err, err_len);
+    rc = kubeconfig != NULL ? kube_creds_load_kubeconfig(kubeconfig, &kc, err, err_len)
+                            : kube_creds_load_incluster(sa_dir, &kc, err, err_len);
     if (rc < 0)
         return rc;
     rc = kube_creds_client(&kc, &out->cert_pem, &out->key_pem, &out->token, &what);

@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (write(fd, data, size) == (ssize_t)size) {
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        if (kubeconfig_load(path, &c, err, sizeof(err)) == 0)
+        if (kube_creds_load_kubeconfig(path, &c, err, sizeof(err)) == 0)
             kube_creds_free(&c);
     }
     close(fd);

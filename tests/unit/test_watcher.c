@@ -36,7 +36,7 @@ static int load(const char *text, struct kube_creds *c)
 
     write_file("config", text);
     snprintf(path, sizeof(path), "%s/config", dir);
-    return kubeconfig_load(path, c, err, sizeof(err));
+    return kube_creds_load_kubeconfig(path, c, err, sizeof(err));
 }
 
 #define KC_HEAD "apiVersion: v1\nkind: Config\ncurrent-context: c\n" \
