@@ -913,7 +913,7 @@ static int attempt_start(struct session *s, struct upstream *up)
     if (fd == -1) {
         rc = -errno;
         if (rc == -EMFILE || rc == -ENFILE)
-            worker_out_of_fds(w, -rc);
+            worker_out_of_fds(w, rc);
         return rc;
     }
     sockopt_nodelay(fd); /* keepalive comes later: session_keepalive() */

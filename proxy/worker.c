@@ -47,11 +47,11 @@ static void accept_resume_cb(uv_timer_t *t)
         listeners_poll(w, true);
 }
 
-/* Logs msg (rate-limited under key) with err, a positive errno, and stops
+/* Logs msg (rate-limited under key) with err, a negative errno, and stops
  * accepting for ACCEPT_PAUSE_MS; a pause already running is not extended. */
 static void pause_accepts(struct worker *w, const char *key, const char *msg, int err)
 {
-    log_warn_limited(key, 1000, msg, "worker=%u err=\"%s\" pause_ms=%d", w->id, strerror(err),
+    log_warn_limited(key, 1000, msg, "worker=%u err=\"%s\" pause_ms=%d", w->id, strerror(-err),
                      ACCEPT_PAUSE_MS);
     atomic_fetch_add_explicit(&w->sh->accept_errors, 1, memory_order_relaxed);
     if (w->accept_paused)
@@ -87,7 +87,7 @@ static bool accept_some(struct worker *w, int lfd, unsigned budget)
             case ENFILE:
             case ENOBUFS:
             case ENOMEM:
-                pause_accepts(w, "accept-fd", "accept failed: pausing accepts", errno);
+                pause_accepts(w, "accept-fd", "accept failed: pausing accepts", -errno);
                 return false;
             default:
                 atomic_fetch_add_explicit(&w->sh->accept_errors, 1, memory_order_relaxed);

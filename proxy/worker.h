@@ -130,7 +130,7 @@ void worker_schedule_connects(struct worker *w, uint64_t deadline_ms);
  * The worker's loop thread. */
 void worker_schedule_sweep(struct worker *w, uint64_t deadline_ms);
 
-/* A session could not make its upstream socket (err EMFILE or ENFILE): the
+/* A session could not make its upstream socket (err -EMFILE or -ENFILE): the
  * worker stops accepting for a while, so clients wait in the accept queue
  * instead of being accepted only to be closed. The worker's loop thread. */
 void worker_out_of_fds(struct worker *w, int err);
