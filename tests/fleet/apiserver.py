@@ -47,6 +47,13 @@ ARGS = None
 SERVER = None
 
 
+def zone_of(ip, zones):
+    """The zone of apiserver 10.77.K.2 when the fleet has `zones` zones:
+    zone-a, zone-b, ... by K - 1 modulo zones (apiserver 4, the replacement
+    of apiserver 1, lands in apiserver 1's zone)."""
+    return "zone-" + chr(ord("a") + (int(ip.split(".")[2]) - 1) % zones)
+
+
 class Server:
     def __init__(self, args):
         self.args = args
@@ -75,7 +82,9 @@ class Server:
                              "generation": self.rv,
                              "labels": {"kubernetes.io/service-name": "kubernetes"}},
                 "addressType": "IPv4",
-                "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}
+                "endpoints": [dict({"addresses": [ip], "conditions": {"ready": True}},
+                                   **({"zone": zone_of(ip, self.args.zones)}
+                                      if self.args.zones else {}))
                               for ip in sorted(self.members)],
                 "ports": [{"name": "https", "protocol": "TCP", "port": self.port}]}
 
@@ -518,6 +527,8 @@ if __name__ == "__main__":
     p.add_argument("--shutdown-delay", type=float, default=5.0)
     p.add_argument("--retry-after-window", type=float, default=2.0)
     p.add_argument("--bookmark-interval", type=float, default=60.0)
+    p.add_argument("--zones", type=int, default=0,
+                   help="publish endpoints[].zone, apiservers spread over this many zones")
     ARGS = p.parse_args()
     try:
         asyncio.run(main())

@@ -198,7 +198,7 @@ class Cluster:
                    "--stats", os.path.join(self.d, "as%d.stats" % k), "--ready-file", ready,
                    "--members", ",".join(self.members), "--rv", str(self.rv),
                    "--shutdown-delay", str(self.args.shutdown_delay),
-                   "--retry-after-window", "2"],
+                   "--retry-after-window", "2", "--zones", str(self.args.zones)],
                   os.path.join(self.d, "as%d.log" % k), ns=self.net.ns[k])
         end_t = time.time() + 20
         while not os.path.exists(ready):
@@ -333,6 +333,16 @@ backend kube_api_backend
 """
 
 
+def node_zone(i, zones):
+    """Node i's zone: the nodes are spread evenly over the apiservers' zones."""
+    return "zone-" + chr(ord("a") + i % zones) if zones else ""
+
+
+def as_zone(ip, zones):
+    """Apiserver 10.77.K.2's zone (apiserver.py zone_of)."""
+    return "zone-" + chr(ord("a") + (int(ip.split(".")[2]) - 1) % zones) if zones else ""
+
+
 def start_lb(system, i, addr, d, net, args):
     nd = os.path.join(d, "%s-%d" % (system, i))
     os.makedirs(nd, exist_ok=True)
@@ -353,7 +363,8 @@ def start_lb(system, i, addr, d, net, args):
         cmd = [args.apilb, "--listen", addr, "--kubeconfig", kc, "--discovery", "endpointslices",
                "--health-ca", os.path.join(d, "ca.pem"), "--admin-listen",
                addr.rsplit(":", 1)[0] + ":9444", "--state-file", os.path.join(nd, "state"),
-               "--log-level", "warn"] + args.apilb_arg
+               "--log-level", "warn"] + args.apilb_arg + [
+                   x.format(i=i, zone=node_zone(i, args.zones)) for x in args.apilb_node_arg]
         for u in ups:
             cmd += ["--upstream", "%s:%d" % (u, AS_PORT)]
     elif system == "nginx":
@@ -423,7 +434,9 @@ def run_scenario(name, args, py, base):
         clients.append(spawn([py, os.path.join(HERE, "nodes.py"), "--ca",
                               os.path.join(d, "ca.pem"), "--events",
                               os.path.join(d, "events-%s.jsonl" % system), "--nodes-file",
-                              os.path.join(d, "nodes-%s.txt" % system)],
+                              os.path.join(d, "nodes-%s.txt" % system)]
+                             + (["--admin-poll"] if name == "replace" and system == "apilb"
+                                else []),
                              os.path.join(d, "nodes-%s.log" % system), ns=net.nodes))
     cl.mark("clients_started")
     time.sleep(args.warmup)
@@ -548,6 +561,8 @@ def analyze(name, d, args, timeline, back, usage):
                                                    for i in range(args.nodes)})
         oks = {n: [] for n in nodes}
         fails = []
+        retried = []
+        tables = {}
         slow = 0
         lats = []
         served = {}
@@ -561,6 +576,10 @@ def analyze(name, d, args, timeline, back, usage):
                     served.setdefault(e["by"], []).append((e["t"], e["node"]))
             elif e["ev"] == "lease_fail" and ws <= e["t"] <= we:
                 fails.append(e)
+            elif e["ev"] == "lease_retry_after" and ws <= e["t"] <= we:
+                retried.append(e)
+            elif e["ev"] == "table":
+                tables.setdefault(e["node"], []).append((e["t"], e["ups"]))
         gaps, maxgap = [], {}
         age = []
         for n in nodes:
@@ -613,6 +632,8 @@ def analyze(name, d, args, timeline, back, usage):
             "lease_failed": len(fails),
             "lease_failed_beyond_first_on_dying_conn": len(fails) - failed_first,
             "lease_fail_reasons": count(e["why"] for e in fails),
+            "lease_retried_after": len(retried),       # 429/5xx + Retry-After, retried by
+                                                       # client-go's REST client itself
             "requests_slow_over_1s": slow + len(fails),
             "watch_interruptions": len(wd),
             "watch_resume_s": {"p50": pct(resume, 0.5), "max": round(max(resume), 3)
@@ -622,6 +643,11 @@ def analyze(name, d, args, timeline, back, usage):
             "lease_age_max_s_series": age,
             "conns_series": conns,
         }
+        if args.zones:
+            inw = [e for e in evs if e["ev"] == "lease_ok" and ws <= e["t"] <= we]
+            cross = sum(1 for e in inw if as_zone(e["by"], args.zones)
+                        != node_zone(int(e["node"].rsplit("-", 1)[1]), args.zones))
+            s["cross_zone_share"] = round(cross / len(inw), 3) if inw else None
         if name == "replace":
             new = served.get(AS_IPS[4], [])
             t4 = [m["t"] for m in timeline if m["what"] == "members" and AS_IPS[4] in m["ips"]]
@@ -631,6 +657,23 @@ def analyze(name, d, args, timeline, back, usage):
                 if new and t4 else None,
                 "last_lease_on_removed_s": round(max(t for t, _ in served.get(AS_IPS[1], [(ws, 0)]))
                                                  - ws, 2)}
+            if tables and t4:
+                # when each apilb's table (GET /upstreams) first listed the new
+                # apiserver: watch delivery and table apply, per node
+                want = "%s:%d" % (AS_IPS[4], AS_PORT)
+                seen = [min([t for t, ups in tables.get(n, []) if want in ups] or [None],
+                            key=lambda x: x or 1e18) for n in nodes]
+                got = [t - t4[0] for t in seen if t is not None]
+                s["replace"].update({
+                    "nodes_polled": len(tables), "nodes_table_has_new": len(got),
+                    "table_has_new_after_s": {"p50": pct(got, 0.5), "max": round(max(got), 2)
+                                              if got else None}})
+            c4 = conns.get("as4", [])
+            if c4 and t4:
+                fair = args.nodes / 3.0
+                reach = [t for t, v in c4 if v >= 0.85 * fair and t + ws >= t4[0]]
+                s["replace"]["new_fair_share_after_s"] = round(reach[0] + ws - t4[0], 1) \
+                    if reach else None
         s.update(usage[system])
         res["systems"][system] = s
     checks = {}
@@ -660,26 +703,34 @@ def count(xs):
 
 def converged(conns, back, ws, we, n):
     """Seconds after `back` until every live apiserver holds its fair share
-    of this system's node connections within +-15 % for 5 s; None if never."""
+    of this system's node connections within +-15 % for 5 s; None if never.
+    An apiserver is live from its first statistics line to its last; each
+    second takes its latest value (the lines of different apiservers are
+    not written in the same instant, so a second can lack one of them: it
+    must not count as a second with fewer apiservers)."""
     if back is None or not conns:
         return None
-    by_t = {}
+    span = {a: (int(round(s[0][0])), int(round(s[-1][0]))) for a, s in conns.items() if s}
+    val = {a: {} for a in span}
     for a, series in conns.items():
         for t, v in series:
-            by_t.setdefault(int(round(t)), {})[a] = v
+            val[a][int(round(t))] = v
     ok_since = None
-    for t in sorted(by_t):
+    last = {}
+    for t in range(min(lo for lo, _ in span.values()), max(hi for _, hi in span.values()) + 1):
+        for a in span:
+            if t in val[a]:
+                last[a] = val[a][t]
+        live = {a: last[a] for a, (lo, hi) in span.items() if lo <= t <= hi and a in last}
         if t + ws < back:
             continue
-        live = {a: v for a, v in by_t[t].items()}
         total = sum(live.values())
-        k = len([v for v in live.values()]) or 1
-        fair = total / k if total else 0
+        fair = total / (len(live) or 1)
         ok = total > 0 and all(abs(v - fair) <= 0.15 * fair for v in live.values())
         if ok:
             ok_since = ok_since if ok_since is not None else t
             if t - ok_since >= 5:
-                return round(ok_since + ws - back, 1)
+                return round(max(ok_since + ws - back, 0.0), 1)
         else:
             ok_since = None
     return None
@@ -736,7 +787,10 @@ def svg_chart(path, title, series, ylabel, hline=None, width=640, height=300):
 
 
 def charts(result, outdir):
+    """The first repetition's charts (the others' are in results.json)."""
     for r in result["runs"]:
+        if r.get("rep", 0):
+            continue
         sc = r["scenario"]
         svg_chart(os.path.join(outdir, "lease-age-%s.svg" % sc),
                   "%s: oldest node lease (s since its last renewal), per system" % sc,
@@ -755,22 +809,30 @@ def summary_md(result):
            "%d nodes per system (%s); %s, %d CPUs (%s), %d MiB; settings %s." % (
                result["nodes_per_system"], ", ".join(result["systems"]), m["kernel"], m["cpus"],
                m["cpu_model"], m["mem_mib"], json.dumps(result["settings"])), "",
-           "| scenario | system | NotReady | lease gap p50 / p99 / max (s) | renewals failed "
-           "(beyond first) | slow > 1 s | lease latency p99 (s) | watch breaks (resume max s) "
+           "apilb %s, extra flags %s, per-node flags %s; zones %s; %s repetition(s), %s s "
+           "elapsed; load average before %s, after %s." % (
+               result.get("apilb"), result.get("apilb_args"), result.get("apilb_node_args", []),
+               result.get("zones", 0) or "none", result.get("repeat", 1),
+               result.get("elapsed_s", "-"), result.get("load_before", "-"),
+               result.get("load_after", "-")), "",
+           "| scenario | rep | system | NotReady | lease gap p50 / p99 / max (s) | renewals failed "
+           "(beyond first) | 429 retried by client-go | slow > 1 s | lease latency p99 (s) | "
+           "watch breaks (resume max s) "
            "| storm peak new conn/s at a survivor | fair share after (s) | LB RSS (PSS) sum "
            "(MiB) | LB CPU (s) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         faulted = {"as%d" % k for k in r.get("fault_apiservers", [])}
         for sys_, v in r["systems"].items():
             g = v["lease_gap_s"]
             storm = [n for a, n in v["storm_peak_new_conns_per_s"].items()
                      if a not in faulted or r["scenario"] == "rolling"]
-            out.append("| %s | %s | %d | %s / %s / %s | %d (%d) | %d | %s | %d (%s) | %s | %s | "
-                       "%.0f (%s) | %.1f |" % (
-                           r["scenario"], sys_, v["notready_nodes"], g["p50"], g["p99"],
-                           g["max"], v["lease_failed"],
+            out.append("| %s | %s | %s | %d | %s / %s / %s | %d (%d) | %s | %d | %s | %d (%s) | %s "
+                       "| %s | %.0f (%s) | %.1f |" % (
+                           r["scenario"], r.get("rep", 0) + 1, sys_, v["notready_nodes"],
+                           g["p50"], g["p99"], g["max"], v["lease_failed"],
                            v["lease_failed_beyond_first_on_dying_conn"],
+                           v.get("lease_retried_after", "-"),
                            v["requests_slow_over_1s"], v["lease_latency_s"]["p99"]
                            if "lease_latency_s" in v else "-", v["watch_interruptions"],
                            v["watch_resume_s"]["max"], max(storm) if storm else "-",
@@ -786,15 +848,48 @@ def summary_md(result):
                                                                     100 * c["resumed_share"])
                                     for k, c in v.items()))
             for a, v in sorted(r["health_checks"].items()))))
-    rep = [(r["scenario"], s, v["replace"]) for r in result["runs"]
-           for s, v in r["systems"].items() if "replace" in v]
-    if rep:
+    reps = [(r.get("rep", 0), s, v["replace"]) for r in result["runs"]
+            for s, v in r["systems"].items() if "replace" in v]
+    if reps:
         out += ["", "Replacement (apiserver 4 added at 0 s, apiserver 1 removed at 10 s):", ""]
-        for sc, s, v in rep:
-            out.append("- %s: %d nodes renewed through the new apiserver; the first %s s after "
-                       "it joined; the last renewal through the removed one at %s s"
-                       % (s, v["nodes_served_by_new"], v["first_lease_on_new_after_s"],
-                          v["last_lease_on_removed_s"]))
+        for n, s, v in reps:
+            line = ("- %s (rep %d): %d nodes renewed through the new apiserver; the first %s s "
+                    "after it joined; the last renewal through the removed one at %s s"
+                    % (s, n + 1, v["nodes_served_by_new"], v["first_lease_on_new_after_s"],
+                       v["last_lease_on_removed_s"]))
+            if "table_has_new_after_s" in v:
+                line += ("; in the table (GET /upstreams) of %d of %d polled nodes, p50 %s s, "
+                         "max %s s after it joined" % (
+                             v["nodes_table_has_new"], v["nodes_polled"],
+                             v["table_has_new_after_s"]["p50"],
+                             v["table_has_new_after_s"]["max"]))
+            if "new_fair_share_after_s" in v:
+                line += "; 85 %% of its fair share of connections %s" % (
+                    "after %s s" % v["new_fair_share_after_s"]
+                    if v["new_fair_share_after_s"] is not None else "never in the run")
+            out.append(line)
+    zs = [(r["scenario"], r.get("rep", 0), s, v["cross_zone_share"]) for r in result["runs"]
+          for s, v in r["systems"].items() if v.get("cross_zone_share") is not None]
+    if zs:
+        out += ["", "Zones (%d): share of the lease renewals served by an apiserver in another "
+                "zone than the node's:" % result.get("zones", 0), ""]
+        out += ["- %s (rep %d) %s: %.0f %%" % (sc, n + 1, s, 100 * x) for sc, n, s, x in zs]
+    med = result.get("medians")
+    if med and result.get("repeat", 1) > 1:
+        keys = list(MEDIAN_KEYS)
+        out += ["", "Medians over the %d repetitions (a blank: the figure was missing in every "
+                "repetition; (k of n): present in only k):" % result["repeat"], "",
+                "| scenario | system | " + " | ".join(keys) + " |",
+                "|---|---|" + "---|" * len(keys)]
+        for sc, by in med.items():
+            for sys_, m in by.items():
+                cells = []
+                for k in keys:
+                    c = m[k]
+                    cells.append("" if c["median"] is None else "%s%s" % (
+                        c["median"], "" if not c["missing"] else " (%d of %d)"
+                        % (c["n"], c["n"] + c["missing"])))
+                out.append("| %s | %s | %s |" % (sc, sys_, " | ".join(cells)))
     return "\n".join(out) + "\n"
 
 
@@ -806,6 +901,75 @@ def write_out(result, outdir):
     with open(os.path.join(outdir, "summary.md"), "w") as f:
         f.write(summary_md(result))
     log("wrote %s: results.json, summary.md, charts" % outdir)
+
+
+def load_avg():
+    """The 1, 5 and 15 minute load averages (`uptime`'s)."""
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def storm_survivor(r, v):
+    """The storm peak at an apiserver that did not fail (rolling: any)."""
+    faulted = {"as%d" % k for k in r.get("fault_apiservers", [])}
+    storm = [n for a, n in v["storm_peak_new_conns_per_s"].items()
+             if a not in faulted or r["scenario"] == "rolling"]
+    return max(storm) if storm else None
+
+
+MEDIAN_KEYS = {
+    "notready_nodes": lambda r, v: v["notready_nodes"],
+    "lease_gap_max_s": lambda r, v: v["lease_gap_s"]["max"],
+    "lease_gap_p99_s": lambda r, v: v["lease_gap_s"]["p99"],
+    "lease_failed": lambda r, v: v["lease_failed"],
+    "lease_failed_beyond_first": lambda r, v: v["lease_failed_beyond_first_on_dying_conn"],
+    "lease_retried_after": lambda r, v: v.get("lease_retried_after"),
+    "lease_latency_p99_s": lambda r, v: v["lease_latency_s"]["p99"],
+    "storm_peak_at_survivor": storm_survivor,
+    "fair_share_converged_s": lambda r, v: v["fair_share_converged_s"],
+    "checks_per_s_per_apiserver": lambda r, v: None,
+    "pss_mib_sum": lambda r, v: v.get("pss_mib_sum"),
+    "cpu_s_sum": lambda r, v: v["cpu_s_sum"],
+    "cross_zone_share": lambda r, v: v.get("cross_zone_share"),
+    "table_has_new_max_s": lambda r, v: (v.get("replace") or {}).get(
+        "table_has_new_after_s", {}).get("max"),
+    "new_fair_share_after_s": lambda r, v: (v.get("replace") or {}).get(
+        "new_fair_share_after_s"),
+}
+
+
+def median(xs):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else round((xs[m - 1] + xs[m]) / 2, 3)
+
+
+def medians(runs):
+    """Per scenario and system, the median of each figure over the
+    repetitions ("n": how many had it; a figure that is null in a
+    repetition, e.g. no convergence within the run, counts as missing and
+    "missing" says how often)."""
+    out = {}
+    for r in runs:
+        for sys_, v in r["systems"].items():
+            m = out.setdefault(r["scenario"], {}).setdefault(sys_, {})
+            for key, fn in MEDIAN_KEYS.items():
+                if key == "checks_per_s_per_apiserver":
+                    x = [c.get("readyz" if sys_ == "apilb" else "healthz", {}).get("per_s")
+                         for c in r["health_checks"].values()]
+                    x = [y for y in x if y is not None]
+                    x = max(x) if x and sys_ != "nginx" else None
+                else:
+                    x = fn(r, v)
+                m.setdefault(key, []).append(x)
+    for sc in out.values():
+        for sys_, m in sc.items():
+            for key, xs in list(m.items()):
+                have = [x for x in xs if x is not None]
+                m[key] = {"median": median(have), "n": len(have), "missing": len(xs) - len(have)}
+    return out
 
 
 def machine():
@@ -835,6 +999,16 @@ def main():
                                                       os.path.join(ROOT, "build", "apilb")))
     ap.add_argument("--apilb-arg", action="append", default=[],
                     help="an extra flag for every apilb (repeatable)")
+    ap.add_argument("--apilb-node-arg", action="append", default=[],
+                    help="an extra flag for each apilb, with {i} (node number) and {zone} "
+                    "(its zone with --zones) filled in, e.g. --apilb-node-arg=--zone "
+                    "--apilb-node-arg={zone} (repeatable)")
+    ap.add_argument("--zones", type=int, default=0,
+                    help="the multi-zone variant: apiservers and nodes spread over this many "
+                    "zones (endpoints[].zone in the EndpointSlice); measures the share of "
+                    "renewals served across zones")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run each scenario this many times; the summary gives medians")
     ap.add_argument("--warmup", type=float, default=20.0)
     ap.add_argument("--fault-duration", type=float, default=60.0,
                     help="kill/blackhole/slow: seconds until the apiserver is back")
@@ -863,6 +1037,10 @@ def main():
     for s in a.scenarios:
         if s not in SCENARIOS:
             ap.error("--scenarios: unknown scenario %r (known: %s)" % (s, ", ".join(SCENARIOS)))
+    if a.repeat < 1 or a.repeat > 20:
+        ap.error("--repeat: %d is not in 1..20" % a.repeat)
+    if a.zones < 0 or a.zones > 3:
+        ap.error("--zones: %d is not in 0..3 (there are three apiservers)" % a.zones)
     if a.nodes < 1 or a.nodes > 40000:
         ap.error("--nodes: %d is not in 1..40000" % a.nodes)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -885,15 +1063,25 @@ def main():
     result = {"schema": 1, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": machine(), "nodes_per_system": a.nodes, "systems": a.systems,
               "apilb": a.apilb, "apilb_args": a.apilb_arg,
+              "apilb_node_args": a.apilb_node_arg, "zones": a.zones, "repeat": a.repeat,
+              "load_before": load_avg(),
               "settings": {"warmup_s": a.warmup, "fault_duration_s": a.fault_duration,
                            "observe_s": a.observe, "rolling_gap_s": a.rolling_gap,
                            "shutdown_delay_s": a.shutdown_delay, "notready_s": NOTREADY_S},
               "runs": []}
+    t_start = time.time()
     try:
-        for sc in a.scenarios:
-            log("scenario %s: %d nodes x %s" % (sc, a.nodes, ",".join(a.systems)))
-            result["runs"].append(run_scenario(sc, a, py, base))
-            summary(result["runs"][-1])
+        for rep in range(a.repeat):
+            for sc in a.scenarios:
+                log("scenario %s (repetition %d of %d): %d nodes x %s"
+                    % (sc, rep + 1, a.repeat, a.nodes, ",".join(a.systems)))
+                r = run_scenario(sc, a, py, os.path.join(base, "rep%d" % rep))
+                r["rep"] = rep
+                result["runs"].append(r)
+                summary(result["runs"][-1])
+        result["elapsed_s"] = round(time.time() - t_start, 1)
+        result["load_after"] = load_avg()
+        result["medians"] = medians(result["runs"])
     finally:
         if not a.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -937,14 +1125,14 @@ def verdict(runs):
 def summary(r):
     for s, v in r["systems"].items():
         log("%s/%s: notready %d, gap p50 %s p99 %s max %s, failed %d (beyond first %d) %s, "
-            "slow %d, watch breaks %d (resume max %s), storm %s, converged %s, "
-            "lease latency p99 %s, replace %s, rss %.0f MiB cpu %.1f s" % (
+            "429 retried %s, slow %d, watch breaks %d (resume max %s), storm %s, converged %s, "
+            "lease latency p99 %s, replace %s, cross-zone %s, rss %.0f MiB cpu %.1f s" % (
                 r["scenario"], s, v["notready_nodes"], v["lease_gap_s"]["p50"],
                 v["lease_gap_s"]["p99"], v["lease_gap_s"]["max"], v["lease_failed"],
                 v["lease_failed_beyond_first_on_dying_conn"], v["lease_fail_reasons"],
-                v["requests_slow_over_1s"], v["watch_interruptions"], v["watch_resume_s"]["max"],
+                v.get("lease_retried_after"), v["requests_slow_over_1s"], v["watch_interruptions"], v["watch_resume_s"]["max"],
                 v["storm_peak_new_conns_per_s"], v["fair_share_converged_s"],
-                v["lease_latency_s"]["p99"], v.get("replace"),
+                v["lease_latency_s"]["p99"], v.get("replace"), v.get("cross_zone_share"),
                 v["rss_mib_sum"], v["cpu_s_sum"]))
     log("%s: health checks %s" % (r["scenario"], r["health_checks"]))
 

@@ -18,7 +18,10 @@ from):
 
 Every outcome is one JSON line in --events: {"t", "node", "ev", ...} with
 ev one of lease_ok (lat, by, conn), lease_fail (lat, why, conn, first),
-watch_up (conn, by), watch_down (why, conn), dial_fail (why)."""
+lease_retry_after (status, wait, conn): a 429 or 5xx answered with Retry-After,
+which client-go's REST client retries itself (the lease controller never sees
+it), watch_up (conn, by), watch_down (why, conn), dial_fail (why), and with
+--admin-poll table (ups: the addresses in apilb's GET /upstreams, on change)."""
 
 import argparse
 import asyncio
@@ -42,6 +45,9 @@ BACKOFF_MAX_S = 7.0        # maxBackoff of backoffEnsureLease
 READ_IDLE_S = 30.0         # client-go HTTP/2 ReadIdleTimeout
 PING_TIMEOUT_S = 15.0      # client-go HTTP/2 PingTimeout
 WATCH_BACKOFF_S = 1.0      # reflector's initial backoff (800 ms) plus jitter
+RETRY_AFTER_MAX = 10       # client-go rest.Request maxRetries: a 429 or 5xx with a
+                           # Retry-After header is retried by the REST client itself
+                           # (checkWait, retryAfterSeconds), after sleeping the header's value
 
 OUT = []
 CONN_IDS = iter(range(1, 1 << 62))
@@ -258,7 +264,21 @@ class Node:
         return self.conn
 
     async def lease_once(self):
+        """One Update of the lease as client-go's REST client makes it: each
+        attempt with its own 10 s timeout; an answer 429 or 5xx with
+        Retry-After is slept out and retried (up to 10 times) inside the
+        client, so only the last attempt's outcome reaches the controller."""
         t0 = time.monotonic()
+        for _ in range(RETRY_AFTER_MAX):
+            r = await self.lease_attempt(t0)
+            if r is True or r is False:
+                return r
+            await asyncio.sleep(r)
+        return await self.lease_attempt(t0, retry_after=False) is True
+
+    async def lease_attempt(self, t0, retry_after=True):
+        """True (renewed), False (failed) or the seconds a Retry-After asks for."""
+        ta = time.monotonic()
         conn = None
         body = json.dumps({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
                            "metadata": {"name": self.name, "namespace": "kube-node-lease"},
@@ -270,11 +290,16 @@ class Node:
             conn = await asyncio.wait_for(self.get_conn(), REQUEST_TIMEOUT_S)
             s = conn.request("PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/"
                              "leases/" + self.name, body)
-            left = REQUEST_TIMEOUT_S - (time.monotonic() - t0)
+            left = REQUEST_TIMEOUT_S - (time.monotonic() - ta)
             h = await asyncio.wait_for(asyncio.shield(s.headers), max(left, 0.001))
-            left = REQUEST_TIMEOUT_S - (time.monotonic() - t0)
+            left = REQUEST_TIMEOUT_S - (time.monotonic() - ta)
             await asyncio.wait_for(asyncio.shield(s.done), max(left, 0.001))
             code = h.get(":status")
+            wait = h.get("retry-after", "")
+            if retry_after and wait.isdigit() and (code == "429" or code.startswith("5")):
+                emit(node=self.name, ev="lease_retry_after", status=int(code), wait=int(wait),
+                     conn=conn.id)
+                return int(wait)
             if code == "200":
                 by = json.loads(s.body).get("servedBy", "?")
                 emit(node=self.name, ev="lease_ok", lat=round(time.monotonic() - t0, 4),
@@ -335,6 +360,28 @@ class Node:
             await asyncio.sleep(WATCH_BACKOFF_S * (0.8 + 0.4 * random.random()))
 
 
+async def admin_poll(node, port=9444, every=1.0):
+    """apilb's table as its admin endpoint shows it (GET /upstreams), one
+    `table` event each time its set of addresses changes."""
+    last = None
+    await asyncio.sleep(random.random() * every)
+    while True:
+        ups = None
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection(node.host, port), 2.0)
+            w.write(b"GET /upstreams HTTP/1.1\r\nHost: apilb\r\nConnection: close\r\n\r\n")
+            data = await asyncio.wait_for(r.read(1 << 20), 2.0)
+            w.close()
+            body = data.split(b"\r\n\r\n", 1)[1]
+            ups = sorted(u["address"] for u in json.loads(body)["upstreams"])
+        except (OSError, asyncio.TimeoutError, ValueError, KeyError, IndexError):
+            pass
+        if ups is not None and ups != last:
+            emit(node=node.name, ev="table", ups=ups)
+            last = ups
+        await asyncio.sleep(every)
+
+
 async def flusher(path):
     with open(path, "a") as f:
         while True:
@@ -357,6 +404,8 @@ async def main(args):
     for n in nodes:
         asyncio.get_running_loop().create_task(n.lease_loop())
         asyncio.get_running_loop().create_task(n.watch_loop())
+        if args.admin_poll and n.system == "apilb":
+            asyncio.get_running_loop().create_task(admin_poll(n))
     await asyncio.Future()
 
 
@@ -366,6 +415,8 @@ if __name__ == "__main__":
     p.add_argument("--events", required=True)
     p.add_argument("--node", action="append", default=[], help="NAME,SYSTEM,HOST:PORT")
     p.add_argument("--nodes-file", help="one NAME,SYSTEM,HOST:PORT a line")
+    p.add_argument("--admin-poll", action="store_true",
+                   help="poll each apilb's GET /upstreams (port 9444) every second")
     a = p.parse_args()
     if a.nodes_file:
         with open(a.nodes_file) as f:
