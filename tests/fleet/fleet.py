@@ -741,14 +741,14 @@ def converged(conns, back, ws, we, n):
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
 
 
-def svg_chart(path, title, series, ylabel, hline=None, width=640, height=300):
+def svg_chart(path, title, series, ylabel, hline=None, width=640, height=300, note=""):
     series = {k: [p for p in v if p[0] >= 0] for k, v in series.items()}
     pts = [p for s in series.values() for p in s]
     if not pts:
         return
     xmax = max(p[0] for p in pts) or 1
     ymax = max([p[1] for p in pts] + [hline or 0]) * 1.1 or 1
-    L, R, T, B = 55, 120, 30, 40
+    L, R, T, B = 55, 120, 44, 40
     W, H = width - L - R, height - T - B
 
     def xy(x, y):
@@ -757,6 +757,7 @@ def svg_chart(path, title, series, ylabel, hline=None, width=640, height=300):
            'font-family="sans-serif" font-size="11">' % (width, height),
            '<rect width="100%" height="100%" fill="white"/>',
            '<text x="%d" y="18" font-size="13">%s</text>' % (L, title),
+           '<text x="%d" y="33" fill="gray">%s</text>' % (L, note),
            '<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>' % (L, T + H, L + W, T + H),
            '<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>' % (L, T, L, T + H),
            '<text x="%d" y="%d">time (s)</text>' % (L + W // 2, height - 8),
@@ -787,7 +788,12 @@ def svg_chart(path, title, series, ylabel, hline=None, width=640, height=300):
 
 
 def charts(result, outdir):
-    """The first repetition's charts (the others' are in results.json)."""
+    """The first repetition's charts (the others' are in results.json), each
+    with the run's date, size and machine under its title."""
+    m = result["machine"]
+    note = "%s, %d nodes per system, %d CPUs (%s), kernel %s, load %s" % (
+        result["date"], result["nodes_per_system"], m["cpus"], m["cpu_model"], m["kernel"],
+        "/".join(str(x) for x in result.get("load_before", [])) or "-")
     for r in result["runs"]:
         if r.get("rep", 0):
             continue
@@ -795,11 +801,11 @@ def charts(result, outdir):
         svg_chart(os.path.join(outdir, "lease-age-%s.svg" % sc),
                   "%s: oldest node lease (s since its last renewal), per system" % sc,
                   {s: list(enumerate(v["lease_age_max_s_series"]))
-                   for s, v in r["systems"].items()}, "seconds", hline=NOTREADY_S)
+                   for s, v in r["systems"].items()}, "seconds", hline=NOTREADY_S, note=note)
         for s, v in r["systems"].items():
             svg_chart(os.path.join(outdir, "conns-%s-%s.svg" % (sc, s)),
                       "%s through %s: node connections per apiserver" % (sc, s),
-                      v["conns_series"], "connections")
+                      v["conns_series"], "connections", note=note)
 
 
 def summary_md(result):
