@@ -47,6 +47,12 @@ def figure(run, sys_, v, name):
     return v.get(name)
 
 
+def median(ys):
+    ys = sorted(ys)
+    m = len(ys) // 2
+    return ys[m] if len(ys) % 2 else round((ys[m - 1] + ys[m]) / 2, 3)
+
+
 def fit_linear(pts):
     n = len(pts)
     if n < 2:
@@ -102,7 +108,7 @@ def project(paths, to):
                 per_n = {}
                 for x, y in pts:
                     per_n.setdefault(x, []).append(y)
-                med = sorted((x, sorted(ys)[len(ys) // 2]) for x, ys in per_n.items())
+                med = sorted((x, median(ys)) for x, ys in per_n.items())
                 lin, pw = fit_linear(med), fit_power(med)
                 e = {"points": med, "linear": lin, "power": pw}
                 if lin:
