@@ -363,7 +363,7 @@ def start_lb(system, i, addr, d, net, args):
         cmd = [args.apilb, "--listen", addr, "--kubeconfig", kc, "--discovery", "endpointslices",
                "--health-ca", os.path.join(d, "ca.pem"), "--admin-listen",
                addr.rsplit(":", 1)[0] + ":9444", "--state-file", os.path.join(nd, "state"),
-               "--log-level", "warn"] + args.apilb_arg + [
+               "--log-level", os.environ.get("FLEET_APILB_LOG", "warn")] + args.apilb_arg + [
                    x.format(i=i, zone=node_zone(i, args.zones)) for x in args.apilb_node_arg]
         for u in ups:
             cmd += ["--upstream", "%s:%d" % (u, AS_PORT)]
@@ -425,7 +425,10 @@ def run_scenario(name, args, py, base):
             lines.append("%s-node-%d,%s,%s" % (system, i, system, addr))
         with open(os.path.join(d, "nodes-%s.txt" % system), "w") as f:
             f.write("\n".join(lines) + "\n")
-    time.sleep(1.0)
+    # With zones, discovery must have brought the apiservers' zones (about
+    # 1 s) and --prefer-ramp (10 s) have given the own zone its full share
+    # before a client's first (and only) connection is placed.
+    time.sleep(15.0 if args.zones else 1.0)
     for system in args.systems:
         bad = [p for p in lbs[system] if p.poll() is not None]
         if bad:
