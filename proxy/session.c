@@ -1070,6 +1070,11 @@ struct sweep {
     uint64_t next;                 /* the earliest deadline left, 0 = none */
     char spread_name[ADDR_STRLEN]; /* an upstream whose spread closes began */
     unsigned n_spread;             /* how many spread closes began */
+    /* No upstream of the table is usable: an unhealthy one's connections
+     * are kept (there is nowhere to move them, and every check failing at
+     * once points at this node or the checks rather than at every
+     * apiserver: closing them would only add a reconnect storm). */
+    bool hold_health_closes;
 };
 
 /* Notes a future deadline at. */
@@ -1101,7 +1106,8 @@ static bool sweep_unhealthy(struct session *s, struct upstream *up, struct sweep
     struct worker *w = s->w;
 
     if (!(sw->cfg->close_unhealthy && atomic_load(&up->health) == UPSTREAM_UNHEALTHY &&
-          atomic_load(&up->unready_since_ms) == 0)) {
+          atomic_load(&up->unready_since_ms) == 0) ||
+        sw->hold_health_closes) {
         if (s->spread_close_ms != 0) {
             s->spread_close_ms = 0;
             atomic_fetch_sub(&w->sh->closes_pending, 1);
@@ -1180,11 +1186,32 @@ static void sweep_relaying(struct session *s, struct sweep *sw)
     sweep_age(s, sw);
 }
 
+/* Notes (once for the process, by whichever worker sees it first) that
+ * health closes are held because no upstream is usable, or resume. */
+static void sweep_hold_note(struct worker *w, bool hold)
+{
+    bool was = !hold;
+
+    if (!atomic_compare_exchange_strong(&w->sh->health_closes_held, &was, hold))
+        return;
+    if (hold)
+        log_warn("every upstream unhealthy: their connections are kept, not closed",
+                 "worker=%u active=%u", w->id, atomic_load(&w->sh->active));
+    else
+        log_info("an upstream is usable again: unhealthy ones' connections close", "worker=%u",
+                 w->id);
+}
+
 uint64_t session_sweep(struct worker *w, uint64_t now_ms)
 {
     struct sweep sw = {.cfg = w->sh->cfg, .now_ms = now_ms};
     bool closing = atomic_load(&w->sh->phase) == WORKER_CLOSING;
     struct session *s, *nx;
+
+    if (sw.cfg->close_unhealthy && w->table != NULL && w->table->n > 0) {
+        sw.hold_health_closes = !upstream_table_any_usable(w->table, now_ms);
+        sweep_hold_note(w, sw.hold_health_closes);
+    }
 
     for (s = w->sessions; s != NULL; s = nx) {
         nx = s->next;

@@ -143,6 +143,14 @@ void upstream_table_unref(struct upstream_table *t)
     free(t);
 }
 
+bool upstream_table_any_usable(const struct upstream_table *t, uint64_t now_ms)
+{
+    for (size_t i = 0; t != NULL && i < t->n; i++)
+        if (upstream_usable(t->e[i].up, now_ms))
+            return true;
+    return false;
+}
+
 long upstream_table_find(const struct upstream_table *t, const struct addr *addr)
 {
     size_t lo = 0, hi = t->n;

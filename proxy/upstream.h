@@ -181,6 +181,10 @@ void upstream_table_unref(struct upstream_table *t);
 /* Index of addr in t, or -1. */
 long upstream_table_find(const struct upstream_table *t, const struct addr *addr);
 
+/* Does t hold an entry (primary or fallback) usable for new connections at
+ * now_ms? false for NULL. Any thread holding t. */
+bool upstream_table_any_usable(const struct upstream_table *t, uint64_t now_ms);
+
 /* Balancing algorithms. */
 enum upstream_balance {
     UPSTREAM_BALANCE_LEAST_CONN = 0,

@@ -56,6 +56,8 @@ struct worker_shared {
     _Atomic unsigned dials_pending;
     _Atomic unsigned closes_pending;
     _Atomic uint64_t closed_by_spread;
+    /* No upstream is usable: health does not close connections (session.c). */
+    _Atomic bool health_closes_held;
 };
 
 struct worker_listener {

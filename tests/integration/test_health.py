@@ -110,6 +110,52 @@ def readyz():
 
 
 @scenario
+def all_unhealthy_keeps():
+    """When every upstream fails its checks, their connections are kept
+    (nowhere to move them; a node-side stall or a check problem is likelier
+    than every apiserver failing): closes resume, spread, once one upstream
+    is usable again."""
+    d = tmpdir()
+    ca, crt, key = make_certs(d)
+    s = [TlsApiserver("127.0.0.%d" % i, crt, key, "api%d" % i) for i in (2, 3)]
+    a = Apilb("--upstream", s[0].addr, "--upstream", s[1].addr, "--health-ca", ca,
+              "--health-interval", "300ms", "--health-timeout", "250ms", "--rise", "1",
+              "--fall", "2", "--close-spread", "2s", health="readyz")
+    try:
+        for x in s:
+            health_line(a, x.addr, "healthy")
+        held = held_on(a, ca, "api2")
+        mark = len(a.lines())
+        s[1].readyz_body = readyz_failing("etcd", "etcd-readiness")
+        s[1].readyz = 500
+        health_line(a, s[1].addr, "unhealthy", mark)
+        s[0].readyz_body = readyz_failing("etcd", "etcd-readiness")
+        s[0].readyz = 500
+        line = health_line(a, s[0].addr, "unhealthy", mark)
+        t0 = time.time()
+        a.wait_log(r"every upstream unhealthy: their connections are kept", 5, start=mark)
+        time.sleep(3.0)  # past the 2 s spread window
+        kept = sum(1 for c in held if c.get("/version") == (200, "api2"))
+        print("both unhealthy: %d of %d connections to api2 kept after %.1fs" %
+              (kept, len(held), time.time() - t0))
+        check(kept == len(held), "connections closed with nowhere to go: %d of %d kept (%s)" %
+              (kept, len(held), line))
+        mark = len(a.lines())
+        s[1].readyz_body = None
+        s[1].readyz = 200
+        health_line(a, s[1].addr, "healthy", mark)
+        a.wait_log(r"an upstream is usable again", 5, start=mark)
+        for c in held:
+            check(c.closed(4), "api2's connection was kept after api3 came back")
+            c.close()
+        print("api3 back: api2's %d connections closed within the spread" % len(held))
+    finally:
+        a.stop()
+        for x in s:
+            x.stop()
+
+
+@scenario
 def tls_verify():
     """A certificate that does not verify against --health-ca fails the check;
     with every upstream unhealthy, connections still try each one. Replacing
