@@ -670,7 +670,7 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
             return -EINVAL;
         cfg->n_listen = 1;
     }
-    if (!in_cluster_given && cfg->kubeconfig == NULL && cfg->discovery != CONFIG_DISCOVERY_OFF &&
+    if (!in_cluster_given && cfg->kubeconfig == NULL && cfg->discovery != WATCHER_DISCOVERY_OFF &&
         cfg->sa_dir != NULL) {
         char tok[4096];
         FILE *f;
@@ -693,13 +693,13 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
     }
     if (cfg->kubeconfig != NULL)
         cfg->in_cluster = false;
-    if (cfg->discovery == CONFIG_DISCOVERY_OFF) {
+    if (cfg->discovery == WATCHER_DISCOVERY_OFF) {
         cfg->in_cluster = false;
     } else if (cfg->kubeconfig == NULL && !cfg->in_cluster) {
-        cfg->discovery = CONFIG_DISCOVERY_OFF;
+        cfg->discovery = WATCHER_DISCOVERY_OFF;
     }
     if (cfg->n_seeds == 0 && cfg->upstreams_file == NULL && cfg->state_file == NULL &&
-        cfg->discovery == CONFIG_DISCOVERY_OFF) {
+        cfg->discovery == WATCHER_DISCOVERY_OFF) {
         errf(err, "no upstreams: give --upstream, --upstreams-file, --kubeconfig or "
                   "--in-cluster");
         return -EINVAL;
@@ -713,7 +713,7 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
                  health_names[cfg->health_check]);
             return -EINVAL;
         }
-        if (cfg->discovery == CONFIG_DISCOVERY_OFF) {
+        if (cfg->discovery == WATCHER_DISCOVERY_OFF) {
             errf(err, "--health-auth=kubeconfig: needs credentials: --kubeconfig or "
                       "--in-cluster (and --discovery not off)");
             return -EINVAL;

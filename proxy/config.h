@@ -12,16 +12,12 @@
 
 #include "addr.h"
 #include "log.h"
+#include "upstream.h"
+#include "watchstats.h"
 
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_SEEDS 64
 #define CONFIG_ERR_BYTES 512
-
-enum config_balance {
-    CONFIG_BALANCE_LEAST_CONN = 0,
-    CONFIG_BALANCE_ROUND_ROBIN,
-    CONFIG_BALANCE_RANDOM,
-};
 
 enum config_health {
     CONFIG_HEALTH_READYZ = 0,
@@ -34,13 +30,6 @@ enum config_health {
 enum config_health_auth {
     CONFIG_HEALTH_AUTH_NONE = 0,   /* anonymous: 401/403 count as alive */
     CONFIG_HEALTH_AUTH_KUBECONFIG, /* the discovery credentials: 401/403 fail */
-};
-
-enum config_discovery {
-    CONFIG_DISCOVERY_AUTO = 0,
-    CONFIG_DISCOVERY_SLICES,
-    CONFIG_DISCOVERY_ENDPOINTS,
-    CONFIG_DISCOVERY_OFF,
 };
 
 enum config_prefer {
@@ -77,7 +66,7 @@ struct config {
     bool in_cluster;
     char *sa_dir; /* service-account directory (tests override it) */
     char *kubelet_kubeconfig; /* preflight: the kubelet's kubeconfig to judge */
-    enum config_discovery discovery;
+    enum watcher_discovery discovery;
     unsigned discovery_debounce_ms;
     unsigned watch_timeout_ms; /* 0 = random 5m..10m */
     unsigned watch_stall_ms;
@@ -99,7 +88,7 @@ struct config {
     unsigned max_connection_age_ms; /* 0 = off */
     unsigned upstream_ack_timeout_ms; /* session_check_acks(); 0 = off */
     unsigned close_spread_ms;       /* 0 = close and dial at once */
-    enum config_balance balance;
+    enum upstream_balance balance;
     enum config_prefer prefer;
     char *zone; /* this node's zone, or NULL */
     struct config_upstream_zone upstream_zones[CONFIG_MAX_UPSTREAM_ZONES];

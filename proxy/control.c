@@ -342,7 +342,7 @@ static int control_start(struct control *c, int *fds, char *err, size_t err_len)
     uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
     if (cfg->upstreams_file != NULL)
         (void)file_watch_start(c);
-    if (cfg->discovery != CONFIG_DISCOVERY_OFF) {
+    if (cfg->discovery != WATCHER_DISCOVERY_OFF) {
         rc = discovery_start(&c->discovery, cfg, &c->lock, &c->watcher, err, err_len);
         if (rc != 0) {
             atomic_store(&c->sh.phase, WORKER_CLOSING);
@@ -375,7 +375,7 @@ static void control_stop(struct control *c, bool started)
  * discovery. Returns 0, or -EIO with one line in err. */
 static int curl_init(const struct config *cfg, char *err, size_t err_len)
 {
-    if (cfg->discovery == CONFIG_DISCOVERY_OFF || discovery_module()->global_init() == 0)
+    if (cfg->discovery == WATCHER_DISCOVERY_OFF || discovery_module()->global_init() == 0)
         return 0;
     snprintf(err, err_len, "cannot initialise libcurl");
     return -EIO;
@@ -425,7 +425,7 @@ close_loop:
     handles_close(c);
     loopclose_all(&c->loop);
 cleanup_curl:
-    if (cfg->discovery != CONFIG_DISCOVERY_OFF)
+    if (cfg->discovery != WATCHER_DISCOVERY_OFF)
         discovery_module()->global_cleanup();
 free_credentials:
     free(ca_pem);

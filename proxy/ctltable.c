@@ -74,7 +74,7 @@ static void rebuild_locked(struct ctltable *t, const char *reason)
     reglog_refusals(t->reg, &ch);
     if (res == REGISTRY_NONE_YET)
         log_info("no upstream known yet", "reason=%s discovery=%s", reason,
-                 t->cfg->discovery != CONFIG_DISCOVERY_OFF ? "waiting" : "off");
+                 t->cfg->discovery != WATCHER_DISCOVERY_OFF ? "waiting" : "off");
     else if (res == REGISTRY_EMPTY_REFUSED)
         log_error("no upstreams left: keeping the current table", "reason=%s", reason);
     if (res != REGISTRY_PUBLISHED)

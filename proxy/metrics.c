@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define LOAD(x) SNAPSHOT_LOAD(x)
 
 static void head(struct strbuf *b, const char *name, const char *type, const char *help)
 {
@@ -118,9 +118,6 @@ static void prefer_metrics(const struct snapshot *s, struct strbuf *b)
 
 static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
 {
-    static const char *const fail_names[UPSTREAM_FAIL_COUNT] = {"refused", "timeout",
-                                                                 "unreachable", "other", "local"};
-    static const char *const states[] = {"unknown", "healthy", "unhealthy"};
     size_t usable = snapshot_usable(s, now_ms);
 
     strbuf_printf(b, "apilb_upstreams{state=\"known\"} %zu\n", s->n);
@@ -131,10 +128,11 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
     for (size_t i = 0; i < s->n; i++) {
         int h = LOAD(s->u[i].up->health);
 
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < UPSTREAM_HEALTH_COUNT; k++) {
             char extra[32];
 
-            snprintf(extra, sizeof(extra), "state=\"%s\"", states[k]);
+            snprintf(extra, sizeof(extra), "state=\"%s\"",
+                     upstream_health_name((enum upstream_health)k));
             up_sample(b, "apilb_upstream_health", s->u[i].up, extra, h == k);
         }
     }
@@ -173,7 +171,8 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
         for (int k = 0; k < UPSTREAM_FAIL_COUNT; k++) {
             char extra[32];
 
-            snprintf(extra, sizeof(extra), "reason=\"%s\"", fail_names[k]);
+            snprintf(extra, sizeof(extra), "reason=\"%s\"",
+                     upstream_fail_name((enum upstream_fail)k));
             up_sample(b, "apilb_upstream_connect_failures_total", s->u[i].up, extra,
                       LOAD(s->u[i].up->connect_fail[k]));
         }
@@ -262,13 +261,12 @@ static void state_file_metrics(const struct snapshot_state_file *f, struct strbu
 
 static void watcher_metrics(const struct snapshot *s, struct strbuf *b)
 {
-    const struct snapshot_watcher *w = &s->watcher;
-    static const char *const states[] = {"starting", "listing", "watching", "backoff", "stopped"};
+    const struct watcher_stats *w = &s->watcher.stats;
 
     head(b, "apilb_watcher_state", "gauge", "State of the discovery watcher: 1 for the current one.");
-    for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++)
-        strbuf_printf(b, "apilb_watcher_state{state=\"%s\"} %d\n", states[k],
-                      w->state != NULL && strcmp(w->state, states[k]) == 0);
+    for (int k = 0; k < WATCHER_STATE_COUNT; k++)
+        strbuf_printf(b, "apilb_watcher_state{state=\"%s\"} %d\n", watcher_state_name(k),
+                      w->state == k);
     head(b, "apilb_watcher_last_sync_timestamp_seconds", "gauge",
          "Last successful list or watch event, since the epoch.");
     strbuf_printf(b, "apilb_watcher_last_sync_timestamp_seconds %.3f\n",
@@ -284,13 +282,9 @@ static void watcher_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_watcher_errors_total", "counter",
          "Watcher errors by kind: connect (connection, TLS), http (error statuses and ERROR "
          "events), parse (unusable bytes or objects), stall (silent watches).");
-    {
-        static const char *const kinds[] = {"connect", "http", "parse", "stall"};
-
-        for (int k = 0; k < 4; k++)
-            strbuf_printf(b, "apilb_watcher_errors_total{kind=\"%s\"} %" PRIu64 "\n", kinds[k],
-                          w->errors_by_kind[k]);
-    }
+    for (int k = 0; k < WATCHER_ERR_KINDS; k++)
+        strbuf_printf(b, "apilb_watcher_errors_total{kind=\"%s\"} %" PRIu64 "\n",
+                      watcher_error_name((enum watcher_error)k), w->errors_by_kind[k]);
     head(b, "apilb_watcher_resource_version_age_seconds", "gauge",
          "Time since the watched resourceVersion last moved (events or bookmarks).");
     strbuf_printf(b, "apilb_watcher_resource_version_age_seconds %.3f\n",

@@ -413,20 +413,50 @@ const char *upstream_health_name(enum upstream_health h)
         return "healthy";
     case UPSTREAM_UNHEALTHY:
         return "unhealthy";
+    case UPSTREAM_HEALTH_COUNT:
+        break;
     }
     return "?";
 }
 
+const char *upstream_fail_name(enum upstream_fail why)
+{
+    static const char *const names[UPSTREAM_FAIL_COUNT] = {"refused", "timeout", "unreachable",
+                                                           "other", "local"};
+
+    return (unsigned)why < UPSTREAM_FAIL_COUNT ? names[why] : "?";
+}
+
+const char *upstream_source_name(unsigned bit)
+{
+    static const char *const names[UPSTREAM_SRC_BITS] = {"seed", "file", "discovered", "state"};
+
+    for (unsigned b = 0; b < UPSTREAM_SRC_BITS; b++)
+        if (bit == 1u << b)
+            return names[b];
+    return "?";
+}
+
+bool upstream_connect_mean_us(const struct upstream *up, double *us)
+{
+    uint64_t n = atomic_load_explicit(&up->conns_total, memory_order_relaxed);
+
+    if (n == 0)
+        return false;
+    *us = (double)atomic_load_explicit(&up->connect_latency_sum_us, memory_order_relaxed) /
+          (double)n;
+    return true;
+}
+
 void upstream_sources_format(unsigned sources, char *buf, size_t len)
 {
-    static const char *const names[] = {"seed", "file", "discovered", "state"};
     size_t off = 0;
 
     buf[0] = '\0';
-    for (unsigned b = 0; b < 4; b++) {
+    for (unsigned b = 0; b < UPSTREAM_SRC_BITS; b++) {
         if ((sources & (1u << b)) == 0)
             continue;
         off += (size_t)snprintf(buf + off, off < len ? len - off : 0, "%s%s", off > 0 ? "," : "",
-                                names[b]);
+                                upstream_source_name(1u << b));
     }
 }

@@ -108,13 +108,6 @@ struct watcher {
     const struct addr *try_route; /* header_cb has seen it verified (borrowed) */
 };
 
-const char *watcher_state_name(int state)
-{
-    static const char *const names[] = {"starting", "listing", "watching", "backoff", "stopped"};
-
-    return state >= 0 && state <= WATCHER_STOPPED ? names[state] : "?";
-}
-
 static uint64_t now_ms(void)
 {
     struct timespec ts;
@@ -1470,7 +1463,6 @@ const struct watcher_ops apilb_watcher_ops = {
     .start = watcher_start,
     .stop = watcher_stop,
     .stats_get = watcher_stats_get,
-    .state_name = watcher_state_name,
     .cluster_ca = watcher_cluster_ca,
     .auth_load = watcher_auth_load,
     .auth_free = watcher_auth_free,

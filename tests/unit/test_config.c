@@ -45,7 +45,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(cfg.n_listen, 1);
     ck_assert_str_eq(addr_format(&cfg.listen[0], buf, sizeof(buf)), "127.0.0.1:443");
     ck_assert_uint_eq(cfg.connect_timeout_ms, 1000);
-    ck_assert_int_eq(cfg.balance, CONFIG_BALANCE_LEAST_CONN);
+    ck_assert_int_eq(cfg.balance, UPSTREAM_BALANCE_LEAST_CONN);
     ck_assert_uint_eq(cfg.workers, 4); /* 8 CPUs, at most 4 */
     ck_assert_uint_eq(cfg.shutdown_timeout_ms, 30000);
     ck_assert_uint_eq(cfg.drain_timeout_ms, 300000);
@@ -70,7 +70,7 @@ START_TEST(forms_and_repeats)
     ck_assert_uint_eq(cfg.n_seeds, 2);
     ck_assert_str_eq(cfg.seeds[1].host, "fd00::1");
     ck_assert_uint_eq(cfg.connect_timeout_ms, 250);
-    ck_assert_int_eq(cfg.balance, CONFIG_BALANCE_ROUND_ROBIN);
+    ck_assert_int_eq(cfg.balance, UPSTREAM_BALANCE_ROUND_ROBIN);
     ck_assert_uint_eq(cfg.workers, 2);
     ck_assert(!cfg.admin_enabled);
     ck_assert_int_eq(cfg.health_check, CONFIG_HEALTH_TCP);
@@ -78,7 +78,7 @@ START_TEST(forms_and_repeats)
     OK("--upstream", "cp.example.com:6443", "--balance=random", "--close-unhealthy=false",
        "--io-uring=false");
     ck_assert_str_eq(cfg.seeds[0].host, "cp.example.com");
-    ck_assert_int_eq(cfg.balance, CONFIG_BALANCE_RANDOM);
+    ck_assert_int_eq(cfg.balance, UPSTREAM_BALANCE_RANDOM);
     ck_assert(!cfg.close_unhealthy);
     ck_assert(!cfg.io_uring);
 }
@@ -101,7 +101,7 @@ START_TEST(environment)
     ck_assert_str_eq(cfg.seeds[1].host, "fd00::2");
     ck_assert_str_eq(cfg.seeds_from, "APILB_UPSTREAMS");
     ck_assert_uint_eq(cfg.connect_timeout_ms, 2000);
-    ck_assert_int_eq(cfg.balance, CONFIG_BALANCE_LEAST_CONN); /* the flag wins */
+    ck_assert_int_eq(cfg.balance, UPSTREAM_BALANCE_LEAST_CONN); /* the flag wins */
     ck_assert_int_eq(cfg.log_format, LOG_FORMAT_JSON);
     ck_assert_uint_eq(cfg.n_listen, 2);
     ck_assert_uint_eq(cfg.max_connections, 500);
