@@ -5,7 +5,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+
+#include "clock.h"
+#include "worker.h"
 
 #define LOAD(x) SNAPSHOT_LOAD(x)
 
@@ -290,7 +292,7 @@ static void watcher_metrics(const struct snapshot *s, struct strbuf *b)
     strbuf_printf(b, "apilb_watcher_resource_version_age_seconds %.3f\n",
                   w->rv_changed_unix_ms == 0
                       ? 0.0
-                      : (double)((uint64_t)time(NULL) * 1000u - w->rv_changed_unix_ms) / 1000.0);
+                      : (double)(clock_wall_ms() - w->rv_changed_unix_ms) / 1000.0);
     head(b, "apilb_watcher_publishes_total", "counter", "Upstream sets handed to the proxy.");
     strbuf_printf(b, "apilb_watcher_publishes_total %" PRIu64 "\n", w->publishes);
     head(b, "apilb_watcher_credential_reloads_total", "counter",

@@ -14,11 +14,12 @@
 #include "session.h"
 #include "upstream.h"
 #include "watchstats.h"
-#include "worker.h"
 
 /* Reads a live counter of a snapshot (an atomic of struct upstream or
  * struct worker_shared): relaxed, as each counter stands alone. */
 #define SNAPSHOT_LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+struct worker_shared;
 
 struct snapshot_upstream {
     struct upstream *up; /* one reference, dropped by snapshot_release() */

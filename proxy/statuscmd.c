@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
+#include "clock.h"
 #include "jsoncheck.h"
 
 #define DEFAULT_ADMIN "127.0.0.1:9444"
@@ -21,19 +21,11 @@ struct answer {
     size_t len;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits until fd is ready for events or the deadline passes; 0 or -ETIMEDOUT. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
     struct pollfd p = {.fd = fd, .events = events};
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - (int64_t)clock_now_ms();
     int rc;
 
     if (left <= 0)
@@ -214,7 +206,7 @@ int statuscmd_main(int argc, char **argv, char **env, FILE *out, FILE *errout)
     }
     why = NULL;
     addr_format(&a, name, sizeof(name));
-    deadline = now_ms() + STATUSCMD_TIMEOUT_MS;
+    deadline = (int64_t)clock_now_ms() + STATUSCMD_TIMEOUT_MS;
     fd = ask(&a, strcmp(format, "json") == 0 ? "/upstreams" : "/status", deadline);
     if (fd < 0) {
         fprintf(errout, "apilb status: cannot reach the admin endpoint %s: %s%s\n", name,
