@@ -17,6 +17,7 @@
 
 #include "adminview.h"
 #include "cfgsource.h"
+#include "clock.h"
 #include "discovery.h"
 #include "healthlink.h"
 #include "listenset.h"
@@ -221,7 +222,7 @@ static void parts_init(struct control *c)
         .workers = &c->workers,
         .n_started = &c->n_started,
         .n_workers = c->n_workers,
-        .start_unix_ms = (uint64_t)time(NULL) * 1000u,
+        .start_unix_ms = clock_wall_ms(),
     };
 }
 
