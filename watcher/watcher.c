@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "backoff.h"
+#include "clock.h"
 #include "credcurl.h"
 #include "endpoints.h"
 #include "eventstream.h"
@@ -108,22 +109,6 @@ struct watcher {
     const struct addr *try_route; /* header_cb has seen it verified (borrowed) */
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void set_state(struct watcher *w, enum watcher_state s)
 {
     pthread_mutex_lock(&w->mu);
@@ -204,7 +189,7 @@ static uint64_t hold_ms(const struct watcher *w)
 static void publish_due(struct watcher *w)
 {
     char set[1024], zones[1024];
-    uint64_t now = now_ms();
+    uint64_t now = clock_now_ms();
 
     if (w->pending_since_ms == 0 || now - w->pending_since_ms < w->cfg.debounce_ms)
         return;
@@ -269,7 +254,7 @@ static void cache_changed(struct watcher *w)
     bool transient;
 
     pthread_mutex_lock(&w->mu);
-    w->stats.last_sync_unix_ms = wall_ms();
+    w->stats.last_sync_unix_ms = clock_wall_ms();
     snprintf(w->stats.resource_version, sizeof(w->stats.resource_version), "%s", w->rv);
     pthread_mutex_unlock(&w->mu);
     if (n == 0) {
@@ -286,7 +271,7 @@ static void cache_changed(struct watcher *w)
     if (!transient) {
         w->held_since_ms = 0;
     } else if (w->held_since_ms == 0) {
-        w->held_since_ms = now_ms();
+        w->held_since_ms = clock_now_ms();
         snprintf(w->held_why, sizeof(w->held_why), "%s", why);
         log_info("EndpointSlice replacement in flight: holding the current upstreams",
                  "source=%s why=\"%s\" hold_ms=%" PRIu64 " resource_version=%s",
@@ -301,7 +286,7 @@ static void cache_changed(struct watcher *w)
     }
     memcpy(w->pending, now, n * sizeof(now[0]));
     w->n_pending = n;
-    w->pending_since_ms = now_ms();
+    w->pending_since_ms = clock_now_ms();
     publish_due(w);
 }
 
@@ -422,7 +407,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
     struct watcher *w = arg;
     size_t n = size * nmemb;
 
-    w->last_byte_ms = now_ms();
+    w->last_byte_ms = clock_now_ms();
     if (w->body != NULL) { /* LIST: collect */
         if (w->body_len + n > LIST_MAX_BYTES) {
             w->end = END_GARBAGE;
@@ -478,7 +463,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *arg)
 static int progress_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
     struct watcher *w = arg;
-    uint64_t now = now_ms();
+    uint64_t now = clock_now_ms();
 
     if (atomic_load(&w->stop)) {
         w->end = END_STOP;
@@ -796,7 +781,7 @@ static int perform(struct watcher *w, const char *path, bool watch, const struct
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     w->end = END_NONE;
     w->retry_after_ms = 0;
-    w->last_byte_ms = now_ms();
+    w->last_byte_ms = clock_now_ms();
     w->watch_events = 0;
     errbuf[0] = '\0';
     rc = curl_easy_perform(c);
@@ -914,7 +899,7 @@ static bool set_rv(struct watcher *w, json_t *obj)
         return false;
     if (strcmp(w->rv, json_string_value(rv)) != 0) {
         pthread_mutex_lock(&w->mu);
-        w->stats.rv_changed_unix_ms = wall_ms();
+        w->stats.rv_changed_unix_ms = clock_wall_ms();
         pthread_mutex_unlock(&w->mu);
     }
     snprintf(w->rv, sizeof(w->rv), "%s", json_string_value(rv));
@@ -1209,7 +1194,7 @@ static enum watcher_next do_watch(struct watcher *w)
 {
     char path[640], errbuf[CURL_ERROR_SIZE];
     unsigned timeout_s = w->cfg.watch_timeout_s;
-    uint64_t started = now_ms();
+    uint64_t started = clock_now_ms();
     enum watcher_next next;
     bool decided;
     long code;
@@ -1238,7 +1223,7 @@ static enum watcher_next do_watch(struct watcher *w)
         count_error(w, WATCHER_ERR_CONNECT);
     }
     /* Watch again at once, unless it ended at once. */
-    if (now_ms() - started < 1000 && w->watch_events == 0)
+    if (clock_now_ms() - started < 1000 && w->watch_events == 0)
         return NEXT_BACKOFF;
     return NEXT_WATCH;
 }
@@ -1272,13 +1257,13 @@ static void backoff_wait(struct watcher *w)
     uint64_t d, end;
 
     set_state(w, WATCHER_BACKOFF);
-    d = backoff_next(&w->backoff, now_ms(), retry_wait(w));
-    end = now_ms() + d;
-    while (now_ms() < end && !atomic_load(&w->stop)) {
-        uint64_t left = end - now_ms();
+    d = backoff_next(&w->backoff, clock_now_ms(), retry_wait(w));
+    end = clock_now_ms() + d;
+    while (clock_now_ms() < end && !atomic_load(&w->stop)) {
+        uint64_t left = end - clock_now_ms();
 
         publish_due(w);
-        if (filewatch_changed(&w->files, now_ms())) {
+        if (filewatch_changed(&w->files, clock_now_ms())) {
             log_info("credential files changed: retrying now", "source=%s", w->creds.source);
             w->reload = true;
             break;
