@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rand.h"
+
 const double upstream_latency_bounds_s[UPSTREAM_LATENCY_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
@@ -180,13 +182,7 @@ void upstream_picker_prefer(struct upstream_picker *p, unsigned spill_factor, un
 
 uint64_t upstream_picker_random(struct upstream_picker *p)
 {
-    uint64_t x = p->rng;
-
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    p->rng = x;
-    return x;
+    return rand_next(&p->rng);
 }
 
 static bool is_tried(const struct upstream_tried *tried, size_t i)
