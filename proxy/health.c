@@ -20,6 +20,7 @@
 #include "filewatch.h"
 #include "healthauth.h"
 #include "log.h"
+#include "rand.h"
 #include "sockopt.h"
 
 /* The name apiserver certificates always carry (kubeadm, RKE, k3s). */
@@ -86,10 +87,9 @@ static void health_done(struct checker *ck, bool ok, const char *why);
 
 static unsigned rnd(struct health *h, unsigned n)
 {
-    h->rng ^= h->rng << 13;
-    h->rng ^= h->rng >> 7;
-    h->rng ^= h->rng << 17;
-    return n == 0 ? 0 : (unsigned)(h->rng % n);
+    uint64_t x = rand_next(&h->rng);
+
+    return n == 0 ? 0 : (unsigned)(x % n);
 }
 
 /* The interval with +-10% jitter, so checks of many nodes do not align. */
@@ -675,7 +675,7 @@ int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca
     h->cfg = cfg;
     h->changed = changed;
     h->arg = arg;
-    h->rng = uv_hrtime() | 1;
+    h->rng = clock_now_us() | 1;
     filewatch_init(&h->ca_watch);
     if (cfg->health_check == CONFIG_HEALTH_READYZ || cfg->health_check == CONFIG_HEALTH_TLS) {
         h->ctx = ctx_build(cfg->health_ca, cluster_ca_pem, &h->verify, err, err_len);

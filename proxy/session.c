@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "rand.h"
 #include "sockopt.h"
 #include "tlshello.h"
 #include "upstream.h"
@@ -865,7 +866,7 @@ static void connected(struct session *s)
     if (cfg->max_connection_age_ms != 0) {
         /* Jitter over the last quarter so reconnects spread out. */
         uint64_t age = cfg->max_connection_age_ms;
-        uint64_t j = (age / 4) * (s->id * 2654435761u % 1000) / 1000;
+        uint64_t j = (age / 4) * rand_jitter_permille(s->id) / 1000;
         s->age_deadline_ms = clock_now_ms() + age - j;
         worker_schedule_sweep(w, s->age_deadline_ms);
     }
@@ -1055,7 +1056,7 @@ static uint64_t drain_deadline(struct session *s, uint64_t since, unsigned drain
 {
     /* Spread closes over the second half of the drain window. */
     uint64_t half = drain_ms / 2;
-    uint64_t j = half * (s->id * 2654435761u % 1000) / 1000;
+    uint64_t j = half * rand_jitter_permille(s->id) / 1000;
     return since + half + j;
 }
 
