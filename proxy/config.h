@@ -16,7 +16,7 @@
 #include "watchstats.h"
 
 #define CONFIG_MAX_LISTEN 16
-#define CONFIG_MAX_SEEDS 64
+#define CONFIG_MAX_SEEDS ADDR_SET_MAX /* --upstream flags: the one address bound */
 #define CONFIG_ERR_BYTES 512
 
 enum config_health {

@@ -3,6 +3,7 @@
 #define LOG_MODULE "control"
 #include "discovery.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,7 +86,8 @@ static void publish_cb(void *arg, const struct watcher_endpoint *eps, size_t n, 
 
     (void)rv;
     uv_mutex_lock(&d->lock);
-    d->n_pending = n < WATCHER_MAX_ADDRS ? n : WATCHER_MAX_ADDRS;
+    assert(n <= ADDR_SET_MAX); /* the watcher refuses larger sets */
+    d->n_pending = n;
     for (size_t i = 0; i < d->n_pending; i++) {
         d->pending[i] = eps[i].addr;
         d->pending_zone[i] = eps[i].zone;
@@ -140,8 +142,8 @@ static int route_cb(void *arg, unsigned attempt, const struct addr *avoid, struc
 
 /* What the loop takes over from the watcher thread in one wake-up. */
 struct handover {
-    struct addr a[WATCHER_MAX_ADDRS];
-    struct zone_info z[WATCHER_MAX_ADDRS];
+    struct addr a[ADDR_SET_MAX];
+    struct zone_info z[ADDR_SET_MAX];
     size_t n;
 };
 

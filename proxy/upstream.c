@@ -2,6 +2,7 @@
 /* Upstreams, tables and the balancing algorithms; see upstream.h. */
 #include "upstream.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,8 +116,7 @@ struct upstream_table *upstream_table_new(const struct upstream_entry *e, size_t
 {
     struct upstream_table *t;
 
-    if (n > UPSTREAM_MAX)
-        n = UPSTREAM_MAX;
+    assert(n <= UPSTREAM_MAX); /* the registry refuses larger sets */
     t = malloc(sizeof(*t) + n * sizeof(t->e[0]));
     if (t == NULL)
         return NULL;

@@ -30,7 +30,7 @@
 #include "tier.h"
 #include "zone.h"
 
-#define UPSTREAM_MAX 1024
+#define UPSTREAM_MAX ADDR_SET_MAX /* entries of a table: the one address bound */
 #define UPSTREAM_LATENCY_BUCKETS 12
 #define UPSTREAM_REASON_MAX 96
 

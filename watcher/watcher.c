@@ -72,17 +72,17 @@ struct watcher {
     bool auto_mode;
     char rv[64];
     struct endpoints_cache cache;
-    struct watcher_endpoint published[WATCHER_MAX_ADDRS];
+    struct watcher_endpoint published[ADDR_SET_MAX];
     size_t n_published;
     bool have_published;
-    struct watcher_endpoint pending[WATCHER_MAX_ADDRS];
+    struct watcher_endpoint pending[ADDR_SET_MAX];
     size_t n_pending;
     uint64_t pending_since_ms; /* 0 = nothing pending */
     /* The pending set looks like half of a slice replacement (two slices of
      * one family disagree, or a family vanished): held since then (0: not). */
     uint64_t held_since_ms;
     char held_why[600];
-    struct watcher_endpoint scratch[WATCHER_MAX_ADDRS];
+    struct watcher_endpoint scratch[ADDR_SET_MAX];
     bool warned_empty;
     struct backoff backoff;
     struct filewatch files;     /* the kubeconfig (or service account) and its files */
@@ -249,7 +249,7 @@ static void cache_changed(struct watcher *w)
 {
     struct watcher_endpoint *now = w->scratch;
     struct endpoints_split split;
-    size_t n = endpoints_cache_merge(&w->cache, now, WATCHER_MAX_ADDRS, &split);
+    size_t n = endpoints_cache_merge(&w->cache, now, ADDR_SET_MAX, &split);
     char why[sizeof(w->held_why)];
     bool transient;
 
@@ -267,6 +267,17 @@ static void cache_changed(struct watcher *w)
         return;
     }
     w->warned_empty = false;
+    if (n > ADDR_SET_MAX) {
+        log_warn_limited("set-over-bound", 60000,
+                         "the cluster lists more apiservers than apilb keeps: set refused, "
+                         "keeping the current upstreams",
+                         "source=%s addresses=%zu max=%d resource_version=%s", mode_name(w->mode),
+                         n, ADDR_SET_MAX, log_quote(w->rv));
+        count_error(w, WATCHER_ERR_PARSE);
+        w->pending_since_ms = 0; /* nor is a set over the bound */
+        w->held_since_ms = 0;
+        return;
+    }
     transient = looks_transient(w, &split, n, why, sizeof(why));
     if (!transient) {
         w->held_since_ms = 0;
@@ -877,7 +888,7 @@ static int object_endpoints(struct watcher *w, json_t *obj, const char **name,
     if (w->mode == MODE_ENDPOINTS && strcmp(*name, "kubernetes") != 0)
         return -EINVAL;
     rc = endpoints_extract(obj, w->mode == MODE_SLICES ? ENDPOINTS_SLICE : ENDPOINTS_V1, a,
-                           WATCHER_MAX_ADDRS, n, family, err, sizeof(err));
+                           ADDR_SET_MAX, n, family, err, sizeof(err));
     if (rc < 0) {
         log_warn_limited("object-bad", 10000, "object ignored", "source=%s name=\"%s\" err=\"%s\"",
                          mode_name(w->mode), log_quote(*name), log_quote(err));

@@ -22,8 +22,6 @@
 #include "watchstats.h"
 #include "zone.h"
 
-#define WATCHER_MAX_ADDRS 256
-
 /* One apiserver as the cluster lists it. A plain value. */
 struct watcher_endpoint {
     struct addr addr;
