@@ -2,7 +2,8 @@
 /* Configuration: one table of options (flag, environment variable, type,
  * bounds, default, help) parsed once in main() from argv and the environment
  * into a struct config. Pure: no sockets, no DNS, no file reads (the upstreams
- * file is read by upfile.c). Main thread only. */
+ * file is read by upfile.c; whether the service-account token exists is asked
+ * of the caller's config_exists_fn). Main thread only. */
 #ifndef PROXY_CONFIG_H
 #define PROXY_CONFIG_H
 
@@ -107,16 +108,21 @@ struct config {
     bool show_help;
 };
 
+/* Whether the file at path exists and can be read: the one question
+ * config_parse() asks of the file system, so that the caller answers it. */
+typedef bool (*config_exists_fn)(const char *path);
+
 /* Parses argv (argv[0] skipped; a first argument "preflight" sets
  * cfg->preflight and the options follow it) and then environ-style variables from env
  * (NULL-terminated "NAME=value" array; flags win over the environment), fills
  * defaults, validates across fields. n_cpus is the CPU count for the default
- * of --workers; sa_present says whether the service-account token exists
- * (--in-cluster is the default then). On error returns -EINVAL and writes one
- * line naming the option, the value and the rule into err. The caller owns
- * *cfg and releases it with config_free(). */
+ * of --workers; exists says whether the service-account token is there
+ * (--in-cluster is the default then; NULL: it never is). On error returns
+ * -EINVAL (or -ENOMEM) and writes one line naming the option, the value and
+ * the rule into err. The caller owns *cfg and releases it with config_free(). */
 int config_parse(struct config *cfg, int argc, char *const argv[], char *const env[],
-                 unsigned n_cpus, char err[CONFIG_ERR_BYTES]) __attribute__((warn_unused_result));
+                 unsigned n_cpus, config_exists_fn exists, char err[CONFIG_ERR_BYTES])
+    __attribute__((warn_unused_result));
 
 /* Frees the strings config_parse() allocated; *cfg is zeroed. */
 void config_free(struct config *cfg);

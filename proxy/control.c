@@ -193,7 +193,7 @@ static void tick_cb(uv_timer_t *t)
 
     (void)memtrim_tick(&c->trim, atomic_load(&c->sh.active));
     ctltable_prune(&c->table);
-    prefer_update(&c->prefer, registry_table(c->table.reg), worker_now_ms());
+    prefer_update(&c->prefer, registry_table(c->table.reg), clock_now_ms());
     ups = registry_upstreams(c->table.reg, &n); /* the loop is the only writer */
     if (c->health.h != NULL)
         for (size_t i = 0; i < n; i++)

@@ -19,7 +19,7 @@ static struct config cfg;
 static int parse(int argc, char *const argv[], char *const env[])
 {
     config_free(&cfg);
-    return config_parse(&cfg, argc, argv, env, 8, err);
+    return config_parse(&cfg, argc, argv, env, 8, NULL, err);
 }
 
 #define OK(...) ck_assert_msg(parse(NARGS(__VA_ARGS__), ARGV(__VA_ARGS__), NOENV) == 0, "%s", err)
@@ -36,6 +36,33 @@ static void teardown(void)
 {
     config_free(&cfg);
 }
+
+/* The only file question config_parse() asks goes to its exists callback:
+ * the token under --service-account-dir makes --in-cluster the default. */
+static const char *asked;
+static bool token_there(const char *path)
+{
+    asked = path;
+    return strcmp(path, "/sa/token") == 0;
+}
+
+START_TEST(in_cluster_default_asks_the_caller)
+{
+    char *const argv[] = {"apilb", "--service-account-dir", "/sa", NULL};
+    char *const elsewhere[] = {"apilb", "--service-account-dir", "/none", "--upstream",
+                               "10.0.0.1:6443", NULL};
+
+    config_free(&cfg);
+    ck_assert_msg(config_parse(&cfg, 3, argv, NOENV, 2, token_there, err) == 0, "%s", err);
+    ck_assert_str_eq(asked, "/sa/token");
+    ck_assert(cfg.in_cluster);
+    ck_assert_int_eq(cfg.discovery, WATCHER_DISCOVERY_AUTO);
+    config_free(&cfg);
+    ck_assert_msg(config_parse(&cfg, 5, elsewhere, NOENV, 2, token_there, err) == 0, "%s", err);
+    ck_assert(!cfg.in_cluster);
+    ck_assert_int_eq(cfg.discovery, WATCHER_DISCOVERY_OFF);
+}
+END_TEST
 
 START_TEST(defaults)
 {
@@ -352,6 +379,7 @@ int main(void)
 
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, defaults);
+    tcase_add_test(tc, in_cluster_default_asks_the_caller);
     tcase_add_test(tc, forms_and_repeats);
     tcase_add_test(tc, environment);
     tcase_add_test(tc, cp_hosts);
