@@ -96,6 +96,155 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_upstreams", "gauge", "Upstreams known (in the table or draining) and usable now.");
 }
 
+/* One metric family with a sample per upstream: with a label taking
+ * n_values values (value(k) names the k-th) a sample per value, else one.
+ * get() reads the sample of su (k: the label value's index). Or, for the
+ * shapes that are neither, render() writes the whole family. */
+struct up_family {
+    const char *name, *type, *help;
+    const char *label;
+    const char *(*value)(int k);
+    int n_values;
+    uint64_t (*get)(const struct snapshot_upstream *su, uint64_t now_ms, int k);
+    void (*render)(const struct snapshot *s, struct strbuf *b);
+};
+
+static void up_family(const struct up_family *f, const struct snapshot *s, uint64_t now_ms,
+                      struct strbuf *b)
+{
+    if (f->render != NULL) {
+        f->render(s, b);
+        return;
+    }
+    head(b, f->name, f->type, f->help);
+    for (size_t i = 0; i < s->n; i++) {
+        for (int k = 0; k < (f->label != NULL ? f->n_values : 1); k++) {
+            char extra[64] = "";
+
+            if (f->label != NULL)
+                snprintf(extra, sizeof(extra), "%s=\"%s\"", f->label, f->value(k));
+            up_sample(b, f->name, s->u[i].up, extra, f->get(&s->u[i], now_ms, k));
+        }
+    }
+}
+
+static const char *health_value(int k)
+{
+    return upstream_health_name((enum upstream_health)k);
+}
+
+static const char *fail_value(int k)
+{
+    return upstream_fail_name((enum upstream_fail)k);
+}
+
+static const char *check_value(int k)
+{
+    static const char *const names[] = {"success", "failure", "local_error"};
+
+    return names[k];
+}
+
+static const char *closed_value(int k)
+{
+    static const char *const names[] = {"unhealthy", "drained", "unacked"};
+
+    return names[k];
+}
+
+static const char *phase_value(int k)
+{
+    static const char *const names[] = {"before_answer", "after_answer"};
+
+    return names[k];
+}
+
+static uint64_t get_health(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms;
+    return LOAD(su->up->health) == k;
+}
+
+static uint64_t get_usable(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)k;
+    return su->in_table && upstream_usable(su->up, now_ms);
+}
+
+static uint64_t get_draining(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms, (void)k;
+    return !su->in_table;
+}
+
+static uint64_t get_active(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms, (void)k;
+    return LOAD(su->up->active);
+}
+
+static uint64_t get_conns(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms, (void)k;
+    return LOAD(su->up->conns_total);
+}
+
+static uint64_t get_connect_fail(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms;
+    return LOAD(su->up->connect_fail[k]);
+}
+
+static uint64_t get_bytes_to(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms, (void)k;
+    return LOAD(su->up->bytes_to);
+}
+
+static uint64_t get_bytes_from(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms, (void)k;
+    return LOAD(su->up->bytes_from);
+}
+
+static uint64_t get_checks(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    static const int slot[] = {1, 0, 2}; /* health_checks[]: failure, success, local */
+
+    (void)now_ms;
+    return LOAD(su->up->health_checks[slot[k]]);
+}
+
+static uint64_t get_closed(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    const struct upstream *up = su->up;
+
+    (void)now_ms;
+    return k == 0 ? LOAD(up->closed_by_health) : k == 1 ? LOAD(up->closed_by_drain)
+                                                        : LOAD(up->closed_unacked);
+}
+
+static uint64_t get_failed(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms;
+    return LOAD(su->up->failed_conns[k]);
+}
+
+static void zone_info(const struct snapshot *s, struct strbuf *b)
+{
+    head(b, "apilb_upstream_zone_info", "gauge",
+         "1 per upstream with a known zone (EndpointSlice endpoints[].zone, or --upstream-zone).");
+    for (size_t i = 0; i < s->n; i++) {
+        char extra[16 + ZONE_NAME_MAX];
+
+        if (!s->u[i].in_table || s->u[i].zone.name[0] == '\0')
+            continue;
+        /* A label value by the watcher's validation: nothing to escape. */
+        snprintf(extra, sizeof(extra), "zone=\"%s\"", s->u[i].zone.name);
+        up_sample(b, "apilb_upstream_zone_info", s->u[i].up, extra, 1);
+    }
+}
+
 /* --prefer: each upstream's measured round trip and tier (docs/zones.md). */
 static void prefer_metrics(const struct snapshot *s, struct strbuf *b)
 {
@@ -118,67 +267,17 @@ static void prefer_metrics(const struct snapshot *s, struct strbuf *b)
             up_sample(b, "apilb_upstream_tier", s->u[i].up, "", LOAD(s->u[i].up->tier));
 }
 
-static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
+/* name{upstream="..."} seconds, from a sum of microseconds. */
+static void up_seconds(struct strbuf *b, const char *name, const struct upstream *up,
+                       uint64_t sum_us)
 {
-    size_t usable = snapshot_usable(s, now_ms);
+    strbuf_printf(b, "%s{upstream=\"", name);
+    strbuf_label_escape(b, up->name);
+    strbuf_printf(b, "\"} %.6f\n", (double)sum_us / 1e6);
+}
 
-    strbuf_printf(b, "apilb_upstreams{state=\"known\"} %zu\n", s->n);
-    strbuf_printf(b, "apilb_upstreams{state=\"usable\"} %zu\n", usable);
-
-    head(b, "apilb_upstream_health", "gauge",
-         "Health of each upstream: 1 for its current state, 0 for the others.");
-    for (size_t i = 0; i < s->n; i++) {
-        int h = LOAD(s->u[i].up->health);
-
-        for (int k = 0; k < UPSTREAM_HEALTH_COUNT; k++) {
-            char extra[32];
-
-            snprintf(extra, sizeof(extra), "state=\"%s\"",
-                     upstream_health_name((enum upstream_health)k));
-            up_sample(b, "apilb_upstream_health", s->u[i].up, extra, h == k);
-        }
-    }
-    head(b, "apilb_upstream_usable", "gauge",
-         "1 when new connections may go to the upstream (healthy or unknown, not held down "
-         "after a failed dial, not draining).");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_usable", s->u[i].up, "",
-                  s->u[i].in_table && upstream_usable(s->u[i].up, now_ms));
-    head(b, "apilb_upstream_draining", "gauge", "1 while a removed upstream drains.");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_draining", s->u[i].up, "", !s->u[i].in_table);
-    prefer_metrics(s, b);
-    head(b, "apilb_upstream_zone_info", "gauge",
-         "1 per upstream with a known zone (EndpointSlice endpoints[].zone, or --upstream-zone).");
-    for (size_t i = 0; i < s->n; i++) {
-        char extra[16 + ZONE_NAME_MAX];
-
-        if (!s->u[i].in_table || s->u[i].zone.name[0] == '\0')
-            continue;
-        /* A label value by the watcher's validation: nothing to escape. */
-        snprintf(extra, sizeof(extra), "zone=\"%s\"", s->u[i].zone.name);
-        up_sample(b, "apilb_upstream_zone_info", s->u[i].up, extra, 1);
-    }
-    head(b, "apilb_upstream_active_connections", "gauge", "Proxied connections open now.");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_active_connections", s->u[i].up, "",
-                  LOAD(s->u[i].up->active));
-    head(b, "apilb_upstream_connections_total", "counter", "Connections established.");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_connections_total", s->u[i].up, "",
-                  LOAD(s->u[i].up->conns_total));
-    head(b, "apilb_upstream_connect_failures_total", "counter",
-         "Failed connects of the data path, by reason.");
-    for (size_t i = 0; i < s->n; i++) {
-        for (int k = 0; k < UPSTREAM_FAIL_COUNT; k++) {
-            char extra[32];
-
-            snprintf(extra, sizeof(extra), "reason=\"%s\"",
-                     upstream_fail_name((enum upstream_fail)k));
-            up_sample(b, "apilb_upstream_connect_failures_total", s->u[i].up, extra,
-                      LOAD(s->u[i].up->connect_fail[k]));
-        }
-    }
+static void connect_histogram(const struct snapshot *s, struct strbuf *b)
+{
     head(b, "apilb_upstream_connect_duration_seconds", "histogram",
          "Time to establish a connection to the upstream.");
     for (size_t i = 0; i < s->n; i++) {
@@ -195,55 +294,66 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
                 snprintf(extra, sizeof(extra), "le=\"+Inf\"");
             up_sample(b, "apilb_upstream_connect_duration_seconds_bucket", up, extra, cum);
         }
-        strbuf_puts(b, "apilb_upstream_connect_duration_seconds_sum{upstream=\"");
-        strbuf_label_escape(b, up->name);
-        strbuf_printf(b, "\"} %.6f\n", (double)LOAD(up->connect_latency_sum_us) / 1e6);
+        up_seconds(b, "apilb_upstream_connect_duration_seconds_sum", up,
+                   LOAD(up->connect_latency_sum_us));
         up_sample(b, "apilb_upstream_connect_duration_seconds_count", up, "", cum);
     }
-    head(b, "apilb_upstream_sent_bytes_total", "counter", "Bytes relayed from clients to the upstream.");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_sent_bytes_total", s->u[i].up, "", LOAD(s->u[i].up->bytes_to));
-    head(b, "apilb_upstream_received_bytes_total", "counter",
-         "Bytes relayed from the upstream to clients.");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_received_bytes_total", s->u[i].up, "",
-                  LOAD(s->u[i].up->bytes_from));
-    head(b, "apilb_upstream_health_checks_total", "counter", "Active health checks, by result (local_error: not run to a verdict, this host ran short).");
-    for (size_t i = 0; i < s->n; i++) {
-        up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up, "result=\"success\"",
-                  LOAD(s->u[i].up->health_checks[1]));
-        up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up, "result=\"failure\"",
-                  LOAD(s->u[i].up->health_checks[0]));
-        up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up,
-                  "result=\"local_error\"", LOAD(s->u[i].up->health_checks[2]));
-    }
+}
+
+static void check_seconds(const struct snapshot *s, struct strbuf *b)
+{
     head(b, "apilb_upstream_health_check_seconds_total", "counter",
          "Time spent in active health checks (divide by the checks for the mean).");
-    for (size_t i = 0; i < s->n; i++) {
-        strbuf_puts(b, "apilb_upstream_health_check_seconds_total{upstream=\"");
-        strbuf_label_escape(b, s->u[i].up->name);
-        strbuf_printf(b, "\"} %.6f\n", (double)LOAD(s->u[i].up->health_latency_sum_us) / 1e6);
-    }
-    head(b, "apilb_upstream_closed_connections_total", "counter",
-         "Open connections apilb closed, by reason (upstream turned unhealthy, drained after "
-         "removal, sent bytes unacknowledged for --upstream-user-timeout).");
-    for (size_t i = 0; i < s->n; i++) {
-        up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up,
-                  "reason=\"unhealthy\"", LOAD(s->u[i].up->closed_by_health));
-        up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up, "reason=\"drained\"",
-                  LOAD(s->u[i].up->closed_by_drain));
-        up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up,
-                  "reason=\"unacked\"", LOAD(s->u[i].up->closed_unacked));
-    }
-    head(b, "apilb_upstream_failed_connections_total", "counter",
-         "Connections that ended because the upstream reset or failed them, by phase: before "
-         "its first byte (not replayed: only a TLS ClientHello is) or after.");
-    for (size_t i = 0; i < s->n; i++) {
-        up_sample(b, "apilb_upstream_failed_connections_total", s->u[i].up,
-                  "phase=\"before_answer\"", LOAD(s->u[i].up->failed_conns[0]));
-        up_sample(b, "apilb_upstream_failed_connections_total", s->u[i].up,
-                  "phase=\"after_answer\"", LOAD(s->u[i].up->failed_conns[1]));
-    }
+    for (size_t i = 0; i < s->n; i++)
+        up_seconds(b, "apilb_upstream_health_check_seconds_total", s->u[i].up,
+                   LOAD(s->u[i].up->health_latency_sum_us));
+}
+
+/* The per-upstream families, in the order /metrics lists them. */
+static const struct up_family up_families[] = {
+    {"apilb_upstream_health", "gauge",
+     "Health of each upstream: 1 for its current state, 0 for the others.", "state",
+     health_value, UPSTREAM_HEALTH_COUNT, get_health, NULL},
+    {"apilb_upstream_usable", "gauge",
+     "1 when new connections may go to the upstream (healthy or unknown, not held down "
+     "after a failed dial, not draining).",
+     NULL, NULL, 0, get_usable, NULL},
+    {"apilb_upstream_draining", "gauge", "1 while a removed upstream drains.", NULL, NULL, 0,
+     get_draining, NULL},
+    {NULL, NULL, NULL, NULL, NULL, 0, NULL, prefer_metrics},
+    {NULL, NULL, NULL, NULL, NULL, 0, NULL, zone_info},
+    {"apilb_upstream_active_connections", "gauge", "Proxied connections open now.", NULL, NULL,
+     0, get_active, NULL},
+    {"apilb_upstream_connections_total", "counter", "Connections established.", NULL, NULL, 0,
+     get_conns, NULL},
+    {"apilb_upstream_connect_failures_total", "counter",
+     "Failed connects of the data path, by reason.", "reason", fail_value, UPSTREAM_FAIL_COUNT,
+     get_connect_fail, NULL},
+    {NULL, NULL, NULL, NULL, NULL, 0, NULL, connect_histogram},
+    {"apilb_upstream_sent_bytes_total", "counter", "Bytes relayed from clients to the upstream.",
+     NULL, NULL, 0, get_bytes_to, NULL},
+    {"apilb_upstream_received_bytes_total", "counter",
+     "Bytes relayed from the upstream to clients.", NULL, NULL, 0, get_bytes_from, NULL},
+    {"apilb_upstream_health_checks_total", "counter",
+     "Active health checks, by result (local_error: not run to a verdict, this host ran short).",
+     "result", check_value, 3, get_checks, NULL},
+    {NULL, NULL, NULL, NULL, NULL, 0, NULL, check_seconds},
+    {"apilb_upstream_closed_connections_total", "counter",
+     "Open connections apilb closed, by reason (upstream turned unhealthy, drained after "
+     "removal, sent bytes unacknowledged for --upstream-user-timeout).",
+     "reason", closed_value, 3, get_closed, NULL},
+    {"apilb_upstream_failed_connections_total", "counter",
+     "Connections that ended because the upstream reset or failed them, by phase: before "
+     "its first byte (not replayed: only a TLS ClientHello is) or after.",
+     "phase", phase_value, 2, get_failed, NULL},
+};
+
+static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
+{
+    strbuf_printf(b, "apilb_upstreams{state=\"known\"} %zu\n", s->n);
+    strbuf_printf(b, "apilb_upstreams{state=\"usable\"} %zu\n", snapshot_usable(s, now_ms));
+    for (size_t i = 0; i < sizeof(up_families) / sizeof(up_families[0]); i++)
+        up_family(&up_families[i], s, now_ms, b);
 }
 
 static void state_file_metrics(const struct snapshot_state_file *f, struct strbuf *b)
