@@ -133,7 +133,7 @@ struct upstream_table {
     struct upstream_entry e[]; /* sorted by address */
 };
 
-/* Upper bounds (milliseconds) of the connect-latency histogram buckets. */
+/* Upper bounds (seconds) of the connect-latency histogram buckets. */
 extern const double upstream_latency_bounds_s[UPSTREAM_LATENCY_BUCKETS];
 
 /* Returns a new upstream (refcount 1) for addr, or NULL on ENOMEM. Any thread;
