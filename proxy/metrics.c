@@ -9,7 +9,6 @@
 #include "clock.h"
 #include "worker.h"
 
-#define LOAD(x) SNAPSHOT_LOAD(x)
 
 static void head(struct strbuf *b, const char *name, const char *type, const char *help)
 {
@@ -36,59 +35,61 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_workers", "gauge", "Event-loop worker threads.");
     strbuf_printf(b, "apilb_workers %u\n", s->workers);
     head(b, "apilb_connections_accepted_total", "counter", "Client connections accepted.");
-    strbuf_printf(b, "apilb_connections_accepted_total %" PRIu64 "\n", LOAD(sh->accepted));
+    strbuf_printf(b, "apilb_connections_accepted_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->accepted));
     head(b, "apilb_connections_refused_total", "counter",
          "Client connections closed without being proxied, by reason.");
     strbuf_printf(b, "apilb_connections_refused_total{reason=\"limit\"} %" PRIu64 "\n",
-                  LOAD(sh->refused_limit));
+                  SNAPSHOT_LOAD(sh->refused_limit));
     strbuf_printf(b, "apilb_connections_refused_total{reason=\"no_upstream\"} %" PRIu64 "\n",
-                  LOAD(sh->refused_no_upstream));
+                  SNAPSHOT_LOAD(sh->refused_no_upstream));
     head(b, "apilb_active_connections", "gauge", "Client connections open now.");
-    strbuf_printf(b, "apilb_active_connections %u\n", LOAD(sh->active));
+    strbuf_printf(b, "apilb_active_connections %u\n", SNAPSHOT_LOAD(sh->active));
     head(b, "apilb_accept_errors_total", "counter",
          "accept(2) failures (EMFILE and the like); accepting pauses briefly after each.");
-    strbuf_printf(b, "apilb_accept_errors_total %" PRIu64 "\n", LOAD(sh->accept_errors));
+    strbuf_printf(b, "apilb_accept_errors_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->accept_errors));
     head(b, "apilb_connections_failed_by_upstream_total", "counter",
          "Client connections that ended because their upstream reset or failed them, by phase "
          "(before its first byte or after); the sum over every upstream, pruned ones included.");
     strbuf_printf(b, "apilb_connections_failed_by_upstream_total{phase=\"before_answer\"} %" PRIu64
-                     "\n", LOAD(sh->failed_by_upstream[0]));
+                     "\n", SNAPSHOT_LOAD(sh->failed_by_upstream[0]));
     strbuf_printf(b, "apilb_connections_failed_by_upstream_total{phase=\"after_answer\"} %" PRIu64
-                     "\n", LOAD(sh->failed_by_upstream[1]));
+                     "\n", SNAPSHOT_LOAD(sh->failed_by_upstream[1]));
     head(b, "apilb_connections_closed_max_age_total", "counter",
          "Connections closed by --max-connection-age.");
     strbuf_printf(b, "apilb_connections_closed_max_age_total %" PRIu64 "\n",
-                  LOAD(sh->closed_by_age));
+                  SNAPSHOT_LOAD(sh->closed_by_age));
     head(b, "apilb_closes_spread_pending", "gauge",
          "Connections of unhealthy upstreams waiting for their turn to close (--close-spread).");
-    strbuf_printf(b, "apilb_closes_spread_pending %u\n", LOAD(sh->closes_pending));
+    strbuf_printf(b, "apilb_closes_spread_pending %u\n", SNAPSHOT_LOAD(sh->closes_pending));
     head(b, "apilb_connections_closed_spread_total", "counter",
          "Connections of unhealthy upstreams closed at their turn in the --close-spread window.");
     strbuf_printf(b, "apilb_connections_closed_spread_total %" PRIu64 "\n",
-                  LOAD(sh->closed_by_spread));
+                  SNAPSHOT_LOAD(sh->closed_by_spread));
     head(b, "apilb_dials_paced_pending", "gauge",
          "New connections waiting for their turn to dial after an upstream dropped connections.");
-    strbuf_printf(b, "apilb_dials_paced_pending %u\n", LOAD(sh->dials_pending));
+    strbuf_printf(b, "apilb_dials_paced_pending %u\n", SNAPSHOT_LOAD(sh->dials_pending));
     head(b, "apilb_dials_paced_total", "counter",
          "New connections whose dial was put off into the --close-spread window.");
-    strbuf_printf(b, "apilb_dials_paced_total %" PRIu64 "\n", LOAD(sh->dials_paced));
+    strbuf_printf(b, "apilb_dials_paced_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->dials_paced));
     head(b, "apilb_send_batching", "gauge",
          "Workers that make the sends of a batch of events in one system call (io_uring); "
          "0 when io_uring is not available (one by one).");
-    strbuf_printf(b, "apilb_send_batching %u\n", LOAD(sh->send_batching));
+    strbuf_printf(b, "apilb_send_batching %u\n", SNAPSHOT_LOAD(sh->send_batching));
     head(b, "apilb_sends_batched_total", "counter",
          "Sends made together with the others of their batch of events.");
-    strbuf_printf(b, "apilb_sends_batched_total %" PRIu64 "\n", LOAD(sh->sends_batched));
+    strbuf_printf(b, "apilb_sends_batched_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->sends_batched));
     head(b, "apilb_send_batches_total", "counter",
          "System calls that made the batched sends (sends per batch: the ratio).");
-    strbuf_printf(b, "apilb_send_batches_total %" PRIu64 "\n", LOAD(sh->send_batches));
+    strbuf_printf(b, "apilb_send_batches_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->send_batches));
     head(b, "apilb_listener_foreign_sharers", "gauge",
          "Sockets of other programs in the SO_REUSEPORT groups of the --listen and admin "
          "addresses: they get a share of new connections (docs/security.md).");
-    strbuf_printf(b, "apilb_listener_foreign_sharers %u\n", LOAD(sh->listener_foreign_sharers));
+    strbuf_printf(b, "apilb_listener_foreign_sharers %u\n",
+                  SNAPSHOT_LOAD(sh->listener_foreign_sharers));
     head(b, "apilb_listener_apilb_sharers", "gauge",
          "Sockets of another apilb there (an upgrade in progress).");
-    strbuf_printf(b, "apilb_listener_apilb_sharers %u\n", LOAD(sh->listener_apilb_sharers));
+    strbuf_printf(b, "apilb_listener_apilb_sharers %u\n",
+                  SNAPSHOT_LOAD(sh->listener_apilb_sharers));
     head(b, "apilb_table_generation", "gauge", "Generation of the current upstream table.");
     strbuf_printf(b, "apilb_table_generation %" PRIu64 "\n", s->generation);
     head(b, "apilb_table_swaps_total", "counter", "Upstream tables published to the workers.");
@@ -162,7 +163,7 @@ static const char *phase_value(int k)
 static uint64_t get_health(const struct snapshot_upstream *su, uint64_t now_ms, int k)
 {
     (void)now_ms;
-    return LOAD(su->up->health) == k;
+    return SNAPSHOT_LOAD(su->up->health) == k;
 }
 
 static uint64_t get_usable(const struct snapshot_upstream *su, uint64_t now_ms, int k)
@@ -180,31 +181,31 @@ static uint64_t get_draining(const struct snapshot_upstream *su, uint64_t now_ms
 static uint64_t get_active(const struct snapshot_upstream *su, uint64_t now_ms, int k)
 {
     (void)now_ms, (void)k;
-    return LOAD(su->up->active);
+    return SNAPSHOT_LOAD(su->up->active);
 }
 
 static uint64_t get_conns(const struct snapshot_upstream *su, uint64_t now_ms, int k)
 {
     (void)now_ms, (void)k;
-    return LOAD(su->up->conns_total);
+    return SNAPSHOT_LOAD(su->up->conns_total);
 }
 
 static uint64_t get_connect_fail(const struct snapshot_upstream *su, uint64_t now_ms, int k)
 {
     (void)now_ms;
-    return LOAD(su->up->connect_fail[k]);
+    return SNAPSHOT_LOAD(su->up->connect_fail[k]);
 }
 
 static uint64_t get_bytes_to(const struct snapshot_upstream *su, uint64_t now_ms, int k)
 {
     (void)now_ms, (void)k;
-    return LOAD(su->up->bytes_to);
+    return SNAPSHOT_LOAD(su->up->bytes_to);
 }
 
 static uint64_t get_bytes_from(const struct snapshot_upstream *su, uint64_t now_ms, int k)
 {
     (void)now_ms, (void)k;
-    return LOAD(su->up->bytes_from);
+    return SNAPSHOT_LOAD(su->up->bytes_from);
 }
 
 static uint64_t get_checks(const struct snapshot_upstream *su, uint64_t now_ms, int k)
@@ -212,7 +213,7 @@ static uint64_t get_checks(const struct snapshot_upstream *su, uint64_t now_ms, 
     static const int slot[] = {1, 0, 2}; /* health_checks[]: failure, success, local */
 
     (void)now_ms;
-    return LOAD(su->up->health_checks[slot[k]]);
+    return SNAPSHOT_LOAD(su->up->health_checks[slot[k]]);
 }
 
 static uint64_t get_closed(const struct snapshot_upstream *su, uint64_t now_ms, int k)
@@ -220,14 +221,15 @@ static uint64_t get_closed(const struct snapshot_upstream *su, uint64_t now_ms, 
     const struct upstream *up = su->up;
 
     (void)now_ms;
-    return k == 0 ? LOAD(up->closed_by_health) : k == 1 ? LOAD(up->closed_by_drain)
-                                                        : LOAD(up->closed_unacked);
+    if (k == 0)
+        return SNAPSHOT_LOAD(up->closed_by_health);
+    return k == 1 ? SNAPSHOT_LOAD(up->closed_by_drain) : SNAPSHOT_LOAD(up->closed_unacked);
 }
 
 static uint64_t get_failed(const struct snapshot_upstream *su, uint64_t now_ms, int k)
 {
     (void)now_ms;
-    return LOAD(su->up->failed_conns[k]);
+    return SNAPSHOT_LOAD(su->up->failed_conns[k]);
 }
 
 static void zone_info(const struct snapshot *s, struct strbuf *b)
@@ -287,7 +289,7 @@ static void connect_histogram(const struct snapshot *s, struct strbuf *b)
         for (int k = 0; k <= UPSTREAM_LATENCY_BUCKETS; k++) {
             char extra[32];
 
-            cum += LOAD(up->connect_latency[k]);
+            cum += SNAPSHOT_LOAD(up->connect_latency[k]);
             if (k < UPSTREAM_LATENCY_BUCKETS)
                 snprintf(extra, sizeof(extra), "le=\"%g\"", upstream_latency_bounds_s[k]);
             else
@@ -295,7 +297,7 @@ static void connect_histogram(const struct snapshot *s, struct strbuf *b)
             up_sample(b, "apilb_upstream_connect_duration_seconds_bucket", up, extra, cum);
         }
         up_seconds(b, "apilb_upstream_connect_duration_seconds_sum", up,
-                   LOAD(up->connect_latency_sum_us));
+                   SNAPSHOT_LOAD(up->connect_latency_sum_us));
         up_sample(b, "apilb_upstream_connect_duration_seconds_count", up, "", cum);
     }
 }
@@ -306,7 +308,7 @@ static void check_seconds(const struct snapshot *s, struct strbuf *b)
          "Time spent in active health checks (divide by the checks for the mean).");
     for (size_t i = 0; i < s->n; i++)
         up_seconds(b, "apilb_upstream_health_check_seconds_total", s->u[i].up,
-                   LOAD(s->u[i].up->health_latency_sum_us));
+                   SNAPSHOT_LOAD(s->u[i].up->health_latency_sum_us));
 }
 
 /* The per-upstream families, in the order /metrics lists them. */

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define LOAD(x) SNAPSHOT_LOAD(x)
 #define REASON_COLUMN 36
 
 /* Copies s into out (size len) with every byte outside printable ASCII
@@ -43,7 +42,7 @@ static void row(const struct snapshot_upstream *su, uint64_t now_ms, uint64_t no
     const struct upstream *up = su->up;
     char src[64], state[48], reason[REASON_COLUMN + 1], since[32] = "-", conn[32] = "-";
     char zone[17];
-    uint64_t drain = LOAD(up->draining_since_ms);
+    uint64_t drain = SNAPSHOT_LOAD(up->draining_since_ms);
     double mean_us;
 
     upstream_sources_format(su->sources, src, sizeof(src));
@@ -64,8 +63,8 @@ static void row(const struct snapshot_upstream *su, uint64_t now_ms, uint64_t no
     if (upstream_connect_mean_us(up, &mean_us))
         snprintf(conn, sizeof(conn), "%.2fms", mean_us / 1000.0);
     strbuf_printf(b, "%-24s %-20s %-14s %-10s %-*s %-7s %6u %8s  %s\n", up->name, src, state,
-                  upstream_health_name((enum upstream_health)LOAD(up->health)), REASON_COLUMN,
-                  reason, since, LOAD(up->active), conn, zone);
+                  upstream_health_name((enum upstream_health)SNAPSHOT_LOAD(up->health)),
+                  REASON_COLUMN, reason, since, SNAPSHOT_LOAD(up->active), conn, zone);
 }
 
 static void watcher_line(const struct snapshot_watcher *w, uint64_t now_unix_ms, struct strbuf *b)

@@ -3,7 +3,6 @@
 
 #include <inttypes.h>
 
-#define LOAD(x) SNAPSHOT_LOAD(x)
 
 /* ,"watcher":{...} when discovery runs. */
 static void watcher_json(const struct snapshot_watcher *w, struct strbuf *b)
@@ -53,7 +52,7 @@ void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
     for (size_t i = 0; i < s->n; i++) {
         const struct snapshot_upstream *su = &s->u[i];
         const struct upstream *up = su->up;
-        uint64_t since = LOAD(up->draining_since_ms);
+        uint64_t since = SNAPSHOT_LOAD(up->draining_since_ms);
         bool first = true;
         double mean_us;
 
@@ -71,22 +70,22 @@ void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
                       "\"draining\":%s,\"draining_seconds\":%.3f,\"connections_total\":%" PRIu64
                       ",\"connect_failures\":{",
                       su->fallback ? "true" : "false",
-                      upstream_health_name((enum upstream_health)LOAD(up->health)),
+                      upstream_health_name((enum upstream_health)SNAPSHOT_LOAD(up->health)),
                       su->in_table && upstream_usable(up, now_ms) ? "true" : "false",
-                      LOAD(up->active), su->in_table ? "false" : "true",
+                      SNAPSHOT_LOAD(up->active), su->in_table ? "false" : "true",
                       !su->in_table && since != 0 && now_ms > since
                           ? (double)(now_ms - since) / 1000.0
                           : 0.0,
-                      LOAD(up->conns_total));
+                      SNAPSHOT_LOAD(up->conns_total));
         for (int k = 0; k < UPSTREAM_FAIL_COUNT; k++)
             strbuf_printf(b, "%s\"%s\":%" PRIu64, k ? "," : "",
                           upstream_fail_name((enum upstream_fail)k),
-                          LOAD(up->connect_fail[k]));
+                          SNAPSHOT_LOAD(up->connect_fail[k]));
         strbuf_printf(b,
                       "},\"bytes_to_upstream\":%" PRIu64 ",\"bytes_from_upstream\":%" PRIu64
                       ",\"health_checks\":{\"success\":%" PRIu64 ",\"failure\":%" PRIu64 "}",
-                      LOAD(up->bytes_to), LOAD(up->bytes_from), LOAD(up->health_checks[1]),
-                      LOAD(up->health_checks[0]));
+                      SNAPSHOT_LOAD(up->bytes_to), SNAPSHOT_LOAD(up->bytes_from),
+                      SNAPSHOT_LOAD(up->health_checks[1]), SNAPSHOT_LOAD(up->health_checks[0]));
         strbuf_puts(b, ",\"health_reason\":\"");
         strbuf_json_escape(b, su->health_reason);
         strbuf_printf(b, "\",\"health_since\":%.3f,\"connect_seconds_avg\":",
