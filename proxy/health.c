@@ -292,7 +292,7 @@ static bool probe_connect(struct checker *ck, struct probe *p)
     }
     /* The TCP handshake is the check's round trip (--prefer); the TLS
      * handshake after it adds the apiserver's crypto time. */
-    upstream_rtt_sample(ck->up, uv_hrtime() / 1000 - ck->started_us);
+    upstream_rtt_sample(ck->up, clock_now_us() - ck->started_us);
     if (ck->h->cfg->health_check == CONFIG_HEALTH_TCP) {
         health_done(ck, true, "connect ok");
         return false;

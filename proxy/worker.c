@@ -306,7 +306,7 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     w->done = done;
     w->table = first;
     upstream_picker_init(&w->picker, sh->cfg->balance,
-                         uv_hrtime() ^ ((uint64_t)id << 32) ^ (uint64_t)getpid());
+                         clock_now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)getpid());
     if (sh->cfg->prefer != CONFIG_PREFER_NONE)
         upstream_picker_prefer(&w->picker, sh->cfg->prefer_spill_factor, sh->cfg->prefer_ramp_ms);
     pipepool_init(&w->pipes);
