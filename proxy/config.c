@@ -498,8 +498,7 @@ static int set_enum(int *field, const struct opt *o, const char *who, const char
     return -EINVAL;
 }
 
-static int set_admin(struct config *cfg, const char *who, const char *v,
-                     char err[CONFIG_ERR_BYTES])
+static int set_admin(struct config *cfg, const char *who, const char *v, char err[CONFIG_ERR_BYTES])
 {
     const char *why;
 

@@ -9,7 +9,6 @@
 #include "clock.h"
 #include "worker.h"
 
-
 static void head(struct strbuf *b, const char *name, const char *type, const char *help)
 {
     strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -50,10 +49,14 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_connections_failed_by_upstream_total", "counter",
          "Client connections that ended because their upstream reset or failed them, by phase "
          "(before its first byte or after); the sum over every upstream, pruned ones included.");
-    strbuf_printf(b, "apilb_connections_failed_by_upstream_total{phase=\"before_answer\"} %" PRIu64
-                     "\n", SNAPSHOT_LOAD(sh->failed_by_upstream[0]));
-    strbuf_printf(b, "apilb_connections_failed_by_upstream_total{phase=\"after_answer\"} %" PRIu64
-                     "\n", SNAPSHOT_LOAD(sh->failed_by_upstream[1]));
+    strbuf_printf(b,
+                  "apilb_connections_failed_by_upstream_total{phase=\"before_answer\"} %" PRIu64
+                  "\n",
+                  SNAPSHOT_LOAD(sh->failed_by_upstream[0]));
+    strbuf_printf(b,
+                  "apilb_connections_failed_by_upstream_total{phase=\"after_answer\"} %" PRIu64
+                  "\n",
+                  SNAPSHOT_LOAD(sh->failed_by_upstream[1]));
     head(b, "apilb_connections_closed_max_age_total", "counter",
          "Connections closed by --max-connection-age.");
     strbuf_printf(b, "apilb_connections_closed_max_age_total %" PRIu64 "\n",
@@ -314,8 +317,8 @@ static void check_seconds(const struct snapshot *s, struct strbuf *b)
 /* The per-upstream families, in the order /metrics lists them. */
 static const struct up_family up_families[] = {
     {"apilb_upstream_health", "gauge",
-     "Health of each upstream: 1 for its current state, 0 for the others.", "state",
-     health_value, UPSTREAM_HEALTH_COUNT, get_health, NULL},
+     "Health of each upstream: 1 for its current state, 0 for the others.", "state", health_value,
+     UPSTREAM_HEALTH_COUNT, get_health, NULL},
     {"apilb_upstream_usable", "gauge",
      "1 when new connections may go to the upstream (healthy or unknown, not held down "
      "after a failed dial, not draining).",
@@ -324,8 +327,8 @@ static const struct up_family up_families[] = {
      get_draining, NULL},
     {NULL, NULL, NULL, NULL, NULL, 0, NULL, prefer_metrics},
     {NULL, NULL, NULL, NULL, NULL, 0, NULL, zone_info},
-    {"apilb_upstream_active_connections", "gauge", "Proxied connections open now.", NULL, NULL,
-     0, get_active, NULL},
+    {"apilb_upstream_active_connections", "gauge", "Proxied connections open now.", NULL, NULL, 0,
+     get_active, NULL},
     {"apilb_upstream_connections_total", "counter", "Connections established.", NULL, NULL, 0,
      get_conns, NULL},
     {"apilb_upstream_connect_failures_total", "counter",

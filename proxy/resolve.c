@@ -81,8 +81,10 @@ int resolve_seed(const struct config_seed *sd, struct addr *out, size_t max, siz
     freeaddrinfo(res);
     if (!fits) {
         *n = before; /* refused whole: none of the name's addresses */
-        snprintf(err, err_len, "%s: resolves to %zu addresses, with the %zu before them more "
-                 "than the %zu of an address set", sd->host, listed, before, max);
+        snprintf(err, err_len,
+                 "%s: resolves to %zu addresses, with the %zu before them more "
+                 "than the %zu of an address set",
+                 sd->host, listed, before, max);
         return -E2BIG;
     }
     return 0;

@@ -156,8 +156,8 @@ static void usage(FILE *out)
 
 /* Reads the arguments into *admin and *format. Returns -1 to go on, or the
  * exit status (0 after --help, 1 for a bad argument, said on errout). */
-static int parse_args(int argc, char **argv, char **env, const char **admin,
-                      const char **format, FILE *out, FILE *errout)
+static int parse_args(int argc, char **argv, char **env, const char **admin, const char **format,
+                      FILE *out, FILE *errout)
 {
     for (char **e = env; e != NULL && *e != NULL; e++)
         if (strncmp(*e, "APILB_ADMIN_LISTEN=", 19) == 0)

@@ -85,8 +85,8 @@ static void watcher_line(const struct snapshot_watcher *w, uint64_t now_unix_ms,
     strbuf_printf(b,
                   "\nWATCHER  %s  source %s  last sync %s  resourceVersion %s  errors %" PRIu64
                   "  publishes %" PRIu64 "\n",
-                  watcher_state_name(ws->state), ws->source != NULL ? ws->source : "-", last,
-                  rv, ws->errors, ws->publishes);
+                  watcher_state_name(ws->state), ws->source != NULL ? ws->source : "-", last, rv,
+                  ws->errors, ws->publishes);
 }
 
 void statusview_render(const struct snapshot *s, uint64_t now_ms, uint64_t now_unix_ms,

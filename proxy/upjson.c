@@ -3,7 +3,6 @@
 
 #include <inttypes.h>
 
-
 /* ,"watcher":{...} when discovery runs. */
 static void watcher_json(const struct snapshot_watcher *w, struct strbuf *b)
 {
@@ -11,13 +10,15 @@ static void watcher_json(const struct snapshot_watcher *w, struct strbuf *b)
 
     if (!w->enabled)
         return;
-    strbuf_printf(b, ",\"watcher\":{\"state\":\"%s\",\"source\":\"%s\",\"last_sync\":%.3f,"
-                     "\"resource_version\":\"",
+    strbuf_printf(b,
+                  ",\"watcher\":{\"state\":\"%s\",\"source\":\"%s\",\"last_sync\":%.3f,"
+                  "\"resource_version\":\"",
                   watcher_state_name(ws->state), ws->source != NULL ? ws->source : "",
                   (double)ws->last_sync_unix_ms / 1000.0);
     strbuf_json_escape(b, ws->resource_version);
-    strbuf_printf(b, "\",\"lists\":%" PRIu64 ",\"watches\":%" PRIu64 ",\"events\":%" PRIu64
-                     ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64 "}",
+    strbuf_printf(b,
+                  "\",\"lists\":%" PRIu64 ",\"watches\":%" PRIu64 ",\"events\":%" PRIu64
+                  ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64 "}",
                   ws->lists, ws->watches, ws->events, ws->errors, ws->publishes);
 }
 

@@ -439,8 +439,8 @@ bool upstream_connect_mean_us(const struct upstream *up, double *us)
 
     if (n == 0)
         return false;
-    *us = (double)atomic_load_explicit(&up->connect_latency_sum_us, memory_order_relaxed) /
-          (double)n;
+    *us =
+        (double)atomic_load_explicit(&up->connect_latency_sum_us, memory_order_relaxed) / (double)n;
     return true;
 }
 

@@ -13,7 +13,7 @@ enum watcher_discovery {
     WATCHER_DISCOVERY_AUTO = 0, /* EndpointSlices, Endpoints on 403/404 */
     WATCHER_DISCOVERY_SLICES,
     WATCHER_DISCOVERY_ENDPOINTS,
-    WATCHER_DISCOVERY_OFF,      /* configuration only: no watcher is started */
+    WATCHER_DISCOVERY_OFF, /* configuration only: no watcher is started */
 };
 
 enum watcher_state {
@@ -40,10 +40,10 @@ struct watcher_stats {
     uint64_t last_sync_unix_ms; /* last successful LIST or event */
     uint64_t lists;
     uint64_t watches;
-    uint64_t events;            /* ADDED/MODIFIED/DELETED applied */
+    uint64_t events; /* ADDED/MODIFIED/DELETED applied */
     uint64_t bookmarks;
     uint64_t relists_410;
-    uint64_t errors;            /* HTTP, TLS, parse and stall errors */
+    uint64_t errors; /* HTTP, TLS, parse and stall errors */
     uint64_t errors_by_kind[WATCHER_ERR_KINDS];
     uint64_t rv_changed_unix_ms; /* when resource_version last changed */
     uint64_t publishes;

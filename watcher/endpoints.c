@@ -26,8 +26,7 @@ static bool add_unique(struct watcher_endpoint *out, size_t max, size_t *n,
 /* The error of an object whose addresses do not fit: how many it lists. */
 static int over_bound(size_t listed, size_t max, char *err, size_t err_len)
 {
-    snprintf(err, err_len, "lists %zu addresses, more than the %zu of an address set", listed,
-             max);
+    snprintf(err, err_len, "lists %zu addresses, more than the %zu of an address set", listed, max);
     return -E2BIG;
 }
 
@@ -210,8 +209,7 @@ static size_t listed_v1(json_t *subsets)
     json_t *ss;
     size_t i, n = 0;
 
-    json_array_foreach(subsets, i, ss)
-        n += json_array_size(json_object_get(ss, "addresses"));
+    json_array_foreach(subsets, i, ss) n += json_array_size(json_object_get(ss, "addresses"));
     return n;
 }
 

@@ -55,8 +55,8 @@ struct endpoints_cache {
 void endpoints_cache_clear(struct endpoints_cache *c);
 
 /* Replaces (or adds) the object name with a copy of ep[0..n) (n at most
- * ADDR_SET_MAX, which endpoints_extract() ensures). Returns 0, -ENOSPC when ENDPOINTS_MAX_OBJECTS are
- * held, or -ENOMEM (the cache is unchanged then). */
+ * ADDR_SET_MAX, which endpoints_extract() ensures). Returns 0, -ENOSPC when ENDPOINTS_MAX_OBJECTS
+ * are held, or -ENOMEM (the cache is unchanged then). */
 int endpoints_cache_set(struct endpoints_cache *c, const char *name, int family,
                         const struct watcher_endpoint *ep, size_t n)
     __attribute__((warn_unused_result));

@@ -49,8 +49,8 @@ static bool token_there(const char *path)
 START_TEST(in_cluster_default_asks_the_caller)
 {
     char *const argv[] = {"apilb", "--service-account-dir", "/sa", NULL};
-    char *const elsewhere[] = {"apilb", "--service-account-dir", "/none", "--upstream",
-                               "10.0.0.1:6443", NULL};
+    char *const elsewhere[] = {"apilb",      "--service-account-dir", "/none",
+                               "--upstream", "10.0.0.1:6443",         NULL};
 
     config_free(&cfg);
     ck_assert_msg(config_parse(&cfg, 3, argv, NOENV, 2, token_there, err) == 0, "%s", err);
