@@ -269,7 +269,7 @@ static void prefer_metrics(const struct snapshot *s, struct strbuf *b)
          "--prefer tier of each upstream: 0 is tried first, then 1, ...");
     for (size_t i = 0; i < s->n; i++)
         if (s->u[i].in_table)
-            up_sample(b, "apilb_upstream_tier", s->u[i].up, "", LOAD(s->u[i].up->tier));
+            up_sample(b, "apilb_upstream_tier", s->u[i].up, "", SNAPSHOT_LOAD(s->u[i].up->tier));
 }
 
 /* name{upstream="..."} seconds, from a sum of microseconds. */

@@ -97,7 +97,7 @@ void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
             strbuf_puts(b, "null");
         render_zone(&su->zone, b);
         strbuf_printf(b, ",\"zone_source\":\"%s\",\"tier\":%u,\"rtt_seconds\":", su->zone_from,
-                      LOAD(up->tier));
+                      SNAPSHOT_LOAD(up->tier));
         if (upstream_rtt_us(up) != 0)
             strbuf_printf(b, "%.6f", upstream_rtt_us(up) / 1e6);
         else
