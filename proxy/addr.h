@@ -11,6 +11,12 @@
 /* "[" + INET6_ADDRSTRLEN + "]:" + "65535" + NUL, rounded up. */
 #define ADDR_STRLEN 64
 #define ADDR_HOST_MAX 256
+/* The one bound on a set of addresses, wherever one comes from (flags, the
+ * upstreams file, the state file, discovery) and wherever it goes (the
+ * upstream table): a larger set is refused whole, with a log line naming its
+ * size and this bound, never cut to fit. The API keeps an EndpointSlice to
+ * 1000 endpoints, so one slice always fits. */
+#define ADDR_SET_MAX 1024
 
 /* A plain value: embed and copy freely. */
 struct addr {

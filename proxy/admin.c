@@ -38,10 +38,10 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "clock.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -49,7 +49,6 @@
 #include "statusview.h"
 #include "strbuf.h"
 #include "upjson.h"
-#include "worker.h"
 
 #define ADMIN_MAX_CONNECTIONS 32
 #define ADMIN_PER_ADDR 8
@@ -328,7 +327,7 @@ static void completed_cb(void *cls, struct MHD_Connection *c, void **con_cls,
     if (k != NULL) {
         k->answering = false;
         k->served = true;
-        k->since_ms = worker_now_ms();
+        k->since_ms = clock_now_ms();
         k->order = ++a->order;
     }
 }
@@ -409,7 +408,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     struct admin *a = cls;
     struct strbuf b;
     struct snapshot s;
-    uint64_t now = worker_now_ms();
+    uint64_t now = clock_now_ms();
     unsigned code = MHD_HTTP_OK;
     const char *type = "text/plain; charset=utf-8";
 
@@ -454,7 +453,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         upjson_render(&s, now, &b);
         type = "application/json";
     } else if (strcmp(url, "/status") == 0) {
-        statusview_render(&s, now, (uint64_t)time(NULL) * 1000u, &b);
+        statusview_render(&s, now, clock_wall_ms(), &b);
     } else {
         metrics_render(&s, now, &b);
         admin_metrics(a, &b);
@@ -501,7 +500,7 @@ static int poll_timeout(struct admin *a, uint64_t now, uint64_t next_deadline)
 static void admin_thread(void *arg)
 {
     struct admin *a = arg;
-    uint64_t now = worker_now_ms(), next = UINT64_MAX;
+    uint64_t now = clock_now_ms(), next = UINT64_MAX;
 
     for (;;) {
         struct pollfd p[3] = {{.fd = a->stop_fd, .events = POLLIN},
@@ -516,12 +515,12 @@ static void admin_thread(void *arg)
         }
         if (p[0].revents != 0)
             return;
-        now = worker_now_ms();
+        now = clock_now_ms();
         (void)expire(a, now);
         if (p[1].revents != 0)
             accept_some(a, now);
         (void)MHD_run(a->d);
-        next = expire(a, now = worker_now_ms());
+        next = expire(a, now = clock_now_ms());
     }
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "discovery.h"
 #include "log.h"
 #include "module.h"
@@ -75,7 +76,7 @@ static int connections_cb(void *arg, size_t offset, struct session_info *out, si
                           size_t *total, bool *partial)
 {
     struct adminview *v = arg;
-    uint64_t deadline = worker_now_ms() + CONNECTIONS_WAIT_MS;
+    uint64_t deadline = clock_now_ms() + CONNECTIONS_WAIT_MS;
     unsigned started = atomic_load(v->n_started);
 
     *n = 0;
@@ -83,7 +84,7 @@ static int connections_cb(void *arg, size_t offset, struct session_info *out, si
     *partial = false;
     for (unsigned i = 0; i < started; i++) {
         size_t got = 0, had = 0, skip = offset > *total ? offset - *total : 0;
-        uint64_t now = worker_now_ms();
+        uint64_t now = clock_now_ms();
 
         if (now >= deadline || worker_list_sessions(&(*v->workers)[i], skip, out + *n, max - *n,
                                                     &got, &had, (unsigned)(deadline - now)) != 0) {

@@ -1,13 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A per-worker pool of the buffers a flow holds while dst has not taken its
- * bytes: a queued send (sendq.h) or a send that found no room. With batched
- * sends that is nearly every message under load, and malloc(3) then free(3)
- * of 16 KiB per message made glibc grow and trim the worker's heap over and
- * over: each trim unmaps pages, and unmapping in a process with threads on
- * other CPUs interrupts them to flush their TLBs (measured: 100 keep-alive
- * connections, 22 % of apilb's samples in smp_call_function_many_cond and
- * native_write_msr, half the request rate in those runs). Buffers come back
- * here and are reused; at most BUFPOOL_KEEP are kept, so an idle worker holds
+ * bytes: a queued send (sendq.h) or a send that found no room. Why: under
+ * load that is nearly every message, and a malloc(3)/free(3) of 16 KiB each
+ * made glibc trim the heap over and over, each trim interrupting the other
+ * CPUs to flush their TLBs (docs/performance.md#buffer-pool). Buffers come
+ * back here and are reused; at most BUFPOOL_KEEP are kept, so an idle worker holds
  * at most that many after a burst. Loop thread of the owning worker only. */
 #ifndef PROXY_BUFPOOL_H
 #define PROXY_BUFPOOL_H

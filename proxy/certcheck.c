@@ -76,25 +76,17 @@ static void ssl_error(char *buf, size_t len, const char *what)
     ERR_clear_error();
 }
 
-enum certcheck_result certcheck_probe(const struct addr *a, const char *ca_pem, const char *name,
-                                      unsigned timeout_ms, char *detail, size_t detail_len)
+/* A blocking socket connected to a whose connect, reads and writes give up
+ * after timeout_ms; -1 with detail set when none could be had. */
+static int dial(const struct addr *a, unsigned timeout_ms, char *detail, size_t detail_len)
 {
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-    enum certcheck_result res = CERTCHECK_HANDSHAKE;
-    STACK_OF(X509) *cas = NULL;
-    SSL_CTX *ctx = NULL;
-    SSL *ssl = NULL;
-    X509 *peer = NULL;
-    bool verify = false;
-    int fd, covered;
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-    detail[0] = '\0';
-    fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd == -1) {
         snprintf(detail, detail_len, "socket: %s", strerror(errno));
-        return CERTCHECK_UNREACHABLE;
+        return -1;
     }
-    /* A blocking socket whose connect, reads and writes give up in time. */
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == -1) {
@@ -103,8 +95,47 @@ enum certcheck_result certcheck_probe(const struct addr *a, const char *ca_pem, 
         snprintf(detail, detail_len, "connect: %s",
                  e == EINPROGRESS || e == EAGAIN ? "timed out" : strerror(e));
         close(fd);
-        return CERTCHECK_UNREACHABLE;
+        return -1;
     }
+    return fd;
+}
+
+/* The verdict on the certificate peer of a finished handshake on ssl: the
+ * chain (when verify: there were CAs to judge it by), then the name. */
+static enum certcheck_result judge(SSL *ssl, X509 *peer, bool verify, const char *name,
+                                   char *detail, size_t detail_len)
+{
+    int covered;
+
+    if (verify && SSL_get_verify_result(ssl) != X509_V_OK) {
+        snprintf(detail, detail_len, "%s",
+                 X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
+        return CERTCHECK_UNTRUSTED;
+    }
+    covered =
+        is_ip(name) ? X509_check_ip_asc(peer, name, 0) : X509_check_host(peer, name, 0, 0, NULL);
+    if (covered != 1) {
+        san_list(peer, detail, detail_len);
+        return CERTCHECK_NAME;
+    }
+    return verify ? CERTCHECK_OK : CERTCHECK_UNVERIFIED;
+}
+
+enum certcheck_result certcheck_probe(const struct addr *a, const char *ca_pem, const char *name,
+                                      unsigned timeout_ms, char *detail, size_t detail_len)
+{
+    enum certcheck_result res = CERTCHECK_HANDSHAKE;
+    STACK_OF(X509) *cas = NULL;
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
+    X509 *peer = NULL;
+    bool verify = false;
+    int fd;
+
+    detail[0] = '\0';
+    fd = dial(a, timeout_ms, detail, detail_len);
+    if (fd == -1)
+        return CERTCHECK_UNREACHABLE;
     ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL || (cas = pem_certs(ca_pem)) == NULL) {
         snprintf(detail, detail_len, "tls: out of memory");
@@ -139,20 +170,7 @@ enum certcheck_result certcheck_probe(const struct addr *a, const char *ca_pem, 
         snprintf(detail, detail_len, "tls: the server sent no certificate");
         goto out;
     }
-    if (verify && SSL_get_verify_result(ssl) != X509_V_OK) {
-        snprintf(detail, detail_len, "%s",
-                 X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
-        res = CERTCHECK_UNTRUSTED;
-        goto out;
-    }
-    covered =
-        is_ip(name) ? X509_check_ip_asc(peer, name, 0) : X509_check_host(peer, name, 0, 0, NULL);
-    if (covered != 1) {
-        san_list(peer, detail, detail_len);
-        res = CERTCHECK_NAME;
-        goto out;
-    }
-    res = verify ? CERTCHECK_OK : CERTCHECK_UNVERIFIED;
+    res = judge(ssl, peer, verify, name, detail, detail_len);
 out:
     X509_free(peer);
     SSL_free(ssl);

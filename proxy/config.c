@@ -396,134 +396,158 @@ static int set_zone_option(struct config *cfg, enum opt_type type, const char *v
     return cfg->zone == NULL ? -ENOMEM : 0;
 }
 
+/* The environment variable may list several, comma-separated. */
+static int set_listen(struct config *cfg, const char *who, const char *v, bool from_env,
+                      char err[CONFIG_ERR_BYTES])
+{
+    const char *p = v, *why;
+    char item[ADDR_HOST_MAX + 16];
+
+    while (*p != '\0') {
+        const char *e = from_env ? strchr(p, ',') : NULL;
+        size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+
+        if (n >= sizeof(item)) {
+            errf(err, "%s=%s: address is too long", who, v);
+            return -EINVAL;
+        }
+        memcpy(item, p, n);
+        item[n] = '\0';
+        if (cfg->n_listen == CONFIG_MAX_LISTEN) {
+            errf(err, "%s=%s: at most %d listen addresses", who, v, CONFIG_MAX_LISTEN);
+            return -EINVAL;
+        }
+        if (addr_parse(item, ADDR_PORT_ZERO_OK, &cfg->listen[cfg->n_listen], &why) < 0) {
+            errf(err, "%s=%s: %s", who, item, why);
+            return -EINVAL;
+        }
+        cfg->n_listen++;
+        if (e == NULL)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+static int set_string(char **sp, const char *who, const char *v, char err[CONFIG_ERR_BYTES])
+{
+    if (*v == '\0') {
+        errf(err, "%s: must not be empty", who);
+        return -EINVAL;
+    }
+    free(*sp);
+    *sp = strdup(v);
+    return *sp == NULL ? -ENOMEM : 0;
+}
+
+static int set_duration(unsigned *field, const struct opt *o, const char *who, const char *v,
+                        char err[CONFIG_ERR_BYTES])
+{
+    bool zero_ok = o->type == OPT_DURATION0;
+    char lo[16], hi[16];
+    unsigned ms;
+    int rc = config_duration_parse(v, o->max, zero_ok, &ms);
+
+    if (rc == 0 && ms < o->min && !(zero_ok && ms == 0))
+        rc = -ERANGE;
+    if (rc == -EINVAL) {
+        errf(err, "%s=%s: must be a duration like 500ms, 2s, 5m", who, v);
+        return rc;
+    }
+    if (rc < 0) {
+        config_duration_format(o->min, lo, sizeof(lo));
+        config_duration_format(o->max, hi, sizeof(hi));
+        errf(err, "%s=%s: must be %s%s..%s", who, v, zero_ok ? "0 or " : "",
+             zero_ok && o->min == 0 ? "1ms" : lo, hi);
+        return -EINVAL; /* the contract: every configuration error is -EINVAL */
+    }
+    *field = ms;
+    return 0;
+}
+
+static int set_uint(unsigned *field, const struct opt *o, const char *who, const char *v,
+                    char err[CONFIG_ERR_BYTES])
+{
+    unsigned long long n = 0;
+    bool ok = *v != '\0';
+
+    for (const char *p = v; *p != '\0' && ok; p++) {
+        if (!isdigit((unsigned char)*p) || n > 100000000ull)
+            ok = false;
+        else
+            n = n * 10 + (unsigned)(*p - '0');
+    }
+    if (!ok || n < o->min || n > o->max) {
+        errf(err, "%s=%s: must be a whole number %u..%u", who, v, o->min, o->max);
+        return -EINVAL;
+    }
+    *field = (unsigned)n;
+    return 0;
+}
+
+static int set_enum(int *field, const struct opt *o, const char *who, const char *v,
+                    char err[CONFIG_ERR_BYTES])
+{
+    for (int i = 0; o->choices[i] != NULL; i++) {
+        if (strcmp(v, o->choices[i]) == 0) {
+            *field = i;
+            return 0;
+        }
+    }
+    errf(err, "%s=%s: must be one of %s", who, v, o->help);
+    return -EINVAL;
+}
+
+static int set_admin(struct config *cfg, const char *who, const char *v, char err[CONFIG_ERR_BYTES])
+{
+    const char *why;
+
+    if (strcmp(v, "off") == 0) {
+        cfg->admin_enabled = false;
+        return 0;
+    }
+    if (addr_parse(v, ADDR_PORT_ZERO_OK, &cfg->admin_listen, &why) < 0) {
+        errf(err, "%s=%s: %s (or 'off')", who, v, why);
+        return -EINVAL;
+    }
+    cfg->admin_enabled = true;
+    return 0;
+}
+
+/* Sets option o from the text v (from the environment when from_env). */
 static int set_value(struct config *cfg, const struct opt *o, const char *v, bool from_env,
                      char err[CONFIG_ERR_BYTES])
 {
     char *field = (char *)cfg + o->off;
     char who[64];
-    const char *why;
-    unsigned ms;
-    int rc;
+    bool b;
 
     origin(o, from_env, who, sizeof(who));
     switch (o->type) {
-    case OPT_LISTEN: {
-        const char *p = v;
-        char item[ADDR_HOST_MAX + 16];
-
-        /* The environment variable may list several, comma-separated. */
-        while (*p != '\0') {
-            const char *e = from_env ? strchr(p, ',') : NULL;
-            size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
-
-            if (n >= sizeof(item)) {
-                errf(err, "%s=%s: address is too long", who, v);
-                return -EINVAL;
-            }
-            memcpy(item, p, n);
-            item[n] = '\0';
-            if (cfg->n_listen == CONFIG_MAX_LISTEN) {
-                errf(err, "%s=%s: at most %d listen addresses", who, v, CONFIG_MAX_LISTEN);
-                return -EINVAL;
-            }
-            if (addr_parse(item, ADDR_PORT_ZERO_OK, &cfg->listen[cfg->n_listen], &why) < 0) {
-                errf(err, "%s=%s: %s", who, item, why);
-                return -EINVAL;
-            }
-            cfg->n_listen++;
-            if (e == NULL)
-                break;
-            p = e + 1;
-        }
-        return 0;
-    }
+    case OPT_LISTEN:
+        return set_listen(cfg, who, v, from_env, err);
     case OPT_SEED:
         if (from_env)
             return add_list(cfg, who, v, -1, add_seed, err);
         return add_seed(cfg, who, v, -1, err);
-    case OPT_STRING: {
-        char **sp = (char **)field;
-
-        if (*v == '\0') {
-            errf(err, "%s: must not be empty", who);
-            return -EINVAL;
-        }
-        free(*sp);
-        *sp = strdup(v);
-        return *sp == NULL ? -ENOMEM : 0;
-    }
-    case OPT_BOOL: {
-        bool b;
-
+    case OPT_STRING:
+        return set_string((char **)field, who, v, err);
+    case OPT_BOOL:
         if (!parse_bool(v, &b)) {
             errf(err, "%s=%s: must be true or false", who, v);
             return -EINVAL;
         }
         *(bool *)field = b;
         return 0;
-    }
     case OPT_DURATION:
-    case OPT_DURATION0: {
-        char lo[16], hi[16];
-
-        rc = config_duration_parse(v, o->max, o->type == OPT_DURATION0, &ms);
-        if (rc == 0 && ms < o->min && !(o->type == OPT_DURATION0 && ms == 0))
-            rc = -ERANGE;
-        if (rc == -EINVAL) {
-            errf(err, "%s=%s: must be a duration like 500ms, 2s, 5m", who, v);
-            return rc;
-        }
-        if (rc < 0) {
-            config_duration_format(o->min, lo, sizeof(lo));
-            config_duration_format(o->max, hi, sizeof(hi));
-            errf(err, "%s=%s: must be %s%s..%s", who, v, o->type == OPT_DURATION0 ? "0 or " : "",
-                 o->type == OPT_DURATION0 && o->min == 0 ? "1ms" : lo, hi);
-            return -EINVAL; /* the contract: every configuration error is -EINVAL */
-        }
-        *(unsigned *)field = ms;
-        return 0;
-    }
-    case OPT_UINT: {
-        unsigned long long n = 0;
-        const char *p = v;
-
-        if (*p == '\0')
-            rc = -EINVAL;
-        else
-            rc = 0;
-        for (; *p != '\0' && rc == 0; p++) {
-            if (!isdigit((unsigned char)*p) || n > 100000000ull)
-                rc = -EINVAL;
-            else
-                n = n * 10 + (unsigned)(*p - '0');
-        }
-        if (rc < 0 || n < o->min || n > o->max) {
-            errf(err, "%s=%s: must be a whole number %u..%u", who, v, o->min, o->max);
-            return -EINVAL;
-        }
-        *(unsigned *)field = (unsigned)n;
-        return 0;
-    }
+    case OPT_DURATION0:
+        return set_duration((unsigned *)field, o, who, v, err);
+    case OPT_UINT:
+        return set_uint((unsigned *)field, o, who, v, err);
     case OPT_ENUM:
-        for (int i = 0; o->choices[i] != NULL; i++) {
-            if (strcmp(v, o->choices[i]) == 0) {
-                *(int *)field = i;
-                return 0;
-            }
-        }
-        errf(err, "%s=%s: must be one of %s", who, v, o->help);
-        return -EINVAL;
+        return set_enum((int *)field, o, who, v, err);
     case OPT_ADMIN:
-        if (strcmp(v, "off") == 0) {
-            cfg->admin_enabled = false;
-            return 0;
-        }
-        if (addr_parse(v, ADDR_PORT_ZERO_OK, &cfg->admin_listen, &why) < 0) {
-            errf(err, "%s=%s: %s (or 'off')", who, v, why);
-            return -EINVAL;
-        }
-        cfg->admin_enabled = true;
-        return 0;
+        return set_admin(cfg, who, v, err);
     case OPT_LOGLEVEL:
         if (log_level_parse(v, &cfg->log_level) < 0) {
             errf(err, "%s=%s: must be one of error, warn, info, debug", who, v);
@@ -570,29 +594,18 @@ static int set_defaults(struct config *cfg, unsigned n_cpus, char err[CONFIG_ERR
     return 0;
 }
 
-int config_parse(struct config *cfg, int argc, char *const argv[], char *const env[],
-                 unsigned n_cpus, char err[CONFIG_ERR_BYTES])
+/* The subcommand, then flags: they win over the environment. Marks each
+ * option given in given[] and whether --in-cluster was. */
+static int parse_flags(struct config *cfg, int argc, char *const argv[], bool given[N_OPTS],
+                       bool *in_cluster_given, char err[CONFIG_ERR_BYTES])
 {
-    bool given[N_OPTS] = {false};
-    bool in_cluster_given = false;
-    const char *v;
-    int rc;
-
-    memset(cfg, 0, sizeof(*cfg));
-    err[0] = '\0';
-    cfg->seeds_from = "";
-    rc = set_defaults(cfg, n_cpus, err);
-    if (rc < 0)
-        return rc;
-
-    /* The subcommand, then flags: they win over the environment. */
     if (argc > 1 && strcmp(argv[1], "preflight") == 0)
         cfg->preflight = true;
     for (int i = cfg->preflight ? 2 : 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *eq;
+        const char *a = argv[i], *eq, *v;
         const struct opt *o;
         size_t idx;
+        int rc;
 
         if (strncmp(a, "--", 2) != 0) {
             errf(err, "%s: unexpected argument (options start with --; see --help)", a);
@@ -628,13 +641,21 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
         if (o->type == OPT_SEED)
             cfg->seeds_from = "--upstream";
         if (o->off == O(in_cluster))
-            in_cluster_given = true;
+            *in_cluster_given = true;
         rc = set_value(cfg, o, v, false, err);
         if (rc < 0)
             return rc;
     }
+    return 0;
+}
 
-    /* Then the environment, for what no flag set. */
+/* Then the environment, for what no flag set, and RKE's CP_HOSTS. */
+static int parse_env(struct config *cfg, char *const env[], const bool given[N_OPTS],
+                     bool *in_cluster_given, char err[CONFIG_ERR_BYTES])
+{
+    const char *v;
+    int rc;
+
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
 
@@ -648,7 +669,7 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
         if (o->type == OPT_SEED)
             cfg->seeds_from = "APILB_UPSTREAMS";
         if (o->off == O(in_cluster))
-            in_cluster_given = true;
+            *in_cluster_given = true;
         rc = set_value(cfg, o, v, true, err);
         if (rc < 0)
             return rc;
@@ -656,31 +677,30 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
     /* RKE's nginx-proxy compatibility: CP_HOSTS=host1,host2 on port 6443. */
     if (cfg->n_seeds == 0 && (v = env_get(env, "CP_HOSTS")) != NULL && *v != '\0') {
         cfg->seeds_from = "CP_HOSTS";
-        rc = add_list(cfg, "CP_HOSTS", v, 6443, add_seed, err);
-        if (rc < 0)
-            return rc;
+        return add_list(cfg, "CP_HOSTS", v, 6443, add_seed, err);
     }
+    return 0;
+}
 
-    if (cfg->show_help || cfg->show_version)
-        return 0;
+/* Where the upstreams come from: the default listener, --in-cluster when
+ * the service-account token exists (asked of exists), and the rules
+ * between the credentials, discovery and the static sources. */
+static int settle_sources(struct config *cfg, bool in_cluster_given, config_exists_fn exists,
+                          char err[CONFIG_ERR_BYTES])
+{
+    const char *why;
 
-    /* Defaults that depend on other fields, then cross-field rules. */
     if (cfg->n_listen == 0) {
-        if (addr_parse("127.0.0.1:443", -1, &cfg->listen[0], &v) < 0)
+        if (addr_parse("127.0.0.1:443", -1, &cfg->listen[0], &why) < 0)
             return -EINVAL;
         cfg->n_listen = 1;
     }
-    if (!in_cluster_given && cfg->kubeconfig == NULL && cfg->discovery != CONFIG_DISCOVERY_OFF &&
-        cfg->sa_dir != NULL) {
+    if (!in_cluster_given && cfg->kubeconfig == NULL && cfg->discovery != WATCHER_DISCOVERY_OFF &&
+        cfg->sa_dir != NULL && exists != NULL) {
         char tok[4096];
-        FILE *f;
 
         snprintf(tok, sizeof(tok), "%s/token", cfg->sa_dir);
-        f = fopen(tok, "r");
-        if (f != NULL) {
-            cfg->in_cluster = true;
-            fclose(f);
-        }
+        cfg->in_cluster = exists(tok);
     }
     if (cfg->kubelet_kubeconfig != NULL && !cfg->preflight) {
         errf(err, "--kubelet-kubeconfig=%s: only for apilb preflight", cfg->kubelet_kubeconfig);
@@ -693,37 +713,47 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
     }
     if (cfg->kubeconfig != NULL)
         cfg->in_cluster = false;
-    if (cfg->discovery == CONFIG_DISCOVERY_OFF) {
+    if (cfg->discovery == WATCHER_DISCOVERY_OFF)
         cfg->in_cluster = false;
-    } else if (cfg->kubeconfig == NULL && !cfg->in_cluster) {
-        cfg->discovery = CONFIG_DISCOVERY_OFF;
-    }
+    else if (cfg->kubeconfig == NULL && !cfg->in_cluster)
+        cfg->discovery = WATCHER_DISCOVERY_OFF;
     if (cfg->n_seeds == 0 && cfg->upstreams_file == NULL && cfg->state_file == NULL &&
-        cfg->discovery == CONFIG_DISCOVERY_OFF) {
+        cfg->discovery == WATCHER_DISCOVERY_OFF) {
         errf(err, "no upstreams: give --upstream, --upstreams-file, --kubeconfig or "
                   "--in-cluster");
         return -EINVAL;
     }
-    /* --health-interval and --health-timeout are independent: a check may
-     * take longer than the interval; the next one starts an interval after
-     * it ends (health.c). */
-    if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG) {
-        if (cfg->health_check != CONFIG_HEALTH_READYZ) {
-            errf(err, "--health-auth=kubeconfig: needs --health-check=readyz (got %s)",
-                 health_names[cfg->health_check]);
-            return -EINVAL;
-        }
-        if (cfg->discovery == CONFIG_DISCOVERY_OFF) {
-            errf(err, "--health-auth=kubeconfig: needs credentials: --kubeconfig or "
-                      "--in-cluster (and --discovery not off)");
-            return -EINVAL;
-        }
+    return 0;
+}
+
+/* --health-interval and --health-timeout are independent: a check may take
+ * longer than the interval; the next one starts an interval after it ends
+ * (health.c). --health-auth=kubeconfig needs readyz checks and credentials. */
+static int check_health(const struct config *cfg, char err[CONFIG_ERR_BYTES])
+{
+    if (cfg->health_auth != CONFIG_HEALTH_AUTH_KUBECONFIG)
+        return 0;
+    if (cfg->health_check != CONFIG_HEALTH_READYZ) {
+        errf(err, "--health-auth=kubeconfig: needs --health-check=readyz (got %s)",
+             health_names[cfg->health_check]);
+        return -EINVAL;
     }
+    if (cfg->discovery == WATCHER_DISCOVERY_OFF) {
+        errf(err, "--health-auth=kubeconfig: needs credentials: --kubeconfig or "
+                  "--in-cluster (and --discovery not off)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* No --listen address twice, none the admin endpoint's. */
+static int check_listen(const struct config *cfg, char err[CONFIG_ERR_BYTES])
+{
+    char buf[ADDR_STRLEN];
+
     for (size_t i = 0; i < cfg->n_listen; i++) {
         for (size_t j = 0; j < i; j++) {
             if (addr_cmp(&cfg->listen[i], &cfg->listen[j]) == 0) {
-                char buf[ADDR_STRLEN];
-
                 errf(err, "--listen=%s: given twice",
                      addr_format(&cfg->listen[i], buf, sizeof(buf)));
                 return -EINVAL;
@@ -731,14 +761,38 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
         }
         if (cfg->admin_enabled && addr_port(&cfg->admin_listen) != 0 &&
             addr_cmp(&cfg->listen[i], &cfg->admin_listen) == 0) {
-            char buf[ADDR_STRLEN];
-
             errf(err, "--admin-listen=%s: is also a --listen address",
                  addr_format(&cfg->admin_listen, buf, sizeof(buf)));
             return -EINVAL;
         }
     }
     return 0;
+}
+
+int config_parse(struct config *cfg, int argc, char *const argv[], char *const env[],
+                 unsigned n_cpus, config_exists_fn exists, char err[CONFIG_ERR_BYTES])
+{
+    bool given[N_OPTS] = {false};
+    bool in_cluster_given = false;
+    int rc;
+
+    memset(cfg, 0, sizeof(*cfg));
+    err[0] = '\0';
+    cfg->seeds_from = "";
+    rc = set_defaults(cfg, n_cpus, err);
+    if (rc == 0)
+        rc = parse_flags(cfg, argc, argv, given, &in_cluster_given, err);
+    if (rc == 0)
+        rc = parse_env(cfg, env, given, &in_cluster_given, err);
+    if (rc < 0 || cfg->show_help || cfg->show_version)
+        return rc;
+    /* Defaults that depend on other fields, then cross-field rules. */
+    rc = settle_sources(cfg, in_cluster_given, exists, err);
+    if (rc == 0)
+        rc = check_health(cfg, err);
+    if (rc == 0)
+        rc = check_listen(cfg, err);
+    return rc;
 }
 
 void config_free(struct config *cfg)

@@ -2,7 +2,8 @@
 /* Configuration: one table of options (flag, environment variable, type,
  * bounds, default, help) parsed once in main() from argv and the environment
  * into a struct config. Pure: no sockets, no DNS, no file reads (the upstreams
- * file is read by upfile.c). Main thread only. */
+ * file is read by upfile.c; whether the service-account token exists is asked
+ * of the caller's config_exists_fn). Main thread only. */
 #ifndef PROXY_CONFIG_H
 #define PROXY_CONFIG_H
 
@@ -12,16 +13,12 @@
 
 #include "addr.h"
 #include "log.h"
+#include "upstream.h"
+#include "watchstats.h"
 
 #define CONFIG_MAX_LISTEN 16
-#define CONFIG_MAX_SEEDS 64
+#define CONFIG_MAX_SEEDS ADDR_SET_MAX /* --upstream flags: the one address bound */
 #define CONFIG_ERR_BYTES 512
-
-enum config_balance {
-    CONFIG_BALANCE_LEAST_CONN = 0,
-    CONFIG_BALANCE_ROUND_ROBIN,
-    CONFIG_BALANCE_RANDOM,
-};
 
 enum config_health {
     CONFIG_HEALTH_READYZ = 0,
@@ -34,13 +31,6 @@ enum config_health {
 enum config_health_auth {
     CONFIG_HEALTH_AUTH_NONE = 0,   /* anonymous: 401/403 count as alive */
     CONFIG_HEALTH_AUTH_KUBECONFIG, /* the discovery credentials: 401/403 fail */
-};
-
-enum config_discovery {
-    CONFIG_DISCOVERY_AUTO = 0,
-    CONFIG_DISCOVERY_SLICES,
-    CONFIG_DISCOVERY_ENDPOINTS,
-    CONFIG_DISCOVERY_OFF,
 };
 
 enum config_prefer {
@@ -77,7 +67,7 @@ struct config {
     bool in_cluster;
     char *sa_dir; /* service-account directory (tests override it) */
     char *kubelet_kubeconfig; /* preflight: the kubelet's kubeconfig to judge */
-    enum config_discovery discovery;
+    enum watcher_discovery discovery;
     unsigned discovery_debounce_ms;
     unsigned watch_timeout_ms; /* 0 = random 5m..10m */
     unsigned watch_stall_ms;
@@ -99,7 +89,7 @@ struct config {
     unsigned max_connection_age_ms; /* 0 = off */
     unsigned upstream_ack_timeout_ms; /* session_check_acks(); 0 = off */
     unsigned close_spread_ms;       /* 0 = close and dial at once */
-    enum config_balance balance;
+    enum upstream_balance balance;
     enum config_prefer prefer;
     char *zone; /* this node's zone, or NULL */
     struct config_upstream_zone upstream_zones[CONFIG_MAX_UPSTREAM_ZONES];
@@ -118,16 +108,21 @@ struct config {
     bool show_help;
 };
 
+/* Whether the file at path exists and can be read: the one question
+ * config_parse() asks of the file system, so that the caller answers it. */
+typedef bool (*config_exists_fn)(const char *path);
+
 /* Parses argv (argv[0] skipped; a first argument "preflight" sets
  * cfg->preflight and the options follow it) and then environ-style variables from env
  * (NULL-terminated "NAME=value" array; flags win over the environment), fills
  * defaults, validates across fields. n_cpus is the CPU count for the default
- * of --workers; sa_present says whether the service-account token exists
- * (--in-cluster is the default then). On error returns -EINVAL and writes one
- * line naming the option, the value and the rule into err. The caller owns
- * *cfg and releases it with config_free(). */
+ * of --workers; exists says whether the service-account token is there
+ * (--in-cluster is the default then; NULL: it never is). On error returns
+ * -EINVAL (or -ENOMEM) and writes one line naming the option, the value and
+ * the rule into err. The caller owns *cfg and releases it with config_free(). */
 int config_parse(struct config *cfg, int argc, char *const argv[], char *const env[],
-                 unsigned n_cpus, char err[CONFIG_ERR_BYTES]) __attribute__((warn_unused_result));
+                 unsigned n_cpus, config_exists_fn exists, char err[CONFIG_ERR_BYTES])
+    __attribute__((warn_unused_result));
 
 /* Frees the strings config_parse() allocated; *cfg is zeroed. */
 void config_free(struct config *cfg);

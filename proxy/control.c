@@ -17,6 +17,7 @@
 
 #include "adminview.h"
 #include "cfgsource.h"
+#include "clock.h"
 #include "discovery.h"
 #include "healthlink.h"
 #include "listenset.h"
@@ -192,7 +193,7 @@ static void tick_cb(uv_timer_t *t)
 
     (void)memtrim_tick(&c->trim, atomic_load(&c->sh.active));
     ctltable_prune(&c->table);
-    prefer_update(&c->prefer, registry_table(c->table.reg), worker_now_ms());
+    prefer_update(&c->prefer, registry_table(c->table.reg), clock_now_ms());
     ups = registry_upstreams(c->table.reg, &n); /* the loop is the only writer */
     if (c->health.h != NULL)
         for (size_t i = 0; i < n; i++)
@@ -221,7 +222,7 @@ static void parts_init(struct control *c)
         .workers = &c->workers,
         .n_started = &c->n_started,
         .n_workers = c->n_workers,
-        .start_unix_ms = (uint64_t)time(NULL) * 1000u,
+        .start_unix_ms = clock_wall_ms(),
     };
 }
 
@@ -342,7 +343,7 @@ static int control_start(struct control *c, int *fds, char *err, size_t err_len)
     uv_timer_start(&c->tick, tick_cb, TICK_MS, TICK_MS);
     if (cfg->upstreams_file != NULL)
         (void)file_watch_start(c);
-    if (cfg->discovery != CONFIG_DISCOVERY_OFF) {
+    if (cfg->discovery != WATCHER_DISCOVERY_OFF) {
         rc = discovery_start(&c->discovery, cfg, &c->lock, &c->watcher, err, err_len);
         if (rc != 0) {
             atomic_store(&c->sh.phase, WORKER_CLOSING);
@@ -375,7 +376,7 @@ static void control_stop(struct control *c, bool started)
  * discovery. Returns 0, or -EIO with one line in err. */
 static int curl_init(const struct config *cfg, char *err, size_t err_len)
 {
-    if (cfg->discovery == CONFIG_DISCOVERY_OFF || discovery_module()->global_init() == 0)
+    if (cfg->discovery == WATCHER_DISCOVERY_OFF || discovery_module()->global_init() == 0)
         return 0;
     snprintf(err, err_len, "cannot initialise libcurl");
     return -EIO;
@@ -425,7 +426,7 @@ close_loop:
     handles_close(c);
     loopclose_all(&c->loop);
 cleanup_curl:
-    if (cfg->discovery != CONFIG_DISCOVERY_OFF)
+    if (cfg->discovery != WATCHER_DISCOVERY_OFF)
         discovery_module()->global_cleanup();
 free_credentials:
     free(ca_pem);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "clock.h"
 #include "log.h"
 #include "reglog.h"
 #include "sockopt.h"
@@ -70,11 +71,11 @@ static void rebuild_locked(struct ctltable *t, const char *reason)
     enum registry_result res;
 
     /* Marks first, so a worker that sees the new table also sees them. */
-    res = registry_rebuild(t->reg, worker_now_ms(), &ch);
+    res = registry_rebuild(t->reg, clock_now_ms(), &ch);
     reglog_refusals(t->reg, &ch);
     if (res == REGISTRY_NONE_YET)
         log_info("no upstream known yet", "reason=%s discovery=%s", reason,
-                 t->cfg->discovery != CONFIG_DISCOVERY_OFF ? "waiting" : "off");
+                 t->cfg->discovery != WATCHER_DISCOVERY_OFF ? "waiting" : "off");
     else if (res == REGISTRY_EMPTY_REFUSED)
         log_error("no upstreams left: keeping the current table", "reason=%s", reason);
     if (res != REGISTRY_PUBLISHED)
@@ -179,7 +180,7 @@ int ctltable_route_cb(void *arg, unsigned attempt, const struct addr *avoid, str
     int rc;
 
     uv_mutex_lock(t->lock);
-    rc = upstream_route(registry_table(t->reg), attempt, avoid, worker_now_ms(), out);
+    rc = upstream_route(registry_table(t->reg), attempt, avoid, clock_now_ms(), out);
     uv_mutex_unlock(t->lock);
     return rc;
 }

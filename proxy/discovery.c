@@ -3,6 +3,7 @@
 #define LOG_MODULE "control"
 #include "discovery.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@ int discovery_cluster_ca(const struct config *cfg, char **pem, char *err, size_t
 
     if (pem != NULL)
         *pem = NULL;
-    if (cfg->discovery == CONFIG_DISCOVERY_OFF)
+    if (cfg->discovery == WATCHER_DISCOVERY_OFF)
         return 0;
     if ((ops = module_get(err, err_len)) == NULL)
         return -ENOENT;
@@ -85,7 +86,8 @@ static void publish_cb(void *arg, const struct watcher_endpoint *eps, size_t n, 
 
     (void)rv;
     uv_mutex_lock(&d->lock);
-    d->n_pending = n < WATCHER_MAX_ADDRS ? n : WATCHER_MAX_ADDRS;
+    assert(n <= ADDR_SET_MAX); /* the watcher refuses larger sets */
+    d->n_pending = n;
     for (size_t i = 0; i < d->n_pending; i++) {
         d->pending[i] = eps[i].addr;
         d->pending_zone[i] = eps[i].zone;
@@ -140,8 +142,8 @@ static int route_cb(void *arg, unsigned attempt, const struct addr *avoid, struc
 
 /* What the loop takes over from the watcher thread in one wake-up. */
 struct handover {
-    struct addr a[WATCHER_MAX_ADDRS];
-    struct zone_info z[WATCHER_MAX_ADDRS];
+    struct addr a[ADDR_SET_MAX];
+    struct zone_info z[ADDR_SET_MAX];
     size_t n;
 };
 
@@ -205,9 +207,7 @@ int discovery_start(struct discovery *d, const struct config *cfg, uv_mutex_t *l
     memset(&wc, 0, sizeof(wc));
     wc.kubeconfig = cfg->kubeconfig;
     wc.sa_dir = cfg->sa_dir;
-    wc.discovery = cfg->discovery == CONFIG_DISCOVERY_SLICES      ? WATCHER_DISCOVERY_SLICES
-                   : cfg->discovery == CONFIG_DISCOVERY_ENDPOINTS ? WATCHER_DISCOVERY_ENDPOINTS
-                                                                  : WATCHER_DISCOVERY_AUTO;
+    wc.discovery = cfg->discovery; /* never WATCHER_DISCOVERY_OFF: no watcher then */
     wc.connect_timeout_ms = cfg->connect_timeout_ms;
     wc.debounce_ms = cfg->discovery_debounce_ms;
     wc.watch_timeout_s = (cfg->watch_timeout_ms + 999) / 1000;
@@ -225,25 +225,8 @@ int discovery_start(struct discovery *d, const struct config *cfg, uv_mutex_t *l
 
 void discovery_stats(struct watcher *w, struct snapshot_watcher *o)
 {
-    struct watcher_stats ws;
-
-    discovery_module()->stats_get(w, &ws);
+    discovery_module()->stats_get(w, &o->stats);
     o->enabled = true;
-    o->state = discovery_module()->state_name(ws.state);
-    o->source = ws.source;
-    o->last_sync_unix_ms = ws.last_sync_unix_ms;
-    o->lists = ws.lists;
-    o->watches = ws.watches;
-    o->events = ws.events;
-    o->bookmarks = ws.bookmarks;
-    o->relists_410 = ws.relists_410;
-    o->errors = ws.errors;
-    o->publishes = ws.publishes;
-    o->credential_reloads = ws.credential_reloads;
-    o->rv_changed_unix_ms = ws.rv_changed_unix_ms;
-    for (int k = 0; k < 4; k++)
-        o->errors_by_kind[k] = ws.errors_by_kind[k];
-    snprintf(o->resource_version, sizeof(o->resource_version), "%s", ws.resource_version);
 }
 
 void discovery_fini(struct discovery *d)

@@ -34,8 +34,8 @@ struct discovery {
     struct discovery_sink sink;
     uv_async_t async; /* the watcher handed something over */
     uv_mutex_t lock;  /* everything below */
-    struct addr pending[WATCHER_MAX_ADDRS];
-    struct zone_info pending_zone[WATCHER_MAX_ADDRS];
+    struct addr pending[ADDR_SET_MAX];
+    struct zone_info pending_zone[ADDR_SET_MAX];
     size_t n_pending;
     bool ready;               /* pending holds a set the loop has not taken */
     char *ca;                 /* a rotated cluster CA, or NULL */

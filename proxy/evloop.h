@@ -4,14 +4,10 @@
  * cross-thread kick) is embedded as one more entry of that set, run only when
  * it has something to do.
  *
- * Why not uv_poll for the sockets: uv_poll_init checks each descriptor with
- * an epoll add and delete and sets it non-blocking again, and stopping or
- * closing the handle deletes it: about six system calls per socket on top of
- * the one that registers it. A proxy making 15,000 connections a second pays
- * that twice per connection. Here a socket costs one epoll_ctl to add, one
- * per change of interest, and none to remove (close(2) drops it); sessions
- * add their sockets edge-triggered for reading and writing and never change
- * them: two epoll_ctl per proxied connection.
+ * Why not uv_poll for the sockets: its setup and teardown add system calls
+ * per socket that a proxy pays twice per connection; here a socket costs one
+ * epoll_ctl to add and none to remove (close(2) drops it), so a session's
+ * two edge-triggered sockets cost two (docs/performance.md#event-loop).
  *
  * Invariant: a descriptor in the set is never duplicated (no dup(2), no
  * fork(2)), so closing it removes it from the set. Call evloop_forget()

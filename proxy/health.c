@@ -16,11 +16,12 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "clock.h"
 #include "filewatch.h"
 #include "healthauth.h"
 #include "log.h"
+#include "rand.h"
 #include "sockopt.h"
-#include "worker.h"
 
 /* The name apiserver certificates always carry (kubeadm, RKE, k3s). */
 #define HEALTH_SERVER_NAME "kubernetes"
@@ -86,10 +87,9 @@ static void health_done(struct checker *ck, bool ok, const char *why);
 
 static unsigned rnd(struct health *h, unsigned n)
 {
-    h->rng ^= h->rng << 13;
-    h->rng ^= h->rng >> 7;
-    h->rng ^= h->rng << 17;
-    return n == 0 ? 0 : (unsigned)(h->rng % n);
+    uint64_t x = rand_next(&h->rng);
+
+    return n == 0 ? 0 : (unsigned)(x % n);
 }
 
 /* The interval with +-10% jitter, so checks of many nodes do not align. */
@@ -204,7 +204,7 @@ static void count_result(struct checker *ck, bool ok, const char *why)
     if (v.unready == HEALTH_UNREADY_CLEAR)
         atomic_store(&up->unready_since_ms, 0);
     else if (v.unready == HEALTH_UNREADY_START && atomic_load(&up->unready_since_ms) == 0)
-        atomic_store(&up->unready_since_ms, worker_now_ms());
+        atomic_store(&up->unready_since_ms, clock_now_ms());
     if (!ok)
         set_health(ck, v.to, why);
 }
@@ -214,7 +214,7 @@ static void health_done(struct checker *ck, bool ok, const char *why)
 {
     struct health *h = ck->h;
     struct upstream *up = ck->up;
-    uint64_t took = uv_hrtime() / 1000 - ck->started_us;
+    uint64_t took = clock_now_us() - ck->started_us;
 
     if (ck->probe != NULL) {
         probe_free(ck->probe);
@@ -292,7 +292,7 @@ static bool probe_connect(struct checker *ck, struct probe *p)
     }
     /* The TCP handshake is the check's round trip (--prefer); the TLS
      * handshake after it adds the apiserver's crypto time. */
-    upstream_rtt_sample(ck->up, uv_hrtime() / 1000 - ck->started_us);
+    upstream_rtt_sample(ck->up, clock_now_us() - ck->started_us);
     if (ck->h->cfg->health_check == CONFIG_HEALTH_TCP) {
         health_done(ck, true, "connect ok");
         return false;
@@ -511,7 +511,7 @@ static void check_start(struct checker *ck)
     int rc;
 
     health_ca_reload(ck->h);
-    ck->started_us = uv_hrtime() / 1000;
+    ck->started_us = clock_now_us();
     ck->not_ready = ck->shutting_down = ck->timed_out = false;
     p = calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -675,7 +675,7 @@ int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca
     h->cfg = cfg;
     h->changed = changed;
     h->arg = arg;
-    h->rng = uv_hrtime() | 1;
+    h->rng = clock_now_us() | 1;
     filewatch_init(&h->ca_watch);
     if (cfg->health_check == CONFIG_HEALTH_READYZ || cfg->health_check == CONFIG_HEALTH_TLS) {
         h->ctx = ctx_build(cfg->health_ca, cluster_ca_pem, &h->verify, err, err_len);
@@ -764,7 +764,7 @@ static void health_ca_reload(struct health *h)
     SSL_CTX *ctx;
 
     if (h->cfg->health_ca == NULL || h->ctx == NULL ||
-        !filewatch_changed(&h->ca_watch, uv_now(h->loop)))
+        !filewatch_changed(&h->ca_watch, clock_now_ms()))
         return;
     ctx = ctx_build(h->cfg->health_ca, NULL, &verify, err, sizeof(err));
     if (ctx == NULL) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* health_changed_fn. */
@@ -17,7 +18,7 @@ static void changed_cb(void *arg, struct upstream *up, enum upstream_health from
     struct healthlink *l = arg;
 
     uv_mutex_lock(l->lock);
-    up->health_since_unix_ms = (uint64_t)time(NULL) * 1000u;
+    up->health_since_unix_ms = clock_wall_ms();
     snprintf(up->health_reason, sizeof(up->health_reason), "%s", why);
     uv_mutex_unlock(l->lock);
     if (to == UPSTREAM_UNHEALTHY)

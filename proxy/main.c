@@ -30,6 +30,17 @@ static void raise_fd_limit(void)
                  (unsigned long long)rl.rlim_max);
 }
 
+/* config_exists_fn: the service-account token probe of config_parse(). */
+static bool readable(const char *path)
+{
+    FILE *f = fopen(path, "r");
+
+    if (f == NULL)
+        return false;
+    fclose(f);
+    return true;
+}
+
 int main(int argc, char *argv[])
 {
     struct config cfg;
@@ -39,7 +50,7 @@ int main(int argc, char *argv[])
 
     if (argc > 1 && strcmp(argv[1], "status") == 0)
         return statuscmd_main(argc - 1, argv + 1, environ, stdout, stderr);
-    if (config_parse(&cfg, argc, argv, environ, cpus > 0 ? (unsigned)cpus : 1, err) < 0) {
+    if (config_parse(&cfg, argc, argv, environ, cpus > 0 ? (unsigned)cpus : 1, readable, err) < 0) {
         fprintf(stderr, "apilb: %s\n", err);
         config_free(&cfg);
         return EXIT_CONFIG;

@@ -5,9 +5,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
-#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#include "clock.h"
+#include "worker.h"
 
 static void head(struct strbuf *b, const char *name, const char *type, const char *help)
 {
@@ -34,64 +34,220 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_workers", "gauge", "Event-loop worker threads.");
     strbuf_printf(b, "apilb_workers %u\n", s->workers);
     head(b, "apilb_connections_accepted_total", "counter", "Client connections accepted.");
-    strbuf_printf(b, "apilb_connections_accepted_total %" PRIu64 "\n", LOAD(sh->accepted));
+    strbuf_printf(b, "apilb_connections_accepted_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->accepted));
     head(b, "apilb_connections_refused_total", "counter",
          "Client connections closed without being proxied, by reason.");
     strbuf_printf(b, "apilb_connections_refused_total{reason=\"limit\"} %" PRIu64 "\n",
-                  LOAD(sh->refused_limit));
+                  SNAPSHOT_LOAD(sh->refused_limit));
     strbuf_printf(b, "apilb_connections_refused_total{reason=\"no_upstream\"} %" PRIu64 "\n",
-                  LOAD(sh->refused_no_upstream));
+                  SNAPSHOT_LOAD(sh->refused_no_upstream));
     head(b, "apilb_active_connections", "gauge", "Client connections open now.");
-    strbuf_printf(b, "apilb_active_connections %u\n", LOAD(sh->active));
+    strbuf_printf(b, "apilb_active_connections %u\n", SNAPSHOT_LOAD(sh->active));
     head(b, "apilb_accept_errors_total", "counter",
          "accept(2) failures (EMFILE and the like); accepting pauses briefly after each.");
-    strbuf_printf(b, "apilb_accept_errors_total %" PRIu64 "\n", LOAD(sh->accept_errors));
+    strbuf_printf(b, "apilb_accept_errors_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->accept_errors));
     head(b, "apilb_connections_failed_by_upstream_total", "counter",
          "Client connections that ended because their upstream reset or failed them, by phase "
          "(before its first byte or after); the sum over every upstream, pruned ones included.");
-    strbuf_printf(b, "apilb_connections_failed_by_upstream_total{phase=\"before_answer\"} %" PRIu64
-                     "\n", LOAD(sh->failed_by_upstream[0]));
-    strbuf_printf(b, "apilb_connections_failed_by_upstream_total{phase=\"after_answer\"} %" PRIu64
-                     "\n", LOAD(sh->failed_by_upstream[1]));
+    strbuf_printf(b,
+                  "apilb_connections_failed_by_upstream_total{phase=\"before_answer\"} %" PRIu64
+                  "\n",
+                  SNAPSHOT_LOAD(sh->failed_by_upstream[0]));
+    strbuf_printf(b,
+                  "apilb_connections_failed_by_upstream_total{phase=\"after_answer\"} %" PRIu64
+                  "\n",
+                  SNAPSHOT_LOAD(sh->failed_by_upstream[1]));
     head(b, "apilb_connections_closed_max_age_total", "counter",
          "Connections closed by --max-connection-age.");
     strbuf_printf(b, "apilb_connections_closed_max_age_total %" PRIu64 "\n",
-                  LOAD(sh->closed_by_age));
+                  SNAPSHOT_LOAD(sh->closed_by_age));
     head(b, "apilb_closes_spread_pending", "gauge",
          "Connections of unhealthy upstreams waiting for their turn to close (--close-spread).");
-    strbuf_printf(b, "apilb_closes_spread_pending %u\n", LOAD(sh->closes_pending));
+    strbuf_printf(b, "apilb_closes_spread_pending %u\n", SNAPSHOT_LOAD(sh->closes_pending));
     head(b, "apilb_connections_closed_spread_total", "counter",
          "Connections of unhealthy upstreams closed at their turn in the --close-spread window.");
     strbuf_printf(b, "apilb_connections_closed_spread_total %" PRIu64 "\n",
-                  LOAD(sh->closed_by_spread));
+                  SNAPSHOT_LOAD(sh->closed_by_spread));
     head(b, "apilb_dials_paced_pending", "gauge",
          "New connections waiting for their turn to dial after an upstream dropped connections.");
-    strbuf_printf(b, "apilb_dials_paced_pending %u\n", LOAD(sh->dials_pending));
+    strbuf_printf(b, "apilb_dials_paced_pending %u\n", SNAPSHOT_LOAD(sh->dials_pending));
     head(b, "apilb_dials_paced_total", "counter",
          "New connections whose dial was put off into the --close-spread window.");
-    strbuf_printf(b, "apilb_dials_paced_total %" PRIu64 "\n", LOAD(sh->dials_paced));
+    strbuf_printf(b, "apilb_dials_paced_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->dials_paced));
     head(b, "apilb_send_batching", "gauge",
          "Workers that make the sends of a batch of events in one system call (io_uring); "
          "0 when io_uring is not available (one by one).");
-    strbuf_printf(b, "apilb_send_batching %u\n", LOAD(sh->send_batching));
+    strbuf_printf(b, "apilb_send_batching %u\n", SNAPSHOT_LOAD(sh->send_batching));
     head(b, "apilb_sends_batched_total", "counter",
          "Sends made together with the others of their batch of events.");
-    strbuf_printf(b, "apilb_sends_batched_total %" PRIu64 "\n", LOAD(sh->sends_batched));
+    strbuf_printf(b, "apilb_sends_batched_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->sends_batched));
     head(b, "apilb_send_batches_total", "counter",
          "System calls that made the batched sends (sends per batch: the ratio).");
-    strbuf_printf(b, "apilb_send_batches_total %" PRIu64 "\n", LOAD(sh->send_batches));
+    strbuf_printf(b, "apilb_send_batches_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->send_batches));
     head(b, "apilb_listener_foreign_sharers", "gauge",
          "Sockets of other programs in the SO_REUSEPORT groups of the --listen and admin "
          "addresses: they get a share of new connections (docs/security.md).");
-    strbuf_printf(b, "apilb_listener_foreign_sharers %u\n", LOAD(sh->listener_foreign_sharers));
+    strbuf_printf(b, "apilb_listener_foreign_sharers %u\n",
+                  SNAPSHOT_LOAD(sh->listener_foreign_sharers));
     head(b, "apilb_listener_apilb_sharers", "gauge",
          "Sockets of another apilb there (an upgrade in progress).");
-    strbuf_printf(b, "apilb_listener_apilb_sharers %u\n", LOAD(sh->listener_apilb_sharers));
+    strbuf_printf(b, "apilb_listener_apilb_sharers %u\n",
+                  SNAPSHOT_LOAD(sh->listener_apilb_sharers));
     head(b, "apilb_table_generation", "gauge", "Generation of the current upstream table.");
     strbuf_printf(b, "apilb_table_generation %" PRIu64 "\n", s->generation);
     head(b, "apilb_table_swaps_total", "counter", "Upstream tables published to the workers.");
     strbuf_printf(b, "apilb_table_swaps_total %" PRIu64 "\n", s->table_swaps);
     head(b, "apilb_upstreams", "gauge", "Upstreams known (in the table or draining) and usable now.");
+}
+
+/* One metric family with a sample per upstream: with a label taking
+ * n_values values (value(k) names the k-th) a sample per value, else one.
+ * get() reads the sample of su (k: the label value's index). Or, for the
+ * shapes that are neither, render() writes the whole family. */
+struct up_family {
+    const char *name, *type, *help;
+    const char *label;
+    const char *(*value)(int k);
+    int n_values;
+    uint64_t (*get)(const struct snapshot_upstream *su, uint64_t now_ms, int k);
+    void (*render)(const struct snapshot *s, struct strbuf *b);
+};
+
+static void up_family(const struct up_family *f, const struct snapshot *s, uint64_t now_ms,
+                      struct strbuf *b)
+{
+    if (f->render != NULL) {
+        f->render(s, b);
+        return;
+    }
+    head(b, f->name, f->type, f->help);
+    for (size_t i = 0; i < s->n; i++) {
+        for (int k = 0; k < (f->label != NULL ? f->n_values : 1); k++) {
+            char extra[64] = "";
+
+            if (f->label != NULL)
+                snprintf(extra, sizeof(extra), "%s=\"%s\"", f->label, f->value(k));
+            up_sample(b, f->name, s->u[i].up, extra, f->get(&s->u[i], now_ms, k));
+        }
+    }
+}
+
+static const char *health_value(int k)
+{
+    return upstream_health_name((enum upstream_health)k);
+}
+
+static const char *fail_value(int k)
+{
+    return upstream_fail_name((enum upstream_fail)k);
+}
+
+static const char *check_value(int k)
+{
+    static const char *const names[] = {"success", "failure", "local_error"};
+
+    return names[k];
+}
+
+static const char *closed_value(int k)
+{
+    static const char *const names[] = {"unhealthy", "drained", "unacked"};
+
+    return names[k];
+}
+
+static const char *phase_value(int k)
+{
+    static const char *const names[] = {"before_answer", "after_answer"};
+
+    return names[k];
+}
+
+static uint64_t get_health(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms;
+    return SNAPSHOT_LOAD(su->up->health) == k;
+}
+
+static uint64_t get_usable(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)k;
+    return su->in_table && upstream_usable(su->up, now_ms);
+}
+
+static uint64_t get_draining(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms, (void)k;
+    return !su->in_table;
+}
+
+static uint64_t get_active(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms, (void)k;
+    return SNAPSHOT_LOAD(su->up->active);
+}
+
+static uint64_t get_conns(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms, (void)k;
+    return SNAPSHOT_LOAD(su->up->conns_total);
+}
+
+static uint64_t get_connect_fail(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms;
+    return SNAPSHOT_LOAD(su->up->connect_fail[k]);
+}
+
+static uint64_t get_bytes_to(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms, (void)k;
+    return SNAPSHOT_LOAD(su->up->bytes_to);
+}
+
+static uint64_t get_bytes_from(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms, (void)k;
+    return SNAPSHOT_LOAD(su->up->bytes_from);
+}
+
+static uint64_t get_checks(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    static const int slot[] = {1, 0, 2}; /* health_checks[]: failure, success, local */
+
+    (void)now_ms;
+    return SNAPSHOT_LOAD(su->up->health_checks[slot[k]]);
+}
+
+static uint64_t get_closed(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    const struct upstream *up = su->up;
+
+    (void)now_ms;
+    if (k == 0)
+        return SNAPSHOT_LOAD(up->closed_by_health);
+    return k == 1 ? SNAPSHOT_LOAD(up->closed_by_drain) : SNAPSHOT_LOAD(up->closed_unacked);
+}
+
+static uint64_t get_failed(const struct snapshot_upstream *su, uint64_t now_ms, int k)
+{
+    (void)now_ms;
+    return SNAPSHOT_LOAD(su->up->failed_conns[k]);
+}
+
+static void zone_info(const struct snapshot *s, struct strbuf *b)
+{
+    head(b, "apilb_upstream_zone_info", "gauge",
+         "1 per upstream with a known zone (EndpointSlice endpoints[].zone, or --upstream-zone).");
+    for (size_t i = 0; i < s->n; i++) {
+        char extra[16 + ZONE_NAME_MAX];
+
+        if (!s->u[i].in_table || s->u[i].zone.name[0] == '\0')
+            continue;
+        /* A label value by the watcher's validation: nothing to escape. */
+        snprintf(extra, sizeof(extra), "zone=\"%s\"", s->u[i].zone.name);
+        up_sample(b, "apilb_upstream_zone_info", s->u[i].up, extra, 1);
+    }
 }
 
 /* --prefer: each upstream's measured round trip and tier (docs/zones.md). */
@@ -113,71 +269,20 @@ static void prefer_metrics(const struct snapshot *s, struct strbuf *b)
          "--prefer tier of each upstream: 0 is tried first, then 1, ...");
     for (size_t i = 0; i < s->n; i++)
         if (s->u[i].in_table)
-            up_sample(b, "apilb_upstream_tier", s->u[i].up, "", LOAD(s->u[i].up->tier));
+            up_sample(b, "apilb_upstream_tier", s->u[i].up, "", SNAPSHOT_LOAD(s->u[i].up->tier));
 }
 
-static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
+/* name{upstream="..."} seconds, from a sum of microseconds. */
+static void up_seconds(struct strbuf *b, const char *name, const struct upstream *up,
+                       uint64_t sum_us)
 {
-    static const char *const fail_names[UPSTREAM_FAIL_COUNT] = {"refused", "timeout",
-                                                                 "unreachable", "other", "local"};
-    static const char *const states[] = {"unknown", "healthy", "unhealthy"};
-    size_t usable = snapshot_usable(s, now_ms);
+    strbuf_printf(b, "%s{upstream=\"", name);
+    strbuf_label_escape(b, up->name);
+    strbuf_printf(b, "\"} %.6f\n", (double)sum_us / 1e6);
+}
 
-    strbuf_printf(b, "apilb_upstreams{state=\"known\"} %zu\n", s->n);
-    strbuf_printf(b, "apilb_upstreams{state=\"usable\"} %zu\n", usable);
-
-    head(b, "apilb_upstream_health", "gauge",
-         "Health of each upstream: 1 for its current state, 0 for the others.");
-    for (size_t i = 0; i < s->n; i++) {
-        int h = LOAD(s->u[i].up->health);
-
-        for (int k = 0; k < 3; k++) {
-            char extra[32];
-
-            snprintf(extra, sizeof(extra), "state=\"%s\"", states[k]);
-            up_sample(b, "apilb_upstream_health", s->u[i].up, extra, h == k);
-        }
-    }
-    head(b, "apilb_upstream_usable", "gauge",
-         "1 when new connections may go to the upstream (healthy or unknown, not held down "
-         "after a failed dial, not draining).");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_usable", s->u[i].up, "",
-                  s->u[i].in_table && upstream_usable(s->u[i].up, now_ms));
-    head(b, "apilb_upstream_draining", "gauge", "1 while a removed upstream drains.");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_draining", s->u[i].up, "", !s->u[i].in_table);
-    prefer_metrics(s, b);
-    head(b, "apilb_upstream_zone_info", "gauge",
-         "1 per upstream with a known zone (EndpointSlice endpoints[].zone, or --upstream-zone).");
-    for (size_t i = 0; i < s->n; i++) {
-        char extra[16 + ZONE_NAME_MAX];
-
-        if (!s->u[i].in_table || s->u[i].zone.name[0] == '\0')
-            continue;
-        /* A label value by the watcher's validation: nothing to escape. */
-        snprintf(extra, sizeof(extra), "zone=\"%s\"", s->u[i].zone.name);
-        up_sample(b, "apilb_upstream_zone_info", s->u[i].up, extra, 1);
-    }
-    head(b, "apilb_upstream_active_connections", "gauge", "Proxied connections open now.");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_active_connections", s->u[i].up, "",
-                  LOAD(s->u[i].up->active));
-    head(b, "apilb_upstream_connections_total", "counter", "Connections established.");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_connections_total", s->u[i].up, "",
-                  LOAD(s->u[i].up->conns_total));
-    head(b, "apilb_upstream_connect_failures_total", "counter",
-         "Failed connects of the data path, by reason.");
-    for (size_t i = 0; i < s->n; i++) {
-        for (int k = 0; k < UPSTREAM_FAIL_COUNT; k++) {
-            char extra[32];
-
-            snprintf(extra, sizeof(extra), "reason=\"%s\"", fail_names[k]);
-            up_sample(b, "apilb_upstream_connect_failures_total", s->u[i].up, extra,
-                      LOAD(s->u[i].up->connect_fail[k]));
-        }
-    }
+static void connect_histogram(const struct snapshot *s, struct strbuf *b)
+{
     head(b, "apilb_upstream_connect_duration_seconds", "histogram",
          "Time to establish a connection to the upstream.");
     for (size_t i = 0; i < s->n; i++) {
@@ -187,62 +292,73 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
         for (int k = 0; k <= UPSTREAM_LATENCY_BUCKETS; k++) {
             char extra[32];
 
-            cum += LOAD(up->connect_latency[k]);
+            cum += SNAPSHOT_LOAD(up->connect_latency[k]);
             if (k < UPSTREAM_LATENCY_BUCKETS)
                 snprintf(extra, sizeof(extra), "le=\"%g\"", upstream_latency_bounds_s[k]);
             else
                 snprintf(extra, sizeof(extra), "le=\"+Inf\"");
             up_sample(b, "apilb_upstream_connect_duration_seconds_bucket", up, extra, cum);
         }
-        strbuf_puts(b, "apilb_upstream_connect_duration_seconds_sum{upstream=\"");
-        strbuf_label_escape(b, up->name);
-        strbuf_printf(b, "\"} %.6f\n", (double)LOAD(up->connect_latency_sum_us) / 1e6);
+        up_seconds(b, "apilb_upstream_connect_duration_seconds_sum", up,
+                   SNAPSHOT_LOAD(up->connect_latency_sum_us));
         up_sample(b, "apilb_upstream_connect_duration_seconds_count", up, "", cum);
     }
-    head(b, "apilb_upstream_sent_bytes_total", "counter", "Bytes relayed from clients to the upstream.");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_sent_bytes_total", s->u[i].up, "", LOAD(s->u[i].up->bytes_to));
-    head(b, "apilb_upstream_received_bytes_total", "counter",
-         "Bytes relayed from the upstream to clients.");
-    for (size_t i = 0; i < s->n; i++)
-        up_sample(b, "apilb_upstream_received_bytes_total", s->u[i].up, "",
-                  LOAD(s->u[i].up->bytes_from));
-    head(b, "apilb_upstream_health_checks_total", "counter", "Active health checks, by result (local_error: not run to a verdict, this host ran short).");
-    for (size_t i = 0; i < s->n; i++) {
-        up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up, "result=\"success\"",
-                  LOAD(s->u[i].up->health_checks[1]));
-        up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up, "result=\"failure\"",
-                  LOAD(s->u[i].up->health_checks[0]));
-        up_sample(b, "apilb_upstream_health_checks_total", s->u[i].up,
-                  "result=\"local_error\"", LOAD(s->u[i].up->health_checks[2]));
-    }
+}
+
+static void check_seconds(const struct snapshot *s, struct strbuf *b)
+{
     head(b, "apilb_upstream_health_check_seconds_total", "counter",
          "Time spent in active health checks (divide by the checks for the mean).");
-    for (size_t i = 0; i < s->n; i++) {
-        strbuf_puts(b, "apilb_upstream_health_check_seconds_total{upstream=\"");
-        strbuf_label_escape(b, s->u[i].up->name);
-        strbuf_printf(b, "\"} %.6f\n", (double)LOAD(s->u[i].up->health_latency_sum_us) / 1e6);
-    }
-    head(b, "apilb_upstream_closed_connections_total", "counter",
-         "Open connections apilb closed, by reason (upstream turned unhealthy, drained after "
-         "removal, sent bytes unacknowledged for --upstream-user-timeout).");
-    for (size_t i = 0; i < s->n; i++) {
-        up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up,
-                  "reason=\"unhealthy\"", LOAD(s->u[i].up->closed_by_health));
-        up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up, "reason=\"drained\"",
-                  LOAD(s->u[i].up->closed_by_drain));
-        up_sample(b, "apilb_upstream_closed_connections_total", s->u[i].up,
-                  "reason=\"unacked\"", LOAD(s->u[i].up->closed_unacked));
-    }
-    head(b, "apilb_upstream_failed_connections_total", "counter",
-         "Connections that ended because the upstream reset or failed them, by phase: before "
-         "its first byte (not replayed: only a TLS ClientHello is) or after.");
-    for (size_t i = 0; i < s->n; i++) {
-        up_sample(b, "apilb_upstream_failed_connections_total", s->u[i].up,
-                  "phase=\"before_answer\"", LOAD(s->u[i].up->failed_conns[0]));
-        up_sample(b, "apilb_upstream_failed_connections_total", s->u[i].up,
-                  "phase=\"after_answer\"", LOAD(s->u[i].up->failed_conns[1]));
-    }
+    for (size_t i = 0; i < s->n; i++)
+        up_seconds(b, "apilb_upstream_health_check_seconds_total", s->u[i].up,
+                   SNAPSHOT_LOAD(s->u[i].up->health_latency_sum_us));
+}
+
+/* The per-upstream families, in the order /metrics lists them. */
+static const struct up_family up_families[] = {
+    {"apilb_upstream_health", "gauge",
+     "Health of each upstream: 1 for its current state, 0 for the others.", "state", health_value,
+     UPSTREAM_HEALTH_COUNT, get_health, NULL},
+    {"apilb_upstream_usable", "gauge",
+     "1 when new connections may go to the upstream (healthy or unknown, not held down "
+     "after a failed dial, not draining).",
+     NULL, NULL, 0, get_usable, NULL},
+    {"apilb_upstream_draining", "gauge", "1 while a removed upstream drains.", NULL, NULL, 0,
+     get_draining, NULL},
+    {NULL, NULL, NULL, NULL, NULL, 0, NULL, prefer_metrics},
+    {NULL, NULL, NULL, NULL, NULL, 0, NULL, zone_info},
+    {"apilb_upstream_active_connections", "gauge", "Proxied connections open now.", NULL, NULL, 0,
+     get_active, NULL},
+    {"apilb_upstream_connections_total", "counter", "Connections established.", NULL, NULL, 0,
+     get_conns, NULL},
+    {"apilb_upstream_connect_failures_total", "counter",
+     "Failed connects of the data path, by reason.", "reason", fail_value, UPSTREAM_FAIL_COUNT,
+     get_connect_fail, NULL},
+    {NULL, NULL, NULL, NULL, NULL, 0, NULL, connect_histogram},
+    {"apilb_upstream_sent_bytes_total", "counter", "Bytes relayed from clients to the upstream.",
+     NULL, NULL, 0, get_bytes_to, NULL},
+    {"apilb_upstream_received_bytes_total", "counter",
+     "Bytes relayed from the upstream to clients.", NULL, NULL, 0, get_bytes_from, NULL},
+    {"apilb_upstream_health_checks_total", "counter",
+     "Active health checks, by result (local_error: not run to a verdict, this host ran short).",
+     "result", check_value, 3, get_checks, NULL},
+    {NULL, NULL, NULL, NULL, NULL, 0, NULL, check_seconds},
+    {"apilb_upstream_closed_connections_total", "counter",
+     "Open connections apilb closed, by reason (upstream turned unhealthy, drained after "
+     "removal, sent bytes unacknowledged for --upstream-user-timeout).",
+     "reason", closed_value, 3, get_closed, NULL},
+    {"apilb_upstream_failed_connections_total", "counter",
+     "Connections that ended because the upstream reset or failed them, by phase: before "
+     "its first byte (not replayed: only a TLS ClientHello is) or after.",
+     "phase", phase_value, 2, get_failed, NULL},
+};
+
+static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
+{
+    strbuf_printf(b, "apilb_upstreams{state=\"known\"} %zu\n", s->n);
+    strbuf_printf(b, "apilb_upstreams{state=\"usable\"} %zu\n", snapshot_usable(s, now_ms));
+    for (size_t i = 0; i < sizeof(up_families) / sizeof(up_families[0]); i++)
+        up_family(&up_families[i], s, now_ms, b);
 }
 
 static void state_file_metrics(const struct snapshot_state_file *f, struct strbuf *b)
@@ -262,13 +378,12 @@ static void state_file_metrics(const struct snapshot_state_file *f, struct strbu
 
 static void watcher_metrics(const struct snapshot *s, struct strbuf *b)
 {
-    const struct snapshot_watcher *w = &s->watcher;
-    static const char *const states[] = {"starting", "listing", "watching", "backoff", "stopped"};
+    const struct watcher_stats *w = &s->watcher.stats;
 
     head(b, "apilb_watcher_state", "gauge", "State of the discovery watcher: 1 for the current one.");
-    for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++)
-        strbuf_printf(b, "apilb_watcher_state{state=\"%s\"} %d\n", states[k],
-                      w->state != NULL && strcmp(w->state, states[k]) == 0);
+    for (int k = 0; k < WATCHER_STATE_COUNT; k++)
+        strbuf_printf(b, "apilb_watcher_state{state=\"%s\"} %d\n", watcher_state_name(k),
+                      w->state == k);
     head(b, "apilb_watcher_last_sync_timestamp_seconds", "gauge",
          "Last successful list or watch event, since the epoch.");
     strbuf_printf(b, "apilb_watcher_last_sync_timestamp_seconds %.3f\n",
@@ -284,19 +399,15 @@ static void watcher_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_watcher_errors_total", "counter",
          "Watcher errors by kind: connect (connection, TLS), http (error statuses and ERROR "
          "events), parse (unusable bytes or objects), stall (silent watches).");
-    {
-        static const char *const kinds[] = {"connect", "http", "parse", "stall"};
-
-        for (int k = 0; k < 4; k++)
-            strbuf_printf(b, "apilb_watcher_errors_total{kind=\"%s\"} %" PRIu64 "\n", kinds[k],
-                          w->errors_by_kind[k]);
-    }
+    for (int k = 0; k < WATCHER_ERR_KINDS; k++)
+        strbuf_printf(b, "apilb_watcher_errors_total{kind=\"%s\"} %" PRIu64 "\n",
+                      watcher_error_name((enum watcher_error)k), w->errors_by_kind[k]);
     head(b, "apilb_watcher_resource_version_age_seconds", "gauge",
          "Time since the watched resourceVersion last moved (events or bookmarks).");
     strbuf_printf(b, "apilb_watcher_resource_version_age_seconds %.3f\n",
                   w->rv_changed_unix_ms == 0
                       ? 0.0
-                      : (double)((uint64_t)time(NULL) * 1000u - w->rv_changed_unix_ms) / 1000.0);
+                      : (double)(clock_wall_ms() - w->rv_changed_unix_ms) / 1000.0);
     head(b, "apilb_watcher_publishes_total", "counter", "Upstream sets handed to the proxy.");
     strbuf_printf(b, "apilb_watcher_publishes_total %" PRIu64 "\n", w->publishes);
     head(b, "apilb_watcher_credential_reloads_total", "counter",

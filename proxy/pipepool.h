@@ -11,10 +11,9 @@
 /* Pipes kept for reuse per worker. */
 #define PIPEPOOL_KEEP 16
 
-/* A pipe's capacity. The default 64 KiB (16 page slots) makes one splice
- * per 64 KiB and a loop pass per 128 KiB; 512 KiB moves a loopback TCP
- * receive queue in one call and measured about 40 % less CPU per GB (see
- * README, benchmark). Pages are referenced only while bytes are in flight;
+/* A pipe's capacity. Why: 512 KiB moves a loopback TCP receive queue in one
+ * splice, where the default 64 KiB takes several (docs/performance.md#pipe-size,
+ * half the CPU per GB). Pages are referenced only while bytes are in flight;
  * an empty pipe holds none. The pipes of an unprivileged user count against
  * fs.pipe-user-pages-soft (16384 pages): 2 workers x 16 pooled pipes x 128
  * pages is a quarter of it. When the size cannot be set, the pipe keeps the

@@ -23,7 +23,7 @@ struct prefer {
  * Loop thread. */
 void prefer_init(struct prefer *pf, const struct config *cfg);
 
-/* Re-derives the tiers of t's upstreams at now_ms (worker_now_ms()) and
+/* Re-derives the tiers of t's upstreams at now_ms (clock_now_ms()) and
  * logs the changes. t may be NULL (nothing to do). Loop thread. */
 void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t now_ms);
 

@@ -194,10 +194,10 @@ static void discover(struct preflight *p)
     char err[APICHECK_MSG_BYTES], server[ADDR_HOST_MAX + 64], list[1024];
     struct addr found[UPSTREAM_MAX];
     size_t n = 0;
-    bool slices = cfg->discovery != CONFIG_DISCOVERY_ENDPOINTS;
+    bool slices = cfg->discovery != WATCHER_DISCOVERY_ENDPOINTS;
     int rc;
 
-    if (cfg->discovery == CONFIG_DISCOVERY_OFF || api(p) == NULL)
+    if (cfg->discovery == WATCHER_DISCOVERY_OFF || api(p) == NULL)
         return;
     rc = p->api->open(cfg->kubeconfig, cfg->sa_dir, p->timeout_ms, &p->creds, err, sizeof(err));
     if (rc < 0) {
@@ -210,7 +210,7 @@ static void discover(struct preflight *p)
         cfg->kubeconfig ? cfg->kubeconfig : "", server);
     rc = p->api->discover(p->creds, slices, p->ups, p->n_ups, found, UPSTREAM_MAX, &n, err,
                           sizeof(err));
-    if (rc == -EACCES && cfg->discovery == CONFIG_DISCOVERY_AUTO) {
+    if (rc == -EACCES && cfg->discovery == WATCHER_DISCOVERY_AUTO) {
         say(p, "warn", "discovery: EndpointSlices: %s: apilb falls back to Endpoints", err);
         slices = false;
         rc = p->api->discover(p->creds, slices, p->ups, p->n_ups, found, UPSTREAM_MAX, &n, err,

@@ -7,6 +7,7 @@
 #define LOG_MODULE "resolve"
 #include "resolve.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -28,13 +29,17 @@ struct resolve_job {
     struct addr out[UPSTREAM_MAX];
 };
 
-static void add_unique(const struct addr *a, struct addr *out, size_t max, size_t *n)
+/* Appends a to out[0..*n) unless it is there; false when it is new and
+ * out has max already. */
+static bool add_unique(const struct addr *a, struct addr *out, size_t max, size_t *n)
 {
     for (size_t i = 0; i < *n; i++)
         if (addr_cmp(&out[i], a) == 0)
-            return;
-    if (*n < max)
-        out[(*n)++] = *a;
+            return true;
+    if (*n == max)
+        return false;
+    out[(*n)++] = *a;
+    return true;
 }
 
 int resolve_seed(const struct config_seed *sd, struct addr *out, size_t max, size_t *n,
@@ -42,12 +47,17 @@ int resolve_seed(const struct config_seed *sd, struct addr *out, size_t max, siz
 {
     struct addrinfo hints, *res = NULL, *ai;
     struct addr a;
+    size_t before = *n, listed = 0;
+    bool fits = true;
     char port[8];
     int rc;
 
     if (addr_from_ip(sd->host, sd->port, &a) == 0) {
-        add_unique(&a, out, max, n);
-        return 0;
+        if (add_unique(&a, out, max, n))
+            return 0;
+        snprintf(err, err_len, "%s: one address more than the %zu of an address set", sd->host,
+                 max);
+        return -E2BIG;
     }
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -64,9 +74,19 @@ int resolve_seed(const struct config_seed *sd, struct addr *out, size_t max, siz
         memset(&a, 0, sizeof(a));
         memcpy(&a.ss, ai->ai_addr, ai->ai_addrlen);
         a.len = ai->ai_addrlen;
-        add_unique(&a, out, max, n);
+        listed++;
+        if (fits)
+            fits = add_unique(&a, out, max, n);
     }
     freeaddrinfo(res);
+    if (!fits) {
+        *n = before; /* refused whole: none of the name's addresses */
+        snprintf(err, err_len,
+                 "%s: resolves to %zu addresses, with the %zu before them more "
+                 "than the %zu of an address set",
+                 sd->host, listed, before, max);
+        return -E2BIG;
+    }
     return 0;
 }
 
@@ -123,8 +143,7 @@ int resolve_job_start(const struct config_seed *sd, size_t n, uv_async_t *done,
     *out = NULL;
     if (j == NULL)
         return -ENOMEM;
-    if (n > UPSTREAM_MAX)
-        n = UPSTREAM_MAX;
+    assert(n <= UPSTREAM_MAX); /* the upstreams file refuses more */
     memcpy(j->seeds, sd, n * sizeof(sd[0]));
     j->n_seeds = n;
     j->done = done;

@@ -14,8 +14,10 @@
 #include "config.h"
 
 /* Appends the addresses of sd (every A/AAAA record of a name) to out[*n..max),
- * skipping duplicates. Returns 0, or a negative value with a sentence in err
- * when the name does not resolve. */
+ * skipping duplicates. Returns 0, -E2BIG with a sentence in err naming how
+ * many and max when they do not all fit (none is appended then: never a
+ * part), or another negative value with a sentence in err when the name does
+ * not resolve. */
 int resolve_seed(const struct config_seed *sd, struct addr *out, size_t max, size_t *n,
                  char *err, size_t err_len) __attribute__((warn_unused_result));
 

@@ -2,18 +2,12 @@
 /* Sends made together: the sends a worker queues while it handles one batch
  * of events go to the kernel in one system call (io_uring).
  *
- * Why: a relay that reads a request on one connection sends it on through
- * another, and the peer reading that other connection (the apiserver, a
- * kubelet on this node) is often asleep in its poll. Each send(2) wakes it,
- * and on a busy CPU the woken task runs at once: the relay is switched out
- * after nearly every send, and the peer wakes for one message at a time.
- * Measured on the bench (wrk, 1,000 keep-alive connections, two CPUs): 0.4
- * involuntary context switches of the relay per request with send(2), 0.015
- * with the sends of a batch made together; the backends woke 0.36 times per
- * request before, 0.04 after. The switch, if any, comes once, after the last
- * send of the batch.
+ * Why: each send(2) wakes the peer reading the other connection, and on a
+ * busy CPU the woken task runs at once, so the relay would be switched out
+ * after nearly every send; made together, the switch comes once, after the
+ * last send of the batch (docs/performance.md#send-batching).
  *
- * Each queued send is made before sendq_flush() returns and answers what
+ * Each queued send is made before sendq_flush() returns and gives the result
  * send(2) would have (bytes sent, or a negative errno): the flags ask for
  * MSG_DONTWAIT, so no send waits for room and none is left behind in the
  * kernel. The caller keeps the bytes, and the descriptor open, until the

@@ -15,7 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
+#include "rand.h"
 #include "sockopt.h"
 #include "tlshello.h"
 #include "upstream.h"
@@ -132,11 +134,6 @@ static void try_next(struct session *s);
 static void session_close(struct session *s, const char *why);
 
 /* --- small helpers ---------------------------------------------------- */
-
-static uint64_t now_us(void)
-{
-    return uv_hrtime() / 1000;
-}
 
 static void flow_init(struct flow *f)
 {
@@ -347,7 +344,7 @@ static void log_close(const struct session *s, const char *why)
            "sid=%" PRIu64 " client=%s upstream=%s reason=%s duration_ms=%" PRIu64
            " bytes_in=%" PRIu64 " bytes_out=%" PRIu64,
            s->id, client, s->upstream != NULL ? s->upstream->name : "-", why,
-           (now_us() - s->accepted_us) / 1000, s->c2u.total, s->u2c.total);
+           (clock_now_us() - s->accepted_us) / 1000, s->c2u.total, s->u2c.total);
 }
 
 static void session_close(struct session *s, const char *why)
@@ -474,7 +471,7 @@ static uint64_t pace_pick(struct worker *w, uint64_t from, unsigned window_ms)
 static void note_unacked(struct session *s, struct upstream *up, uint64_t silent_ms)
 {
     atomic_fetch_add_explicit(&up->closed_unacked, 1, memory_order_relaxed);
-    upstream_hold(up, worker_now_ms(), UNACKED_HOLD_MS);
+    upstream_hold(up, clock_now_ms(), UNACKED_HOLD_MS);
     log_warn_limited("upstream-unacked", 1000,
                      "upstream stopped acknowledging: connection closed, upstream avoided",
                      "sid=%" PRIu64 " upstream=%s silent_ms=%" PRIu64 " hold_ms=%u", s->id,
@@ -490,10 +487,10 @@ static void note_lost(struct session *s)
 {
     struct worker_shared *sh = s->w->sh;
     unsigned spread = sh->cfg->close_spread_ms;
-    uint64_t now = worker_now_ms(), from = atomic_load(&sh->pace_from_ms);
+    uint64_t now = clock_now_ms(), from = atomic_load(&sh->pace_from_ms);
 
     s->lost_noted = true;
-    if (spread == 0 || now_us() - s->start_us < LOST_AFTER_US)
+    if (spread == 0 || clock_now_us() - s->start_us < LOST_AFTER_US)
         return;
     if (from != 0 && now < from + spread)
         return;
@@ -588,7 +585,7 @@ static int flow_send(struct session *s, struct flow *f, struct leg *sl, struct l
     *moved += (size_t)n;
     if (f == &s->c2u && n > 0 && !s->in_flight) {
         s->in_flight = true; /* session_check_acks() looks next time */
-        s->in_flight_ms = worker_now_ms();
+        s->in_flight_ms = clock_now_ms();
     }
     return FLOW_MORE;
 }
@@ -802,7 +799,7 @@ static void attempt_failed(struct session *s, int err)
     enum upstream_fail why = classify(err);
 
     connq_remove(s);
-    upstream_dial_failed(up, why, worker_now_ms(), DIAL_HOLD_MS);
+    upstream_dial_failed(up, why, clock_now_ms(), DIAL_HOLD_MS);
     log_warn_limited("upstream-dial", 1000, "upstream connect failed",
                      "sid=%" PRIu64 " upstream=%s err=\"%s\"", s->id, up->name,
                      err == -ETIMEDOUT ? "timeout" : strerror(-err));
@@ -843,7 +840,7 @@ static void connected(struct session *s)
     const struct config *cfg = w->sh->cfg;
 
     connq_remove(s);
-    upstream_dial_ok(up, now_us() - s->start_us);
+    upstream_dial_ok(up, clock_now_us() - s->start_us);
     upstream_ref(up);
     s->upstream = up;
     s->trying = NULL;
@@ -869,8 +866,8 @@ static void connected(struct session *s)
     if (cfg->max_connection_age_ms != 0) {
         /* Jitter over the last quarter so reconnects spread out. */
         uint64_t age = cfg->max_connection_age_ms;
-        uint64_t j = (age / 4) * (s->id * 2654435761u % 1000) / 1000;
-        s->age_deadline_ms = worker_now_ms() + age - j;
+        uint64_t j = (age / 4) * rand_jitter_permille(s->id) / 1000;
+        s->age_deadline_ms = clock_now_ms() + age - j;
         worker_schedule_sweep(w, s->age_deadline_ms);
     }
     log_debug("session connected", "sid=%" PRIu64 " upstream=%s", s->id, up->name);
@@ -928,13 +925,13 @@ static int attempt_start(struct session *s, struct upstream *up)
     l->s = s;
     s->up = l;
     s->trying = up;
-    s->start_us = now_us();
+    s->start_us = clock_now_us();
     if (connect(fd, (const struct sockaddr *)&up->addr.ss, up->addr.len) == -1 &&
         errno != EINPROGRESS) {
         attempt_failed(s, -errno);
         return 0;
     }
-    s->connect_deadline_ms = worker_now_ms() + w->sh->cfg->connect_timeout_ms;
+    s->connect_deadline_ms = clock_now_ms() + w->sh->cfg->connect_timeout_ms;
     connq_push(s);
     rc = leg_open(s, l, fd, upstream_cb);
     if (rc != 0)
@@ -949,7 +946,7 @@ static void try_next(struct session *s)
     int rc;
 
     for (;;) {
-        i = upstream_pick(&w->picker, s->table, &s->tried, worker_now_ms());
+        i = upstream_pick(&w->picker, s->table, &s->tried, clock_now_ms());
         if (i < 0 || s->tried.count > 64) {
             atomic_fetch_add_explicit(&w->sh->refused_no_upstream, 1, memory_order_relaxed);
             log_warn_limited("no-upstream", 1000, "no upstream accepted the connection",
@@ -980,7 +977,7 @@ static bool pace_dial(struct session *s)
 {
     struct worker *w = s->w;
     unsigned spread = w->sh->cfg->close_spread_ms;
-    uint64_t now = worker_now_ms(), from = atomic_load(&w->sh->pace_from_ms), at;
+    uint64_t now = clock_now_ms(), from = atomic_load(&w->sh->pace_from_ms), at;
 
     if (spread == 0 || from == 0 || now >= from + spread)
         return false;
@@ -1006,7 +1003,7 @@ void session_start(struct worker *w, int client_fd)
     }
     s->w = w;
     s->id = atomic_fetch_add_explicit(&w->sh->next_session_id, 1, memory_order_relaxed);
-    s->accepted_us = now_us();
+    s->accepted_us = clock_now_us();
     s->client.io.fd = client_fd;
     s->client.io.cb = client_cb;
     s->client.s = s;
@@ -1059,7 +1056,7 @@ static uint64_t drain_deadline(struct session *s, uint64_t since, unsigned drain
 {
     /* Spread closes over the second half of the drain window. */
     uint64_t half = drain_ms / 2;
-    uint64_t j = half * (s->id * 2654435761u % 1000) / 1000;
+    uint64_t j = half * rand_jitter_permille(s->id) / 1000;
     return since + half + j;
 }
 
@@ -1248,7 +1245,7 @@ size_t session_list(struct worker *w, size_t skip, struct session_info *out, siz
                     size_t *total)
 {
     static const char *const names[] = {"connecting", "relaying", "closing"};
-    uint64_t now = now_us();
+    uint64_t now = clock_now_us();
     size_t i = 0, n = 0;
 
     for (struct session *s = w->sessions; s != NULL; s = s->next, i++) {

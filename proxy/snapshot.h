@@ -13,7 +13,13 @@
 
 #include "session.h"
 #include "upstream.h"
-#include "worker.h"
+#include "watchstats.h"
+
+/* Reads a live counter of a snapshot (an atomic of struct upstream or
+ * struct worker_shared): relaxed, as each counter stands alone. */
+#define SNAPSHOT_LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+struct worker_shared;
 
 struct snapshot_upstream {
     struct upstream *up; /* one reference, dropped by snapshot_release() */
@@ -26,17 +32,11 @@ struct snapshot_upstream {
     const char *zone_from; /* "cluster", "flag" (--upstream-zone) or "" */
 };
 
-/* The watcher's state as the proxy reports it (filled when discovery runs). */
+/* The watcher's counters as the proxy reports them (filled when discovery
+ * runs). */
 struct snapshot_watcher {
     bool enabled;
-    const char *state;  /* "listing", "watching", ... */
-    const char *source; /* "endpointslices", "endpoints" */
-    uint64_t last_sync_unix_ms;
-    uint64_t lists, watches, events, bookmarks, relists_410, errors, publishes;
-    uint64_t credential_reloads;
-    uint64_t errors_by_kind[4]; /* connect, http, parse, stall */
-    uint64_t rv_changed_unix_ms;
-    char resource_version[64];
+    struct watcher_stats stats;
 };
 
 /* The state file's writes (filled when --state-file is set). */

@@ -32,21 +32,17 @@ void sockopt_nodelay(int fd);
  * handshake. */
 void sockopt_ack_with_data(int fd);
 
-/* Congestion control for connections over loopback: the client leg when apilb
- * listens on a loopback address, as it does by default; an upstream leg when
- * sockopt_addr_is_local() says so of the upstream. BBR, the host's
- * default on some nodes and the only algorithm in Linux that paces by
- * itself, arms a timer for each burst it holds back; on loopback there is no
- * queue to pace for, and the timers cost more than the bytes (README,
- * benchmark). When the default is BBR (any "bbr..." name), loopback
- * connections get CUBIC, or Reno where CUBIC cannot be set (not built, or not
- * in net.ipv4.tcp_allowed_congestion_control without CAP_NET_ADMIN); with
- * any other default, or when neither can be set, nothing changes.
- * Decided once, before any other thread starts: fills def with the default's
- * name (empty if unknown) and returns what loopback connections will use
- * instead (a static string, valid for the life of the process), or NULL when
- * they keep the default; *err is 0, or the errno of the last failed attempt
- * when the default is BBR and nothing could be set. */
+/* Congestion control for connections over loopback (the client leg on a
+ * loopback listener, an upstream leg that sockopt_addr_is_local()). Why: BBR
+ * paces with a timer per burst, and on loopback there is no queue to pace
+ * for (docs/performance.md#loopback-pacing). When the default is BBR (any
+ * "bbr..." name), loopback connections get CUBIC, else Reno; with any other
+ * default, or when neither can be set, nothing changes.
+ * Main thread, once, before any other thread starts: fills def with the
+ * default's name (empty if unknown) and returns what loopback connections
+ * will use instead (a static string for the life of the process), or NULL
+ * when they keep the default; *err is 0, or the errno of the last failed
+ * attempt when the default is BBR and nothing could be set. */
 #define SOCKOPT_CC_NAME_BYTES 16
 const char *sockopt_local_init(char def[SOCKOPT_CC_NAME_BYTES], int *err);
 

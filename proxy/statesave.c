@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "statefile.h"
 
@@ -121,7 +122,7 @@ static void written_cb(uv_work_t *w, int status)
     uv_mutex_lock(s->lock);
     s->stats.last_ok = true;
     s->stats.writes++;
-    s->stats.last_write_unix_ms = (uint64_t)time(NULL) * 1000u;
+    s->stats.last_write_unix_ms = clock_wall_ms();
     uv_mutex_unlock(s->lock);
     log_info("state file written", "file=\"%s\" upstreams=%zu", s->path, s->n_written);
     statesave_flush(s);

@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
+#include "clock.h"
 #include "jsoncheck.h"
 
 #define DEFAULT_ADMIN "127.0.0.1:9444"
@@ -21,19 +21,11 @@ struct answer {
     size_t len;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits until fd is ready for events or the deadline passes; 0 or -ETIMEDOUT. */
 static int wait_fd(int fd, short events, int64_t deadline)
 {
     struct pollfd p = {.fd = fd, .events = events};
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - (int64_t)clock_now_ms();
     int rc;
 
     if (left <= 0)
@@ -162,19 +154,14 @@ static void usage(FILE *out)
                  "which upstreams it uses and why, and what its watcher does.\n");
 }
 
-int statuscmd_main(int argc, char **argv, char **env, FILE *out, FILE *errout)
+/* Reads the arguments into *admin and *format. Returns -1 to go on, or the
+ * exit status (0 after --help, 1 for a bad argument, said on errout). */
+static int parse_args(int argc, char **argv, char **env, const char **admin, const char **format,
+                      FILE *out, FILE *errout)
 {
-    const char *admin = NULL, *format = "table", *why = NULL, *body = NULL;
-    char name[ADDR_STRLEN];
-    struct answer ans = {0};
-    struct addr a;
-    size_t body_len = 0;
-    int status = 0, fd, rc;
-    int64_t deadline;
-
     for (char **e = env; e != NULL && *e != NULL; e++)
         if (strncmp(*e, "APILB_ADMIN_LISTEN=", 19) == 0)
-            admin = *e + 19;
+            *admin = *e + 19;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v = NULL;
 
@@ -193,14 +180,23 @@ int statuscmd_main(int argc, char **argv, char **env, FILE *out, FILE *errout)
             return 1;
         }
         if (strncmp(arg, "--admin", 7) == 0)
-            admin = v;
+            *admin = v;
         else
-            format = v;
+            *format = v;
     }
-    if (strcmp(format, "table") != 0 && strcmp(format, "json") != 0) {
-        fprintf(errout, "apilb status: -o %s: must be table or json\n", format);
+    if (strcmp(*format, "table") != 0 && strcmp(*format, "json") != 0) {
+        fprintf(errout, "apilb status: -o %s: must be table or json\n", *format);
         return 1;
     }
+    return -1;
+}
+
+/* The admin address to ask into *a. Returns -1 to go on, or the exit status
+ * (said on errout). */
+static int admin_addr(const char *admin, struct addr *a, FILE *errout)
+{
+    const char *why = NULL;
+
     if (admin == NULL || admin[0] == '\0')
         admin = DEFAULT_ADMIN;
     if (strcmp(admin, "off") == 0) {
@@ -208,14 +204,58 @@ int statuscmd_main(int argc, char **argv, char **env, FILE *out, FILE *errout)
                         "nothing to ask\n");
         return 2;
     }
-    if (addr_parse(admin, -1, &a, &why) < 0) {
+    if (addr_parse(admin, -1, a, &why) < 0) {
         fprintf(errout, "apilb status: --admin=%s: %s\n", admin, why);
         return 1;
     }
-    why = NULL;
+    return -1;
+}
+
+/* What is wrong with the answer read into ans (rc: read_all()'s result), or
+ * NULL with *body, *len set; *status: its HTTP status, 0 when none. */
+static const char *judge(struct answer *ans, int rc, bool json, const char **body, size_t *len,
+                         int *status)
+{
+    static char jerr[128];
+    const char *why = NULL;
+
+    if (rc == -EFBIG)
+        return "its answer is larger than 1 MiB";
+    if (rc == -ETIMEDOUT)
+        return "it did not answer in full within 5 s";
+    if (rc < 0)
+        return strerror(-rc);
+    if (parse_http(ans, body, len, status, &why) == 0 && *status != 200)
+        return "it did not answer 200";
+    if (why != NULL)
+        return why;
+    if (!json)
+        return printable(*body, *len);
+    if (jsoncheck(*body, *len, jerr, sizeof(jerr)) < 0)
+        return jerr;
+    return NULL;
+}
+
+int statuscmd_main(int argc, char **argv, char **env, FILE *out, FILE *errout)
+{
+    const char *admin = NULL, *format = "table", *why, *body = NULL;
+    char name[ADDR_STRLEN];
+    struct answer ans = {0};
+    struct addr a;
+    size_t body_len = 0;
+    int status = 0, fd, rc;
+    bool json;
+    int64_t deadline;
+
+    rc = parse_args(argc, argv, env, &admin, &format, out, errout);
+    if (rc < 0)
+        rc = admin_addr(admin, &a, errout);
+    if (rc >= 0)
+        return rc;
+    json = strcmp(format, "json") == 0;
     addr_format(&a, name, sizeof(name));
-    deadline = now_ms() + STATUSCMD_TIMEOUT_MS;
-    fd = ask(&a, strcmp(format, "json") == 0 ? "/upstreams" : "/status", deadline);
+    deadline = (int64_t)clock_now_ms() + STATUSCMD_TIMEOUT_MS;
+    fd = ask(&a, json ? "/upstreams" : "/status", deadline);
     if (fd < 0) {
         fprintf(errout, "apilb status: cannot reach the admin endpoint %s: %s%s\n", name,
                 strerror(-fd),
@@ -231,22 +271,7 @@ int statuscmd_main(int argc, char **argv, char **env, FILE *out, FILE *errout)
     }
     rc = read_all(fd, &ans, deadline);
     close(fd);
-    if (rc == -EFBIG)
-        why = "its answer is larger than 1 MiB";
-    else if (rc == -ETIMEDOUT)
-        why = "it did not answer in full within 5 s";
-    else if (rc < 0)
-        why = strerror(-rc);
-    else if (parse_http(&ans, &body, &body_len, &status, &why) == 0 && status != 200)
-        why = "it did not answer 200";
-    if (why == NULL && strcmp(format, "table") == 0)
-        why = printable(body, body_len);
-    if (why == NULL && strcmp(format, "json") == 0) {
-        static char jerr[128];
-
-        if (jsoncheck(body, body_len, jerr, sizeof(jerr)) < 0)
-            why = jerr;
-    }
+    why = judge(&ans, rc, json, &body, &body_len, &status);
     if (why != NULL) {
         fprintf(errout, "apilb status: the admin endpoint %s: %s", name, why);
         if (status != 0 && status != 200)

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define REASON_COLUMN 36
 
 /* Copies s into out (size len) with every byte outside printable ASCII
@@ -43,7 +42,8 @@ static void row(const struct snapshot_upstream *su, uint64_t now_ms, uint64_t no
     const struct upstream *up = su->up;
     char src[64], state[48], reason[REASON_COLUMN + 1], since[32] = "-", conn[32] = "-";
     char zone[17];
-    uint64_t drain = LOAD(up->draining_since_ms), total = LOAD(up->conns_total);
+    uint64_t drain = SNAPSHOT_LOAD(up->draining_since_ms);
+    double mean_us;
 
     upstream_sources_format(su->sources, src, sizeof(src));
     if (!su->in_table)
@@ -60,33 +60,33 @@ static void row(const struct snapshot_upstream *su, uint64_t now_ms, uint64_t no
     clean(su->zone.name[0] != '\0' ? su->zone.name : "-", zone, sizeof(zone));
     if (su->health_since_unix_ms != 0 && now_unix_ms >= su->health_since_unix_ms)
         age(now_unix_ms - su->health_since_unix_ms, since, sizeof(since));
-    if (total > 0)
-        snprintf(conn, sizeof(conn), "%.2fms",
-                 (double)LOAD(up->connect_latency_sum_us) / 1000.0 / (double)total);
+    if (upstream_connect_mean_us(up, &mean_us))
+        snprintf(conn, sizeof(conn), "%.2fms", mean_us / 1000.0);
     strbuf_printf(b, "%-24s %-20s %-14s %-10s %-*s %-7s %6u %8s  %s\n", up->name, src, state,
-                  upstream_health_name((enum upstream_health)LOAD(up->health)), REASON_COLUMN,
-                  reason, since, LOAD(up->active), conn, zone);
+                  upstream_health_name((enum upstream_health)SNAPSHOT_LOAD(up->health)),
+                  REASON_COLUMN, reason, since, SNAPSHOT_LOAD(up->active), conn, zone);
 }
 
 static void watcher_line(const struct snapshot_watcher *w, uint64_t now_unix_ms, struct strbuf *b)
 {
+    const struct watcher_stats *ws = &w->stats;
     char rv[40], last[40] = "never";
 
     if (!w->enabled) {
         strbuf_puts(b, "\nWATCHER  off (static upstreams)\n");
         return;
     }
-    clean(w->resource_version[0] != '\0' ? w->resource_version : "-", rv, sizeof(rv));
-    if (w->last_sync_unix_ms != 0) {
-        age(now_unix_ms > w->last_sync_unix_ms ? now_unix_ms - w->last_sync_unix_ms : 0, last,
+    clean(ws->resource_version[0] != '\0' ? ws->resource_version : "-", rv, sizeof(rv));
+    if (ws->last_sync_unix_ms != 0) {
+        age(now_unix_ms > ws->last_sync_unix_ms ? now_unix_ms - ws->last_sync_unix_ms : 0, last,
             sizeof(last) - 4);
         strcat(last, " ago");
     }
     strbuf_printf(b,
                   "\nWATCHER  %s  source %s  last sync %s  resourceVersion %s  errors %" PRIu64
                   "  publishes %" PRIu64 "\n",
-                  w->state != NULL ? w->state : "-", w->source != NULL ? w->source : "-", last,
-                  rv, w->errors, w->publishes);
+                  watcher_state_name(ws->state), ws->source != NULL ? ws->source : "-", last, rv,
+                  ws->errors, ws->publishes);
 }
 
 void statusview_render(const struct snapshot *s, uint64_t now_ms, uint64_t now_unix_ms,

@@ -3,21 +3,23 @@
 
 #include <inttypes.h>
 
-#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
-
 /* ,"watcher":{...} when discovery runs. */
 static void watcher_json(const struct snapshot_watcher *w, struct strbuf *b)
 {
+    const struct watcher_stats *ws = &w->stats;
+
     if (!w->enabled)
         return;
-    strbuf_printf(b, ",\"watcher\":{\"state\":\"%s\",\"source\":\"%s\",\"last_sync\":%.3f,"
-                     "\"resource_version\":\"",
-                  w->state != NULL ? w->state : "", w->source != NULL ? w->source : "",
-                  (double)w->last_sync_unix_ms / 1000.0);
-    strbuf_json_escape(b, w->resource_version);
-    strbuf_printf(b, "\",\"lists\":%" PRIu64 ",\"watches\":%" PRIu64 ",\"events\":%" PRIu64
-                     ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64 "}",
-                  w->lists, w->watches, w->events, w->errors, w->publishes);
+    strbuf_printf(b,
+                  ",\"watcher\":{\"state\":\"%s\",\"source\":\"%s\",\"last_sync\":%.3f,"
+                  "\"resource_version\":\"",
+                  watcher_state_name(ws->state), ws->source != NULL ? ws->source : "",
+                  (double)ws->last_sync_unix_ms / 1000.0);
+    strbuf_json_escape(b, ws->resource_version);
+    strbuf_printf(b,
+                  "\",\"lists\":%" PRIu64 ",\"watches\":%" PRIu64 ",\"events\":%" PRIu64
+                  ",\"errors\":%" PRIu64 ",\"publishes\":%" PRIu64 "}",
+                  ws->lists, ws->watches, ws->events, ws->errors, ws->publishes);
 }
 
 /* ,"zone":"a"|null,"hints":{"for_zones":["a",...]}|null: what discovery
@@ -46,24 +48,21 @@ static void render_zone(const struct zone_info *z, struct strbuf *b)
 
 void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
 {
-    static const char *const src_names[] = {"seed", "file", "discovered", "state"};
-    static const char *const fail_names[UPSTREAM_FAIL_COUNT] = {"refused", "timeout",
-                                                                 "unreachable", "other", "local"};
-
     strbuf_printf(b, "{\"generation\":%" PRIu64 ",\"usable\":%zu,\"upstreams\":[",
                   s->generation, snapshot_usable(s, now_ms));
     for (size_t i = 0; i < s->n; i++) {
         const struct snapshot_upstream *su = &s->u[i];
         const struct upstream *up = su->up;
-        uint64_t since = LOAD(up->draining_since_ms);
+        uint64_t since = SNAPSHOT_LOAD(up->draining_since_ms);
         bool first = true;
+        double mean_us;
 
         strbuf_printf(b, "%s{\"address\":\"", i ? "," : "");
         strbuf_json_escape(b, up->name);
         strbuf_puts(b, "\",\"sources\":[");
-        for (int k = 0; k < 4; k++) {
+        for (unsigned k = 0; k < UPSTREAM_SRC_BITS; k++) {
             if (su->sources & (1u << k)) {
-                strbuf_printf(b, "%s\"%s\"", first ? "" : ",", src_names[k]);
+                strbuf_printf(b, "%s\"%s\"", first ? "" : ",", upstream_source_name(1u << k));
                 first = false;
             }
         }
@@ -72,33 +71,33 @@ void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
                       "\"draining\":%s,\"draining_seconds\":%.3f,\"connections_total\":%" PRIu64
                       ",\"connect_failures\":{",
                       su->fallback ? "true" : "false",
-                      upstream_health_name((enum upstream_health)LOAD(up->health)),
+                      upstream_health_name((enum upstream_health)SNAPSHOT_LOAD(up->health)),
                       su->in_table && upstream_usable(up, now_ms) ? "true" : "false",
-                      LOAD(up->active), su->in_table ? "false" : "true",
+                      SNAPSHOT_LOAD(up->active), su->in_table ? "false" : "true",
                       !su->in_table && since != 0 && now_ms > since
                           ? (double)(now_ms - since) / 1000.0
                           : 0.0,
-                      LOAD(up->conns_total));
+                      SNAPSHOT_LOAD(up->conns_total));
         for (int k = 0; k < UPSTREAM_FAIL_COUNT; k++)
-            strbuf_printf(b, "%s\"%s\":%" PRIu64, k ? "," : "", fail_names[k],
-                          LOAD(up->connect_fail[k]));
+            strbuf_printf(b, "%s\"%s\":%" PRIu64, k ? "," : "",
+                          upstream_fail_name((enum upstream_fail)k),
+                          SNAPSHOT_LOAD(up->connect_fail[k]));
         strbuf_printf(b,
                       "},\"bytes_to_upstream\":%" PRIu64 ",\"bytes_from_upstream\":%" PRIu64
                       ",\"health_checks\":{\"success\":%" PRIu64 ",\"failure\":%" PRIu64 "}",
-                      LOAD(up->bytes_to), LOAD(up->bytes_from), LOAD(up->health_checks[1]),
-                      LOAD(up->health_checks[0]));
+                      SNAPSHOT_LOAD(up->bytes_to), SNAPSHOT_LOAD(up->bytes_from),
+                      SNAPSHOT_LOAD(up->health_checks[1]), SNAPSHOT_LOAD(up->health_checks[0]));
         strbuf_puts(b, ",\"health_reason\":\"");
         strbuf_json_escape(b, su->health_reason);
         strbuf_printf(b, "\",\"health_since\":%.3f,\"connect_seconds_avg\":",
                       (double)su->health_since_unix_ms / 1000.0);
-        if (LOAD(up->conns_total) > 0)
-            strbuf_printf(b, "%.6f", (double)LOAD(up->connect_latency_sum_us) / 1e6 /
-                                          (double)LOAD(up->conns_total));
+        if (upstream_connect_mean_us(up, &mean_us))
+            strbuf_printf(b, "%.6f", mean_us / 1e6);
         else
             strbuf_puts(b, "null");
         render_zone(&su->zone, b);
         strbuf_printf(b, ",\"zone_source\":\"%s\",\"tier\":%u,\"rtt_seconds\":", su->zone_from,
-                      LOAD(up->tier));
+                      SNAPSHOT_LOAD(up->tier));
         if (upstream_rtt_us(up) != 0)
             strbuf_printf(b, "%.6f", upstream_rtt_us(up) / 1e6);
         else

@@ -2,10 +2,13 @@
 /* Upstreams, tables and the balancing algorithms; see upstream.h. */
 #include "upstream.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "rand.h"
 
 const double upstream_latency_bounds_s[UPSTREAM_LATENCY_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
@@ -113,8 +116,7 @@ struct upstream_table *upstream_table_new(const struct upstream_entry *e, size_t
 {
     struct upstream_table *t;
 
-    if (n > UPSTREAM_MAX)
-        n = UPSTREAM_MAX;
+    assert(n <= UPSTREAM_MAX); /* the registry refuses larger sets */
     t = malloc(sizeof(*t) + n * sizeof(t->e[0]));
     if (t == NULL)
         return NULL;
@@ -188,13 +190,7 @@ void upstream_picker_prefer(struct upstream_picker *p, unsigned spill_factor, un
 
 uint64_t upstream_picker_random(struct upstream_picker *p)
 {
-    uint64_t x = p->rng;
-
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    p->rng = x;
-    return x;
+    return rand_next(&p->rng);
 }
 
 static bool is_tried(const struct upstream_tried *tried, size_t i)
@@ -421,20 +417,50 @@ const char *upstream_health_name(enum upstream_health h)
         return "healthy";
     case UPSTREAM_UNHEALTHY:
         return "unhealthy";
+    case UPSTREAM_HEALTH_COUNT:
+        break;
     }
     return "?";
 }
 
+const char *upstream_fail_name(enum upstream_fail why)
+{
+    static const char *const names[UPSTREAM_FAIL_COUNT] = {"refused", "timeout", "unreachable",
+                                                           "other", "local"};
+
+    return (unsigned)why < UPSTREAM_FAIL_COUNT ? names[why] : "?";
+}
+
+const char *upstream_source_name(unsigned bit)
+{
+    static const char *const names[UPSTREAM_SRC_BITS] = {"seed", "file", "discovered", "state"};
+
+    for (unsigned b = 0; b < UPSTREAM_SRC_BITS; b++)
+        if (bit == 1u << b)
+            return names[b];
+    return "?";
+}
+
+bool upstream_connect_mean_us(const struct upstream *up, double *us)
+{
+    uint64_t n = atomic_load_explicit(&up->conns_total, memory_order_relaxed);
+
+    if (n == 0)
+        return false;
+    *us =
+        (double)atomic_load_explicit(&up->connect_latency_sum_us, memory_order_relaxed) / (double)n;
+    return true;
+}
+
 void upstream_sources_format(unsigned sources, char *buf, size_t len)
 {
-    static const char *const names[] = {"seed", "file", "discovered", "state"};
     size_t off = 0;
 
     buf[0] = '\0';
-    for (unsigned b = 0; b < 4; b++) {
+    for (unsigned b = 0; b < UPSTREAM_SRC_BITS; b++) {
         if ((sources & (1u << b)) == 0)
             continue;
         off += (size_t)snprintf(buf + off, off < len ? len - off : 0, "%s%s", off > 0 ? "," : "",
-                                names[b]);
+                                upstream_source_name(1u << b));
     }
 }

@@ -30,7 +30,7 @@
 #include "tier.h"
 #include "zone.h"
 
-#define UPSTREAM_MAX 1024
+#define UPSTREAM_MAX ADDR_SET_MAX /* entries of a table: the one address bound */
 #define UPSTREAM_LATENCY_BUCKETS 12
 #define UPSTREAM_REASON_MAX 96
 
@@ -41,11 +41,13 @@ enum upstream_source {
     UPSTREAM_SRC_DISCOVERED = 1 << 2,
     UPSTREAM_SRC_STATE = 1 << 3,
 };
+#define UPSTREAM_SRC_BITS 4 /* the flags above are bits 0..3 */
 
 enum upstream_health {
     UPSTREAM_UNKNOWN = 0, /* no check has concluded yet: usable */
     UPSTREAM_HEALTHY,
     UPSTREAM_UNHEALTHY,
+    UPSTREAM_HEALTH_COUNT
 };
 
 enum upstream_fail {
@@ -131,7 +133,7 @@ struct upstream_table {
     struct upstream_entry e[]; /* sorted by address */
 };
 
-/* Upper bounds (milliseconds) of the connect-latency histogram buckets. */
+/* Upper bounds (seconds) of the connect-latency histogram buckets. */
 extern const double upstream_latency_bounds_s[UPSTREAM_LATENCY_BUCKETS];
 
 /* Returns a new upstream (refcount 1) for addr, or NULL on ENOMEM. Any thread;
@@ -244,7 +246,21 @@ int upstream_route(const struct upstream_table *t, unsigned attempt, const struc
 /* Number of entries usable now (for /readyz). */
 size_t upstream_table_usable(const struct upstream_table *t, uint64_t now_ms);
 
+/* "unknown", "healthy", "unhealthy"; "?" outside the enum. A static string. */
 const char *upstream_health_name(enum upstream_health h);
+
+/* "refused", "timeout", "unreachable", "other", "local" (the reason labels of
+ * the connect-failure metrics); "?" outside the enum. A static string. */
+const char *upstream_fail_name(enum upstream_fail why);
+
+/* The name of one source bit: "seed", "file", "discovered", "state"; "?" for
+ * anything but a single flag of enum upstream_source. A static string. */
+const char *upstream_source_name(unsigned bit);
+
+/* The mean time up's established connections took to connect, in
+ * microseconds, into *us; false (and *us untouched) before the first one.
+ * Any thread (reads the atomics). */
+bool upstream_connect_mean_us(const struct upstream *up, double *us);
 
 /* Whether err (a positive errno from socket(2) or connect(2)) is this
  * host's own shortage rather than anything the upstream did. Any thread. */

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "loopclose.h"
 #include "session.h"
@@ -21,17 +21,9 @@
 /* Pause after running out of descriptors, so the loop does not spin. */
 #define ACCEPT_PAUSE_MS 100
 
-uint64_t worker_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void timer_at(uv_timer_t *t, uv_timer_cb cb, uint64_t deadline_ms)
 {
-    uint64_t now = worker_now_ms();
+    uint64_t now = clock_now_ms();
 
     uv_timer_start(t, cb, deadline_ms > now ? deadline_ms - now : 0, 0);
 }
@@ -157,7 +149,7 @@ static void sweep_cb(uv_timer_t *t);
 
 static void sweep(struct worker *w)
 {
-    uint64_t next = session_sweep(w, worker_now_ms());
+    uint64_t next = session_sweep(w, clock_now_ms());
 
     if (next != 0)
         timer_at(&w->sweep_timer, sweep_cb, next);
@@ -190,19 +182,19 @@ int worker_list_sessions(struct worker *w, size_t skip, struct session_info *out
                          size_t *n, size_t *total, unsigned timeout_ms)
 {
     struct worker_query q = {.skip = skip, .max = max, .out = out};
-    uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000u, now;
+    uint64_t deadline = clock_now_us() + (uint64_t)timeout_ms * 1000u, now;
 
     if (atomic_load(&w->finished))
         return -ETIMEDOUT;
     uv_mutex_lock(&w->query_mu);
     /* Another asker's question first. */
-    while (w->query != NULL && (now = uv_hrtime()) < deadline)
-        (void)uv_cond_timedwait(&w->query_cv, &w->query_mu, deadline - now);
+    while (w->query != NULL && (now = clock_now_us()) < deadline)
+        (void)uv_cond_timedwait(&w->query_cv, &w->query_mu, (deadline - now) * 1000u);
     if (w->query == NULL) {
         w->query = &q;
         uv_async_send(&w->kick);
-        while (!q.done && (now = uv_hrtime()) < deadline)
-            (void)uv_cond_timedwait(&w->query_cv, &w->query_mu, deadline - now);
+        while (!q.done && (now = clock_now_us()) < deadline)
+            (void)uv_cond_timedwait(&w->query_cv, &w->query_mu, (deadline - now) * 1000u);
         if (!q.done)
             w->query = NULL; /* not taken: the loop will not see it */
     }
@@ -243,20 +235,20 @@ static void keepalive_cb(uv_timer_t *t)
 {
     struct worker *w = t->data;
 
-    session_keepalive(w, worker_now_ms());
+    session_keepalive(w, clock_now_ms());
 }
 
 static void ack_cb(uv_timer_t *t)
 {
     struct worker *w = t->data;
 
-    session_check_acks(w, worker_now_ms());
+    session_check_acks(w, clock_now_ms());
 }
 
 static void connect_cb(uv_timer_t *t)
 {
     struct worker *w = t->data;
-    uint64_t next = session_expire_connects(w, worker_now_ms());
+    uint64_t next = session_expire_connects(w, clock_now_ms());
 
     if (next != 0)
         timer_at(&w->connect_timer, connect_cb, next);
@@ -270,7 +262,7 @@ void worker_sessions_ended(struct worker *w)
 
 void worker_schedule_sweep(struct worker *w, uint64_t deadline_ms)
 {
-    uint64_t now = worker_now_ms();
+    uint64_t now = clock_now_ms();
     uint64_t in = deadline_ms > now ? deadline_ms - now : 0;
 
     if (!uv_is_active((uv_handle_t *)&w->sweep_timer) || uv_timer_get_due_in(&w->sweep_timer) > in)
@@ -313,8 +305,8 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     w->sh = sh;
     w->done = done;
     w->table = first;
-    upstream_picker_init(&w->picker, (enum upstream_balance)sh->cfg->balance,
-                         uv_hrtime() ^ ((uint64_t)id << 32) ^ (uint64_t)getpid());
+    upstream_picker_init(&w->picker, sh->cfg->balance,
+                         clock_now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)getpid());
     if (sh->cfg->prefer != CONFIG_PREFER_NONE)
         upstream_picker_prefer(&w->picker, sh->cfg->prefer_spill_factor, sh->cfg->prefer_ramp_ms);
     pipepool_init(&w->pipes);

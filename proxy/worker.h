@@ -47,7 +47,7 @@ struct worker_shared {
     _Atomic uint64_t next_session_id;
     _Atomic unsigned listener_foreign_sharers; /* sharewatch.h */
     _Atomic unsigned listener_apilb_sharers;
-    /* --close-spread (session.c): the start (worker_now_ms) of the current
+    /* --close-spread (session.c): the start (clock_now_ms) of the current
      * or last window of paced dials, 0 before the first; the dials put off
      * in total and now; the closes of unhealthy upstreams' connections
      * scheduled now and made. */
@@ -155,8 +155,5 @@ int worker_list_sessions(struct worker *w, size_t skip, struct session_info *out
 /* Joins the thread and frees what is left. Main thread, after done, and
  * after the last worker_kick()/worker_publish(). */
 void worker_join(struct worker *w);
-
-/* Monotonic milliseconds, for deadlines. */
-uint64_t worker_now_ms(void);
 
 #endif

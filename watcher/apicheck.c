@@ -254,7 +254,7 @@ static int discover(struct apicheck *c, bool slices, const struct addr *via, siz
         rc = -EINVAL;
         goto out;
     }
-    ep = malloc(sizeof(*ep) * ENDPOINTS_MAX_ADDRS);
+    ep = malloc(sizeof(*ep) * ADDR_SET_MAX);
     if (ep == NULL) {
         snprintf(msg, msg_len, "out of memory");
         rc = -ENOMEM;
@@ -264,8 +264,8 @@ static int discover(struct apicheck *c, bool slices, const struct addr *via, siz
         size_t k = 0;
         int family;
 
-        if (endpoints_extract(it, slices ? ENDPOINTS_SLICE : ENDPOINTS_V1, ep, ENDPOINTS_MAX_ADDRS,
-                              &k, &family, why, sizeof(why)) < 0) {
+        if (endpoints_extract(it, slices ? ENDPOINTS_SLICE : ENDPOINTS_V1, ep, ADDR_SET_MAX, &k,
+                              &family, why, sizeof(why)) < 0) {
             snprintf(msg, msg_len, "an object of the list is unusable: %s", why);
             rc = -EINVAL;
             goto out;
@@ -275,7 +275,15 @@ static int discover(struct apicheck *c, bool slices, const struct addr *via, siz
 
             while (m < *n && addr_cmp(&out[m], &ep[j].addr) != 0)
                 m++;
-            if (m == *n && *n < max)
+            if (m == *n && *n == max) {
+                snprintf(msg, msg_len,
+                         "the cluster lists more than %zu apiservers, the most "
+                         "apilb keeps",
+                         max);
+                rc = -E2BIG;
+                goto out;
+            }
+            if (m == *n)
                 out[(*n)++] = ep[j].addr;
         }
     }

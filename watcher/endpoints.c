@@ -2,20 +2,32 @@
 /* Objects to endpoints, and the merge of every object; see endpoints.h. */
 #include "endpoints.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
-static void add_unique(struct watcher_endpoint *out, size_t max, size_t *n,
+/* Appends e to out[0..*n) unless its address is there; false when it is
+ * new and out has max already. */
+static bool add_unique(struct watcher_endpoint *out, size_t max, size_t *n,
                        const struct watcher_endpoint *e)
 {
     for (size_t i = 0; i < *n; i++)
         if (addr_cmp(&out[i].addr, &e->addr) == 0)
-            return;
-    if (*n < max)
-        out[(*n)++] = *e;
+            return true;
+    if (*n == max)
+        return false;
+    out[(*n)++] = *e;
+    return true;
+}
+
+/* The error of an object whose addresses do not fit: how many it lists. */
+static int over_bound(size_t listed, size_t max, char *err, size_t err_len)
+{
+    snprintf(err, err_len, "lists %zu addresses, more than the %zu of an address set", listed, max);
+    return -E2BIG;
 }
 
 /* The port named "https", or the only port. 0 when none fits. */
@@ -185,9 +197,20 @@ static int from_slice(json_t *obj, struct watcher_endpoint *out, size_t max, siz
         if (parse_ip(json_array_get(addrs, 0), port, *family, &e.addr, err, err_len) < 0 ||
             read_zone(ep, &e.zone, err, err_len) < 0)
             return -EINVAL;
-        add_unique(out, max, n, &e);
+        if (!add_unique(out, max, n, &e))
+            return over_bound(json_array_size(eps), max, err, err_len);
     }
     return 0;
+}
+
+/* How many addresses the subsets of an Endpoints object list. */
+static size_t listed_v1(json_t *subsets)
+{
+    json_t *ss;
+    size_t i, n = 0;
+
+    json_array_foreach(subsets, i, ss) n += json_array_size(json_object_get(ss, "addresses"));
+    return n;
 }
 
 static int from_endpoints(json_t *obj, struct watcher_endpoint *out, size_t max, size_t *n,
@@ -220,7 +243,8 @@ static int from_endpoints(json_t *obj, struct watcher_endpoint *out, size_t max,
             memset(&e.zone, 0, sizeof(e.zone)); /* Endpoints carry no zones */
             if (parse_ip(json_object_get(a, "ip"), port, AF_UNSPEC, &e.addr, err, err_len) < 0)
                 return -EINVAL;
-            add_unique(out, max, n, &e);
+            if (!add_unique(out, max, n, &e))
+                return over_bound(listed_v1(subsets), max, err, err_len);
         }
     }
     return 0;
@@ -259,8 +283,7 @@ int endpoints_cache_set(struct endpoints_cache *c, const char *name, int family,
     struct watcher_endpoint *copy;
     size_t i;
 
-    if (n > ENDPOINTS_MAX_ADDRS)
-        n = ENDPOINTS_MAX_ADDRS;
+    assert(n <= ADDR_SET_MAX); /* endpoints_extract() refuses more */
     for (i = 0; i < c->n; i++)
         if (strcmp(c->obj[i].name, name) == 0)
             break;
@@ -307,11 +330,41 @@ static bool same_addrs(const struct endpoints_object *a, const struct endpoints_
     return true;
 }
 
+/* Whether an address of o (sorted by address) is e's. */
+static bool object_has(const struct endpoints_object *o, const struct watcher_endpoint *e)
+{
+    return bsearch(e, o->ep, o->n, sizeof(*e), ep_cmp) != NULL;
+}
+
+/* The size of the union of every object's addresses (each object's are
+ * distinct and sorted), counted without room for it. */
+static size_t union_size(const struct endpoints_cache *c)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < c->n; i++) {
+        for (size_t j = 0; j < c->obj[i].n; j++) {
+            size_t k = 0;
+
+            while (k < i && !object_has(&c->obj[k], &c->obj[i].ep[j]))
+                k++;
+            n += k == i;
+        }
+    }
+    return n;
+}
+
 size_t endpoints_cache_merge(const struct endpoints_cache *c, struct watcher_endpoint *out,
                              size_t max, struct endpoints_split *split)
 {
     const struct endpoints_object *order[ENDPOINTS_MAX_OBJECTS];
-    size_t n = 0;
+    size_t n = union_size(c);
+
+    if (split != NULL)
+        memset(split, 0, sizeof(*split));
+    if (n > max)
+        return n;
+    n = 0;
 
     /* Name order, so the zone of an address two objects list does not
      * depend on the order events came in. */
@@ -324,11 +377,9 @@ size_t endpoints_cache_merge(const struct endpoints_cache *c, struct watcher_end
         }
         order[k] = &c->obj[i];
     }
-    if (split != NULL)
-        memset(split, 0, sizeof(*split));
     for (size_t i = 0; i < c->n; i++) {
         for (size_t j = 0; j < order[i]->n; j++)
-            add_unique(out, max, &n, &order[i]->ep[j]);
+            (void)add_unique(out, max, &n, &order[i]->ep[j]); /* fits: union_size() */
         for (size_t k = i + 1; split != NULL && !split->found && k < c->n; k++) {
             const struct endpoints_object *a = order[i], *b = order[k];
 

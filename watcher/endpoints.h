@@ -21,7 +21,6 @@
 #include "watcher.h"
 
 #define ENDPOINTS_MAX_OBJECTS 64
-#define ENDPOINTS_MAX_ADDRS 256
 
 enum endpoints_kind {
     ENDPOINTS_SLICE = 0,
@@ -31,7 +30,9 @@ enum endpoints_kind {
 /* Appends the endpoints of obj to out[*n..max) (duplicate addresses
  * skipped) and sets *family to the slice's address family (AF_INET or
  * AF_INET6; AF_UNSPEC for an Endpoints object). Returns 0, 1 when obj is a
- * slice of addressType FQDN (ignored: nothing appended), or -EINVAL with a
+ * slice of addressType FQDN (ignored: nothing appended), -E2BIG with a
+ * sentence naming how many it lists and max when its distinct addresses do
+ * not fit (out then holds the first max: not for use), or -EINVAL with a
  * sentence in err for a malformed object. */
 int endpoints_extract(json_t *obj, enum endpoints_kind kind, struct watcher_endpoint *out,
                       size_t max, size_t *n, int *family, char *err, size_t err_len)
@@ -53,9 +54,9 @@ struct endpoints_cache {
 /* Frees every object's endpoints; the cache is empty and reusable. */
 void endpoints_cache_clear(struct endpoints_cache *c);
 
-/* Replaces (or adds) the object name with a copy of ep[0..n) (at most
- * ENDPOINTS_MAX_ADDRS). Returns 0, -ENOSPC when ENDPOINTS_MAX_OBJECTS are
- * held, or -ENOMEM (the cache is unchanged then). */
+/* Replaces (or adds) the object name with a copy of ep[0..n) (n at most
+ * ADDR_SET_MAX, which endpoints_extract() ensures). Returns 0, -ENOSPC when ENDPOINTS_MAX_OBJECTS
+ * are held, or -ENOMEM (the cache is unchanged then). */
 int endpoints_cache_set(struct endpoints_cache *c, const char *name, int family,
                         const struct watcher_endpoint *ep, size_t n)
     __attribute__((warn_unused_result));
@@ -73,8 +74,10 @@ struct endpoints_split {
 
 /* Writes the union of every object's endpoints into out[0..max), sorted by
  * address, without duplicates (the object first in name order gives the
- * zone of an address listed twice), and returns how many. *split, when not
- * NULL, says whether two objects of one family disagree. */
+ * zone of an address listed twice), and returns how many. When there are
+ * more than max, returns how many there are and writes nothing: the set is
+ * over the bound and the caller refuses it. *split, when not NULL, says
+ * whether two objects of one family disagree. */
 size_t endpoints_cache_merge(const struct endpoints_cache *c, struct watcher_endpoint *out,
                              size_t max, struct endpoints_split *split);
 

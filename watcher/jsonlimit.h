@@ -14,7 +14,7 @@
 /* What a LIST body or a watch event may hold. The kubernetes service has one
  * endpoint per apiserver; the API allows 1000 per EndpointSlice, about 13
  * values each with every optional field (addresses, conditions, zone,
- * hints), and apilb keeps at most WATCHER_MAX_ADDRS. 65536 values is several
+ * hints), and apilb keeps at most ADDR_SET_MAX. 65536 values is several
  * times the largest valid slice, and its tree stays under ~20 MiB. */
 #define JSONLIMIT_VALUES 65536u
 /* An EndpointSlice list with managedFields nests about 10 deep. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "backoff.h"
+#include "clock.h"
 #include "credcurl.h"
 #include "endpoints.h"
 #include "eventstream.h"
@@ -71,17 +72,17 @@ struct watcher {
     bool auto_mode;
     char rv[64];
     struct endpoints_cache cache;
-    struct watcher_endpoint published[WATCHER_MAX_ADDRS];
+    struct watcher_endpoint published[ADDR_SET_MAX];
     size_t n_published;
     bool have_published;
-    struct watcher_endpoint pending[WATCHER_MAX_ADDRS];
+    struct watcher_endpoint pending[ADDR_SET_MAX];
     size_t n_pending;
     uint64_t pending_since_ms; /* 0 = nothing pending */
     /* The pending set looks like half of a slice replacement (two slices of
      * one family disagree, or a family vanished): held since then (0: not). */
     uint64_t held_since_ms;
     char held_why[600];
-    struct watcher_endpoint scratch[WATCHER_MAX_ADDRS];
+    struct watcher_endpoint scratch[ADDR_SET_MAX];
     bool warned_empty;
     struct backoff backoff;
     struct filewatch files;     /* the kubeconfig (or service account) and its files */
@@ -107,29 +108,6 @@ struct watcher {
     const char *try_name;         /* the name the running transfer verifies, until */
     const struct addr *try_route; /* header_cb has seen it verified (borrowed) */
 };
-
-const char *watcher_state_name(int state)
-{
-    static const char *const names[] = {"starting", "listing", "watching", "backoff", "stopped"};
-
-    return state >= 0 && state <= WATCHER_STOPPED ? names[state] : "?";
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void set_state(struct watcher *w, enum watcher_state s)
 {
@@ -211,7 +189,7 @@ static uint64_t hold_ms(const struct watcher *w)
 static void publish_due(struct watcher *w)
 {
     char set[1024], zones[1024];
-    uint64_t now = now_ms();
+    uint64_t now = clock_now_ms();
 
     if (w->pending_since_ms == 0 || now - w->pending_since_ms < w->cfg.debounce_ms)
         return;
@@ -271,12 +249,12 @@ static void cache_changed(struct watcher *w)
 {
     struct watcher_endpoint *now = w->scratch;
     struct endpoints_split split;
-    size_t n = endpoints_cache_merge(&w->cache, now, WATCHER_MAX_ADDRS, &split);
+    size_t n = endpoints_cache_merge(&w->cache, now, ADDR_SET_MAX, &split);
     char why[sizeof(w->held_why)];
     bool transient;
 
     pthread_mutex_lock(&w->mu);
-    w->stats.last_sync_unix_ms = wall_ms();
+    w->stats.last_sync_unix_ms = clock_wall_ms();
     snprintf(w->stats.resource_version, sizeof(w->stats.resource_version), "%s", w->rv);
     pthread_mutex_unlock(&w->mu);
     if (n == 0) {
@@ -289,11 +267,22 @@ static void cache_changed(struct watcher *w)
         return;
     }
     w->warned_empty = false;
+    if (n > ADDR_SET_MAX) {
+        log_warn_limited("set-over-bound", 60000,
+                         "the cluster lists more apiservers than apilb keeps: set refused, "
+                         "keeping the current upstreams",
+                         "source=%s addresses=%zu max=%d resource_version=%s", mode_name(w->mode),
+                         n, ADDR_SET_MAX, log_quote(w->rv));
+        count_error(w, WATCHER_ERR_PARSE);
+        w->pending_since_ms = 0; /* nor is a set over the bound */
+        w->held_since_ms = 0;
+        return;
+    }
     transient = looks_transient(w, &split, n, why, sizeof(why));
     if (!transient) {
         w->held_since_ms = 0;
     } else if (w->held_since_ms == 0) {
-        w->held_since_ms = now_ms();
+        w->held_since_ms = clock_now_ms();
         snprintf(w->held_why, sizeof(w->held_why), "%s", why);
         log_info("EndpointSlice replacement in flight: holding the current upstreams",
                  "source=%s why=\"%s\" hold_ms=%" PRIu64 " resource_version=%s",
@@ -308,7 +297,7 @@ static void cache_changed(struct watcher *w)
     }
     memcpy(w->pending, now, n * sizeof(now[0]));
     w->n_pending = n;
-    w->pending_since_ms = now_ms();
+    w->pending_since_ms = clock_now_ms();
     publish_due(w);
 }
 
@@ -429,7 +418,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
     struct watcher *w = arg;
     size_t n = size * nmemb;
 
-    w->last_byte_ms = now_ms();
+    w->last_byte_ms = clock_now_ms();
     if (w->body != NULL) { /* LIST: collect */
         if (w->body_len + n > LIST_MAX_BYTES) {
             w->end = END_GARBAGE;
@@ -485,7 +474,7 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *arg)
 static int progress_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
 {
     struct watcher *w = arg;
-    uint64_t now = now_ms();
+    uint64_t now = clock_now_ms();
 
     if (atomic_load(&w->stop)) {
         w->end = END_STOP;
@@ -803,7 +792,7 @@ static int perform(struct watcher *w, const char *path, bool watch, const struct
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     w->end = END_NONE;
     w->retry_after_ms = 0;
-    w->last_byte_ms = now_ms();
+    w->last_byte_ms = clock_now_ms();
     w->watch_events = 0;
     errbuf[0] = '\0';
     rc = curl_easy_perform(c);
@@ -899,7 +888,7 @@ static int object_endpoints(struct watcher *w, json_t *obj, const char **name,
     if (w->mode == MODE_ENDPOINTS && strcmp(*name, "kubernetes") != 0)
         return -EINVAL;
     rc = endpoints_extract(obj, w->mode == MODE_SLICES ? ENDPOINTS_SLICE : ENDPOINTS_V1, a,
-                           WATCHER_MAX_ADDRS, n, family, err, sizeof(err));
+                           ADDR_SET_MAX, n, family, err, sizeof(err));
     if (rc < 0) {
         log_warn_limited("object-bad", 10000, "object ignored", "source=%s name=\"%s\" err=\"%s\"",
                          mode_name(w->mode), log_quote(*name), log_quote(err));
@@ -921,7 +910,7 @@ static bool set_rv(struct watcher *w, json_t *obj)
         return false;
     if (strcmp(w->rv, json_string_value(rv)) != 0) {
         pthread_mutex_lock(&w->mu);
-        w->stats.rv_changed_unix_ms = wall_ms();
+        w->stats.rv_changed_unix_ms = clock_wall_ms();
         pthread_mutex_unlock(&w->mu);
     }
     snprintf(w->rv, sizeof(w->rv), "%s", json_string_value(rv));
@@ -1216,7 +1205,7 @@ static enum watcher_next do_watch(struct watcher *w)
 {
     char path[640], errbuf[CURL_ERROR_SIZE];
     unsigned timeout_s = w->cfg.watch_timeout_s;
-    uint64_t started = now_ms();
+    uint64_t started = clock_now_ms();
     enum watcher_next next;
     bool decided;
     long code;
@@ -1245,7 +1234,7 @@ static enum watcher_next do_watch(struct watcher *w)
         count_error(w, WATCHER_ERR_CONNECT);
     }
     /* Watch again at once, unless it ended at once. */
-    if (now_ms() - started < 1000 && w->watch_events == 0)
+    if (clock_now_ms() - started < 1000 && w->watch_events == 0)
         return NEXT_BACKOFF;
     return NEXT_WATCH;
 }
@@ -1279,13 +1268,13 @@ static void backoff_wait(struct watcher *w)
     uint64_t d, end;
 
     set_state(w, WATCHER_BACKOFF);
-    d = backoff_next(&w->backoff, now_ms(), retry_wait(w));
-    end = now_ms() + d;
-    while (now_ms() < end && !atomic_load(&w->stop)) {
-        uint64_t left = end - now_ms();
+    d = backoff_next(&w->backoff, clock_now_ms(), retry_wait(w));
+    end = clock_now_ms() + d;
+    while (clock_now_ms() < end && !atomic_load(&w->stop)) {
+        uint64_t left = end - clock_now_ms();
 
         publish_due(w);
-        if (filewatch_changed(&w->files, now_ms())) {
+        if (filewatch_changed(&w->files, clock_now_ms())) {
             log_info("credential files changed: retrying now", "source=%s", w->creds.source);
             w->reload = true;
             break;
@@ -1470,7 +1459,6 @@ const struct watcher_ops apilb_watcher_ops = {
     .start = watcher_start,
     .stop = watcher_stop,
     .stats_get = watcher_stats_get,
-    .state_name = watcher_state_name,
     .cluster_ca = watcher_cluster_ca,
     .auth_load = watcher_auth_load,
     .auth_free = watcher_auth_free,

@@ -19,20 +19,13 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "watchstats.h"
 #include "zone.h"
-
-#define WATCHER_MAX_ADDRS 256
 
 /* One apiserver as the cluster lists it. A plain value. */
 struct watcher_endpoint {
     struct addr addr;
     struct zone_info zone; /* empty: none published (always so for Endpoints v1) */
-};
-
-enum watcher_discovery {
-    WATCHER_DISCOVERY_AUTO = 0,      /* EndpointSlices, Endpoints on 403/404 */
-    WATCHER_DISCOVERY_SLICES,
-    WATCHER_DISCOVERY_ENDPOINTS,
 };
 
 /* Client credentials for another TLS client of the apiserver (the health
@@ -116,39 +109,10 @@ typedef int (*watcher_route_fn)(void *arg, unsigned attempt, const struct addr *
  *                         Retry-After asks when no other apiserver is
  *                         there (retry_wait); ended early by new credentials
  *   any      -> STOPPED   watcher_stop (the loops see w->stop)
+ *
+ * enum watcher_state, with struct watcher_stats and enum watcher_error, is
+ * in proxy/watchstats.h: the proxy core reports them too.
  */
-enum watcher_state {
-    WATCHER_STARTING = 0,
-    WATCHER_LISTING,
-    WATCHER_WATCHING,
-    WATCHER_BACKOFF,
-    WATCHER_STOPPED,
-};
-
-struct watcher_stats {
-    int state;                  /* enum watcher_state */
-    const char *source;         /* "endpointslices", "endpoints" or "" (static) */
-    uint64_t last_sync_unix_ms; /* last successful LIST or event */
-    uint64_t lists;
-    uint64_t watches;
-    uint64_t events;            /* ADDED/MODIFIED/DELETED applied */
-    uint64_t bookmarks;
-    uint64_t relists_410;
-    uint64_t errors;            /* HTTP, TLS, parse and stall errors */
-    uint64_t errors_by_kind[4]; /* enum watcher_error */
-    uint64_t rv_changed_unix_ms; /* when resource_version last changed */
-    uint64_t publishes;
-    uint64_t credential_reloads;
-    char resource_version[64];
-};
-
-enum watcher_error {
-    WATCHER_ERR_CONNECT = 0, /* connection or TLS failures */
-    WATCHER_ERR_HTTP,        /* error statuses and ERROR events */
-    WATCHER_ERR_PARSE,       /* bytes or objects that could not be used */
-    WATCHER_ERR_STALL,       /* watches that went silent */
-    WATCHER_ERR_KINDS
-};
 
 struct watcher;
 
@@ -167,8 +131,6 @@ void watcher_stop(struct watcher *w);
 
 /* A consistent copy of the counters. Any thread. */
 void watcher_stats_get(struct watcher *w, struct watcher_stats *out);
-
-const char *watcher_state_name(int state);
 
 /* Reads the discovery credentials (kubeconfig at path, or the in-cluster
  * service account in sa_dir when path is NULL) to validate them, and hands
@@ -202,7 +164,6 @@ struct watcher_ops {
                  size_t err_len);
     void (*stop)(struct watcher *w);
     void (*stats_get)(struct watcher *w, struct watcher_stats *out);
-    const char *(*state_name)(int state);
     int (*cluster_ca)(const char *kubeconfig, const char *sa_dir, char **pem, char *err,
                       size_t err_len);
     int (*auth_load)(const char *kubeconfig, const char *sa_dir, struct watcher_auth *out,

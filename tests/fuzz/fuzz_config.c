@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     argv[argc] = NULL;
     env[envc] = NULL;
-    if (config_parse(&cfg, argc, argv, env, 2, err) == 0) {
+    if (config_parse(&cfg, argc, argv, env, 2, NULL, err) == 0) {
         FILE *f = fopen("/dev/null", "w");
 
         if (f != NULL) {

@@ -12,7 +12,7 @@
 
 static int on_event(void *arg, json_t *ev)
 {
-    static struct watcher_endpoint a[ENDPOINTS_MAX_ADDRS];
+    static struct watcher_endpoint a[ADDR_SET_MAX];
     char err[256];
     int family;
     json_t *obj = json_object_get(ev, "object");
@@ -20,8 +20,8 @@ static int on_event(void *arg, json_t *ev)
     for (int kind = 0; kind < 2; kind++) {
         size_t n = 0;
 
-        if (endpoints_extract(obj, (enum endpoints_kind)kind, a, ENDPOINTS_MAX_ADDRS, &n, &family,
-                              err, sizeof(err)) >= 0)
+        if (endpoints_extract(obj, (enum endpoints_kind)kind, a, ADDR_SET_MAX, &n, &family, err,
+                              sizeof(err)) >= 0)
             for (size_t i = 0; i < n; i++) {
                 assert(!addr_is_loopback(&a[i].addr) && !addr_is_bogus(&a[i].addr));
                 assert(family == AF_UNSPEC || a[i].addr.ss.ss_family == family);

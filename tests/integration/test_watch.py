@@ -1277,5 +1277,41 @@ def hostile_answers():
         fake.stop()
 
 
+@scenario
+def set_over_bound():
+    """A discovered set larger than the address bound (1024) is refused whole,
+    with a log line naming its size and the bound: the current upstreams stay,
+    never a set cut to fit. The watcher goes on: a later set is applied."""
+    d, fake = new_case()
+    # The two slices disagree with "kubernetes" (a replacement in flight to
+    # the watcher), so a set is applied only after a hold of 10 debounces,
+    # 3 s: watched for 5 s, the refused set must stay unapplied past it.
+    a = start_apilb(fake, kubeconfig(d, token_user(d)), debounce="300ms")
+    try:
+        wait_discovered(a, IPS)
+        many = ["10.213.%d.%d" % (1 + i // 250, 1 + i % 250) for i in range(1200)]
+        fake.ctl("/slices/kubernetes-a", v4_slice(many[:600]))
+        fake.ctl("/slices/kubernetes-b", v4_slice(many[600:]))
+        end = time.time() + 5
+        line = None
+        while time.time() < end:
+            line = line or next((l for l in a.lines() if "set refused" in l), None)
+            got = discovered(a)
+            check(got == sorted(hostport(ip) for ip in IPS),
+                  "apilb applied %d of the 1203 addresses the cluster lists (cut to fit), "
+                  "expected the 3 it had" % len(got))
+            time.sleep(0.1)
+        check(line is not None and "addresses=1203" in line and "max=1024" in line,
+              "no log line naming the 1203 addresses and the bound 1024: %r" % line)
+        print("refused: %s" % line)
+        fake.ctl("/slices/kubernetes-a/delete")
+        fake.ctl("/slices/kubernetes-b/delete")
+        fake.ctl("/members", {"ips": IPS[:2]})
+        wait_discovered(a, IPS[:2])
+    finally:
+        a.stop()
+        fake.stop()
+
+
 if __name__ == "__main__":
     run()

@@ -19,7 +19,7 @@ static struct config cfg;
 static int parse(int argc, char *const argv[], char *const env[])
 {
     config_free(&cfg);
-    return config_parse(&cfg, argc, argv, env, 8, err);
+    return config_parse(&cfg, argc, argv, env, 8, NULL, err);
 }
 
 #define OK(...) ck_assert_msg(parse(NARGS(__VA_ARGS__), ARGV(__VA_ARGS__), NOENV) == 0, "%s", err)
@@ -37,6 +37,33 @@ static void teardown(void)
     config_free(&cfg);
 }
 
+/* The only file question config_parse() asks goes to its exists callback:
+ * the token under --service-account-dir makes --in-cluster the default. */
+static const char *asked;
+static bool token_there(const char *path)
+{
+    asked = path;
+    return strcmp(path, "/sa/token") == 0;
+}
+
+START_TEST(in_cluster_default_asks_the_caller)
+{
+    char *const argv[] = {"apilb", "--service-account-dir", "/sa", NULL};
+    char *const elsewhere[] = {"apilb",      "--service-account-dir", "/none",
+                               "--upstream", "10.0.0.1:6443",         NULL};
+
+    config_free(&cfg);
+    ck_assert_msg(config_parse(&cfg, 3, argv, NOENV, 2, token_there, err) == 0, "%s", err);
+    ck_assert_str_eq(asked, "/sa/token");
+    ck_assert(cfg.in_cluster);
+    ck_assert_int_eq(cfg.discovery, WATCHER_DISCOVERY_AUTO);
+    config_free(&cfg);
+    ck_assert_msg(config_parse(&cfg, 5, elsewhere, NOENV, 2, token_there, err) == 0, "%s", err);
+    ck_assert(!cfg.in_cluster);
+    ck_assert_int_eq(cfg.discovery, WATCHER_DISCOVERY_OFF);
+}
+END_TEST
+
 START_TEST(defaults)
 {
     char buf[ADDR_STRLEN];
@@ -45,7 +72,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(cfg.n_listen, 1);
     ck_assert_str_eq(addr_format(&cfg.listen[0], buf, sizeof(buf)), "127.0.0.1:443");
     ck_assert_uint_eq(cfg.connect_timeout_ms, 1000);
-    ck_assert_int_eq(cfg.balance, CONFIG_BALANCE_LEAST_CONN);
+    ck_assert_int_eq(cfg.balance, UPSTREAM_BALANCE_LEAST_CONN);
     ck_assert_uint_eq(cfg.workers, 4); /* 8 CPUs, at most 4 */
     ck_assert_uint_eq(cfg.shutdown_timeout_ms, 30000);
     ck_assert_uint_eq(cfg.drain_timeout_ms, 300000);
@@ -70,7 +97,7 @@ START_TEST(forms_and_repeats)
     ck_assert_uint_eq(cfg.n_seeds, 2);
     ck_assert_str_eq(cfg.seeds[1].host, "fd00::1");
     ck_assert_uint_eq(cfg.connect_timeout_ms, 250);
-    ck_assert_int_eq(cfg.balance, CONFIG_BALANCE_ROUND_ROBIN);
+    ck_assert_int_eq(cfg.balance, UPSTREAM_BALANCE_ROUND_ROBIN);
     ck_assert_uint_eq(cfg.workers, 2);
     ck_assert(!cfg.admin_enabled);
     ck_assert_int_eq(cfg.health_check, CONFIG_HEALTH_TCP);
@@ -78,7 +105,7 @@ START_TEST(forms_and_repeats)
     OK("--upstream", "cp.example.com:6443", "--balance=random", "--close-unhealthy=false",
        "--io-uring=false");
     ck_assert_str_eq(cfg.seeds[0].host, "cp.example.com");
-    ck_assert_int_eq(cfg.balance, CONFIG_BALANCE_RANDOM);
+    ck_assert_int_eq(cfg.balance, UPSTREAM_BALANCE_RANDOM);
     ck_assert(!cfg.close_unhealthy);
     ck_assert(!cfg.io_uring);
 }
@@ -101,7 +128,7 @@ START_TEST(environment)
     ck_assert_str_eq(cfg.seeds[1].host, "fd00::2");
     ck_assert_str_eq(cfg.seeds_from, "APILB_UPSTREAMS");
     ck_assert_uint_eq(cfg.connect_timeout_ms, 2000);
-    ck_assert_int_eq(cfg.balance, CONFIG_BALANCE_LEAST_CONN); /* the flag wins */
+    ck_assert_int_eq(cfg.balance, UPSTREAM_BALANCE_LEAST_CONN); /* the flag wins */
     ck_assert_int_eq(cfg.log_format, LOG_FORMAT_JSON);
     ck_assert_uint_eq(cfg.n_listen, 2);
     ck_assert_uint_eq(cfg.max_connections, 500);
@@ -352,6 +379,7 @@ int main(void)
 
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, defaults);
+    tcase_add_test(tc, in_cluster_default_asks_the_caller);
     tcase_add_test(tc, forms_and_repeats);
     tcase_add_test(tc, environment);
     tcase_add_test(tc, cp_hosts);

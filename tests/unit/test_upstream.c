@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "resolve.h"
 #include "upstream.h"
 #include "check_run.h"
 
@@ -252,6 +253,31 @@ START_TEST(route_avoids_then_usable_then_any)
 }
 END_TEST
 
+/* A seed whose addresses do not all fit is refused with a sentence naming
+ * the bound, and adds none of them; a duplicate still fits. */
+START_TEST(resolve_seed_refuses_over_max)
+{
+    static const char *const ips[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3"};
+    struct config_seed sd = {.port = 6443};
+    struct addr out[2];
+    size_t n = 0;
+    char err[128] = "";
+
+    for (int i = 0; i < 2; i++) {
+        snprintf(sd.host, sizeof(sd.host), "%s", ips[i]);
+        ck_assert_int_eq(resolve_seed(&sd, out, 2, &n, err, sizeof(err)), 0);
+    }
+    snprintf(sd.host, sizeof(sd.host), "%s", ips[2]);
+    ck_assert_int_eq(resolve_seed(&sd, out, 2, &n, err, sizeof(err)), -E2BIG);
+    ck_assert_msg(strstr(err, "10.0.0.3") != NULL && strstr(err, "2 of an address set") != NULL,
+                  "%s", err);
+    ck_assert_uint_eq(n, 2);
+    snprintf(sd.host, sizeof(sd.host), "%s", ips[0]);
+    ck_assert_int_eq(resolve_seed(&sd, out, 2, &n, err, sizeof(err)), 0);
+    ck_assert_uint_eq(n, 2);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -259,6 +285,7 @@ int main(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, table_sorted_and_refcounted);
+    tcase_add_test(tc, resolve_seed_refuses_over_max);
     tcase_add_test(tc, least_conn_takes_minimum);
     tcase_add_test(tc, least_conn_ties_random);
     tcase_add_test(tc, round_robin_cycles);

@@ -405,8 +405,7 @@ START_TEST(stream_bad_and_bounded)
 }
 END_TEST
 
-/* Thousands of endpoints: the table stays bounded (the first max addresses
- * in the object's order), nothing fails. */
+/* Thousands of endpoints: more than the bound is refused, not cut to fit. */
 START_TEST(thousands_bounded)
 {
     size_t cap = 64 + 5000 * 48, len;
@@ -426,10 +425,38 @@ START_TEST(thousands_bounded)
     len += (size_t)snprintf(json + len, cap - len, "]}");
     o = json_loadb(json, len, 0, &e);
     ck_assert_msg(o != NULL, "%s", e.text);
-    ck_assert_int_eq(endpoints_extract(o, ENDPOINTS_SLICE, a, 16, &n, &family, err, sizeof(err)), 0);
-    ck_assert_uint_eq(n, 16);
+    /* Refused whole, naming the count and the bound: never cut to 16. */
+    ck_assert_int_eq(endpoints_extract(o, ENDPOINTS_SLICE, a, 16, &n, &family, err, sizeof(err)),
+                     -E2BIG);
+    ck_assert_msg(strstr(err, "5000") != NULL && strstr(err, "16") != NULL, "%s", err);
     json_decref(o);
     free(json);
+}
+END_TEST
+
+/* Two objects whose union is over the bound: the merge says how many there
+ * are and writes nothing (the watcher refuses the set); at the bound it fits. */
+START_TEST(merge_over_bound_refused)
+{
+    static struct watcher_endpoint a[3], b[3], out[5];
+    struct endpoints_cache c;
+    char ip[32];
+
+    memset(&c, 0, sizeof(c));
+    for (int i = 0; i < 3; i++) {
+        snprintf(ip, sizeof(ip), "10.1.0.%d", i + 1);
+        ck_assert_int_eq(addr_from_ip(ip, 443, &a[i].addr), 0);
+        snprintf(ip, sizeof(ip), "10.1.0.%d", i + 3); /* 10.1.0.3 in both */
+        ck_assert_int_eq(addr_from_ip(ip, 443, &b[i].addr), 0);
+    }
+    ck_assert_int_eq(endpoints_cache_set(&c, "a", AF_INET, a, 3), 0);
+    ck_assert_int_eq(endpoints_cache_set(&c, "b", AF_INET, b, 3), 0);
+    memset(out, 0, sizeof(out));
+    ck_assert_uint_eq(endpoints_cache_merge(&c, out, 4, NULL), 5);
+    ck_assert_int_eq(out[0].addr.len, 0); /* nothing written */
+    ck_assert_uint_eq(endpoints_cache_merge(&c, out, 5, NULL), 5);
+    ck_assert_int_ne(out[4].addr.len, 0);
+    endpoints_cache_clear(&c);
 }
 END_TEST
 
@@ -526,6 +553,7 @@ int main(void)
     tcase_add_test(tc, stream_bad_and_bounded);
     tcase_add_test(tc, stream_nested_and_huge);
     tcase_add_test(tc, thousands_bounded);
+    tcase_add_test(tc, merge_over_bound_refused);
     tcase_add_test(tc, backoff_like_client_go);
     failed = check_run(s);
     {
