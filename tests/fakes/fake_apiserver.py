@@ -52,7 +52,8 @@ such an address (127.0.0.1) is never listed.
 Control: a plain-HTTP JSON API on 127.0.0.1: POST /members {"ips": [...],
 "zones": {ip: zone}, "hints": bool}, /slices/NAME, /slices/NAME/delete,
 /compact, /nodes {"name", "labels"} (a Node object, served by GET
-/api/v1/nodes/NAME to a caller allowed `get nodes`), /forbid {"resources": [...]}, /fault {"kind": K, "on": bool},
+/api/v1/nodes/NAME to a caller allowed `get nodes`), /forbid {"resources": [...]},
+/fault {"kind": K, "on": bool},
 /status {"code", "retry_after", "count"}, /revoke {"serial"}, /chunk {"max"},
 /access {"user": TOKEN or client-certificate CN, "deny": ["list endpoints", ...]},
 /label {"on"}, /serving-cert {"cert", "key", "ip"}, /etcd {"ok": bool} (the

@@ -316,6 +316,38 @@ def zone_node_object():
 
 
 @scenario
+def zone_node_relist():
+    """The node object is read again at each relist: a node relabelled to
+    another zone moves the preference there after the next 410."""
+    d, fake = tw.new_case(extra=("--bookmark-interval", "1000"))
+    ips = tw.IPS
+    fake.ctl("/members", {"ips": ips, "zones": {ips[0]: "zone-a", ips[1]: "zone-b",
+                                                ips[2]: "zone-c"}})
+    fake.ctl("/nodes", {"name": "node-7.example",
+                        "labels": {"topology.kubernetes.io/zone": "zone-c"}})
+    a = node_start(fake, d, "--watch-timeout", "2s")
+    try:
+        a.wait_log(r'"node zone" zone=zone-c from=node-object')
+        tw.wait_discovered(a, ips)
+        a.wait_log(r"upstream tier changed.*upstream=%s:6443 .*to=0 reason=same-zone" % ips[2])
+        fake.ctl("/nodes", {"name": "node-7.example",
+                            "labels": {"topology.kubernetes.io/zone": "zone-a"}})
+        fake.ctl("/compact")
+        a.wait_log(r'watch expired \(410\): re-listing', 8)
+        print(a.wait_log(r'"node zone" zone=zone-a from=node-object', 5))
+        print(a.wait_log(r"upstream tier changed.*upstream=%s:6443 from=1 to=0 reason=same-zone"
+                         % ips[0], 5))
+        a.wait_log(r"upstream tier changed.*upstream=%s:6443 from=0 to=1 reason=other-zone"
+                   % ips[2], 5)
+        got = tw.served_by(fake, a, 20)
+        check(got.count(ips[0]) >= 19, "zone-a got %d of 20: %r" % (got.count(ips[0]), got))
+        print("after the relist: %d of 20 on the zone-a apiserver" % got.count(ips[0]))
+    finally:
+        a.stop()
+        fake.stop()
+
+
+@scenario
 def zone_node_forbidden():
     """Without `get nodes` (a real 403 Status) or without the label: one
     warning line naming why, every apiserver in tier 0 (no-node-zone), no
