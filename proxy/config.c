@@ -393,6 +393,16 @@ static bool node_name_ok(const char *v)
     return true;
 }
 
+/* --node-name, when given, is a node name: 0, or -EINVAL with err set. */
+static int node_name_check(const struct config *cfg, char err[CONFIG_ERR_BYTES])
+{
+    if (cfg->node_name == NULL || node_name_ok(cfg->node_name))
+        return 0;
+    errf(err, "--node-name=%s: must be a node name (lowercase letters, digits, '-', '.')",
+         cfg->node_name);
+    return -EINVAL;
+}
+
 /* --zone (a label value) and --upstream-zone (ADDR=ZONE, a list in the
  * environment). */
 static int set_zone_option(struct config *cfg, enum opt_type type, const char *v, bool from_env,
@@ -699,11 +709,8 @@ int config_parse(struct config *cfg, int argc, char *const argv[], char *const e
             fclose(f);
         }
     }
-    if (cfg->node_name != NULL && !node_name_ok(cfg->node_name)) {
-        errf(err, "--node-name=%s: must be a node name (lowercase letters, digits, '-', '.')",
-             cfg->node_name);
+    if (node_name_check(cfg, err) < 0)
         return -EINVAL;
-    }
     if (cfg->kubelet_kubeconfig != NULL && !cfg->preflight) {
         errf(err, "--kubelet-kubeconfig=%s: only for apilb preflight", cfg->kubelet_kubeconfig);
         return -EINVAL;

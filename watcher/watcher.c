@@ -89,6 +89,8 @@ struct watcher {
     bool reload;                /* re-read the credentials before the next request */
     char *ca_seen;              /* the CA bundle last handed to ca_changed */
     struct watcher_auth auth_seen; /* the client credentials last handed to auth_changed */
+
+    /* --node-name (node_fetch) */
     char node_zone[ZONE_NAME_MAX + 1]; /* the node object's zone last handed to node_zone */
     bool node_zone_told;               /* node_zone was called at all */
     char node_why[1024];               /* the last warning about the node object */

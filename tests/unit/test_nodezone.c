@@ -35,10 +35,10 @@ START_TEST(missing_label)
     ck_assert_int_eq(parse("{\"kind\":\"Node\",\"metadata\":{\"name\":\"n\"}}"), -ENOENT);
     ck_assert_str_eq(zone, "");
     ck_assert_str_eq(err, "the node has no label topology.kubernetes.io/zone");
-    ck_assert_int_eq(parse("{\"kind\":\"Node\",\"metadata\":{\"labels\":{\"a\":\"b\"}}}"),
-                     -ENOENT);
+    ck_assert_int_eq(parse("{\"kind\":\"Node\",\"metadata\":{\"labels\":{\"a\":\"b\"}}}"), -ENOENT);
     ck_assert_int_eq(
-        parse("{\"kind\":\"Node\",\"metadata\":{\"labels\":{\"topology.kubernetes.io/zone\":\"\"}}}"),
+        parse(
+            "{\"kind\":\"Node\",\"metadata\":{\"labels\":{\"topology.kubernetes.io/zone\":\"\"}}}"),
         -ENOENT);
 }
 END_TEST
