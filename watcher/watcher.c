@@ -1162,8 +1162,9 @@ static void node_zone_unknown(struct watcher *w, const char *why)
 }
 
 /* GET /api/v1/nodes/NAME (--node-name), once per LIST: its zone label to
- * node_zone. A refusal or a missing label leaves the node zoneless; a
- * connection failure keeps what was known. Uses w->body (LIST_MAX_BYTES). */
+ * node_zone. A refusal (403, 404) or a missing label leaves the node
+ * zoneless; a connection failure or another error status keeps what was
+ * known. Uses w->body (LIST_MAX_BYTES). */
 static void node_fetch(struct watcher *w)
 {
     char path[300], errbuf[CURL_ERROR_SIZE], msg[256], why[1024], zone[ZONE_NAME_MAX + 1];
@@ -1186,7 +1187,10 @@ static void node_fetch(struct watcher *w)
     if (code != 200) {
         status_message(w, msg, sizeof(msg));
         snprintf(why, sizeof(why), "GET %s: %ld %s", path, code, msg);
-        node_zone_unknown(w, why);
+        /* Only a refusal or no such node says the zone is gone; a 429,
+         * 5xx or 401 (the LIST re-reads the credentials) keeps it. */
+        if (code == 403 || code == 404 || !w->node_zone_told || w->node_zone[0] == '\0')
+            node_zone_unknown(w, why);
         return;
     }
     if (nodezone_parse(w->body, w->body_len, zone, msg, sizeof(msg)) < 0) {

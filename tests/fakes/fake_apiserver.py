@@ -54,7 +54,7 @@ Control: a plain-HTTP JSON API on 127.0.0.1: POST /members {"ips": [...],
 /compact, /nodes {"name", "labels"} (a Node object, served by GET
 /api/v1/nodes/NAME to a caller allowed `get nodes`), /forbid {"resources": [...]},
 /fault {"kind": K, "on": bool},
-/status {"code", "retry_after", "count"}, /revoke {"serial"}, /chunk {"max"},
+/status {"code", "retry_after", "count", "path" (a prefix; default any)}, /revoke {"serial"}, /chunk {"max"},
 /access {"user": TOKEN or client-certificate CN, "deny": ["list endpoints", ...]},
 /label {"on"}, /serving-cert {"cert", "key", "ip"}, /etcd {"ok": bool} (the
 etcd checks of /readyz /livez /healthz fail while false), /instance/IP/ACTION with
@@ -98,7 +98,7 @@ class Cluster:
         self.etcd_ok = True        # the etcd checks of /readyz /livez /healthz
         self.denied = {}           # user -> {"verb resource"} answered with 403
         self.faults = {}           # kind -> parameters
-        self.status_faults = []    # [code, retry_after] for the next requests
+        self.status_faults = []    # [code, retry_after, path prefix] for the next requests
         self.rng = random.Random(args.seed)
         self.chunk_max = args.chunk_max
         self.requests = []         # (instance, path, identity) of recent requests
@@ -663,7 +663,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with LOCK:
             self.cluster.requests.append((self.inst.ip, self.path, who))
             self.cluster.requests = self.cluster.requests[-500:]
-            sf = self.cluster.status_faults.pop(0) if self.cluster.status_faults else None
+            sf = None
+            for i, f in enumerate(self.cluster.status_faults):
+                if path.startswith(f[2]):
+                    sf = self.cluster.status_faults.pop(i)[:2]
+                    break
         if who is None:
             self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
             return
@@ -1049,6 +1053,7 @@ class Control(http.server.BaseHTTPRequestHandler):
                              "instances": {ip: {"port": i.port, "ready": i.ready,
                                                 "up": i.server is not None}
                                            for ip, i in INSTANCES.items()},
+                             "status_faults": len(c.status_faults),
                              "requests": c.requests[-100:]})
 
     def do_POST(self):
@@ -1105,8 +1110,8 @@ class Control(http.server.BaseHTTPRequestHandler):
                     LOCK.notify_all()
             elif parts == ["status"]:
                 with LOCK:
-                    c.status_faults += [[body["code"], body.get("retry_after", 1)]] * \
-                        body.get("count", 1)
+                    c.status_faults += [[body["code"], body.get("retry_after", 1),
+                                         body.get("path", "")]] * body.get("count", 1)
             elif parts == ["serving-cert"]:
                 # A rotated serving certificate (of the instance "ip", or of
                 # every instance): new handshakes get it, and running

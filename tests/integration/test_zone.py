@@ -342,6 +342,25 @@ def zone_node_relist():
         got = tw.served_by(fake, a, 20)
         check(got.count(ips[0]) >= 19, "zone-a got %d of 20: %r" % (got.count(ips[0]), got))
         print("after the relist: %d of 20 on the zone-a apiserver" % got.count(ips[0]))
+        # A 503 on the node GET of the next relist keeps the zone.
+        n = len(a.lines())
+        gets = len(node_requests(fake))
+        fake.ctl("/status", {"code": 503, "retry_after": 0, "count": 1,
+                             "path": "/api/v1/nodes/"})
+        fake.ctl("/compact")
+        a.wait_log(r'watch expired \(410\): re-listing', 8, start=n)
+        end = time.time() + 5
+        while len(node_requests(fake)) == gets:
+            check(time.time() < end, "no node GET after the relist")
+            time.sleep(0.05)
+        check(fake.state()["status_faults"] == 0, "the 503 was not served")
+        time.sleep(1)
+        later = a.lines()[n:]
+        check(not [x for x in later if "node zone" in x or "tier changed" in x],
+              "the zone changed after a 503: %r" % later)
+        got = tw.served_by(fake, a, 10)
+        check(got.count(ips[0]) == 10, "zone-a got %d of 10 after a 503: %r"
+              % (got.count(ips[0]), got))
     finally:
         a.stop()
         fake.stop()
