@@ -125,6 +125,8 @@ static const struct opt opts[] = {
      "nearest | zone | none"},
     {"zone", "APILB_ZONE", OPT_ZONE, O(zone), 0, 0, NULL, "NAME", NULL,
      "this node's zone (topology.kubernetes.io/zone), for --prefer zone"},
+    {"node-name", "NODE_NAME", OPT_STRING, O(node_name), 0, 0, NULL, "NAME", NULL,
+     "this node's name: --prefer zone without --zone reads the node object's zone label"},
     {"upstream-zone", "APILB_UPSTREAM_ZONES", OPT_UPSTREAM_ZONE, O(upstream_zones), 0, 0, NULL,
      "ADDR=ZONE", NULL,
      "the zone of an apiserver the cluster publishes none for (ADDR: IP or IP:PORT); "
@@ -374,6 +376,31 @@ static int add_upstream_zone(struct config *cfg, const char *who, const char *v,
     snprintf(z->zone, sizeof(z->zone), "%s", eq + 1);
     cfg->n_upstream_zones++;
     return 0;
+}
+
+/* --node-name: a DNS subdomain (what the API requires of a node's name),
+ * so it can go into a request path as it is. */
+static bool node_name_ok(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > 253 || !isalnum((unsigned char)v[0]) || !isalnum((unsigned char)v[n - 1]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)v[i]) || isdigit((unsigned char)v[i]) || v[i] == '-' ||
+              v[i] == '.'))
+            return false;
+    return true;
+}
+
+/* --node-name, when given, is a node name: 0, or -EINVAL with err set. */
+static int node_name_check(const struct config *cfg, char err[CONFIG_ERR_BYTES])
+{
+    if (cfg->node_name == NULL || node_name_ok(cfg->node_name))
+        return 0;
+    errf(err, "--node-name=%s: must be a node name (lowercase letters, digits, '-', '.')",
+         cfg->node_name);
+    return -EINVAL;
 }
 
 /* --zone (a label value) and --upstream-zone (ADDR=ZONE, a list in the
@@ -702,6 +729,8 @@ static int settle_sources(struct config *cfg, bool in_cluster_given, config_exis
         snprintf(tok, sizeof(tok), "%s/token", cfg->sa_dir);
         cfg->in_cluster = exists(tok);
     }
+    if (node_name_check(cfg, err) < 0)
+        return -EINVAL;
     if (cfg->kubelet_kubeconfig != NULL && !cfg->preflight) {
         errf(err, "--kubelet-kubeconfig=%s: only for apilb preflight", cfg->kubelet_kubeconfig);
         return -EINVAL;

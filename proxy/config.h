@@ -92,6 +92,7 @@ struct config {
     enum upstream_balance balance;
     enum config_prefer prefer;
     char *zone; /* this node's zone, or NULL */
+    char *node_name; /* --node-name: whose node object gives the zone, or NULL */
     struct config_upstream_zone upstream_zones[CONFIG_MAX_UPSTREAM_ZONES];
     size_t n_upstream_zones;
     unsigned prefer_spill_factor; /* 0 = the preferred tier never spills for load */

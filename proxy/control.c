@@ -245,8 +245,14 @@ static void control_free(struct control *c)
 static struct control *control_new(const struct config *cfg)
 {
     struct control *c = calloc(1, sizeof(*c));
-    struct discovery_sink sink = {ctltable_discovered_cb, ctltable_route_cb,  NULL,
-                                  healthlink_ca_cb,       healthlink_auth_cb, NULL};
+    struct discovery_sink sink = {ctltable_discovered_cb,
+                                  ctltable_route_cb,
+                                  NULL,
+                                  healthlink_ca_cb,
+                                  healthlink_auth_cb,
+                                  NULL,
+                                  prefer_node_zone_cb,
+                                  NULL};
 
     if (c == NULL)
         return NULL;
@@ -259,6 +265,7 @@ static struct control *control_new(const struct config *cfg)
     prefer_init(&c->prefer, cfg);
     sink.arg = &c->table;
     sink.health_arg = &c->health;
+    sink.zone_arg = &c->prefer;
     discovery_init(&c->discovery, &sink);
     c->workers = calloc(c->n_workers, sizeof(*c->workers));
     if (c->workers == NULL || ctltable_init(&c->table) != 0 ||

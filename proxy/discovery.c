@@ -133,6 +133,18 @@ static void auth_changed_cb(void *arg, const struct watcher_auth *auth)
     uv_async_send(&d->async);
 }
 
+/* watcher_config.node_zone: runs on the watcher thread. */
+static void node_zone_cb(void *arg, const char *zone)
+{
+    struct discovery *d = arg;
+
+    uv_mutex_lock(&d->lock);
+    snprintf(d->node_zone, sizeof(d->node_zone), "%s", zone);
+    d->zone_ready = true;
+    uv_mutex_unlock(&d->lock);
+    uv_async_send(&d->async);
+}
+
 static int route_cb(void *arg, unsigned attempt, const struct addr *avoid, struct addr *out)
 {
     struct discovery *d = arg;
@@ -145,6 +157,7 @@ struct handover {
     struct addr a[ADDR_SET_MAX];
     struct zone_info z[ADDR_SET_MAX];
     size_t n;
+    char node_zone[ZONE_NAME_MAX + 1];
 };
 
 /* The control loop takes the newest set, cluster CA and credentials, and
@@ -155,7 +168,7 @@ static void async_cb(uv_async_t *h)
     struct handover *ho = malloc(sizeof(*ho));
     struct watcher_auth auth = {NULL, NULL, NULL};
     char *ca;
-    bool ready, auth_ready;
+    bool ready, auth_ready, zone_ready;
 
     if (ho == NULL)
         return;
@@ -165,6 +178,9 @@ static void async_cb(uv_async_t *h)
     memcpy(ho->a, d->pending, sizeof(ho->a));
     memcpy(ho->z, d->pending_zone, sizeof(ho->z));
     d->ready = false;
+    zone_ready = d->zone_ready;
+    memcpy(ho->node_zone, d->node_zone, sizeof(ho->node_zone));
+    d->zone_ready = false;
     ca = d->ca;
     d->ca = NULL;
     auth_ready = d->auth_ready;
@@ -181,6 +197,8 @@ static void async_cb(uv_async_t *h)
         d->sink.auth(d->sink.health_arg, &auth);
         discovery_module()->auth_free(&auth);
     }
+    if (zone_ready && d->sink.node_zone != NULL)
+        d->sink.node_zone(d->sink.zone_arg, ho->node_zone);
     if (ready && ho->n > 0)
         d->sink.addrs(d->sink.arg, ho->a, ho->z, ho->n);
     free(ho);
@@ -215,6 +233,10 @@ int discovery_start(struct discovery *d, const struct config *cfg, uv_mutex_t *l
     wc.ca_changed = ca_changed_cb;
     if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG)
         wc.auth_changed = auth_changed_cb;
+    if (cfg->prefer == CONFIG_PREFER_ZONE && cfg->zone == NULL && cfg->node_name != NULL) {
+        wc.node_name = cfg->node_name;
+        wc.node_zone = node_zone_cb;
+    }
     if (discovery_module()->start(&wc, publish_cb, route_cb, d, &w, err, err_len) != 0)
         return -EINVAL;
     uv_mutex_lock(lock); /* the admin thread may be taking a snapshot already */

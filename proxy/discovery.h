@@ -28,6 +28,9 @@ struct discovery_sink {
     /* Loop thread: rotated client credentials (--health-auth kubeconfig), borrowed. */
     void (*auth)(void *arg, const struct watcher_auth *a);
     void *health_arg; /* of ca and auth: the health checks' */
+    /* Loop thread: the node object's zone (--node-name), "" for none; borrowed. */
+    void (*node_zone)(void *arg, const char *zone);
+    void *zone_arg; /* of node_zone */
 };
 
 struct discovery {
@@ -41,6 +44,8 @@ struct discovery {
     char *ca;                 /* a rotated cluster CA, or NULL */
     struct watcher_auth auth; /* rotated credentials when auth_ready */
     bool auth_ready;
+    char node_zone[ZONE_NAME_MAX + 1]; /* the node object's zone when zone_ready */
+    bool zone_ready;
 };
 
 /* The discovery module, loaded on first use; NULL when it cannot be

@@ -14,10 +14,24 @@ void prefer_init(struct prefer *pf, const struct config *cfg)
 {
     pf->cfg = cfg;
     pf->params = tier_params_default((enum tier_mode)cfg->prefer);
-    if (cfg->prefer == CONFIG_PREFER_ZONE && cfg->zone == NULL)
+    pf->node_zone[0] = '\0';
+    if (cfg->prefer == CONFIG_PREFER_ZONE && cfg->zone != NULL)
+        log_info("node zone", "zone=%s from=flag", cfg->zone);
+    else if (cfg->prefer == CONFIG_PREFER_ZONE && cfg->node_name != NULL &&
+             cfg->discovery != CONFIG_DISCOVERY_OFF)
+        log_info("node zone: reading the node object's " NODE_ZONE_LABEL " label", "node=%s",
+                 cfg->node_name);
+    else if (cfg->prefer == CONFIG_PREFER_ZONE)
         log_warn("--prefer zone without --zone: this node's zone is unknown, every apiserver is "
                  "in tier 0",
                  "prefer=zone");
+}
+
+void prefer_node_zone_cb(void *arg, const char *zone)
+{
+    struct prefer *pf = arg;
+
+    snprintf(pf->node_zone, sizeof(pf->node_zone), "%s", zone);
 }
 
 /* Same IP, whatever the ports. */
@@ -63,7 +77,7 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
     unsigned tier[UPSTREAM_MAX];
     enum tier_why why[UPSTREAM_MAX];
     uint32_t base_us[TIER_MAX + 1] = {0};
-    const char *node_zone = pf->cfg->zone != NULL ? pf->cfg->zone : "";
+    const char *node_zone = pf->cfg->zone != NULL ? pf->cfg->zone : pf->node_zone;
 
     if (t == NULL)
         return;

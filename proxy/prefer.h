@@ -17,11 +17,19 @@
 struct prefer {
     const struct config *cfg; /* borrowed; outlives the prefer */
     struct tier_params params;
+    char node_zone[ZONE_NAME_MAX + 1]; /* from the node object (--node-name), "" for none */
 };
 
 /* Sets up pf for cfg (logs a warning for --prefer zone without --zone).
  * Loop thread. */
 void prefer_init(struct prefer *pf, const struct config *cfg);
+
+/* The label that gives a node's zone. */
+#define NODE_ZONE_LABEL "topology.kubernetes.io/zone"
+
+/* A discovery_sink.node_zone (arg a struct prefer): the node object's zone
+ * ("" for none), for the ticks that follow. Loop thread. */
+void prefer_node_zone_cb(void *arg, const char *zone);
 
 /* Re-derives the tiers of t's upstreams at now_ms (clock_now_ms()) and
  * logs the changes. t may be NULL (nothing to do). Loop thread. */

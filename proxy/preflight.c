@@ -408,6 +408,29 @@ static void check_rbac(struct preflight *p)
             "docs/security.md)");
 }
 
+/* --prefer zone with --node-name and no --zone: the watcher reads the
+ * node object (docs/zones.md). */
+static void check_rbac_nodes(struct preflight *p)
+{
+    char msg[APICHECK_MSG_BYTES];
+    bool allowed = false;
+    int rc;
+
+    if (p->cfg->prefer != CONFIG_PREFER_ZONE || p->cfg->zone != NULL || p->cfg->node_name == NULL)
+        return;
+    rc = p->api->access(p->creds, p->ups, p->n_ups, "get", "", "nodes", &allowed, msg, sizeof(msg));
+    if (rc < 0) {
+        say(p, "FAIL", "rbac get nodes: cannot ask (SelfSubjectAccessReview): %s", msg);
+    } else if (allowed) {
+        say(p, "ok", "rbac get nodes: allowed (--node-name %s)", p->cfg->node_name);
+    } else {
+        say(p, "FAIL", "rbac get nodes: denied%s%s%s", msg[0] ? " (" : "", msg, msg[0] ? ")" : "");
+        say(p, "fix",
+            "grant apilb's identity get on nodes (the chart's ClusterRole with prefer=zone and no "
+            "zone), or give --zone; without it the node has no zone (docs/zones.md)");
+    }
+}
+
 static void check_readyz(struct preflight *p)
 {
     for (size_t i = 0; i < p->n_ups; i++) {
@@ -481,6 +504,7 @@ int preflight_run(const struct config *cfg, FILE *out)
     check_tls(p);
     if (p->creds != NULL) {
         check_rbac(p);
+        check_rbac_nodes(p);
         check_readyz(p);
     }
     check_kubelet(p);

@@ -299,10 +299,12 @@ static int access_review(struct apicheck *c, const struct addr *via, size_t n_vi
                          const char *group, const char *resource, bool *allowed, char *msg,
                          size_t msg_len)
 {
+    /* nodes are cluster-scoped: asked without a namespace */
+    const char *ns = strcmp(resource, "nodes") == 0 ? "" : "default";
     json_t *req =
         json_pack("{s:s, s:s, s:{s:{s:s, s:s, s:s, s:s}}}", "apiVersion", "authorization.k8s.io/v1",
-                  "kind", "SelfSubjectAccessReview", "spec", "resourceAttributes", "namespace",
-                  "default", "verb", verb, "group", group, "resource", resource);
+                  "kind", "SelfSubjectAccessReview", "spec", "resourceAttributes", "namespace", ns,
+                  "verb", verb, "group", group, "resource", resource);
     char *post = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
     struct strbuf body;
     json_t *root = NULL, *st, *ok, *reason;

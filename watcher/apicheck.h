@@ -54,7 +54,8 @@ struct apicheck_ops {
     int (*discover)(struct apicheck *c, bool slices, const struct addr *via, size_t n_via,
                     struct addr *out, size_t max, size_t *n, char *msg, size_t msg_len);
     /* POSTs a SelfSubjectAccessReview for verb on resource (of group, "" for
-     * the core group) in namespace default, routed like discover(). Returns
+     * the core group) in namespace default (nodes: cluster-scoped, no
+     * namespace), routed like discover(). Returns
      * 0 with *allowed and the apiserver's reason (may be "") in msg, or a
      * negative errno with a sentence in msg. */
     int (*access)(struct apicheck *c, const struct addr *via, size_t n_via, const char *verb,

@@ -88,9 +88,7 @@ static int parse_ip(json_t *ip, unsigned port, int family, struct addr *a, char 
     return 0;
 }
 
-/* A label value (what the API requires of a zone): at most 63 characters,
- * alphanumerics with '-', '_' or '.' inside. Empty is valid. */
-static bool label_value_ok(const char *s)
+bool endpoints_label_value_ok(const char *s)
 {
     size_t n = strlen(s);
 
@@ -113,7 +111,7 @@ static int zone_copy(json_t *v, char out[ZONE_NAME_MAX + 1], const char *what, c
     out[0] = '\0';
     if (v == NULL || json_is_null(v))
         return 0;
-    if (!json_is_string(v) || !label_value_ok(json_string_value(v))) {
+    if (!json_is_string(v) || !endpoints_label_value_ok(json_string_value(v))) {
         snprintf(err, err_len, "%s '%.70s' is not a label value", what,
                  json_is_string(v) ? json_string_value(v) : "(not a string)");
         return -EINVAL;

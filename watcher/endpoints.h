@@ -27,6 +27,10 @@ enum endpoints_kind {
     ENDPOINTS_V1,
 };
 
+/* A label value (what the API requires of a zone): at most 63 characters,
+ * alphanumerics with '-', '_' or '.' inside. Empty is valid. */
+bool endpoints_label_value_ok(const char *s);
+
 /* Appends the endpoints of obj to out[*n..max) (duplicate addresses
  * skipped) and sets *family to the slice's address family (AF_INET or
  * AF_INET6; AF_UNSPEC for an Endpoints object). Returns 0, 1 when obj is a

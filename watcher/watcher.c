@@ -27,6 +27,7 @@
 #include "jsonlimit.h"
 #include "kubeconfig.h"
 #include "log.h"
+#include "nodezone.h"
 
 #define LIST_MAX_BYTES (8u << 20)
 #define LIST_TIMEOUT_MS 30000
@@ -89,6 +90,11 @@ struct watcher {
     bool reload;                /* re-read the credentials before the next request */
     char *ca_seen;              /* the CA bundle last handed to ca_changed */
     struct watcher_auth auth_seen; /* the client credentials last handed to auth_changed */
+
+    /* --node-name (node_fetch) */
+    char node_zone[ZONE_NAME_MAX + 1]; /* the node object's zone last handed to node_zone */
+    bool node_zone_told;               /* node_zone was called at all */
+    char node_why[1024];               /* the last warning about the node object */
 
     /* The running request. */
     struct eventstream es;
@@ -1119,6 +1125,71 @@ static enum watcher_next list_failed(struct watcher *w, long code, const char *m
     return NEXT_BACKOFF;
 }
 
+/* Hands zone to node_zone when it differs from the last one (logged). */
+static void node_zone_tell(struct watcher *w, const char *zone)
+{
+    if (w->node_zone_told && strcmp(w->node_zone, zone) == 0)
+        return;
+    snprintf(w->node_zone, sizeof(w->node_zone), "%s", zone);
+    w->node_zone_told = true;
+    if (zone[0] != '\0') {
+        w->node_why[0] = '\0';
+        log_info("node zone", "zone=%s from=node-object node=%s", zone, w->cfg.node_name);
+    }
+    w->cfg.node_zone(w->arg, zone);
+}
+
+/* The node's zone is unknown for why (one warning per distinct reason). */
+static void node_zone_unknown(struct watcher *w, const char *why)
+{
+    if (strcmp(w->node_why, why) != 0) {
+        snprintf(w->node_why, sizeof(w->node_why), "%s", why);
+        log_warn("node zone unknown: every apiserver is in tier 0", "node=%s err=\"%s\"",
+                 w->cfg.node_name, log_quote(why));
+    }
+    node_zone_tell(w, "");
+}
+
+/* GET /api/v1/nodes/NAME (--node-name), once per LIST: its zone label to
+ * node_zone. A refusal (403, 404) or a missing label leaves the node
+ * zoneless; a connection failure or another error status keeps what was
+ * known. Uses w->body (LIST_MAX_BYTES). */
+static void node_fetch(struct watcher *w)
+{
+    char path[300], errbuf[CURL_ERROR_SIZE], msg[256], why[1024], zone[ZONE_NAME_MAX + 1];
+    long code = 0;
+    int rc = -EIO;
+
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s", w->cfg.node_name);
+    for (unsigned attempt = 0; attempt < ROUTE_TRIES && rc < 0; attempt++) {
+        w->body_len = 0;
+        rc = request(w, path, false, attempt, &code, errbuf);
+        if (atomic_load(&w->stop))
+            return;
+    }
+    if (rc < 0) {
+        snprintf(why, sizeof(why), "GET %s: %s", path, errbuf);
+        if (!w->node_zone_told)
+            node_zone_unknown(w, why);
+        return;
+    }
+    if (code != 200) {
+        status_message(w, msg, sizeof(msg));
+        snprintf(why, sizeof(why), "GET %s: %ld %s", path, code, msg);
+        /* Only a refusal or no such node says the zone is gone; a 429,
+         * 5xx or 401 (the LIST re-reads the credentials) keeps it. */
+        if (code == 403 || code == 404 || !w->node_zone_told || w->node_zone[0] == '\0')
+            node_zone_unknown(w, why);
+        return;
+    }
+    if (nodezone_parse(w->body, w->body_len, zone, msg, sizeof(msg)) < 0) {
+        snprintf(why, sizeof(why), "GET %s: %s", path, msg);
+        node_zone_unknown(w, why);
+        return;
+    }
+    node_zone_tell(w, zone);
+}
+
 /* LISTING: one LIST, over up to ROUTE_TRIES apiservers while they cannot
  * be reached. */
 static enum watcher_next do_list(struct watcher *w)
@@ -1131,6 +1202,8 @@ static enum watcher_next do_list(struct watcher *w)
     w->body = malloc(LIST_MAX_BYTES);
     if (w->body == NULL)
         return NEXT_BACKOFF;
+    if (w->cfg.node_name != NULL && w->cfg.node_zone != NULL)
+        node_fetch(w);
     for (unsigned attempt = 0; attempt < ROUTE_TRIES; attempt++) {
         snprintf(path, sizeof(path), "%s&resourceVersion=%s", base_path(w), w->rv);
         w->body_len = 0;

@@ -57,6 +57,13 @@ struct watcher_config {
      * change (rotation); auth is borrowed for the call (copy what is kept,
      * wipe it when done). NULL: not wanted (the files are then not read). */
     void (*auth_changed)(void *arg, const struct watcher_auth *auth);
+    /* The node whose topology.kubernetes.io/zone label to read, or NULL:
+     * GET /api/v1/nodes/NAME before the first LIST and before each relist. */
+    const char *node_name;
+    /* Called on the watcher thread with the zone the node object gave
+     * ("" when it gives none: refused, missing, or no label), borrowed,
+     * each time it differs from the last one handed over. */
+    void (*node_zone)(void *arg, const char *zone);
 };
 
 /* Called with every new, non-empty, debounced set of ready apiservers (the

@@ -51,8 +51,10 @@ such an address (127.0.0.1) is never listed.
 
 Control: a plain-HTTP JSON API on 127.0.0.1: POST /members {"ips": [...],
 "zones": {ip: zone}, "hints": bool}, /slices/NAME, /slices/NAME/delete,
-/compact, /forbid {"resources": [...]}, /fault {"kind": K, "on": bool},
-/status {"code", "retry_after", "count"}, /revoke {"serial"}, /chunk {"max"},
+/compact, /nodes {"name", "labels"} (a Node object, served by GET
+/api/v1/nodes/NAME to a caller allowed `get nodes`), /forbid {"resources": [...]},
+/fault {"kind": K, "on": bool},
+/status {"code", "retry_after", "count", "path" (a prefix; default any)}, /revoke {"serial"}, /chunk {"max"},
 /access {"user": TOKEN or client-certificate CN, "deny": ["list endpoints", ...]},
 /label {"on"}, /serving-cert {"cert", "key", "ip"}, /etcd {"ok": bool} (the
 etcd checks of /readyz /livez /healthz fail while false), /instance/IP/ACTION with
@@ -96,7 +98,7 @@ class Cluster:
         self.etcd_ok = True        # the etcd checks of /readyz /livez /healthz
         self.denied = {}           # user -> {"verb resource"} answered with 403
         self.faults = {}           # kind -> parameters
-        self.status_faults = []    # [code, retry_after] for the next requests
+        self.status_faults = []    # [code, retry_after, path prefix] for the next requests
         self.rng = random.Random(args.seed)
         self.chunk_max = args.chunk_max
         self.requests = []         # (instance, path, identity) of recent requests
@@ -108,6 +110,7 @@ class Cluster:
         self.slices = {}           # name -> EndpointSlice: the reconciler's and /slices ones
         self.zones = {}            # member IP -> zone the reconciler writes
         self.zone_hints = False    # the reconciler writes hints.forZones = [its zone]
+        self.nodes = {}            # node name -> Node object (/nodes)
         with LOCK:
             self._rebuild(initial=True)
 
@@ -660,7 +663,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with LOCK:
             self.cluster.requests.append((self.inst.ip, self.path, who))
             self.cluster.requests = self.cluster.requests[-500:]
-            sf = self.cluster.status_faults.pop(0) if self.cluster.status_faults else None
+            sf = None
+            for i, f in enumerate(self.cluster.status_faults):
+                if path.startswith(f[2]):
+                    sf = self.cluster.status_faults.pop(i)[:2]
+                    break
         if who is None:
             self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
             return
@@ -686,6 +693,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                                   'v1.33+; use discovery.k8s.io/v1 '
                                                   'EndpointSlice"')])
             return
+        if path.startswith("/api/v1/nodes/") and "/" not in path[len("/api/v1/nodes/"):]:
+            return self.node(path[len("/api/v1/nodes/"):])
         if path == "/api/v1/namespaces/default/endpoints":
             return self.collection("endpoints", q)
         if path == "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices":
@@ -705,7 +714,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """What the fake's RBAC allows: every verb on its two resources in
         default, less the resources forbidden to all and what /access denied
         to this user."""
-        if (group, resource) not in (("discovery.k8s.io", "endpointslices"), ("", "endpoints")):
+        if (group, resource) not in (("discovery.k8s.io", "endpointslices"), ("", "endpoints"),
+                                     ("", "nodes")):
+            return False
+        if resource == "nodes" and verb != "get":
             return False
         with LOCK:
             return resource not in self.cluster.forbidden and \
@@ -738,7 +750,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not ok:
             return self.send_json(400, status(400, "BadRequest", "the body is not a "
                                               "SelfSubjectAccessReview"))
-        allowed = attrs.get("namespace") == "default" and attrs.get("verb") in (
+        # nodes are cluster-scoped: no namespace in the review
+        allowed = attrs.get("namespace", "") == ("" if attrs.get("resource") == "nodes" else
+                                                 "default") and attrs.get("verb") in (
             "get", "list", "watch") and self.authorized(attrs.get("verb"), attrs.get("group", ""),
                                                         attrs.get("resource"))
         review["metadata"] = {"creationTimestamp": None}
@@ -755,6 +769,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                    'group "%s" in the namespace "default"'
                                    % (resource, verb, resource, group),
                                    {"kind": resource}))
+
+    def node(self, name):
+        """GET /api/v1/nodes/NAME: the Node object /nodes made, as the API
+        returns it; 403 without `get nodes`, 404 for an unknown node."""
+        if not self.authorized("get", "", "nodes"):
+            return self.send_json(403, status(403, "Forbidden",
+                                              'nodes "%s" is forbidden: User "test" cannot get '
+                                              'resource "nodes" in API group "" at the cluster '
+                                              'scope' % name,
+                                              {"name": name, "kind": "nodes"}))
+        with LOCK:
+            obj = self.cluster.nodes.get(name)
+        if obj is None:
+            return self.send_json(404, status(404, "NotFound", 'nodes "%s" not found' % name,
+                                              {"name": name, "kind": "nodes"}))
+        self.send_json(200, obj)
 
     def collection(self, resource, q):
         watch = q.get("watch") in ("1", "true")
@@ -1023,6 +1053,7 @@ class Control(http.server.BaseHTTPRequestHandler):
                              "instances": {ip: {"port": i.port, "ready": i.ready,
                                                 "up": i.server is not None}
                                            for ip, i in INSTANCES.items()},
+                             "status_faults": len(c.status_faults),
                              "requests": c.requests[-100:]})
 
     def do_POST(self):
@@ -1053,6 +1084,17 @@ class Control(http.server.BaseHTTPRequestHandler):
             elif parts == ["etcd"]:
                 with LOCK:
                     c.etcd_ok = bool(body.get("ok", True))
+            elif parts == ["nodes"]:
+                with LOCK:
+                    c.nodes[body["name"]] = {
+                        "kind": "Node", "apiVersion": "v1",
+                        "metadata": {"name": body["name"], "uid": str(uuid.uuid4()),
+                                     "resourceVersion": str(c.rv),
+                                     "creationTimestamp": "2026-01-01T00:00:00Z",
+                                     "labels": dict(body.get("labels", {}))},
+                        "spec": {"podCIDR": "10.244.0.0/24"},
+                        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                                   "nodeInfo": {"kubeletVersion": "v1.33.0-fake"}}}
             elif parts == ["forbid"]:
                 with LOCK:
                     c.forbidden = set(body.get("resources", []))
@@ -1068,8 +1110,8 @@ class Control(http.server.BaseHTTPRequestHandler):
                     LOCK.notify_all()
             elif parts == ["status"]:
                 with LOCK:
-                    c.status_faults += [[body["code"], body.get("retry_after", 1)]] * \
-                        body.get("count", 1)
+                    c.status_faults += [[body["code"], body.get("retry_after", 1),
+                                         body.get("path", "")]] * body.get("count", 1)
             elif parts == ["serving-cert"]:
                 # A rotated serving certificate (of the instance "ip", or of
                 # every instance): new handshakes get it, and running

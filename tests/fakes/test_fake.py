@@ -208,6 +208,24 @@ def main():
         code, body = f.review("list", "endpointslices", "")
         check(code == 201 and body["status"]["allowed"] is False, "wrong group allowed")
         f.ctl("/access", {"user": "secret-token", "deny": []})
+
+        # GET /api/v1/nodes/NAME: a Node as the API returns it; 404 for
+        # another name; 403 Status without `get nodes`.
+        f.ctl("/nodes", {"name": "n1", "labels": {"topology.kubernetes.io/zone": "z1"}})
+        code, _, body = f.get("/api/v1/nodes/n1")
+        node = json.loads(body)
+        check(code == 200 and node["kind"] == "Node" and node["apiVersion"] == "v1" and
+              node["metadata"]["labels"] == {"topology.kubernetes.io/zone": "z1"},
+              "node: %d %s" % (code, body))
+        code, _, body = f.get("/api/v1/nodes/n2")
+        check(code == 404 and json.loads(body)["details"] == {"name": "n2", "kind": "nodes"},
+              "unknown node: %d %s" % (code, body))
+        f.ctl("/access", {"user": "secret-token", "deny": ["get nodes"]})
+        code, _, body = f.get("/api/v1/nodes/n1")
+        st = json.loads(body)
+        check(code == 403 and st["kind"] == "Status" and st["reason"] == "Forbidden" and
+              "at the cluster scope" in st["message"], "node denied: %d %s" % (code, body))
+        f.ctl("/access", {"user": "secret-token", "deny": []})
     finally:
         f.stop()
 

@@ -429,6 +429,24 @@ def rbac_denied():
 
 
 @scenario
+def rbac_nodes():
+    """--prefer zone --node-name without --zone: preflight asks for `get
+    nodes` (cluster-scoped), allowed, then denied with the fix."""
+    c = Case()
+    fake = Cluster(c.d, ["10.213.0.2"])
+    rc, lines = c.preflight("--prefer", "zone", "--node-name", "node-1")
+    expect(lines, "ok   rbac get nodes: allowed (--node-name node-1)")
+    rc, lines = c.preflight("--prefer", "zone", "--zone", "z1", "--node-name", "node-1")
+    check(not [x for x in lines if "get nodes" in x], "asked with --zone: %r" % lines)
+    fake.ctl("/access", {"user": TOKEN, "deny": ["get nodes"]})
+    rc, lines = c.preflight("--prefer", "zone", "--node-name", "node-1")
+    expect(lines, "FAIL rbac get nodes: denied",
+           "fix  grant apilb's identity get on nodes (the chart's ClusterRole with prefer=zone "
+           "and no zone), or give --zone; without it the node has no zone (docs/zones.md)")
+    fails(rc, lines)
+
+
+@scenario
 def readyz_failing():
     """An apiserver that answers /readyz with 500 is named with what failed."""
     c = Case()

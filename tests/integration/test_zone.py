@@ -273,5 +273,139 @@ def zone_flag():
         fake.stop()
 
 
+def node_requests(fake):
+    return [r for r in fake.state()["requests"] if r[1].startswith("/api/v1/nodes/")]
+
+
+def node_start(fake, d, *extra):
+    """--prefer zone without --zone: the zone comes from the node object."""
+    return tw.start_apilb(fake, tw.kubeconfig(d, tw.token_user(d)), "--prefer", "zone",
+                          "--node-name", "node-7.example", "--prefer-ramp", "0", *extra)
+
+
+@scenario
+def zone_node_object():
+    """--node-name: the node object's topology.kubernetes.io/zone label is
+    the node's zone (the same-zone apiserver gets the connections), read
+    once per LIST, not in a loop."""
+    d, fake = tw.new_case()
+    ips = tw.IPS
+    fake.ctl("/members", {"ips": ips, "zones": {ips[0]: "zone-a", ips[1]: "zone-b",
+                                                ips[2]: "zone-c"}})
+    fake.ctl("/nodes", {"name": "node-7.example",
+                        "labels": {"topology.kubernetes.io/zone": "zone-c",
+                                   "kubernetes.io/hostname": "node-7"}})
+    a = node_start(fake, d)
+    try:
+        print(a.wait_log(r'"node zone" zone=zone-c from=node-object node=node-7.example'))
+        tw.wait_discovered(a, ips)
+        a.wait_log(r"upstream tier changed.*upstream=%s:6443 .*to=0 reason=same-zone" % ips[2])
+        got = tw.served_by(fake, a, 30)
+        print("zone-c node: %d of 30 on the zone-c apiserver" % got.count(ips[2]))
+        check(got.count(ips[2]) >= 29, "zone-c got %d of 30: %r" % (got.count(ips[2]), got))
+        check(upstreams(a)["%s:6443" % ips[0]]["tier"] == 1, "zone-a not in tier 1")
+        time.sleep(2)
+        reqs = node_requests(fake)
+        print("node object GETs in the first seconds: %d" % len(reqs))
+        check(1 <= len(reqs) <= 2 and all(r[1] == "/api/v1/nodes/node-7.example" for r in reqs),
+              "node requests: %r" % reqs)
+        check(not [x for x in a.lines() if "node zone unknown" in x], "a warning: %r" % a.lines())
+    finally:
+        a.stop()
+        fake.stop()
+
+
+@scenario
+def zone_node_relist():
+    """The node object is read again at each relist: a node relabelled to
+    another zone moves the preference there after the next 410."""
+    d, fake = tw.new_case(extra=("--bookmark-interval", "1000"))
+    ips = tw.IPS
+    fake.ctl("/members", {"ips": ips, "zones": {ips[0]: "zone-a", ips[1]: "zone-b",
+                                                ips[2]: "zone-c"}})
+    fake.ctl("/nodes", {"name": "node-7.example",
+                        "labels": {"topology.kubernetes.io/zone": "zone-c"}})
+    a = node_start(fake, d, "--watch-timeout", "2s")
+    try:
+        a.wait_log(r'"node zone" zone=zone-c from=node-object')
+        tw.wait_discovered(a, ips)
+        a.wait_log(r"upstream tier changed.*upstream=%s:6443 .*to=0 reason=same-zone" % ips[2])
+        fake.ctl("/nodes", {"name": "node-7.example",
+                            "labels": {"topology.kubernetes.io/zone": "zone-a"}})
+        fake.ctl("/compact")
+        a.wait_log(r'watch expired \(410\): re-listing', 8)
+        print(a.wait_log(r'"node zone" zone=zone-a from=node-object', 5))
+        print(a.wait_log(r"upstream tier changed.*upstream=%s:6443 from=1 to=0 reason=same-zone"
+                         % ips[0], 5))
+        a.wait_log(r"upstream tier changed.*upstream=%s:6443 from=0 to=1 reason=other-zone"
+                   % ips[2], 5)
+        got = tw.served_by(fake, a, 20)
+        check(got.count(ips[0]) >= 19, "zone-a got %d of 20: %r" % (got.count(ips[0]), got))
+        print("after the relist: %d of 20 on the zone-a apiserver" % got.count(ips[0]))
+        # A 503 on the node GET of the next relist keeps the zone.
+        n = len(a.lines())
+        gets = len(node_requests(fake))
+        fake.ctl("/status", {"code": 503, "retry_after": 0, "count": 1,
+                             "path": "/api/v1/nodes/"})
+        fake.ctl("/compact")
+        a.wait_log(r'watch expired \(410\): re-listing', 8, start=n)
+        end = time.time() + 5
+        while len(node_requests(fake)) == gets:
+            check(time.time() < end, "no node GET after the relist")
+            time.sleep(0.05)
+        check(fake.state()["status_faults"] == 0, "the 503 was not served")
+        time.sleep(1)
+        later = a.lines()[n:]
+        check(not [x for x in later if "node zone" in x or "tier changed" in x],
+              "the zone changed after a 503: %r" % later)
+        got = tw.served_by(fake, a, 10)
+        check(got.count(ips[0]) == 10, "zone-a got %d of 10 after a 503: %r"
+              % (got.count(ips[0]), got))
+    finally:
+        a.stop()
+        fake.stop()
+
+
+@scenario
+def zone_node_forbidden():
+    """Without `get nodes` (a real 403 Status) or without the label: one
+    warning line naming why, every apiserver in tier 0 (no-node-zone), no
+    retry loop, no crash."""
+    d, fake = tw.new_case()
+    ips = tw.IPS
+    fake.ctl("/members", {"ips": ips, "zones": {ips[0]: "zone-a", ips[1]: "zone-b",
+                                                ips[2]: "zone-c"}})
+    fake.ctl("/nodes", {"name": "node-7.example", "labels": {"topology.kubernetes.io/zone": "a"}})
+    fake.ctl("/access", {"user": "token-one", "deny": ["get nodes"]})
+    a = node_start(fake, d)
+    try:
+        line = a.wait_log(r"node zone unknown")
+        print(line)
+        check("403" in line and 'cannot get resource \\"nodes\\"' in line, "warning: %s" % line)
+        tw.wait_discovered(a, ips)
+        for ip in ips:
+            a.wait_log(r"upstream tier changed.*upstream=%s:6443 .*to=0 reason=no-node-zone" % ip)
+        time.sleep(2)
+        warns = [x for x in a.lines() if "node zone unknown" in x]
+        print("warning lines: %d, node GETs: %d" % (len(warns), len(node_requests(fake))))
+        check(len(warns) == 1, "warnings: %r" % warns)
+        check(len(node_requests(fake)) <= 2, "node GETs: %r" % node_requests(fake))
+        check(a.proc.poll() is None, "apilb exited")
+    finally:
+        a.stop()
+        fake.stop()
+    # A node without the label: the same, with the reason.
+    d, fake = tw.new_case()
+    fake.ctl("/nodes", {"name": "node-7.example", "labels": {"kubernetes.io/hostname": "n"}})
+    a = node_start(fake, d)
+    try:
+        line = a.wait_log(r"node zone unknown")
+        print(line)
+        check("has no label topology.kubernetes.io/zone" in line, "warning: %s" % line)
+    finally:
+        a.stop()
+        fake.stop()
+
+
 if __name__ == "__main__":
     run()

@@ -59,6 +59,8 @@ VARIANTS = {
     # --prefer zone: the zone given, or the DaemonSet's from its pod label.
     "zone-given": ["--set", "prefer=zone", "--set", "zone=eu-1a"],
     "zone-from-label-off": ["--set", "prefer=none", "--set", "zoneFromNodeLabel=false"],
+    # --prefer zone, no zone value: also the node object's label (NODE_NAME, get nodes).
+    "zone-from-node": ["--set", "prefer=zone"],
     "admin-off-no-state": ["--set", "adminListen=off", "--set", "stateFile.enabled=false",
                            "--set", "upstreams={10.0.0.11:6443}"],
     # The values that are not apilb flags (and extraArgs) changed too.
@@ -157,6 +159,28 @@ def check_zone(name, joined, text, containers):
             name, "rendered" if from_label else "absent"))
     if "staticPod.enabled=true" in joined and "APILB_ZONE" in text:
         fail("%s: the static pod cannot read pod labels through the downward API" % name)
+
+
+def check_node_rbac(name, joined, text):
+    """RBAC is a namespaced Role, plus `get nodes` (a ClusterRole, nothing
+    else in it) and NODE_NAME from spec.nodeName only for a DaemonSet with
+    prefer=zone and no zone value."""
+    node = "prefer=zone" in joined and "zone=" not in joined.replace("prefer=zone", "") and \
+        "staticPod.enabled=true" not in joined
+    env = "name: NODE_NAME" in text and "fieldPath: spec.nodeName" in text
+    if node != env:
+        fail("%s: NODE_NAME from spec.nodeName should be %s" % (
+            name, "rendered" if node else "absent"))
+    roles = [d for d in text.split("\n---") if re.search(r"^kind: ClusterRole$", d, re.M)]
+    want = node and "rbac.create=false" not in joined
+    if want != bool(roles) or want != ("kind: ClusterRoleBinding" in text):
+        fail("%s: a ClusterRole(Binding) for get nodes should be %s" % (
+            name, "rendered" if want else "absent"))
+    for d in roles:
+        rules = d[d.index("rules:"):]
+        if rules.split() != ["rules:", "-", "apiGroups:", '[""]', "resources:", '["nodes"]',
+                             "verbs:", '["get"]']:
+            fail("%s: the ClusterRole grants more than get nodes: %r" % (name, rules))
 
 
 def check_documented_and_covered():
@@ -264,8 +288,7 @@ def main():
         ids = [a or b for a, b in ids if (a or b) != "0"]  # 0: the root init helpers
         if not ids or set(ids) != {uid} or "65532" in text:
             fail("%s: apilb's uid/gid should be %s everywhere, found %r" % (name, uid, ids))
-        if "kind: ClusterRole" in text:
-            fail("%s: RBAC must be a namespaced Role" % name)
+        check_node_rbac(name, joined, text)
         if "staticPod.enabled=true" in " ".join(args) and "/etc/kubernetes/" not in text:
             fail("%s: no static pod manifest path" % name)
         check_zone(name, joined, text, containers)

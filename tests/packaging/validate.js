@@ -17,6 +17,10 @@ const models = {
   "rbac.authorization.k8s.io/v1/Role": "kubernetes-models/rbac.authorization.k8s.io/v1/Role",
   "rbac.authorization.k8s.io/v1/RoleBinding":
     "kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding",
+  "rbac.authorization.k8s.io/v1/ClusterRole":
+    "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole",
+  "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
+    "kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding",
   "v1/Service": "kubernetes-models/v1/Service",
   "monitoring.coreos.com/v1/ServiceMonitor":
     "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor",

@@ -108,7 +108,8 @@ args:
 {{- fail "adminListen=$(HOST_IP):PORT needs the downward API, which a static pod cannot rely on without an apiserver; give the node's address or 0.0.0.0 instead" }}
 {{- end }}
 {{- end }}
-{{- if or $hostIP $zoneEnv }}
+{{- $nodeEnv := and (eq .Values.prefer "zone") (not .Values.zone) (not .staticPod) }}
+{{- if or $hostIP $zoneEnv $nodeEnv }}
 env:
 {{- if $hostIP }}
   - name: HOST_IP
@@ -122,6 +123,13 @@ env:
     valueFrom:
       fieldRef:
         fieldPath: metadata.labels['topology.kubernetes.io/zone']
+{{- end }}
+{{- if $nodeEnv }}
+  # --node-name: without APILB_ZONE, the zone label of this node's object (get nodes).
+  - name: NODE_NAME
+    valueFrom:
+      fieldRef:
+        fieldPath: spec.nodeName
 {{- end }}
 {{- end }}
 securityContext:
