@@ -18,7 +18,7 @@ void prefer_init(struct prefer *pf, const struct config *cfg)
     if (cfg->prefer == CONFIG_PREFER_ZONE && cfg->zone != NULL)
         log_info("node zone", "zone=%s from=flag", cfg->zone);
     else if (cfg->prefer == CONFIG_PREFER_ZONE && cfg->node_name != NULL &&
-             cfg->discovery != CONFIG_DISCOVERY_OFF)
+             cfg->discovery != WATCHER_DISCOVERY_OFF)
         log_info("node zone: reading the node object's " NODE_ZONE_LABEL " label", "node=%s",
                  cfg->node_name);
     else if (cfg->prefer == CONFIG_PREFER_ZONE)
