@@ -60,12 +60,29 @@ const struct addr *cfgsource_addrs(const struct cfgsource *f, size_t *n)
     return f->merged;
 }
 
-/* merged = ips, then what of named is not in ips. */
-static void merge(struct cfgsource *f)
+/* merged = ips, then what of named is not in ips. A union over the one
+ * address bound is refused whole (merged keeps the last set): -E2BIG with
+ * err naming the count and the bound; 0 otherwise. */
+static int merge(struct cfgsource *f, char *err, size_t err_len)
 {
+    size_t n = f->n_ips;
+
+    for (size_t i = 0; i < f->n_named; i++) {
+        size_t k = 0;
+
+        while (k < f->n_ips && addr_cmp(&f->ips[k], &f->named[i]) != 0)
+            k++;
+        if (k == f->n_ips)
+            n++;
+    }
+    if (n > UPSTREAM_MAX) {
+        snprintf(err, err_len, "%s: its entries give %zu addresses, more than apilb keeps (%u)",
+                 f->path, n, (unsigned)UPSTREAM_MAX);
+        return -E2BIG;
+    }
     memcpy(f->merged, f->ips, f->n_ips * sizeof(*f->ips));
     f->n_merged = f->n_ips;
-    for (size_t i = 0; i < f->n_named && f->n_merged < UPSTREAM_MAX; i++) {
+    for (size_t i = 0; i < f->n_named; i++) {
         size_t k = 0;
 
         while (k < f->n_ips && addr_cmp(&f->ips[k], &f->named[i]) != 0)
@@ -73,6 +90,20 @@ static void merge(struct cfgsource *f)
         if (k == f->n_ips)
             f->merged[f->n_merged++] = f->named[i];
     }
+    return 0;
+}
+
+/* Merges and applies, or logs why the set was refused. */
+static void merge_apply(struct cfgsource *f, const char *why)
+{
+    char err[CONFIG_ERR_BYTES];
+
+    if (merge(f, err, sizeof(err)) != 0) {
+        log_error("upstreams file not applied: set refused, keeping the current upstreams",
+                  "err=\"%s\"", log_quote(err));
+        return;
+    }
+    f->apply(f->arg, f->merged, f->n_merged, why);
 }
 
 /* Reads the file: its IP entries into f->ips, its host names into
@@ -122,7 +153,7 @@ int cfgsource_load(struct cfgsource *f, char *err, size_t err_len)
         rc = cfgsource_seeds(names, n_names, "--upstreams-file", true, f->named, &f->n_named, err,
                              err_len);
     if (rc == 0)
-        merge(f);
+        rc = merge(f, err, err_len);
     free(names);
     return rc;
 }
@@ -171,8 +202,7 @@ void cfgsource_reload(struct cfgsource *f, const char *why)
         lookup_start(f, names, n_names);
     }
     free(names);
-    merge(f);
-    f->apply(f->arg, f->merged, f->n_merged, why);
+    merge_apply(f, why);
 }
 
 /* The file's names have been looked up: their addresses join its IPs, and
@@ -191,8 +221,7 @@ static void resolved_cb(uv_async_t *h)
         lookup_start(f, next, f->n_names_next);
         free(next);
     }
-    merge(f);
-    f->apply(f->arg, f->merged, f->n_merged, "file-names-resolved");
+    merge_apply(f, "file-names-resolved");
 }
 
 void cfgsource_attach(struct cfgsource *f, uv_loop_t *loop)

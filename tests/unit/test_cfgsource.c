@@ -2,6 +2,7 @@
 /* The configured sources (proxy/cfgsource.h): seeds and the upstreams file
  * into addresses, and a reload's hand-over, with IP literals only (no DNS). */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@ static const char *addrs_str(const struct addr *a, size_t n)
     size_t len = 0;
 
     out[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && len < sizeof(out) - 1; i++) {
         char name[ADDR_STRLEN];
 
         len += (size_t)snprintf(out + len, sizeof(out) - len, "%s%s", i ? " " : "",
@@ -65,6 +66,27 @@ static void apply_cb(void *arg, const struct addr *a, size_t n, const char *why)
     snprintf(applied, sizeof(applied), "%s", addrs_str(a, n));
     snprintf(applied_why, sizeof(applied_why), "%s", why);
     n_applied++;
+}
+
+/* Loads a file of text at start and attaches f to a new loop. */
+static void loaded_on(uv_loop_t *loop, const char *text)
+{
+    char err[256] = "";
+
+    ck_assert_int_eq(uv_loop_init(loop), 0);
+    write_file(text);
+    ck_assert_int_eq(cfgsource_init(&f, path, apply_cb, NULL), 0);
+    ck_assert_int_eq(cfgsource_load(&f, err, sizeof(err)), 0);
+    cfgsource_attach(&f, loop);
+}
+
+/* Stops f's lookups and closes its loop, which must end with nothing left. */
+static void stopped_on(uv_loop_t *loop)
+{
+    cfgsource_stop(&f);
+    uv_close((uv_handle_t *)&f.async, NULL);
+    ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(uv_loop_close(loop), 0);
 }
 
 START_TEST(seeds_resolved)
@@ -105,19 +127,39 @@ START_TEST(bad_file_named)
 }
 END_TEST
 
+/* The file's IPs and its names' addresses whose union is over the one
+ * address bound: refused whole (nothing applied, the last set kept) with a
+ * line naming the count and the bound, never cut to fit. The names'
+ * addresses are planted as a finished lookup leaves them (no DNS here). */
+START_TEST(union_over_bound_refused)
+{
+    uv_loop_t loop;
+    size_t n;
+
+    loaded_on(&loop, "10.0.0.1:6443\n");
+    for (unsigned i = 0; i < UPSTREAM_MAX; i++) {
+        char ip[32];
+
+        snprintf(ip, sizeof(ip), "10.9.%u.%u", i / 256, i % 256);
+        ck_assert_int_eq(addr_from_ip(ip, 6443, &f.named[i]), 0);
+    }
+    f.n_named = UPSTREAM_MAX;
+    write_file("10.0.0.2:6443\nlocalhost:6443\n");
+    cfgsource_reload(&f, "sighup");
+    ck_assert_int_eq(n_applied, 0);
+    ck_assert_str_eq(addrs_str(cfgsource_addrs(&f, &n), f.n_merged), "10.0.0.1:6443");
+    stopped_on(&loop);
+}
+END_TEST
+
 /* A reload applies the new IPs at once; a bad file keeps the old set and
  * applies nothing. */
 START_TEST(reload_applies_or_keeps)
 {
     uv_loop_t loop;
-    char err[256] = "";
     size_t n;
 
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    write_file("10.0.0.1:6443\n");
-    ck_assert_int_eq(cfgsource_init(&f, path, apply_cb, NULL), 0);
-    ck_assert_int_eq(cfgsource_load(&f, err, sizeof(err)), 0);
-    cfgsource_attach(&f, &loop);
+    loaded_on(&loop, "10.0.0.1:6443\n");
     write_file("10.0.0.3:6443\n10.0.0.1:6443\n");
     cfgsource_reload(&f, "sighup");
     ck_assert_int_eq(n_applied, 1);
@@ -127,10 +169,7 @@ START_TEST(reload_applies_or_keeps)
     cfgsource_reload(&f, "file-change");
     ck_assert_int_eq(n_applied, 1);
     ck_assert_str_eq(addrs_str(cfgsource_addrs(&f, &n), f.n_merged), "10.0.0.3:6443 10.0.0.1:6443");
-    cfgsource_stop(&f);
-    uv_close((uv_handle_t *)&f.async, NULL);
-    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    stopped_on(&loop);
 }
 END_TEST
 
@@ -144,5 +183,6 @@ int main(void)
     tcase_add_test(tc, file_loaded);
     tcase_add_test(tc, bad_file_named);
     tcase_add_test(tc, reload_applies_or_keeps);
+    tcase_add_test(tc, union_over_bound_refused);
     return check_run(s);
 }
