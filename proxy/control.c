@@ -359,8 +359,8 @@ static int control_start(struct control *c, int *fds, char *err, size_t err_len)
         }
     }
     t = ctltable_current(&c->table);
-    log_info("started", "version=%s workers=%u upstreams=%zu balance=%d", APILB_VERSION,
-             c->n_workers, t != NULL ? t->n : 0, (int)cfg->balance);
+    log_info("started", "version=%s workers=%u upstreams=%zu balance=%s", APILB_VERSION,
+             c->n_workers, t != NULL ? t->n : 0, upstream_balance_name(cfg->balance));
     return 0;
 }
 

@@ -1206,7 +1206,7 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
     struct session *s, *nx;
 
     if (sw.cfg->close_unhealthy && w->table != NULL && w->table->n > 0) {
-        sw.hold_health_closes = !upstream_table_any_usable(w->table, now_ms);
+        sw.hold_health_closes = upstream_table_usable(w->table, now_ms) == 0;
         sweep_hold_note(w, sw.hold_health_closes);
     }
 

@@ -145,14 +145,6 @@ void upstream_table_unref(struct upstream_table *t)
     free(t);
 }
 
-bool upstream_table_any_usable(const struct upstream_table *t, uint64_t now_ms)
-{
-    for (size_t i = 0; t != NULL && i < t->n; i++)
-        if (upstream_usable(t->e[i].up, now_ms))
-            return true;
-    return false;
-}
-
 long upstream_table_find(const struct upstream_table *t, const struct addr *addr)
 {
     size_t lo = 0, hi = t->n;
@@ -406,6 +398,19 @@ size_t upstream_table_usable(const struct upstream_table *t, uint64_t now_ms)
         if (upstream_usable(t->e[i].up, now_ms))
             n++;
     return n;
+}
+
+const char *upstream_balance_name(enum upstream_balance b)
+{
+    switch (b) {
+    case UPSTREAM_BALANCE_LEAST_CONN:
+        return "least-conn";
+    case UPSTREAM_BALANCE_ROUND_ROBIN:
+        return "round-robin";
+    case UPSTREAM_BALANCE_RANDOM:
+        return "random";
+    }
+    return "?";
 }
 
 const char *upstream_health_name(enum upstream_health h)

@@ -183,10 +183,6 @@ void upstream_table_unref(struct upstream_table *t);
 /* Index of addr in t, or -1. */
 long upstream_table_find(const struct upstream_table *t, const struct addr *addr);
 
-/* Does t hold an entry (primary or fallback) usable for new connections at
- * now_ms? false for NULL. Any thread holding t. */
-bool upstream_table_any_usable(const struct upstream_table *t, uint64_t now_ms);
-
 /* Balancing algorithms. */
 enum upstream_balance {
     UPSTREAM_BALANCE_LEAST_CONN = 0,
@@ -245,6 +241,10 @@ int upstream_route(const struct upstream_table *t, unsigned attempt, const struc
 
 /* Number of entries usable now (for /readyz). */
 size_t upstream_table_usable(const struct upstream_table *t, uint64_t now_ms);
+
+/* "least-conn", "round-robin", "random" (the --balance values); "?" outside
+ * the enum. A static string. */
+const char *upstream_balance_name(enum upstream_balance b);
 
 /* "unknown", "healthy", "unhealthy"; "?" outside the enum. A static string. */
 const char *upstream_health_name(enum upstream_health h);

@@ -796,6 +796,7 @@ def balance():
             s.close()
         a.stop()
         a = Apilb(*ups, "--balance", "round-robin", "--workers", "1")
+        a.wait_log(r'msg="started" .*balance=round-robin', 5)
         names = [whoami(a.port) for _ in range(30)]
         check(all(names.count(n) == 10 for n in ("b2", "b3", "b4")),
               "round-robin counts %r" % {n: names.count(n) for n in set(names)})
