@@ -74,6 +74,9 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_dials_paced_total", "counter",
          "New connections whose dial was put off into the --close-spread window.");
     strbuf_printf(b, "apilb_dials_paced_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->dials_paced));
+    head(b, "apilb_health_closes_held", "gauge",
+         "1 while every upstream is unhealthy: their connections are kept, not closed.");
+    strbuf_printf(b, "apilb_health_closes_held %d\n", SNAPSHOT_LOAD(sh->health_closes_held) ? 1 : 0);
     head(b, "apilb_send_batching", "gauge",
          "Workers that make the sends of a batch of events in one system call (io_uring); "
          "0 when io_uring is not available (one by one).");

@@ -13,8 +13,8 @@ import threading
 import time
 
 from harness import (Apilb, Backend, Fail, HttpsConn, TlsApiserver, check, closed_by_peer,
-                     make_certs, payload, readyz_failing, refused_addr, roundtrip, run, scenario,
-                     tmpdir, whoami, write_atomic)
+                     make_certs, metric, payload, readyz_failing, refused_addr, roundtrip, run,
+                     scenario, tmpdir, whoami, write_atomic)
 
 
 def curl_name(ca, port, path="/version"):
@@ -120,7 +120,7 @@ def all_unhealthy_keeps():
     s = [TlsApiserver("127.0.0.%d" % i, crt, key, "api%d" % i) for i in (2, 3)]
     a = Apilb("--upstream", s[0].addr, "--upstream", s[1].addr, "--health-ca", ca,
               "--health-interval", "300ms", "--health-timeout", "250ms", "--rise", "1",
-              "--fall", "2", "--close-spread", "2s", health="readyz")
+              "--fall", "2", "--close-spread", "2s", health="readyz", admin=True)
     try:
         for x in s:
             health_line(a, x.addr, "healthy")
@@ -140,6 +140,7 @@ def all_unhealthy_keeps():
               (kept, len(held), time.time() - t0))
         check(kept == len(held), "connections closed with nowhere to go: %d of %d kept (%s)" %
               (kept, len(held), line))
+        check(metric(a, "apilb_health_closes_held") == 1, "apilb_health_closes_held is not 1")
         mark = len(a.lines())
         s[1].readyz_body = None
         s[1].readyz = 200
@@ -148,6 +149,7 @@ def all_unhealthy_keeps():
         for c in held:
             check(c.closed(4), "api2's connection was kept after api3 came back")
             c.close()
+        check(metric(a, "apilb_health_closes_held") == 0, "apilb_health_closes_held is not 0")
         print("api3 back: api2's %d connections closed within the spread" % len(held))
     finally:
         a.stop()
