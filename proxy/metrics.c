@@ -71,6 +71,10 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     head(b, "apilb_dials_paced_pending", "gauge",
          "New connections waiting for their turn to dial after an upstream dropped connections.");
     strbuf_printf(b, "apilb_dials_paced_pending %u\n", SNAPSHOT_LOAD(sh->dials_pending));
+    head(b, "apilb_dial_pacing_windows_total", "counter",
+         "Paced-dial windows opened: an upstream lost many of its connections within a second, "
+         "or turned unhealthy (a single close opens none).");
+    strbuf_printf(b, "apilb_dial_pacing_windows_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->pace_windows));
     head(b, "apilb_dials_paced_total", "counter",
          "New connections whose dial was put off into the --close-spread window.");
     strbuf_printf(b, "apilb_dials_paced_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->dials_paced));

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "balance.h"
 #include "clock.h"
 #include "log.h"
 #include "rand.h"
@@ -478,26 +479,58 @@ static void note_unacked(struct session *s, struct upstream *up, uint64_t silent
                      up->name, silent_ms, UNACKED_HOLD_MS);
 }
 
+/* Opens the paced-dial window at now unless one is open (the first mass
+ * failure opens it; later ones inside it do not stretch it). Returns true
+ * when this call opened it. */
+static bool pace_open(struct worker_shared *sh, uint64_t now)
+{
+    unsigned spread = sh->cfg->close_spread_ms;
+    uint64_t from = atomic_load(&sh->pace_from_ms);
+
+    if (spread == 0 || (from != 0 && now < from + spread))
+        return false;
+    if (!atomic_compare_exchange_strong(&sh->pace_from_ms, &from, now))
+        return false; /* another worker opened it */
+    atomic_fetch_add_explicit(&sh->pace_windows, 1, memory_order_relaxed);
+    return true;
+}
+
 /* s's upstream ended a lasting connection while its client was still
- * there (a killed or stopping apiserver ends all of its connections in the
- * same instant): the clients will dial again at once, so the dials of the
- * next --close-spread are spread over it (session_start). The first loss
- * opens the window; later ones inside it do not stretch it. */
+ * there. A killed or stopping apiserver ends all of its connections in the
+ * same instant and their clients dial again at once, so a mass loss
+ * (balance_lost_is_mass: many of its connections within a burst) opens
+ * the window in which new dials are spread over --close-spread
+ * (session_start). One close is an apiserver ending a connection of its
+ * own (a GOAWAY, a timeout): its client's next dial is not delayed. */
 static void note_lost(struct session *s)
 {
     struct worker_shared *sh = s->w->sh;
-    unsigned spread = sh->cfg->close_spread_ms;
-    uint64_t now = clock_now_ms(), from = atomic_load(&sh->pace_from_ms);
+    struct upstream *up = s->upstream;
+    uint64_t now = clock_now_ms(), from;
+    unsigned lost, total;
 
     s->lost_noted = true;
-    if (spread == 0 || clock_now_us() - s->start_us < LOST_AFTER_US)
+    if (sh->cfg->close_spread_ms == 0 || clock_now_us() - s->start_us < LOST_AFTER_US)
         return;
-    if (from != 0 && now < from + spread)
+    from = atomic_load(&up->lost_burst_from_ms);
+    if ((from == 0 || now - from >= BALANCE_LOST_BURST_MS) &&
+        atomic_compare_exchange_strong(&up->lost_burst_from_ms, &from, now)) {
+        atomic_store(&up->lost_in_burst, 1); /* a new burst begins with this loss */
+        lost = 1;
+    } else {
+        lost = atomic_fetch_add(&up->lost_in_burst, 1) + 1;
+    }
+    /* The lost ones before this one have left up->active; this one not yet. */
+    total = atomic_load(&up->active) + lost - 1;
+    if (!balance_lost_is_mass(lost, total)) {
+        log_debug("upstream ended a connection: not a mass failure, dials not paced",
+                  "sid=%" PRIu64 " upstream=%s lost=%u of=%u", s->id, up->name, lost, total);
         return;
-    if (!atomic_compare_exchange_strong(&sh->pace_from_ms, &from, now))
-        return; /* another worker opened it */
-    log_warn("upstream dropped a connection: new dials are spread",
-             "sid=%" PRIu64 " upstream=%s window_ms=%u", s->id, s->upstream->name, spread);
+    }
+    if (pace_open(sh, now))
+        log_warn("upstream dropped its connections: new dials are spread",
+                 "sid=%" PRIu64 " upstream=%s lost=%u of=%u within_ms=%u window_ms=%u", s->id,
+                 up->name, lost, total, BALANCE_LOST_BURST_MS, sh->cfg->close_spread_ms);
 }
 
 /* The last bytes before src's FIN go out with MSG_MORE: the shutdown(2) or
@@ -797,12 +830,22 @@ static void attempt_failed(struct session *s, int err)
 {
     struct upstream *up = s->trying;
     enum upstream_fail why = classify(err);
+    uint64_t now = clock_now_ms(), lost_at = atomic_load(&up->lost_burst_from_ms);
 
     connq_remove(s);
-    upstream_dial_failed(up, why, clock_now_ms(), DIAL_HOLD_MS);
+    upstream_dial_failed(up, why, now, DIAL_HOLD_MS);
     log_warn_limited("upstream-dial", 1000, "upstream connect failed",
                      "sid=%" PRIu64 " upstream=%s err=\"%s\"", s->id, up->name,
                      err == -ETIMEDOUT ? "timeout" : strerror(-err));
+    /* It ended a lasting connection just now and takes no new one: not an
+     * apiserver closing one of its own but one that is gone (a node with
+     * a single connection to it sees only this), so the other clients'
+     * dials are spread. This one goes on to the next upstream at once. */
+    if (why != UPSTREAM_FAIL_LOCAL && lost_at != 0 && now - lost_at < BALANCE_LOST_BURST_MS &&
+        pace_open(s->w->sh, now))
+        log_warn("upstream refused after dropping a connection: new dials are spread",
+                 "sid=%" PRIu64 " upstream=%s window_ms=%u", s->id, up->name,
+                 s->w->sh->cfg->close_spread_ms);
     s->trying = NULL;
     leg_close(s->up);
     s->up = NULL;
@@ -1221,10 +1264,16 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
         else if (s->state == S_RELAYING && s->upstream != NULL)
             sweep_relaying(s, &sw);
     }
-    if (sw.n_spread != 0)
+    if (sw.n_spread != 0) {
         log_warn("upstream unhealthy: closing its connections spread over the window",
                  "upstream=%s worker=%u connections=%u window_ms=%u", sw.spread_name, w->id,
                  sw.n_spread, sw.cfg->close_spread_ms);
+        /* Their clients dial again as their turns come; so do those of
+         * other workers: the window of paced dials opens too. */
+        if (pace_open(w->sh, now_ms))
+            log_warn("upstream unhealthy: new dials are spread", "upstream=%s window_ms=%u",
+                     sw.spread_name, sw.cfg->close_spread_ms);
+    }
     return sw.next;
 }
 

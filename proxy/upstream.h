@@ -93,6 +93,19 @@ struct upstream {
      * [0] before its first byte (a plaintext client is not replayed
      * elsewhere), [1] after. */
     _Atomic uint64_t failed_conns[2];
+    /* Lasting connections it ended while their clients were still there
+     * (session.c, note_lost), counted from lost_burst_from_ms for
+     * BALANCE_LOST_BURST_MS: a mass failure opens the paced-dial window.
+     * Workers write. */
+    _Atomic uint64_t lost_burst_from_ms;
+    _Atomic unsigned lost_in_burst;
+    /* --slow-start: when it began (worker_now_ms; 0 = not in slow start),
+     * set by the control thread when the upstream turns healthy again or
+     * joins a table after the first; the new connections it was passed
+     * over for. */
+    _Atomic uint64_t slow_start_from_ms;
+    _Atomic uint64_t slow_start_passed;
+    _Atomic uint64_t closed_by_rebalance; /* shed by --rebalance */
     /* The last health change: when (wall clock, ms since the epoch; 0: none
      * yet) and why. Written by the control thread under the lock its
      * snapshots take (control.c), read only in those snapshots. */

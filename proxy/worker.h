@@ -52,6 +52,7 @@ struct worker_shared {
      * in total and now; the closes of unhealthy upstreams' connections
      * scheduled now and made. */
     _Atomic uint64_t pace_from_ms;
+    _Atomic uint64_t pace_windows; /* windows opened: mass failures, unhealthy upstreams */
     _Atomic uint64_t dials_paced;
     _Atomic unsigned dials_pending;
     _Atomic unsigned closes_pending;

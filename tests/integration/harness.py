@@ -74,7 +74,8 @@ class Backend:
         self.frozen = False
         self.fillers = []
         self.sock.settimeout(0.05)
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     @property
     def addr(self):
@@ -130,6 +131,11 @@ class Backend:
             f.close()
         self.stopped = True
         self.sock.close()
+        # The listener is gone only when the accept thread's poll on it has
+        # returned: until then the kernel still completes handshakes (which
+        # the close below would reset). A killed apiserver loses both at once.
+        if self.acceptor is not threading.current_thread():
+            self.acceptor.join(1.0)
         self.close_all()
 
     def _serve(self, c):

@@ -265,5 +265,89 @@ def paced_dials():
         stop_all(a, keep, b1, b2)
 
 
+@scenario
+def single_close_not_paced():
+    """An apiserver that ends one connection of its own (a GOAWAY, a request
+    timeout) while it keeps serving its others is no failure: the client's
+    next dials are made at once, not put off into the --close-spread window
+    (5 s by default). Only a mass loss opens the window: the same upstream
+    ending all of its 6 connections at once does."""
+    b1, b2 = Backend("127.0.0.2"), Backend("127.0.0.3")
+    a = Apilb("--upstream", b1.addr, "--upstream", b2.addr, admin=True)
+    keep = []
+    try:
+        conns = on(a, b1, 6, keep)
+        time.sleep(1.2)  # lasting connections, not short exchanges
+        with b1.lock:
+            victim = b1.conns[0]
+        victim.shutdown(socket.SHUT_RDWR)  # the apiserver ends this one
+        end = time.time() + 3
+        while all(is_open(s) for s in conns) and time.time() < end:
+            time.sleep(0.01)
+        gone = [s for s in conns if not is_open(s)]
+        t0 = time.time()
+        took = []
+        for _ in range(5):
+            t1 = time.time()
+            _, s = whoami(a.port, keep=True, timeout=10)
+            took.append(time.time() - t1)
+            keep.append(s)
+        paced = metric(a, "apilb_dials_paced_total")
+        windows = metric(a, "apilb_dial_pacing_windows_total")
+        print("one connection of 6 ended by its upstream (%d seen closed): the next 5 dials took "
+              "%s s (%.2f s in all); dials paced (metric): %s, windows: %s" %
+              (len(gone), ", ".join("%.2f" % t for t in took), time.time() - t0, paced, windows))
+        check(len(gone) == 1, "%d connections closed, not 1" % len(gone))
+        check(max(took) < 0.5, "a dial after a single close waited %.2f s" % max(took))
+        check(paced == 0, "apilb_dials_paced_total = %s after a single close" % paced)
+        check(not any("new dials are spread" in l for l in a.lines()), "the window opened")
+        # The 5 remaining and the new ones on b1: all of them end at once.
+        mark = len(a.lines())
+        b1.stop()
+        a.wait_log("new dials are spread", 5, start=mark)
+        windows = metric(a, "apilb_dial_pacing_windows_total")
+        print("then b1 ended all of its connections at once: pacing windows (metric): %s; %s" %
+              (windows, [l for l in a.lines()[mark:] if "new dials are spread" in l][0]))
+        check(windows == 1, "apilb_dial_pacing_windows_total = %s after a mass loss" % windows)
+        a.check_sanitizers()
+    finally:
+        stop_all(a, keep, b1, b2)
+
+
+@scenario
+def lost_then_refused():
+    """A node with a single connection to an apiserver that is killed sees
+    one loss, no mass: its client's next dial is made at once. When that
+    dial finds the apiserver refusing, it was no apiserver closing one of
+    its own but one that is gone: the dial goes on to the other upstream at
+    once, and the window of paced dials opens for the rest."""
+    b1, b2 = Backend("127.0.0.2"), Backend("127.0.0.3")
+    a = Apilb("--upstream", b1.addr, "--upstream", b2.addr, admin=True)
+    keep = []
+    try:
+        (only,) = on(a, b1, 1, keep)
+        while len(keep) < 2:  # b2 holds more: least-conn tries b1 first
+            keep.append(whoami(a.port, keep=True)[1])
+        time.sleep(1.2)  # a lasting connection
+        b1.stop()
+        check(closed_by_peer(only, 5), "the connection to the killed upstream stayed open")
+        only.close()
+        t0 = time.time()
+        name, s = whoami(a.port, keep=True, timeout=10)
+        took = time.time() - t0
+        keep.append(s)
+        windows = metric(a, "apilb_dial_pacing_windows_total")
+        line = [l for l in a.lines() if "new dials are spread" in l]
+        print("one lasting connection lost, the next dial reached %s in %.2f s; pacing windows "
+              "(metric): %s; %s" % (name, took, windows, line[0] if line else "no log line"))
+        check(name == b2.name, "the next dial did not reach the other upstream")
+        check(took < 0.5, "the next dial waited %.2f s" % took)
+        check(windows == 1, "apilb_dial_pacing_windows_total = %s" % windows)
+        check(line and "refused after dropping a connection" in line[0], "no log line")
+        a.check_sanitizers()
+    finally:
+        stop_all(a, keep, b1, b2)
+
+
 if __name__ == "__main__":
     run()

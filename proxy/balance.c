@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Pure balancing arithmetic; see balance.h. */
+#include "balance.h"
+
+#include <stdlib.h>
+
+bool balance_lost_is_mass(unsigned lost, unsigned total)
+{
+    if (lost < 2)
+        return false;
+    return lost >= 4 || (uint64_t)lost * 4 >= total;
+}
+
+unsigned balance_slow_start_weight(uint64_t from_ms, uint64_t now_ms, unsigned dur_ms)
+{
+    uint64_t elapsed;
+
+    if (from_ms == 0 || dur_ms == 0 || now_ms >= from_ms + dur_ms)
+        return BALANCE_WEIGHT_FULL;
+    elapsed = now_ms > from_ms ? now_ms - from_ms : 0;
+    return BALANCE_WEIGHT_FLOOR +
+           (unsigned)((BALANCE_WEIGHT_FULL - BALANCE_WEIGHT_FLOOR) * elapsed / dur_ms);
+}
+
+unsigned balance_fair_limit(unsigned total_active, unsigned n_usable)
+{
+    uint64_t n = n_usable != 0 ? n_usable : 1;
+    uint64_t ceil_fair = (total_active + n - 1) / n;
+    uint64_t over = (uint64_t)total_active * 11 / (n * 10);
+
+    return (unsigned)(over > ceil_fair ? over : ceil_fair);
+}
+
+unsigned balance_shed_count(unsigned active, unsigned limit, unsigned mine, uint64_t draw)
+{
+    uint64_t num, den, k;
+
+    if (active <= limit || mine == 0)
+        return 0;
+    if (mine > active)
+        mine = active; /* counts read at different instants */
+    num = (uint64_t)(active - limit) * mine;
+    den = (uint64_t)active * BALANCE_SHED_DIVISOR;
+    k = num / den + (draw % den < num % den ? 1 : 0);
+    return (unsigned)(k < mine ? k : mine);
+}
+
+/* qsort_r (glibc): the keys travel with the call, so workers sort at once. */
+static int by_quiet(const void *a, const void *b, void *arg)
+{
+    const uint64_t *key = arg;
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+
+    if (key[x] != key[y])
+        return key[x] < key[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+void balance_shed_order(const uint64_t *quiet_since_ms, size_t n, size_t *order)
+{
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    qsort_r(order, n, sizeof(*order), by_quiet, (void *)quiet_since_ms);
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The arithmetic of balancing beyond the pick itself, as pure functions:
+ * when lost connections are a mass failure (the paced-dial window), the
+ * slow-start weight of an upstream that came back (--slow-start), and what
+ * --rebalance sheds from an upstream over its fair share. No clock, no
+ * atomics, no sockets: the callers (upstream.c, session.c) read the state
+ * and pass it in, so Check tests need neither a loop nor a network. */
+#ifndef PROXY_BALANCE_H
+#define PROXY_BALANCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Lasting connections an upstream ends within this long of the first one
+ * count as one burst (balance_lost_is_mass). */
+#define BALANCE_LOST_BURST_MS 1000u
+/* Weights are in thousandths: BALANCE_WEIGHT_FULL is an ordinary upstream. */
+#define BALANCE_WEIGHT_FULL 1000u
+/* Where the slow-start ramp begins: a twentieth of the full weight. */
+#define BALANCE_WEIGHT_FLOOR 50u
+/* Each rebalance round sheds about 1/BALANCE_SHED_DIVISOR of the excess. */
+#define BALANCE_SHED_DIVISOR 8u
+
+/* Whether lost (>= 1) lasting connections ended by one upstream within one
+ * burst, out of total (its connections when the burst began, lost ones
+ * included), are a mass failure rather than an apiserver closing some of
+ * its own: at least 2, and a quarter of total or 4 of them. A single
+ * close never is. Pure. */
+bool balance_lost_is_mass(unsigned lost, unsigned total);
+
+/* The slow-start weight (BALANCE_WEIGHT_FLOOR..BALANCE_WEIGHT_FULL) at
+ * now_ms of an upstream whose slow start began at from_ms (0: none) and
+ * lasts dur_ms (0: off): rising linearly from the floor to full over
+ * dur_ms. Pure. */
+unsigned balance_slow_start_weight(uint64_t from_ms, uint64_t now_ms, unsigned dur_ms);
+
+/* The connections an upstream may hold before --rebalance sheds from it,
+ * given total_active connections over n_usable (>= 1) usable upstreams:
+ * the fair share total/n rounded up, or 10 % over it, whichever is more
+ * (so that a shed connection's return does not make another upstream
+ * shed in turn). Pure. */
+unsigned balance_fair_limit(unsigned total_active, unsigned n_usable);
+
+/* How many of mine (this worker's connections to an upstream holding
+ * active in all, over limit) to shed in one round: the worker's part of
+ * (active - limit) / BALANCE_SHED_DIVISOR, its fraction rounded up when
+ * draw (a random number) falls below it, so small excesses are shed at
+ * random rounds (jitter) and large ones a share at a time (budget). At
+ * most mine; 0 when active <= limit. Pure. */
+unsigned balance_shed_count(unsigned active, unsigned limit, unsigned mine, uint64_t draw);
+
+/* Fills order[0..n) with the indices 0..n-1 sorted by quiet_since_ms[],
+ * oldest first (the connection quiet the longest), ties by index. Pure;
+ * order is the caller's. */
+void balance_shed_order(const uint64_t *quiet_since_ms, size_t n, size_t *order);
+
+#endif
