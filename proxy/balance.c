@@ -22,13 +22,12 @@ unsigned balance_slow_start_weight(uint64_t from_ms, uint64_t now_ms, unsigned d
            (unsigned)((BALANCE_WEIGHT_FULL - BALANCE_WEIGHT_FLOOR) * elapsed / dur_ms);
 }
 
-unsigned balance_fair_limit(unsigned total_active, unsigned n_usable)
+unsigned balance_fair_limit(unsigned total_active, unsigned n_usable, unsigned min_active)
 {
     uint64_t n = n_usable != 0 ? n_usable : 1;
-    uint64_t ceil_fair = (total_active + n - 1) / n;
-    uint64_t over = (uint64_t)total_active * 11 / (n * 10);
+    uint64_t over = (uint64_t)total_active * 21 / (n * 20);
 
-    return (unsigned)(over > ceil_fair ? over : ceil_fair);
+    return (unsigned)(over > (uint64_t)min_active + 1 ? over : (uint64_t)min_active + 1);
 }
 
 unsigned balance_shed_count(unsigned active, unsigned limit, unsigned mine, uint64_t draw)

@@ -36,11 +36,14 @@ bool balance_lost_is_mass(unsigned lost, unsigned total);
 unsigned balance_slow_start_weight(uint64_t from_ms, uint64_t now_ms, unsigned dur_ms);
 
 /* The connections an upstream may hold before --rebalance sheds from it,
- * given total_active connections over n_usable (>= 1) usable upstreams:
- * the fair share total/n rounded up, or 10 % over it, whichever is more
- * (so that a shed connection's return does not make another upstream
- * shed in turn). Pure. */
-unsigned balance_fair_limit(unsigned total_active, unsigned n_usable);
+ * given total_active connections over n_usable (>= 1) usable upstreams of
+ * which the least loaded holds min_active: the fair share total/n plus 5 %
+ * (rounded down), but at least min_active + 1, so that a shed connection,
+ * which returns to the least loaded, never makes that one shed in turn.
+ * Within the limit every upstream is within about 10 % of the fair share,
+ * and no two differ by more than one connection where the shares are
+ * small. Pure. */
+unsigned balance_fair_limit(unsigned total_active, unsigned n_usable, unsigned min_active);
 
 /* How many of mine (this worker's connections to an upstream holding
  * active in all, over limit) to shed in one round: the worker's part of

@@ -119,6 +119,13 @@ static const struct opt opts[] = {
      "DUR", "5s",
      "close the connections of an upstream that turns unhealthy, and dial again after an upstream "
      "drops its connections, spread at random over this window; 0 = at once"},
+    {"slow-start", "APILB_SLOW_START", OPT_DURATION0, O(slow_start_ms), 0, 600000, NULL, "DUR",
+     "30s",
+     "an upstream that turns healthy again or is added later gets a share of the new connections "
+     "rising linearly from 5 % to full over this long, not all of them; 0 = off"},
+    {"rebalance", "APILB_REBALANCE", OPT_BOOL, O(rebalance), 0, 0, NULL, NULL, "true",
+     "close idle connections of upstreams over their fair share, a few at a time, so clients "
+     "reconnect to the one that came back (--rebalance=false keeps them)"},
     {"balance", "APILB_BALANCE", OPT_ENUM, O(balance), 0, 0, balance_names, "ALGO", "least-conn",
      "least-conn | round-robin | random"},
     {"prefer", "APILB_PREFER", OPT_ENUM, O(prefer), 0, 0, prefer_names, "MODE", "nearest",

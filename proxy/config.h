@@ -90,6 +90,8 @@ struct config {
     unsigned upstream_ack_timeout_ms; /* session_check_acks(); 0 = off */
     unsigned close_spread_ms;       /* 0 = close and dial at once */
     enum upstream_balance balance;
+    unsigned slow_start_ms;         /* a returning upstream's ramp (balance.h); 0 = off */
+    bool rebalance;                 /* shed the excess over the fair share (session.c) */
     enum config_prefer prefer;
     char *zone; /* this node's zone, or NULL */
     char *node_name; /* --node-name: whose node object gives the zone, or NULL */

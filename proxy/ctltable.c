@@ -81,6 +81,17 @@ static void rebuild_locked(struct ctltable *t, const char *reason)
     if (res != REGISTRY_PUBLISHED)
         return;
     tab = registry_table(t->reg);
+    /* --slow-start (and --rebalance after it) for what came while others
+     * carried the load; not in the first table: every upstream is new. */
+    for (size_t i = 0; t->swaps > 0 && i < ch.n; i++) {
+        if (ch.c[i].kind == REGISTRY_REMOVED)
+            continue;
+        upstream_slow_start_begin(ch.c[i].up, clock_now_ms());
+        if (t->cfg->slow_start_ms != 0)
+            log_info("upstream in slow start", "upstream=%s reason=%s slow_start_ms=%u",
+                     ch.c[i].up->name, ch.c[i].kind == REGISTRY_READDED ? "readded" : "added",
+                     t->cfg->slow_start_ms);
+    }
     t->swaps++;
     for (size_t i = 0; i < ch.n; i++) /* getifaddrs(3) is a netlink dump: not per connection */
         if (ch.c[i].is_new)

@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "worker.h"
 
 /* health_changed_fn. */
 static void changed_cb(void *arg, struct upstream *up, enum upstream_health from,
@@ -31,6 +32,13 @@ static void changed_cb(void *arg, struct upstream *up, enum upstream_health from
     else
         log_info("upstream health changed", "upstream=%s from=%s to=%s reason=\"%s\"", up->name,
                  upstream_health_name(from), upstream_health_name(to), log_quote(why));
+    if (from == UPSTREAM_UNHEALTHY && to == UPSTREAM_HEALTHY) {
+        /* --slow-start, and --rebalance's episode after it (session.c). */
+        upstream_slow_start_begin(up, clock_now_ms());
+        if (l->cfg->slow_start_ms != 0)
+            log_info("upstream in slow start", "upstream=%s reason=healthy-again slow_start_ms=%u",
+                     up->name, l->cfg->slow_start_ms);
+    }
     l->kick(l->arg); /* workers close the sessions of an unhealthy upstream */
 }
 

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "worker.h"
+#include "balance.h"
 
 static void head(struct strbuf *b, const char *name, const char *type, const char *help)
 {
@@ -158,7 +159,7 @@ static const char *check_value(int k)
 
 static const char *closed_value(int k)
 {
-    static const char *const names[] = {"unhealthy", "drained", "unacked"};
+    static const char *const names[] = {"unhealthy", "drained", "unacked", "rebalance"};
 
     return names[k];
 }
@@ -233,6 +234,8 @@ static uint64_t get_closed(const struct snapshot_upstream *su, uint64_t now_ms, 
     (void)now_ms;
     if (k == 0)
         return SNAPSHOT_LOAD(up->closed_by_health);
+    if (k == 3)
+        return SNAPSHOT_LOAD(up->closed_by_rebalance); /* --rebalance */
     return k == 1 ? SNAPSHOT_LOAD(up->closed_by_drain) : SNAPSHOT_LOAD(up->closed_unacked);
 }
 
@@ -277,6 +280,28 @@ static void prefer_metrics(const struct snapshot *s, struct strbuf *b)
     for (size_t i = 0; i < s->n; i++)
         if (s->u[i].in_table)
             up_sample(b, "apilb_upstream_tier", s->u[i].up, "", SNAPSHOT_LOAD(s->u[i].up->tier));
+}
+
+/* --slow-start (upstream.c) per upstream; the --rebalance sheds are a reason
+ * of apilb_upstream_closed_connections_total. */
+static void balance_metrics(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
+{
+    unsigned dur = s->sh->cfg->slow_start_ms;
+
+    head(b, "apilb_upstream_slow_start_weight", "gauge",
+         "Share of its turn an upstream in slow start takes (--slow-start): rising from 0.05 "
+         "to 1 after it turns healthy again or is added; 1 when not in slow start.");
+    for (size_t i = 0; i < s->n; i++) {
+        strbuf_puts(b, "apilb_upstream_slow_start_weight{upstream=\"");
+        strbuf_label_escape(b, s->u[i].up->name);
+        strbuf_printf(b, "\"} %.3f\n",
+                      upstream_slow_start_weight(s->u[i].up, dur, now_ms) / (double)BALANCE_WEIGHT_FULL);
+    }
+    head(b, "apilb_upstream_slow_start_passed_total", "counter",
+         "New connections for which slow start left an upstream out of the pick.");
+    for (size_t i = 0; i < s->n; i++)
+        up_sample(b, "apilb_upstream_slow_start_passed_total", s->u[i].up, "",
+                  SNAPSHOT_LOAD(s->u[i].up->slow_start_passed));
 }
 
 /* name{upstream="..."} seconds, from a sum of microseconds. */
@@ -352,8 +377,8 @@ static const struct up_family up_families[] = {
     {NULL, NULL, NULL, NULL, NULL, 0, NULL, check_seconds},
     {"apilb_upstream_closed_connections_total", "counter",
      "Open connections apilb closed, by reason (upstream turned unhealthy, drained after "
-     "removal, sent bytes unacknowledged for --upstream-user-timeout).",
-     "reason", closed_value, 3, get_closed, NULL},
+     "removal, sent bytes unacknowledged for --upstream-user-timeout, shed by --rebalance).",
+     "reason", closed_value, 4, get_closed, NULL},
     {"apilb_upstream_failed_connections_total", "counter",
      "Connections that ended because the upstream reset or failed them, by phase: before "
      "its first byte (not replayed: only a TLS ClientHello is) or after.",
@@ -366,6 +391,7 @@ static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct s
     strbuf_printf(b, "apilb_upstreams{state=\"usable\"} %zu\n", snapshot_usable(s, now_ms));
     for (size_t i = 0; i < sizeof(up_families) / sizeof(up_families[0]); i++)
         up_family(&up_families[i], s, now_ms, b);
+    balance_metrics(s, now_ms, b);
 }
 
 static void state_file_metrics(const struct snapshot_state_file *f, struct strbuf *b)

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -52,6 +54,10 @@
  * sessions serves every deadline in a tick, so a window of thousands of
  * connections costs window / tick sweeps, not one per connection. */
 #define PACE_TICK_MS 100u
+/* --rebalance looks at the upstreams' shares about this often (each round
+ * at a random time in [1/2, 3/2] of it, so the nodes of a fleet do not
+ * shed in step). */
+#define REBALANCE_ROUND_MS 1000u
 
 enum session_state {
     S_CONNECTING = 0,
@@ -114,6 +120,8 @@ struct session {
     uint64_t spread_close_ms;      /* its upstream is unhealthy: closed then; 0 = not */
     uint64_t dial_at_ms;           /* paced: the first dial waits until then; 0 = not */
     bool lost_noted;               /* its upstream ended it: counted for pacing */
+    uint64_t quiet_since_ms;       /* the last byte either way (--rebalance sheds the quietest) */
+    bool awaiting_reply;           /* the last bytes went to the upstream: an answer may be due */
     bool in_flight;                /* bytes sent upstream, not known acknowledged */
     uint64_t in_flight_ms;         /* since then (session_check_acks) */
     uint8_t state;
@@ -772,6 +780,7 @@ static void relay_failed(struct session *s, struct upstream *up, int rc)
 static void session_relay(struct session *s)
 {
     struct upstream *up = s->upstream;
+    uint64_t sent = s->c2u.total, answered = s->u2c.total;
     int rc, rc2 = 0;
 
     s->again = false;
@@ -788,6 +797,12 @@ static void session_relay(struct session *s)
         rc2 = flow_pump(s, &s->u2c, s->up, &s->client, &up->bytes_from);
     if (rc == 0)
         rc = rc2;
+    if (s->c2u.total != sent || s->u2c.total != answered) {
+        s->quiet_since_ms = clock_now_ms();
+        /* A request sent and no answer since (or both in one go: not
+         * known to be complete): the upstream may be working on it. */
+        s->awaiting_reply = s->c2u.total != sent;
+    }
     if (s->up->failed && s->up->err == -ETIMEDOUT)
         note_unacked(s, up, /* keepalive, or the kernel's retransmissions */
                      (SOCKOPT_KEEPIDLE_S + SOCKOPT_KEEPINTVL_S * SOCKOPT_KEEPCNT) * 1000u);
@@ -913,6 +928,9 @@ static void connected(struct session *s)
         s->age_deadline_ms = clock_now_ms() + age - j;
         worker_schedule_sweep(w, s->age_deadline_ms);
     }
+    s->quiet_since_ms = clock_now_ms();
+    if (cfg->rebalance)
+        worker_schedule_sweep(w, s->quiet_since_ms + REBALANCE_ROUND_MS);
     log_debug("session connected", "sid=%" PRIu64 " upstream=%s", s->id, up->name);
     session_relay(s);
 }
@@ -1095,6 +1113,109 @@ uint64_t session_expire_connects(struct worker *w, uint64_t now_ms)
     return 0;
 }
 
+/* --- --rebalance ------------------------------------------------------ */
+
+/* Idle at this instant: the last bytes were the upstream's (no request
+ * sent since its answer), nothing held in apilb either way, nothing unread
+ * in either socket, nothing sent to either peer and not yet acknowledged.
+ * Closed now, the client sees a clean FIN between two requests. */
+static bool session_idle_now(const struct session *s)
+{
+    int fds[2] = {s->client.io.fd, s->up != NULL ? s->up->io.fd : -1};
+
+    if (s->state != S_RELAYING || s->early || s->in_flight || s->awaiting_reply ||
+        s->c2u.pending != 0 || s->u2c.pending != 0 || s->c2u.queued || s->u2c.queued ||
+        s->c2u.eof || s->u2c.eof)
+        return false;
+    for (int k = 0; k < 2; k++) {
+        int unread = -1, unsent = -1;
+
+        if (fds[k] < 0 || ioctl(fds[k], FIONREAD, &unread) == -1 ||
+            ioctl(fds[k], SIOCOUTQ, &unsent) == -1 || unread != 0 || unsent != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Sheds up to k of this worker's connections to up, the quietest first,
+ * each only if idle at that instant. Returns how many it closed. */
+static unsigned shed_quietest(struct worker *w, struct upstream *up, unsigned mine, unsigned k)
+{
+    struct session **ss = malloc(mine * sizeof(*ss));
+    uint64_t *quiet = malloc(mine * sizeof(*quiet));
+    size_t *order = malloc(mine * sizeof(*order));
+    unsigned n = 0, shed = 0;
+
+    if (ss == NULL || quiet == NULL || order == NULL)
+        goto out; /* next round */
+    for (struct session *s = w->sessions; s != NULL && n < mine; s = s->next)
+        if (s->state == S_RELAYING && s->upstream == up) {
+            ss[n] = s;
+            quiet[n++] = s->quiet_since_ms;
+        }
+    balance_shed_order(quiet, n, order);
+    for (size_t i = 0; i < n && shed < k; i++) {
+        if (!session_idle_now(ss[order[i]]))
+            continue;
+        atomic_fetch_add_explicit(&up->closed_by_rebalance, 1, memory_order_relaxed);
+        session_close(ss[order[i]], "rebalance");
+        shed++;
+    }
+out:
+    free(ss);
+    free(quiet);
+    free(order);
+    return shed;
+}
+
+/* One round of --rebalance: the fair share is the active connections over
+ * the usable upstreams; each one over balance_fair_limit() sheds this
+ * worker's part of a share of its excess (balance_shed_count). Nothing
+ * while an upstream is in slow start: that ramp moves the new connections
+ * first, and a connection shed now would mostly come back to the
+ * overloaded ones. */
+static void rebalance_round(struct worker *w, uint64_t now_ms)
+{
+    const struct config *cfg = w->sh->cfg;
+    const struct upstream_table *t = w->table;
+    unsigned total = 0, n_usable = 0, least = UINT32_MAX, limit;
+
+    for (size_t i = 0; t != NULL && i < t->n; i++) {
+        struct upstream *up = t->e[i].up;
+        unsigned active = atomic_load(&up->active);
+
+        if (t->e[i].fallback || !upstream_usable(up, now_ms))
+            continue;
+        if (upstream_slow_start_weight(up, cfg->slow_start_ms, now_ms) < BALANCE_WEIGHT_FULL)
+            return;
+        total += active;
+        least = active < least ? active : least;
+        n_usable++;
+    }
+    if (n_usable < 2)
+        return;
+    limit = balance_fair_limit(total, n_usable, least);
+    for (size_t i = 0; i < t->n; i++) {
+        struct upstream *up = t->e[i].up;
+        unsigned active = atomic_load(&up->active), mine = 0, k, shed;
+
+        if (t->e[i].fallback || active <= limit || !upstream_usable(up, now_ms))
+            continue;
+        for (struct session *s = w->sessions; s != NULL; s = s->next)
+            mine += s->state == S_RELAYING && s->upstream == up;
+        k = balance_shed_count(active, limit, mine, upstream_picker_random(&w->picker));
+        if (k == 0)
+            continue;
+        shed = shed_quietest(w, up, mine, k);
+        /* One line per batch; a round whose chosen ones were all busy is
+         * retried next round and logged at debug level only. */
+        LOG_AT(shed != 0 ? LOG_INFO : LOG_DEBUG,
+               "rebalance: closed idle connections of an upstream over its fair share",
+               "upstream=%s worker=%u shed=%u of=%u busy=%u active=%u fair_limit=%u usable=%u",
+               up->name, w->id, shed, mine, k - shed, active, limit, n_usable);
+    }
+}
+
 static uint64_t drain_deadline(struct session *s, uint64_t since, unsigned drain_ms)
 {
     /* Spread closes over the second half of the drain window. */
@@ -1242,6 +1363,23 @@ static void sweep_hold_note(struct worker *w, bool hold)
                  w->id);
 }
 
+/* --rebalance: a round when its time came (the first sweep only sets the
+ * time), then the next at a jittered time, due while the worker has
+ * sessions. */
+static void sweep_rebalance(struct worker *w, struct sweep *sw)
+{
+    if (!sw->cfg->rebalance)
+        return;
+    if (sw->now_ms >= w->rebalance_at_ms) {
+        if (w->rebalance_at_ms != 0)
+            rebalance_round(w, sw->now_ms);
+        w->rebalance_at_ms = sw->now_ms + REBALANCE_ROUND_MS / 2 +
+                             upstream_picker_random(&w->picker) % REBALANCE_ROUND_MS;
+    }
+    if (w->n_sessions > 0)
+        sweep_due(sw, w->rebalance_at_ms);
+}
+
 uint64_t session_sweep(struct worker *w, uint64_t now_ms)
 {
     struct sweep sw = {.cfg = w->sh->cfg, .now_ms = now_ms};
@@ -1253,6 +1391,8 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
         sweep_hold_note(w, sw.hold_health_closes);
     }
 
+    if (!closing)
+        sweep_rebalance(w, &sw);
     for (s = w->sessions; s != NULL; s = nx) {
         nx = s->next;
         if (s->state == S_CLOSING)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "balance.h"
 #include "rand.h"
 
 const double upstream_latency_bounds_s[UPSTREAM_LATENCY_BUCKETS] = {
@@ -166,6 +167,7 @@ long upstream_table_find(const struct upstream_table *t, const struct addr *addr
 void upstream_picker_init(struct upstream_picker *p, enum upstream_balance algo, uint64_t seed)
 {
     p->algo = algo;
+    p->slow_start_ms = 0;
     p->rng = seed != 0 ? seed : 0x9e3779b97f4a7c15ull;
     p->rr_next = (unsigned)(seed % 64);
     p->tiers = false;
@@ -336,15 +338,57 @@ static long pick_tiered(struct upstream_picker *p, const struct upstream_table *
     return -1;
 }
 
+unsigned upstream_slow_start_weight(const struct upstream *up, unsigned slow_start_ms,
+                                    uint64_t now_ms)
+{
+    return balance_slow_start_weight(atomic_load_explicit(&up->slow_start_from_ms,
+                                                          memory_order_relaxed),
+                                     now_ms, slow_start_ms);
+}
+
+void upstream_slow_start_begin(struct upstream *up, uint64_t now_ms)
+{
+    atomic_store_explicit(&up->slow_start_from_ms, now_ms != 0 ? now_ms : 1,
+                          memory_order_relaxed);
+}
+
+/* The entries that slow start leaves out of this pick: each one in slow
+ * start with the probability 1 - its weight. Only entries below 64 (those
+ * that tried can mark); the rest take part always. */
+static uint64_t slow_start_skips(struct upstream_picker *p, const struct upstream_table *t,
+                                 uint64_t now_ms)
+{
+    uint64_t skip = 0;
+
+    for (size_t i = 0; p->slow_start_ms != 0 && i < t->n && i < 64; i++) {
+        unsigned w = upstream_slow_start_weight(t->e[i].up, p->slow_start_ms, now_ms);
+
+        if (w < BALANCE_WEIGHT_FULL && upstream_picker_random(p) % BALANCE_WEIGHT_FULL >= w)
+            skip |= 1ull << i;
+    }
+    return skip;
+}
+
 long upstream_pick(struct upstream_picker *p, const struct upstream_table *t,
                    struct upstream_tried *tried, uint64_t now_ms)
 {
     long i = -1;
+    uint64_t skip;
+    struct upstream_tried ramp;
 
     if (t == NULL || t->n == 0)
         return -1;
+    skip = slow_start_skips(p, t, now_ms);
+    ramp = (struct upstream_tried){.mask = tried->mask | skip, .count = tried->count};
+    /* Slow start first, as if its skipped entries were tried: tier by
+     * tier, then flat; when it leaves nothing, it yields (the passes). */
     if (p->tiers)
-        i = pick_tiered(p, t, tried, now_ms);
+        i = pick_tiered(p, t, &ramp, now_ms);
+    if (i < 0 && skip != 0)
+        i = pick_pass(p, t, PASS_PRIMARY, &ramp, now_ms, NULL);
+    for (size_t k = 0; skip != 0 && i >= 0 && k < t->n && k < 64; k++)
+        if (skip & (1ull << k) & ~tried->mask)
+            atomic_fetch_add_explicit(&t->e[k].up->slow_start_passed, 1, memory_order_relaxed);
     for (int pass = PASS_PRIMARY; pass <= PASS_ANY && i < 0; pass++)
         i = pick_pass(p, t, (enum pass)pass, tried, now_ms, NULL);
     if (i >= 0) {

@@ -206,6 +206,7 @@ enum upstream_balance {
 /* Per-worker balancer state. */
 struct upstream_picker {
     enum upstream_balance algo;
+    unsigned slow_start_ms; /* --slow-start; 0 (upstream_picker_init's) = off */
     uint64_t rng;       /* xorshift state, never 0 */
     unsigned rr_next;   /* round-robin cursor */
     bool tiers;       /* honour upstream->tier (upstream_picker_prefer) */
@@ -238,11 +239,24 @@ uint64_t upstream_picker_random(struct upstream_picker *p);
 /* Picks the entry for the next connection attempt, skipping tried entries, in
  * three passes: usable primary entries (tier by tier with
  * upstream_picker_prefer), then usable fallback seeds, then any entry
- * ignoring health (health may be wrong under load). Marks the choice
- * tried and returns its index, or -1 when every entry was tried. Loop thread
- * of the worker owning p. */
+ * ignoring health (health may be wrong under load). Before them, an entry
+ * in slow start takes part only with the probability of its weight
+ * (upstream_slow_start_weight), unless no other could be picked. Marks the
+ * choice tried and returns its index, or -1 when every entry was tried.
+ * Loop thread of the worker owning p. */
 long upstream_pick(struct upstream_picker *p, const struct upstream_table *t,
                    struct upstream_tried *tried, uint64_t now_ms);
+
+/* The slow-start weight of up at now_ms for a ramp of slow_start_ms
+ * (balance_slow_start_weight of its slow_start_from_ms): BALANCE_WEIGHT_FULL
+ * when it is not in slow start. Any thread. */
+unsigned upstream_slow_start_weight(const struct upstream *up, unsigned slow_start_ms,
+                                    uint64_t now_ms);
+
+/* up turned healthy again or joined a table after the first: its slow
+ * start (and --rebalance's episode after it) begins at now_ms (> 0). The
+ * caller logs it. Any thread. */
+void upstream_slow_start_begin(struct upstream *up, uint64_t now_ms);
 
 /* The address the watcher dials next (its route), into *out: usable entries
  * other than avoid (NULL: none to avoid) first, then usable ones, then any,

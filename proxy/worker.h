@@ -105,6 +105,7 @@ struct worker {
      * take is copied into a buffer of the session's own. */
     char scratch[WORKER_SCRATCH_BYTES];
     struct session *sessions;   /* every open session */
+    uint64_t rebalance_at_ms;   /* --rebalance: the next round (session_sweep); 0 = none yet */
     size_t n_sessions;
     struct session *conn_head;  /* sessions connecting, oldest first */
     struct session *conn_tail;

@@ -277,6 +277,7 @@ def single_close_not_paced():
     keep = []
     try:
         conns = on(a, b1, 6, keep)
+        keep += conns  # closed at the end: half-closed ones would hold apilb's shutdown
         time.sleep(1.2)  # lasting connections, not short exchanges
         with b1.lock:
             victim = b1.conns[0]

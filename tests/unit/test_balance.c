@@ -51,14 +51,18 @@ START_TEST(slow_start_off_or_none_is_full)
 }
 END_TEST
 
-START_TEST(fair_limit_rounds_up_with_a_margin)
+START_TEST(fair_limit_is_five_percent_over_or_one_over_the_least)
 {
-    ck_assert_uint_eq(balance_fair_limit(90, 3), 33); /* 30, 10 % over */
-    ck_assert_uint_eq(balance_fair_limit(100, 3), 36);
-    ck_assert_uint_eq(balance_fair_limit(3, 3), 1);
-    ck_assert_uint_eq(balance_fair_limit(4, 3), 2);
-    ck_assert_uint_eq(balance_fair_limit(0, 3), 0);
-    ck_assert_uint_eq(balance_fair_limit(7, 0), 7); /* no usable one: as if one */
+    ck_assert_uint_eq(balance_fair_limit(60, 3, 0), 21); /* 20 + 5 % */
+    ck_assert_uint_eq(balance_fair_limit(60, 3, 16), 21);
+    ck_assert_uint_eq(balance_fair_limit(600, 3, 0), 210);
+    /* Small shares: one over the least loaded. 2/1/0 sheds one, 2/1/1
+     * none, 1/1/0 none (nothing better exists). */
+    ck_assert_uint_eq(balance_fair_limit(3, 3, 0), 1);
+    ck_assert_uint_eq(balance_fair_limit(4, 3, 1), 2);
+    ck_assert_uint_eq(balance_fair_limit(2, 3, 0), 1);
+    ck_assert_uint_eq(balance_fair_limit(0, 3, 0), 1);
+    ck_assert_uint_eq(balance_fair_limit(7, 0, 7), 8); /* no usable one: as if one */
 }
 END_TEST
 
@@ -120,7 +124,7 @@ int main(void)
     tcase_add_test(tc, mass_is_a_quarter_or_four);
     tcase_add_test(tc, slow_start_ramps_from_floor_to_full);
     tcase_add_test(tc, slow_start_off_or_none_is_full);
-    tcase_add_test(tc, fair_limit_rounds_up_with_a_margin);
+    tcase_add_test(tc, fair_limit_is_five_percent_over_or_one_over_the_least);
     tcase_add_test(tc, shed_nothing_within_limit);
     tcase_add_test(tc, shed_a_share_of_the_excess_per_round);
     tcase_add_test(tc, small_excess_is_shed_at_random_rounds);

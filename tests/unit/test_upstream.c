@@ -278,6 +278,72 @@ START_TEST(resolve_seed_refuses_over_max)
 }
 END_TEST
 
+/* An upstream just back (slow start at its floor, 5 %) with no connections,
+ * the others with 100 each: least-conn alone gives it every new connection;
+ * in slow start it takes about its weight's share of them. */
+START_TEST(slow_start_bounds_share_of_empty_upstream)
+{
+    struct upstream_picker p;
+    unsigned got = 0, passed;
+
+    upstream_picker_init(&p, UPSTREAM_BALANCE_LEAST_CONN, 42);
+    p.slow_start_ms = 10000;
+    atomic_store(&t->e[1].up->active, 100);
+    atomic_store(&t->e[2].up->active, 100);
+    atomic_store(&t->e[0].up->slow_start_from_ms, 5000);
+    for (int k = 0; k < 2000; k++) {
+        struct upstream_tried tried = {0};
+
+        got += upstream_pick(&p, t, &tried, 5000) == 0;
+    }
+    passed = (unsigned)atomic_load(&t->e[0].up->slow_start_passed);
+    ck_assert_uint_gt(got, 50); /* 5 % of 2000 = 100 */
+    ck_assert_uint_lt(got, 160);
+    ck_assert_uint_eq(passed, 2000 - got);
+    /* At full weight (the ramp over), least-conn alone again. */
+    got = 0;
+    for (int k = 0; k < 100; k++) {
+        struct upstream_tried tried = {0};
+
+        got += upstream_pick(&p, t, &tried, 15000) == 0;
+    }
+    ck_assert_uint_eq(got, 100);
+    /* Off (--slow-start 0): every one. */
+    p.slow_start_ms = 0;
+    got = 0;
+    for (int k = 0; k < 100; k++) {
+        struct upstream_tried tried = {0};
+
+        got += upstream_pick(&p, t, &tried, 5000) == 0;
+    }
+    ck_assert_uint_eq(got, 100);
+}
+END_TEST
+
+/* The only usable one takes every connection, in slow start or not; and a
+ * retry after the others failed reaches it too. */
+START_TEST(slow_start_yields_when_only_usable)
+{
+    struct upstream_picker p;
+    struct upstream_tried tried = {0};
+
+    upstream_picker_init(&p, UPSTREAM_BALANCE_LEAST_CONN, 7);
+    p.slow_start_ms = 10000;
+    atomic_store(&t->e[0].up->slow_start_from_ms, 5000);
+    atomic_store(&t->e[1].up->health, UPSTREAM_UNHEALTHY);
+    atomic_store(&t->e[2].up->health, UPSTREAM_UNHEALTHY);
+    for (int k = 0; k < 100; k++) {
+        struct upstream_tried fresh = {0};
+
+        ck_assert_int_eq(upstream_pick(&p, t, &fresh, 5000), 0);
+    }
+    atomic_store(&t->e[1].up->health, UPSTREAM_HEALTHY);
+    tried.mask = 1ull << 1; /* 10.0.0.2 tried and failed */
+    tried.count = 1;
+    ck_assert_int_eq(upstream_pick(&p, t, &tried, 5000), 0);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -294,5 +360,7 @@ int main(void)
     tcase_add_test(tc, passes_skip_unusable_then_fallback_then_any);
     tcase_add_test(tc, empty_table);
     tcase_add_test(tc, route_avoids_then_usable_then_any);
+    tcase_add_test(tc, slow_start_bounds_share_of_empty_upstream);
+    tcase_add_test(tc, slow_start_yields_when_only_usable);
     return check_run(s);
 }

@@ -1,0 +1,234 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Slow start (--slow-start) and rebalancing (--rebalance) after an apiserver
+returns (issue 20). Three TLS apiservers on loopback addresses, checked by
+/readyz over verified TLS; the clients are kept-alive HTTPS connections
+through apilb, like kubelets'. The runs that prove the defaults pass no new
+flag; the runs that turn a feature off, or shorten slow start to keep the
+test short, set the environment variable (APILB_SLOW_START,
+APILB_REBALANCE), which a binary without the feature ignores."""
+
+import random
+import select
+import threading
+import time
+
+from harness import (Apilb, Fail, HttpsConn, TlsApiserver, check, make_certs, metric, run,
+                     scenario, tmpdir)
+
+
+def apiservers():
+    d = tmpdir()
+    ca, crt, key = make_certs(d)
+    return ca, [TlsApiserver("127.0.0.%d" % i, crt, key, "api%d" % i) for i in (2, 3, 4)]
+
+
+def start(s, ca, env=None):
+    a = Apilb(*sum((["--upstream", x.addr] for x in s), []), "--health-ca", ca,
+              "--health-interval", "200ms", "--health-timeout", "150ms", "--rise", "1",
+              "--fall", "1", "--close-spread", "1s", health="readyz", admin=True, env=env)
+    for x in s:
+        a.wait_log(r"upstream health changed.*upstream=%s .*to=healthy" % x.addr, 10)
+    return a
+
+
+def connect(a, ca):
+    """A new kept-alive connection through apilb and the apiserver it reached."""
+    c = HttpsConn(a.port, ca)
+    code, name = c.get("/version")
+    check(code == 200, "GET /version answered %d" % code)
+    return c, name
+
+
+def counts(names, s):
+    return [sum(1 for n in names if n == x.name) for x in s]
+
+
+def fail_and_return(a, ca, s, held):
+    """api2 fails its readyz: its connections are closed (spread over 1 s)
+    and their clients reconnect to the others; then it is ready again."""
+    mark = len(a.lines())
+    s[0].readyz = 500
+    a.wait_log(r"upstream health changed.*upstream=%s .*to=unhealthy" % s[0].addr, 5, mark)
+    t_down = time.time()
+    for i, (c, name) in enumerate(held):
+        if name == s[0].name:
+            check(c.closed(5), "a connection to the failed apiserver stayed open")
+            c.close()
+            held[i] = connect(a, ca)
+    time.sleep(max(0, t_down + 1.5 - time.time()))  # past the 1 s paced-dial window
+    mark = len(a.lines())
+    s[0].readyz = 200
+    a.wait_log(r"upstream health changed.*upstream=%s .*to=healthy" % s[0].addr, 5, mark)
+    return mark
+
+
+def slow_start_run(env):
+    """45 connections spread at start (slow start is not applied then); api2
+    fails and returns; 30 new connections right after its return. Returns
+    how many of those reached api2 and the seconds they took."""
+    ca, s = apiservers()
+    a = start(s, ca, env)
+    held = []
+    try:
+        for _ in range(45):
+            held.append(connect(a, ca))
+        at_start = counts([n for _, n in held], s)
+        check(min(at_start) >= 12, "45 connections at start spread %s: slow start at start?"
+              % at_start)
+        fail_and_return(a, ca, s, held)
+        before = counts([n for _, n in held], s)
+        t0 = time.time()
+        new = []
+        for _ in range(30):
+            new.append(connect(a, ca))
+        took = time.time() - t0
+        got = counts([n for _, n in new], s)
+        weight = metric(a, 'apilb_upstream_slow_start_weight{upstream="%s"}' % s[0].addr)
+        passed = metric(a, 'apilb_upstream_slow_start_passed_total{upstream="%s"}' % s[0].addr)
+        held += new
+        a.check_sanitizers()
+        return at_start, before, got, took, weight, passed, a.lines()
+    finally:
+        for c, _ in held:
+            c.close()
+        a.stop()
+        for x in s:
+            x.stop()
+
+
+@scenario
+def slow_start():
+    """An apiserver that turns healthy again while the others carry 22-23
+    connections each: with slow start (the default, 30 s) it takes a small
+    share of the next 30 new connections made in the first second(s), the
+    rest spread over the others; without (APILB_SLOW_START=0) least-conn
+    sends it nearly all of them."""
+    at_start, before, got, took, weight, passed, lines = slow_start_run(None)
+    ramp = [l for l in lines if "upstream in slow start" in l]
+    print("default: at start %s; after api2 failed %s; 30 new connections in %.2f s after its "
+          "return reached %s (api2 %d = %.0f %%); slow-start weight (metric) %s, passed over %s"
+          % (at_start, before, took, got, got[0], 100.0 * got[0] / 30, weight, passed))
+    print(ramp[0] if ramp else "no slow-start log line")
+    check(got[0] <= 9, "api2 took %d of 30 new connections in slow start (over 30 %%)" % got[0])
+    check(ramp and "reason=healthy-again" in ramp[0], "no log line for the slow start")
+    check(weight is not None and weight < 0.3, "slow-start weight metric %s" % weight)
+    check(passed and passed >= 15, "apilb_upstream_slow_start_passed_total = %s" % passed)
+    at_start, before, got, took, weight, _, _ = slow_start_run({"APILB_SLOW_START": "0"})
+    print("--slow-start 0: after api2 failed %s; 30 new connections in %.2f s reached %s "
+          "(api2 %d = %.0f %%)" % (before, took, got, got[0], 100.0 * got[0] / 30))
+    check(got[0] >= 20, "without slow start api2 took only %d of 30" % got[0])
+
+
+class Client(threading.Thread):
+    """A kubelet-like client on one kept-alive connection: a request every
+    0.3-0.9 s; when apilb closed the connection between two requests (a
+    clean FIN seen before the next one), it connects again. A request that
+    fails on an open connection is a failed request."""
+
+    def __init__(self, a, ca):  # noqa: D107
+        super().__init__(daemon=True)
+        self.a, self.ca = a, ca
+        self.c, self.name = connect(a, ca)
+        self.stop = False
+        self.failed = []
+        self.reconnects = 0
+
+    def run(self):
+        rnd = random.Random()
+        while not self.stop:
+            time.sleep(rnd.uniform(0.3, 0.9))
+            try:
+                if select.select([self.c.s], [], [], 0)[0]:  # a FIN (or an alert) waits
+                    self.c.close()
+                    self.c, self.name = connect(self.a, self.ca)
+                    self.reconnects += 1
+                    continue
+                code, name = self.c.get("/version")
+                if code != 200 or name != self.name:
+                    self.failed.append("%d %s" % (code, name))
+            except (OSError, Fail) as e:
+                self.failed.append(repr(e))
+                try:
+                    self.c, self.name = connect(self.a, self.ca)
+                except (OSError, Fail) as e2:
+                    self.failed.append(repr(e2))
+
+
+def rebalance_run(env, bound):
+    """60 clients pile up on api3 and api4 while api2 is down; it returns.
+    Returns the spread each second until it is within +-15 % of the fair
+    share (20) or bound seconds pass, the failed requests and apilb's log."""
+    ca, s = apiservers()
+    s[0].readyz = 500
+    a = Apilb(*sum((["--upstream", x.addr] for x in s), []), "--health-ca", ca,
+              "--health-interval", "200ms", "--health-timeout", "150ms", "--rise", "1",
+              "--fall", "1", "--close-spread", "1s", health="readyz", admin=True, env=env)
+    clients = []
+    try:
+        a.wait_log(r"upstream health changed.*upstream=%s .*to=unhealthy" % s[0].addr, 10)
+        for _ in range(60):
+            clients.append(Client(a, ca))
+        for c in clients:
+            c.start()
+        piled = counts([c.name for c in clients], s)
+        mark = len(a.lines())
+        s[0].readyz = 200
+        a.wait_log(r"upstream health changed.*upstream=%s .*to=healthy" % s[0].addr, 5, mark)
+        t0 = time.time()
+        spread = []
+        while time.time() - t0 < bound:
+            time.sleep(1.0)
+            now = counts([c.name for c in clients], s)
+            spread.append((round(time.time() - t0, 1), now))
+            if all(17 <= n <= 23 for n in now):
+                break
+        for c in clients:
+            c.stop = True
+        for c in clients:
+            c.join(5)
+        failed = sum((c.failed for c in clients), [])
+        sheds = sum(metric(a, 'apilb_upstream_closed_connections_total{upstream="%s",'
+                              'reason="rebalance"}' % x.addr) or 0 for x in s)
+        a.check_sanitizers()
+        return piled, spread, failed, sheds, sum(c.reconnects for c in clients), a.lines()
+    finally:
+        for c in clients:
+            c.stop = True
+            c.c.close()
+        a.stop()
+        for x in s:
+            x.stop()
+
+
+@scenario
+def rebalance():
+    """With --rebalance (the default) the 60 connections piled on two
+    apiservers converge within +-15 % of the fair share (17..23 each) within
+    60 s of the third's return (slow start shortened to 1 s here), by clean
+    closes of idle connections: no request fails. Without
+    (APILB_REBALANCE=false) the spread stays where it was."""
+    env = {"APILB_SLOW_START": "1s"}
+    piled, spread, failed, sheds, reconnects, lines = rebalance_run(env, 60)
+    batches = [l for l in lines if "rebalance: closed idle connections" in l]
+    print("default: piled %s while api2 was down; after its return: %s" %
+          (piled, " ".join("%ss:%s" % (t, "/".join(map(str, n))) for t, n in spread)))
+    print("sheds (metric) %s, reconnects %d, failed requests %d %s; %d shed batches logged%s" %
+          (sheds, reconnects, len(failed), failed[:3], len(batches),
+           ", e.g. " + batches[0] if batches else ""))
+    check(piled[0] == 0, "connections reached api2 while it was down: %s" % piled)
+    check(all(17 <= n <= 23 for n in spread[-1][1]),
+          "not within +-15 %% of the fair share after %.0f s: %s" % (spread[-1][0], spread[-1][1]))
+    check(not failed, "requests failed: %s" % failed[:3])
+    check(sheds >= 10, "apilb_upstream_closed_connections_total rebalance = %s" % sheds)
+    check(batches, "no log line per shed batch")
+    piled, spread, failed, sheds, _, _ = rebalance_run(dict(env, APILB_REBALANCE="false"), 15)
+    print("APILB_REBALANCE=false: piled %s; after its return: %s; sheds %s, failed %d" %
+          (piled, " ".join("%ss:%s" % (t, "/".join(map(str, n))) for t, n in spread),
+           sheds, len(failed)))
+    check(spread[-1][1][0] <= 3, "without rebalancing api2 got %d connections" % spread[-1][1][0])
+    check(not sheds, "connections were shed with --rebalance=false")
+    check(not failed, "requests failed: %s" % failed[:3])
+
+
+if __name__ == "__main__":
+    run()
