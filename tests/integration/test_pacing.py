@@ -328,7 +328,15 @@ def lost_then_refused():
     try:
         (only,) = on(a, b1, 1, keep)
         while len(keep) < 2:  # b2 holds more: least-conn tries b1 first
-            keep.append(whoami(a.port, keep=True)[1])
+            name, s = whoami(a.port, keep=True)
+            if name == b2.name:
+                keep.append(s)
+            else:
+                s.close()  # b1 keeps its single connection (a client's close is no loss)
+        for _ in range(100):
+            if b1.active == 1:
+                break
+            time.sleep(0.02)
         time.sleep(1.2)  # a lasting connection
         b1.stop()
         check(closed_by_peer(only, 5), "the connection to the killed upstream stayed open")
