@@ -30,6 +30,13 @@ unsigned balance_fair_limit(unsigned total_active, unsigned n_usable, unsigned m
     return (unsigned)(over > (uint64_t)min_active + 1 ? over : (uint64_t)min_active + 1);
 }
 
+unsigned balance_target(unsigned total_active, unsigned n_usable, unsigned rank)
+{
+    unsigned n = n_usable != 0 ? n_usable : 1;
+
+    return total_active / n + (rank < total_active % n ? 1 : 0);
+}
+
 unsigned balance_shed_count(unsigned active, unsigned limit, unsigned mine, uint64_t draw)
 {
     uint64_t num, den, k;

@@ -45,6 +45,16 @@ unsigned balance_slow_start_weight(uint64_t from_ms, uint64_t now_ms, unsigned d
  * small. Pure. */
 unsigned balance_fair_limit(unsigned total_active, unsigned n_usable, unsigned min_active);
 
+/* Small shares (fewer connections than BALANCE_SMALL_SHARE per usable
+ * upstream: a node's kubelet and a few pods) cannot be balanced on one node
+ * (1 connection, 3 apiservers), only across a fleet: each node ranks the
+ * upstreams in an order of its own (random per process), and the upstream
+ * at rank (0..n-1) should hold total/n connections, one more for the first
+ * total % n ranks. The targets add up to total_active; over a fleet every
+ * upstream gets its fair share. Pure. */
+#define BALANCE_SMALL_SHARE 4u
+unsigned balance_target(unsigned total_active, unsigned n_usable, unsigned rank);
+
 /* How many of mine (this worker's connections to an upstream holding
  * active in all, over limit) to shed in one round: the worker's part of
  * (active - limit) / BALANCE_SHED_DIVISOR, its fraction rounded up when

@@ -258,6 +258,7 @@ static struct control *control_new(const struct config *cfg)
         return NULL;
     c->cfg = cfg;
     c->sh.cfg = cfg;
+    c->sh.balance_salt = uv_hrtime() ^ ((uint64_t)getpid() << 32); /* --rebalance's ranks */
     c->n_workers = cfg->workers;
     atomic_store(&c->sh.next_session_id, 1);
     uv_mutex_init(&c->lock);

@@ -58,6 +58,9 @@
  * at a random time in [1/2, 3/2] of it, so the nodes of a fleet do not
  * shed in step). */
 #define REBALANCE_ROUND_MS 1000u
+/* Small shares are dealt by rank (rebalance_small) this long after a slow
+ * start ended. */
+#define REBALANCE_EPISODE_MS 300000u
 
 enum session_state {
     S_CONNECTING = 0,
@@ -1168,51 +1171,116 @@ out:
     return shed;
 }
 
+/* Sheds this worker's part of a share of up's connections over limit
+ * (balance_shed_count), quietest first; one log line per batch (a round
+ * whose chosen ones were all busy is retried next round, logged at debug
+ * level only). */
+static void shed_over(struct worker *w, struct upstream *up, unsigned active, unsigned limit,
+                      unsigned n_usable)
+{
+    unsigned mine = 0, k, shed;
+
+    for (struct session *s = w->sessions; s != NULL; s = s->next)
+        mine += s->state == S_RELAYING && s->upstream == up;
+    k = balance_shed_count(active, limit, mine, upstream_picker_random(&w->picker));
+    if (k == 0)
+        return;
+    shed = shed_quietest(w, up, mine, k);
+    LOG_AT(shed != 0 ? LOG_INFO : LOG_DEBUG,
+           "rebalance: closed idle connections of an upstream over its fair share",
+           "upstream=%s worker=%u shed=%u of=%u busy=%u active=%u fair_limit=%u usable=%u",
+           up->name, w->id, shed, mine, k - shed, active, limit, n_usable);
+}
+
+/* up's place in this process's own order of the upstreams (balance_target):
+ * a key mixing the process's salt, the upstream and the start of its last
+ * slow start, so that each return deals that upstream a new place on every
+ * node. (splitmix64's finaliser.) */
+static uint64_t rank_key(const struct worker *w, const struct upstream *up)
+{
+    uint64_t x = w->sh->balance_salt ^ (uint64_t)(uintptr_t)up ^
+                 atomic_load(&up->slow_start_from_ms) * 0x9e3779b97f4a7c15ull;
+
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* Small shares (balance_target): the upstream furthest over its target
+ * sheds, when another is under its own. Its client's next dial goes to the
+ * least loaded; a round later the node looks again. */
+static void rebalance_small(struct worker *w, const struct upstream_table *t, const size_t *idx,
+                            unsigned n, unsigned total)
+{
+    uint64_t key[64];
+    unsigned active[64], target[64], worst = n;
+    bool under = false;
+
+    for (unsigned a = 0; a < n; a++) {
+        key[a] = rank_key(w, t->e[idx[a]].up);
+        active[a] = atomic_load(&t->e[idx[a]].up->active);
+    }
+    for (unsigned a = 0; a < n; a++) {
+        unsigned rank = 0;
+
+        for (unsigned b = 0; b < n; b++)
+            rank += key[b] < key[a] || (key[b] == key[a] && b < a);
+        target[a] = balance_target(total, n, rank);
+        under = under || active[a] < target[a];
+        if (active[a] > target[a] &&
+            (worst == n || active[a] - target[a] > active[worst] - target[worst]))
+            worst = a;
+    }
+    if (under && worst < n)
+        shed_over(w, t->e[idx[worst]].up, active[worst], target[worst], n);
+}
+
 /* One round of --rebalance: the fair share is the active connections over
  * the usable upstreams; each one over balance_fair_limit() sheds this
- * worker's part of a share of its excess (balance_shed_count). Nothing
- * while an upstream is in slow start: that ramp moves the new connections
- * first, and a connection shed now would mostly come back to the
- * overloaded ones. */
+ * worker's part of a share of its excess (shed_over). Nothing while an
+ * upstream is in slow start: that ramp moves the new connections first,
+ * and a connection shed now would mostly come back to the overloaded ones.
+ * Small shares are dealt by rank (rebalance_small), only for
+ * REBALANCE_EPISODE_MS after a slow start ended: a return is what
+ * unbalances a fleet, and outside one the nodes keep their connections. */
 static void rebalance_round(struct worker *w, uint64_t now_ms)
 {
     const struct config *cfg = w->sh->cfg;
     const struct upstream_table *t = w->table;
     unsigned total = 0, n_usable = 0, least = UINT32_MAX, limit;
+    size_t idx[64];
+    bool episode = false;
 
-    for (size_t i = 0; t != NULL && i < t->n; i++) {
+    for (size_t i = 0; t != NULL && i < t->n && n_usable < 64; i++) {
         struct upstream *up = t->e[i].up;
         unsigned active = atomic_load(&up->active);
+        uint64_t from = atomic_load(&up->slow_start_from_ms);
 
         if (t->e[i].fallback || !upstream_usable(up, now_ms))
             continue;
         if (upstream_slow_start_weight(up, cfg->slow_start_ms, now_ms) < BALANCE_WEIGHT_FULL)
             return;
+        episode =
+            episode || (from != 0 && now_ms < from + cfg->slow_start_ms + REBALANCE_EPISODE_MS);
         total += active;
         least = active < least ? active : least;
-        n_usable++;
+        idx[n_usable++] = i;
     }
     if (n_usable < 2)
         return;
+    if (episode && total < BALANCE_SMALL_SHARE * n_usable) {
+        rebalance_small(w, t, idx, n_usable, total);
+        return;
+    }
     limit = balance_fair_limit(total, n_usable, least);
-    for (size_t i = 0; i < t->n; i++) {
-        struct upstream *up = t->e[i].up;
-        unsigned active = atomic_load(&up->active), mine = 0, k, shed;
+    for (unsigned a = 0; a < n_usable; a++) {
+        struct upstream *up = t->e[idx[a]].up;
+        unsigned active = atomic_load(&up->active);
 
-        if (t->e[i].fallback || active <= limit || !upstream_usable(up, now_ms))
-            continue;
-        for (struct session *s = w->sessions; s != NULL; s = s->next)
-            mine += s->state == S_RELAYING && s->upstream == up;
-        k = balance_shed_count(active, limit, mine, upstream_picker_random(&w->picker));
-        if (k == 0)
-            continue;
-        shed = shed_quietest(w, up, mine, k);
-        /* One line per batch; a round whose chosen ones were all busy is
-         * retried next round and logged at debug level only. */
-        LOG_AT(shed != 0 ? LOG_INFO : LOG_DEBUG,
-               "rebalance: closed idle connections of an upstream over its fair share",
-               "upstream=%s worker=%u shed=%u of=%u busy=%u active=%u fair_limit=%u usable=%u",
-               up->name, w->id, shed, mine, k - shed, active, limit, n_usable);
+        if (active > limit)
+            shed_over(w, up, active, limit, n_usable);
     }
 }
 

@@ -53,6 +53,9 @@ struct worker_shared {
      * scheduled now and made. */
     _Atomic uint64_t pace_from_ms;
     _Atomic uint64_t pace_windows; /* windows opened: mass failures, unhealthy upstreams */
+    /* --rebalance (session.c): this process's own order of the upstreams
+     * for small shares; set before the workers start, then only read. */
+    uint64_t balance_salt;
     _Atomic uint64_t dials_paced;
     _Atomic unsigned dials_pending;
     _Atomic unsigned closes_pending;

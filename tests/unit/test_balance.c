@@ -66,6 +66,26 @@ START_TEST(fair_limit_is_five_percent_over_or_one_over_the_least)
 }
 END_TEST
 
+START_TEST(small_share_targets_add_up_by_rank)
+{
+    /* One connection, three upstreams: the first-ranked holds it. */
+    ck_assert_uint_eq(balance_target(1, 3, 0), 1);
+    ck_assert_uint_eq(balance_target(1, 3, 1), 0);
+    ck_assert_uint_eq(balance_target(1, 3, 2), 0);
+    /* Five over three: 2, 2, 1; the targets always add up to the total. */
+    ck_assert_uint_eq(balance_target(5, 3, 0), 2);
+    ck_assert_uint_eq(balance_target(5, 3, 1), 2);
+    ck_assert_uint_eq(balance_target(5, 3, 2), 1);
+    for (unsigned total = 0; total < 12; total++) {
+        unsigned sum = 0;
+
+        for (unsigned r = 0; r < 3; r++)
+            sum += balance_target(total, 3, r);
+        ck_assert_uint_eq(sum, total);
+    }
+}
+END_TEST
+
 START_TEST(shed_nothing_within_limit)
 {
     ck_assert_uint_eq(balance_shed_count(33, 33, 33, 0), 0);
@@ -125,6 +145,7 @@ int main(void)
     tcase_add_test(tc, slow_start_ramps_from_floor_to_full);
     tcase_add_test(tc, slow_start_off_or_none_is_full);
     tcase_add_test(tc, fair_limit_is_five_percent_over_or_one_over_the_least);
+    tcase_add_test(tc, small_share_targets_add_up_by_rank);
     tcase_add_test(tc, shed_nothing_within_limit);
     tcase_add_test(tc, shed_a_share_of_the_excess_per_round);
     tcase_add_test(tc, small_excess_is_shed_at_random_rounds);
