@@ -61,6 +61,16 @@ static void publish(struct ctltable *t, struct upstream_table *tab, const char *
              tab->generation, tab->n, reason);
 }
 
+/* The open connections to tab's upstreams. */
+static unsigned table_active(const struct upstream_table *tab)
+{
+    unsigned n = 0;
+
+    for (size_t i = 0; i < tab->n; i++)
+        n += atomic_load(&tab->e[i].up->active);
+    return n;
+}
+
 /* Builds a table from the registry's sources and, when it differs from the
  * current one, publishes it. An empty result is never applied. Under the
  * lock. */
@@ -82,8 +92,9 @@ static void rebuild_locked(struct ctltable *t, const char *reason)
         return;
     tab = registry_table(t->reg);
     /* --slow-start (and --rebalance after it) for what came while others
-     * carried the load; not in the first table: every upstream is new. */
-    for (size_t i = 0; t->swaps > 0 && i < ch.n; i++) {
+     * carried the load: not in the first table (every upstream is new),
+     * nor while no connection is open (discovery's first answer). */
+    for (size_t i = 0; t->swaps > 0 && i < ch.n && table_active(tab) != 0; i++) {
         if (ch.c[i].kind == REGISTRY_REMOVED)
             continue;
         upstream_slow_start_begin(ch.c[i].up, clock_now_ms());

@@ -354,11 +354,16 @@ void upstream_slow_start_begin(struct upstream *up, uint64_t now_ms)
 
 /* The entries that slow start leaves out of this pick: each one in slow
  * start with the probability 1 - its weight. Only entries below 64 (those
- * that tried can mark); the rest take part always. */
+ * that tried can mark); the rest take part always. None with --prefer's
+ * tiers: their own ramp (--prefer-ramp) ramps an upstream that comes back,
+ * and two ramps on top of each other would hold it back twice. */
 static uint64_t slow_start_skips(struct upstream_picker *p, const struct upstream_table *t,
                                  uint64_t now_ms)
 {
     uint64_t skip = 0;
+
+    if (p->tiers)
+        return 0;
 
     for (size_t i = 0; p->slow_start_ms != 0 && i < t->n && i < 64; i++) {
         unsigned w = upstream_slow_start_weight(t->e[i].up, p->slow_start_ms, now_ms);
