@@ -99,7 +99,7 @@ struct upstream {
      * Workers write. */
     _Atomic uint64_t lost_burst_from_ms;
     _Atomic unsigned lost_in_burst;
-    /* --slow-start: when it began (worker_now_ms; 0 = not in slow start),
+    /* --slow-start: when it began (clock_now_ms; 0 = not in slow start),
      * set by the control thread when the upstream turns healthy again or
      * joins a table after the first; the new connections it was passed
      * over for. */
