@@ -24,6 +24,15 @@ static void up_sample(struct strbuf *b, const char *name, const struct upstream 
     strbuf_printf(b, "\"%s%s} %" PRIu64 "\n", extra[0] ? "," : "", extra, v);
 }
 
+/* A family of one sample without labels: its HELP and TYPE lines, then
+ * "name value". */
+static void scalar(struct strbuf *b, const char *name, const char *type, const char *help,
+                   uint64_t v)
+{
+    head(b, name, type, help);
+    strbuf_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
 static void process_metrics(const struct snapshot *s, struct strbuf *b)
 {
     const struct worker_shared *sh = s->sh;
@@ -32,21 +41,20 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
     strbuf_printf(b, "apilb_build_info{version=\"%s\"} 1\n", APILB_VERSION);
     head(b, "apilb_start_time_seconds", "gauge", "Start time of the process since the epoch.");
     strbuf_printf(b, "apilb_start_time_seconds %.3f\n", (double)s->start_unix_ms / 1000.0);
-    head(b, "apilb_workers", "gauge", "Event-loop worker threads.");
-    strbuf_printf(b, "apilb_workers %u\n", s->workers);
-    head(b, "apilb_connections_accepted_total", "counter", "Client connections accepted.");
-    strbuf_printf(b, "apilb_connections_accepted_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->accepted));
+    scalar(b, "apilb_workers", "gauge", "Event-loop worker threads.", s->workers);
+    scalar(b, "apilb_connections_accepted_total", "counter", "Client connections accepted.",
+           SNAPSHOT_LOAD(sh->accepted));
     head(b, "apilb_connections_refused_total", "counter",
          "Client connections closed without being proxied, by reason.");
     strbuf_printf(b, "apilb_connections_refused_total{reason=\"limit\"} %" PRIu64 "\n",
                   SNAPSHOT_LOAD(sh->refused_limit));
     strbuf_printf(b, "apilb_connections_refused_total{reason=\"no_upstream\"} %" PRIu64 "\n",
                   SNAPSHOT_LOAD(sh->refused_no_upstream));
-    head(b, "apilb_active_connections", "gauge", "Client connections open now.");
-    strbuf_printf(b, "apilb_active_connections %u\n", SNAPSHOT_LOAD(sh->active));
-    head(b, "apilb_accept_errors_total", "counter",
-         "accept(2) failures (EMFILE and the like); accepting pauses briefly after each.");
-    strbuf_printf(b, "apilb_accept_errors_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->accept_errors));
+    scalar(b, "apilb_active_connections", "gauge", "Client connections open now.",
+           SNAPSHOT_LOAD(sh->active));
+    scalar(b, "apilb_accept_errors_total", "counter",
+           "accept(2) failures (EMFILE and the like); accepting pauses briefly after each.",
+           SNAPSHOT_LOAD(sh->accept_errors));
     head(b, "apilb_connections_failed_by_upstream_total", "counter",
          "Client connections that ended because their upstream reset or failed them, by phase "
          "(before its first byte or after); the sum over every upstream, pruned ones included.");
@@ -58,54 +66,50 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
                   "apilb_connections_failed_by_upstream_total{phase=\"after_answer\"} %" PRIu64
                   "\n",
                   SNAPSHOT_LOAD(sh->failed_by_upstream[1]));
-    head(b, "apilb_connections_closed_max_age_total", "counter",
-         "Connections closed by --max-connection-age.");
-    strbuf_printf(b, "apilb_connections_closed_max_age_total %" PRIu64 "\n",
-                  SNAPSHOT_LOAD(sh->closed_by_age));
-    head(b, "apilb_closes_spread_pending", "gauge",
-         "Connections of unhealthy upstreams waiting for their turn to close (--close-spread).");
-    strbuf_printf(b, "apilb_closes_spread_pending %u\n", SNAPSHOT_LOAD(sh->closes_pending));
-    head(b, "apilb_connections_closed_spread_total", "counter",
-         "Connections of unhealthy upstreams closed at their turn in the --close-spread window.");
-    strbuf_printf(b, "apilb_connections_closed_spread_total %" PRIu64 "\n",
-                  SNAPSHOT_LOAD(sh->closed_by_spread));
-    head(b, "apilb_dials_paced_pending", "gauge",
-         "New connections waiting for their turn to dial after an upstream dropped connections.");
-    strbuf_printf(b, "apilb_dials_paced_pending %u\n", SNAPSHOT_LOAD(sh->dials_pending));
-    head(b, "apilb_dial_pacing_windows_total", "counter",
-         "Paced-dial windows opened: an upstream lost many of its connections within a second, "
-         "or turned unhealthy (a single close opens none).");
-    strbuf_printf(b, "apilb_dial_pacing_windows_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->pace_windows));
-    head(b, "apilb_dials_paced_total", "counter",
-         "New connections whose dial was put off into the --close-spread window.");
-    strbuf_printf(b, "apilb_dials_paced_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->dials_paced));
-    head(b, "apilb_health_closes_held", "gauge",
-         "1 while every upstream is unhealthy: their connections are kept, not closed.");
-    strbuf_printf(b, "apilb_health_closes_held %d\n", SNAPSHOT_LOAD(sh->health_closes_held) ? 1 : 0);
-    head(b, "apilb_send_batching", "gauge",
-         "Workers that make the sends of a batch of events in one system call (io_uring); "
-         "0 when io_uring is not available (one by one).");
-    strbuf_printf(b, "apilb_send_batching %u\n", SNAPSHOT_LOAD(sh->send_batching));
-    head(b, "apilb_sends_batched_total", "counter",
-         "Sends made together with the others of their batch of events.");
-    strbuf_printf(b, "apilb_sends_batched_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->sends_batched));
-    head(b, "apilb_send_batches_total", "counter",
-         "System calls that made the batched sends (sends per batch: the ratio).");
-    strbuf_printf(b, "apilb_send_batches_total %" PRIu64 "\n", SNAPSHOT_LOAD(sh->send_batches));
-    head(b, "apilb_listener_foreign_sharers", "gauge",
-         "Sockets of other programs in the SO_REUSEPORT groups of the --listen and admin "
-         "addresses: they get a share of new connections (docs/security.md).");
-    strbuf_printf(b, "apilb_listener_foreign_sharers %u\n",
-                  SNAPSHOT_LOAD(sh->listener_foreign_sharers));
-    head(b, "apilb_listener_apilb_sharers", "gauge",
-         "Sockets of another apilb there (an upgrade in progress).");
-    strbuf_printf(b, "apilb_listener_apilb_sharers %u\n",
-                  SNAPSHOT_LOAD(sh->listener_apilb_sharers));
-    head(b, "apilb_table_generation", "gauge", "Generation of the current upstream table.");
-    strbuf_printf(b, "apilb_table_generation %" PRIu64 "\n", s->generation);
-    head(b, "apilb_table_swaps_total", "counter", "Upstream tables published to the workers.");
-    strbuf_printf(b, "apilb_table_swaps_total %" PRIu64 "\n", s->table_swaps);
-    head(b, "apilb_upstreams", "gauge", "Upstreams known (in the table or draining) and usable now.");
+    scalar(b, "apilb_connections_closed_max_age_total", "counter",
+           "Connections closed by --max-connection-age.", SNAPSHOT_LOAD(sh->closed_by_age));
+    scalar(b, "apilb_closes_spread_pending", "gauge",
+           "Connections of unhealthy upstreams waiting for their turn to close (--close-spread).",
+           SNAPSHOT_LOAD(sh->closes_pending));
+    scalar(b, "apilb_connections_closed_spread_total", "counter",
+           "Connections of unhealthy upstreams closed at their turn in the --close-spread window.",
+           SNAPSHOT_LOAD(sh->closed_by_spread));
+    scalar(b, "apilb_dials_paced_pending", "gauge",
+           "New connections waiting for their turn to dial after an upstream dropped connections.",
+           SNAPSHOT_LOAD(sh->dials_pending));
+    scalar(b, "apilb_dial_pacing_windows_total", "counter",
+           "Paced-dial windows opened: an upstream lost many of its connections within a second, "
+           "or turned unhealthy (a single close opens none).",
+           SNAPSHOT_LOAD(sh->pace_windows));
+    scalar(b, "apilb_dials_paced_total", "counter",
+           "New connections whose dial was put off into the --close-spread window.",
+           SNAPSHOT_LOAD(sh->dials_paced));
+    scalar(b, "apilb_health_closes_held", "gauge",
+           "1 while every upstream is unhealthy: their connections are kept, not closed.",
+           SNAPSHOT_LOAD(sh->health_closes_held) ? 1 : 0);
+    scalar(b, "apilb_send_batching", "gauge",
+           "Workers that make the sends of a batch of events in one system call (io_uring); "
+           "0 when io_uring is not available (one by one).",
+           SNAPSHOT_LOAD(sh->send_batching));
+    scalar(b, "apilb_sends_batched_total", "counter",
+           "Sends made together with the others of their batch of events.",
+           SNAPSHOT_LOAD(sh->sends_batched));
+    scalar(b, "apilb_send_batches_total", "counter",
+           "System calls that made the batched sends (sends per batch: the ratio).",
+           SNAPSHOT_LOAD(sh->send_batches));
+    scalar(b, "apilb_listener_foreign_sharers", "gauge",
+           "Sockets of other programs in the SO_REUSEPORT groups of the --listen and admin "
+           "addresses: they get a share of new connections (docs/security.md).",
+           SNAPSHOT_LOAD(sh->listener_foreign_sharers));
+    scalar(b, "apilb_listener_apilb_sharers", "gauge",
+           "Sockets of another apilb there (an upgrade in progress).",
+           SNAPSHOT_LOAD(sh->listener_apilb_sharers));
+    scalar(b, "apilb_table_generation", "gauge", "Generation of the current upstream table.",
+           s->generation);
+    scalar(b, "apilb_table_swaps_total", "counter", "Upstream tables published to the workers.",
+           s->table_swaps);
+    head(b, "apilb_upstreams", "gauge",
+         "Upstreams known (in the table or draining) and usable now.");
 }
 
 /* One metric family with a sample per upstream: with a label taking
@@ -295,7 +299,8 @@ static void balance_metrics(const struct snapshot *s, uint64_t now_ms, struct st
         strbuf_puts(b, "apilb_upstream_slow_start_weight{upstream=\"");
         strbuf_label_escape(b, s->u[i].up->name);
         strbuf_printf(b, "\"} %.3f\n",
-                      upstream_slow_start_weight(s->u[i].up, dur, now_ms) / (double)BALANCE_WEIGHT_FULL);
+                      upstream_slow_start_weight(s->u[i].up, dur, now_ms) /
+                          (double)BALANCE_WEIGHT_FULL);
     }
     head(b, "apilb_upstream_slow_start_passed_total", "counter",
          "New connections for which slow start left an upstream out of the pick.");
@@ -413,7 +418,8 @@ static void watcher_metrics(const struct snapshot *s, struct strbuf *b)
 {
     const struct watcher_stats *w = &s->watcher.stats;
 
-    head(b, "apilb_watcher_state", "gauge", "State of the discovery watcher: 1 for the current one.");
+    head(b, "apilb_watcher_state", "gauge",
+         "State of the discovery watcher: 1 for the current one.");
     for (int k = 0; k < WATCHER_STATE_COUNT; k++)
         strbuf_printf(b, "apilb_watcher_state{state=\"%s\"} %d\n", watcher_state_name(k),
                       w->state == k);
@@ -445,8 +451,7 @@ static void watcher_metrics(const struct snapshot *s, struct strbuf *b)
     strbuf_printf(b, "apilb_watcher_publishes_total %" PRIu64 "\n", w->publishes);
     head(b, "apilb_watcher_credential_reloads_total", "counter",
          "Token, certificate or CA files re-read after a change or a 401.");
-    strbuf_printf(b, "apilb_watcher_credential_reloads_total %" PRIu64 "\n",
-                  w->credential_reloads);
+    strbuf_printf(b, "apilb_watcher_credential_reloads_total %" PRIu64 "\n", w->credential_reloads);
 }
 
 void metrics_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *out)
