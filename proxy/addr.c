@@ -252,8 +252,7 @@ bool addr_is_bogus(const struct addr *a)
     if (a->ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
         return IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr) ||
-               IN6_IS_ADDR_MULTICAST(&sin6->sin6_addr) ||
-               IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr);
+               IN6_IS_ADDR_MULTICAST(&sin6->sin6_addr) || IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr);
     }
     return true;
 }

@@ -255,8 +255,7 @@ static void accept_some(struct admin *a, uint64_t now)
         if (fd == -1) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 log_warn_limited("admin-accept", 10000, "admin endpoint cannot accept",
-                                 "err=\"%s\" pause_ms=%d", strerror(errno),
-                                 ADMIN_ACCEPT_PAUSE_MS);
+                                 "err=\"%s\" pause_ms=%d", strerror(errno), ADMIN_ACCEPT_PAUSE_MS);
                 a->accept_resume_ms = now + ADMIN_ACCEPT_PAUSE_MS;
             }
             return; /* EAGAIN, or the client gave up (ECONNABORTED) */
@@ -339,8 +338,9 @@ static void admin_metrics(const struct admin *a, struct strbuf *b)
 
     for (size_t i = 0; i < ADMIN_SLOTS; i++)
         open += a->conns[i].fd >= 0 && !a->conns[i].closing;
-    strbuf_printf(b, "# HELP apilb_admin_connections Connections open to the admin endpoint.\n"
-                     "# TYPE apilb_admin_connections gauge\napilb_admin_connections %u\n",
+    strbuf_printf(b,
+                  "# HELP apilb_admin_connections Connections open to the admin endpoint.\n"
+                  "# TYPE apilb_admin_connections gauge\napilb_admin_connections %u\n",
                   open);
     strbuf_puts(b, "# HELP apilb_admin_connections_closed_total Admin connections apilb closed: "
                    "past their deadline, to make room for a newer one, or not taken.\n"
@@ -385,8 +385,8 @@ static enum MHD_Result connections(struct admin *a, struct MHD_Connection *c, st
         return reply(c, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", b);
     }
     out = calloc((size_t)limit, sizeof(*out));
-    if (out == NULL || a->list_conns(a->arg, (size_t)offset, out, (size_t)limit, &n, &total,
-                                &partial) != 0) {
+    if (out == NULL ||
+        a->list_conns(a->arg, (size_t)offset, out, (size_t)limit, &n, &total, &partial) != 0) {
         free(out);
         strbuf_puts(b, "out of memory\n");
         return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", b);
@@ -525,8 +525,7 @@ static void admin_thread(void *arg)
 }
 
 int admin_start(struct addr *listen, snapshot_fn snap, connections_fn conns, void *arg,
-                struct admin **out, char *err,
-                size_t err_len)
+                struct admin **out, char *err, size_t err_len)
 {
     struct admin *a;
     char name[ADDR_STRLEN];
@@ -571,12 +570,13 @@ int admin_start(struct addr *listen, snapshot_fn snap, connections_fn conns, voi
     a->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (listen->ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    a->d = MHD_start_daemon(
-        flags, 0, NULL, NULL, handle, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_NOTIFY_CONNECTION, notify_cb, a, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, a,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_SLOTS, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)ADMIN_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY,
-        MHD_OPTION_END);
+    a->d =
+        MHD_start_daemon(flags, 0, NULL, NULL, handle, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                         MHD_OPTION_NOTIFY_CONNECTION, notify_cb, a, MHD_OPTION_NOTIFY_COMPLETED,
+                         completed_cb, a, MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_SLOTS,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT_S,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONN_MEMORY,
+                         MHD_OPTION_END);
     di = a->d != NULL ? MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
     if (a->stop_fd == -1 || di == NULL) {
         snprintf(err, err_len, "--admin-listen=%s: cannot start the HTTP server", name);

@@ -21,8 +21,7 @@ struct admin;
 /* Binds *listen (port 0: the kernel chooses and *listen is updated) and
  * starts serving. Returns 0, or a negative errno with one line in err. */
 int admin_start(struct addr *listen, snapshot_fn snap, connections_fn conns, void *arg,
-                struct admin **out, char *err,
-                size_t err_len) __attribute__((warn_unused_result));
+                struct admin **out, char *err, size_t err_len) __attribute__((warn_unused_result));
 
 /* Stops serving and frees a. */
 void admin_stop(struct admin *a);
@@ -37,8 +36,7 @@ int admin_listen_fd(const struct admin *a);
 #define ADMIN_OPS_SYMBOL "apilb_admin_ops"
 struct admin_ops {
     int (*start)(struct addr *listen, snapshot_fn snap, connections_fn conns, void *arg,
-                 struct admin **out, char *err,
-                 size_t err_len);
+                 struct admin **out, char *err, size_t err_len);
     void (*stop)(struct admin *a);
     int (*listen_fd)(const struct admin *a);
 };

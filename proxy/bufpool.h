@@ -16,7 +16,7 @@
 #define BUFPOOL_KEEP 128u
 
 struct bufpool {
-    size_t bytes;          /* of each buffer */
+    size_t bytes; /* of each buffer */
     void *spare[BUFPOOL_KEEP];
     unsigned n;
 };

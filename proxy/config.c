@@ -18,12 +18,12 @@ enum opt_type {
     OPT_LISTEN = 0, /* repeatable numeric ADDR:PORT */
     OPT_SEED,       /* repeatable HOST:PORT */
     OPT_STRING,
-    OPT_BOOL,       /* flag without value; env takes true/false */
+    OPT_BOOL, /* flag without value; env takes true/false */
     OPT_DURATION,
-    OPT_DURATION0,  /* duration, 0 allowed (= off) */
+    OPT_DURATION0, /* duration, 0 allowed (= off) */
     OPT_UINT,
     OPT_ENUM,
-    OPT_ADMIN,      /* ADDR:PORT or "off" */
+    OPT_ADMIN, /* ADDR:PORT or "off" */
     OPT_LOGLEVEL,
     OPT_LOGFORMAT,
     OPT_UPSTREAM_ZONE, /* repeatable ADDR=ZONE */
@@ -83,8 +83,8 @@ static const struct opt opts[] = {
      NULL, "DUR", "1s", "upstream connect timeout; on failure the next upstream is tried"},
     {"health-check", "APILB_HEALTH_CHECK", OPT_ENUM, O(health_check), 0, 0, health_names, "KIND",
      "readyz", "readyz | tls | tcp | none"},
-    {"health-interval", "APILB_HEALTH_INTERVAL", OPT_DURATION, O(health_interval_ms), 100,
-     3600000, NULL, "DUR", "5s", "from the end of one check of an upstream to the next (jittered)"},
+    {"health-interval", "APILB_HEALTH_INTERVAL", OPT_DURATION, O(health_interval_ms), 100, 3600000,
+     NULL, "DUR", "5s", "from the end of one check of an upstream to the next (jittered)"},
     {"health-timeout", "APILB_HEALTH_TIMEOUT", OPT_DURATION, O(health_timeout_ms), 50, 60000, NULL,
      "DUR", "2s", "one active check's deadline"},
     {"rise", "APILB_RISE", OPT_UINT, O(rise), 1, 100, NULL, "N", "2",
@@ -93,30 +93,30 @@ static const struct opt opts[] = {
      "consecutive failed checks that make an upstream unhealthy"},
     {"health-ca", "APILB_HEALTH_CA", OPT_STRING, O(health_ca), 0, 0, NULL, "PATH", NULL,
      "CA bundle to verify apiserver certificates in readyz/tls checks"},
-    {"health-auth", "APILB_HEALTH_AUTH", OPT_ENUM, O(health_auth), 0, 0, health_auth_names,
-     "MODE", "none",
+    {"health-auth", "APILB_HEALTH_AUTH", OPT_ENUM, O(health_auth), 0, 0, health_auth_names, "MODE",
+     "none",
      "none | kubeconfig: readyz checks present the discovery credentials (401/403 then fail)"},
     {"close-unhealthy", "APILB_CLOSE_UNHEALTHY", OPT_BOOL, O(close_unhealthy), 0, 0, NULL, NULL,
-     "true", "close open connections of an upstream that turns unhealthy (--close-unhealthy=false keeps them)"},
+     "true",
+     "close open connections of an upstream that turns unhealthy (--close-unhealthy=false keeps them)"},
     {"access-log", "APILB_ACCESS_LOG", OPT_BOOL, O(access_log), 0, 0, NULL, NULL, "false",
      "one line per closed connection (client, upstream, reason, duration, bytes each way) at "
      "info level"},
-    {"drain-timeout", "APILB_DRAIN_TIMEOUT", OPT_DURATION0, O(drain_timeout_ms), 0,
-     MAX_DURATION_MS, NULL, "DUR", "5m",
-     "how long connections to a removed upstream may live"},
+    {"drain-timeout", "APILB_DRAIN_TIMEOUT", OPT_DURATION0, O(drain_timeout_ms), 0, MAX_DURATION_MS,
+     NULL, "DUR", "5m", "how long connections to a removed upstream may live"},
     {"shutdown-timeout", "APILB_SHUTDOWN_TIMEOUT", OPT_DURATION0, O(shutdown_timeout_ms), 0,
      MAX_DURATION_MS, NULL, "DUR", "30s",
      "on SIGTERM: stop accepting, drain this long, then close"},
-    {"max-connection-age", "APILB_MAX_CONNECTION_AGE", OPT_DURATION0, O(max_connection_age_ms),
-     0, MAX_DURATION_MS, NULL, "DUR", "0",
+    {"max-connection-age", "APILB_MAX_CONNECTION_AGE", OPT_DURATION0, O(max_connection_age_ms), 0,
+     MAX_DURATION_MS, NULL, "DUR", "0",
      "close connections older than this (with jitter) to rebalance; 0 = off"},
     {"upstream-ack-timeout", "APILB_UPSTREAM_ACK_TIMEOUT", OPT_DURATION0,
      O(upstream_ack_timeout_ms), 500, 600000, NULL, "DUR", "5s",
      "an upstream connection that acknowledges nothing of the bytes sent to it for this long is "
      "dead: the client gets a reset and new connections avoid that upstream; 0 = off (the "
      "kernel retransmits for about 15m)"},
-    {"close-spread", "APILB_CLOSE_SPREAD", OPT_DURATION0, O(close_spread_ms), 0, 60000, NULL,
-     "DUR", "5s",
+    {"close-spread", "APILB_CLOSE_SPREAD", OPT_DURATION0, O(close_spread_ms), 0, 60000, NULL, "DUR",
+     "5s",
      "close the connections of an upstream that turns unhealthy, and dial again after an upstream "
      "drops its connections, spread at random over this window; 0 = at once"},
     {"slow-start", "APILB_SLOW_START", OPT_DURATION0, O(slow_start_ms), 0, 600000, NULL, "DUR",
@@ -889,14 +889,14 @@ void config_print(const struct config *cfg, FILE *out)
             break;
         case OPT_ADMIN:
             fprintf(out, "%s = %s\n", o->name,
-                    cfg->admin_enabled ? addr_format(&cfg->admin_listen, buf, sizeof(buf))
-                                       : "off");
+                    cfg->admin_enabled ? addr_format(&cfg->admin_listen, buf, sizeof(buf)) : "off");
             break;
         case OPT_LOGLEVEL:
             fprintf(out, "%s = %s\n", o->name, log_level_name(cfg->log_level));
             break;
         case OPT_LOGFORMAT:
-            fprintf(out, "%s = %s\n", o->name, cfg->log_format == LOG_FORMAT_JSON ? "json" : "text");
+            fprintf(out, "%s = %s\n", o->name,
+                    cfg->log_format == LOG_FORMAT_JSON ? "json" : "text");
             break;
         case OPT_ZONE:
             fprintf(out, "%s = %s\n", o->name, cfg->zone != NULL ? cfg->zone : "(none)");

@@ -65,7 +65,7 @@ struct config {
     char *upstreams_file;
     char *kubeconfig;
     bool in_cluster;
-    char *sa_dir; /* service-account directory (tests override it) */
+    char *sa_dir;             /* service-account directory (tests override it) */
     char *kubelet_kubeconfig; /* preflight: the kubelet's kubeconfig to judge */
     enum watcher_discovery discovery;
     unsigned discovery_debounce_ms;
@@ -83,30 +83,30 @@ struct config {
     char *health_ca;
     enum config_health_auth health_auth;
     bool close_unhealthy;
-    bool access_log;    /* a line per closed connection at info level */
+    bool access_log; /* a line per closed connection at info level */
     unsigned drain_timeout_ms;
     unsigned shutdown_timeout_ms;
-    unsigned max_connection_age_ms; /* 0 = off */
+    unsigned max_connection_age_ms;   /* 0 = off */
     unsigned upstream_ack_timeout_ms; /* session_check_acks(); 0 = off */
-    unsigned close_spread_ms;       /* 0 = close and dial at once */
+    unsigned close_spread_ms;         /* 0 = close and dial at once */
     enum upstream_balance balance;
-    unsigned slow_start_ms;         /* a returning upstream's ramp (balance.h); 0 = off */
-    bool rebalance;                 /* shed the excess over the fair share (session.c) */
+    unsigned slow_start_ms; /* a returning upstream's ramp (balance.h); 0 = off */
+    bool rebalance;         /* shed the excess over the fair share (session.c) */
     enum config_prefer prefer;
-    char *zone; /* this node's zone, or NULL */
+    char *zone;      /* this node's zone, or NULL */
     char *node_name; /* --node-name: whose node object gives the zone, or NULL */
     struct config_upstream_zone upstream_zones[CONFIG_MAX_UPSTREAM_ZONES];
     size_t n_upstream_zones;
     unsigned prefer_spill_factor; /* 0 = the preferred tier never spills for load */
     unsigned prefer_ramp_ms;      /* 0 = a recovered apiserver gets its share at once */
     unsigned workers;
-    bool io_uring;      /* batch sends through io_uring (sendq.h) when it may */
+    bool io_uring; /* batch sends through io_uring (sendq.h) when it may */
     unsigned max_connections;
     unsigned listener_check_interval_ms; /* 0 = only at start (sharewatch.h) */
     enum log_level log_level;
     enum log_format log_format;
     bool check_config;
-    bool preflight;     /* `apilb preflight [options]`: run the checks and exit */
+    bool preflight; /* `apilb preflight [options]`: run the checks and exit */
     bool show_version;
     bool show_help;
 };

@@ -134,8 +134,7 @@ static void run_again(struct evloop *l)
     /* A callback may ask again (next turn) or forget others of this list. */
     l->again_run = l->again;
     l->again = NULL;
-    l->queueing = l->sends.ring != NULL && l->again_run != NULL &&
-                  l->again_run->again_next != NULL;
+    l->queueing = l->sends.ring != NULL && l->again_run != NULL && l->again_run->again_next != NULL;
     while ((io = l->again_run) != NULL && !l->stopped) {
         l->again_run = io->again_next;
         io->again = false;
@@ -222,8 +221,8 @@ void evloop_run(struct evloop *l)
     }
 }
 
-bool evloop_send(struct evloop *l, struct sendq_op *op, struct ev_io *io, int fd,
-                 const void *buf, uint32_t len, int flags)
+bool evloop_send(struct evloop *l, struct sendq_op *op, struct ev_io *io, int fd, const void *buf,
+                 uint32_t len, int flags)
 {
     if (!l->queueing)
         return false;

@@ -55,12 +55,12 @@ struct evloop {
     int epfd;
     uv_loop_t *uv;
     struct epoll_event batch[EVLOOP_BATCH];
-    int n_batch;  /* events fetched by the last epoll_wait */
-    int i_batch;  /* the next to deliver */
-    struct ev_io *again;     /* to call again before the next wait */
-    struct ev_io *again_run; /* being called again now */
-    struct sendq sends;      /* sends made together at the end of a batch */
-    bool queueing;           /* a batch of more than one is being handled */
+    int n_batch;                     /* events fetched by the last epoll_wait */
+    int i_batch;                     /* the next to deliver */
+    struct ev_io *again;             /* to call again before the next wait */
+    struct ev_io *again_run;         /* being called again now */
+    struct sendq sends;              /* sends made together at the end of a batch */
+    bool queueing;                   /* a batch of more than one is being handled */
     _Atomic uint64_t *count_sends;   /* optional: sends made together, */
     _Atomic uint64_t *count_batches; /* and the flushes that made them */
     bool stopped;
@@ -106,8 +106,8 @@ static inline bool evloop_queueing(const struct evloop *l)
  * queued (not queueing now, or the queue is full): send directly. buf must
  * stay put until the answer; closing fd first is safe (evloop_forget makes
  * the queued sends). */
-bool evloop_send(struct evloop *l, struct sendq_op *op, struct ev_io *io, int fd,
-                 const void *buf, uint32_t len, int flags);
+bool evloop_send(struct evloop *l, struct sendq_op *op, struct ev_io *io, int fd, const void *buf,
+                 uint32_t len, int flags);
 
 /* Makes the queued sends now (answers them). For closing a socket one may
  * be queued for, or dropping the bytes of one. */

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #define WATCH_MASK                                                                                 \
-    (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE | IN_MODIFY |           \
+    (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CLOSE_WRITE | IN_MODIFY |            \
      IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF)
 
 static void stamp(const char *path, struct filewatch_stamp *s)

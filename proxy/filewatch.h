@@ -35,13 +35,13 @@ struct filewatch_stamp {
 };
 
 struct filewatch {
-    int fd;                      /* inotify, or -1 (stat polling only) */
+    int fd; /* inotify, or -1 (stat polling only) */
     size_t n;
     char *paths[FILEWATCH_MAX];
     struct filewatch_stamp stamps[FILEWATCH_MAX];
     int wds[2 * FILEWATCH_MAX];
     size_t n_wds;
-    bool dirty;                  /* inotify said something moved */
+    bool dirty; /* inotify said something moved */
     uint64_t last_poll_ms;
 };
 

@@ -44,7 +44,7 @@ struct probe {
     SSL *ssl;
     struct checker *ck;
     enum probe_step step;
-    char *req; /* may hold the bearer token: wiped before free */
+    char *req;   /* may hold the bearer token: wiped before free */
     bool authed; /* presents the credentials of --health-auth kubeconfig */
     size_t req_len, req_off;
     char resp[RESP_MAX];
@@ -71,9 +71,9 @@ struct health {
     health_changed_fn changed;
     void *arg;
     SSL_CTX *ctx;
-    char *cluster_ca; /* the cluster CA bundle trusted now (NULL: none yet) */
-    struct health_auth auth; /* --health-auth kubeconfig: what checks present */
-    bool verify; /* certificates are verified (a CA is known) */
+    char *cluster_ca;          /* the cluster CA bundle trusted now (NULL: none yet) */
+    struct health_auth auth;   /* --health-auth kubeconfig: what checks present */
+    bool verify;               /* certificates are verified (a CA is known) */
     struct filewatch ca_watch; /* --health-ca */
     struct checker *list;
     uint64_t rng;
@@ -637,8 +637,7 @@ static SSL_CTX *ctx_build(const char *ca_file, const char *ca_pem, bool *verify,
         if (why != NULL || SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
             if (why == NULL)
                 why = "no PEM certificate in it";
-            snprintf(err, err_len, "--health-ca=%s: cannot load CA certificates: %s", ca_file,
-                     why);
+            snprintf(err, err_len, "--health-ca=%s: cannot load CA certificates: %s", ca_file, why);
             ERR_clear_error();
             SSL_CTX_free(ctx);
             return NULL;
@@ -662,8 +661,7 @@ static void ctx_swap(struct health *h, SSL_CTX *ctx, bool verify)
 }
 
 int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca_pem,
-               health_changed_fn changed, void *arg, struct health **out, char *err,
-               size_t err_len)
+               health_changed_fn changed, void *arg, struct health **out, char *err, size_t err_len)
 {
     struct health *h = calloc(1, sizeof(*h));
 
@@ -736,8 +734,8 @@ int health_set_ca(struct health *h, const char *ca_pem)
     return 0;
 }
 
-int health_set_auth(struct health *h, const char *cert_pem, const char *key_pem,
-                    const char *token, const char **why)
+int health_set_auth(struct health *h, const char *cert_pem, const char *key_pem, const char *token,
+                    const char **why)
 {
     bool first = !health_auth_present(&h->auth), changed;
 

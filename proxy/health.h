@@ -95,8 +95,8 @@ typedef void (*health_changed_fn)(void *arg, struct upstream *up, enum upstream_
  * Returns 0, or -EINVAL with one line in err (e.g. an unreadable
  * --health-ca). loop may be NULL to only validate. */
 int health_new(uv_loop_t *loop, const struct config *cfg, const char *cluster_ca_pem,
-               health_changed_fn changed, void *arg, struct health **out, char *err,
-               size_t err_len) __attribute__((warn_unused_result));
+               health_changed_fn changed, void *arg, struct health **out, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
 
 /* The cluster CA changed (rotation seen by the watcher, or a CA file that
  * was missing at start appeared): later checks verify against ca_pem
@@ -114,8 +114,8 @@ int health_set_ca(struct health *h, const char *ca_pem);
  * match, neither a certificate nor a token): -EINVAL with the reason in
  * *why (static text), the old ones kept. Without --health-auth kubeconfig
  * it does nothing. Control loop (or, with a NULL loop, only to validate). */
-int health_set_auth(struct health *h, const char *cert_pem, const char *key_pem,
-                    const char *token, const char **why) __attribute__((warn_unused_result));
+int health_set_auth(struct health *h, const char *cert_pem, const char *key_pem, const char *token,
+                    const char **why) __attribute__((warn_unused_result));
 
 /* Makes the set of checked upstreams equal to ups[0..n): new ones start
  * (with a random first offset), missing ones stop. Control loop. */

@@ -81,10 +81,9 @@ int health_auth_set(struct health_auth *a, const char *cert_pem, const char *key
         *why = "neither a client certificate nor a token";
     if (*why == NULL && cert_pem != NULL)
         (void)parse(cert_pem, key_pem, &n, why);
-    if (*why == NULL &&
-        ((cert_pem != NULL &&
-          ((n.cert_pem = strdup(cert_pem)) == NULL || (n.key_pem = strdup(key_pem)) == NULL)) ||
-         (token != NULL && (n.token = strdup(token)) == NULL)))
+    if (*why == NULL && ((cert_pem != NULL && ((n.cert_pem = strdup(cert_pem)) == NULL ||
+                                               (n.key_pem = strdup(key_pem)) == NULL)) ||
+                         (token != NULL && (n.token = strdup(token)) == NULL)))
         *why = "out of memory";
     if (*why != NULL) {
         health_auth_destroy(&n);

@@ -201,8 +201,7 @@ void listener_sharers(const struct addr *a, char *buf, size_t len)
             continue;
         if (strstr(buf, who) != NULL)
             continue;
-        off += (size_t)snprintf(buf + off, len > off ? len - off : 0, "%s%s", off ? ", " : "",
-                                who);
+        off += (size_t)snprintf(buf + off, len > off ? len - off : 0, "%s%s", off ? ", " : "", who);
         if (off >= len)
             break;
     }
@@ -272,7 +271,8 @@ size_t listener_others(const struct addr *a, const unsigned long *ours, size_t n
         unsigned long uid, ino;
         bool mine = false;
 
-        if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %lu %*s %lu", local, &st, &uid, &ino) != 4 ||
+        if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %lu %*s %lu", local, &st, &uid, &ino) !=
+                4 ||
             st != 0x0A || ino == 0 || !same_local(a, local))
             continue;
         for (size_t i = 0; i < n_ours && !mine; i++)

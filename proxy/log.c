@@ -320,8 +320,7 @@ static void emit_v(enum log_level level, const char *module, const char *msg, co
 
         b.len = 0;
         snprintf(cut, sizeof(cut), "truncated=true");
-        format_line(&b, level, module, msg, strlen(msg) < 200 ? strlen(msg) : 200, cut,
-                    suppressed);
+        format_line(&b, level, module, msg, strlen(msg) < 200 ? strlen(msg) : 200, cut, suppressed);
     }
     line[b.len++] = '\n';
     while (off < b.len) {

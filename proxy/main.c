@@ -26,8 +26,7 @@ static void raise_fd_limit(void)
         return;
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-        log_warn("cannot raise the descriptor limit", "hard=%llu",
-                 (unsigned long long)rl.rlim_max);
+        log_warn("cannot raise the descriptor limit", "hard=%llu", (unsigned long long)rl.rlim_max);
 }
 
 /* config_exists_fn: the service-account token probe of config_parse(). */

@@ -42,8 +42,8 @@ static bool add_unique(const struct addr *a, struct addr *out, size_t max, size_
     return true;
 }
 
-int resolve_seed(const struct config_seed *sd, struct addr *out, size_t max, size_t *n,
-                 char *err, size_t err_len)
+int resolve_seed(const struct config_seed *sd, struct addr *out, size_t max, size_t *n, char *err,
+                 size_t err_len)
 {
     struct addrinfo hints, *res = NULL, *ai;
     struct addr a;

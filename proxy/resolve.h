@@ -18,8 +18,8 @@
  * many and max when they do not all fit (none is appended then: never a
  * part), or another negative value with a sentence in err when the name does
  * not resolve. */
-int resolve_seed(const struct config_seed *sd, struct addr *out, size_t max, size_t *n,
-                 char *err, size_t err_len) __attribute__((warn_unused_result));
+int resolve_seed(const struct config_seed *sd, struct addr *out, size_t max, size_t *n, char *err,
+                 size_t err_len) __attribute__((warn_unused_result));
 
 struct resolve_job;
 

@@ -129,7 +129,8 @@ bool sendq_holds(const struct sendq *q, int fd)
  * the ring and are made here, one by one. */
 static void send_rest(struct sendq *q, unsigned left, int rc)
 {
-    log_warn_limited("sendq-submit", 1000, "io_uring took only part of the sends: the rest made one by one",
+    log_warn_limited("sendq-submit", 1000,
+                     "io_uring took only part of the sends: the rest made one by one",
                      "sends=%u taken=%u err=\"%s\"", q->n, q->n - left,
                      rc < 0 ? strerror(-rc) : "none");
     for (unsigned i = q->n - left; i < q->n; i++) {

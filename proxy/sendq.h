@@ -30,9 +30,9 @@
 /* One queued send, embedded by its owner, which must not move or free it
  * while busy. */
 struct sendq_op {
-    void *data;    /* the owner's, untouched */
-    int32_t res;   /* once answered: bytes sent, or a negative errno */
-    bool busy;     /* queued, not answered yet */
+    void *data;  /* the owner's, untouched */
+    int32_t res; /* once answered: bytes sent, or a negative errno */
+    bool busy;   /* queued, not answered yet */
 };
 
 /* Called for each answered op, in the order queued, from sendq_flush(). It
@@ -42,10 +42,10 @@ typedef void (*sendq_answer_fn)(struct sendq_op *op, void *arg);
 struct sendq_item;
 
 struct sendq {
-    void *ring;              /* struct io_uring, NULL when not available */
+    void *ring;               /* struct io_uring, NULL when not available */
     struct sendq_item *items; /* [SENDQ_MAX] */
-    unsigned n;              /* queued */
-    uint32_t gen;            /* flushes so far: tags the answers of each */
+    unsigned n;               /* queued */
+    uint32_t gen;             /* flushes so far: tags the answers of each */
     sendq_answer_fn answer;
     void *arg;
 };

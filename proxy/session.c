@@ -74,23 +74,23 @@ enum session_state {
 struct leg {
     struct ev_io io; /* first: the callbacks cast back */
     struct session *s;
-    bool readable;   /* bytes (or FIN, or an error) may be waiting */
-    bool writable;   /* the send buffer has room (or an error waits) */
-    bool rdhup;      /* the peer's FIN has arrived behind the queued bytes */
-    bool at_end;     /* the bytes before that FIN are all read: EOF */
-    bool hangup;     /* an error or hangup was reported: it may be dead */
-    bool failed;     /* a call on this socket failed: the session ends */
-    int err;         /* the negative errno of that call */
+    bool readable; /* bytes (or FIN, or an error) may be waiting */
+    bool writable; /* the send buffer has room (or an error waits) */
+    bool rdhup;    /* the peer's FIN has arrived behind the queued bytes */
+    bool at_end;   /* the bytes before that FIN are all read: EOF */
+    bool hangup;   /* an error or hangup was reported: it may be dead */
+    bool failed;   /* a call on this socket failed: the session ends */
+    int err;       /* the negative errno of that call */
 };
 
 #define LEG_EVENTS (EVLOOP_READ | EVLOOP_WRITE | EVLOOP_EDGE)
 
 /* One direction of the relay: src -> dst. */
 struct flow {
-    int pipe[2];  /* bulk: borrowed while bytes are in flight, else -1 */
-    char *buf;    /* own copy of bytes dst has not taken yet (or the replay) */
-    char *data;   /* copy mode: the bytes in flight, in buf or the scratch */
-    bool bulk;    /* the last read filled its buffer: splice the next */
+    int pipe[2];      /* bulk: borrowed while bytes are in flight, else -1 */
+    char *buf;        /* own copy of bytes dst has not taken yet (or the replay) */
+    char *data;       /* copy mode: the bytes in flight, in buf or the scratch */
+    bool bulk;        /* the last read filled its buffer: splice the next */
     uint32_t pending; /* bytes read from src, not yet written to dst */
     uint32_t off;     /* buffer mode: first unsent byte */
     bool eof;         /* src sent FIN */
@@ -98,7 +98,7 @@ struct flow {
     bool queued;      /* a send to dst is queued (buf holds its bytes); op
                          answers it */
     struct sendq_op op;
-    uint64_t total;   /* bytes read from src: the close line's figure */
+    uint64_t total; /* bytes read from src: the close line's figure */
 };
 
 struct session {
@@ -107,29 +107,29 @@ struct session {
     struct session *conn_prev, *conn_next; /* w->conn_head..conn_tail */
     struct leg client;
     struct leg upstream_leg;
-    struct leg *up;                /* &upstream_leg while trying or connected */
-    struct upstream_table *table;  /* held while connecting, for the next try */
-    struct upstream *upstream;     /* reference held once connected */
-    struct upstream *trying;       /* the upstream of the current attempt */
+    struct leg *up;               /* &upstream_leg while trying or connected */
+    struct upstream_table *table; /* held while connecting, for the next try */
+    struct upstream *upstream;    /* reference held once connected */
+    struct upstream *trying;      /* the upstream of the current attempt */
     struct upstream_tried tried;
-    bool again;                    /* a flow yielded with work left */
+    bool again; /* a flow yielded with work left */
     struct flow c2u, u2c;
     uint64_t id;
-    uint64_t accepted_us;          /* for the duration on the close line */
-    uint64_t start_us;             /* current attempt began (for latency) */
+    uint64_t accepted_us; /* for the duration on the close line */
+    uint64_t start_us;    /* current attempt began (for latency) */
     uint64_t connect_deadline_ms;
-    uint64_t age_deadline_ms;      /* 0 = none */
-    uint64_t drain_deadline_ms;    /* 0 = not computed yet */
-    uint64_t spread_close_ms;      /* its upstream is unhealthy: closed then; 0 = not */
-    uint64_t dial_at_ms;           /* paced: the first dial waits until then; 0 = not */
-    bool lost_noted;               /* its upstream ended it: counted for pacing */
-    uint64_t quiet_since_ms;       /* the last byte either way (--rebalance sheds the quietest) */
-    bool awaiting_reply;           /* the last bytes went to the upstream: an answer may be due */
-    bool in_flight;                /* bytes sent upstream, not known acknowledged */
-    uint64_t in_flight_ms;         /* since then (session_check_acks) */
+    uint64_t age_deadline_ms;   /* 0 = none */
+    uint64_t drain_deadline_ms; /* 0 = not computed yet */
+    uint64_t spread_close_ms;   /* its upstream is unhealthy: closed then; 0 = not */
+    uint64_t dial_at_ms;        /* paced: the first dial waits until then; 0 = not */
+    bool lost_noted;            /* its upstream ended it: counted for pacing */
+    uint64_t quiet_since_ms;    /* the last byte either way (--rebalance sheds the quietest) */
+    bool awaiting_reply;        /* the last bytes went to the upstream: an answer may be due */
+    bool in_flight;             /* bytes sent upstream, not known acknowledged */
+    uint64_t in_flight_ms;      /* since then (session_check_acks) */
     uint8_t state;
-    bool counted;                  /* counted in upstream->active */
-    bool keepalive;                /* the upstream socket has keepalive */
+    bool counted;   /* counted in upstream->active */
+    bool keepalive; /* the upstream socket has keepalive */
     /* Until the upstream's first byte, what the client sent is kept, so an
      * upstream that resets or closes before answering (a dying apiserver
      * with connections in its accept queue) is replaced invisibly. Only
@@ -1091,8 +1091,7 @@ void session_start(struct worker *w, int client_fd)
     /* In the loop from now on: what the client sends while the upstream
      * is dialled is noted and read once it answers. */
     if (leg_open(s, &s->client, client_fd, client_cb) != 0) {
-        log_warn_limited("epoll", 1000, "cannot poll a client: closing it", "sid=%" PRIu64,
-                         s->id);
+        log_warn_limited("epoll", 1000, "cannot poll a client: closing it", "sid=%" PRIu64, s->id);
         session_close(s, "poll-error");
         return;
     }
@@ -1510,8 +1509,10 @@ size_t session_list(struct worker *w, size_t skip, struct session_info *out, siz
 
         if (i < skip || n == max)
             continue;
-        *o = (struct session_info){.sid = s->id, .age_ms = (now - s->accepted_us) / 1000,
-                                   .bytes_in = s->c2u.total, .bytes_out = s->u2c.total,
+        *o = (struct session_info){.sid = s->id,
+                                   .age_ms = (now - s->accepted_us) / 1000,
+                                   .bytes_in = s->c2u.total,
+                                   .bytes_out = s->u2c.total,
                                    .state = names[s->state]};
         o->client.len = sizeof(o->client.ss);
         if (getpeername(s->client.io.fd, (struct sockaddr *)&o->client.ss, &o->client.len) != 0)

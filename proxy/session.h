@@ -63,11 +63,11 @@ struct upstream;
 /* One open session as GET /connections shows it. */
 struct session_info {
     uint64_t sid;
-    struct addr client;          /* len 0 when it could not be read */
-    char upstream[ADDR_STRLEN];  /* "" while none is connected */
+    struct addr client;         /* len 0 when it could not be read */
+    char upstream[ADDR_STRLEN]; /* "" while none is connected */
     uint64_t age_ms;
     uint64_t bytes_in, bytes_out; /* read from the client, from the upstream */
-    const char *state;           /* "connecting", "relaying", "closing" */
+    const char *state;            /* "connecting", "relaying", "closing" */
 };
 
 /* Takes ownership of the accepted, non-blocking client fd and starts

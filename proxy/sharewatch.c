@@ -71,8 +71,8 @@ static void apply(struct sharewatch *w, uint64_t now)
             for (size_t j = 0; j < s->n_found && !still; j++)
                 still = s->found[j].inode == s->seen[k].o.inode;
             if (!still)
-                log_info("the other listener on this address is gone", "addr=%s inode=%lu",
-                         s->name, s->seen[k].o.inode);
+                log_info("the other listener on this address is gone", "addr=%s inode=%lu", s->name,
+                         s->seen[k].o.inode);
         }
         for (size_t j = 0; j < s->n_found; j++) {
             struct sharewatch_other *o = &next[j];

@@ -25,7 +25,7 @@ struct snapshot_upstream {
     struct upstream *up; /* one reference, dropped by snapshot_release() */
     unsigned sources;    /* enum upstream_source bits; 0 when draining */
     bool fallback;
-    bool in_table;       /* false: removed, draining */
+    bool in_table;                 /* false: removed, draining */
     uint64_t health_since_unix_ms; /* copied under the lock: see struct upstream */
     char health_reason[UPSTREAM_REASON_MAX];
     struct zone_info zone; /* the table entry's; empty when draining */
@@ -42,20 +42,20 @@ struct snapshot_watcher {
 /* The state file's writes (filled when --state-file is set). */
 struct snapshot_state_file {
     bool enabled;
-    bool last_ok;             /* the last write succeeded, or none was needed yet */
+    bool last_ok; /* the last write succeeded, or none was needed yet */
     uint64_t writes, failures;
     uint64_t last_write_unix_ms; /* of the last successful write; 0: none yet */
 };
 
 struct snapshot {
-    uint64_t generation;   /* of the current table */
-    uint64_t table_swaps;  /* tables published since start */
+    uint64_t generation;  /* of the current table */
+    uint64_t table_swaps; /* tables published since start */
     uint64_t start_unix_ms;
     size_t n;
-    struct snapshot_upstream *u; /* sorted by address */
+    struct snapshot_upstream *u;    /* sorted by address */
     const struct worker_shared *sh; /* live process-wide counters */
     unsigned workers;
-    int health_check;      /* enum config_health */
+    int health_check; /* enum config_health */
     struct snapshot_watcher watcher;
     struct snapshot_state_file state_file;
 };

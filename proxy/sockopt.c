@@ -80,11 +80,11 @@ bool sockopt_addr_is_local(const struct addr *a)
         if (i->ifa_addr == NULL || i->ifa_addr->sa_family != a->ss.ss_family)
             continue;
         if (a->ss.ss_family == AF_INET)
-            found = ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr ==
-                    v4->sin_addr.s_addr;
+            found =
+                ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr == v4->sin_addr.s_addr;
         else if (a->ss.ss_family == AF_INET6)
-            found = memcmp(&((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
-                           &v6->sin6_addr, sizeof(v6->sin6_addr)) == 0;
+            found = memcmp(&((const struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, &v6->sin6_addr,
+                           sizeof(v6->sin6_addr)) == 0;
     }
     freeifaddrs(all);
     return found;

@@ -172,7 +172,8 @@ static int parse_args(int argc, char **argv, char **env, const char **admin, con
         if (strncmp(arg, "--admin=", 8) == 0 || strncmp(arg, "--output=", 9) == 0)
             v = strchr(arg, '=') + 1;
         else if ((strcmp(arg, "--admin") == 0 || strcmp(arg, "-o") == 0 ||
-                  strcmp(arg, "--output") == 0) && i + 1 < argc)
+                  strcmp(arg, "--output") == 0) &&
+                 i + 1 < argc)
             v = argv[++i];
         if (v == NULL) {
             fprintf(errout, "apilb status: unknown or incomplete argument %s\n", arg);

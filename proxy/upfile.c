@@ -74,8 +74,7 @@ int upfile_read(const char *path, struct config_seed *out, size_t max, char *err
     int rc = fileread_all(path, UPFILE_MAX_BYTES, &buf, &len);
 
     if (rc == -EFBIG) {
-        snprintf(err, err_len, "--upstreams-file=%s: larger than %u bytes", path,
-                 UPFILE_MAX_BYTES);
+        snprintf(err, err_len, "--upstreams-file=%s: larger than %u bytes", path, UPFILE_MAX_BYTES);
         return rc;
     }
     if (rc < 0) {

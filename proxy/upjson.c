@@ -48,8 +48,8 @@ static void render_zone(const struct zone_info *z, struct strbuf *b)
 
 void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
 {
-    strbuf_printf(b, "{\"generation\":%" PRIu64 ",\"usable\":%zu,\"upstreams\":[",
-                  s->generation, snapshot_usable(s, now_ms));
+    strbuf_printf(b, "{\"generation\":%" PRIu64 ",\"usable\":%zu,\"upstreams\":[", s->generation,
+                  snapshot_usable(s, now_ms));
     for (size_t i = 0; i < s->n; i++) {
         const struct snapshot_upstream *su = &s->u[i];
         const struct upstream *up = su->up;
@@ -112,8 +112,9 @@ void upjson_render(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
 void upjson_connections(const struct session_info *c, size_t n, size_t total, size_t offset,
                         size_t limit, bool partial, struct strbuf *b)
 {
-    strbuf_printf(b, "{\"total\":%zu,\"offset\":%zu,\"limit\":%zu,\"partial\":%s,"
-                     "\"connections\":[",
+    strbuf_printf(b,
+                  "{\"total\":%zu,\"offset\":%zu,\"limit\":%zu,\"partial\":%s,"
+                  "\"connections\":[",
                   total, offset, limit, partial ? "true" : "false");
     for (size_t i = 0; i < n; i++) {
         char client[ADDR_STRLEN] = "";
@@ -123,8 +124,9 @@ void upjson_connections(const struct session_info *c, size_t n, size_t total, si
         strbuf_printf(b, "%s{\"sid\":%" PRIu64 ",\"client\":\"%s\",\"upstream\":\"", i ? "," : "",
                       c[i].sid, client);
         strbuf_json_escape(b, c[i].upstream);
-        strbuf_printf(b, "\",\"state\":\"%s\",\"age_seconds\":%.3f,\"bytes_in\":%" PRIu64
-                         ",\"bytes_out\":%" PRIu64 "}",
+        strbuf_printf(b,
+                      "\",\"state\":\"%s\",\"age_seconds\":%.3f,\"bytes_in\":%" PRIu64
+                      ",\"bytes_out\":%" PRIu64 "}",
                       c[i].state, (double)c[i].age_ms / 1000.0, c[i].bytes_in, c[i].bytes_out);
     }
     strbuf_puts(b, "]}\n");
@@ -143,7 +145,9 @@ int upjson_readyz(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)
     if (in_table == 0)
         strbuf_puts(b, "not ready: no upstream known\n");
     else
-        strbuf_printf(b, "not ready: none of %zu upstreams is usable (unhealthy, failing to "
-                         "connect or draining)\n", in_table);
+        strbuf_printf(b,
+                      "not ready: none of %zu upstreams is usable (unhealthy, failing to "
+                      "connect or draining)\n",
+                      in_table);
     return 503;
 }

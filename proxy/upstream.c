@@ -11,8 +11,9 @@
 #include "balance.h"
 #include "rand.h"
 
-const double upstream_latency_bounds_s[UPSTREAM_LATENCY_BUCKETS] = {
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+const double upstream_latency_bounds_s[UPSTREAM_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005,
+                                                                    0.01,   0.025, 0.05,   0.1,
+                                                                    0.25,   0.5,   1,      2.5};
 
 struct upstream *upstream_new(const struct addr *addr)
 {
@@ -348,8 +349,7 @@ unsigned upstream_slow_start_weight(const struct upstream *up, unsigned slow_sta
 
 void upstream_slow_start_begin(struct upstream *up, uint64_t now_ms)
 {
-    atomic_store_explicit(&up->slow_start_from_ms, now_ms != 0 ? now_ms : 1,
-                          memory_order_relaxed);
+    atomic_store_explicit(&up->slow_start_from_ms, now_ms != 0 ? now_ms : 1, memory_order_relaxed);
 }
 
 /* The entries that slow start leaves out of this pick: each one in slow

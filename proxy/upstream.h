@@ -67,7 +67,7 @@ struct upstream {
     char name[ADDR_STRLEN];
     bool is_local; /* on this host: sockopt_local() on its connections (set by control.c) */
     _Atomic unsigned refs;
-    _Atomic int health;                /* enum upstream_health; control thread writes */
+    _Atomic int health;                     /* enum upstream_health; control thread writes */
     _Atomic uint64_t passive_down_until_ms; /* dial failed: avoid until then */
     _Atomic uint64_t draining_since_ms;     /* removed from the table at this time */
     /* Unhealthy because its /readyz says "[-]shutdown" (kube-apiserver in
@@ -75,20 +75,20 @@ struct upstream {
      * its open ones drain from this time, like a removed one's, instead of
      * being closed at once. 0 otherwise. Control thread writes. */
     _Atomic uint64_t unready_since_ms;
-    _Atomic unsigned active;           /* open proxied connections, all workers */
+    _Atomic unsigned active; /* open proxied connections, all workers */
     _Atomic uint64_t conns_total;
     _Atomic uint64_t connect_fail[UPSTREAM_FAIL_COUNT];
     _Atomic uint64_t connect_latency[UPSTREAM_LATENCY_BUCKETS + 1]; /* histogram, +Inf last */
     _Atomic uint64_t connect_latency_sum_us;
-    _Atomic uint64_t bytes_to;         /* client -> upstream */
-    _Atomic uint64_t bytes_from;       /* upstream -> client */
+    _Atomic uint64_t bytes_to;   /* client -> upstream */
+    _Atomic uint64_t bytes_from; /* upstream -> client */
     /* [0] failed, [1] passed, [2] not run to a verdict: a local shortage
      * (upstream_fail_is_local) when the probe's socket or connect failed. */
     _Atomic uint64_t health_checks[3];
     _Atomic uint64_t health_latency_sum_us;
     _Atomic uint64_t closed_by_health; /* connections closed because it failed */
     _Atomic uint64_t closed_by_drain;
-    _Atomic uint64_t closed_unacked;   /* sent bytes unacknowledged (--upstream-ack-timeout) */
+    _Atomic uint64_t closed_unacked; /* sent bytes unacknowledged (--upstream-ack-timeout) */
     /* Connections that ended because the upstream reset or failed them,
      * [0] before its first byte (a plaintext client is not replayed
      * elsewhere), [1] after. */
@@ -207,9 +207,9 @@ enum upstream_balance {
 struct upstream_picker {
     enum upstream_balance algo;
     unsigned slow_start_ms; /* --slow-start; 0 (upstream_picker_init's) = off */
-    uint64_t rng;       /* xorshift state, never 0 */
-    unsigned rr_next;   /* round-robin cursor */
-    bool tiers;       /* honour upstream->tier (upstream_picker_prefer) */
+    uint64_t rng;           /* xorshift state, never 0 */
+    unsigned rr_next;       /* round-robin cursor */
+    bool tiers;             /* honour upstream->tier (upstream_picker_prefer) */
     unsigned spill_factor;
     unsigned ramp_ms;
 };

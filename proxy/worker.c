@@ -88,11 +88,11 @@ static bool accept_some(struct worker *w, int lfd, unsigned budget)
                 return true;
             }
         }
-        if (atomic_load_explicit(&w->sh->active, memory_order_relaxed) >=
-            cfg->max_connections) {
+        if (atomic_load_explicit(&w->sh->active, memory_order_relaxed) >= cfg->max_connections) {
             atomic_fetch_add_explicit(&w->sh->refused_limit, 1, memory_order_relaxed);
-            log_warn_limited("max-connections", 1000, "connection refused: --max-connections reached",
-                             "limit=%u", cfg->max_connections);
+            log_warn_limited("max-connections", 1000,
+                             "connection refused: --max-connections reached", "limit=%u",
+                             cfg->max_connections);
             close(fd);
             continue;
         }

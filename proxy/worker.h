@@ -30,8 +30,8 @@ enum worker_phase {
 /* Process-wide state shared by the control thread and every worker. */
 struct worker_shared {
     const struct config *cfg;
-    _Atomic int phase;             /* enum worker_phase */
-    _Atomic unsigned active;       /* open client sessions, all workers */
+    _Atomic int phase;       /* enum worker_phase */
+    _Atomic unsigned active; /* open client sessions, all workers */
     _Atomic uint64_t accepted;
     _Atomic uint64_t refused_limit;       /* over --max-connections */
     _Atomic uint64_t refused_no_upstream; /* every upstream failed */
@@ -40,10 +40,10 @@ struct worker_shared {
     /* Sessions an upstream reset or failed, [0] before its first byte,
      * [1] after (the per-upstream counters go with a pruned upstream). */
     _Atomic uint64_t failed_by_upstream[2];
-    _Atomic unsigned send_batching;       /* workers with io_uring (sendq.h) */
-    _Atomic uint64_t sends_batched;       /* sends made together with others */
-    _Atomic uint64_t send_batches;        /* system calls that made them */
-    _Atomic uint64_t table_generation;    /* newest generation any worker runs */
+    _Atomic unsigned send_batching;    /* workers with io_uring (sendq.h) */
+    _Atomic uint64_t sends_batched;    /* sends made together with others */
+    _Atomic uint64_t send_batches;     /* system calls that made them */
+    _Atomic uint64_t table_generation; /* newest generation any worker runs */
     _Atomic uint64_t next_session_id;
     _Atomic unsigned listener_foreign_sharers; /* sharewatch.h */
     _Atomic unsigned listener_apilb_sharers;
@@ -87,32 +87,32 @@ struct worker {
     unsigned id;
     struct worker_shared *sh;
     uv_loop_t loop;
-    struct evloop ev;         /* the sockets; runs loop */
+    struct evloop ev; /* the sockets; runs loop */
     uv_thread_t thread;
     uv_async_t kick;
-    uv_timer_t connect_timer; /* fires at the head of the connecting queue */
-    uv_timer_t accept_timer;  /* resumes accepting after EMFILE */
-    uv_timer_t sweep_timer;   /* drain, age and shutdown deadlines */
+    uv_timer_t connect_timer;   /* fires at the head of the connecting queue */
+    uv_timer_t accept_timer;    /* resumes accepting after EMFILE */
+    uv_timer_t sweep_timer;     /* drain, age and shutdown deadlines */
     uv_timer_t keepalive_timer; /* upstream keepalive for lasting sessions */
-    uv_timer_t ack_timer;     /* --upstream-ack-timeout: session_check_acks() */
+    uv_timer_t ack_timer;       /* --upstream-ack-timeout: session_check_acks() */
     struct worker_listener listeners[CONFIG_MAX_LISTEN];
     size_t n_listeners;
     bool accept_paused;
-    bool listeners_closed;    /* draining: the loop ends with the last session */
+    bool listeners_closed; /* draining: the loop ends with the last session */
     struct handoff mailbox;
     struct upstream_table *table; /* the table new sessions pick from */
     struct upstream_picker picker;
     struct pipepool pipes;
-    struct bufpool bufs;        /* the flows' own buffers (WORKER_SCRATCH_BYTES) */
+    struct bufpool bufs; /* the flows' own buffers (WORKER_SCRATCH_BYTES) */
     /* Small reads land here and are sent on at once; only what dst does not
      * take is copied into a buffer of the session's own. */
     char scratch[WORKER_SCRATCH_BYTES];
-    struct session *sessions;   /* every open session */
-    uint64_t rebalance_at_ms;   /* --rebalance: the next round (session_sweep); 0 = none yet */
+    struct session *sessions; /* every open session */
+    uint64_t rebalance_at_ms; /* --rebalance: the next round (session_sweep); 0 = none yet */
     size_t n_sessions;
-    struct session *conn_head;  /* sessions connecting, oldest first */
+    struct session *conn_head; /* sessions connecting, oldest first */
     struct session *conn_tail;
-    uv_async_t *done;           /* borrowed: control's "a worker ended" */
+    uv_async_t *done; /* borrowed: control's "a worker ended" */
     _Atomic bool finished;
     uv_mutex_t query_mu;
     uv_cond_t query_cv;

@@ -260,7 +260,8 @@ static int discover(struct apicheck *c, bool slices, const struct addr *via, siz
         rc = -ENOMEM;
         goto out;
     }
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         size_t k = 0;
         int family;
 

@@ -43,7 +43,8 @@ static int pick_port(json_t *ports, unsigned *port, char *err, size_t err_len)
         snprintf(err, err_len, "ports is not a list");
         return -EINVAL;
     }
-    json_array_foreach(ports, i, p) {
+    json_array_foreach(ports, i, p)
+    {
         json_t *name = json_object_get(p, "name");
 
         if (json_is_string(name) && strcmp(json_string_value(name), "https") == 0)
@@ -96,7 +97,8 @@ bool endpoints_label_value_ok(const char *s)
         return false;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
-        bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        bool alnum =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
 
         if (!alnum && ((ch != '-' && ch != '_' && ch != '.') || i == 0 || i == n - 1))
             return false;
@@ -131,16 +133,18 @@ static int read_zone(json_t *ep, struct zone_info *z, char *err, size_t err_len)
     if (hints == NULL || json_is_null(hints))
         return 0;
     zones = json_object_get(hints, "forZones");
-    if (!json_is_object(hints) || (zones != NULL && !json_is_null(zones) && !json_is_array(zones))) {
+    if (!json_is_object(hints) ||
+        (zones != NULL && !json_is_null(zones) && !json_is_array(zones))) {
         snprintf(err, err_len, "hints.forZones is not a list");
         return -EINVAL;
     }
     if (json_array_size(zones) > ZONE_HINTS_MAX) {
-        snprintf(err, err_len, "hints.forZones has %zu zones (at most %d)",
-                 json_array_size(zones), ZONE_HINTS_MAX);
+        snprintf(err, err_len, "hints.forZones has %zu zones (at most %d)", json_array_size(zones),
+                 ZONE_HINTS_MAX);
         return -EINVAL;
     }
-    json_array_foreach(zones, i, h) {
+    json_array_foreach(zones, i, h)
+    {
         if (zone_copy(json_object_get(h, "name"), z->for_zones[z->n_for_zones],
                       "hints.forZones name", err, err_len) < 0)
             return -EINVAL;
@@ -150,8 +154,8 @@ static int read_zone(json_t *ep, struct zone_info *z, char *err, size_t err_len)
     return 0;
 }
 
-static int from_slice(json_t *obj, struct watcher_endpoint *out, size_t max, size_t *n,
-                      int *family, char *err, size_t err_len)
+static int from_slice(json_t *obj, struct watcher_endpoint *out, size_t max, size_t *n, int *family,
+                      char *err, size_t err_len)
 {
     json_t *type = json_object_get(obj, "addressType"), *eps = json_object_get(obj, "endpoints");
     json_t *ep;
@@ -181,7 +185,8 @@ static int from_slice(json_t *obj, struct watcher_endpoint *out, size_t max, siz
         snprintf(err, err_len, "endpoints is not a list");
         return -EINVAL;
     }
-    json_array_foreach(eps, i, ep) {
+    json_array_foreach(eps, i, ep)
+    {
         json_t *ready = json_object_get(json_object_get(ep, "conditions"), "ready");
         json_t *addrs = json_object_get(ep, "addresses");
         struct watcher_endpoint e;
@@ -223,7 +228,8 @@ static int from_endpoints(json_t *obj, struct watcher_endpoint *out, size_t max,
         snprintf(err, err_len, "subsets is not a list");
         return -EINVAL;
     }
-    json_array_foreach(subsets, i, ss) {
+    json_array_foreach(subsets, i, ss)
+    {
         json_t *addrs = json_object_get(ss, "addresses");
         unsigned port;
 
@@ -235,7 +241,8 @@ static int from_endpoints(json_t *obj, struct watcher_endpoint *out, size_t max,
             snprintf(err, err_len, "addresses is not a list");
             return -EINVAL;
         }
-        json_array_foreach(addrs, j, a) {
+        json_array_foreach(addrs, j, a)
+        {
             struct watcher_endpoint e;
 
             memset(&e.zone, 0, sizeof(e.zone)); /* Endpoints carry no zones */

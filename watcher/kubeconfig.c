@@ -62,7 +62,8 @@ static json_t *named(json_t *root, const char *list, const char *inner, const ch
 
     if (!json_is_array(arr))
         return NULL;
-    json_array_foreach(arr, i, it) {
+    json_array_foreach(arr, i, it)
+    {
         const char *n = str(it, "name");
 
         if (n != NULL && strcmp(n, name) == 0) {

@@ -25,7 +25,7 @@ struct kube_creds {
     char *key_file, *key_pem;
     char *token, *token_file;
     bool insecure;
-    char source[64];              /* "kubeconfig", "in-cluster" (for logs) */
+    char source[64]; /* "kubeconfig", "in-cluster" (for logs) */
 };
 
 /* Loads current-context of the kubeconfig at path. Returns 0 or -EINVAL with

@@ -43,12 +43,12 @@ enum mode {
 /* Why a watch ended, as set by the callbacks. */
 enum stop_reason {
     END_NONE = 0,
-    END_STOP,      /* watcher_stop() */
-    END_STALL,     /* no byte for stall_ms */
-    END_RELIST,    /* ERROR event 410 / too large RV */
-    END_ERROR,     /* ERROR event of another kind */
-    END_GARBAGE,   /* not JSON, or an event we cannot use */
-    END_CREDS,     /* a credential file changed */
+    END_STOP,    /* watcher_stop() */
+    END_STALL,   /* no byte for stall_ms */
+    END_RELIST,  /* ERROR event 410 / too large RV */
+    END_ERROR,   /* ERROR event of another kind */
+    END_GARBAGE, /* not JSON, or an event we cannot use */
+    END_CREDS,   /* a credential file changed */
 };
 
 /* The name an apiserver's certificate was last verified for. */
@@ -86,9 +86,9 @@ struct watcher {
     struct watcher_endpoint scratch[ADDR_SET_MAX];
     bool warned_empty;
     struct backoff backoff;
-    struct filewatch files;     /* the kubeconfig (or service account) and its files */
-    bool reload;                /* re-read the credentials before the next request */
-    char *ca_seen;              /* the CA bundle last handed to ca_changed */
+    struct filewatch files;        /* the kubeconfig (or service account) and its files */
+    bool reload;                   /* re-read the credentials before the next request */
+    char *ca_seen;                 /* the CA bundle last handed to ca_changed */
     struct watcher_auth auth_seen; /* the client credentials last handed to auth_changed */
 
     /* --node-name (node_fetch) */
@@ -103,11 +103,11 @@ struct watcher {
     uint64_t last_byte_ms;
     unsigned watch_events;
     enum stop_reason end;
-    int transfer_err;           /* the last transfer's CURLcode as a negative errno */
+    int transfer_err; /* the last transfer's CURLcode as a negative errno */
     uint64_t retry_after_ms;
-    struct addr routed;         /* the apiserver of the last request */
-    bool routed_ok;             /* routed is set (else the kubeconfig's server) */
-    struct addr avoid;          /* it answered Retry-After: others first */
+    struct addr routed; /* the apiserver of the last request */
+    bool routed_ok;     /* routed is set (else the kubeconfig's server) */
+    struct addr avoid;  /* it answered Retry-After: others first */
     bool avoiding;
     struct tls_memo memo[TLS_MEMO_MAX]; /* see tls_names() */
     size_t n_memo;
@@ -203,14 +203,12 @@ static void publish_due(struct watcher *w)
         if (now - w->held_since_ms < hold_ms(w))
             return;
         log_warn("EndpointSlices still disagree: applying what they list",
-                 "source=%s held_ms=%" PRIu64 " why=\"%s\" resource_version=%s",
-                 mode_name(w->mode), now - w->held_since_ms, log_quote(w->held_why),
-                 log_quote(w->rv));
+                 "source=%s held_ms=%" PRIu64 " why=\"%s\" resource_version=%s", mode_name(w->mode),
+                 now - w->held_since_ms, log_quote(w->held_why), log_quote(w->rv));
         w->held_since_ms = 0;
     }
     w->pending_since_ms = 0;
-    if (w->have_published &&
-        endpoints_same(w->pending, w->n_pending, w->published, w->n_published))
+    if (w->have_published && endpoints_same(w->pending, w->n_pending, w->published, w->n_published))
         return;
     memcpy(w->published, w->pending, w->n_pending * sizeof(w->pending[0]));
     w->n_published = w->n_pending;
@@ -291,8 +289,8 @@ static void cache_changed(struct watcher *w)
         w->held_since_ms = clock_now_ms();
         snprintf(w->held_why, sizeof(w->held_why), "%s", why);
         log_info("EndpointSlice replacement in flight: holding the current upstreams",
-                 "source=%s why=\"%s\" hold_ms=%" PRIu64 " resource_version=%s",
-                 mode_name(w->mode), log_quote(why), hold_ms(w), log_quote(w->rv));
+                 "source=%s why=\"%s\" hold_ms=%" PRIu64 " resource_version=%s", mode_name(w->mode),
+                 log_quote(why), hold_ms(w), log_quote(w->rv));
     }
     if (w->pending_since_ms != 0 && endpoints_same(now, n, w->pending, w->n_pending))
         return; /* already waiting for this one */
@@ -402,8 +400,8 @@ static void creds_reload(struct watcher *w)
     }
     if (fresh.insecure && !w->creds.insecure)
         log_warn("INSECURE: the kubeconfig now disables TLS verification of the apiserver "
-                 "(insecure-skip-tls-verify)", "kubeconfig=\"%s\"",
-                 log_quote(w->cfg.kubeconfig));
+                 "(insecure-skip-tls-verify)",
+                 "kubeconfig=\"%s\"", log_quote(w->cfg.kubeconfig));
     kube_creds_free(&w->creds);
     w->creds = fresh;
     follow_files(w);
@@ -494,8 +492,7 @@ static int progress_cb(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
     }
     publish_due(w);
     if (filewatch_changed(&w->files, now)) {
-        log_info("credential files changed: reconnecting with them", "source=%s",
-                 w->creds.source);
+        log_info("credential files changed: reconnecting with them", "source=%s", w->creds.source);
         w->reload = true;
         w->end = END_CREDS;
         return 1;
@@ -1019,7 +1016,8 @@ static int apply_list(struct watcher *w)
     endpoints_cache_clear(&w->cache);
     items = json_object_get(root, "items");
     if (json_is_array(items)) {
-        json_array_foreach(items, i, it) {
+        json_array_foreach(items, i, it)
+        {
             const char *name;
             size_t n;
             int family;

@@ -39,8 +39,8 @@ struct watcher_auth {
 };
 
 struct watcher_config {
-    const char *kubeconfig;   /* path, or NULL for in-cluster */
-    const char *sa_dir;       /* in-cluster: directory with token, ca.crt, namespace */
+    const char *kubeconfig; /* path, or NULL for in-cluster */
+    const char *sa_dir;     /* in-cluster: directory with token, ca.crt, namespace */
     enum watcher_discovery discovery;
     unsigned connect_timeout_ms;
     unsigned debounce_ms;     /* a set must be stable this long before publish (0: none);
@@ -53,9 +53,9 @@ struct watcher_config {
      * reload; may be NULL. */
     void (*ca_changed)(void *arg, const char *ca_pem);
     /* Called with the arg of watcher_start once in watcher_start (caller's
-     * thread) and on the watcher thread whenever the client certificate, key or token of the credentials
-     * change (rotation); auth is borrowed for the call (copy what is kept,
-     * wipe it when done). NULL: not wanted (the files are then not read). */
+     * thread) and on the watcher thread whenever the client certificate, key or token of the
+     * credentials change (rotation); auth is borrowed for the call (copy what is kept, wipe it when
+     * done). NULL: not wanted (the files are then not read). */
     void (*auth_changed)(void *arg, const struct watcher_auth *auth);
     /* The node whose topology.kubernetes.io/zone label to read, or NULL:
      * GET /api/v1/nodes/NAME before the first LIST and before each relist. */

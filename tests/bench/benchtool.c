@@ -92,7 +92,8 @@ struct conn {
 };
 
 static char junk[1 << 16];
-static const char http_reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+static const char http_reply[] =
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
 
 static void conn_close(int ep, struct conn *c)
 {
@@ -431,6 +432,8 @@ int main(int argc, char **argv)
         return cmd_stall(argv + 2);
     if (argc >= 3 && strcmp(argv[1], "floor") == 0)
         return cmd_floor(argv + 2);
-    fprintf(stderr, "usage: benchtool server|bulk|pingpong|connrate|idle|stall|floor ... (see the source)\n");
+    fprintf(
+        stderr,
+        "usage: benchtool server|bulk|pingpong|connrate|idle|stall|floor ... (see the source)\n");
     return 2;
 }

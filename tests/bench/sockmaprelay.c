@@ -51,13 +51,17 @@ static int prog_load(int map, unsigned port)
 {
     const struct bpf_insn prog[] = {
         {.code = BPF_ALU64 | BPF_MOV | BPF_X, .dst_reg = BPF_REG_6, .src_reg = BPF_REG_1},
-        {.code = BPF_LDX | BPF_MEM | BPF_W, .dst_reg = BPF_REG_2, .src_reg = BPF_REG_6,
+        {.code = BPF_LDX | BPF_MEM | BPF_W,
+         .dst_reg = BPF_REG_2,
+         .src_reg = BPF_REG_6,
          .off = offsetof(struct __sk_buff, local_port)},
         {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_3, .imm = 1},
         {.code = BPF_JMP | BPF_JEQ | BPF_K, .dst_reg = BPF_REG_2, .off = 1, .imm = (int)port},
         {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_3, .imm = 0},
         {.code = BPF_ALU64 | BPF_MOV | BPF_X, .dst_reg = BPF_REG_1, .src_reg = BPF_REG_6},
-        {.code = BPF_LD | BPF_DW | BPF_IMM, .dst_reg = BPF_REG_2, .src_reg = BPF_PSEUDO_MAP_FD,
+        {.code = BPF_LD | BPF_DW | BPF_IMM,
+         .dst_reg = BPF_REG_2,
+         .src_reg = BPF_PSEUDO_MAP_FD,
          .imm = map},
         {.code = 0}, /* second half of the 64-bit load */
         {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_4, .imm = 0},

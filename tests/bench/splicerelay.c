@@ -27,7 +27,7 @@
 #define PIPE_BYTES (512 * 1024)
 
 struct conn {
-    int fd[2];           /* client, upstream */
+    int fd[2];          /* client, upstream */
     atomic_int running; /* directions still moving bytes */
 };
 

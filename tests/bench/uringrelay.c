@@ -152,7 +152,8 @@ int main(int argc, char **argv)
         rc = io_uring_submit_and_wait(&ring, 1);
         if (rc < 0 && rc != -EINTR)
             die("io_uring_submit_and_wait", -rc);
-        io_uring_for_each_cqe(&ring, head, c) {
+        io_uring_for_each_cqe(&ring, head, c)
+        {
             unsigned long tag = (unsigned long)io_uring_cqe_get_data64(c);
             struct dir *d = (struct dir *)(tag & ~SEND_TAG);
 

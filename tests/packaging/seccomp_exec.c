@@ -129,7 +129,8 @@ static void families(scmp_filter_ctx f, char **words, size_t n)
         keep[number(words[i], 0, AF_MAX - 1)] = true;
     for (int af = 0; af < AF_MAX; af++)
         if (!keep[af])
-            add_cond(f, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, af, 0));
+            add_cond(f, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket),
+                     SCMP_A0(SCMP_CMP_EQ, af, 0));
     add_cond(f, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), SCMP_A0(SCMP_CMP_GE, AF_MAX, 0));
 }
 

@@ -161,8 +161,7 @@ START_TEST(errors_name_option_and_value)
     BAD("--connect-timeout", "5", "--upstream", "1.2.3.4:5", "--connect-timeout", "5");
     BAD("--connect-timeout", "-1s", "--upstream", "1.2.3.4:5", "--connect-timeout", "-1s");
     BAD("--connect-timeout", "1x", "--upstream", "1.2.3.4:5", "--connect-timeout", "1x");
-    BAD("--drain-timeout", "99999999h", "--upstream", "1.2.3.4:5", "--drain-timeout",
-        "99999999h");
+    BAD("--drain-timeout", "99999999h", "--upstream", "1.2.3.4:5", "--drain-timeout", "99999999h");
     BAD("--balance", "fastest", "--upstream", "1.2.3.4:5", "--balance", "fastest");
     BAD("--workers", "0", "--upstream", "1.2.3.4:5", "--workers", "0");
     BAD("--workers", "many", "--upstream", "1.2.3.4:5", "--workers", "many");
@@ -232,8 +231,8 @@ START_TEST(health_interval_and_timeout_independent)
     OK("--upstream", "1.2.3.4:5", "--health-interval", "1h", "--health-timeout", "50ms");
     ck_assert_int_eq(parse(1, (char *const[]){"apilb", NULL},
                            (char *const[]){"APILB_UPSTREAMS=10.0.0.1:6443",
-                                           "APILB_HEALTH_INTERVAL=300ms",
-                                           "APILB_HEALTH_TIMEOUT=3s", NULL}),
+                                           "APILB_HEALTH_INTERVAL=300ms", "APILB_HEALTH_TIMEOUT=3s",
+                                           NULL}),
                      0);
     ck_assert_uint_eq(cfg.health_timeout_ms, 3000);
     /* Zero and absurd values keep their clear error. */
@@ -283,8 +282,8 @@ START_TEST(durations)
     static const struct {
         const char *s;
         unsigned ms;
-    } ok[] = {{"500ms", 500}, {"2s", 2000}, {"5m", 300000}, {"1h", 3600000}, {"0", 0},
-              {"1500ms", 1500}};
+    } ok[] = {{"500ms", 500},  {"2s", 2000}, {"5m", 300000},
+              {"1h", 3600000}, {"0", 0},     {"1500ms", 1500}};
     static const char *const bad[] = {"5", "-1s", "1x", "", "s", "1.5s", "ms", "10000000000s"};
     unsigned ms;
     char buf[32];
@@ -365,8 +364,7 @@ START_TEST(preflight_subcommand)
     ck_assert_uint_eq(cfg.n_seeds, 1);
     OK("--upstream", "10.0.0.1:6443");
     ck_assert(!cfg.preflight);
-    BAD("--kubelet-kubeconfig", "/k", "--upstream", "10.0.0.1:6443", "--kubelet-kubeconfig",
-        "/k");
+    BAD("--kubelet-kubeconfig", "/k", "--upstream", "10.0.0.1:6443", "--kubelet-kubeconfig", "/k");
     ck_assert_ptr_nonnull(strstr(err, "only for apilb preflight"));
     BAD("preflight", "unexpected argument", "--upstream", "10.0.0.1:6443", "preflight");
 }

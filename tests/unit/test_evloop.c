@@ -191,7 +191,8 @@ START_TEST(zero_interest_and_hangup)
     ck_assert_int_eq(evloop_set(&f.ev, &p.io, EVLOOP_WRITE), 0);
     evloop_run(&f.ev);
     ck_assert_int_eq(p.calls, 1);
-    ck_assert_uint_eq((unsigned)p.peer & (EVLOOP_WRITE | EVLOOP_ERROR), EVLOOP_WRITE | EVLOOP_ERROR);
+    ck_assert_uint_eq((unsigned)p.peer & (EVLOOP_WRITE | EVLOOP_ERROR),
+                      EVLOOP_WRITE | EVLOOP_ERROR);
     close(p.io.fd);
     fixture_destroy(&f);
 }
@@ -298,15 +299,15 @@ END_TEST
 struct relay {
     struct ev_io io;
     struct fixture *f;
-    struct ev_io out;       /* the socket sent to (not in the set) */
+    struct ev_io out; /* the socket sent to (not in the set) */
     struct sendq_op op;
     char buf[64];
     int n;
-    bool queued;            /* the send was queued */
-    bool forget_out;        /* then forgets and closes out at once */
+    bool queued;     /* the send was queued */
+    bool forget_out; /* then forgets and closes out at once */
     int answers;
-    int *done;              /* relays finished, shared */
-    int want;               /* stop when *done reaches it */
+    int *done; /* relays finished, shared */
+    int want;  /* stop when *done reaches it */
 };
 
 static void relay_finish(struct relay *r)

@@ -66,7 +66,7 @@ START_TEST(filewatch_in_place_rewrite)
     ck_assert(filewatch_notifies(&fw));
     ck_assert(!filewatch_changed(&fw, 1)); /* nothing happened */
     write_file(path, "new CA, longer\n");
-    ck_assert(filewatch_changed(&fw, 2));   /* inotify: no wait for the poll */
+    ck_assert(filewatch_changed(&fw, 2));  /* inotify: no wait for the poll */
     ck_assert(!filewatch_changed(&fw, 3)); /* reported once */
     filewatch_free(&fw);
     rm_rf(dir);

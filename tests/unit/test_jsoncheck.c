@@ -21,8 +21,14 @@ static int check_str(const char *s)
 START_TEST(valid)
 {
     static const char *const ok[] = {
-        "{}", "[]", " {\"a\": [1, -2.5e+3, 0, true, false, null, \"x\\n\\u00e9\\\"\"]} \n",
-        "\"only a string\"", "0", "-0.1", "[[[[]]]]", "{\"k\":{\"k\":{}}}",
+        "{}",
+        "[]",
+        " {\"a\": [1, -2.5e+3, 0, true, false, null, \"x\\n\\u00e9\\\"\"]} \n",
+        "\"only a string\"",
+        "0",
+        "-0.1",
+        "[[[[]]]]",
+        "{\"k\":{\"k\":{}}}",
         "{\"upstreams\":[{\"address\":\"10.0.0.1:6443\",\"connect_seconds_avg\":null}]}",
     };
 
@@ -34,9 +40,30 @@ END_TEST
 START_TEST(invalid)
 {
     static const char *const bad[] = {
-        "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{a:1}", "{\"a\" 1}", "[1 2]", "01", "1.",
-        "-", "1e", "tru", "nul", "\"unterminated", "\"bad \\x escape\"", "\"\\u12\"",
-        "\"tab\there\"", "{} {}", "[\"a\"]]", "+1", ".5", "'single'",
+        "",
+        " ",
+        "{",
+        "}",
+        "[1,]",
+        "{\"a\":1,}",
+        "{a:1}",
+        "{\"a\" 1}",
+        "[1 2]",
+        "01",
+        "1.",
+        "-",
+        "1e",
+        "tru",
+        "nul",
+        "\"unterminated",
+        "\"bad \\x escape\"",
+        "\"\\u12\"",
+        "\"tab\there\"",
+        "{} {}",
+        "[\"a\"]]",
+        "+1",
+        ".5",
+        "'single'",
     };
     char err[128];
 
@@ -86,8 +113,8 @@ START_TEST(status_table_is_printable)
     statusview_render(&s, 5000, 61000, &b);
     text = strbuf_take(&b, &len);
     for (size_t i = 0; i < len; i++)
-        ck_assert_msg((text[i] >= 0x20 && text[i] < 0x7f) || text[i] == '\n',
-                      "byte %zu is 0x%02x", i, (unsigned char)text[i]);
+        ck_assert_msg((text[i] >= 0x20 && text[i] < 0x7f) || text[i] == '\n', "byte %zu is 0x%02x",
+                      i, (unsigned char)text[i]);
     ck_assert(strstr(text, "readyz: ?[2J?]0;owned? and a") != NULL);
     ck_assert(strstr(text, "...") != NULL); /* cut to its column */
     ck_assert(strstr(text, " 1m00s ") != NULL);

@@ -64,8 +64,7 @@ static void dir_names(const char *dir, char *out, size_t len)
     ck_assert_int_ge(n, 0);
     for (int i = 0; i < n; i++) {
         if (ents[i]->d_name[0] != '.')
-            pos += (size_t)snprintf(out + pos, len - pos, "%s%s", pos ? " " : "",
-                                    ents[i]->d_name);
+            pos += (size_t)snprintf(out + pos, len - pos, "%s%s", pos ? " " : "", ents[i]->d_name);
         free(ents[i]);
     }
     free(ents);

@@ -39,8 +39,9 @@ static int load(const char *text, struct kube_creds *c)
     return kube_creds_load_kubeconfig(path, c, err, sizeof(err));
 }
 
-#define KC_HEAD "apiVersion: v1\nkind: Config\ncurrent-context: c\n" \
-                "contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n"
+#define KC_HEAD                                                                                    \
+    "apiVersion: v1\nkind: Config\ncurrent-context: c\n"                                           \
+    "contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n"
 
 START_TEST(kubeconfig_files_relative)
 {
@@ -114,13 +115,17 @@ START_TEST(kubeconfig_errors)
         {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: http://h:1\n", "https://"},
         {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h:99999\n", "port"},
         {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n"
-                 "    certificate-authority-data: '!!!'\n", "base64"},
+                 "    certificate-authority-data: '!!!'\n",
+         "base64"},
         {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n"
-                 "    insecure-skip-tls-verify: true\n    certificate-authority: x\n", "insecure"},
+                 "    insecure-skip-tls-verify: true\n    certificate-authority: x\n",
+         "insecure"},
         {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n"
-                 "users:\n- name: u\n  user:\n    client-certificate: c.pem\n", "key"},
+                 "users:\n- name: u\n  user:\n    client-certificate: c.pem\n",
+         "key"},
         {KC_HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n"
-                 "users:\n- name: u\n  user:\n    exec:\n      command: aws\n", "not supported"},
+                 "users:\n- name: u\n  user:\n    exec:\n      command: aws\n",
+         "not supported"},
         {"a: &x [1]\nb: *x\n", "anchors"},
         {"clusters: [unclosed\n", "line"},
     };
@@ -277,7 +282,7 @@ START_TEST(cache_merge)
     ck_assert_int_eq(endpoints_cache_set(c, "kubernetes-v6", AF_INET6, v6, 1), 0);
     ck_assert_int_eq(endpoints_cache_set(c, "kubernetes", AF_INET, v4, 2), 0);
     ck_assert_uint_eq(endpoints_cache_merge(c, out, 8, &split), 3);
-    ck_assert(!split.found); /* two families are no replacement */
+    ck_assert(!split.found);                                  /* two families are no replacement */
     ck_assert_int_eq(addr_cmp(&out[0].addr, &v4[1].addr), 0); /* sorted */
     ck_assert_str_eq(out[0].zone.name, "a");
     ck_assert_int_eq(out[2].addr.ss.ss_family, AF_INET6);
@@ -417,8 +422,9 @@ START_TEST(thousands_bounded)
     int family;
 
     ck_assert_ptr_nonnull(json);
-    len = (size_t)snprintf(json, cap, "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],"
-                                      "\"endpoints\":[");
+    len = (size_t)snprintf(json, cap,
+                           "{\"addressType\":\"IPv4\",\"ports\":[{\"port\":443}],"
+                           "\"endpoints\":[");
     for (int i = 0; i < 5000; i++)
         len += (size_t)snprintf(json + len, cap - len, "%s{\"addresses\":[\"10.%d.%d.%d\"]}",
                                 i ? "," : "", i / 65536 + 1, i / 256 % 256, i % 256 + 0);
@@ -528,7 +534,7 @@ START_TEST(backoff_like_client_go)
     }
     ck_assert_uint_eq(b.next_ms, BACKOFF_MAX_MS);
     ck_assert_uint_ge(backoff_next(&b, t + 1, 45000), 45000); /* Retry-After wins */
-    backoff_next(&b, t + 1 + BACKOFF_RESET_MS + 1, 0);       /* quiet for 2 min: reset */
+    backoff_next(&b, t + 1 + BACKOFF_RESET_MS + 1, 0);        /* quiet for 2 min: reset */
     ck_assert_uint_eq(b.next_ms, 2 * BACKOFF_INIT_MS);
 }
 END_TEST
