@@ -13,6 +13,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "tier.h"
 #include "upstream.h"
 #include "watchstats.h"
 
@@ -31,12 +32,6 @@ enum config_health {
 enum config_health_auth {
     CONFIG_HEALTH_AUTH_NONE = 0,   /* anonymous: 401/403 count as alive */
     CONFIG_HEALTH_AUTH_KUBECONFIG, /* the discovery credentials: 401/403 fail */
-};
-
-enum config_prefer {
-    CONFIG_PREFER_NEAREST = 0, /* the values of enum tier_mode (tier.h) */
-    CONFIG_PREFER_ZONE,
-    CONFIG_PREFER_NONE,
 };
 
 #define CONFIG_MAX_UPSTREAM_ZONES 64
@@ -92,7 +87,7 @@ struct config {
     enum upstream_balance balance;
     unsigned slow_start_ms; /* a returning upstream's ramp (balance.h); 0 = off */
     bool rebalance;         /* shed the excess over the fair share (session.c) */
-    enum config_prefer prefer;
+    enum tier_mode prefer;
     char *zone;      /* this node's zone, or NULL */
     char *node_name; /* --node-name: whose node object gives the zone, or NULL */
     struct config_upstream_zone upstream_zones[CONFIG_MAX_UPSTREAM_ZONES];

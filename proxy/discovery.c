@@ -233,7 +233,7 @@ int discovery_start(struct discovery *d, const struct config *cfg, uv_mutex_t *l
     wc.ca_changed = ca_changed_cb;
     if (cfg->health_auth == CONFIG_HEALTH_AUTH_KUBECONFIG)
         wc.auth_changed = auth_changed_cb;
-    if (cfg->prefer == CONFIG_PREFER_ZONE && cfg->zone == NULL && cfg->node_name != NULL) {
+    if (cfg->prefer == TIER_MODE_ZONE && cfg->zone == NULL && cfg->node_name != NULL) {
         wc.node_name = cfg->node_name;
         wc.node_zone = node_zone_cb;
     }

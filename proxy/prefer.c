@@ -13,15 +13,15 @@
 void prefer_init(struct prefer *pf, const struct config *cfg)
 {
     pf->cfg = cfg;
-    pf->params = tier_params_default((enum tier_mode)cfg->prefer);
+    pf->params = tier_params_default(cfg->prefer);
     pf->node_zone[0] = '\0';
-    if (cfg->prefer == CONFIG_PREFER_ZONE && cfg->zone != NULL)
+    if (cfg->prefer == TIER_MODE_ZONE && cfg->zone != NULL)
         log_info("node zone", "zone=%s from=flag", cfg->zone);
-    else if (cfg->prefer == CONFIG_PREFER_ZONE && cfg->node_name != NULL &&
+    else if (cfg->prefer == TIER_MODE_ZONE && cfg->node_name != NULL &&
              cfg->discovery != WATCHER_DISCOVERY_OFF)
         log_info("node zone: reading the node object's " NODE_ZONE_LABEL " label", "node=%s",
                  cfg->node_name);
-    else if (cfg->prefer == CONFIG_PREFER_ZONE)
+    else if (cfg->prefer == TIER_MODE_ZONE)
         log_warn("--prefer zone without --zone: this node's zone is unknown, every apiserver is "
                  "in tier 0",
                  "prefer=zone");
@@ -100,7 +100,7 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
         struct upstream *up = t->e[i].up;
         unsigned old = atomic_load(&up->tier);
         bool usable = upstream_usable(up, now_ms);
-        const char *reason = pf->cfg->prefer == CONFIG_PREFER_ZONE && node_zone[0] == '\0'
+        const char *reason = pf->cfg->prefer == TIER_MODE_ZONE && node_zone[0] == '\0'
                                  ? tier_why_name(TIER_WHY_NO_NODE_ZONE)
                                  : tier_why_name(why[i]);
 

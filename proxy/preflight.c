@@ -416,7 +416,7 @@ static void check_rbac_nodes(struct preflight *p)
     bool allowed = false;
     int rc;
 
-    if (p->cfg->prefer != CONFIG_PREFER_ZONE || p->cfg->zone != NULL || p->cfg->node_name == NULL)
+    if (p->cfg->prefer != TIER_MODE_ZONE || p->cfg->zone != NULL || p->cfg->node_name == NULL)
         return;
     rc = p->api->access(p->creds, p->ups, p->n_ups, "get", "", "nodes", &allowed, msg, sizeof(msg));
     if (rc < 0) {

@@ -307,7 +307,7 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     w->table = first;
     upstream_picker_init(&w->picker, sh->cfg->balance,
                          clock_now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)getpid());
-    if (sh->cfg->prefer != CONFIG_PREFER_NONE)
+    if (sh->cfg->prefer != TIER_MODE_NONE)
         upstream_picker_prefer(&w->picker, sh->cfg->prefer_spill_factor, sh->cfg->prefer_ramp_ms);
     w->picker.slow_start_ms = sh->cfg->slow_start_ms;
     pipepool_init(&w->pipes);

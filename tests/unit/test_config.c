@@ -191,13 +191,13 @@ END_TEST
 START_TEST(prefer_and_zones)
 {
     OK("--upstream", "1.2.3.4:5");
-    ck_assert_int_eq(cfg.prefer, CONFIG_PREFER_NEAREST);
+    ck_assert_int_eq(cfg.prefer, TIER_MODE_NEAREST);
     ck_assert_uint_eq(cfg.prefer_spill_factor, 16);
     ck_assert_uint_eq(cfg.prefer_ramp_ms, 10000);
     config_free(&cfg);
     OK("--upstream", "1.2.3.4:5", "--prefer", "zone", "--zone", "eu-1a", "--upstream-zone",
        "10.0.0.1=eu-1a", "--upstream-zone", "[fd00::2]:6443=eu-1b");
-    ck_assert_int_eq(cfg.prefer, CONFIG_PREFER_ZONE);
+    ck_assert_int_eq(cfg.prefer, TIER_MODE_ZONE);
     ck_assert_str_eq(cfg.zone, "eu-1a");
     ck_assert_uint_eq(cfg.n_upstream_zones, 2);
     ck_assert(cfg.upstream_zones[0].any_port);

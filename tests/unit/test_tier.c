@@ -313,7 +313,7 @@ START_TEST(prefer_update_assigns_and_ramps)
     struct prefer pf;
 
     memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.prefer = CONFIG_PREFER_NEAREST;
+    pcfg.prefer = TIER_MODE_NEAREST;
     pcfg.prefer_ramp_ms = 10000;
     prefer_init(&pf, &pcfg);
     rtt(tab->e[0].up, 200);
@@ -341,7 +341,7 @@ START_TEST(prefer_unmeasured_tier_not_held)
     /* The bug: tier 0 while unmeasured was held by hysteresis once
      * measured at 1.4 ms against 0.16 ms (within 3 x 0.16 + 1 ms). */
     memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.prefer = CONFIG_PREFER_NEAREST;
+    pcfg.prefer = TIER_MODE_NEAREST;
     prefer_init(&pf, &pcfg);
     rtt(tab->e[0].up, 160);
     atomic_store(&tab->e[1].up->tier, 0);
@@ -369,7 +369,7 @@ START_TEST(prefer_zone_from_cluster_then_flag)
     const char *from;
 
     memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.prefer = CONFIG_PREFER_ZONE;
+    pcfg.prefer = TIER_MODE_ZONE;
     pcfg.zone = (char *)"b";
     ck_assert_int_eq(addr_from_ip("10.0.0.3", 0, &pcfg.upstream_zones[0].addr), 0);
     pcfg.upstream_zones[0].any_port = true;
