@@ -78,6 +78,7 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
     enum tier_why why[UPSTREAM_MAX];
     uint32_t base_us[TIER_MAX + 1] = {0};
     const char *node_zone = pf->cfg->zone != NULL ? pf->cfg->zone : pf->node_zone;
+    size_t n_were_usable = 0;
 
     if (t == NULL)
         return;
@@ -93,6 +94,8 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
         m[i].prev_tier = atomic_load(&up->tier);
     }
     tier_assign(&pf->params, m, t->n, tier, why);
+    for (size_t i = 0; i < t->n; i++)
+        n_were_usable += t->e[i].up->tier_set && t->e[i].up->was_usable;
     for (size_t i = 0; i < t->n; i++)
         if (m[i].rtt_us != 0 && (base_us[tier[i]] == 0 || m[i].rtt_us < base_us[tier[i]]))
             base_us[tier[i]] = m[i].rtt_us;
@@ -117,7 +120,11 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
             if (up->tier_set && tier[i] < old && pf->cfg->prefer_ramp_ms > 0)
                 atomic_store(&up->tier_since_ms, now_ms);
         }
-        if (up->tier_set && usable && !up->was_usable && pf->cfg->prefer_ramp_ms > 0) {
+        /* Usable again while others carried the load: its share comes back
+         * gradually. Not when none was usable (every upstream down): those
+         * that come back share at once, or a later one would take all. */
+        if (up->tier_set && usable && !up->was_usable && n_were_usable > 0 &&
+            pf->cfg->prefer_ramp_ms > 0) {
             log_info("upstream usable again: ramping its share of new connections",
                      "upstream=%s tier=%u ramp_ms=%u", up->name, tier[i], pf->cfg->prefer_ramp_ms);
             atomic_store(&up->tier_since_ms, now_ms);

@@ -334,6 +334,33 @@ START_TEST(prefer_update_assigns_and_ramps)
 }
 END_TEST
 
+/* Every upstream down, then back: none ramps (the bug: those back first
+ * ramped from 10 % while one added later took every new connection). */
+START_TEST(prefer_no_ramp_after_all_down)
+{
+    struct prefer pf;
+
+    memset(&pcfg, 0, sizeof(pcfg));
+    pcfg.prefer = TIER_MODE_NEAREST;
+    pcfg.prefer_ramp_ms = 10000;
+    prefer_init(&pf, &pcfg);
+    for (int i = 0; i < 3; i++)
+        rtt(tab->e[i].up, 200);
+    prefer_update(&pf, tab, 1000);
+    for (int i = 0; i < 3; i++)
+        upstream_dial_failed(tab->e[i].up, UPSTREAM_FAIL_TIMEOUT, 1000, 500);
+    prefer_update(&pf, tab, 1200); /* all held down */
+    prefer_update(&pf, tab, 1600); /* all usable again */
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(atomic_load(&tab->e[i].up->tier_since_ms), 0);
+    /* One down while the others carry on: it ramps when back. */
+    upstream_dial_failed(tab->e[1].up, UPSTREAM_FAIL_TIMEOUT, 1600, 500);
+    prefer_update(&pf, tab, 1800);
+    prefer_update(&pf, tab, 2200);
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier_since_ms), 2200);
+}
+END_TEST
+
 START_TEST(prefer_unmeasured_tier_not_held)
 {
     struct prefer pf;
@@ -412,6 +439,7 @@ int main(void)
     tcase_add_test(pick, pick_ramps_a_recovered_one);
     tcase_add_test(pick, rtt_samples_feed_the_estimate);
     tcase_add_test(pick, prefer_update_assigns_and_ramps);
+    tcase_add_test(pick, prefer_no_ramp_after_all_down);
     tcase_add_test(pick, prefer_unmeasured_tier_not_held);
     tcase_add_test(pick, prefer_zone_from_cluster_then_flag);
     suite_add_tcase(s, pick);
