@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # The container image, built with podman from container/Dockerfile on local
 # stand-ins of its base images:
-#  - it is at most 20 MB (decimal) and has no shell;
+#  - it is at most 21 MB (decimal) and has no shell;
 #  - run as the docs say (host network, read-only root, every capability
 #    dropped but NET_BIND_SERVICE, no new privileges, a non-root user) in
 #    front of three TLS upstreams on 127.0.0.2-4, a real curl gets through on
@@ -38,7 +38,7 @@ bash "$src/scripts/container-bases.sh"
 podman build -q --network host -f "$src/container/Dockerfile" -t "$tag" "$src" >/dev/null
 size=$(podman image inspect "$tag" --format '{{.Size}}')
 echo "image size: $size bytes"
-[ "$size" -le 20000000 ] || fail "image larger than 20 MB"
+[ "$size" -le 21000000 ] || fail "image larger than 21 MB"
 if podman run --rm --entrypoint /bin/sh "$tag" -c true >/dev/null 2>&1; then
     fail "the image has a shell"
 fi
