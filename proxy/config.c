@@ -117,8 +117,13 @@ static const struct opt opts[] = {
      "kernel retransmits for about 15m)"},
     {"close-spread", "APILB_CLOSE_SPREAD", OPT_DURATION0, O(close_spread_ms), 0, 60000, NULL, "DUR",
      "5s",
-     "close the connections of an upstream that turns unhealthy, and dial again after an upstream "
-     "drops its connections, spread at random over this window; 0 = at once"},
+     "close the connections of an upstream that turns unhealthy, and make the dials of their "
+     "clients, at random times over this window; 0 = at once"},
+    {"redial-spread", "APILB_REDIAL_SPREAD", OPT_DURATION0, O(redial_spread_ms), 0, 60000, NULL,
+     "DUR", "8s",
+     "after an upstream fails (many of its connections lost at once, or one lost and a connect "
+     "to it refused), make new dials at random times over this window, so that a fleet's nodes "
+     "do not all reach the survivors in one second; 0 = at once"},
     {"slow-start", "APILB_SLOW_START", OPT_DURATION0, O(slow_start_ms), 0, 600000, NULL, "DUR",
      "30s",
      "an upstream that turns healthy again or is added later gets a share of the new connections "

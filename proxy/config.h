@@ -83,7 +83,8 @@ struct config {
     unsigned shutdown_timeout_ms;
     unsigned max_connection_age_ms;   /* 0 = off */
     unsigned upstream_ack_timeout_ms; /* session_check_acks(); 0 = off */
-    unsigned close_spread_ms;         /* 0 = close and dial at once */
+    unsigned close_spread_ms;         /* an unhealthy one's closes; 0 = at once */
+    unsigned redial_spread_ms;        /* dials after an upstream failed; 0 = at once */
     enum upstream_balance balance;
     unsigned slow_start_ms; /* a returning upstream's ramp (balance.h); 0 = off */
     bool rebalance;         /* shed the excess over the fair share (session.c) */

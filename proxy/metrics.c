@@ -33,6 +33,35 @@ static void scalar(struct strbuf *b, const char *name, const char *type, const c
     strbuf_printf(b, "%s %" PRIu64 "\n", name, v);
 }
 
+/* --close-spread and the loss probe: the paced closes and dials. */
+static void pacing_metrics(const struct worker_shared *sh, struct strbuf *b)
+{
+    scalar(b, "apilb_closes_spread_pending", "gauge",
+           "Connections of unhealthy upstreams waiting for their turn to close (--close-spread).",
+           SNAPSHOT_LOAD(sh->closes_pending));
+    scalar(b, "apilb_connections_closed_spread_total", "counter",
+           "Connections of unhealthy upstreams closed at their turn in the --close-spread window.",
+           SNAPSHOT_LOAD(sh->closed_by_spread));
+    scalar(b, "apilb_dials_paced_pending", "gauge",
+           "New connections waiting for their turn to dial after an upstream dropped connections.",
+           SNAPSHOT_LOAD(sh->dials_pending));
+    scalar(b, "apilb_dial_pacing_windows_total", "counter",
+           "Paced-dial windows opened: an upstream lost many of its connections within a second, "
+           "ended one and refused the probe that followed, or turned unhealthy.",
+           SNAPSHOT_LOAD(sh->pace_windows));
+    head(b, "apilb_loss_probes_total", "counter",
+         "Connects made to an upstream that ended a lasting connection, by verdict: gone "
+         "(refused, reset, unreachable: dials are paced), alive, unknown (no answer in 250 ms).");
+    for (int v = 0; v < LOSSPROBE_N_VERDICTS; v++)
+        strbuf_printf(b, "apilb_loss_probes_total{verdict=\"%s\"} %" PRIu64 "\n",
+                      lossprobe_verdict_name((enum lossprobe_verdict)v),
+                      SNAPSHOT_LOAD(sh->loss_probes[v]));
+    scalar(b, "apilb_dials_paced_total", "counter",
+           "New connections whose dial was put off into the paced-dial window (--redial-spread; "
+           "--close-spread after an unhealthy upstream's closes).",
+           SNAPSHOT_LOAD(sh->dials_paced));
+}
+
 static void process_metrics(const struct snapshot *s, struct strbuf *b)
 {
     const struct worker_shared *sh = s->sh;
@@ -68,22 +97,7 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
                   SNAPSHOT_LOAD(sh->failed_by_upstream[1]));
     scalar(b, "apilb_connections_closed_max_age_total", "counter",
            "Connections closed by --max-connection-age.", SNAPSHOT_LOAD(sh->closed_by_age));
-    scalar(b, "apilb_closes_spread_pending", "gauge",
-           "Connections of unhealthy upstreams waiting for their turn to close (--close-spread).",
-           SNAPSHOT_LOAD(sh->closes_pending));
-    scalar(b, "apilb_connections_closed_spread_total", "counter",
-           "Connections of unhealthy upstreams closed at their turn in the --close-spread window.",
-           SNAPSHOT_LOAD(sh->closed_by_spread));
-    scalar(b, "apilb_dials_paced_pending", "gauge",
-           "New connections waiting for their turn to dial after an upstream dropped connections.",
-           SNAPSHOT_LOAD(sh->dials_pending));
-    scalar(b, "apilb_dial_pacing_windows_total", "counter",
-           "Paced-dial windows opened: an upstream lost many of its connections within a second, "
-           "or turned unhealthy (a single close opens none).",
-           SNAPSHOT_LOAD(sh->pace_windows));
-    scalar(b, "apilb_dials_paced_total", "counter",
-           "New connections whose dial was put off into the --close-spread window.",
-           SNAPSHOT_LOAD(sh->dials_paced));
+    pacing_metrics(sh, b);
     scalar(b, "apilb_health_closes_held", "gauge",
            "1 while every upstream is unhealthy: their connections are kept, not closed.",
            SNAPSHOT_LOAD(sh->health_closes_held) ? 1 : 0);

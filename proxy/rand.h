@@ -28,4 +28,16 @@ static inline uint64_t rand_jitter_permille(uint64_t id)
     return id * 2654435761u % 1000;
 }
 
+/* A bijective scramble of x (splitmix64's finaliser): inputs that differ
+ * in a few low bits (a clock and a pid) give unrelated outputs, so the
+ * generators seeded from them do not run in step, as xorshift64 seeded
+ * with close values does for its first outputs. Pure. */
+static inline uint64_t rand_mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
 #endif

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -58,6 +59,10 @@
  * at a random time in [1/2, 3/2] of it, so the nodes of a fleet do not
  * shed in step). */
 #define REBALANCE_ROUND_MS 1000u
+/* A session that starts while a loss probe is in flight looks again for
+ * its verdict this often (a probe of another worker ends without a word to
+ * this one), at most LOSSPROBE_TIMEOUT_MS in all. */
+#define PROBE_RECHECK_MS 5u
 /* Small shares are dealt by rank (rebalance_small) this long after a slow
  * start ended. */
 #define REBALANCE_EPISODE_MS 300000u
@@ -122,6 +127,8 @@ struct session {
     uint64_t drain_deadline_ms; /* 0 = not computed yet */
     uint64_t spread_close_ms;   /* its upstream is unhealthy: closed then; 0 = not */
     uint64_t dial_at_ms;        /* paced: the first dial waits until then; 0 = not */
+    bool probe_wait;            /* dial_at_ms is a look at a loss probe's verdict */
+    bool paced;                 /* its dial waited its turn once: never again */
     bool lost_noted;            /* its upstream ended it: counted for pacing */
     uint64_t quiet_since_ms;    /* the last byte either way (--rebalance sheds the quietest) */
     bool awaiting_reply;        /* the last bytes went to the upstream: an answer may be due */
@@ -143,6 +150,7 @@ struct session {
 static void client_cb(struct ev_io *io, unsigned events);
 static void upstream_cb(struct ev_io *io, unsigned events);
 static void try_next(struct session *s);
+static bool pace_dial(struct session *s);
 static void session_close(struct session *s, const char *why);
 
 /* --- small helpers ---------------------------------------------------- */
@@ -490,29 +498,110 @@ static void note_unacked(struct session *s, struct upstream *up, uint64_t silent
                      up->name, silent_ms, UNACKED_HOLD_MS);
 }
 
-/* Opens the paced-dial window at now unless one is open (the first mass
- * failure opens it; later ones inside it do not stretch it). Returns true
- * when this call opened it. */
-static bool pace_open(struct worker_shared *sh, uint64_t now)
+/* Opens the paced-dial window from now for spread_ms (0: never) unless one
+ * is open (the first failure opens it; later ones inside it do not stretch
+ * it). Returns true when this call opened it. */
+static bool pace_open(struct worker_shared *sh, uint64_t now, unsigned spread_ms)
 {
-    unsigned spread = sh->cfg->close_spread_ms;
-    uint64_t from = atomic_load(&sh->pace_from_ms);
+    uint64_t until = atomic_load(&sh->pace_until_ms);
 
-    if (spread == 0 || (from != 0 && now < from + spread))
+    if (spread_ms == 0 || now < until)
         return false;
-    if (!atomic_compare_exchange_strong(&sh->pace_from_ms, &from, now))
+    if (!atomic_compare_exchange_strong(&sh->pace_until_ms, &until, now + spread_ms))
         return false; /* another worker opened it */
     atomic_fetch_add_explicit(&sh->pace_windows, 1, memory_order_relaxed);
     return true;
+}
+
+/* Whether the paced-dial window is open at now. */
+static bool pace_is_open(const struct worker_shared *sh, uint64_t now)
+{
+    return now < atomic_load(&sh->pace_until_ms);
+}
+
+/* What a loss probe of up found: gone (refused, reset, unreachable) opens
+ * the paced-dial window and keeps new connections away from up as a
+ * refused dial does; the sessions of this worker waiting for the verdict
+ * look at once. */
+static void probe_verdict(struct worker *w, struct upstream *up, enum lossprobe_verdict v)
+{
+    struct worker_shared *sh = w->sh;
+    uint64_t now = clock_now_ms();
+
+    atomic_fetch_add_explicit(&sh->loss_probes[v], 1, memory_order_relaxed);
+    worker_schedule_sweep(w, now);
+    if (v != LOSSPROBE_GONE) {
+        log_debug("upstream ended a connection, probed: dials not paced", "upstream=%s probe=%s",
+                  up->name, lossprobe_verdict_name(v));
+        return;
+    }
+    upstream_hold(up, now, DIAL_HOLD_MS);
+    if (pace_open(sh, now, sh->cfg->redial_spread_ms))
+        log_warn("upstream ended a connection and refuses new ones: new dials are spread",
+                 "upstream=%s probe=%s window_ms=%u", up->name, lossprobe_verdict_name(v),
+                 sh->cfg->redial_spread_ms);
+}
+
+/* Moves the worker's loss probe on with what its socket said (events; 0:
+ * its deadline came) and acts on its verdict once it has one. */
+static void probe_step(struct worker *w, unsigned events)
+{
+    struct upstream *up = w->probe.up;
+    int v;
+
+    upstream_ref(up); /* the probe's reference goes with its verdict */
+    v = lossprobe_step(&w->probe, &w->ev, events, clock_now_ms());
+    if (v == -EINPROGRESS) {
+        worker_schedule_sweep(w, w->probe.deadline_ms);
+    } else {
+        atomic_fetch_sub(&w->sh->probes_in_flight, 1);
+        probe_verdict(w, up, (enum lossprobe_verdict)v);
+    }
+    upstream_unref(up);
+}
+
+static void probe_cb(struct ev_io *io, unsigned events)
+{
+    struct lossprobe *p = (struct lossprobe *)io;
+
+    probe_step((struct worker *)((char *)p - offsetof(struct worker, probe)), events);
+}
+
+/* Probes up, which ended a lasting connection at now, unless this worker
+ * has a probe in flight (it answers soon) or the window is open already. */
+static void probe_start(struct worker *w, struct upstream *up, uint64_t now)
+{
+    struct worker_shared *sh = w->sh;
+    enum lossprobe_verdict v;
+    uint64_t until;
+    int rc;
+
+    if (pace_is_open(sh, now))
+        return;
+    rc = lossprobe_start(&w->probe, &w->ev, up, now, probe_cb, &v);
+    if (rc < 0)
+        return;
+    if (rc == 1) {
+        probe_verdict(w, up, v);
+        return;
+    }
+    atomic_fetch_add(&sh->probes_in_flight, 1);
+    until = atomic_load(&sh->probe_until_ms);
+    while (until < now + LOSSPROBE_MAX_MS &&
+           !atomic_compare_exchange_weak(&sh->probe_until_ms, &until, now + LOSSPROBE_MAX_MS))
+        ;
+    worker_schedule_sweep(w, w->probe.deadline_ms);
 }
 
 /* s's upstream ended a lasting connection while its client was still
  * there. A killed or stopping apiserver ends all of its connections in the
  * same instant and their clients dial again at once, so a mass loss
  * (balance_lost_is_mass: many of its connections within a burst) opens
- * the window in which new dials are spread over --close-spread
- * (session_start). One close is an apiserver ending a connection of its
- * own (a GOAWAY, a timeout): its client's next dial is not delayed. */
+ * the window in which new dials are spread over --redial-spread
+ * (session_start). One close may be an apiserver ending a connection of
+ * its own (a GOAWAY, a timeout), or the one connection a node had to an
+ * apiserver that died: the first of a burst is probed (lossprobe.h), and
+ * only a refused probe opens the window. */
 static void note_lost(struct session *s)
 {
     struct worker_shared *sh = s->w->sh;
@@ -521,7 +610,7 @@ static void note_lost(struct session *s)
     unsigned lost, total;
 
     s->lost_noted = true;
-    if (sh->cfg->close_spread_ms == 0 || clock_now_us() - s->start_us < LOST_AFTER_US)
+    if (sh->cfg->redial_spread_ms == 0 || clock_now_us() - s->start_us < LOST_AFTER_US)
         return;
     from = atomic_load(&up->lost_burst_from_ms);
     if ((from == 0 || now - from >= BALANCE_LOST_BURST_MS) &&
@@ -534,14 +623,16 @@ static void note_lost(struct session *s)
     /* The lost ones before this one have left up->active; this one not yet. */
     total = atomic_load(&up->active) + lost - 1;
     if (!balance_lost_is_mass(lost, total)) {
-        log_debug("upstream ended a connection: not a mass failure, dials not paced",
+        log_debug("upstream ended a connection: not a mass failure, probing it",
                   "sid=%" PRIu64 " upstream=%s lost=%u of=%u", s->id, up->name, lost, total);
+        if (lost == 1)
+            probe_start(s->w, up, now);
         return;
     }
-    if (pace_open(sh, now))
+    if (pace_open(sh, now, sh->cfg->redial_spread_ms))
         log_warn("upstream dropped its connections: new dials are spread",
                  "sid=%" PRIu64 " upstream=%s lost=%u of=%u within_ms=%u window_ms=%u", s->id,
-                 up->name, lost, total, BALANCE_LOST_BURST_MS, sh->cfg->close_spread_ms);
+                 up->name, lost, total, BALANCE_LOST_BURST_MS, sh->cfg->redial_spread_ms);
 }
 
 /* The last bytes before src's FIN go out with MSG_MORE: the shutdown(2) or
@@ -857,16 +948,19 @@ static void attempt_failed(struct session *s, int err)
                      err == -ETIMEDOUT ? "timeout" : strerror(-err));
     /* It ended a lasting connection just now and takes no new one: not an
      * apiserver closing one of its own but one that is gone (a node with
-     * a single connection to it sees only this), so the other clients'
-     * dials are spread. This one goes on to the next upstream at once. */
+     * a single connection to it sees only this), so the clients' dials are
+     * spread, this one's next too (it is one of the clients that all dial
+     * again in this instant), unless it waited its turn already. */
     if (why != UPSTREAM_FAIL_LOCAL && lost_at != 0 && now - lost_at < BALANCE_LOST_BURST_MS &&
-        pace_open(s->w->sh, now))
+        pace_open(s->w->sh, now, s->w->sh->cfg->redial_spread_ms))
         log_warn("upstream refused after dropping a connection: new dials are spread",
                  "sid=%" PRIu64 " upstream=%s window_ms=%u", s->id, up->name,
-                 s->w->sh->cfg->close_spread_ms);
+                 s->w->sh->cfg->redial_spread_ms);
     s->trying = NULL;
     leg_close(s->up);
     s->up = NULL;
+    if (pace_dial(s))
+        return;
     try_next(s);
 }
 
@@ -1032,7 +1126,7 @@ static void try_next(struct session *s)
 /* --- the worker's entry points --------------------------------------- */
 
 /* Inside a window opened by note_lost(), a new session's first dial waits
- * until a time drawn at random in the window (unless that time has passed):
+ * until a time drawn at random in what is left of the window:
  * the clients of a lost apiserver, which all reconnect in the same instant,
  * reach the survivors spread over the window, from every node of a fleet
  * alike. What the client sends meanwhile waits in its socket. Returns true
@@ -1040,19 +1134,42 @@ static void try_next(struct session *s)
 static bool pace_dial(struct session *s)
 {
     struct worker *w = s->w;
-    unsigned spread = w->sh->cfg->close_spread_ms;
-    uint64_t now = clock_now_ms(), from = atomic_load(&w->sh->pace_from_ms), at;
+    uint64_t now = clock_now_ms(), until = atomic_load(&w->sh->pace_until_ms), at;
 
-    if (spread == 0 || from == 0 || now >= from + spread)
+    if (now >= until || s->paced)
         return false;
-    at = pace_pick(w, from, spread);
+    /* Over what is left of the window: clients that dial again a second
+     * after the loss (client-go's watch backoff, the next lease renewal)
+     * are spread as much as those that dial at once. */
+    at = pace_pick(w, now, (unsigned)(until - now));
     if (at <= now)
         return false;
     s->dial_at_ms = at;
+    s->paced = true;
     atomic_fetch_add_explicit(&w->sh->dials_paced, 1, memory_order_relaxed);
     atomic_fetch_add(&w->sh->dials_pending, 1);
     log_debug("dial paced", "sid=%" PRIu64 " wait_ms=%" PRIu64, s->id, at - now);
     worker_schedule_sweep(w, at);
+    return true;
+}
+
+/* While a loss probe is in flight (in any worker), a new session's first
+ * dial waits for its verdict: a refused probe means this client is likely
+ * one of those a dead apiserver dropped, whose dials are to be spread.
+ * Looked at every PROBE_RECHECK_MS (sweep_dial). Returns true when the
+ * dial was put off. */
+static bool probe_wait(struct session *s)
+{
+    struct worker_shared *sh = s->w->sh;
+    uint64_t now = clock_now_ms();
+
+    if (sh->cfg->redial_spread_ms == 0 || atomic_load(&sh->probes_in_flight) == 0 ||
+        now >= atomic_load(&sh->probe_until_ms))
+        return false;
+    s->dial_at_ms = now + PROBE_RECHECK_MS;
+    s->probe_wait = true;
+    atomic_fetch_add(&sh->dials_pending, 1);
+    worker_schedule_sweep(s->w, s->dial_at_ms);
     return true;
 }
 
@@ -1098,7 +1215,7 @@ void session_start(struct worker *w, int client_fd)
     upstream_table_ref(w->table);
     s->table = w->table;
     s->early = true;
-    if (pace_dial(s))
+    if (pace_dial(s) || probe_wait(s))
         return;
     try_next(s);
 }
@@ -1312,12 +1429,21 @@ static void sweep_due(struct sweep *sw, uint64_t at)
         sw->next = at;
 }
 
-/* A paced dial (pace_dial) whose time came is made now. */
+/* A paced dial (pace_dial) whose time came is made now; one waiting for a
+ * loss probe (probe_wait) is paced if the probe opened the window, waits
+ * on while it is in flight, and is made now otherwise. */
 static void sweep_dial(struct session *s, struct sweep *sw)
 {
     if (s->dial_at_ms <= sw->now_ms) {
         s->dial_at_ms = 0;
         atomic_fetch_sub(&s->w->sh->dials_pending, 1);
+        if (s->probe_wait) {
+            s->probe_wait = false;
+            if (pace_dial(s) || probe_wait(s)) {
+                sweep_due(sw, s->dial_at_ms); /* this sweep sets the timer */
+                return;
+            }
+        }
         try_next(s);
     } else {
         sweep_due(sw, s->dial_at_ms);
@@ -1460,6 +1586,12 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
 
     if (!closing)
         sweep_rebalance(w, &sw);
+    if (lossprobe_busy(&w->probe)) {
+        if (now_ms >= w->probe.deadline_ms)
+            probe_step(w, 0);
+        if (lossprobe_busy(&w->probe))
+            sweep_due(&sw, w->probe.deadline_ms);
+    }
     for (s = w->sessions; s != NULL; s = nx) {
         nx = s->next;
         if (s->state == S_CLOSING)
@@ -1477,7 +1609,7 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
                  sw.n_spread, sw.cfg->close_spread_ms);
         /* Their clients dial again as their turns come; so do those of
          * other workers: the window of paced dials opens too. */
-        if (pace_open(w->sh, now_ms))
+        if (pace_open(w->sh, now_ms, sw.cfg->close_spread_ms))
             log_warn("upstream unhealthy: new dials are spread", "upstream=%s window_ms=%u",
                      sw.spread_name, sw.cfg->close_spread_ms);
     }
@@ -1564,6 +1696,14 @@ void session_check_acks(struct worker *w, uint64_t now_ms)
         leg_abort(&s->client);
         leg_abort(s->up);
         session_close(s, "upstream-unacked");
+    }
+}
+
+void session_probe_cancel(struct worker *w)
+{
+    if (lossprobe_busy(&w->probe)) {
+        lossprobe_cancel(&w->probe, &w->ev);
+        atomic_fetch_sub(&w->sh->probes_in_flight, 1);
     }
 }
 

@@ -108,4 +108,8 @@ void session_check_acks(struct worker *w, uint64_t now_ms);
 /* Closes every session now (loop shutdown). */
 void session_close_all(struct worker *w);
 
+/* Ends the worker's loss probe, if one is in flight, without a verdict
+ * (loop shutdown, after session_close_all). */
+void session_probe_cancel(struct worker *w);
+
 #endif

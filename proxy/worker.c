@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "log.h"
 #include "loopclose.h"
+#include "rand.h"
 #include "session.h"
 #include "sockopt.h"
 
@@ -151,10 +152,10 @@ static void sweep(struct worker *w)
 {
     uint64_t next = session_sweep(w, clock_now_ms());
 
+    /* Keeps what the sweep's own steps scheduled (worker_schedule_sweep: a
+     * dial put off again, a probe's verdict), if it is sooner. */
     if (next != 0)
-        timer_at(&w->sweep_timer, sweep_cb, next);
-    else
-        uv_timer_stop(&w->sweep_timer);
+        worker_schedule_sweep(w, next);
 }
 
 static void sweep_cb(uv_timer_t *t)
@@ -306,10 +307,11 @@ int worker_start(struct worker *w, unsigned id, struct worker_shared *sh, const 
     w->done = done;
     w->table = first;
     upstream_picker_init(&w->picker, sh->cfg->balance,
-                         clock_now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)getpid());
+                         rand_mix64(clock_now_us() ^ ((uint64_t)id << 32) ^ (uint64_t)getpid()));
     if (sh->cfg->prefer != TIER_MODE_NONE)
         upstream_picker_prefer(&w->picker, sh->cfg->prefer_spill_factor, sh->cfg->prefer_ramp_ms);
     w->picker.slow_start_ms = sh->cfg->slow_start_ms;
+    lossprobe_init(&w->probe);
     pipepool_init(&w->pipes);
     bufpool_init(&w->bufs, WORKER_SCRATCH_BYTES);
     rc = uv_loop_init(&w->loop);
@@ -367,6 +369,7 @@ void worker_join(struct worker *w)
     w->joining = true;
     /* The loop was stopped; close what is left on this thread. */
     session_close_all(w);
+    session_probe_cancel(w);
     for (size_t i = 0; i < w->n_listeners; i++) {
         if (w->listeners[i].fd >= 0) {
             close(w->listeners[i].fd);

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "evloop.h"
 #include "handoff.h"
+#include "lossprobe.h"
 #include "bufpool.h"
 #include "pipepool.h"
 #include "session.h"
@@ -47,11 +48,11 @@ struct worker_shared {
     _Atomic uint64_t next_session_id;
     _Atomic unsigned listener_foreign_sharers; /* sharewatch.h */
     _Atomic unsigned listener_apilb_sharers;
-    /* --close-spread (session.c): the start (clock_now_ms) of the current
-     * or last window of paced dials, 0 before the first; the dials put off
-     * in total and now; the closes of unhealthy upstreams' connections
-     * scheduled now and made. */
-    _Atomic uint64_t pace_from_ms;
+    /* --redial-spread, --close-spread (session.c): the end (clock_now_ms)
+     * of the current or last window of paced dials, 0 before the first;
+     * the dials put off in total and now; the closes of unhealthy
+     * upstreams' connections scheduled now and made. */
+    _Atomic uint64_t pace_until_ms;
     _Atomic uint64_t pace_windows; /* windows opened: mass failures, unhealthy upstreams */
     /* --rebalance (session.c): this process's own order of the upstreams
      * for small shares; set before the workers start, then only read. */
@@ -60,6 +61,12 @@ struct worker_shared {
     _Atomic unsigned dials_pending;
     _Atomic unsigned closes_pending;
     _Atomic uint64_t closed_by_spread;
+    /* Loss probes (lossprobe.h) in flight in any worker, and until when the
+     * newest may run: sessions that start meanwhile wait for the verdict.
+     * Their verdicts, by enum lossprobe_verdict. */
+    _Atomic unsigned probes_in_flight;
+    _Atomic uint64_t probe_until_ms;
+    _Atomic uint64_t loss_probes[LOSSPROBE_N_VERDICTS];
     /* No upstream is usable: health does not close connections (session.c). */
     _Atomic bool health_closes_held;
 };
@@ -110,6 +117,7 @@ struct worker {
     struct session *sessions; /* every open session */
     uint64_t rebalance_at_ms; /* --rebalance: the next round (session_sweep); 0 = none yet */
     size_t n_sessions;
+    struct lossprobe probe;    /* why an upstream ended a lasting connection (session.c) */
     struct session *conn_head; /* sessions connecting, oldest first */
     struct session *conn_tail;
     uv_async_t *done; /* borrowed: control's "a worker ended" */

@@ -565,7 +565,7 @@ def analyze(name, d, args, timeline, back, usage):
         oks = {n: [] for n in nodes}
         fails = []
         retried = []
-        tables = {}
+        tables, usables = {}, {}
         slow = 0
         lats = []
         served = {}
@@ -583,6 +583,7 @@ def analyze(name, d, args, timeline, back, usage):
                 retried.append(e)
             elif e["ev"] == "table":
                 tables.setdefault(e["node"], []).append((e["t"], e["ups"]))
+                usables.setdefault(e["node"], []).append((e["t"], e.get("usable", [])))
         gaps, maxgap = [], {}
         age = []
         for n in nodes:
@@ -614,7 +615,7 @@ def analyze(name, d, args, timeline, back, usage):
             nxt = [t for t in ups.get(e["node"], []) if t > e["t"]]
             resume.append((nxt[0] if nxt else we) - e["t"])
         # the apiservers' view of this system's node connections
-        conns, storm = {}, {}
+        conns, storm, news = {}, {}, {}
         for k, rows in stats.items():
             series = [(round(r["t"] - ws, 1), r["active"].get(system, 0)) for r in rows
                       if ws - 1 <= r["t"] <= we + 1]
@@ -623,6 +624,8 @@ def analyze(name, d, args, timeline, back, usage):
             after = [r["new"].get(system, 0) for r in rows if tf <= r["t"] <= we + 1]
             if after:
                 storm["as%d" % k] = max(after)
+                news["as%d" % k] = [(round(r["t"] - ws, 1), r["new"].get(system, 0))
+                                    for r in rows if ws - 1 <= r["t"] <= we + 1]
         failed_first = sum(1 for e in fails if e.get("first"))
         s = {
             "nodes": len(nodes),
@@ -645,6 +648,7 @@ def analyze(name, d, args, timeline, back, usage):
             "fair_share_converged_s": converged(conns, back, ws, we, args.nodes),
             "lease_age_max_s_series": age,
             "conns_series": conns,
+            "new_conns_series": news,
         }
         if args.zones:
             inw = [e for e in evs if e["ev"] == "lease_ok" and ws <= e["t"] <= we]
@@ -671,6 +675,14 @@ def analyze(name, d, args, timeline, back, usage):
                     "nodes_polled": len(tables), "nodes_table_has_new": len(got),
                     "table_has_new_after_s": {"p50": pct(got, 0.5), "max": round(max(got), 2)
                                               if got else None}})
+                # ... and first counted it usable (healthy: new connections go there)
+                seen = [min([t for t, ups in usables.get(n, []) if want in ups] or [None],
+                            key=lambda x: x or 1e18) for n in nodes]
+                got = [t - t4[0] for t in seen if t is not None]
+                s["replace"].update({
+                    "nodes_usable_new": len(got),
+                    "usable_new_after_s": {"p50": pct(got, 0.5), "max": round(max(got), 2)
+                                           if got else None}})
             c4 = conns.get("as4", [])
             if c4 and t4:
                 fair = args.nodes / 3.0
@@ -872,6 +884,10 @@ def summary_md(result):
                              v["nodes_table_has_new"], v["nodes_polled"],
                              v["table_has_new_after_s"]["p50"],
                              v["table_has_new_after_s"]["max"]))
+            if "usable_new_after_s" in v:
+                line += ("; usable (healthy, taking new connections) in %d of them, p50 %s s, "
+                         "max %s s" % (v["nodes_usable_new"], v["usable_new_after_s"]["p50"],
+                                       v["usable_new_after_s"]["max"]))
             if "new_fair_share_after_s" in v:
                 line += "; 85 %% of its fair share of connections %s" % (
                     "after %s s" % v["new_fair_share_after_s"]
@@ -942,6 +958,8 @@ MEDIAN_KEYS = {
     "cross_zone_share": lambda r, v: v.get("cross_zone_share"),
     "table_has_new_max_s": lambda r, v: (v.get("replace") or {}).get(
         "table_has_new_after_s", {}).get("max"),
+    "usable_new_max_s": lambda r, v: (v.get("replace") or {}).get(
+        "usable_new_after_s", {}).get("max"),
     "new_fair_share_after_s": lambda r, v: (v.get("replace") or {}).get(
         "new_fair_share_after_s"),
 }

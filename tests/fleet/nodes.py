@@ -362,7 +362,8 @@ class Node:
 
 async def admin_poll(node, port=9444, every=1.0):
     """apilb's table as its admin endpoint shows it (GET /upstreams), one
-    `table` event each time its set of addresses changes."""
+    `table` event each time its set of addresses, or of usable ones (healthy,
+    new connections may go there), changes."""
     last = None
     await asyncio.sleep(random.random() * every)
     while True:
@@ -373,11 +374,13 @@ async def admin_poll(node, port=9444, every=1.0):
             data = await asyncio.wait_for(r.read(1 << 20), 2.0)
             w.close()
             body = data.split(b"\r\n\r\n", 1)[1]
-            ups = sorted(u["address"] for u in json.loads(body)["upstreams"])
+            table = json.loads(body)["upstreams"]
+            ups = (sorted(u["address"] for u in table),
+                   sorted(u["address"] for u in table if u.get("usable")))
         except (OSError, asyncio.TimeoutError, ValueError, KeyError, IndexError):
             pass
         if ups is not None and ups != last:
-            emit(node=node.name, ev="table", ups=ups)
+            emit(node=node.name, ev="table", ups=ups[0], usable=ups[1])
             last = ups
         await asyncio.sleep(every)
 
