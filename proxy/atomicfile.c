@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rand.h"
+
 /* Tries with new random names this often when one exists already (someone
  * else's temporary file, or a planted entry). */
 #define NAME_TRIES 16
@@ -26,8 +28,8 @@ static uint64_t random_bits(void)
     if (getrandom(&v, sizeof(v), GRND_NONBLOCK) == (ssize_t)sizeof(v))
         return v;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15u ^ (uint64_t)ts.tv_sec << 20 ^
-           (uint64_t)getpid();
+    return rand_mix64(rand_mix64((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+                      (uint64_t)getpid());
 }
 
 int atomicfile_open(struct atomicfile *f, const char *path, mode_t mode)

@@ -2,7 +2,10 @@
 /* Prometheus exposition; see metrics.h. */
 #include "metrics.h"
 
+#include <assert.h>
 #include <inttypes.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -126,18 +129,42 @@ static void process_metrics(const struct snapshot *s, struct strbuf *b)
          "Upstreams known (in the table or draining) and usable now.");
 }
 
+/* The most label values a family of up_families has (connect failures). */
+#define UP_VALUES_MAX UPSTREAM_FAIL_COUNT
+
+/* The offset of a counter of struct upstream, which must be an
+ * _Atomic uint64_t (anything else fails to compile). */
+#define UP_COUNTER(f)                                                                              \
+    (offsetof(struct upstream, f) +                                                                \
+     0 * sizeof(_Generic(&((struct upstream *)0)->f, _Atomic uint64_t * : 1)))
+
 /* One metric family with a sample per upstream: with a label taking
  * n_values values (value(k) names the k-th) a sample per value, else one.
- * get() reads the sample of su (k: the label value's index). Or, for the
- * shapes that are neither, render() writes the whole family. */
+ * A sample is the counter of struct upstream at field[k] (UP_COUNTER; k is
+ * the label value's index, 0 without a label), or what get() computes from
+ * the upstream when the family has one. Or, for the shapes that are
+ * neither, render() writes the whole family. */
 struct up_family {
     const char *name, *type, *help;
     const char *label;
     const char *(*value)(int k);
     int n_values;
+    size_t field[UP_VALUES_MAX];
     uint64_t (*get)(const struct snapshot_upstream *su, uint64_t now_ms, int k);
     void (*render)(const struct snapshot *s, struct strbuf *b);
 };
+
+static uint64_t up_value(const struct up_family *f, const struct snapshot_upstream *su,
+                         uint64_t now_ms, int k)
+{
+    if (f->get != NULL)
+        return f->get(su, now_ms, k);
+    /* Offset 0 is the address, never a counter: a value the table missed. */
+    assert(k < UP_VALUES_MAX && f->field[k] != 0);
+    return atomic_load_explicit((const _Atomic uint64_t *)(const void *)((const char *)su->up +
+                                                                         f->field[k]),
+                                memory_order_relaxed);
+}
 
 static void up_family(const struct up_family *f, const struct snapshot *s, uint64_t now_ms,
                       struct strbuf *b)
@@ -153,7 +180,7 @@ static void up_family(const struct up_family *f, const struct snapshot *s, uint6
 
             if (f->label != NULL)
                 snprintf(extra, sizeof(extra), "%s=\"%s\"", f->label, f->value(k));
-            up_sample(b, f->name, s->u[i].up, extra, f->get(&s->u[i], now_ms, k));
+            up_sample(b, f->name, s->u[i].up, extra, up_value(f, &s->u[i], now_ms, k));
         }
     }
 }
@@ -189,6 +216,8 @@ static const char *phase_value(int k)
     return names[k];
 }
 
+/* The samples that are no counter of their own: computed, or (active) an
+ * _Atomic unsigned. */
 static uint64_t get_health(const struct snapshot_upstream *su, uint64_t now_ms, int k)
 {
     (void)now_ms;
@@ -211,56 +240,6 @@ static uint64_t get_active(const struct snapshot_upstream *su, uint64_t now_ms, 
 {
     (void)now_ms, (void)k;
     return SNAPSHOT_LOAD(su->up->active);
-}
-
-static uint64_t get_conns(const struct snapshot_upstream *su, uint64_t now_ms, int k)
-{
-    (void)now_ms, (void)k;
-    return SNAPSHOT_LOAD(su->up->conns_total);
-}
-
-static uint64_t get_connect_fail(const struct snapshot_upstream *su, uint64_t now_ms, int k)
-{
-    (void)now_ms;
-    return SNAPSHOT_LOAD(su->up->connect_fail[k]);
-}
-
-static uint64_t get_bytes_to(const struct snapshot_upstream *su, uint64_t now_ms, int k)
-{
-    (void)now_ms, (void)k;
-    return SNAPSHOT_LOAD(su->up->bytes_to);
-}
-
-static uint64_t get_bytes_from(const struct snapshot_upstream *su, uint64_t now_ms, int k)
-{
-    (void)now_ms, (void)k;
-    return SNAPSHOT_LOAD(su->up->bytes_from);
-}
-
-static uint64_t get_checks(const struct snapshot_upstream *su, uint64_t now_ms, int k)
-{
-    static const int slot[] = {1, 0, 2}; /* health_checks[]: failure, success, local */
-
-    (void)now_ms;
-    return SNAPSHOT_LOAD(su->up->health_checks[slot[k]]);
-}
-
-static uint64_t get_closed(const struct snapshot_upstream *su, uint64_t now_ms, int k)
-{
-    const struct upstream *up = su->up;
-
-    (void)now_ms;
-    if (k == 0)
-        return SNAPSHOT_LOAD(up->closed_by_health);
-    if (k == 3)
-        return SNAPSHOT_LOAD(up->closed_by_rebalance); /* --rebalance */
-    return k == 1 ? SNAPSHOT_LOAD(up->closed_by_drain) : SNAPSHOT_LOAD(up->closed_unacked);
-}
-
-static uint64_t get_failed(const struct snapshot_upstream *su, uint64_t now_ms, int k)
-{
-    (void)now_ms;
-    return SNAPSHOT_LOAD(su->up->failed_conns[k]);
 }
 
 static void zone_info(const struct snapshot *s, struct strbuf *b)
@@ -367,41 +346,81 @@ static void check_seconds(const struct snapshot *s, struct strbuf *b)
 
 /* The per-upstream families, in the order /metrics lists them. */
 static const struct up_family up_families[] = {
-    {"apilb_upstream_health", "gauge",
-     "Health of each upstream: 1 for its current state, 0 for the others.", "state", health_value,
-     UPSTREAM_HEALTH_COUNT, get_health, NULL},
-    {"apilb_upstream_usable", "gauge",
-     "1 when new connections may go to the upstream (healthy or unknown, not held down "
-     "after a failed dial, not draining).",
-     NULL, NULL, 0, get_usable, NULL},
-    {"apilb_upstream_draining", "gauge", "1 while a removed upstream drains.", NULL, NULL, 0,
-     get_draining, NULL},
-    {NULL, NULL, NULL, NULL, NULL, 0, NULL, prefer_metrics},
-    {NULL, NULL, NULL, NULL, NULL, 0, NULL, zone_info},
-    {"apilb_upstream_active_connections", "gauge", "Proxied connections open now.", NULL, NULL, 0,
-     get_active, NULL},
-    {"apilb_upstream_connections_total", "counter", "Connections established.", NULL, NULL, 0,
-     get_conns, NULL},
-    {"apilb_upstream_connect_failures_total", "counter",
-     "Failed connects of the data path, by reason.", "reason", fail_value, UPSTREAM_FAIL_COUNT,
-     get_connect_fail, NULL},
-    {NULL, NULL, NULL, NULL, NULL, 0, NULL, connect_histogram},
-    {"apilb_upstream_sent_bytes_total", "counter", "Bytes relayed from clients to the upstream.",
-     NULL, NULL, 0, get_bytes_to, NULL},
-    {"apilb_upstream_received_bytes_total", "counter",
-     "Bytes relayed from the upstream to clients.", NULL, NULL, 0, get_bytes_from, NULL},
-    {"apilb_upstream_health_checks_total", "counter",
-     "Active health checks, by result (local_error: not run to a verdict, this host ran short).",
-     "result", check_value, 3, get_checks, NULL},
-    {NULL, NULL, NULL, NULL, NULL, 0, NULL, check_seconds},
-    {"apilb_upstream_closed_connections_total", "counter",
-     "Open connections apilb closed, by reason (upstream turned unhealthy, drained after "
-     "removal, sent bytes unacknowledged for --upstream-user-timeout, shed by --rebalance).",
-     "reason", closed_value, 4, get_closed, NULL},
-    {"apilb_upstream_failed_connections_total", "counter",
-     "Connections that ended because the upstream reset or failed them, by phase: before "
-     "its first byte (not replayed: only a TLS ClientHello is) or after.",
-     "phase", phase_value, 2, get_failed, NULL},
+    {.name = "apilb_upstream_health",
+     .type = "gauge",
+     .help = "Health of each upstream: 1 for its current state, 0 for the others.",
+     .label = "state",
+     .value = health_value,
+     .n_values = UPSTREAM_HEALTH_COUNT,
+     .get = get_health},
+    {.name = "apilb_upstream_usable",
+     .type = "gauge",
+     .help = "1 when new connections may go to the upstream (healthy or unknown, not held down "
+             "after a failed dial, not draining).",
+     .get = get_usable},
+    {.name = "apilb_upstream_draining",
+     .type = "gauge",
+     .help = "1 while a removed upstream drains.",
+     .get = get_draining},
+    {.render = prefer_metrics},
+    {.render = zone_info},
+    {.name = "apilb_upstream_active_connections",
+     .type = "gauge",
+     .help = "Proxied connections open now.",
+     .get = get_active},
+    {.name = "apilb_upstream_connections_total",
+     .type = "counter",
+     .help = "Connections established.",
+     .field = {UP_COUNTER(conns_total)}},
+    {.name = "apilb_upstream_connect_failures_total",
+     .type = "counter",
+     .help = "Failed connects of the data path, by reason.",
+     .label = "reason",
+     .value = fail_value,
+     .n_values = UPSTREAM_FAIL_COUNT,
+     .field = {UP_COUNTER(connect_fail[UPSTREAM_FAIL_REFUSED]),
+               UP_COUNTER(connect_fail[UPSTREAM_FAIL_TIMEOUT]),
+               UP_COUNTER(connect_fail[UPSTREAM_FAIL_UNREACHABLE]),
+               UP_COUNTER(connect_fail[UPSTREAM_FAIL_OTHER]),
+               UP_COUNTER(connect_fail[UPSTREAM_FAIL_LOCAL])}},
+    {.render = connect_histogram},
+    {.name = "apilb_upstream_sent_bytes_total",
+     .type = "counter",
+     .help = "Bytes relayed from clients to the upstream.",
+     .field = {UP_COUNTER(bytes_to)}},
+    {.name = "apilb_upstream_received_bytes_total",
+     .type = "counter",
+     .help = "Bytes relayed from the upstream to clients.",
+     .field = {UP_COUNTER(bytes_from)}},
+    /* health_checks[]: [0] failed, [1] passed, [2] local; listed success first. */
+    {.name = "apilb_upstream_health_checks_total",
+     .type = "counter",
+     .help = "Active health checks, by result (local_error: not run to a verdict, this host ran "
+             "short).",
+     .label = "result",
+     .value = check_value,
+     .n_values = 3,
+     .field = {UP_COUNTER(health_checks[1]), UP_COUNTER(health_checks[0]),
+               UP_COUNTER(health_checks[2])}},
+    {.render = check_seconds},
+    {.name = "apilb_upstream_closed_connections_total",
+     .type = "counter",
+     .help = "Open connections apilb closed, by reason (upstream turned unhealthy, drained after "
+             "removal, sent bytes unacknowledged for --upstream-user-timeout, shed by "
+             "--rebalance).",
+     .label = "reason",
+     .value = closed_value,
+     .n_values = 4,
+     .field = {UP_COUNTER(closed_by_health), UP_COUNTER(closed_by_drain),
+               UP_COUNTER(closed_unacked), UP_COUNTER(closed_by_rebalance)}},
+    {.name = "apilb_upstream_failed_connections_total",
+     .type = "counter",
+     .help = "Connections that ended because the upstream reset or failed them, by phase: before "
+             "its first byte (not replayed: only a TLS ClientHello is) or after.",
+     .label = "phase",
+     .value = phase_value,
+     .n_values = 2,
+     .field = {UP_COUNTER(failed_conns[0]), UP_COUNTER(failed_conns[1])}},
 };
 
 static void upstream_metrics(const struct snapshot *s, uint64_t now_ms, struct strbuf *b)

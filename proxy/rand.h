@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The process's one pseudo-random generator and one spreading hash, for
- * jitter only (never for secrets: getrandom(2) is for those). Each user
- * keeps its own state, so no thread shares one. Any thread. */
+/* The process's one pseudo-random generator, one 64-bit mixer and one
+ * spreading hash, for jitter, ranks and fallbacks only (never for secrets:
+ * getrandom(2) is for those). Each user keeps its own state, so no thread
+ * shares one. Any thread. */
 #ifndef PROXY_RAND_H
 #define PROXY_RAND_H
 
@@ -28,10 +29,13 @@ static inline uint64_t rand_jitter_permille(uint64_t id)
     return id * 2654435761u % 1000;
 }
 
-/* A bijective scramble of x (splitmix64's finaliser): inputs that differ
- * in a few low bits (a clock and a pid) give unrelated outputs, so the
- * generators seeded from them do not run in step, as xorshift64 seeded
- * with close values does for its first outputs. Pure. */
+/* splitmix64's output for the state x (Steele, Lea and Flood, 2014, with
+ * Vigna's constants): x plus the golden-ratio step 0x9e3779b97f4a7c15, then
+ * the finaliser. A bijection of the 64-bit values, so distinct inputs give
+ * distinct outputs, and one flipped input bit flips about half the output
+ * bits: consecutive inputs (ids, milliseconds, pids) land far apart.
+ * rand_mix64(0) is 0xe220a8397b1dcdaf, splitmix64's first output from seed 0,
+ * so the result can seed rand_next except for one input. Pure; any thread. */
 static inline uint64_t rand_mix64(uint64_t x)
 {
     x += 0x9e3779b97f4a7c15ull;

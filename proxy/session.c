@@ -1311,17 +1311,12 @@ static void shed_over(struct worker *w, struct upstream *up, unsigned active, un
 /* up's place in this process's own order of the upstreams (balance_target):
  * a key mixing the process's salt, the upstream and the start of its last
  * slow start, so that each return deals that upstream a new place on every
- * node. (splitmix64's finaliser.) */
+ * node. The start is mixed on its own first, so that its low bits cannot
+ * cancel the pointer's. */
 static uint64_t rank_key(const struct worker *w, const struct upstream *up)
 {
-    uint64_t x = w->sh->balance_salt ^ (uint64_t)(uintptr_t)up ^
-                 atomic_load(&up->slow_start_from_ms) * 0x9e3779b97f4a7c15ull;
-
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
+    return rand_mix64(w->sh->balance_salt ^ (uint64_t)(uintptr_t)up ^
+                      rand_mix64(atomic_load(&up->slow_start_from_ms)));
 }
 
 /* Small shares (balance_target): the upstream furthest over its target

@@ -169,7 +169,8 @@ void upstream_picker_init(struct upstream_picker *p, enum upstream_balance algo,
 {
     p->algo = algo;
     p->slow_start_ms = 0;
-    p->rng = seed != 0 ? seed : 0x9e3779b97f4a7c15ull;
+    /* xorshift64 would stay at 0: seed 0 takes the mixer's output for 0. */
+    p->rng = seed != 0 ? seed : rand_mix64(0);
     p->rr_next = (unsigned)(seed % 64);
     p->tiers = false;
     p->spill_factor = 0;

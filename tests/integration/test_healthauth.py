@@ -10,7 +10,10 @@ apiserver helpers it uses)."""
 
 import os
 import re
+import ssl
 import time
+import urllib.error
+import urllib.request
 
 import harness
 
@@ -44,24 +47,71 @@ def start(fake, kc, *extra):
     return tw.start_apilb(fake, kc, *extra)
 
 
+def readyz_direct(ip, ca, token=None):
+    """(status, body) of GET /readyz at the apiserver on ip, with a real TLS
+    client verifying the cluster CA, anonymous or with a bearer token."""
+    ctx = ssl.create_default_context(cafile=ca)
+    req = urllib.request.Request("https://%s:6443/readyz" % ip)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def checks_of(a, result):
+    """{upstream: apilb_upstream_health_checks_total{result=...}} from /metrics."""
+    _, text = a.admin("/metrics")
+    return {m.group(1): int(m.group(2)) for m in re.finditer(
+        r'^apilb_upstream_health_checks_total\{upstream="([^"]+)",result="%s"\} (\d+)$' % result,
+        text, re.M)}
+
+
 @scenario
 def none_hides_dead_etcd():
     """--health-auth none (the default) on a cluster with anonymous auth off:
-    /readyz answers 401 to apilb, which counts as alive, so a dead etcd goes
-    unseen (docs/health.md says so). The probe path is exactly /readyz."""
+    the behaviour of the default, unchanged since before --health-auth (so it
+    passes on a binary older than that option, by design). etcd really dies
+    (an authenticated GET /readyz answers 500 with [-]etcd), apilb's
+    anonymous checks get 401 and go on concluding "alive" after it (each
+    upstream's successful checks grow, no failure is counted), so a dead etcd
+    goes unseen (docs/health.md says so). The probe path is exactly /readyz.
+    Fails on a binary that takes 401 for a failure, or whose checks stop."""
     d, fake = tw.new_case(extra=("--anonymous-auth", "false"))
     a = start(fake, tw.kubeconfig(d, tw.token_user(d)))
     try:
         tw.wait_discovered(a, tw.IPS)
         all_health(a, "healthy")
+        ok0, failed0 = checks_of(a, "success"), checks_of(a, "failure")
         fake.ctl("/etcd", {"ok": False})
-        time.sleep(1.5)  # 5 checks at 300ms
+        for ip in tw.IPS:
+            code, body = readyz_direct(ip, fake.ca, "token-one")
+            check(code == 500 and "[-]etcd failed" in body,
+                  "authenticated /readyz of %s with etcd down: %d %r" % (ip, code, body[:80]))
+            code, _ = readyz_direct(ip, fake.ca)
+            check(code == 401, "anonymous /readyz of %s: %d" % (ip, code))
+        # Three more concluded checks each (--fall is 2), waited for, not slept.
+        end, ok = time.time() + 10, ok0
+        while time.time() < end:
+            ok = checks_of(a, "success")
+            if all(ok.get(u, 0) >= ok0.get(u, 0) + 3 for u in ok0):
+                break
+            time.sleep(0.2)
+        check(ok0 and all(ok.get(u, 0) >= ok0.get(u, 0) + 3 for u in ok0),
+              "successful checks after etcd died: %r, before: %r" % (ok, ok0))
+        check(checks_of(a, "failure") == failed0,
+              "failed checks after etcd died: %r, before: %r" % (checks_of(a, "failure"), failed0))
         check(set(tw.health_of(a).values()) == {"healthy"},
               "anonymous checks saw the dead etcd: %r" % tw.health_of(a))
-        paths = {p for _, p, _ in fake.state()["requests"] if "readyz" in p}
-        check(paths == {"/readyz"}, "probe paths: %r" % paths)
-        check(all(who is None for _, who in readyz_requests(fake)), "checks were not anonymous")
-        print("anonymous checks: 401 counted alive with etcd down (the documented limit)")
+        paths = {p for _, p, who in fake.state()["requests"] if "readyz" in p and who is None}
+        check(paths == {"/readyz"}, "apilb's probe paths: %r" % paths)
+        check(all(who is None for _, who in readyz_requests(fake)
+                  if who != "token:en-one"), "checks were not anonymous")
+        print("etcd down (authenticated /readyz: 500, anonymous: 401); apilb's checks since: "
+              "%s successes, 0 failures; all healthy: the documented limit" %
+              {u: ok[u] - ok0[u] for u in ok0})
     finally:
         a.stop()
         fake.stop()
