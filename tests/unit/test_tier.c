@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check_run.h"
+#include "check_table.h"
 #include "config.h"
 #include "prefer.h"
 #include "tier.h"
@@ -167,19 +168,7 @@ static struct upstream_table *tab;
 
 static void setup(void)
 {
-    struct upstream_entry e[NU];
-
-    memset(e, 0, sizeof(e));
-    for (int i = 0; i < NU; i++) {
-        char ip[16];
-        struct addr a;
-
-        snprintf(ip, sizeof(ip), "10.0.0.%d", i + 1);
-        ck_assert_int_eq(addr_from_ip(ip, 6443, &a), 0);
-        e[i].up = ups[i] = upstream_new(&a);
-        e[i].sources = UPSTREAM_SRC_SEED;
-    }
-    tab = upstream_table_new(e, NU, 1);
+    check_table_new(ups, NU, &tab);
     /* 10.0.0.1 is near (tier 0), the others tier 1. */
     atomic_store(&tab->e[1].up->tier, 1);
     atomic_store(&tab->e[2].up->tier, 1);
@@ -187,9 +176,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    upstream_table_unref(tab);
-    for (int i = 0; i < NU; i++)
-        upstream_unref(ups[i]);
+    check_table_free(ups, NU, tab);
 }
 
 static unsigned picks_of(struct upstream_picker *p, long want, unsigned n, uint64_t now_ms)
@@ -301,6 +288,17 @@ END_TEST
 /* --- prefer.c: the tiers of a table, each tick ----------------------------- */
 
 static struct config pcfg;
+static struct prefer pf;
+
+/* The pick's table, and prefer for it: --prefer nearest, a 10 s ramp. */
+static void prefer_setup(void)
+{
+    setup();
+    memset(&pcfg, 0, sizeof(pcfg));
+    pcfg.prefer = TIER_MODE_NEAREST;
+    pcfg.prefer_ramp_ms = 10000;
+    prefer_init(&pf, &pcfg);
+}
 
 static void rtt(struct upstream *up, uint32_t us)
 {
@@ -310,12 +308,6 @@ static void rtt(struct upstream *up, uint32_t us)
 
 START_TEST(prefer_update_assigns_and_ramps)
 {
-    struct prefer pf;
-
-    memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.prefer = TIER_MODE_NEAREST;
-    pcfg.prefer_ramp_ms = 10000;
-    prefer_init(&pf, &pcfg);
     rtt(tab->e[0].up, 200);
     rtt(tab->e[1].up, 2000);
     rtt(tab->e[2].up, 2100);
@@ -338,12 +330,6 @@ END_TEST
  * ramped from 10 % while one added later took every new connection). */
 START_TEST(prefer_no_ramp_after_all_down)
 {
-    struct prefer pf;
-
-    memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.prefer = TIER_MODE_NEAREST;
-    pcfg.prefer_ramp_ms = 10000;
-    prefer_init(&pf, &pcfg);
     for (int i = 0; i < 3; i++)
         rtt(tab->e[i].up, 200);
     prefer_update(&pf, tab, 1000);
@@ -363,13 +349,8 @@ END_TEST
 
 START_TEST(prefer_unmeasured_tier_not_held)
 {
-    struct prefer pf;
-
     /* The bug: tier 0 while unmeasured was held by hysteresis once
      * measured at 1.4 ms against 0.16 ms (within 3 x 0.16 + 1 ms). */
-    memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.prefer = TIER_MODE_NEAREST;
-    prefer_init(&pf, &pcfg);
     rtt(tab->e[0].up, 160);
     atomic_store(&tab->e[1].up->tier, 0);
     atomic_store(&tab->e[2].up->tier, 0);
@@ -391,11 +372,9 @@ END_TEST
 
 START_TEST(prefer_zone_from_cluster_then_flag)
 {
-    struct prefer pf;
     struct zone_info z;
     const char *from;
 
-    memset(&pcfg, 0, sizeof(pcfg));
     pcfg.prefer = TIER_MODE_ZONE;
     pcfg.zone = (char *)"b";
     ck_assert_int_eq(addr_from_ip("10.0.0.3", 0, &pcfg.upstream_zones[0].addr), 0);
@@ -420,7 +399,15 @@ END_TEST
 
 int main(void)
 {
-    TCase *tc, *pick;
+    const TTest *const pick_tests[] = {pick_prefers_tier_zero,
+                                       pick_spills_when_tier_zero_unusable_or_tried,
+                                       pick_spills_for_load, pick_ramps_a_recovered_one,
+                                       rtt_samples_feed_the_estimate};
+    const TTest *const prefer_tests[] = {prefer_update_assigns_and_ramps,
+                                         prefer_no_ramp_after_all_down,
+                                         prefer_unmeasured_tier_not_held,
+                                         prefer_zone_from_cluster_then_flag};
+    TCase *tc;
     Suite *s = check_suite("tier", &tc);
 
     tcase_add_test(tc, near_ones_share_far_one_does_not);
@@ -431,17 +418,8 @@ int main(void)
     tcase_add_test(tc, zone_mode_and_none);
     tcase_add_test(tc, zone_matches_name_or_hint);
     tcase_add_test(tc, estimate_is_window_minimum);
-    pick = tcase_create("pick");
-    tcase_add_checked_fixture(pick, setup, teardown);
-    tcase_add_test(pick, pick_prefers_tier_zero);
-    tcase_add_test(pick, pick_spills_when_tier_zero_unusable_or_tried);
-    tcase_add_test(pick, pick_spills_for_load);
-    tcase_add_test(pick, pick_ramps_a_recovered_one);
-    tcase_add_test(pick, rtt_samples_feed_the_estimate);
-    tcase_add_test(pick, prefer_update_assigns_and_ramps);
-    tcase_add_test(pick, prefer_no_ramp_after_all_down);
-    tcase_add_test(pick, prefer_unmeasured_tier_not_held);
-    tcase_add_test(pick, prefer_zone_from_cluster_then_flag);
-    suite_add_tcase(s, pick);
+    check_tcase(s, "pick", setup, teardown, pick_tests, sizeof(pick_tests) / sizeof(pick_tests[0]));
+    check_tcase(s, "prefer", prefer_setup, teardown, prefer_tests,
+                sizeof(prefer_tests) / sizeof(prefer_tests[0]));
     return check_run(s);
 }
