@@ -1192,13 +1192,13 @@ static void shed_over(struct worker *w, struct upstream *up, unsigned active, un
 }
 
 /* up's place in this process's own order of the upstreams (balance_target):
- * a key mixing the process's salt, the upstream and the start of its last
- * slow start, so that each return deals that upstream a new place on every
- * node. (splitmix64's finaliser.) */
+ * a key mixing the process's salt, the upstream and its last return
+ * (returned_ms, ramped or not), so that each return deals that upstream a
+ * new place on every node. (splitmix64's finaliser.) */
 static uint64_t rank_key(const struct worker *w, const struct upstream *up)
 {
     uint64_t x = w->sh->balance_salt ^ (uint64_t)(uintptr_t)up ^
-                 atomic_load(&up->slow_start_from_ms) * 0x9e3779b97f4a7c15ull;
+                 atomic_load(&up->returned_ms) * 0x9e3779b97f4a7c15ull;
 
     x ^= x >> 30;
     x *= 0xbf58476d1ce4e5b9ull;
@@ -1255,7 +1255,7 @@ static void rebalance_round(struct worker *w, uint64_t now_ms)
     for (size_t i = 0; t != NULL && i < t->n && n_usable < 64; i++) {
         struct upstream *up = t->e[i].up;
         unsigned active = atomic_load(&up->active);
-        uint64_t from = atomic_load(&up->slow_start_from_ms);
+        uint64_t from = atomic_load(&up->returned_ms);
 
         if (t->e[i].fallback || !upstream_usable(up, now_ms))
             continue;

@@ -252,7 +252,7 @@ START_TEST(pick_ramps_a_recovered_one)
 
     upstream_picker_init(&p, UPSTREAM_BALANCE_LEAST_CONN, 11);
     upstream_picker_prefer(&p, 16, 10000);
-    atomic_store(&tab->e[0].up->tier_since_ms, 20000);
+    atomic_store(&tab->e[0].up->ramp_from_ms, 20000);
     early = picks_of(&p, 0, 2000, 20500); /* 5 % through the ramp */
     mid = picks_of(&p, 0, 2000, 25000);   /* 50 % */
     late = picks_of(&p, 0, 2000, 30000);  /* over */
@@ -317,33 +317,43 @@ START_TEST(prefer_update_assigns_and_ramps)
     ck_assert_uint_eq(atomic_load(&tab->e[0].up->tier), 0);
     ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier), 1);
     ck_assert_uint_eq(atomic_load(&tab->e[2].up->tier), 1);
-    ck_assert_uint_eq(atomic_load(&tab->e[0].up->tier_since_ms), 0); /* no ramp at start */
-    /* Held down, then usable again: its ramp starts at that tick. */
+    ck_assert_uint_eq(atomic_load(&tab->e[0].up->ramp_from_ms), 0); /* no ramp at start */
+    /* A passive hold ends without a ramp: it kept its connections. */
     upstream_dial_failed(tab->e[0].up, UPSTREAM_FAIL_TIMEOUT, 1000, 500);
     prefer_update(&pf, tab, 1200);
     prefer_update(&pf, tab, 1600);
-    ck_assert_uint_eq(atomic_load(&tab->e[0].up->tier_since_ms), 1600);
+    ck_assert_uint_eq(atomic_load(&tab->e[0].up->ramp_from_ms), 0);
+    /* Nearer than before (tier 1 to 0): its ramp starts at that tick. */
+    rtt(tab->e[1].up, 250);
+    prefer_update(&pf, tab, 2000);
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier), 0);
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->ramp_from_ms), 2000);
 }
 END_TEST
 
-/* Every upstream down, then back: none ramps (the bug: those back first
- * ramped from 10 % while one added later took every new connection). */
+/* Every upstream down, then back: none ramps (the bug of d466cb8: those
+ * back first ramped from 10 % while one added later took every new
+ * connection). Now decided where every ramp starts, upstream_ramp_returned;
+ * the pick shows it: the first one back is admitted at once. */
 START_TEST(prefer_no_ramp_after_all_down)
 {
-    for (int i = 0; i < 3; i++)
-        rtt(tab->e[i].up, 200);
-    prefer_update(&pf, tab, 1000);
-    for (int i = 0; i < 3; i++)
-        upstream_dial_failed(tab->e[i].up, UPSTREAM_FAIL_TIMEOUT, 1000, 500);
-    prefer_update(&pf, tab, 1200); /* all held down */
-    prefer_update(&pf, tab, 1600); /* all usable again */
-    for (int i = 0; i < 3; i++)
-        ck_assert_uint_eq(atomic_load(&tab->e[i].up->tier_since_ms), 0);
+    struct upstream_picker p;
+
+    upstream_picker_init(&p, UPSTREAM_BALANCE_LEAST_CONN, 5);
+    upstream_picker_prefer(&p, 16, pcfg.prefer_ramp_ms);
+    for (int i = 0; i < NU; i++)
+        upstream_ramp_stopped(tab->e[i].up, 1000);
+    ck_assert(!upstream_ramp_returned(tab, tab->e[0].up, true, 1600));
+    ck_assert(!upstream_ramp_returned(tab, tab->e[1].up, true, 1700));
+    ck_assert(!upstream_ramp_returned(tab, tab->e[2].up, true, 1800));
+    for (int i = 0; i < NU; i++)
+        ck_assert_uint_eq(atomic_load(&tab->e[i].up->ramp_from_ms), 0);
+    ck_assert_uint_eq(picks_of(&p, 0, 200, 1900), 200); /* tier 0, not held back */
     /* One down while the others carry on: it ramps when back. */
-    upstream_dial_failed(tab->e[1].up, UPSTREAM_FAIL_TIMEOUT, 1600, 500);
-    prefer_update(&pf, tab, 1800);
-    prefer_update(&pf, tab, 2200);
-    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier_since_ms), 2200);
+    upstream_ramp_stopped(tab->e[0].up, 2000);
+    ck_assert(upstream_ramp_returned(tab, tab->e[0].up, true, 2200));
+    ck_assert_uint_eq(atomic_load(&tab->e[0].up->ramp_from_ms), 2200);
+    ck_assert_uint_lt(picks_of(&p, 0, 200, 2300), 40); /* 1 % into the ramp */
 }
 END_TEST
 
