@@ -11,15 +11,16 @@ bool balance_lost_is_mass(unsigned lost, unsigned total)
     return lost >= 4 || (uint64_t)lost * 4 >= total;
 }
 
-unsigned balance_slow_start_weight(uint64_t from_ms, uint64_t now_ms, unsigned dur_ms)
+unsigned balance_ramp_weight(uint64_t from_ms, uint64_t now_ms, unsigned dur_ms, unsigned floor_w)
 {
     uint64_t elapsed;
 
     if (from_ms == 0 || dur_ms == 0 || now_ms >= from_ms + dur_ms)
         return BALANCE_WEIGHT_FULL;
+    if (floor_w > BALANCE_WEIGHT_FULL)
+        floor_w = BALANCE_WEIGHT_FULL;
     elapsed = now_ms > from_ms ? now_ms - from_ms : 0;
-    return BALANCE_WEIGHT_FLOOR +
-           (unsigned)((BALANCE_WEIGHT_FULL - BALANCE_WEIGHT_FLOOR) * elapsed / dur_ms);
+    return floor_w + (unsigned)((uint64_t)(BALANCE_WEIGHT_FULL - floor_w) * elapsed / dur_ms);
 }
 
 unsigned balance_fair_limit(unsigned total_active, unsigned n_usable, unsigned min_active)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The arithmetic of balancing beyond the pick itself, as pure functions:
  * when lost connections are a mass failure (the paced-dial window), the
- * slow-start weight of an upstream that came back (--slow-start), and what
+ * ramp of an upstream that came back (one for --slow-start and
+ * --prefer-ramp; when it starts is upstream_ramp_returned's), and what
  * --rebalance sheds from an upstream over its fair share. No clock, no
  * atomics, no sockets: the callers (upstream.c, session.c) read the state
  * and pass it in, so Check tests need neither a loop nor a network. */
@@ -17,7 +18,9 @@
 #define BALANCE_LOST_BURST_MS 1000u
 /* Weights are in thousandths: BALANCE_WEIGHT_FULL is an ordinary upstream. */
 #define BALANCE_WEIGHT_FULL 1000u
-/* Where the slow-start ramp begins: a twentieth of the full weight. */
+/* Where the --slow-start ramp begins: a twentieth of the full weight. The
+ * --prefer-ramp one begins at 0 (a connection it turns away goes to the
+ * next tier, not to nothing). */
 #define BALANCE_WEIGHT_FLOOR 50u
 /* Each rebalance round sheds about 1/BALANCE_SHED_DIVISOR of the excess. */
 #define BALANCE_SHED_DIVISOR 8u
@@ -29,11 +32,13 @@
  * close never is. Pure. */
 bool balance_lost_is_mass(unsigned lost, unsigned total);
 
-/* The slow-start weight (BALANCE_WEIGHT_FLOOR..BALANCE_WEIGHT_FULL) at
- * now_ms of an upstream whose slow start began at from_ms (0: none) and
- * lasts dur_ms (0: off): rising linearly from the floor to full over
- * dur_ms. Pure. */
-unsigned balance_slow_start_weight(uint64_t from_ms, uint64_t now_ms, unsigned dur_ms);
+/* The ramp's weight (floor_w..BALANCE_WEIGHT_FULL, in thousandths) at
+ * now_ms of an upstream whose ramp began at from_ms (0: none) and lasts
+ * dur_ms (0: off): rising linearly from floor_w (< BALANCE_WEIGHT_FULL) to
+ * full over dur_ms; floor_w before from_ms (another thread's clock read).
+ * The one ramp fraction: the slow-start weight and the --prefer-ramp
+ * admission both are this. Pure. */
+unsigned balance_ramp_weight(uint64_t from_ms, uint64_t now_ms, unsigned dur_ms, unsigned floor_w);
 
 /* The connections an upstream may hold before --rebalance sheds from it,
  * given total_active connections over n_usable (>= 1) usable upstreams of

@@ -211,7 +211,8 @@ static void parts_init(struct control *c)
                                  .n_started = &c->n_started,
                                  .state = &c->state,
                                  .health = &c->health};
-    c->health = (struct healthlink){.cfg = c->cfg, .lock = &c->lock, .kick = kick_cb, .arg = c};
+    c->health = (struct healthlink){
+        .cfg = c->cfg, .table = &c->table, .lock = &c->lock, .kick = kick_cb, .arg = c};
     c->admin = (struct adminview){
         .cfg = c->cfg,
         .lock = &c->lock,

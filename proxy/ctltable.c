@@ -91,17 +91,15 @@ static void rebuild_locked(struct ctltable *t, const char *reason)
     if (res != REGISTRY_PUBLISHED)
         return;
     tab = registry_table(t->reg);
-    /* --slow-start (and --rebalance after it) for what came while others
+    /* The ramp (and --rebalance after it) for what came while others
      * carried the load: not in the first table (every upstream is new),
      * nor while no connection is open (discovery's first answer). */
-    for (size_t i = 0; t->swaps > 0 && i < ch.n && table_active(tab) != 0; i++) {
+    for (size_t i = 0; t->swaps > 0 && i < ch.n; i++) {
         if (ch.c[i].kind == REGISTRY_REMOVED)
-            continue;
-        upstream_slow_start_begin(ch.c[i].up, clock_now_ms());
-        if (t->cfg->slow_start_ms != 0)
-            log_info("upstream in slow start", "upstream=%s reason=%s slow_start_ms=%u",
-                     ch.c[i].up->name, ch.c[i].kind == REGISTRY_READDED ? "readded" : "added",
-                     t->cfg->slow_start_ms);
+            upstream_ramp_stopped(ch.c[i].up, clock_now_ms());
+        else
+            ctltable_returned(t, ch.c[i].up, table_active(tab) != 0,
+                              ch.c[i].kind == REGISTRY_READDED ? "readded" : "added");
     }
     t->swaps++;
     for (size_t i = 0; i < ch.n; i++) /* getifaddrs(3) is a netlink dump: not per connection */
@@ -110,6 +108,26 @@ static void rebuild_locked(struct ctltable *t, const char *reason)
     reglog_changes(&ch, reason);
     publish(t, tab, reason);
     statesave_note(t->state, tab);
+}
+
+void ctltable_returned(struct ctltable *t, struct upstream *up, bool may_ramp, const char *reason)
+{
+    const struct config *cfg = t->cfg;
+
+    if (!upstream_ramp_returned(registry_table(t->reg), up, may_ramp, clock_now_ms())) {
+        if (may_ramp)
+            log_info("upstream back while no other carried the load: no ramp",
+                     "upstream=%s reason=%s", up->name, reason);
+        return;
+    }
+    /* One ramp, in the pick as --prefer has it (upstream_pick). */
+    if (cfg->prefer != TIER_MODE_NONE && cfg->prefer_ramp_ms != 0)
+        log_info("upstream usable again: ramping its share of new connections",
+                 "upstream=%s reason=%s tier=%u ramp_ms=%u", up->name, reason,
+                 atomic_load(&up->tier), cfg->prefer_ramp_ms);
+    else if (cfg->prefer == TIER_MODE_NONE && cfg->slow_start_ms != 0)
+        log_info("upstream in slow start", "upstream=%s reason=%s slow_start_ms=%u", up->name,
+                 reason, cfg->slow_start_ms);
 }
 
 /* Replaces source s under the lock, rebuilding for reason unless NULL. */

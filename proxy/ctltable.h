@@ -67,6 +67,13 @@ void ctltable_prune(struct ctltable *t);
 /* The table now (borrowed: the loop's; other threads hold the lock). */
 struct upstream_table *ctltable_current(const struct ctltable *t);
 
+/* up came back for reason ("healthy-again", "added", "readded"): starts its
+ * ramp when another upstream of the current table carried the load
+ * meanwhile (upstream_ramp_returned; may_ramp false records only that it
+ * carries load again) and logs the ramp in the --prefer mode's terms, or
+ * that none started. Control loop (with or without the lock). */
+void ctltable_returned(struct ctltable *t, struct upstream *up, bool may_ramp, const char *reason);
+
 /* cfgsource_apply_fn for arg, a struct ctltable: the file's new set. */
 void ctltable_file_cb(void *arg, const struct addr *a, size_t n, const char *why);
 

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "ctltable.h"
 #include "log.h"
 #include "worker.h"
 
@@ -32,13 +33,11 @@ static void changed_cb(void *arg, struct upstream *up, enum upstream_health from
     else
         log_info("upstream health changed", "upstream=%s from=%s to=%s reason=\"%s\"", up->name,
                  upstream_health_name(from), upstream_health_name(to), log_quote(why));
-    if (from == UPSTREAM_UNHEALTHY && to == UPSTREAM_HEALTHY) {
-        /* --slow-start, and --rebalance's episode after it (session.c). */
-        upstream_slow_start_begin(up, clock_now_ms());
-        if (l->cfg->slow_start_ms != 0)
-            log_info("upstream in slow start", "upstream=%s reason=healthy-again slow_start_ms=%u",
-                     up->name, l->cfg->slow_start_ms);
-    }
+    /* The ramp of its return, and --rebalance's episode after it. */
+    if (to == UPSTREAM_UNHEALTHY)
+        upstream_ramp_stopped(up, clock_now_ms());
+    else if (from == UPSTREAM_UNHEALTHY && to == UPSTREAM_HEALTHY)
+        ctltable_returned(l->table, up, true, "healthy-again");
     l->kick(l->arg); /* workers close the sessions of an unhealthy upstream */
 }
 

@@ -13,8 +13,11 @@
 #include "health.h"
 #include "watcher.h"
 
+struct ctltable;
+
 struct healthlink {
     const struct config *cfg;
+    struct ctltable *table;  /* borrowed: the ramp of a return (ctltable_returned) */
     uv_mutex_t *lock;        /* the control lock: an upstream's health_since, reason */
     void (*kick)(void *arg); /* after each transition: wake the workers */
     void *arg;

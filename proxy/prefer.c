@@ -78,7 +78,6 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
     enum tier_why why[UPSTREAM_MAX];
     uint32_t base_us[TIER_MAX + 1] = {0};
     const char *node_zone = pf->cfg->zone != NULL ? pf->cfg->zone : pf->node_zone;
-    size_t n_were_usable = 0;
 
     if (t == NULL)
         return;
@@ -95,14 +94,11 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
     }
     tier_assign(&pf->params, m, t->n, tier, why);
     for (size_t i = 0; i < t->n; i++)
-        n_were_usable += t->e[i].up->tier_set && t->e[i].up->was_usable;
-    for (size_t i = 0; i < t->n; i++)
         if (m[i].rtt_us != 0 && (base_us[tier[i]] == 0 || m[i].rtt_us < base_us[tier[i]]))
             base_us[tier[i]] = m[i].rtt_us;
     for (size_t i = 0; i < t->n; i++) {
         struct upstream *up = t->e[i].up;
         unsigned old = atomic_load(&up->tier);
-        bool usable = upstream_usable(up, now_ms);
         const char *reason = pf->cfg->prefer == TIER_MODE_ZONE && node_zone[0] == '\0'
                                  ? tier_why_name(TIER_WHY_NO_NODE_ZONE)
                                  : tier_why_name(why[i]);
@@ -116,21 +112,13 @@ void prefer_update(struct prefer *pf, const struct upstream_table *t, uint64_t n
                      "upstream=%s from=%s to=%u reason=%s rtt_ms=%.3f tier_base_ms=%.3f", up->name,
                      from, tier[i], reason, m[i].rtt_us / 1e3, base_us[tier[i]] / 1e3);
             atomic_store(&up->tier, tier[i]);
-            /* Nearer than before: its share comes back gradually. */
+            /* Nearer than before: its share comes back gradually (the
+             * tier it left carried its load). A return (healthy again,
+             * added) ramps by upstream_ramp_returned, not here. */
             if (up->tier_set && tier[i] < old && pf->cfg->prefer_ramp_ms > 0)
-                atomic_store(&up->tier_since_ms, now_ms);
-        }
-        /* Usable again while others carried the load: its share comes back
-         * gradually. Not when none was usable (every upstream down): those
-         * that come back share at once, or a later one would take all. */
-        if (up->tier_set && usable && !up->was_usable && n_were_usable > 0 &&
-            pf->cfg->prefer_ramp_ms > 0) {
-            log_info("upstream usable again: ramping its share of new connections",
-                     "upstream=%s tier=%u ramp_ms=%u", up->name, tier[i], pf->cfg->prefer_ramp_ms);
-            atomic_store(&up->tier_since_ms, now_ms);
+                upstream_ramp_begin(up, now_ms);
         }
         up->tier_set = true;
         up->tier_measured = why[i] != TIER_WHY_UNMEASURED;
-        up->was_usable = usable;
     }
 }

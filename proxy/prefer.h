@@ -2,8 +2,9 @@
 /* --prefer on the control thread: every tick, the tiers (tier.h) of the
  * current table's apiservers from their measured round trips or zones,
  * stored in each struct upstream for the workers' upstream_pick(); every
- * change of tier is logged with its reason, and an apiserver that comes
- * back to its tier (usable again, or nearer) starts its --prefer-ramp.
+ * change of tier is logged with its reason, and an apiserver that moves
+ * to a nearer tier starts its ramp (one that comes back starts it in
+ * upstream_ramp_returned, for every --prefer).
  * Control (loop) thread, except prefer_zone_of (any thread). */
 #ifndef PROXY_PREFER_H
 #define PROXY_PREFER_H

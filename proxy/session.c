@@ -1309,14 +1309,14 @@ static void shed_over(struct worker *w, struct upstream *up, unsigned active, un
 }
 
 /* up's place in this process's own order of the upstreams (balance_target):
- * a key mixing the process's salt, the upstream and the start of its last
- * slow start, so that each return deals that upstream a new place on every
- * node. The start is mixed on its own first, so that its low bits cannot
- * cancel the pointer's. */
+ * a key mixing the process's salt, the upstream and its last return
+ * (returned_ms, ramped or not), so that each return deals that upstream a
+ * new place on every node. The return is mixed on its own first, so that
+ * its low bits cannot cancel the pointer's. */
 static uint64_t rank_key(const struct worker *w, const struct upstream *up)
 {
     return rand_mix64(w->sh->balance_salt ^ (uint64_t)(uintptr_t)up ^
-                      rand_mix64(atomic_load(&up->slow_start_from_ms)));
+                      rand_mix64(atomic_load(&up->returned_ms)));
 }
 
 /* Small shares (balance_target): the upstream furthest over its target
@@ -1367,7 +1367,7 @@ static void rebalance_round(struct worker *w, uint64_t now_ms)
     for (size_t i = 0; t != NULL && i < t->n && n_usable < 64; i++) {
         struct upstream *up = t->e[i].up;
         unsigned active = atomic_load(&up->active);
-        uint64_t from = atomic_load(&up->slow_start_from_ms);
+        uint64_t from = atomic_load(&up->returned_ms);
 
         if (t->e[i].fallback || !upstream_usable(up, now_ms))
             continue;

@@ -206,17 +206,15 @@ struct tier_filter {
     struct upstream_picker *p; /* for the ramp's draws */
 };
 
-/* An entry in its ramp (tier_since_ms less than ramp_ms ago) passes with
- * the probability of the ramp's elapsed fraction. */
+/* An entry in its ramp (ramp_from_ms less than ramp_ms ago) passes with
+ * the probability of its weight, from 0: one turned away goes to the next
+ * tier. */
 static bool ramp_admits(struct upstream_picker *p, const struct upstream *up, uint64_t now_ms)
 {
-    uint64_t since = atomic_load_explicit(&up->tier_since_ms, memory_order_relaxed);
+    unsigned w = balance_ramp_weight(atomic_load_explicit(&up->ramp_from_ms, memory_order_relaxed),
+                                     now_ms, p->ramp_ms, 0);
 
-    if (p->ramp_ms == 0 || since == 0 || now_ms >= since + p->ramp_ms)
-        return true;
-    if (now_ms < since)
-        return false;
-    return upstream_picker_random(p) % p->ramp_ms < now_ms - since;
+    return w >= BALANCE_WEIGHT_FULL || upstream_picker_random(p) % BALANCE_WEIGHT_FULL < w;
 }
 
 static bool eligible(const struct upstream_table *t, size_t i, enum pass pass,
@@ -343,14 +341,45 @@ static long pick_tiered(struct upstream_picker *p, const struct upstream_table *
 unsigned upstream_slow_start_weight(const struct upstream *up, unsigned slow_start_ms,
                                     uint64_t now_ms)
 {
-    return balance_slow_start_weight(atomic_load_explicit(&up->slow_start_from_ms,
-                                                          memory_order_relaxed),
-                                     now_ms, slow_start_ms);
+    return balance_ramp_weight(atomic_load_explicit(&up->ramp_from_ms, memory_order_relaxed),
+                               now_ms, slow_start_ms, BALANCE_WEIGHT_FLOOR);
 }
 
-void upstream_slow_start_begin(struct upstream *up, uint64_t now_ms)
+void upstream_ramp_stopped(struct upstream *up, uint64_t now_ms)
 {
-    atomic_store_explicit(&up->slow_start_from_ms, now_ms != 0 ? now_ms : 1, memory_order_relaxed);
+    if (up->stopped)
+        return;
+    up->stopped = true;
+    up->stopped_ms = now_ms;
+}
+
+void upstream_ramp_begin(struct upstream *up, uint64_t now_ms)
+{
+    atomic_store_explicit(&up->ramp_from_ms, now_ms != 0 ? now_ms : 1, memory_order_relaxed);
+}
+
+bool upstream_ramp_returned(const struct upstream_table *t, struct upstream *up, bool may_ramp,
+                            uint64_t now_ms)
+{
+    uint64_t left = up->stopped ? up->stopped_ms : now_ms;
+    bool carried = false;
+
+    /* Carried the load meanwhile: usable now, and carrying since before up
+     * stopped. One back from the same outage only a moment earlier did
+     * not: it carried nothing while up was away. */
+    for (size_t i = 0; may_ramp && t != NULL && i < t->n && !carried; i++) {
+        const struct upstream *o = t->e[i].up;
+
+        carried = o != up && !t->e[i].fallback && !o->stopped && upstream_usable(o, now_ms) &&
+                  o->carrying_since_ms <= left;
+    }
+    up->stopped = false;
+    up->carrying_since_ms = now_ms;
+    if (may_ramp)
+        atomic_store_explicit(&up->returned_ms, now_ms != 0 ? now_ms : 1, memory_order_relaxed);
+    if (carried)
+        upstream_ramp_begin(up, now_ms);
+    return carried;
 }
 
 /* The entries that slow start leaves out of this pick: each one in slow

@@ -99,12 +99,18 @@ struct upstream {
      * Workers write. */
     _Atomic uint64_t lost_burst_from_ms;
     _Atomic unsigned lost_in_burst;
-    /* --slow-start: when it began (clock_now_ms; 0 = not in slow start),
-     * set by the control thread when the upstream turns healthy again or
-     * joins a table after the first; the new connections it was passed
-     * over for. */
-    _Atomic uint64_t slow_start_from_ms;
-    _Atomic uint64_t slow_start_passed;
+    /* The one ramp of an upstream that came back: when it began
+     * (clock_now_ms; 0 = none). Started by upstream_ramp_returned (turned
+     * healthy again or joined a table after the first, while another
+     * upstream carried the load) and by prefer.c for a move to a nearer
+     * tier; control thread writes. The pick weighs it by
+     * balance_ramp_weight: over --slow-start with --prefer none, over
+     * --prefer-ramp with tiers; --rebalance waits for it. */
+    _Atomic uint64_t ramp_from_ms;
+    /* The last return, ramped or not (after a full outage none ramps):
+     * --rebalance's episode and rank (session.c). 0 = none. */
+    _Atomic uint64_t returned_ms;
+    _Atomic uint64_t slow_start_passed;   /* new connections the ramp passed it over for */
     _Atomic uint64_t closed_by_rebalance; /* shed by --rebalance */
     /* The last health change: when (wall clock, ms since the epoch; 0: none
      * yet) and why. Written by the control thread under the lock its
@@ -119,14 +125,14 @@ struct upstream {
     _Atomic uint32_t rtt_us[TIER_RTT_SAMPLES];
     _Atomic unsigned rtt_next;
     _Atomic unsigned tier;
-    /* When it came back to its tier (usable again, or moved to a nearer
-     * tier): new connections reach it gradually for --prefer-ramp from
-     * then. 0: no ramp. Control thread writes. */
-    _Atomic uint64_t tier_since_ms;
     /* prefer.c's, control thread only: a tier was set; it came from a
-     * measurement (hysteresis holds only such a tier); usable at the
-     * last tick. */
-    bool tier_set, tier_measured, was_usable;
+     * measurement (hysteresis holds only such a tier). */
+    bool tier_set, tier_measured;
+    /* The ramp's, control thread only (upstream_ramp_stopped/_returned):
+     * since when it carries load (0: since the first table), and whether
+     * it stopped (turned unhealthy or left the table), since stopped_ms. */
+    uint64_t carrying_since_ms, stopped_ms;
+    bool stopped;
 };
 
 struct upstream_entry {
@@ -226,9 +232,10 @@ void upstream_picker_init(struct upstream_picker *p, enum upstream_balance algo,
 /* Makes p try the lowest tier first (--prefer other than none): the lowest
  * tier with a usable primary entry whose entries' mean active connections
  * are at most spill_factor * (the other usable entries' mean + 1)
- * (spill_factor 0: no limit); an entry whose tier_since_ms is less than
- * ramp_ms ago is taken in that pass only with the probability of the
- * ramp's elapsed fraction. Loop thread of the worker owning p. */
+ * (spill_factor 0: no limit); an entry whose ramp_from_ms is less than
+ * ramp_ms ago is taken in that pass only with the probability of its
+ * ramp weight from 0 (balance_ramp_weight). Loop thread of the worker
+ * owning p. */
 void upstream_picker_prefer(struct upstream_picker *p, unsigned spill_factor, unsigned ramp_ms);
 
 /* The next number of p's generator (xorshift64, seeded per worker and
@@ -248,15 +255,31 @@ long upstream_pick(struct upstream_picker *p, const struct upstream_table *t,
                    struct upstream_tried *tried, uint64_t now_ms);
 
 /* The slow-start weight of up at now_ms for a ramp of slow_start_ms
- * (balance_slow_start_weight of its slow_start_from_ms): BALANCE_WEIGHT_FULL
- * when it is not in slow start. Any thread. */
+ * (balance_ramp_weight of its ramp_from_ms from BALANCE_WEIGHT_FLOOR):
+ * BALANCE_WEIGHT_FULL when it is not ramping. Any thread. */
 unsigned upstream_slow_start_weight(const struct upstream *up, unsigned slow_start_ms,
                                     uint64_t now_ms);
 
-/* up turned healthy again or joined a table after the first: its slow
- * start (and --rebalance's episode after it) begins at now_ms (> 0). The
- * caller logs it. Any thread. */
-void upstream_slow_start_begin(struct upstream *up, uint64_t now_ms);
+/* up stopped carrying load at now_ms: it turned unhealthy or left the
+ * table (a later stop while stopped keeps the first). Control thread. */
+void upstream_ramp_stopped(struct upstream *up, uint64_t now_ms);
+
+/* The one place that decides whether a ramp starts: up (an entry of t, or
+ * about to be) turned healthy again or joined t after the first table, at
+ * now_ms. When may_ramp and another primary entry of t, usable now, has
+ * carried load since before up stopped (for one never stopped: any usable
+ * one), up's ramp begins (ramp_from_ms = now_ms) and true is returned.
+ * After a full outage nothing ramps: whoever is back first has carried
+ * nothing meanwhile, so those back later do not ramp behind it. With
+ * may_ramp (false: discovery's first answer, nothing to protect) its
+ * return is also noted for --rebalance (returned_ms). In every case up
+ * carries load from now_ms. The caller logs. Control thread. */
+bool upstream_ramp_returned(const struct upstream_table *t, struct upstream *up, bool may_ramp,
+                            uint64_t now_ms);
+
+/* Begins up's ramp at now_ms unconditionally (prefer.c: a move to a
+ * nearer tier, where the old tier carried its load). Control thread. */
+void upstream_ramp_begin(struct upstream *up, uint64_t now_ms);
 
 /* The address the watcher dials next (its route), into *out: usable entries
  * other than avoid (NULL: none to avoid) first, then usable ones, then any,

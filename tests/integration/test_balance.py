@@ -122,6 +122,52 @@ def slow_start():
     check(got[0] >= 20, "without slow start api2 took only %d of 30" % got[0])
 
 
+@scenario
+def slow_start_after_all_down():
+    """Every apiserver fails its readyz, then they return one by one: nobody
+    carried the load meanwhile, so none is held in slow start (weight 1),
+    not even the first one back; then one fails alone and, back while the
+    others carried the load, ramps (weight under 0.3). APILB_PREFER=none:
+    the default 30 s slow start is the pick's ramp."""
+    ca, s = apiservers()
+    a = start(s, ca, {"APILB_PREFER": "none"})
+    weight = lambda x: metric(a, 'apilb_upstream_slow_start_weight{upstream="%s"}' % x.addr)
+    try:
+        mark = len(a.lines())
+        for x in s:
+            x.readyz = 500
+        for x in s:
+            a.wait_log(r"upstream health changed.*upstream=%s .*to=unhealthy" % x.addr, 5, mark)
+        got = []
+        for x in s[:2]:
+            mark = len(a.lines())
+            x.readyz = 200
+            a.wait_log(r"upstream health changed.*upstream=%s .*to=healthy" % x.addr, 5, mark)
+            got.append(weight(x))
+        print("after every apiserver was down: slow-start weight of the first back %s, of the "
+              "second %s" % tuple(got))
+        check(got[0] == 1.0, "the first apiserver back is held in slow start: weight %s" % got[0])
+        check(got[1] == 1.0, "the second apiserver back is held in slow start: weight %s" % got[1])
+        mark = len(a.lines())
+        s[2].readyz = 200
+        a.wait_log(r"upstream health changed.*upstream=%s .*to=healthy" % s[2].addr, 5, mark)
+        mark = len(a.lines())
+        s[2].readyz = 500
+        a.wait_log(r"upstream health changed.*upstream=%s .*to=unhealthy" % s[2].addr, 5, mark)
+        mark = len(a.lines())
+        s[2].readyz = 200
+        a.wait_log(r"upstream health changed.*upstream=%s .*to=healthy" % s[2].addr, 5, mark)
+        alone = weight(s[2])
+        print("back after failing alone: slow-start weight %s" % alone)
+        check(alone is not None and alone < 0.3, "one back while the others carried the load "
+              "is not in slow start: weight %s" % alone)
+        a.check_sanitizers()
+    finally:
+        a.stop()
+        for x in s:
+            x.stop()
+
+
 class Client(threading.Thread):
     """A kubelet-like client on one kept-alive connection: a request every
     0.3-0.9 s; when apilb closed the connection between two requests (a

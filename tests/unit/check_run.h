@@ -4,6 +4,7 @@
 #define TESTS_UNIT_CHECK_RUN_H
 
 #include <check.h>
+#include <stddef.h>
 
 /* A suite named name with its test case "core" in *tc, for tests to be added. */
 static inline Suite *check_suite(const char *name, TCase **tc)
@@ -13,6 +14,20 @@ static inline Suite *check_suite(const char *name, TCase **tc)
     *tc = tcase_create("core");
     suite_add_tcase(s, *tc);
     return s;
+}
+
+/* A test case name of s running tests[0..n) each between setup and
+ * teardown (a checked fixture; either may be NULL). */
+static inline TCase *check_tcase(Suite *s, const char *name, SFun setup, SFun teardown,
+                                 const TTest *const *tests, size_t n)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    for (size_t i = 0; i < n; i++)
+        tcase_add_test(tc, tests[i]);
+    suite_add_tcase(s, tc);
+    return tc;
 }
 
 /* Runs s; the process exit status: 0 when every test passed. */

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The pure balancing arithmetic (proxy/balance.h): mass failures, the
- * slow-start weight, the fair-share limit and what a rebalance round sheds. */
+ * ramp's weight, the fair-share limit and what a rebalance round sheds; and
+ * when a ramp starts (upstream_ramp_returned, proxy/upstream.h). */
 #include <check.h>
 #include <stdint.h>
 
 #include "balance.h"
 #include "check_run.h"
+#include "check_table.h"
 
 START_TEST(single_close_is_never_mass)
 {
@@ -25,16 +27,22 @@ START_TEST(mass_is_a_quarter_or_four)
 }
 END_TEST
 
-START_TEST(slow_start_ramps_from_floor_to_full)
+START_TEST(ramp_rises_from_floor_to_full)
 {
-    ck_assert_uint_eq(balance_slow_start_weight(1000, 1000, 10000), BALANCE_WEIGHT_FLOOR);
-    ck_assert_uint_eq(balance_slow_start_weight(1000, 6000, 10000),
+    ck_assert_uint_eq(balance_ramp_weight(1000, 1000, 10000, BALANCE_WEIGHT_FLOOR),
+                      BALANCE_WEIGHT_FLOOR);
+    ck_assert_uint_eq(balance_ramp_weight(1000, 6000, 10000, BALANCE_WEIGHT_FLOOR),
                       BALANCE_WEIGHT_FLOOR + (BALANCE_WEIGHT_FULL - BALANCE_WEIGHT_FLOOR) / 2);
-    ck_assert_uint_eq(balance_slow_start_weight(1000, 10999, 10000), 999);
-    ck_assert_uint_eq(balance_slow_start_weight(1000, 11000, 10000), BALANCE_WEIGHT_FULL);
+    ck_assert_uint_eq(balance_ramp_weight(1000, 10999, 10000, BALANCE_WEIGHT_FLOOR), 999);
+    ck_assert_uint_eq(balance_ramp_weight(1000, 11000, 10000, BALANCE_WEIGHT_FLOOR),
+                      BALANCE_WEIGHT_FULL);
+    /* --prefer-ramp's, from 0: the elapsed fraction. */
+    ck_assert_uint_eq(balance_ramp_weight(1000, 1000, 10000, 0), 0);
+    ck_assert_uint_eq(balance_ramp_weight(1000, 1500, 10000, 0), 50);
+    ck_assert_uint_eq(balance_ramp_weight(1000, 6000, 10000, 0), 500);
     /* Monotonic in between. */
     for (uint64_t t = 1000, last = 0; t < 11000; t += 37) {
-        unsigned w = balance_slow_start_weight(1000, t, 10000);
+        unsigned w = balance_ramp_weight(1000, t, 10000, BALANCE_WEIGHT_FLOOR);
 
         ck_assert_uint_ge(w, last);
         last = w;
@@ -42,12 +50,18 @@ START_TEST(slow_start_ramps_from_floor_to_full)
 }
 END_TEST
 
-START_TEST(slow_start_off_or_none_is_full)
+START_TEST(ramp_off_or_none_is_full)
 {
-    ck_assert_uint_eq(balance_slow_start_weight(0, 5000, 10000), BALANCE_WEIGHT_FULL);
-    ck_assert_uint_eq(balance_slow_start_weight(1000, 1000, 0), BALANCE_WEIGHT_FULL);
+    ck_assert_uint_eq(balance_ramp_weight(0, 5000, 10000, BALANCE_WEIGHT_FLOOR),
+                      BALANCE_WEIGHT_FULL);
+    ck_assert_uint_eq(balance_ramp_weight(1000, 1000, 0, BALANCE_WEIGHT_FLOOR),
+                      BALANCE_WEIGHT_FULL);
     /* A clock read before the start (another thread's) is the floor, not a wrap. */
-    ck_assert_uint_eq(balance_slow_start_weight(5000, 4000, 10000), BALANCE_WEIGHT_FLOOR);
+    ck_assert_uint_eq(balance_ramp_weight(5000, 4000, 10000, BALANCE_WEIGHT_FLOOR),
+                      BALANCE_WEIGHT_FLOOR);
+    ck_assert_uint_eq(balance_ramp_weight(5000, 4000, 10000, 0), 0);
+    /* A floor beyond full is full. */
+    ck_assert_uint_eq(balance_ramp_weight(5000, 5000, 10000, 5000), BALANCE_WEIGHT_FULL);
 }
 END_TEST
 
@@ -135,20 +149,113 @@ START_TEST(shed_order_is_quietest_first)
 }
 END_TEST
 
+/* --- when a ramp starts (upstream_ramp_returned) -------------------------- */
+
+#define NU 3
+#define SLOW_START_MS 30000u
+static struct upstream *ups[NU];
+static struct upstream_table *tab;
+
+/* Three upstreams in a table, every one carrying load since the first. */
+static void ramp_setup(void)
+{
+    check_table_new(ups, NU, &tab);
+}
+
+static void ramp_teardown(void)
+{
+    check_table_free(ups, NU, tab);
+}
+
+/* up turns unhealthy at from_ms (what healthlink.c records). */
+static void down(struct upstream *up, uint64_t from_ms)
+{
+    atomic_store(&up->health, UPSTREAM_UNHEALTHY);
+    upstream_ramp_stopped(up, from_ms);
+}
+
+/* up turns healthy again at now_ms: whether its ramp started. */
+static bool back(struct upstream *up, uint64_t now_ms)
+{
+    atomic_store(&up->health, UPSTREAM_HEALTHY);
+    return upstream_ramp_returned(tab, up, true, now_ms);
+}
+
+/* One down while the others carry the load: slow start holds it at 5 %. */
+START_TEST(ramp_when_others_carried_the_load)
+{
+    down(ups[0], 1000);
+    ck_assert(back(ups[0], 5000));
+    ck_assert_uint_eq(upstream_slow_start_weight(ups[0], SLOW_START_MS, 5000),
+                      BALANCE_WEIGHT_FLOOR);
+    ck_assert_uint_eq(atomic_load(&ups[0]->returned_ms), 5000);
+    ck_assert_uint_eq(upstream_slow_start_weight(ups[1], SLOW_START_MS, 5000), BALANCE_WEIGHT_FULL);
+}
+END_TEST
+
+/* Slow start after every upstream was down: the first one back must not be
+ * held at 5 % (nobody carried the load; the others, back later, would take
+ * its share), nor the ones back after it from the same outage. */
+START_TEST(slow_start_no_ramp_after_all_down)
+{
+    bool ramped;
+
+    for (int i = 0; i < NU; i++)
+        down(ups[i], 1000 + (uint64_t)i);
+    ramped = back(ups[1], 4000);
+    ck_assert_uint_eq(upstream_slow_start_weight(ups[1], SLOW_START_MS, 4000), BALANCE_WEIGHT_FULL);
+    ck_assert(!ramped);
+    ck_assert(!back(ups[0], 4500));
+    ck_assert(!back(ups[2], 6000));
+    for (int i = 0; i < NU; i++)
+        ck_assert_uint_eq(upstream_slow_start_weight(ups[i], SLOW_START_MS, 6000),
+                          BALANCE_WEIGHT_FULL);
+    /* The return is still one for --rebalance's episode. */
+    ck_assert_uint_eq(atomic_load(&ups[2]->returned_ms), 6000);
+    /* Later, one down alone: it ramps again. */
+    down(ups[2], 7000);
+    ck_assert(back(ups[2], 8000));
+    ck_assert_uint_eq(upstream_slow_start_weight(ups[2], SLOW_START_MS, 8000),
+                      BALANCE_WEIGHT_FLOOR);
+}
+END_TEST
+
+/* Joined later: a ramp when another carried load, none with may_ramp false
+ * (discovery's first answer: nothing connected) and none when every other
+ * is down or a fallback seed. */
+START_TEST(ramp_for_one_added_later)
+{
+    ck_assert(upstream_ramp_returned(tab, ups[0], true, 2000));
+    ck_assert(!upstream_ramp_returned(tab, ups[1], false, 2000));
+    ck_assert_uint_eq(atomic_load(&ups[1]->ramp_from_ms), 0);
+    ck_assert_uint_eq(atomic_load(&ups[1]->returned_ms), 0);
+    down(ups[0], 3000);
+    down(ups[1], 3000);
+    tab->e[1].fallback = true;
+    atomic_store(&ups[1]->health, UPSTREAM_HEALTHY);
+    ups[1]->stopped = false;
+    ck_assert(!upstream_ramp_returned(tab, ups[2], true, 4000));
+}
+END_TEST
+
 int main(void)
 {
+    const TTest *const ramp_tests[] = {ramp_when_others_carried_the_load,
+                                       slow_start_no_ramp_after_all_down, ramp_for_one_added_later};
     TCase *tc;
     Suite *s = check_suite("balance", &tc);
 
     tcase_add_test(tc, single_close_is_never_mass);
     tcase_add_test(tc, mass_is_a_quarter_or_four);
-    tcase_add_test(tc, slow_start_ramps_from_floor_to_full);
-    tcase_add_test(tc, slow_start_off_or_none_is_full);
+    tcase_add_test(tc, ramp_rises_from_floor_to_full);
+    tcase_add_test(tc, ramp_off_or_none_is_full);
     tcase_add_test(tc, fair_limit_is_five_percent_over_or_one_over_the_least);
     tcase_add_test(tc, small_share_targets_add_up_by_rank);
     tcase_add_test(tc, shed_nothing_within_limit);
     tcase_add_test(tc, shed_a_share_of_the_excess_per_round);
     tcase_add_test(tc, small_excess_is_shed_at_random_rounds);
     tcase_add_test(tc, shed_order_is_quietest_first);
+    check_tcase(s, "ramp", ramp_setup, ramp_teardown, ramp_tests,
+                sizeof(ramp_tests) / sizeof(ramp_tests[0]));
     return check_run(s);
 }

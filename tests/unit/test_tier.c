@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check_run.h"
+#include "check_table.h"
 #include "config.h"
 #include "prefer.h"
 #include "tier.h"
@@ -167,19 +168,7 @@ static struct upstream_table *tab;
 
 static void setup(void)
 {
-    struct upstream_entry e[NU];
-
-    memset(e, 0, sizeof(e));
-    for (int i = 0; i < NU; i++) {
-        char ip[16];
-        struct addr a;
-
-        snprintf(ip, sizeof(ip), "10.0.0.%d", i + 1);
-        ck_assert_int_eq(addr_from_ip(ip, 6443, &a), 0);
-        e[i].up = ups[i] = upstream_new(&a);
-        e[i].sources = UPSTREAM_SRC_SEED;
-    }
-    tab = upstream_table_new(e, NU, 1);
+    check_table_new(ups, NU, &tab);
     /* 10.0.0.1 is near (tier 0), the others tier 1. */
     atomic_store(&tab->e[1].up->tier, 1);
     atomic_store(&tab->e[2].up->tier, 1);
@@ -187,9 +176,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    upstream_table_unref(tab);
-    for (int i = 0; i < NU; i++)
-        upstream_unref(ups[i]);
+    check_table_free(ups, NU, tab);
 }
 
 static unsigned picks_of(struct upstream_picker *p, long want, unsigned n, uint64_t now_ms)
@@ -265,7 +252,7 @@ START_TEST(pick_ramps_a_recovered_one)
 
     upstream_picker_init(&p, UPSTREAM_BALANCE_LEAST_CONN, 11);
     upstream_picker_prefer(&p, 16, 10000);
-    atomic_store(&tab->e[0].up->tier_since_ms, 20000);
+    atomic_store(&tab->e[0].up->ramp_from_ms, 20000);
     early = picks_of(&p, 0, 2000, 20500); /* 5 % through the ramp */
     mid = picks_of(&p, 0, 2000, 25000);   /* 50 % */
     late = picks_of(&p, 0, 2000, 30000);  /* over */
@@ -301,6 +288,17 @@ END_TEST
 /* --- prefer.c: the tiers of a table, each tick ----------------------------- */
 
 static struct config pcfg;
+static struct prefer pf;
+
+/* The pick's table, and prefer for it: --prefer nearest, a 10 s ramp. */
+static void prefer_setup(void)
+{
+    setup();
+    memset(&pcfg, 0, sizeof(pcfg));
+    pcfg.prefer = TIER_MODE_NEAREST;
+    pcfg.prefer_ramp_ms = 10000;
+    prefer_init(&pf, &pcfg);
+}
 
 static void rtt(struct upstream *up, uint32_t us)
 {
@@ -310,12 +308,6 @@ static void rtt(struct upstream *up, uint32_t us)
 
 START_TEST(prefer_update_assigns_and_ramps)
 {
-    struct prefer pf;
-
-    memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.prefer = TIER_MODE_NEAREST;
-    pcfg.prefer_ramp_ms = 10000;
-    prefer_init(&pf, &pcfg);
     rtt(tab->e[0].up, 200);
     rtt(tab->e[1].up, 2000);
     rtt(tab->e[2].up, 2100);
@@ -325,51 +317,50 @@ START_TEST(prefer_update_assigns_and_ramps)
     ck_assert_uint_eq(atomic_load(&tab->e[0].up->tier), 0);
     ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier), 1);
     ck_assert_uint_eq(atomic_load(&tab->e[2].up->tier), 1);
-    ck_assert_uint_eq(atomic_load(&tab->e[0].up->tier_since_ms), 0); /* no ramp at start */
-    /* Held down, then usable again: its ramp starts at that tick. */
+    ck_assert_uint_eq(atomic_load(&tab->e[0].up->ramp_from_ms), 0); /* no ramp at start */
+    /* A passive hold ends without a ramp: it kept its connections. */
     upstream_dial_failed(tab->e[0].up, UPSTREAM_FAIL_TIMEOUT, 1000, 500);
     prefer_update(&pf, tab, 1200);
     prefer_update(&pf, tab, 1600);
-    ck_assert_uint_eq(atomic_load(&tab->e[0].up->tier_since_ms), 1600);
+    ck_assert_uint_eq(atomic_load(&tab->e[0].up->ramp_from_ms), 0);
+    /* Nearer than before (tier 1 to 0): its ramp starts at that tick. */
+    rtt(tab->e[1].up, 250);
+    prefer_update(&pf, tab, 2000);
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier), 0);
+    ck_assert_uint_eq(atomic_load(&tab->e[1].up->ramp_from_ms), 2000);
 }
 END_TEST
 
-/* Every upstream down, then back: none ramps (the bug: those back first
- * ramped from 10 % while one added later took every new connection). */
+/* Every upstream down, then back: none ramps (the bug of d466cb8: those
+ * back first ramped from 10 % while one added later took every new
+ * connection). Now decided where every ramp starts, upstream_ramp_returned;
+ * the pick shows it: the first one back is admitted at once. */
 START_TEST(prefer_no_ramp_after_all_down)
 {
-    struct prefer pf;
+    struct upstream_picker p;
 
-    memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.prefer = TIER_MODE_NEAREST;
-    pcfg.prefer_ramp_ms = 10000;
-    prefer_init(&pf, &pcfg);
-    for (int i = 0; i < 3; i++)
-        rtt(tab->e[i].up, 200);
-    prefer_update(&pf, tab, 1000);
-    for (int i = 0; i < 3; i++)
-        upstream_dial_failed(tab->e[i].up, UPSTREAM_FAIL_TIMEOUT, 1000, 500);
-    prefer_update(&pf, tab, 1200); /* all held down */
-    prefer_update(&pf, tab, 1600); /* all usable again */
-    for (int i = 0; i < 3; i++)
-        ck_assert_uint_eq(atomic_load(&tab->e[i].up->tier_since_ms), 0);
+    upstream_picker_init(&p, UPSTREAM_BALANCE_LEAST_CONN, 5);
+    upstream_picker_prefer(&p, 16, pcfg.prefer_ramp_ms);
+    for (int i = 0; i < NU; i++)
+        upstream_ramp_stopped(tab->e[i].up, 1000);
+    ck_assert(!upstream_ramp_returned(tab, tab->e[0].up, true, 1600));
+    ck_assert(!upstream_ramp_returned(tab, tab->e[1].up, true, 1700));
+    ck_assert(!upstream_ramp_returned(tab, tab->e[2].up, true, 1800));
+    for (int i = 0; i < NU; i++)
+        ck_assert_uint_eq(atomic_load(&tab->e[i].up->ramp_from_ms), 0);
+    ck_assert_uint_eq(picks_of(&p, 0, 200, 1900), 200); /* tier 0, not held back */
     /* One down while the others carry on: it ramps when back. */
-    upstream_dial_failed(tab->e[1].up, UPSTREAM_FAIL_TIMEOUT, 1600, 500);
-    prefer_update(&pf, tab, 1800);
-    prefer_update(&pf, tab, 2200);
-    ck_assert_uint_eq(atomic_load(&tab->e[1].up->tier_since_ms), 2200);
+    upstream_ramp_stopped(tab->e[0].up, 2000);
+    ck_assert(upstream_ramp_returned(tab, tab->e[0].up, true, 2200));
+    ck_assert_uint_eq(atomic_load(&tab->e[0].up->ramp_from_ms), 2200);
+    ck_assert_uint_lt(picks_of(&p, 0, 200, 2300), 40); /* 1 % into the ramp */
 }
 END_TEST
 
 START_TEST(prefer_unmeasured_tier_not_held)
 {
-    struct prefer pf;
-
     /* The bug: tier 0 while unmeasured was held by hysteresis once
      * measured at 1.4 ms against 0.16 ms (within 3 x 0.16 + 1 ms). */
-    memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.prefer = TIER_MODE_NEAREST;
-    prefer_init(&pf, &pcfg);
     rtt(tab->e[0].up, 160);
     atomic_store(&tab->e[1].up->tier, 0);
     atomic_store(&tab->e[2].up->tier, 0);
@@ -391,11 +382,9 @@ END_TEST
 
 START_TEST(prefer_zone_from_cluster_then_flag)
 {
-    struct prefer pf;
     struct zone_info z;
     const char *from;
 
-    memset(&pcfg, 0, sizeof(pcfg));
     pcfg.prefer = TIER_MODE_ZONE;
     pcfg.zone = (char *)"b";
     ck_assert_int_eq(addr_from_ip("10.0.0.3", 0, &pcfg.upstream_zones[0].addr), 0);
@@ -420,7 +409,15 @@ END_TEST
 
 int main(void)
 {
-    TCase *tc, *pick;
+    const TTest *const pick_tests[] = {pick_prefers_tier_zero,
+                                       pick_spills_when_tier_zero_unusable_or_tried,
+                                       pick_spills_for_load, pick_ramps_a_recovered_one,
+                                       rtt_samples_feed_the_estimate};
+    const TTest *const prefer_tests[] = {prefer_update_assigns_and_ramps,
+                                         prefer_no_ramp_after_all_down,
+                                         prefer_unmeasured_tier_not_held,
+                                         prefer_zone_from_cluster_then_flag};
+    TCase *tc;
     Suite *s = check_suite("tier", &tc);
 
     tcase_add_test(tc, near_ones_share_far_one_does_not);
@@ -431,17 +428,8 @@ int main(void)
     tcase_add_test(tc, zone_mode_and_none);
     tcase_add_test(tc, zone_matches_name_or_hint);
     tcase_add_test(tc, estimate_is_window_minimum);
-    pick = tcase_create("pick");
-    tcase_add_checked_fixture(pick, setup, teardown);
-    tcase_add_test(pick, pick_prefers_tier_zero);
-    tcase_add_test(pick, pick_spills_when_tier_zero_unusable_or_tried);
-    tcase_add_test(pick, pick_spills_for_load);
-    tcase_add_test(pick, pick_ramps_a_recovered_one);
-    tcase_add_test(pick, rtt_samples_feed_the_estimate);
-    tcase_add_test(pick, prefer_update_assigns_and_ramps);
-    tcase_add_test(pick, prefer_no_ramp_after_all_down);
-    tcase_add_test(pick, prefer_unmeasured_tier_not_held);
-    tcase_add_test(pick, prefer_zone_from_cluster_then_flag);
-    suite_add_tcase(s, pick);
+    check_tcase(s, "pick", setup, teardown, pick_tests, sizeof(pick_tests) / sizeof(pick_tests[0]));
+    check_tcase(s, "prefer", prefer_setup, teardown, prefer_tests,
+                sizeof(prefer_tests) / sizeof(prefer_tests[0]));
     return check_run(s);
 }

@@ -290,7 +290,7 @@ START_TEST(slow_start_bounds_share_of_empty_upstream)
     p.slow_start_ms = 10000;
     atomic_store(&t->e[1].up->active, 100);
     atomic_store(&t->e[2].up->active, 100);
-    atomic_store(&t->e[0].up->slow_start_from_ms, 5000);
+    atomic_store(&t->e[0].up->ramp_from_ms, 5000);
     for (int k = 0; k < 2000; k++) {
         struct upstream_tried tried = {0};
 
@@ -329,7 +329,7 @@ START_TEST(slow_start_yields_when_only_usable)
 
     upstream_picker_init(&p, UPSTREAM_BALANCE_LEAST_CONN, 7);
     p.slow_start_ms = 10000;
-    atomic_store(&t->e[0].up->slow_start_from_ms, 5000);
+    atomic_store(&t->e[0].up->ramp_from_ms, 5000);
     atomic_store(&t->e[1].up->health, UPSTREAM_UNHEALTHY);
     atomic_store(&t->e[2].up->health, UPSTREAM_UNHEALTHY);
     for (int k = 0; k < 100; k++) {
