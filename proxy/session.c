@@ -1559,7 +1559,9 @@ static void sweep_rebalance(struct worker *w, struct sweep *sw)
     if (!sw->cfg->rebalance)
         return;
     if (sw->now_ms >= w->rebalance_at_ms) {
-        if (w->rebalance_at_ms != 0)
+        /* Not while the clients of a failed upstream dial again: a
+         * connection moved now adds to the storm at the survivors. */
+        if (w->rebalance_at_ms != 0 && !pace_is_open(w->sh, sw->now_ms))
             rebalance_round(w, sw->now_ms);
         w->rebalance_at_ms = sw->now_ms + REBALANCE_ROUND_MS / 2 +
                              upstream_picker_random(&w->picker) % REBALANCE_ROUND_MS;
