@@ -950,7 +950,8 @@ static void attempt_failed(struct session *s, int err)
      * apiserver closing one of its own but one that is gone (a node with
      * a single connection to it sees only this), so the clients' dials are
      * spread, this one's next too (it is one of the clients that all dial
-     * again in this instant), unless it waited its turn already. */
+     * again in this instant), unless it waited its turn or a timeout
+     * already. */
     if (why != UPSTREAM_FAIL_LOCAL && lost_at != 0 && now - lost_at < BALANCE_LOST_BURST_MS &&
         pace_open(s->w->sh, now, s->w->sh->cfg->redial_spread_ms))
         log_warn("upstream refused after dropping a connection: new dials are spread",
@@ -959,7 +960,8 @@ static void attempt_failed(struct session *s, int err)
     s->trying = NULL;
     leg_close(s->up);
     s->up = NULL;
-    if (pace_dial(s))
+    /* A timed-out dial has waited its --connect-timeout already. */
+    if (why != UPSTREAM_FAIL_TIMEOUT && pace_dial(s))
         return;
     try_next(s);
 }
