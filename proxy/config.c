@@ -162,6 +162,10 @@ static const struct opt opts[] = {
      O(listener_check_interval_ms), 100, 3600000, NULL, "DUR", "30s",
      "how often apilb looks for other processes listening on its --listen and admin addresses; "
      "0 = only at start"},
+    {"listener-grace", "APILB_LISTENER_GRACE", OPT_DURATION, O(listener_grace_ms), 1000, 3600000,
+     NULL, "DUR", "2m",
+     "another listener whose owner is hidden (another PID namespace) counts as an apilb upgrade "
+     "this long, then as foreign"},
     {"log-level", "APILB_LOG_LEVEL", OPT_LOGLEVEL, O(log_level), 0, 0, NULL, "LEVEL", "info",
      "error | warn | info | debug"},
     {"log-format", "APILB_LOG_FORMAT", OPT_LOGFORMAT, O(log_format), 0, 0, NULL, "FORMAT", "text",

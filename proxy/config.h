@@ -99,6 +99,7 @@ struct config {
     bool io_uring; /* batch sends through io_uring (sendq.h) when it may */
     unsigned max_connections;
     unsigned listener_check_interval_ms; /* 0 = only at start (sharewatch.h) */
+    unsigned listener_grace_ms;          /* a hidden owner is an upgrade this long */
     enum log_level log_level;
     enum log_format log_format;
     bool check_config;

@@ -336,9 +336,9 @@ static int control_start(struct control *c, int *fds, char *err, size_t err_len)
 {
     const struct config *cfg = c->cfg;
     const struct upstream_table *t;
-    int rc =
-        sharewatch_init(&c->sharers, &c->loop, fds, c->n_workers, cfg->n_listen,
-                        adminview_listen_fd(&c->admin), cfg->listener_check_interval_ms, &c->sh);
+    int rc = sharewatch_init(&c->sharers, &c->loop, fds, c->n_workers, cfg->n_listen,
+                             adminview_listen_fd(&c->admin), cfg->listener_check_interval_ms,
+                             cfg->listener_grace_ms, &c->sh);
 
     if (rc != 0)
         log_warn("other listeners on apilb's addresses are looked for only at start", "err=\"%s\"",

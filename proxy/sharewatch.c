@@ -25,22 +25,25 @@ static void scan_cb(uv_work_t *req)
 /* Whether o belongs to another apilb (an upgrade), as far as apilb can tell:
  * its comm says so, or its owner is hidden and it is young. A program can
  * name itself apilb; the dedicated uid is the defence, this is a tripwire. */
-static bool is_apilb(const struct sharewatch_other *o, uint64_t now)
+static bool is_apilb(const struct sharewatch *w, const struct sharewatch_other *o, uint64_t now)
 {
     if (o->o.pid >= 0)
         return strcmp(o->o.comm, "apilb") == 0;
-    return now - o->first_seen_ms < SHAREWATCH_UPGRADE_MS;
+    return now - o->first_seen_ms < w->upgrade_ms;
 }
 
-static void report(const struct sharewatch_addr *s, const struct sharewatch_other *o, bool apilb)
+static void report(const struct sharewatch *w, const struct sharewatch_addr *s,
+                   const struct sharewatch_other *o, bool apilb)
 {
+    unsigned window_s = (unsigned)(w->upgrade_ms / 1000u);
+
     if (apilb && o->o.pid >= 0)
         log_info("another apilb listens on this address too (an upgrade in progress)",
                  "addr=%s pid=%ld", s->name, o->o.pid);
     else if (apilb)
         log_info("another process listens on this address too, its owner hidden (another PID "
-                 "namespace): an apilb upgrade, if it ends within two minutes",
-                 "addr=%s inode=%lu uid=%lu", s->name, o->o.inode, o->o.uid);
+                 "namespace): an apilb upgrade, if it ends within --listener-grace",
+                 "addr=%s inode=%lu uid=%lu window=%us", s->name, o->o.inode, o->o.uid, window_s);
     else if (o->o.pid >= 0)
         log_warn("another program listens on apilb's address with SO_REUSEPORT and gets a share "
                  "of its new connections: it runs as apilb's uid; give apilb a uid of its own "
@@ -49,10 +52,10 @@ static void report(const struct sharewatch_addr *s, const struct sharewatch_othe
                  log_quote(o->o.comm), o->o.uid, o->o.inode);
     else
         log_warn("a process whose owner is hidden (another PID namespace) has listened on "
-                 "apilb's address with SO_REUSEPORT for two minutes and gets a share of its new "
-                 "connections: an apilb upgrade that does not end, or another program of apilb's "
-                 "uid (docs/security.md)",
-                 "addr=%s uid=%lu inode=%lu", s->name, o->o.uid, o->o.inode);
+                 "apilb's address with SO_REUSEPORT for --listener-grace and gets a share "
+                 "of its new connections: an apilb upgrade that does not end, or another program "
+                 "of apilb's uid (docs/security.md)",
+                 "addr=%s uid=%lu inode=%lu window=%us", s->name, o->o.uid, o->o.inode, window_s);
 }
 
 /* Control thread: carries the first-seen times over by inode, reports what
@@ -86,7 +89,7 @@ static void apply(struct sharewatch *w, uint64_t now)
                 known = true;
                 was_apilb = s->seen[k].as_apilb;
             }
-            now_apilb = is_apilb(o, now);
+            now_apilb = is_apilb(w, o, now);
             o->as_apilb = now_apilb;
             if (now_apilb)
                 apilb++;
@@ -94,7 +97,7 @@ static void apply(struct sharewatch *w, uint64_t now)
                 foreign++;
             /* New, or no longer taken for an upgrade: say so. */
             if (!known || (was_apilb && !now_apilb))
-                report(s, o, now_apilb);
+                report(w, s, o, now_apilb);
         }
         memcpy(s->seen, next, sizeof(next[0]) * s->n_found);
         s->n_seen = s->n_found;
@@ -145,13 +148,15 @@ static int add_addr(struct sharewatch *w, const int *fds, size_t n_fds, size_t s
 }
 
 int sharewatch_init(struct sharewatch *w, uv_loop_t *loop, const int *fds, unsigned n_workers,
-                    size_t n_listen, int admin_fd, unsigned interval_ms, struct worker_shared *sh)
+                    size_t n_listen, int admin_fd, unsigned interval_ms, unsigned upgrade_ms,
+                    struct worker_shared *sh)
 {
     int rc = 0;
 
     assert(n_workers <= SHAREWATCH_MAX_WORKERS && n_listen <= CONFIG_MAX_LISTEN);
     memset(w, 0, sizeof(*w));
     w->sh = sh;
+    w->upgrade_ms = upgrade_ms;
     for (size_t i = 0; i < n_listen && rc == 0; i++)
         rc = add_addr(w, fds + i, n_workers, n_listen);
     if (rc == 0 && admin_fd >= 0)

@@ -82,6 +82,7 @@ START_TEST(defaults)
     ck_assert(cfg.close_unhealthy);
     ck_assert(cfg.io_uring);
     ck_assert_uint_eq(cfg.max_connection_age_ms, 0);
+    ck_assert_uint_eq(cfg.listener_grace_ms, 120000);
 }
 END_TEST
 
