@@ -316,7 +316,7 @@ def small_shares():
         s[0].readyz = 200
         for a in nodes:
             a.wait_log(r"upstream health changed.*upstream=%s .*to=healthy" % s[0].addr, 10)
-        spread, failed = follow(clients, s, 120, 2.0, lambda n: n[0] >= 4)
+        spread, failed = follow(clients, s, 120, 2.0, lambda n: n[0] >= 2)
         print("18 nodes of one connection: piled %s while api2 was down; after its return: %s; "
               "reconnects %d, failed requests %d %s" %
               (piled, " ".join("%ss:%s" % (t, "/".join(map(str, n))) for t, n in spread),
