@@ -63,8 +63,8 @@
  * its verdict this often (a probe of another worker ends without a word to
  * this one), at most LOSSPROBE_TIMEOUT_MS in all. */
 #define PROBE_RECHECK_MS 5u
-/* Small shares are dealt by rank (rebalance_small) this long after a slow
- * start ended. */
+/* --rebalance acts this long after a slow start ended (a return), and
+ * never outside such an episode. */
 #define REBALANCE_EPISODE_MS 300000u
 
 enum session_state {
@@ -1355,9 +1355,12 @@ static void rebalance_small(struct worker *w, const struct upstream_table *t, co
  * worker's part of a share of its excess (shed_over). Nothing while an
  * upstream is in slow start: that ramp moves the new connections first,
  * and a connection shed now would mostly come back to the overloaded ones.
- * Small shares are dealt by rank (rebalance_small), only for
- * REBALANCE_EPISODE_MS after a slow start ended: a return is what
- * unbalances a fleet, and outside one the nodes keep their connections. */
+ * Only for REBALANCE_EPISODE_MS after a slow start ended (small shares are
+ * dealt by rank there, rebalance_small): a return is what unbalances a
+ * fleet, and outside one the nodes keep their connections. A count read
+ * in an instant is not a reason: short connections in flight, or clients
+ * that closed theirs to one upstream, would otherwise shed the idle
+ * kubelet connections of another in a steady state. */
 static void rebalance_round(struct worker *w, uint64_t now_ms)
 {
     const struct config *cfg = w->sh->cfg;
@@ -1381,9 +1384,9 @@ static void rebalance_round(struct worker *w, uint64_t now_ms)
         least = active < least ? active : least;
         idx[n_usable++] = i;
     }
-    if (n_usable < 2)
+    if (n_usable < 2 || !episode)
         return;
-    if (episode && total < BALANCE_SMALL_SHARE * n_usable) {
+    if (total < BALANCE_SMALL_SHARE * n_usable) {
         rebalance_small(w, t, idx, n_usable, total);
         return;
     }

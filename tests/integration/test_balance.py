@@ -287,6 +287,49 @@ def rebalance():
 
 
 @scenario
+def steady_keeps():
+    """No return, no rebalancing: 30 idle kept-alive connections spread
+    10/10/10, then the clients of api3 and api4 close theirs (10/0/0, the
+    shape short connections in flight, or clients gone from the others,
+    give a count read in an instant). With the default --rebalance, apilb
+    keeps api2's ten for 8 s (about 8 rounds): none is shed and each still
+    answers on the same apiserver. The binary before this change shed them
+    (it_fault_blackhole_load failed so in CI)."""
+    ca, s = apiservers()
+    a = start(s, ca)
+    conns = []
+    try:
+        for _ in range(30):
+            conns.append(connect(a, ca))
+        spread = counts([n for _, n in conns], s)
+        check(spread == [10, 10, 10], "least-conn did not spread 30 connections: %s" % spread)
+        for c, n in conns:
+            if n != s[0].name:
+                c.s.close()
+        kept = [(c, n) for c, n in conns if n == s[0].name]
+        time.sleep(8)
+        closed = [n for c, n in kept if select.select([c.s], [], [], 0)[0]]
+        sheds = sum(metric(a, 'apilb_upstream_closed_connections_total{upstream="%s",'
+                              'reason="rebalance"}' % x.addr) or 0 for x in s)
+        batches = [l for l in a.lines() if "rebalance: closed idle connections" in l]
+        print("10/0/0 held idle for 8 s with no return: %d of 10 closed by apilb, "
+              "rebalance sheds (metric) %s%s" % (len(closed), sheds,
+                                                 ", e.g. " + batches[0] if batches else ""))
+        check(not closed and not sheds, "apilb shed %d idle connections in a steady state "
+              "(metric %s)" % (len(closed), sheds))
+        for c, n in kept:
+            code, name = c.get("/version")
+            check(code == 200 and name == n, "a kept connection answered %d from %s" % (code, name))
+        a.check_sanitizers()
+    finally:
+        for c, _ in conns:
+            c.s.close()
+        a.stop()
+        for x in s:
+            x.stop()
+
+
+@scenario
 def small_shares():
     """A fleet in small: 18 nodes, each its own apilb with a single client
     connection, pile up on api3 and api4 while api2 is down. No node can

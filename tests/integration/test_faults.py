@@ -98,6 +98,13 @@ def abnormal_closes(a):
     return out
 
 
+def abnormal_lines(a, victim):
+    """apilb's log lines of the abnormal closes to any upstream but victim:
+    the evidence a failed check shows."""
+    return [l for l in a.lines() if 'msg="connection closed"' in l and " reason=done" not in l
+            and " upstream=%s " % victim not in l]
+
+
 def raise_fds():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -177,7 +184,8 @@ def blackhole_load():
         ab = abnormal_closes(a)
         print("apilb sessions closed abnormally, by upstream: %r" % ab)
         check(not {k: v for k, v in ab.items() if k != victim.addr},
-              "sessions to healthy upstreams broke: %r" % ab)
+              "sessions to healthy upstreams broke: %r\n%s" %
+              (ab, "\n".join(abnormal_lines(a, victim.addr)[:10])))
         print("black hole: %d held clients of the victim disconnected after %s s; short "
               "connections ok=%d, failed before reaching a backend=%d" %
               (len(times), ",".join("%.2f" % t for t in times), load.ok, len(failed_new)))
