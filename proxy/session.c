@@ -1605,16 +1605,14 @@ uint64_t session_sweep(struct worker *w, uint64_t now_ms)
         else if (s->state == S_RELAYING && s->upstream != NULL)
             sweep_relaying(s, &sw);
     }
-    if (sw.n_spread != 0) {
+    /* Their clients dial again as their turns come, spread as the closes
+     * are: no window of paced dials on top. One would put off, to late in
+     * the window, the dials of the clients that need one now (a request
+     * caught in a black hole, reset by the ack watch, retried at once). */
+    if (sw.n_spread != 0)
         log_warn("upstream unhealthy: closing its connections spread over the window",
                  "upstream=%s worker=%u connections=%u window_ms=%u", sw.spread_name, w->id,
                  sw.n_spread, sw.cfg->close_spread_ms);
-        /* Their clients dial again as their turns come; so do those of
-         * other workers: the window of paced dials opens too. */
-        if (pace_open(w->sh, now_ms, sw.cfg->close_spread_ms))
-            log_warn("upstream unhealthy: new dials are spread", "upstream=%s window_ms=%u",
-                     sw.spread_name, sw.cfg->close_spread_ms);
-    }
     return sw.next;
 }
 

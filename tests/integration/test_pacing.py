@@ -195,6 +195,18 @@ def close_spread():
         for t in ts:
             t.start()
         b1.freeze()
+        end = time.time() + 10
+        while not closed and time.time() < end:
+            time.sleep(0.01)
+        # Inside the window: new clients (one whose request the hole held,
+        # retrying) dial at once; the closes are what is spread.
+        took = []
+        for _ in range(5):
+            t1 = time.time()
+            name, s = whoami(a.port, keep=True, timeout=10)
+            took.append(time.time() - t1)
+            keep.append(s)
+            check(name == b2.name, "a new client reached %s" % name)
         for t in ts:
             t.join(40)
         width, most = spread(closed)
@@ -207,6 +219,11 @@ def close_spread():
         check(metric(a, "apilb_connections_closed_spread_total") == 30, "metric")
         check(metric(a, "apilb_closes_spread_pending") == 0, "pending closes left")
         check(any("closing its connections spread" in l for l in a.lines()), "no log line")
+        paced = metric(a, "apilb_dials_paced_total")
+        print("new clients inside the window: dials took %s s; dials paced (metric): %s" %
+              (", ".join("%.2f" % t for t in took), paced))
+        check(max(took) < 0.5 and paced == 0,
+              "a new client's dial was put off inside the close window: %s s" % took)
         a.check_sanitizers()
     finally:
         stop_all(a, keep, b1, b2)
