@@ -117,8 +117,8 @@ static const struct opt opts[] = {
      "kernel retransmits for about 15m)"},
     {"close-spread", "APILB_CLOSE_SPREAD", OPT_DURATION0, O(close_spread_ms), 0, 60000, NULL, "DUR",
      "5s",
-     "close the connections of an upstream that turns unhealthy, and make the dials of their "
-     "clients, at random times over this window; 0 = at once"},
+     "close the connections of an upstream that turns unhealthy at random times over this "
+     "window (their clients dial again as their turns come); 0 = at once"},
     {"redial-spread", "APILB_REDIAL_SPREAD", OPT_DURATION0, O(redial_spread_ms), 0, 60000, NULL,
      "DUR", "8s",
      "after an upstream fails (many of its connections lost at once, or one lost and a connect "

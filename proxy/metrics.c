@@ -50,7 +50,7 @@ static void pacing_metrics(const struct worker_shared *sh, struct strbuf *b)
            SNAPSHOT_LOAD(sh->dials_pending));
     scalar(b, "apilb_dial_pacing_windows_total", "counter",
            "Paced-dial windows opened: an upstream lost many of its connections within a second, "
-           "ended one and refused the probe that followed, or turned unhealthy.",
+           "or ended one and refused the probe that followed.",
            SNAPSHOT_LOAD(sh->pace_windows));
     head(b, "apilb_loss_probes_total", "counter",
          "Connects made to an upstream that ended a lasting connection, by verdict: gone "
@@ -60,8 +60,7 @@ static void pacing_metrics(const struct worker_shared *sh, struct strbuf *b)
                       lossprobe_verdict_name((enum lossprobe_verdict)v),
                       SNAPSHOT_LOAD(sh->loss_probes[v]));
     scalar(b, "apilb_dials_paced_total", "counter",
-           "New connections whose dial was put off into the paced-dial window (--redial-spread; "
-           "--close-spread after an unhealthy upstream's closes).",
+           "New connections whose dial was put off into the paced-dial window (--redial-spread).",
            SNAPSHOT_LOAD(sh->dials_paced));
 }
 
