@@ -33,7 +33,9 @@ import collections
 import json
 import os
 import signal
+import socket
 import ssl
+import struct
 import sys
 import time
 import urllib.parse
@@ -71,7 +73,7 @@ class Server:
 
     @staticmethod
     def zero():
-        return {"new": collections.Counter(), "checks": collections.Counter(),
+        return {"new": collections.Counter(), "new_at": {}, "checks": collections.Counter(),
                 "checks_resumed": collections.Counter(), "leases": 0, "handshakes": 0,
                 "resumed": 0}
 
@@ -115,7 +117,9 @@ class Server:
     def flush_stats(self):
         active = collections.Counter(c.cls for c in self.conns)
         line = {"t": round(time.time(), 3), "ready": self.ready, "active": dict(active),
-                "new": dict(self.stats["new"]), "checks": dict(self.stats["checks"]),
+                "new": dict(self.stats["new"]),
+                "new_at": {c: dict(v) for c, v in self.stats["new_at"].items()},
+                "checks": dict(self.stats["checks"]),
                 "checks_resumed": dict(self.stats["checks_resumed"]),
                 "leases": self.stats["leases"], "handshakes": self.stats["handshakes"],
                 "resumed": self.stats["resumed"]}
@@ -127,6 +131,21 @@ class Server:
         while True:
             await asyncio.sleep(1.0 - (time.time() % 1.0))
             self.flush_stats()
+
+
+def arrival(transport):
+    """When the connection's first bytes reached the kernel, in wall-clock
+    seconds: now less TCP_INFO's tcpi_last_data_recv (ms, offset 52 in
+    struct tcp_info). An event loop that stalls for two seconds accepts two
+    seconds of arrivals at once; counting them by the second they were
+    accepted would make a storm of the stall."""
+    now = time.time()
+    sock = transport.get_extra_info("socket")
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        return now - struct.unpack_from("I", info, 52)[0] / 1000.0
+    except (OSError, AttributeError, struct.error):
+        return now
 
 
 def classify(path, ua):
@@ -165,6 +184,7 @@ class Conn(asyncio.Protocol):
         self.out = ssl.MemoryBIO()
         self.tls = self.ctx.wrap_bio(self.inc, self.out, server_side=True)
         self.handshaken = False
+        self.arrived = arrival(transport)
         SERVER.conns.add(self)
 
     def data_received(self, data):
@@ -286,6 +306,9 @@ class Conn(asyncio.Protocol):
             self.classified = True
             self.cls = classify(path, ua)
             SERVER.stats["new"][self.cls] += 1
+            sec = str(int(self.arrived))
+            at = SERVER.stats["new_at"].setdefault(self.cls, collections.Counter())
+            at[sec] += 1
 
     # -- requests, whatever the protocol ------------------------------------
     def route(self, method, target, ua):

@@ -18,6 +18,7 @@ it starts is ended by its PID at exit."""
 
 import argparse
 import atexit
+import collections
 import json
 import os
 import platform
@@ -548,6 +549,29 @@ def load_jsonl(path):
     return out
 
 
+def new_conns(rows, system, tf, ws, we):
+    """The new connections of one system at one apiserver a second: the peak
+    after the fault (tf) and the series over the window, as
+    [[s since ws, n], ...]. Counted by the second each connection arrived
+    ("new_at", apiserver.py), so that a stall of the apiserver's event loop,
+    which accepts seconds of arrivals in one statistics line, does not read
+    as a storm; statistics without "new_at" fall back to the line's count."""
+    if not any("new_at" in r for r in rows):
+        after = [r["new"].get(system, 0) for r in rows if tf <= r["t"] <= we + 1]
+        return (max(after) if after else None,
+                [(round(r["t"] - ws, 1), r["new"].get(system, 0))
+                 for r in rows if ws - 1 <= r["t"] <= we + 1])
+    at = collections.Counter()
+    for r in rows:
+        for sec, n in r.get("new_at", {}).get(system, {}).items():
+            at[int(sec)] += n
+    if not any(tf <= r["t"] <= we + 1 for r in rows):
+        return None, []
+    after = [at[sec] for sec in range(int(tf), int(we) + 1)]
+    return (max(after) if after else 0,
+            [(round(sec - ws, 1), at[sec]) for sec in range(int(ws) - 1, int(we) + 2)])
+
+
 def analyze(name, d, args, timeline, back, usage):
     t_of = {}
     for m in timeline:
@@ -621,11 +645,10 @@ def analyze(name, d, args, timeline, back, usage):
                       if ws - 1 <= r["t"] <= we + 1]
             if series:
                 conns["as%d" % k] = series
-            after = [r["new"].get(system, 0) for r in rows if tf <= r["t"] <= we + 1]
-            if after:
-                storm["as%d" % k] = max(after)
-                news["as%d" % k] = [(round(r["t"] - ws, 1), r["new"].get(system, 0))
-                                    for r in rows if ws - 1 <= r["t"] <= we + 1]
+            peak, series = new_conns(rows, system, tf, ws, we)
+            if peak is not None:
+                storm["as%d" % k] = peak
+                news["as%d" % k] = series
         failed_first = sum(1 for e in fails if e.get("first"))
         s = {
             "nodes": len(nodes),

@@ -39,6 +39,19 @@ def main():
           fleet.converged({"as1": [(t, 20) for t in range(30)],
                            "as2": [(t, 0 if t < 15 else 20) for t in range(30)],
                            "as3": as3}, 100.0, 100.0, 130.0, 60), 15.0)
+    # The storm by arrival: a stalled event loop wrote one line for t=101
+    # holding 9 connections that arrived over 101-103 (4, 3, 2); the peak is
+    # the 4 of one second, not the 9 of the line.
+    rows = [{"t": 100.5, "new": {"apilb": 1}, "new_at": {"apilb": {"100": 1}}},
+            {"t": 103.9, "new": {"apilb": 9},
+             "new_at": {"apilb": {"101": 4, "102": 3, "103": 2}}},
+            {"t": 104.5, "new": {}, "new_at": {}}]
+    peak, series = fleet.new_conns(rows, "apilb", 100.0, 95.0, 110.0)
+    check("storm by arrival second", peak, 4)
+    check("the series by arrival second", [n for t, n in series if 5 <= t <= 9], [1, 4, 3, 2, 0])
+    old = [{k: v for k, v in r.items() if k != "new_at"} for r in rows]
+    check("statistics without new_at: the line's count", fleet.new_conns(old, "apilb",
+                                                                        100.0, 95.0, 110.0)[0], 9)
     runs = [{"scenario": "kill", "fault_apiservers": [1], "health_checks": {},
              "systems": {"apilb": {
                  "notready_nodes": n, "lease_gap_s": {"max": g, "p99": g},
