@@ -166,6 +166,19 @@ def stalled_reader_kept():
         srv.close()
 
 
+def timed_dials(a, n, keep):
+    """n new clients through a, one after another, kept open: how long each
+    took to be answered, and which backend answered it."""
+    took, names = [], []
+    for _ in range(n):
+        t1 = time.time()
+        name, s = whoami(a.port, keep=True, timeout=10)
+        took.append(time.time() - t1)
+        names.append(name)
+        keep.append(s)
+    return took, names
+
+
 def spread(times):
     """max - min of times, and the most of them within one second."""
     times = sorted(times)
@@ -200,12 +213,8 @@ def close_spread():
             time.sleep(0.01)
         # Inside the window: new clients (one whose request the hole held,
         # retrying) dial at once; the closes are what is spread.
-        took = []
-        for _ in range(5):
-            t1 = time.time()
-            name, s = whoami(a.port, keep=True, timeout=10)
-            took.append(time.time() - t1)
-            keep.append(s)
+        took, names = timed_dials(a, 5, keep)
+        for name in names:
             check(name == b2.name, "a new client reached %s" % name)
         for t in ts:
             t.join(40)
@@ -314,12 +323,7 @@ def single_close_not_paced():
             time.sleep(0.01)
         gone = [s for s in conns if not is_open(s)]
         t0 = time.time()
-        took = []
-        for _ in range(5):
-            t1 = time.time()
-            _, s = whoami(a.port, keep=True, timeout=10)
-            took.append(time.time() - t1)
-            keep.append(s)
+        took, _ = timed_dials(a, 5, keep)
         paced = metric(a, "apilb_dials_paced_total")
         windows = metric(a, "apilb_dial_pacing_windows_total")
         print("one connection of 6 ended by its upstream (%d seen closed): the next 5 dials took "
