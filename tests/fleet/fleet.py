@@ -589,6 +589,7 @@ def analyze(name, d, args, timeline, back, usage):
         oks = {n: [] for n in nodes}
         fails = []
         retried = []
+        unsent = 0
         tables, usables = {}, {}
         slow = 0
         lats = []
@@ -605,6 +606,8 @@ def analyze(name, d, args, timeline, back, usage):
                 fails.append(e)
             elif e["ev"] == "lease_retry_after" and ws <= e["t"] <= we:
                 retried.append(e)
+            elif e["ev"] == "h2_retry" and ws <= e["t"] <= we:
+                unsent += 1
             elif e["ev"] == "table":
                 tables.setdefault(e["node"], []).append((e["t"], e["ups"]))
                 usables.setdefault(e["node"], []).append((e["t"], e.get("usable", [])))
@@ -663,6 +666,8 @@ def analyze(name, d, args, timeline, back, usage):
             "lease_fail_reasons": count(e["why"] for e in fails),
             "lease_retried_after": len(retried),       # 429/5xx + Retry-After, retried by
                                                        # client-go's REST client itself
+            "requests_resent_unsent": unsent,          # never taken by their connection
+                                                       # (GOAWAY), sent again by Go's transport
             "requests_slow_over_1s": slow + len(fails),
             "watch_interruptions": len(wd),
             "watch_resume_s": {"p50": pct(resume, 0.5), "max": round(max(resume), 3)
@@ -1175,12 +1180,13 @@ def verdict(runs):
 def summary(r):
     for s, v in r["systems"].items():
         log("%s/%s: notready %d, gap p50 %s p99 %s max %s, failed %d (beyond first %d) %s, "
-            "429 retried %s, slow %d, watch breaks %d (resume max %s), storm %s, converged %s, "
+            "429 retried %s, resent unsent %s, slow %d, watch breaks %d (resume max %s), storm %s, converged %s, "
             "lease latency p99 %s, replace %s, cross-zone %s, rss %.0f MiB cpu %.1f s" % (
                 r["scenario"], s, v["notready_nodes"], v["lease_gap_s"]["p50"],
                 v["lease_gap_s"]["p99"], v["lease_gap_s"]["max"], v["lease_failed"],
                 v["lease_failed_beyond_first_on_dying_conn"], v["lease_fail_reasons"],
-                v.get("lease_retried_after"), v["requests_slow_over_1s"], v["watch_interruptions"], v["watch_resume_s"]["max"],
+                v.get("lease_retried_after"), v.get("requests_resent_unsent"),
+                v["requests_slow_over_1s"], v["watch_interruptions"], v["watch_resume_s"]["max"],
                 v["storm_peak_new_conns_per_s"], v["fair_share_converged_s"],
                 v["lease_latency_s"]["p99"], v.get("replace"), v.get("cross_zone_share"),
                 v["rss_mib_sum"], v["cpu_s_sum"]))

@@ -45,6 +45,9 @@ BACKOFF_MAX_S = 7.0        # maxBackoff of backoffEnsureLease
 READ_IDLE_S = 30.0         # client-go HTTP/2 ReadIdleTimeout
 PING_TIMEOUT_S = 15.0      # client-go HTTP/2 PingTimeout
 WATCH_BACKOFF_S = 1.0      # reflector's initial backoff (800 ms) plus jitter
+H2_ROUNDTRIP_TRIES = 7    # x/net/http2 Transport.RoundTripOpt: up to 6 retries of a
+                           # request its connection never took (shouldRetryRequest)
+NOT_SENT = ("unusable", "goaway")  # errClientConnUnusable, errClientConnGotGoAway
 RETRY_AFTER_MAX = 10       # client-go rest.Request maxRetries: a 429 or 5xx with a
                            # Retry-After header is retried by the REST client itself
                            # (checkWait, retryAfterSeconds), after sleeping the header's value
@@ -227,6 +230,12 @@ class Stream:
             self.done.set_result(why)
 
 
+class Call:
+    """The connection and stream of a request in flight."""
+    conn = None
+    stream = None
+
+
 class Node:
     def __init__(self, name, system, host, port, ctx):
         self.name = name
@@ -248,6 +257,28 @@ class Node:
         finally:
             if self.dialing is not None and self.dialing.done():
                 self.dialing = None
+
+    async def roundtrip(self, call, method, path, body=b""):
+        """Sends a request and waits for its answer's headers, as Go's HTTP/2
+        transport does: a request that its connection never took (the
+        connection picked had since got GOAWAY or closed, or the GOAWAY's
+        last stream id is below it) is no error; it goes to another
+        connection, a new dial if need be (RoundTripOpt, canRetryError on
+        errClientConnUnusable and errClientConnGotGoAway). call.conn and
+        call.stream are the attempt in flight, for the caller's timeout."""
+        for retry in range(H2_ROUNDTRIP_TRIES):
+            if retry > 1:  # the first retry at once, then 1 s, 2 s, ... (+10 % jitter)
+                await asyncio.sleep((1 << (retry - 2)) * (1 + 0.1 * random.random()))
+            call.conn = call.stream = None
+            call.conn = await self.get_conn()
+            try:
+                call.stream = call.conn.request(method, path, body)
+                return await asyncio.shield(call.stream.headers)
+            except Dead as e:
+                if str(e) not in NOT_SENT:
+                    raise
+                emit(node=self.name, ev="h2_retry", why=str(e), conn=call.conn.id)
+        raise Dead("unusable")
 
     async def dial(self):
         try:
@@ -285,13 +316,12 @@ class Node:
                            "spec": {"holderIdentity": self.name,
                                     "leaseDurationSeconds": 40}}).encode()
         why = None
-        s = None
+        call = Call()
         try:
-            conn = await asyncio.wait_for(self.get_conn(), REQUEST_TIMEOUT_S)
-            s = conn.request("PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/"
-                             "leases/" + self.name, body)
-            left = REQUEST_TIMEOUT_S - (time.monotonic() - ta)
-            h = await asyncio.wait_for(asyncio.shield(s.headers), max(left, 0.001))
+            h = await asyncio.wait_for(self.roundtrip(
+                call, "PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"
+                + self.name, body), REQUEST_TIMEOUT_S)
+            conn, s = call.conn, call.stream
             left = REQUEST_TIMEOUT_S - (time.monotonic() - ta)
             await asyncio.wait_for(asyncio.shield(s.done), max(left, 0.001))
             code = h.get(":status")
@@ -308,10 +338,12 @@ class Node:
             why = "status-" + str(code)
         except asyncio.TimeoutError:
             why = "timeout"
+            conn, s = call.conn, call.stream
             if conn is not None and s is not None:
                 conn.reset(s)
         except Dead as e:
             why = str(e)
+            conn = call.conn
         first = False
         if conn is not None:
             first = not conn.failed_once
@@ -340,12 +372,13 @@ class Node:
         while True:
             timeout = random.randint(300, 600)
             t0 = time.monotonic()
+            call = Call()
             try:
-                conn = await asyncio.wait_for(self.get_conn(), REQUEST_TIMEOUT_S)
-                s = conn.request("GET", "/api/v1/pods?watch=true&allowWatchBookmarks=true"
-                                 "&fieldSelector=spec.nodeName%%3D%s&timeoutSeconds=%d"
-                                 % (self.name, timeout))
-                h = await asyncio.wait_for(asyncio.shield(s.headers), REQUEST_TIMEOUT_S)
+                h = await asyncio.wait_for(self.roundtrip(
+                    call, "GET", "/api/v1/pods?watch=true&allowWatchBookmarks=true"
+                    "&fieldSelector=spec.nodeName%%3D%s&timeoutSeconds=%d"
+                    % (self.name, timeout)), REQUEST_TIMEOUT_S)
+                conn, s = call.conn, call.stream
                 if h.get(":status") != "200":
                     await asyncio.shield(s.done)
                     raise Dead("status-" + str(h.get(":status")))
