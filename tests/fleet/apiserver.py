@@ -73,7 +73,7 @@ class Server:
 
     @staticmethod
     def zero():
-        return {"new": collections.Counter(), "new_at": {}, "checks": collections.Counter(),
+        return {"new_at": {}, "checks": collections.Counter(),
                 "checks_resumed": collections.Counter(), "leases": 0, "handshakes": 0,
                 "resumed": 0}
 
@@ -117,7 +117,6 @@ class Server:
     def flush_stats(self):
         active = collections.Counter(c.cls for c in self.conns)
         line = {"t": round(time.time(), 3), "ready": self.ready, "active": dict(active),
-                "new": dict(self.stats["new"]),
                 "new_at": {c: dict(v) for c, v in self.stats["new_at"].items()},
                 "checks": dict(self.stats["checks"]),
                 "checks_resumed": dict(self.stats["checks_resumed"]),
@@ -305,10 +304,8 @@ class Conn(asyncio.Protocol):
         if not self.classified:
             self.classified = True
             self.cls = classify(path, ua)
-            SERVER.stats["new"][self.cls] += 1
-            sec = str(int(self.arrived))
             at = SERVER.stats["new_at"].setdefault(self.cls, collections.Counter())
-            at[sec] += 1
+            at[str(int(self.arrived))] += 1
 
     # -- requests, whatever the protocol ------------------------------------
     def route(self, method, target, ua):

@@ -1180,13 +1180,15 @@ def verdict(runs):
 def summary(r):
     for s, v in r["systems"].items():
         log("%s/%s: notready %d, gap p50 %s p99 %s max %s, failed %d (beyond first %d) %s, "
-            "429 retried %s, resent unsent %s, slow %d, watch breaks %d (resume max %s), storm %s, converged %s, "
+            "429 retried %s, resent unsent %s, slow %d, watch breaks %d (resume max %s), "
+            "storm %s, converged %s, "
             "lease latency p99 %s, replace %s, cross-zone %s, rss %.0f MiB cpu %.1f s" % (
                 r["scenario"], s, v["notready_nodes"], v["lease_gap_s"]["p50"],
                 v["lease_gap_s"]["p99"], v["lease_gap_s"]["max"], v["lease_failed"],
                 v["lease_failed_beyond_first_on_dying_conn"], v["lease_fail_reasons"],
                 v.get("lease_retried_after"), v.get("requests_resent_unsent"),
-                v["requests_slow_over_1s"], v["watch_interruptions"], v["watch_resume_s"]["max"],
+                v["requests_slow_over_1s"], v["watch_interruptions"],
+                v["watch_resume_s"]["max"],
                 v["storm_peak_new_conns_per_s"], v["fair_share_converged_s"],
                 v["lease_latency_s"]["p99"], v.get("replace"), v.get("cross_zone_share"),
                 v["rss_mib_sum"], v["cpu_s_sum"]))

@@ -310,7 +310,6 @@ class Node:
     async def lease_attempt(self, t0, retry_after=True):
         """True (renewed), False (failed) or the seconds a Retry-After asks for."""
         ta = time.monotonic()
-        conn = None
         body = json.dumps({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
                            "metadata": {"name": self.name, "namespace": "kube-node-lease"},
                            "spec": {"holderIdentity": self.name,
@@ -338,12 +337,11 @@ class Node:
             why = "status-" + str(code)
         except asyncio.TimeoutError:
             why = "timeout"
-            conn, s = call.conn, call.stream
-            if conn is not None and s is not None:
-                conn.reset(s)
+            if call.conn is not None and call.stream is not None:
+                call.conn.reset(call.stream)
         except Dead as e:
             why = str(e)
-            conn = call.conn
+        conn = call.conn
         first = False
         if conn is not None:
             first = not conn.failed_once
