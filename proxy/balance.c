@@ -52,6 +52,17 @@ unsigned balance_shed_count(unsigned active, unsigned limit, unsigned mine, uint
     return (unsigned)(k < mine ? k : mine);
 }
 
+bool balance_shed_moment(uint64_t asked_ms, uint64_t now_ms)
+{
+    uint64_t since;
+
+    if (now_ms < asked_ms)
+        return false; /* another thread's clock read */
+    since = now_ms - asked_ms;
+    return (since >= BALANCE_SHED_AFTER_MIN_MS && since <= BALANCE_SHED_AFTER_MAX_MS) ||
+           since >= BALANCE_SHED_SILENT_MS;
+}
+
 /* qsort_r (glibc): the keys travel with the call, so workers sort at once. */
 static int by_quiet(const void *a, const void *b, void *arg)
 {

@@ -68,6 +68,20 @@ unsigned balance_target(unsigned total_active, unsigned n_usable, unsigned rank)
  * most mine; 0 when active <= limit. Pure. */
 unsigned balance_shed_count(unsigned active, unsigned limit, unsigned mine, uint64_t draw);
 
+/* When --rebalance may close an idle connection whose client last sent a
+ * byte at asked_ms: between BALANCE_SHED_AFTER_MIN_MS and
+ * BALANCE_SHED_AFTER_MAX_MS after it (its request was answered just now),
+ * or once the client has been silent for BALANCE_SHED_SILENT_MS (a watch
+ * that only receives). Not in between: a client that asks periodically (a
+ * kubelet renews its lease every 10 s) is then nearer its next request,
+ * and a close it has not read by the time it sends that request fails the
+ * request; a busy client (a loaded node, a stalled event loop) reads it
+ * late. Pure. */
+#define BALANCE_SHED_AFTER_MIN_MS 250u
+#define BALANCE_SHED_AFTER_MAX_MS 1500u
+#define BALANCE_SHED_SILENT_MS 30000u
+bool balance_shed_moment(uint64_t asked_ms, uint64_t now_ms);
+
 /* Fills order[0..n) with the indices 0..n-1 sorted by quiet_since_ms[],
  * oldest first (the connection quiet the longest), ties by index. Pure;
  * order is the caller's. */

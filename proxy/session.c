@@ -66,6 +66,11 @@
 /* --rebalance acts this long after a slow start ended (a return), and
  * never outside such an episode. */
 #define REBALANCE_EPISODE_MS 300000u
+/* A connection --rebalance chose that was not at a moment to close
+ * (balance_shed_moment) is closed at its next within this long: a kubelet
+ * asks every 10 s. Past it the choice lapses, and a later round chooses
+ * again. */
+#define REBALANCE_LATER_MS 15000u
 
 enum session_state {
     S_CONNECTING = 0,
@@ -131,6 +136,9 @@ struct session {
     bool paced;                 /* its dial waited its turn once: never again */
     bool lost_noted;            /* its upstream ended it: counted for pacing */
     uint64_t quiet_since_ms;    /* the last byte either way (--rebalance sheds the quietest) */
+    uint64_t client_sent_ms;    /* the client's last byte (--rebalance: balance_shed_moment) */
+    uint64_t shed_by_ms;        /* --rebalance chose it: closed at its next moment until
+                                   then (sweep_shed); 0 = not chosen */
     bool awaiting_reply;        /* the last bytes went to the upstream: an answer may be due */
     bool in_flight;             /* bytes sent upstream, not known acknowledged */
     uint64_t in_flight_ms;      /* since then (session_check_acks) */
@@ -893,9 +901,14 @@ static void session_relay(struct session *s)
         rc = rc2;
     if (s->c2u.total != sent || s->u2c.total != answered) {
         s->quiet_since_ms = clock_now_ms();
+        if (s->c2u.total != sent)
+            s->client_sent_ms = s->quiet_since_ms;
         /* A request sent and no answer since (or both in one go: not
          * known to be complete): the upstream may be working on it. */
         s->awaiting_reply = s->c2u.total != sent;
+        /* Chosen by --rebalance: look again once the answer is done. */
+        if (s->shed_by_ms != 0 && !s->awaiting_reply)
+            worker_schedule_sweep(s->w, s->quiet_since_ms + BALANCE_SHED_AFTER_MIN_MS);
     }
     if (s->up->failed && s->up->err == -ETIMEDOUT)
         note_unacked(s, up, /* keepalive, or the kernel's retransmissions */
@@ -1027,7 +1040,7 @@ static void connected(struct session *s)
         s->age_deadline_ms = clock_now_ms() + age - j;
         worker_schedule_sweep(w, s->age_deadline_ms);
     }
-    s->quiet_since_ms = clock_now_ms();
+    s->quiet_since_ms = s->client_sent_ms = clock_now_ms();
     if (cfg->rebalance)
         worker_schedule_sweep(w, s->quiet_since_ms + REBALANCE_ROUND_MS);
     log_debug("session connected", "sid=%" PRIu64 " upstream=%s", s->id, up->name);
@@ -1239,14 +1252,16 @@ uint64_t session_expire_connects(struct worker *w, uint64_t now_ms)
 /* Idle at this instant: the last bytes were the upstream's (no request
  * sent since its answer), nothing held in apilb either way, nothing unread
  * in either socket, nothing sent to either peer and not yet acknowledged.
- * Closed now, the client sees a clean FIN between two requests. */
-static bool session_idle_now(const struct session *s)
+ * Closed now, the client sees a clean FIN between two requests; at a
+ * moment far from its next (balance_shed_moment), so that it reads the FIN
+ * before it sends that request, however slow it is to read. */
+static bool session_idle_now(const struct session *s, uint64_t now_ms)
 {
     int fds[2] = {s->client.io.fd, s->up != NULL ? s->up->io.fd : -1};
 
     if (s->state != S_RELAYING || s->early || s->in_flight || s->awaiting_reply ||
-        s->c2u.pending != 0 || s->u2c.pending != 0 || s->c2u.queued || s->u2c.queued ||
-        s->c2u.eof || s->u2c.eof)
+        !balance_shed_moment(s->client_sent_ms, now_ms) || s->c2u.pending != 0 ||
+        s->u2c.pending != 0 || s->c2u.queued || s->u2c.queued || s->c2u.eof || s->u2c.eof)
         return false;
     for (int k = 0; k < 2; k++) {
         int unread = -1, unsent = -1;
@@ -1258,29 +1273,50 @@ static bool session_idle_now(const struct session *s)
     return true;
 }
 
-/* Sheds up to k of this worker's connections to up, the quietest first,
- * each only if idle at that instant. Returns how many it closed. */
-static unsigned shed_quietest(struct worker *w, struct upstream *up, unsigned mine, unsigned k)
+/* Closes s, chosen by --rebalance. */
+static void shed_now(struct session *s)
+{
+    atomic_fetch_add_explicit(&s->upstream->closed_by_rebalance, 1, memory_order_relaxed);
+    session_close(s, "rebalance");
+}
+
+/* Sheds k of this worker's connections to up, the quietest first: each
+ * idle at that instant, just after an answer or long silent
+ * (session_idle_now), now; any other is chosen to close at its next such
+ * moment (sweep_shed). Those chosen in earlier rounds count among the k.
+ * Returns how many it closed now; *later, how many it chose for later. */
+static unsigned shed_quietest(struct worker *w, struct upstream *up, unsigned mine, unsigned k,
+                              unsigned *later)
 {
     struct session **ss = malloc(mine * sizeof(*ss));
     uint64_t *quiet = malloc(mine * sizeof(*quiet));
     size_t *order = malloc(mine * sizeof(*order));
-    unsigned n = 0, shed = 0;
+    unsigned n = 0, shed = 0, chosen = 0;
+    uint64_t now_ms = clock_now_ms();
 
+    *later = 0;
     if (ss == NULL || quiet == NULL || order == NULL)
         goto out; /* next round */
     for (struct session *s = w->sessions; s != NULL && n < mine; s = s->next)
         if (s->state == S_RELAYING && s->upstream == up) {
+            chosen += s->shed_by_ms > now_ms;
             ss[n] = s;
             quiet[n++] = s->quiet_since_ms;
         }
     balance_shed_order(quiet, n, order);
-    for (size_t i = 0; i < n && shed < k; i++) {
-        if (!session_idle_now(ss[order[i]]))
+    for (size_t i = 0; i < n && shed + chosen < k; i++) {
+        struct session *s = ss[order[i]];
+
+        if (s->shed_by_ms > now_ms) {
             continue;
-        atomic_fetch_add_explicit(&up->closed_by_rebalance, 1, memory_order_relaxed);
-        session_close(ss[order[i]], "rebalance");
-        shed++;
+        } else if (session_idle_now(s, now_ms)) {
+            shed_now(s);
+            shed++;
+        } else if (!s->early) {
+            s->shed_by_ms = now_ms + REBALANCE_LATER_MS;
+            (*later)++;
+            chosen++;
+        }
     }
 out:
     free(ss);
@@ -1296,18 +1332,18 @@ out:
 static void shed_over(struct worker *w, struct upstream *up, unsigned active, unsigned limit,
                       unsigned n_usable)
 {
-    unsigned mine = 0, k, shed;
+    unsigned mine = 0, k, shed, later;
 
     for (struct session *s = w->sessions; s != NULL; s = s->next)
         mine += s->state == S_RELAYING && s->upstream == up;
     k = balance_shed_count(active, limit, mine, upstream_picker_random(&w->picker));
     if (k == 0)
         return;
-    shed = shed_quietest(w, up, mine, k);
-    LOG_AT(shed != 0 ? LOG_INFO : LOG_DEBUG,
+    shed = shed_quietest(w, up, mine, k, &later);
+    LOG_AT(shed + later != 0 ? LOG_INFO : LOG_DEBUG,
            "rebalance: closed idle connections of an upstream over its fair share",
-           "upstream=%s worker=%u shed=%u of=%u busy=%u active=%u fair_limit=%u usable=%u",
-           up->name, w->id, shed, mine, k - shed, active, limit, n_usable);
+           "upstream=%s worker=%u shed=%u later=%u of=%u active=%u fair_limit=%u usable=%u",
+           up->name, w->id, shed, later, mine, active, limit, n_usable);
 }
 
 /* up's place in this process's own order of the upstreams (balance_target):
@@ -1529,13 +1565,32 @@ static void sweep_age(struct session *s, struct sweep *sw)
 }
 
 /* The RELAYING -> CLOSING edges of the sweep, in this order: unhealthy
- * upstream, drain, maximum age. */
+ * upstream, drain, chosen by --rebalance, maximum age. */
+/* --rebalance chose s in a round when it was not at a moment to close
+ * (shed_quietest): closed at its first, unless the choice lapsed. Returns
+ * true when s was closed. */
+static bool sweep_shed(struct session *s, struct sweep *sw)
+{
+    if (s->shed_by_ms == 0)
+        return false;
+    if (sw->now_ms >= s->shed_by_ms) {
+        s->shed_by_ms = 0;
+        return false;
+    }
+    if (session_idle_now(s, sw->now_ms)) {
+        shed_now(s);
+        return true;
+    }
+    sweep_due(sw, s->shed_by_ms);
+    return false;
+}
+
 static void sweep_relaying(struct session *s, struct sweep *sw)
 {
     struct upstream *up = s->upstream;
     uint64_t since = atomic_load(&up->draining_since_ms);
 
-    if (sweep_unhealthy(s, up, sw) || sweep_drain(s, up, since, sw))
+    if (sweep_unhealthy(s, up, sw) || sweep_drain(s, up, since, sw) || sweep_shed(s, sw))
         return;
     sweep_age(s, sw);
 }

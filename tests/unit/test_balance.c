@@ -149,6 +149,24 @@ START_TEST(shed_order_is_quietest_first)
 }
 END_TEST
 
+START_TEST(shed_moment_is_just_after_an_answer_or_long_silence)
+{
+    uint64_t asked = 100000;
+
+    ck_assert(!balance_shed_moment(asked, asked));
+    ck_assert(!balance_shed_moment(asked, asked + BALANCE_SHED_AFTER_MIN_MS - 1));
+    ck_assert(balance_shed_moment(asked, asked + BALANCE_SHED_AFTER_MIN_MS));
+    ck_assert(balance_shed_moment(asked, asked + BALANCE_SHED_AFTER_MAX_MS));
+    /* A kubelet's next lease renewal is 10 s after its last: not near it. */
+    ck_assert(!balance_shed_moment(asked, asked + BALANCE_SHED_AFTER_MAX_MS + 1));
+    ck_assert(!balance_shed_moment(asked, asked + 9900));
+    ck_assert(!balance_shed_moment(asked, asked + BALANCE_SHED_SILENT_MS - 1));
+    ck_assert(balance_shed_moment(asked, asked + BALANCE_SHED_SILENT_MS));
+    ck_assert(balance_shed_moment(asked, asked + 3600000));
+    ck_assert(!balance_shed_moment(asked, asked - 5)); /* a clock read behind */
+}
+END_TEST
+
 /* --- when a ramp starts (upstream_ramp_returned) -------------------------- */
 
 #define NU 3
@@ -255,6 +273,7 @@ int main(void)
     tcase_add_test(tc, shed_a_share_of_the_excess_per_round);
     tcase_add_test(tc, small_excess_is_shed_at_random_rounds);
     tcase_add_test(tc, shed_order_is_quietest_first);
+    tcase_add_test(tc, shed_moment_is_just_after_an_answer_or_long_silence);
     check_tcase(s, "ramp", ramp_setup, ramp_teardown, ramp_tests,
                 sizeof(ramp_tests) / sizeof(ramp_tests[0]));
     return check_run(s);
