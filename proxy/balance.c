@@ -52,6 +52,14 @@ unsigned balance_shed_count(unsigned active, unsigned limit, unsigned mine, uint
     return (unsigned)(k < mine ? k : mine);
 }
 
+unsigned balance_pace_hold_max(uint32_t answer_ms)
+{
+    uint64_t budget = BALANCE_CLIENT_HANDSHAKE_MS - BALANCE_PACE_MARGIN_MS;
+    uint64_t need = 2 * (uint64_t)answer_ms;
+
+    return need >= budget ? 0 : (unsigned)(budget - need);
+}
+
 bool balance_shed_moment(uint64_t asked_ms, uint64_t now_ms)
 {
     uint64_t since;

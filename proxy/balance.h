@@ -68,6 +68,18 @@ unsigned balance_target(unsigned total_active, unsigned n_usable, unsigned rank)
  * most mine; 0 when active <= limit. Pure. */
 unsigned balance_shed_count(unsigned active, unsigned limit, unsigned mine, uint64_t draw);
 
+/* A client-go client gives its TLS handshake 10 s (TLSHandshakeTimeout,
+ * transport/cache.go), and the handshake of a client whose dial is paced
+ * waits for that dial. The longest a paced dial may wait when the
+ * upstreams took up to answer_ms to answer lately (upstream answer_ms):
+ * what is left of the 10 s after BALANCE_PACE_MARGIN_MS (the dial, the
+ * client's own part) and twice answer_ms (an apiserver under a storm
+ * answers slower than it did), 0 when nothing is. With the default 8 s
+ * window it binds only when an answer took over 500 ms. Pure. */
+#define BALANCE_CLIENT_HANDSHAKE_MS 10000u
+#define BALANCE_PACE_MARGIN_MS 1000u
+unsigned balance_pace_hold_max(uint32_t answer_ms);
+
 /* When --rebalance may close an idle connection whose client last sent a
  * byte at asked_ms: between BALANCE_SHED_AFTER_MIN_MS and
  * BALANCE_SHED_AFTER_MAX_MS after it (its request was answered just now),

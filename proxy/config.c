@@ -123,7 +123,8 @@ static const struct opt opts[] = {
      "DUR", "8s",
      "after an upstream fails (many of its connections lost at once, or one lost and a connect "
      "to it refused), make new dials at random times over this window, so that a fleet's nodes "
-     "do not all reach the survivors in one second; 0 = at once"},
+     "do not all reach the survivors in one second (a wait is at most 9 s less twice the "
+     "upstreams' last answer time, so that a client's 10 s TLS handshake fits); 0 = at once"},
     {"slow-start", "APILB_SLOW_START", OPT_DURATION0, O(slow_start_ms), 0, 600000, NULL, "DUR",
      "30s",
      "an upstream that turns healthy again or is added later gets a share of the new connections "

@@ -222,6 +222,8 @@ static void health_done(struct checker *ck, bool ok, const char *why)
     }
     atomic_fetch_add_explicit(&up->health_checks[ok ? 1 : 0], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&up->health_latency_sum_us, took, memory_order_relaxed);
+    if (ok && h->cfg->health_check != CONFIG_HEALTH_TCP)
+        upstream_answer_sample(up, took); /* a TLS handshake, and a request */
     count_result(ck, ok, why);
     uv_timer_start(&ck->timer, timer_cb, next_delay(h), 0);
 }

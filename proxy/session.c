@@ -127,6 +127,7 @@ struct session {
     uint64_t id;
     uint64_t accepted_us; /* for the duration on the close line */
     uint64_t start_us;    /* current attempt began (for latency) */
+    uint64_t asked_us;    /* the client's first bytes went to this attempt's upstream; 0 = not */
     uint64_t connect_deadline_ms;
     uint64_t age_deadline_ms;   /* 0 = none */
     uint64_t drain_deadline_ms; /* 0 = not computed yet */
@@ -900,6 +901,12 @@ static void session_relay(struct session *s)
     if (rc == 0)
         rc = rc2;
     if (s->c2u.total != sent || s->u2c.total != answered) {
+        /* How long the upstream takes to answer a client's first bytes (a
+         * ClientHello): what pace_dial leaves for the handshake. */
+        if (sent == 0 && s->c2u.total != 0)
+            s->asked_us = clock_now_us();
+        else if (answered == 0 && s->u2c.total != 0 && s->asked_us != 0)
+            upstream_answer_sample(up, clock_now_us() - s->asked_us);
         s->quiet_since_ms = clock_now_ms();
         if (s->c2u.total != sent)
             s->client_sent_ms = s->quiet_since_ms;
@@ -991,6 +998,7 @@ static void release_upstream(struct session *s)
         atomic_fetch_sub(&up->active, 1);
     s->counted = false;
     s->in_flight = false;
+    s->asked_us = 0;
     upstream_unref(up);
     s->upstream = NULL;
     leg_close(s->up);
@@ -1140,6 +1148,23 @@ static void try_next(struct session *s)
 
 /* --- the worker's entry points --------------------------------------- */
 
+/* The longest a paced dial of w may wait (balance_pace_hold_max): the
+ * slowest answer lately of the upstreams it may dial. */
+static unsigned pace_hold_max(const struct worker *w, uint64_t now)
+{
+    const struct upstream_table *t = w->table;
+    uint32_t slowest = 0;
+
+    for (size_t i = 0; t != NULL && i < t->n; i++) {
+        const struct upstream *up = t->e[i].up;
+        uint32_t ms = atomic_load_explicit(&up->answer_ms, memory_order_relaxed);
+
+        if (upstream_usable(up, now) && ms > slowest)
+            slowest = ms;
+    }
+    return balance_pace_hold_max(slowest);
+}
+
 /* Inside a window opened by note_lost(), a new session's first dial waits
  * until a time drawn at random in what is left of the window:
  * the clients of a lost apiserver, which all reconnect in the same instant,
@@ -1150,20 +1175,30 @@ static bool pace_dial(struct session *s)
 {
     struct worker *w = s->w;
     uint64_t now = clock_now_ms(), until = atomic_load(&w->sh->pace_until_ms), at;
+    unsigned hold;
 
     if (now >= until || s->paced)
         return false;
     /* Over what is left of the window: clients that dial again a second
      * after the loss (client-go's watch backoff, the next lease renewal)
-     * are spread as much as those that dial at once. */
-    at = pace_pick(w, now, (unsigned)(until - now));
+     * are spread as much as those that dial at once. But never so long
+     * that the client's TLS handshake, which waits for this dial, cannot
+     * be done in its 10 s: slow answers (a saturated apiserver) shorten
+     * the wait. */
+    hold = pace_hold_max(w, now);
+    if (hold > until - now)
+        hold = (unsigned)(until - now);
+    if (hold == 0)
+        return false;
+    at = pace_pick(w, now, hold);
     if (at <= now)
         return false;
     s->dial_at_ms = at;
     s->paced = true;
     atomic_fetch_add_explicit(&w->sh->dials_paced, 1, memory_order_relaxed);
     atomic_fetch_add(&w->sh->dials_pending, 1);
-    log_debug("dial paced", "sid=%" PRIu64 " wait_ms=%" PRIu64, s->id, at - now);
+    log_debug("dial paced", "sid=%" PRIu64 " wait_ms=%" PRIu64 " hold_max_ms=%u", s->id, at - now,
+              hold);
     worker_schedule_sweep(w, at);
     return true;
 }

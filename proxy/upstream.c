@@ -96,6 +96,14 @@ void upstream_rtt_sample(struct upstream *up, uint64_t rtt_us)
     atomic_store_explicit(&up->rtt_us[slot % TIER_RTT_SAMPLES], v, memory_order_relaxed);
 }
 
+void upstream_answer_sample(struct upstream *up, uint64_t took_us)
+{
+    uint64_t ms = took_us / 1000;
+
+    atomic_store_explicit(&up->answer_ms, ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms,
+                          memory_order_relaxed);
+}
+
 uint32_t upstream_rtt_us(const struct upstream *up)
 {
     uint32_t s[TIER_RTT_SAMPLES];

@@ -125,6 +125,11 @@ struct upstream {
     _Atomic uint32_t rtt_us[TIER_RTT_SAMPLES];
     _Atomic unsigned rtt_next;
     _Atomic unsigned tier;
+    /* How long it took, the last time, to answer: a passed TLS health
+     * check (connect, TLS handshake, request), or the first answer to a proxied
+     * client's first bytes (a TLS ServerHello). Milliseconds; 0 = not yet.
+     * Any thread writes (upstream_answer_sample); pace_dial reads. */
+    _Atomic uint32_t answer_ms;
     /* prefer.c's, control thread only: a tier was set; it came from a
      * measurement (hysteresis holds only such a tier). */
     bool tier_set, tier_measured;
@@ -184,6 +189,10 @@ void upstream_dial_ok(struct upstream *up, uint64_t latency_us);
 /* Records one round trip to up (a TCP handshake), in microseconds; 0 is
  * counted as 1. Any thread. */
 void upstream_rtt_sample(struct upstream *up, uint64_t rtt_us);
+
+/* Records how long up took to answer (answer_ms): a passed health check, or
+ * the first answer to a proxied client's first bytes. Any thread. */
+void upstream_answer_sample(struct upstream *up, uint64_t took_us);
 
 /* The round-trip estimate of up (tier_rtt_estimate() of its samples), in
  * microseconds, or 0 before TIER_MIN_SAMPLES samples. Any thread. */

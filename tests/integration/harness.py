@@ -72,6 +72,7 @@ class Backend:
         self.conns = []
         self.stopped = False
         self.frozen = False
+        self.answer_delay = 0.0  # seconds before a whoami answer: a slow TLS handshake
         self.fillers = []
         self.sock.settimeout(0.05)
         self.acceptor = threading.Thread(target=self._accept, daemon=True)
@@ -156,6 +157,7 @@ class Backend:
             if mode == "echo":
                 pump_echo(c)
             elif mode == "whoami":
+                time.sleep(self.answer_delay)
                 c.sendall(self.name.encode() + b"\n")
                 pump_echo(c, self)
             elif mode == "source":

@@ -167,6 +167,19 @@ START_TEST(shed_moment_is_just_after_an_answer_or_long_silence)
 }
 END_TEST
 
+START_TEST(pace_hold_leaves_the_handshake_its_time)
+{
+    /* 10 s of client-go's TLS handshake, 1 s margin, twice the answer. */
+    ck_assert_uint_eq(balance_pace_hold_max(0), 9000);
+    ck_assert_uint_eq(balance_pace_hold_max(20), 8960);
+    ck_assert_uint_eq(balance_pace_hold_max(500), 8000); /* the default window still whole */
+    ck_assert_uint_eq(balance_pace_hold_max(3000), 3000);
+    ck_assert_uint_eq(balance_pace_hold_max(4500), 0);
+    ck_assert_uint_eq(balance_pace_hold_max(60000), 0);
+    ck_assert_uint_eq(balance_pace_hold_max(UINT32_MAX), 0);
+}
+END_TEST
+
 /* --- when a ramp starts (upstream_ramp_returned) -------------------------- */
 
 #define NU 3
@@ -274,6 +287,7 @@ int main(void)
     tcase_add_test(tc, small_excess_is_shed_at_random_rounds);
     tcase_add_test(tc, shed_order_is_quietest_first);
     tcase_add_test(tc, shed_moment_is_just_after_an_answer_or_long_silence);
+    tcase_add_test(tc, pace_hold_leaves_the_handshake_its_time);
     check_tcase(s, "ramp", ramp_setup, ramp_teardown, ramp_tests,
                 sizeof(ramp_tests) / sizeof(ramp_tests[0]));
     return check_run(s);
