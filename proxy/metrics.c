@@ -343,6 +343,17 @@ static void check_seconds(const struct snapshot *s, struct strbuf *b)
                    SNAPSHOT_LOAD(s->u[i].up->health_latency_sum_us));
 }
 
+static void answer_seconds(const struct snapshot *s, struct strbuf *b)
+{
+    head(b, "apilb_upstream_answer_seconds", "gauge",
+         "How long the upstream took to answer the last time: a passed TLS health check, or a "
+         "proxied client's first bytes; 0 before the first (a paced dial waits at most 9 s less "
+         "twice the slowest).");
+    for (size_t i = 0; i < s->n; i++)
+        up_seconds(b, "apilb_upstream_answer_seconds", s->u[i].up,
+                   (uint64_t)SNAPSHOT_LOAD(s->u[i].up->answer_ms) * 1000u);
+}
+
 /* The per-upstream families, in the order /metrics lists them. */
 static const struct up_family up_families[] = {
     {.name = "apilb_upstream_health",
@@ -402,6 +413,7 @@ static const struct up_family up_families[] = {
      .field = {UP_COUNTER(health_checks[1]), UP_COUNTER(health_checks[0]),
                UP_COUNTER(health_checks[2])}},
     {.render = check_seconds},
+    {.render = answer_seconds},
     {.name = "apilb_upstream_closed_connections_total",
      .type = "counter",
      .help = "Open connections apilb closed, by reason (upstream turned unhealthy, drained after "

@@ -328,14 +328,16 @@ def paced_dials_slow_answer():
         name = whoami(a.port, timeout=10)  # b2 (least loaded) answers in 3 s: apilb notes it
         first = time.time() - t1
         check(name == b2.name and first >= 2.9, "the slow answer: %s in %.2f s" % (name, first))
+        noted = metric(a, 'apilb_upstream_answer_seconds{upstream="%s"}' % b2.addr)
+        check(noted is not None and noted >= 2.9, "apilb_upstream_answer_seconds = %s" % noted)
         time.sleep(1.2)  # lasting connections, not short exchanges
         arrived, errors, t0 = redial_after_loss([(a.port, s) for s in conns], b1, b2)
         took = sorted(t - t0 for t in arrived)
         width, most = spread(arrived)
-        print("survivor answering in %.2f s; 30 clients reconnecting at once: %d through, "
+        print("survivor answering in %.2f s (apilb_upstream_answer_seconds %s); 30 clients reconnecting at once: %d through, "
               "answered %.2f-%.2f s after the loss (over %.2f s, at most %d in one second), %d "
               "after 10 s; dials paced (metric): %s; errors: %s" %
-              (first, len(arrived), took[0] if took else -1, took[-1] if took else -1, width,
+              (first, noted, len(arrived), took[0] if took else -1, took[-1] if took else -1, width,
                most, sum(1 for t in took if t >= 10.0), metric(a, "apilb_dials_paced_total"),
                errors[:3]))
         check(not errors and len(arrived) == 30, "not every client got through")
