@@ -60,15 +60,14 @@ unsigned balance_pace_hold_max(uint32_t answer_ms)
     return need >= budget ? 0 : (unsigned)(budget - need);
 }
 
-bool balance_shed_moment(uint64_t asked_ms, uint64_t now_ms)
+bool balance_shed_moment(uint64_t asked_ms, uint64_t answered_ms, uint64_t now_ms)
 {
-    uint64_t since;
-
-    if (now_ms < asked_ms)
+    if (now_ms < asked_ms || now_ms < answered_ms)
         return false; /* another thread's clock read */
-    since = now_ms - asked_ms;
-    return (since >= BALANCE_SHED_AFTER_MIN_MS && since <= BALANCE_SHED_AFTER_MAX_MS) ||
-           since >= BALANCE_SHED_SILENT_MS;
+    if (now_ms - asked_ms >= BALANCE_SHED_SILENT_MS)
+        return true;
+    return answered_ms >= asked_ms && now_ms - answered_ms >= BALANCE_SHED_AFTER_MIN_MS &&
+           now_ms - answered_ms <= BALANCE_SHED_AFTER_MAX_MS;
 }
 
 /* qsort_r (glibc): the keys travel with the call, so workers sort at once. */

@@ -81,18 +81,18 @@ unsigned balance_shed_count(unsigned active, unsigned limit, unsigned mine, uint
 unsigned balance_pace_hold_max(uint32_t answer_ms);
 
 /* When --rebalance may close an idle connection whose client last sent a
- * byte at asked_ms: between BALANCE_SHED_AFTER_MIN_MS and
- * BALANCE_SHED_AFTER_MAX_MS after it (its request was answered just now),
- * or once the client has been silent for BALANCE_SHED_SILENT_MS (a watch
- * that only receives). Not in between: a client that asks periodically (a
- * kubelet renews its lease every 10 s) is then nearer its next request,
- * and a close it has not read by the time it sends that request fails the
- * request; a busy client (a loaded node, a stalled event loop) reads it
- * late. Pure. */
+ * byte at asked_ms, answered (the upstream's first bytes after it) at
+ * answered_ms (older than asked_ms: not yet): between
+ * BALANCE_SHED_AFTER_MIN_MS and BALANCE_SHED_AFTER_MAX_MS after that
+ * answer (however long it took), or once the client has been silent for
+ * BALANCE_SHED_SILENT_MS (a watch that only receives). Not in between: a client that asks
+ * periodically (a kubelet renews its lease every 10 s) is then nearer its next request, and a close
+ * it has not read by the time it sends that request fails the request; a busy client (a loaded
+ * node, a stalled event loop) reads it late. Pure. */
 #define BALANCE_SHED_AFTER_MIN_MS 250u
 #define BALANCE_SHED_AFTER_MAX_MS 1500u
 #define BALANCE_SHED_SILENT_MS 30000u
-bool balance_shed_moment(uint64_t asked_ms, uint64_t now_ms);
+bool balance_shed_moment(uint64_t asked_ms, uint64_t answered_ms, uint64_t now_ms);
 
 /* Fills order[0..n) with the indices 0..n-1 sorted by quiet_since_ms[],
  * oldest first (the connection quiet the longest), ties by index. Pure;

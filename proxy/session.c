@@ -138,6 +138,7 @@ struct session {
     bool lost_noted;            /* its upstream ended it: counted for pacing */
     uint64_t quiet_since_ms;    /* the last byte either way (--rebalance sheds the quietest) */
     uint64_t client_sent_ms;    /* the client's last byte (--rebalance: balance_shed_moment) */
+    uint64_t answered_ms;       /* the upstream's first bytes after it */
     uint64_t shed_by_ms;        /* --rebalance chose it: closed at its next moment until
                                    then (sweep_shed); 0 = not chosen */
     bool awaiting_reply;        /* the last bytes went to the upstream: an answer may be due */
@@ -910,6 +911,8 @@ static void session_relay(struct session *s)
         s->quiet_since_ms = clock_now_ms();
         if (s->c2u.total != sent)
             s->client_sent_ms = s->quiet_since_ms;
+        if (s->u2c.total != answered && s->awaiting_reply)
+            s->answered_ms = s->quiet_since_ms;
         /* A request sent and no answer since (or both in one go: not
          * known to be complete): the upstream may be working on it. */
         s->awaiting_reply = s->c2u.total != sent;
@@ -1048,7 +1051,7 @@ static void connected(struct session *s)
         s->age_deadline_ms = clock_now_ms() + age - j;
         worker_schedule_sweep(w, s->age_deadline_ms);
     }
-    s->quiet_since_ms = s->client_sent_ms = clock_now_ms();
+    s->quiet_since_ms = s->client_sent_ms = s->answered_ms = clock_now_ms();
     if (cfg->rebalance)
         worker_schedule_sweep(w, s->quiet_since_ms + REBALANCE_ROUND_MS);
     log_debug("session connected", "sid=%" PRIu64 " upstream=%s", s->id, up->name);
@@ -1295,7 +1298,7 @@ static bool session_idle_now(const struct session *s, uint64_t now_ms)
     int fds[2] = {s->client.io.fd, s->up != NULL ? s->up->io.fd : -1};
 
     if (s->state != S_RELAYING || s->early || s->in_flight || s->awaiting_reply ||
-        !balance_shed_moment(s->client_sent_ms, now_ms) || s->c2u.pending != 0 ||
+        !balance_shed_moment(s->client_sent_ms, s->answered_ms, now_ms) || s->c2u.pending != 0 ||
         s->u2c.pending != 0 || s->c2u.queued || s->u2c.queued || s->c2u.eof || s->u2c.eof)
         return false;
     for (int k = 0; k < 2; k++) {

@@ -151,19 +151,24 @@ END_TEST
 
 START_TEST(shed_moment_is_just_after_an_answer_or_long_silence)
 {
-    uint64_t asked = 100000;
+    uint64_t asked = 100000, ans = asked + 20, slow = asked + 4000;
 
-    ck_assert(!balance_shed_moment(asked, asked));
-    ck_assert(!balance_shed_moment(asked, asked + BALANCE_SHED_AFTER_MIN_MS - 1));
-    ck_assert(balance_shed_moment(asked, asked + BALANCE_SHED_AFTER_MIN_MS));
-    ck_assert(balance_shed_moment(asked, asked + BALANCE_SHED_AFTER_MAX_MS));
+    ck_assert(!balance_shed_moment(asked, ans, ans));
+    ck_assert(!balance_shed_moment(asked, ans, ans + BALANCE_SHED_AFTER_MIN_MS - 1));
+    ck_assert(balance_shed_moment(asked, ans, ans + BALANCE_SHED_AFTER_MIN_MS));
+    ck_assert(balance_shed_moment(asked, ans, ans + BALANCE_SHED_AFTER_MAX_MS));
     /* A kubelet's next lease renewal is 10 s after its last: not near it. */
-    ck_assert(!balance_shed_moment(asked, asked + BALANCE_SHED_AFTER_MAX_MS + 1));
-    ck_assert(!balance_shed_moment(asked, asked + 9900));
-    ck_assert(!balance_shed_moment(asked, asked + BALANCE_SHED_SILENT_MS - 1));
-    ck_assert(balance_shed_moment(asked, asked + BALANCE_SHED_SILENT_MS));
-    ck_assert(balance_shed_moment(asked, asked + 3600000));
-    ck_assert(!balance_shed_moment(asked, asked - 5)); /* a clock read behind */
+    ck_assert(!balance_shed_moment(asked, ans, ans + BALANCE_SHED_AFTER_MAX_MS + 1));
+    ck_assert(!balance_shed_moment(asked, ans, ans + 9900));
+    /* A slow answer: the moment follows it, not the request. */
+    ck_assert(!balance_shed_moment(asked, slow, asked + 1000));
+    ck_assert(balance_shed_moment(asked, slow, slow + 500));
+    /* Not answered yet (the answer before the request is an older one). */
+    ck_assert(!balance_shed_moment(asked, asked - 3000, asked + 500));
+    ck_assert(!balance_shed_moment(asked, ans, asked + BALANCE_SHED_SILENT_MS - 1));
+    ck_assert(balance_shed_moment(asked, ans, asked + BALANCE_SHED_SILENT_MS));
+    ck_assert(balance_shed_moment(asked, asked - 3000, asked + 3600000));
+    ck_assert(!balance_shed_moment(asked, ans, asked - 5)); /* a clock read behind */
 }
 END_TEST
 
