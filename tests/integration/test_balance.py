@@ -210,17 +210,17 @@ class Client(threading.Thread):
 
 
 class SlowClient(Client):
-    """A kubelet on a loaded node: a request every 4 s (its lease), and a
-    loop so busy that a FIN arriving in the 2 s before a request is read
+    """A kubelet on a loaded node: a request every 5 s (its lease), and a
+    loop so busy that a FIN arriving in the 2.5 s before a request is read
     only after the request went out (a Python node of the fleet under load
     reads it up to a second late; any client reads it some time late). It
-    looks for a FIN 2 s before each request; one seen then is a clean close
+    looks for a FIN 2.5 s before each request; one seen then is a clean close
     and it connects again; a request that fails is a failed request."""
 
-    LATE = 2.0
+    LATE = 2.5
 
     def pause(self, rnd):
-        return 4.0 - self.LATE + rnd.uniform(-0.1, 0.1)
+        return 5.0 - self.LATE + rnd.uniform(-0.1, 0.1)
 
 
 def follow(clients, s, bound, step, done):
@@ -312,8 +312,8 @@ def rebalance():
 def rebalance_between_requests():
     """--rebalance closes a connection just after its client's request was
     answered, far from its next one, so that a client slow to read the FIN
-    (SlowClient: it reads it only if it came 2 s or more before its next
-    request, every 4 s) sees it before it sends: 30 of them piled on two
+    (SlowClient: it reads it only if it came 2.5 s or more before its next
+    request, every 5 s) sees it before it sends: 30 of them piled on two
     apiservers converge within +-15 % of the fair share (9..11) within 90 s
     of the third's return, and no request fails. The binary before this
     change closed the quietest, whose next request was nearest: in the
